@@ -1,0 +1,11 @@
+"""actorlearner: asynchronous actor-learner (IMPALA, V-trace) training for gymnasium envs in TF2/Keras 3.
+
+Importing this package does not import TensorFlow (actor processes never need it); the learner imports
+it when training starts.
+"""
+
+from .config import Config, ConfigError
+from .runner import train
+
+__all__ = ["Config", "ConfigError", "train"]
+__version__ = "0.1.0"

@@ -1,0 +1,192 @@
+"""Actor processes: start, hand out slots, watch, restart, stop. The only module that creates processes.
+
+`ActorPool` runs each actor in a spawned process; `SerialActors` runs the same `Actor` code in this
+process (debugging, tests). Both give the learner the same three calls: `give(actor, slot)`,
+`wait(timeout) -> messages`, `stop()`.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing as mp
+import os
+import signal
+import time
+from multiprocessing.connection import wait as wait_ready
+from typing import Callable, Optional
+
+from .actor import MSG_FATAL, MSG_UNROLL, Actor, ActorArgs, actor_process_main, make_policy
+from .reporting import say
+from .transport import local_channel_pair
+
+# Numeric libraries read these at import: set them for the child before it starts, so each actor's
+# BLAS/OpenMP uses `actor_threads` threads instead of one per core each (oversubscription).
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                "TF_NUM_INTEROP_THREADS")
+
+
+class ActorCrashLoop(RuntimeError):
+    """An actor died too often in a short time; restarting it again would only loop."""
+
+
+class ActorPool:
+    def __init__(self, args_for: Callable[[int, int], ActorArgs], num_actors: int, actor_threads: int,
+                 max_restarts: int = 5, restart_window_s: float = 60.0):
+        self._args_for = args_for
+        self._ctx = mp.get_context("spawn")
+        self._threads = actor_threads
+        self.procs: list[Optional[mp.Process]] = [None] * num_actors
+        self.conns: list = [None] * num_actors
+        self.incarnation = [0] * num_actors
+        self.holding: list[set] = [set() for _ in range(num_actors)]  # slots given, not yet returned
+        self._deaths: list[collections.deque] = [collections.deque() for _ in range(num_actors)]
+        self._last_error: list[str] = [""] * num_actors
+        self._max_restarts, self._window = max_restarts, restart_window_s
+        self.restarts = 0
+        self.stopping = False
+
+    def start(self) -> None:
+        for i in range(len(self.procs)):
+            self._start(i)
+
+    def _start(self, i: int) -> None:
+        ours, theirs = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(target=actor_process_main, args=(self._args_for(i, self.incarnation[i]), theirs),
+                                 name=f"actorlearner-actor-{i}", daemon=True)
+        saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+        os.environ.update({k: str(self._threads) for k in _THREAD_VARS})
+        try:
+            proc.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        theirs.close()  # so that the actor's death shows as end-of-file on our end
+        self.procs[i], self.conns[i] = proc, ours
+
+    def give(self, i: int, slot: int) -> None:
+        self.holding[i].add(slot)
+        try:
+            self.conns[i].send(slot)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass  # it died; wait() notices through its sentinel and gives the slot to its successor
+
+    def wait(self, timeout: float) -> list[tuple]:
+        """Messages that arrived within `timeout`; also notices dead actors and replaces them."""
+        conns = {c: i for i, c in enumerate(self.conns)}
+        sentinels = {p.sentinel: i for i, p in enumerate(self.procs)}
+        out = []
+        for ready in wait_ready(list(conns) + list(sentinels), timeout):
+            if ready in conns:
+                out.extend(self._drain(conns[ready]))
+        for i, proc in enumerate(self.procs):
+            if proc.exitcode is not None and not self.stopping:
+                out.extend(self._drain(i))
+                self._replace(i)
+        return out
+
+    def _drain(self, i: int) -> list[tuple]:
+        out = []
+        conn = self.conns[i]
+        try:
+            while conn.poll(0):
+                msg = conn.recv()
+                if msg[0] == MSG_UNROLL:
+                    self.holding[i].discard(msg[2])
+                elif msg[0] == MSG_FATAL:
+                    self._last_error[i] = msg[2].strip().splitlines()[-1]
+                out.append(msg)
+        except (EOFError, OSError):
+            pass
+        return out
+
+    def _replace(self, i: int) -> None:
+        proc = self.procs[i]
+        proc.join(timeout=1.0)
+        code = proc.exitcode
+        how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit status {code}"
+        error = f": {self._last_error[i]}" if self._last_error[i] else ""
+        now = time.monotonic()
+        deaths = self._deaths[i]
+        deaths.append(now)
+        while deaths and now - deaths[0] > self._window:
+            deaths.popleft()
+        if len(deaths) >= self._max_restarts:
+            raise ActorCrashLoop(f"actor {i} died {len(deaths)} times within {self._window:.0f} s "
+                                 f"(last: {how}{error}); stopping instead of restarting it again")
+        self.conns[i].close()
+        self.incarnation[i] += 1
+        self.restarts += 1
+        self._last_error[i] = ""
+        say(f"actor {i} died ({how}{error}); starting a replacement (restart {self.restarts})")
+        self._start(i)
+        lost, self.holding[i] = sorted(self.holding[i]), set()
+        for slot in lost:  # what the dead actor held is lost: its successor refills those slots
+            self.give(i, slot)
+
+    def alive(self) -> int:
+        return sum(p is not None and p.exitcode is None for p in self.procs)
+
+    def stop(self, timeout_s: float = 3.0) -> None:
+        """Asks every actor to stop, then escalates to SIGTERM and SIGKILL. Safe to call twice."""
+        self.stopping = True
+        for conn in self.conns:
+            try:
+                conn.send(None)
+            except (OSError, AttributeError):
+                pass
+        deadline = time.monotonic() + timeout_s
+        for proc in self.procs:
+            if proc is not None:
+                proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        for proc in self.procs:
+            if proc is not None and proc.exitcode is None:
+                proc.terminate()
+                proc.join(timeout=1.0)
+            if proc is not None and proc.exitcode is None:
+                proc.kill()
+                proc.join(timeout=1.0)
+        for conn in self.conns:
+            if conn is not None:
+                conn.close()
+        self.conns = [None] * len(self.conns)
+
+
+class SerialActors:
+    """The same actors, run in this process one unroll at a time when the learner waits."""
+
+    def __init__(self, args_for: Callable[[int, int], ActorArgs], num_actors: int, slots, weights,
+                 env_fn: Callable, model_fn: Optional[Callable]):
+        self.actors, self._ours = [], []
+        self.restarts = 0
+        for i in range(num_actors):
+            a = args_for(i, 0)
+            ours, theirs = local_channel_pair()
+            policy = make_policy(a.cfg, a.spec, model_fn)
+            self.actors.append(Actor(i, a.cfg, a.spec, env_fn, policy, slots, theirs, weights))
+            self._ours.append(ours)
+
+    def start(self) -> None:
+        pass
+
+    def give(self, i: int, slot: int) -> None:
+        self._ours[i].send(slot)
+
+    def wait(self, timeout: float) -> list[tuple]:
+        out = []
+        for actor, ours in zip(self.actors, self._ours):
+            if actor.channel.poll():
+                actor.produce(actor.channel.recv())
+            while ours.poll():
+                out.append(ours.recv())
+        return out
+
+    def alive(self) -> int:
+        return len(self.actors)
+
+    def stop(self, timeout_s: float = 0.0) -> None:
+        for actor in self.actors:
+            actor.close()
+        self.actors = []

@@ -1,0 +1,182 @@
+"""The one typed run configuration, its validation, and the CLI flags generated from it.
+
+Everything a run needs is a field of `Config`; the help text of each flag is the field's `help` metadata,
+so `--help` and the code cannot drift apart. A Config is validated once (`validate`) before any process
+starts and is never mutated afterwards (it is frozen).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+class ConfigError(ValueError):
+    """Bad user input: reported as one line, exit status 2, before any process starts."""
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- task ---
+    env: str = _f("CartPole-v1", "gymnasium environment id (any registered id with a Box observation and a "
+                  "Discrete or Box action space)")
+    seed: int = _f(1, "random seed for the model, the actors' envs and action sampling")
+    # --- stopping ---
+    max_seconds: float = _f(0.0, "stop after this many seconds of wall time (0: no limit)")
+    max_steps: int = _f(20_000_000, "stop after this many env steps (0: no limit)")
+    target_return: Optional[float] = _f(None, "solved when the mean return of the last 100 training episodes "
+                                        "reaches this (default: the env spec's reward_threshold)")
+    stop_at_target: bool = _f(True, "stop once solved (--no-stop-at-target keeps training)")
+    # --- actors ---
+    num_actors: int = _f(0, "actor processes (0: one per CPU core, as the learner's own work is small)")
+    envs_per_actor: int = _f(16, "envs stepped by each actor, their policy inference batched together")
+    unroll_length: int = _f(20, "env steps per unroll (T); unrolls overlap by one step for bootstrapping")
+    actor_inference: str = _f("auto", "how actors run the policy: numpy (default MLP only, no TensorFlow in "
+                              "actors, fastest), tensorflow, or auto (numpy when the model allows it)",
+                              choices=("auto", "numpy", "tensorflow"))
+    actor_threads: int = _f(1, "threads each actor process gives its numeric libraries")
+    # --- model ---
+    hidden_sizes: tuple = _f((64, 64), "hidden layer widths of the default MLP (comma separated)")
+    activation: str = _f("tanh", "activation of the default MLP's hidden layers", choices=("tanh", "relu"))
+    init_log_std: float = _f(0.0, "initial log standard deviation of the Gaussian policy (Box actions)")
+    # --- learner ---
+    batch_size: int = _f(64, "env unrolls per learner batch (a multiple of --envs-per-actor)")
+    learning_rate: float = _f(1.5e-2, "Adam learning rate")
+    adam_epsilon: float = _f(1e-7, "Adam epsilon")
+    gamma: float = _f(0.99, "discount factor")
+    reward_scale: float = _f(1.0, "rewards are multiplied by this before learning (returns are reported unscaled)")
+    entropy_cost: float = _f(0.01, "weight of the entropy bonus")
+    baseline_cost: float = _f(0.5, "weight of the value (baseline) loss")
+    max_grad_norm: float = _f(40.0, "clip gradients to this global norm")
+    vtrace_lambda: float = _f(1.0, "lambda of V-trace (1.0 as in IMPALA)")
+    clip_rho: float = _f(1.0, "V-trace clip of importance weights for the value targets (rho bar)")
+    clip_pg_rho: float = _f(1.0, "V-trace clip of importance weights for the policy gradient")
+    learner_threads: int = _f(0, "threads for TensorFlow in the learner (0: TensorFlow's default)")
+    # --- evaluation and output ---
+    eval_every_s: float = _f(5.0, "evaluate the greedy policy every this many seconds (0: only at the end)")
+    eval_episodes: int = _f(5, "episodes per evaluation")
+    log_every_s: float = _f(1.0, "seconds between progress lines and metrics records")
+    run_dir: Optional[str] = _f(None, "where results go (default: runs/<env>-<timestamp>)")
+    serial: bool = _f(False, "run actors and learner in this one process (debugging, tests)")
+    wait_timeout_s: float = _f(30.0, "a wait on the other side that takes longer than this is an error")
+
+    # ---------------------------------------------------------------------------------------------
+    @property
+    def slots_per_batch(self) -> int:
+        return self.batch_size // self.envs_per_actor
+
+    def resolved_num_actors(self) -> int:
+        return self.num_actors or max(1, os.cpu_count() or 1)
+
+    def to_json(self) -> str:
+        d = dataclasses.asdict(self)
+        d["hidden_sizes"] = list(self.hidden_sizes)
+        return json.dumps(d, indent=2, sort_keys=True)
+
+    def replace(self, **kw: Any) -> "Config":
+        return dataclasses.replace(self, **kw)
+
+
+def validate(cfg: Config) -> Config:
+    """Checks every value; raises ConfigError with a one-line message. Returns cfg for chaining."""
+    positive_int = ("envs_per_actor", "unroll_length", "batch_size", "eval_episodes", "actor_threads")
+    for name in positive_int:
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"--{_flag(name)} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("num_actors", "max_steps", "learner_threads"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(cfg, name)}")
+    for name in ("max_seconds", "eval_every_s", "entropy_cost", "baseline_cost"):
+        if not getattr(cfg, name) >= 0:
+            raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(cfg, name)}")
+    for name in ("learning_rate", "max_grad_norm", "reward_scale", "log_every_s", "wait_timeout_s",
+                 "adam_epsilon", "clip_rho", "clip_pg_rho"):
+        if not getattr(cfg, name) > 0:
+            raise ConfigError(f"--{_flag(name)} must be > 0, got {getattr(cfg, name)}")
+    if not 0.0 <= cfg.gamma <= 1.0:
+        raise ConfigError(f"--gamma must be in [0, 1], got {cfg.gamma}")
+    if not 0.0 < cfg.vtrace_lambda <= 1.0:
+        raise ConfigError(f"--vtrace-lambda must be in (0, 1], got {cfg.vtrace_lambda}")
+    if cfg.batch_size % cfg.envs_per_actor:
+        raise ConfigError(f"--batch-size ({cfg.batch_size}) must be a multiple of --envs-per-actor "
+                          f"({cfg.envs_per_actor}): a batch is made of whole actor unrolls")
+    if not cfg.hidden_sizes or any(int(h) < 1 for h in cfg.hidden_sizes):
+        raise ConfigError(f"--hidden-sizes must be positive widths, got {cfg.hidden_sizes}")
+    for name, f in _fields().items():
+        choices = f.metadata.get("choices")
+        if choices and getattr(cfg, name) not in choices:
+            raise ConfigError(f"--{_flag(name)} must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}")
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------------
+# CLI generation
+
+
+def _fields() -> dict:
+    return {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _parse_sizes(text: str) -> tuple:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma separated integers, got {text!r}") from None
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per Config field, defaults shown in --help; unset flags parse to None (keep the default)."""
+    defaults = Config()
+    for name, f in _fields().items():
+        default = getattr(defaults, name)
+        help_text = f.metadata["help"] + f" [default: {_show(default)}]"
+        flag = "--" + _flag(name)
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+            continue
+        if name == "hidden_sizes":
+            kind = _parse_sizes
+        elif name in ("target_return",):
+            kind = float
+        elif name == "run_dir":
+            kind = str
+        else:
+            kind = type(default)
+        parser.add_argument(flag, dest=name, type=kind, default=None, metavar=name.upper(),
+                            choices=f.metadata.get("choices"), help=help_text)
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, tuple):
+        return ",".join(str(x) for x in v)
+    return str(v)
+
+
+def config_from_args(args: argparse.Namespace, base: Optional[Config] = None) -> Config:
+    base = base or Config()
+    overrides = {name: getattr(args, name) for name in _fields() if getattr(args, name, None) is not None}
+    return base.replace(**overrides)
+
+
+def config_from_dict(d: dict) -> Config:
+    """Builds a Config from a JSON-like dict; unknown keys are an error, not silently ignored."""
+    unknown = sorted(set(d) - set(_fields()))
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+    d = dict(d)
+    if "hidden_sizes" in d:
+        d["hidden_sizes"] = tuple(d["hidden_sizes"])
+    return Config(**d)

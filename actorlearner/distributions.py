@@ -1,0 +1,85 @@
+"""Action distributions: log-probabilities, entropies and sampling, in numpy (actors) and TF (learner).
+
+The policy head's output `p` is `[B, A]` logits for Discrete actions, and `[B, 2*D]` = concat(mean,
+log_std) for a D-dimensional diagonal Gaussian. The numpy and TF versions of each function compute the
+same quantity; tests hold them equal, because V-trace's importance weights divide one by the other.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+# ---------------------------------------------------------------- numpy (actor side, no TensorFlow)
+
+def np_log_softmax(logits: np.ndarray) -> np.ndarray:
+    """logits [B, A] -> log-probabilities [B, A]."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def np_sample_discrete(logits: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """logits [B, A] -> (actions [B] int64, log-probs [B] float32), by inverse-CDF sampling."""
+    logp_all = np_log_softmax(logits.astype(np.float64))
+    cdf = np.cumsum(np.exp(logp_all), axis=-1)
+    u = rng.random((logits.shape[0], 1)) * cdf[:, -1:]
+    actions = np.minimum((cdf < u).sum(axis=-1), logits.shape[-1] - 1)
+    logp = logp_all[np.arange(logits.shape[0]), actions]
+    return actions, logp.astype(np.float32)
+
+
+def np_gaussian_log_prob(params: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """params [B, 2D] (mean, log_std), actions [B, D] -> log-probs [B] (summed over D)."""
+    d = actions.shape[-1]
+    mean, log_std = params[:, :d], params[:, d:]
+    z = (actions - mean) * np.exp(-log_std)
+    return (-0.5 * z * z - log_std - 0.5 * LOG_2PI).sum(axis=-1)
+
+
+def np_sample_gaussian(params: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """params [B, 2D] -> (unclipped actions [B, D] float32, log-probs [B] float32).
+
+    The action is kept unclipped: clipping to the env's bounds happens only when stepping the env, so the
+    log-prob stays that of the action the distribution produced."""
+    d = params.shape[-1] // 2
+    mean, log_std = params[:, :d], params[:, d:]
+    actions = (mean + np.exp(log_std) * rng.standard_normal(mean.shape)).astype(np.float32)
+    return actions, np_gaussian_log_prob(params, actions).astype(np.float32)
+
+
+def np_greedy(params: np.ndarray, discrete: bool) -> np.ndarray:
+    """The deterministic action: argmax of logits [B] or the Gaussian mean [B, D]."""
+    if discrete:
+        return params.argmax(axis=-1)
+    return params[:, : params.shape[-1] // 2]
+
+
+# ---------------------------------------------------------------- TensorFlow (learner side)
+
+def tf_log_prob(params, actions, *, discrete: bool):
+    """params [N, A] or [N, 2D]; actions [N] int32 or [N, D] float32 -> log-probs [N]."""
+    import tensorflow as tf
+
+    if discrete:
+        logp_all = tf.nn.log_softmax(params)
+        return tf.gather(logp_all, tf.cast(actions, tf.int32), batch_dims=1)
+    d = params.shape[-1] // 2
+    mean, log_std = params[:, :d], params[:, d:]
+    z = (actions - mean) * tf.exp(-log_std)
+    return tf.reduce_sum(-0.5 * z * z - log_std - 0.5 * LOG_2PI, axis=-1)
+
+
+def tf_entropy(params, *, discrete: bool):
+    """params [N, A] or [N, 2D] -> entropy [N]."""
+    import tensorflow as tf
+
+    if discrete:
+        logp = tf.nn.log_softmax(params)
+        return -tf.reduce_sum(tf.exp(logp) * logp, axis=-1)
+    d = params.shape[-1] // 2
+    log_std = params[:, d:]
+    return tf.reduce_sum(log_std + 0.5 * (LOG_2PI + 1.0), axis=-1)

@@ -1,0 +1,92 @@
+"""The learner: one compiled IMPALA update per batch of unrolls, and the flat weights it publishes.
+
+The learner knows a batch (numpy arrays from `trajectory.learner_inputs`) and returns the new flat weight
+vector; where batches come from and where weights go is the runner's business.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from . import distributions as D
+from .config import Config
+from .envs import EnvSpec
+from .losses import impala_loss
+
+
+class NumericalFault(RuntimeError):
+    """A NaN or Inf showed up in the loss or the gradients; the weights were not updated."""
+
+
+class Learner:
+    def __init__(self, cfg: Config, spec: EnvSpec, model: keras.Model):
+        self.cfg = cfg
+        self.spec = spec
+        self.model = model
+        self.optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate, epsilon=cfg.adam_epsilon)
+        self.optimizer.build(model.trainable_variables)
+        T, B = cfg.unroll_length, cfg.batch_size
+        act_sig = (tf.TensorSpec([T, B], tf.int32) if spec.discrete
+                   else tf.TensorSpec([T, B, spec.action_dim], tf.float32))
+        # A fixed input_signature: one trace, and no retracing on Python scalars or shapes.
+        self._step = tf.function(self._train_step, input_signature=[
+            tf.TensorSpec([T + 1, B, spec.obs_dim], tf.float32), act_sig, tf.TensorSpec([T, B], tf.float32),
+            tf.TensorSpec([T, B], tf.float32), tf.TensorSpec([T, B], tf.float32)])
+        self.steps = 0
+
+    def _train_step(self, obs, actions, behaviour_logp, rewards, discounts):
+        cfg, spec = self.cfg, self.spec
+        T, B = cfg.unroll_length, cfg.batch_size
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            params, values = self.model(tf.reshape(obs, [(T + 1) * B, spec.obs_dim]), training=True)
+            values = tf.reshape(values, [T + 1, B])
+            params = tf.reshape(params, [T + 1, B, -1])[:T]
+            flat_params = tf.reshape(params, [T * B, -1])
+            flat_actions = tf.reshape(actions, [T * B] if spec.discrete else [T * B, spec.action_dim])
+            target_logp = tf.reshape(D.tf_log_prob(flat_params, flat_actions, discrete=spec.discrete), [T, B])
+            entropy = tf.reshape(D.tf_entropy(flat_params, discrete=spec.discrete), [T, B])
+            losses = impala_loss(target_logp=target_logp, behaviour_logp=behaviour_logp, entropy=entropy,
+                                 values=values, rewards=rewards, discounts=discounts,
+                                 baseline_cost=cfg.baseline_cost, entropy_cost=cfg.entropy_cost,
+                                 clip_rho=cfg.clip_rho, clip_pg_rho=cfg.clip_pg_rho, lambda_=cfg.vtrace_lambda)
+        grads = tape.gradient(losses["total"], variables)
+        grads, grad_norm = tf.clip_by_global_norm(grads, cfg.max_grad_norm)
+        finite = tf.math.is_finite(losses["total"]) & tf.math.is_finite(grad_norm)
+        # A non-finite update is never applied, so the published weights stay the last good ones.
+        tf.cond(finite, lambda: self._apply(grads, variables), lambda: tf.no_op())
+        flat = tf.concat([tf.reshape(w, [-1]) for w in self.model.weights], axis=0)
+        stats = {k: v for k, v in losses.items()}
+        stats["grad_norm"] = grad_norm
+        return finite, stats, flat
+
+    def trace(self) -> None:
+        """Compiles the step now (about a second), e.g. while the actors produce the first batch."""
+        self._step.get_concrete_function()
+
+    def _apply(self, grads, variables):
+        self.optimizer.apply_gradients(zip(grads, variables))
+        return tf.no_op()
+
+    def step(self, batch: dict[str, np.ndarray]) -> tuple[dict[str, float], np.ndarray]:
+        """One update on a batch from `trajectory.learner_inputs`; returns (stats, new flat weights).
+
+        Raises NumericalFault (weights untouched) if the loss or gradient norm is not finite."""
+        finite, stats, flat = self._step(batch["obs"], batch["actions"], batch["behaviour_logp"],
+                                         batch["rewards"], batch["discounts"])
+        stats = {k: float(v) for k, v in stats.items()}
+        if not bool(finite):
+            raise NumericalFault(f"non-finite loss or gradient at learner step {self.steps + 1}: {stats}")
+        flat = flat.numpy()
+        if not np.isfinite(flat).all():
+            raise NumericalFault(f"non-finite weights after learner step {self.steps + 1}")
+        self.steps += 1
+        return stats, flat
+
+
+def set_learner_threads(n: int) -> None:
+    if n:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)

@@ -1,0 +1,36 @@
+"""The IMPALA loss on V-trace targets, as a pure function of tensors."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from . import vtrace
+
+
+def impala_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discounts,
+                baseline_cost: float, entropy_cost: float, clip_rho: float, clip_pg_rho: float,
+                lambda_: float) -> dict:
+    """IMPALA's policy-gradient + baseline - entropy loss, averaged over the T*B samples.
+
+    Args (all float32 tensors):
+      target_logp: [T, B] log pi(a_t|x_t) under the learner's policy (gradient flows through it).
+      behaviour_logp: [T, B] log mu(a_t|x_t) recorded by the actor that acted.
+      entropy: [T, B] entropy of pi(.|x_t) (gradient flows).
+      values: [T+1, B] V(x_t) for t = 0..T, the last row bootstrapping (gradient flows through [:T]).
+      rewards: [T, B] r_t, already scaled and with truncation bootstraps added (see trajectory.py).
+      discounts: [T, B] gamma * (1 - done_t).
+
+    Returns a dict of scalars: total (to minimise), policy, baseline, entropy (the mean entropy itself),
+    and rho_mean (mean importance weight, a policy-lag health figure).
+    """
+    log_rhos = target_logp - behaviour_logp
+    vt = vtrace.from_importance_weights(log_rhos=log_rhos, discounts=discounts, rewards=rewards,
+                                        values=values[:-1], bootstrap_value=values[-1],
+                                        clip_rho_threshold=clip_rho, clip_pg_rho_threshold=clip_pg_rho,
+                                        lambda_=lambda_)
+    policy_loss = -tf.reduce_mean(target_logp * vt.pg_advantages)
+    baseline_loss = 0.5 * tf.reduce_mean(tf.square(vt.vs - values[:-1]))
+    mean_entropy = tf.reduce_mean(entropy)
+    total = policy_loss + baseline_cost * baseline_loss - entropy_cost * mean_entropy
+    return {"total": total, "policy": policy_loss, "baseline": baseline_loss, "entropy": mean_entropy,
+            "rho_mean": tf.reduce_mean(tf.exp(tf.stop_gradient(log_rhos)))}

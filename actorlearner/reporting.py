@@ -1,0 +1,156 @@
+"""Counting what a run did, and saying so: progress lines, metrics.jsonl, summary.json."""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import os
+import sys
+import time
+from typing import Optional
+
+
+def process_age_s() -> float:
+    """Seconds since this process started (so "time to solve" includes interpreter start and imports)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class RunStats:
+    """Counters of a run. Times are seconds since `t0` (a time.monotonic() value)."""
+
+    def __init__(self, t0: float, target_return: Optional[float]):
+        self.t0 = t0
+        self.target = target_return
+        self.env_steps = 0
+        self.learner_steps = 0
+        self.episodes = 0
+        self.recent_returns: collections.deque = collections.deque(maxlen=100)
+        self.recent_lengths: collections.deque = collections.deque(maxlen=100)
+        self.solved_at_s: Optional[float] = None
+        self.solved_at_steps: Optional[int] = None
+        self.first_step_s: Optional[float] = None
+        self.first_step_env_steps = 0
+        self.lag_sum = 0.0
+        self.lag_count = 0
+        self.last_eval: Optional[float] = None
+        self.best_eval: Optional[float] = None
+        self.actor_restarts = 0
+        self.env_errors = 0
+        self.last_losses: dict = {}
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def add_episodes(self, returns: list, lengths: list) -> None:
+        self.episodes += len(returns)
+        self.recent_returns.extend(returns)
+        self.recent_lengths.extend(lengths)
+
+    def mean_return_100(self) -> Optional[float]:
+        return float(sum(self.recent_returns) / len(self.recent_returns)) if self.recent_returns else None
+
+    def check_solved(self) -> bool:
+        """Solved: 100 finished episodes whose mean return reaches the target. Records when, once."""
+        if self.target is None or len(self.recent_returns) < 100:
+            return self.solved_at_s is not None
+        if self.solved_at_s is None and self.mean_return_100() >= self.target:
+            self.solved_at_s, self.solved_at_steps = self.now(), self.env_steps
+        return self.solved_at_s is not None
+
+    def add_learner_step(self, env_steps: int, lags: list, losses: dict) -> None:
+        if self.first_step_s is None:
+            self.first_step_s = self.now()
+            self.first_step_env_steps = self.env_steps
+        self.learner_steps += 1
+        self.env_steps += env_steps
+        self.lag_sum += sum(lags)
+        self.lag_count += len(lags)
+        self.last_losses = losses
+
+    def policy_lag_mean(self) -> Optional[float]:
+        return self.lag_sum / self.lag_count if self.lag_count else None
+
+    def record(self) -> dict:
+        """One metrics.jsonl line."""
+        t = self.now()
+        return {"time_s": round(t, 3), "env_steps": self.env_steps, "learner_steps": self.learner_steps,
+                "episodes": self.episodes, "mean_return_100": self.mean_return_100(),
+                "env_steps_per_s": self.env_steps / t if t > 0 else 0.0,
+                "policy_lag_mean": self.policy_lag_mean(), "eval_return": self.last_eval,
+                "actor_restarts": self.actor_restarts, "env_errors": self.env_errors,
+                **{f"loss_{k}": v for k, v in self.last_losses.items()}}
+
+    def summary(self, env_id: str, seed: int, status: str) -> dict:
+        wall = self.now()
+        mr = self.mean_return_100()
+        train_s = wall - self.first_step_s if self.first_step_s is not None else 0.0
+        return {
+            "env_id": env_id, "seed": seed, "status": status, "wall_s": wall,
+            "env_steps": self.env_steps, "env_steps_per_s": self.env_steps / wall if wall > 0 else 0.0,
+            "learner_steps": self.learner_steps, "episodes": self.episodes, "mean_return_100": mr,
+            "target_return": self.target,
+            "solved": bool(mr is not None and self.target is not None and len(self.recent_returns) >= 100
+                           and mr >= self.target),
+            "solved_at_s": self.solved_at_s, "solved_at_steps": self.solved_at_steps,
+            "eval_return_mean": self.last_eval, "best_eval_return": self.best_eval,
+            "policy_lag_mean": self.policy_lag_mean(),
+            "startup_s": self.first_step_s,
+            "train_env_steps_per_s": ((self.env_steps - self.first_step_env_steps) / train_s
+                                      if train_s > 0 else 0.0),
+            "actor_restarts": self.actor_restarts, "env_errors": self.env_errors,
+        }
+
+
+def _fmt(x: Optional[float], spec: str = ".1f") -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def _si(n: float) -> str:
+    for unit, scale in (("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def progress_line(stats: RunStats, steps_per_s: float) -> str:
+    return (f"[{stats.now():7.1f}s] steps {_si(stats.env_steps):>7} ({_si(steps_per_s)}/s) | "
+            f"episodes {stats.episodes} | return(100) {_fmt(stats.mean_return_100())} | "
+            f"lag {_fmt(stats.policy_lag_mean(), '.2f')} | loss {_fmt(stats.last_losses.get('total'), '.4f')}")
+
+
+class RunDir:
+    """The run directory: config.json at start, metrics.jsonl as it goes, summary.json at the end."""
+
+    def __init__(self, path: str):
+        self.path = path
+        os.makedirs(path, exist_ok=True)
+        self._metrics = open(os.path.join(path, "metrics.jsonl"), "a", buffering=1)
+
+    def write_json(self, name: str, obj) -> None:
+        """Atomic: a reader sees the old file or the new one, never half of one."""
+        final = os.path.join(self.path, name)
+        tmp = final + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(obj if isinstance(obj, str) else json.dumps(obj, indent=2))
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+
+    def log_metrics(self, record: dict) -> None:
+        self._metrics.write(json.dumps(record) + "\n")
+
+    def close(self) -> None:
+        self._metrics.close()
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stdout, flush=True)

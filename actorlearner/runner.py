@@ -1,0 +1,276 @@
+"""All the wiring of a training run in one function: `train(cfg, env_fn=None, model_fn=None)`.
+
+Order matters for start-up time: actors are spawned before the learner imports TensorFlow (they need
+only numpy and gymnasium), so their start overlaps the ~2 s TensorFlow import.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+from typing import Callable, Optional
+
+import cloudpickle
+import numpy as np
+
+from .actor import MSG_ENV_ERROR, MSG_FATAL, MSG_UNROLL, ActorArgs, make_policy, unroll_spec
+from .actor_pool import ActorPool, SerialActors
+from .config import Config, ConfigError, validate
+from .envs import check_env_id, inspect_env, make_env_fn
+from .evaluation import run_episodes
+from .policies import default_layout, layout_size
+from .reporting import RunDir, RunStats, progress_line, say
+from .trajectory import learner_inputs
+from .transport import SlotPool, TransportTimeout, WeightStore, new_run_token, remove_stale_segments
+
+
+class Interrupted(Exception):
+    """Raised inside the loop on a second Ctrl-C: stop now, still cleaning up."""
+
+
+class _StopSignals:
+    """First SIGINT/SIGTERM asks for a graceful stop; a second SIGINT stops at once (still cleaning up)."""
+
+    def __init__(self):
+        self.requested: Optional[str] = None
+        self._saved = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested is not None and signum == signal.SIGINT:
+            raise Interrupted("second interrupt")
+        self.requested = signal.Signals(signum).name
+        say(f"{self.requested}: stopping (press Ctrl-C again to stop at once)")
+
+    def __exit__(self, *exc):
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None):
+    """Validates everything a run needs, before any process starts. Raises ConfigError."""
+    validate(cfg)
+    if env_fn is None:
+        check_env_id(cfg.env)
+        env_fn = make_env_fn(cfg.env)
+    elif not callable(env_fn):
+        raise ConfigError("env_fn must be a callable that returns a gymnasium.Env")
+    spec = inspect_env(env_fn)
+    if model_fn is not None and cfg.actor_inference == "numpy":
+        raise ConfigError("--actor-inference numpy runs only the default MLP; a custom model needs "
+                          "tensorflow (or auto)")
+    target = cfg.target_return if cfg.target_return is not None else spec.reward_threshold
+    return env_fn, spec, target
+
+
+def default_run_dir(cfg: Config) -> str:
+    name = cfg.env if isinstance(cfg.env, str) else "custom"
+    return os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+
+
+def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None, *,
+          start_time: Optional[float] = None) -> dict:
+    """Trains until solved or a limit; returns the summary (also written to RUN_DIR/summary.json).
+
+    env_fn: optional callable returning a gymnasium.Env (overrides cfg.env; lambdas work).
+    model_fn: optional callable `model_fn(spec: EnvSpec) -> keras.Model` (see model.py's convention).
+    start_time: time.monotonic() of the command's start, so times include start-up (default: now).
+    """
+    t0 = start_time if start_time is not None else time.monotonic()
+    env_fn, spec, target = prepare(cfg, env_fn, model_fn)
+    run_dir = RunDir(cfg.run_dir or default_run_dir(cfg))
+    cfg = cfg.replace(run_dir=run_dir.path)
+    run_dir.write_json("config.json", cfg.to_json())
+    stats = RunStats(t0, target)
+    num_actors = cfg.resolved_num_actors()
+    numpy_actors = model_fn is None and cfg.actor_inference != "tensorflow"
+    for stale in remove_stale_segments():
+        say(f"removed a shared-memory segment left by a killed run: /dev/shm/{stale}")
+    say(f"actorlearner: {cfg.env} | {num_actors} actor{'s' if num_actors > 1 else ''}"
+        f"{' (serial mode, in this process)' if cfg.serial else ' processes'} x {cfg.envs_per_actor} envs, "
+        f"unroll {cfg.unroll_length}, batch {cfg.batch_size} | actors run the policy in "
+        f"{'numpy (default MLP, no TensorFlow in actors)' if numpy_actors else 'TensorFlow'} | "
+        f"target return {target} | run dir {run_dir.path}")
+
+    model = None
+    if numpy_actors:
+        n_params = layout_size(default_layout(spec, cfg.hidden_sizes))
+    else:  # the actors run the model itself, so its size is known only once it is built
+        model = _build_model(cfg, spec, model_fn)
+        n_params = sum(int(np.prod(w.shape)) for w in model.weights)
+
+    slots_per_actor = max(2, math.ceil(cfg.slots_per_batch / num_actors) + 1)
+    token = None if cfg.serial else new_run_token()
+    fields = unroll_spec(cfg, spec)
+    status, error = "running", None
+    pool = slots = weights = None
+    with _StopSignals() as signals:
+        try:
+            slots = SlotPool(fields, slots_per_actor * num_actors, token)
+            weights = WeightStore(n_params, token)
+            env_blob = cloudpickle.dumps(env_fn)
+            model_blob = b"" if numpy_actors else cloudpickle.dumps(model_fn or _DefaultModel(cfg))
+
+            def args_for(i: int, incarnation: int) -> ActorArgs:
+                return ActorArgs(i, incarnation, cfg, spec, env_blob, model_blob, slots.spec(), weights.spec(),
+                                 os.getpid())
+
+            if cfg.serial:
+                pool = SerialActors(args_for, num_actors, slots, weights, env_fn,
+                                    None if numpy_actors else (model_fn or _DefaultModel(cfg)))
+            else:
+                pool = ActorPool(args_for, num_actors, cfg.actor_threads)
+            pool.start()
+            status = _learn(cfg, spec, env_fn, model_fn, model, numpy_actors, pool, slots, weights, stats,
+                            run_dir, signals, slots_per_actor)
+        except Interrupted:
+            status = "interrupted"
+        except Exception as e:
+            status, error = "error", e
+        finally:
+            if pool is not None:
+                pool.stop(timeout_s=0.5 if status == "interrupted" else 3.0)
+            for shared in (slots, weights):
+                if shared is not None:
+                    shared.close()
+            summary = stats.summary(cfg.env, cfg.seed, status)
+            if pool is not None:
+                summary["actor_restarts"] = pool.restarts
+            if error is not None:
+                summary["error"] = f"{type(error).__name__}: {error}"
+            run_dir.write_json("summary.json", summary)
+            run_dir.close()
+    if error is not None:
+        raise error
+    solved_at = "-" if summary["solved_at_s"] is None else f"{summary['solved_at_s']:.1f} s"
+    say(f"done ({status}): {stats.env_steps} env steps in {summary['wall_s']:.1f} s, mean return(100) "
+        f"{summary['mean_return_100']}, solved at {solved_at}; results in {run_dir.path}")
+    return summary
+
+
+class _DefaultModel:
+    """Picklable factory of the default model, for actors that run it in TensorFlow."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+
+    def __call__(self, spec):
+        from .model import build_default_model
+
+        return build_default_model(spec, self.cfg)
+
+
+def _build_model(cfg: Config, spec, model_fn):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from .learner import set_learner_threads
+
+    set_learner_threads(cfg.learner_threads)
+    if model_fn is None:
+        from .model import build_default_model, check_default_layout
+
+        model = build_default_model(spec, cfg)
+        check_default_layout(model, spec, cfg)
+        return model
+    model = model_fn(spec)
+    return model
+
+
+def _learn(cfg, spec, env_fn, model_fn, model, numpy_actors, pool, slots, weights, stats, run_dir, signals,
+           slots_per_actor) -> str:
+    """The learner loop; returns why it stopped."""
+    if model is None:
+        model = _build_model(cfg, spec, None)
+    from .learner import Learner
+    from .model import flat_weights
+
+    learner = Learner(cfg, spec, model)
+    weights.publish(flat_weights(model))
+    num_actors = len(pool.holding) if hasattr(pool, "holding") else len(pool.actors)
+    for i in range(num_actors):
+        for s in range(slots_per_actor):
+            pool.give(i, i * slots_per_actor + s)
+    learner.trace()  # overlaps the first trace with the actors' first unrolls
+
+    eval_policy = make_policy(cfg, spec, None if numpy_actors else (model_fn or _DefaultModel(cfg)))
+    ready: list[tuple[int, int]] = []
+    last_data = time.monotonic()
+    next_log = stats.now() + cfg.log_every_s
+    next_eval = stats.now() + cfg.eval_every_s if cfg.eval_every_s > 0 else math.inf
+    last_log_steps, last_log_t = 0, stats.now()
+    steps_per_unroll = cfg.unroll_length * cfg.envs_per_actor
+    latest = None
+    while True:
+        # -- stop conditions
+        if signals.requested:
+            return "interrupted"
+        if stats.check_solved() and cfg.stop_at_target:
+            status = "solved"
+            break
+        if cfg.max_steps and stats.env_steps >= cfg.max_steps:
+            status = "max_steps"
+            break
+        if cfg.max_seconds and stats.now() >= cfg.max_seconds:
+            status = "max_seconds"
+            break
+        # -- collect messages
+        for msg in pool.wait(0.05 if not ready else 0.01):
+            if msg[0] == MSG_UNROLL:
+                _, actor_id, slot, returns, lengths = msg
+                ready.append((actor_id, slot))
+                stats.add_episodes(returns, lengths)
+                last_data = time.monotonic()
+            elif msg[0] == MSG_ENV_ERROR:
+                stats.env_errors += 1
+                say(msg[3])
+            elif msg[0] == MSG_FATAL:
+                say(f"actor {msg[1]} failed:\n{msg[2].rstrip()}")
+        stats.actor_restarts = pool.restarts
+        if time.monotonic() - last_data > cfg.wait_timeout_s:
+            raise TransportTimeout(f"no unroll from any actor in {cfg.wait_timeout_s:.0f} s "
+                                   f"({pool.alive()} of {num_actors} actors alive)")
+        # -- learn on every whole batch
+        while len(ready) >= cfg.slots_per_batch:
+            batch_slots, ready = ready[:cfg.slots_per_batch], ready[cfg.slots_per_batch:]
+            idx = [s for _, s in batch_slots]
+            versions = slots.meta[idx, slots.META_VERSION].copy()
+            batch = slots.gather(idx)
+            for actor_id, s in batch_slots:  # copied out: the actors can refill them while we learn
+                pool.give(actor_id, s)
+            inputs = learner_inputs(batch, gamma=cfg.gamma, reward_scale=cfg.reward_scale)
+            losses, latest = learner.step(inputs)
+            lags = (weights.version - versions).tolist()
+            weights.publish(latest)
+            stats.add_learner_step(steps_per_unroll * len(idx), lags, losses)
+        # -- report
+        now = stats.now()
+        if now >= next_eval and latest is not None:
+            _evaluate(cfg, spec, env_fn, eval_policy, latest, stats)
+            next_eval = stats.now() + cfg.eval_every_s
+        if now >= next_log:
+            rate = (stats.env_steps - last_log_steps) / max(1e-9, now - last_log_t)
+            last_log_steps, last_log_t = stats.env_steps, now
+            say(progress_line(stats, rate))
+            run_dir.log_metrics(stats.record())
+            next_log = now + cfg.log_every_s
+    if latest is not None:
+        _evaluate(cfg, spec, env_fn, eval_policy, latest, stats)
+    run_dir.log_metrics(stats.record())
+    return status
+
+
+def _evaluate(cfg, spec, env_fn, policy, flat, stats) -> None:
+    policy.load(flat)
+    returns, lengths = run_episodes(policy, env_fn, spec, episodes=cfg.eval_episodes, seed=cfg.seed + 10_000)
+    stats.last_eval = float(np.mean(returns))
+    stats.best_eval = stats.last_eval if stats.best_eval is None else max(stats.best_eval, stats.last_eval)
+    say(f"[{stats.now():7.1f}s] eval over {len(returns)} episodes: return {stats.last_eval:.1f} "
+        f"± {float(np.std(returns)):.1f}, length {float(np.mean(lengths)):.0f}")

@@ -1,0 +1,57 @@
+"""The unroll: what an actor writes for each of its K envs over T steps, and how it lines up.
+
+Alignment, written down once (index t = 0..T-1 is a step, arrays are time-major [T(+1), K, ...]):
+
+    obs[t]            the observation in which action[t] was chosen; obs has T+1 rows, and obs[T] is the
+                      observation the next unroll starts from (unrolls overlap by one step, to bootstrap)
+    actions[t]        the action taken in obs[t] (unclipped, for Box actions)
+    behaviour_logp[t] log mu(actions[t] | obs[t]) under the policy that acted
+    rewards[t]        the reward for that step (raw, unscaled)
+    terminated[t]     1 if that step ended the episode in a terminal state (no bootstrap)
+    truncated[t]      1 if that step ended the episode by a time limit (bootstrap from the final obs)
+    final_value[t]    where truncated[t]: V(final observation) under the acting policy; else 0
+
+When step t ends an episode (terminated or truncated), the env is reset at once and obs[t+1] is the first
+observation of the next episode; the final observation itself is kept only through final_value[t]. So
+in the learner the discount after step t is gamma * (1 - terminated[t] - truncated[t]), and a truncated
+step gets gamma * final_value[t] added to its reward: the bootstrap without leaking into the next episode.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .envs import EnvSpec
+
+
+def unroll_fields(spec: EnvSpec, T: int, K: int) -> dict[str, tuple[tuple, np.dtype]]:
+    """name -> (shape of one unroll, dtype)."""
+    action = ((T, K), np.int32) if spec.discrete else ((T, K, spec.action_dim), np.float32)
+    return {
+        "obs": ((T + 1, K, spec.obs_dim), np.float32),
+        "actions": action,
+        "behaviour_logp": ((T, K), np.float32),
+        "rewards": ((T, K), np.float32),
+        "terminated": ((T, K), np.uint8),
+        "truncated": ((T, K), np.uint8),
+        "final_value": ((T, K), np.float32),
+    }
+
+
+def learner_inputs(batch: dict[str, np.ndarray], *, gamma: float, reward_scale: float) -> dict[str, np.ndarray]:
+    """Unroll arrays [T(+1), B, ...] -> what the loss needs: discounts and bootstrapped rewards [T, B].
+
+    rewards_out[t] = reward_scale * rewards[t] + gamma * truncated[t] * final_value[t]
+    discounts[t]   = gamma * (1 - done[t]),   done = terminated or truncated
+    final_value is in units of the (scaled) value function already, so it is not scaled again.
+    """
+    done = np.maximum(batch["terminated"], batch["truncated"]).astype(np.float32)
+    trunc = batch["truncated"].astype(np.float32)
+    rewards = reward_scale * batch["rewards"] + gamma * trunc * batch["final_value"]
+    return {
+        "obs": batch["obs"],
+        "actions": batch["actions"],
+        "behaviour_logp": batch["behaviour_logp"],
+        "rewards": rewards.astype(np.float32),
+        "discounts": (gamma * (1.0 - done)).astype(np.float32),
+    }
