@@ -49,10 +49,11 @@ class Config:
     init_log_std: float = _f(0.0, "initial log standard deviation of the Gaussian policy (Box actions)")
     # --- learner ---
     batch_size: int = _f(64, "env unrolls per learner batch (a multiple of --envs-per-actor)")
-    learning_rate: float = _f(1.5e-2, "Adam learning rate")
+    learning_rate: float = _f(3e-3, "Adam learning rate")
     adam_epsilon: float = _f(1e-7, "Adam epsilon")
     gamma: float = _f(0.99, "discount factor")
-    reward_scale: float = _f(1.0, "rewards are multiplied by this before learning (returns are reported unscaled)")
+    reward_scale: float = _f(0.1, "rewards are multiplied by this before learning (returns are reported "
+                             "unscaled); keeps value targets near 1-10, which the default learning rate needs")
     entropy_cost: float = _f(0.01, "weight of the entropy bonus")
     baseline_cost: float = _f(0.5, "weight of the value (baseline) loss")
     max_grad_norm: float = _f(40.0, "clip gradients to this global norm")

@@ -14,6 +14,7 @@ from . import distributions as D
 from .config import Config
 from .envs import EnvSpec
 from .losses import impala_loss
+from .model import flat_weights, ordered_weights
 
 
 class NumericalFault(RuntimeError):
@@ -21,12 +22,14 @@ class NumericalFault(RuntimeError):
 
 
 class Learner:
-    def __init__(self, cfg: Config, spec: EnvSpec, model: keras.Model):
+    def __init__(self, cfg: Config, spec: EnvSpec, model: keras.Model, layout: list):
+        """layout: (path, shape) list giving the order of the published flat vector (model.model_layout)."""
         self.cfg = cfg
         self.spec = spec
         self.model = model
         self.optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate, epsilon=cfg.adam_epsilon)
         self.optimizer.build(model.trainable_variables)
+        self._published = ordered_weights(model, layout)
         T, B = cfg.unroll_length, cfg.batch_size
         act_sig = (tf.TensorSpec([T, B], tf.int32) if spec.discrete
                    else tf.TensorSpec([T, B, spec.action_dim], tf.float32))
@@ -57,10 +60,13 @@ class Learner:
         finite = tf.math.is_finite(losses["total"]) & tf.math.is_finite(grad_norm)
         # A non-finite update is never applied, so the published weights stay the last good ones.
         tf.cond(finite, lambda: self._apply(grads, variables), lambda: tf.no_op())
-        flat = tf.concat([tf.reshape(w, [-1]) for w in self.model.weights], axis=0)
+        flat = tf.concat([tf.reshape(w, [-1]) for w in self._published], axis=0)
         stats = {k: v for k, v in losses.items()}
         stats["grad_norm"] = grad_norm
         return finite, stats, flat
+
+    def flat_weights(self) -> np.ndarray:
+        return flat_weights(self._published)
 
     def trace(self) -> None:
         """Compiles the step now (about a second), e.g. while the actors produce the first batch."""
@@ -86,7 +92,11 @@ class Learner:
         return stats, flat
 
 
-def set_learner_threads(n: int) -> None:
-    if n:
+def configure_tensorflow(threads: int) -> None:
+    """Learner-process TF settings. Grappler's graph rewrites cost ~0.15 s on the first step and buy
+    nothing measurable for a graph this small, so they are off (start-up time is most of a solve)."""
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    if threads:
+        n = threads
         tf.config.threading.set_intra_op_parallelism_threads(n)
         tf.config.threading.set_inter_op_parallelism_threads(n)

@@ -4,7 +4,7 @@ A model maps observations `[B, obs_dim]` to `(policy_params, value)`: policy_par
 (Discrete) or `[B, 2*D]` = concat(mean, log_std) (Box); value is `[B, 1]` or `[B]`. A user model factory
 `model_fn(spec: EnvSpec) -> keras.Model` must follow the same convention.
 
-The default model's layers are named (`hidden_i`, `policy`, `log_std`, `value`) so the numpy policy in
+The default model's layers are named (`pi_hidden_i`, `vf_hidden_i`, `policy`, `log_std`, `value`) so the numpy policy in
 `numpy_policy.py` can run it in actors without TensorFlow.
 """
 
@@ -38,35 +38,54 @@ class GaussianLogStd(keras.layers.Layer):
 
 
 def build_default_model(spec: EnvSpec, cfg: Config) -> keras.Model:
-    """MLP torso shared by both heads; orthogonal init with a small policy-head gain, so the starting
-    policy is near uniform (discrete) or near zero mean (Gaussian)."""
+    """Two MLP torsos, one per head: with a shared torso the value loss (returns in the hundreds)
+    swamps the policy's features and the policy collapses at the learning rates that make IMPALA fast.
+    Orthogonal init with a small policy-head gain, so the starting policy is near uniform (discrete)
+    or near zero mean (Gaussian)."""
     keras.utils.set_random_seed(cfg.seed)
     ortho = keras.initializers.Orthogonal
     obs = keras.Input((spec.obs_dim,), name="obs")
-    h = obs
-    for i, width in enumerate(cfg.hidden_sizes):
-        h = keras.layers.Dense(int(width), activation=cfg.activation, name=f"hidden_{i}",
-                               kernel_initializer=ortho(gain=np.sqrt(2.0), seed=cfg.seed + i))(h)
+
+    def torso(prefix: str, seed: int):
+        h = obs
+        for i, width in enumerate(cfg.hidden_sizes):
+            h = keras.layers.Dense(int(width), activation=cfg.activation, name=f"{prefix}_hidden_{i}",
+                                   kernel_initializer=ortho(gain=np.sqrt(2.0), seed=seed + i))(h)
+        return h
+
     policy = keras.layers.Dense(spec.action_dim, name="policy",
-                                kernel_initializer=ortho(gain=0.01, seed=cfg.seed + 100))(h)
+                                kernel_initializer=ortho(gain=0.01, seed=cfg.seed + 100))(torso("pi", cfg.seed))
     if not spec.discrete:
         policy = GaussianLogStd(cfg.init_log_std, name="log_std")(policy)
-    value = keras.layers.Dense(1, name="value", kernel_initializer=ortho(gain=1.0, seed=cfg.seed + 200))(h)
+    value = keras.layers.Dense(1, name="value", kernel_initializer=ortho(gain=1.0, seed=cfg.seed + 200))(
+        torso("vf", cfg.seed + 50))
     return keras.Model(obs, [policy, value], name="actor_critic")
 
 
 def param_layout(model: keras.Model) -> list[tuple[str, tuple]]:
-    """(variable path, shape) of every weight, in the order of the flat parameter vector."""
+    """(variable path, shape) of every weight, in the model's own order (used for custom models)."""
     return [(v.path, tuple(v.shape)) for v in model.weights]
 
 
-def flat_weights(model: keras.Model) -> np.ndarray:
-    return np.concatenate([np.asarray(w, np.float32).ravel() for w in model.get_weights()])
+def ordered_weights(model: keras.Model, layout: list[tuple[str, tuple]]) -> list:
+    """The model's variables in the order of `layout`: the order of the flat vector actors read.
+    Raises if the model's weights are not exactly those of the layout."""
+    by_path = {v.path: v for v in model.weights}
+    got = sorted((v.path, tuple(v.shape)) for v in model.weights)
+    if got != sorted(layout):
+        raise RuntimeError(f"model weights {got} differ from the expected layout {sorted(layout)}")
+    return [by_path[path] for path, _ in layout]
 
 
-def check_default_layout(model: keras.Model, spec: EnvSpec, cfg: Config) -> None:
-    """The numpy policy relies on this layout; fail loudly if Keras ever names things differently."""
-    got = param_layout(model)
-    want = default_layout(spec, cfg.hidden_sizes)
-    if got != want:
-        raise RuntimeError(f"default model layout {got} differs from the numpy policy's {want}")
+def flat_weights(variables: list) -> np.ndarray:
+    return np.concatenate([np.asarray(v, np.float32).ravel() for v in variables])
+
+
+def model_layout(model: keras.Model, spec: EnvSpec, cfg: Config, default: bool) -> list[tuple[str, tuple]]:
+    """The flat-vector layout: the numpy policy's for the default model (checked against the model, as
+    the numpy forward pass depends on it), the model's own order otherwise."""
+    if default:
+        layout = default_layout(spec, cfg.hidden_sizes)
+        ordered_weights(model, layout)
+        return layout
+    return param_layout(model)

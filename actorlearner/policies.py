@@ -29,17 +29,22 @@ def unflatten(flat: np.ndarray, layout: list[tuple[str, tuple]]) -> list[np.ndar
 
 
 def default_layout(spec: EnvSpec, hidden_sizes: tuple) -> list[tuple[str, tuple]]:
-    """(path, shape) of the default MLP's weights in Keras's order, known without importing TensorFlow,
-    so actors can be started before the learner pays for its import."""
-    layout, prev = [], spec.obs_dim
-    for i, width in enumerate(hidden_sizes):
-        layout += [(f"hidden_{i}/kernel", (prev, int(width))), (f"hidden_{i}/bias", (int(width),))]
-        prev = int(width)
-    layout += [("policy/kernel", (prev, spec.action_dim)), ("policy/bias", (spec.action_dim,))]
+    """(path, shape) of the default model's weights in Keras's order (see model.build_default_model),
+    known without importing TensorFlow, so actors can start before the learner pays for its import."""
+
+    def torso(prefix):
+        layers, prev = [], spec.obs_dim
+        for i, width in enumerate(hidden_sizes):
+            layers += [(f"{prefix}_hidden_{i}/kernel", (prev, int(width))), (f"{prefix}_hidden_{i}/bias", (int(width),))]
+            prev = int(width)
+        return layers, prev
+
+    pi, prev = torso("pi")
+    vf, _ = torso("vf")
+    head = [("policy/kernel", (prev, spec.action_dim)), ("policy/bias", (spec.action_dim,))]
     if not spec.discrete:
-        layout += [("log_std/log_std", (spec.action_dim,))]
-    layout += [("value/kernel", (prev, 1)), ("value/bias", (1,))]
-    return layout
+        head += [("log_std/log_std", (spec.action_dim,))]
+    return pi + head + vf + [("value/kernel", (prev, 1)), ("value/bias", (1,))]
 
 
 def layout_size(layout: list[tuple[str, tuple]]) -> int:
@@ -63,13 +68,14 @@ class NumpyMLPPolicy:
     def forward(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """obs [B, obs_dim] float32 -> (policy params [B, A] or [B, 2D], values [B])."""
         w = self.w
-        h = obs
+        h = v = obs
         for i in range(self.n_hidden):
-            h = self._activation(h @ w[f"hidden_{i}/kernel"] + w[f"hidden_{i}/bias"])
+            h = self._activation(h @ w[f"pi_hidden_{i}/kernel"] + w[f"pi_hidden_{i}/bias"])
+            v = self._activation(v @ w[f"vf_hidden_{i}/kernel"] + w[f"vf_hidden_{i}/bias"])
         params = h @ w["policy/kernel"] + w["policy/bias"]
         if not self.spec.discrete:
             params = np.concatenate([params, np.broadcast_to(w["log_std/log_std"], params.shape)], axis=-1)
-        value = (h @ w["value/kernel"] + w["value/bias"])[:, 0]
+        value = (v @ w["value/kernel"] + w["value/bias"])[:, 0]
         return params, value
 
     def act(self, obs: np.ndarray, rng: np.random.Generator):

@@ -171,17 +171,14 @@ class _DefaultModel:
 
 def _build_model(cfg: Config, spec, model_fn):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from .learner import set_learner_threads
+    from .learner import configure_tensorflow
 
-    set_learner_threads(cfg.learner_threads)
+    configure_tensorflow(cfg.learner_threads)
     if model_fn is None:
-        from .model import build_default_model, check_default_layout
+        from .model import build_default_model
 
-        model = build_default_model(spec, cfg)
-        check_default_layout(model, spec, cfg)
-        return model
-    model = model_fn(spec)
-    return model
+        return build_default_model(spec, cfg)
+    return model_fn(spec)
 
 
 def _learn(cfg, spec, env_fn, model_fn, model, numpy_actors, pool, slots, weights, stats, run_dir, signals,
@@ -190,10 +187,10 @@ def _learn(cfg, spec, env_fn, model_fn, model, numpy_actors, pool, slots, weight
     if model is None:
         model = _build_model(cfg, spec, None)
     from .learner import Learner
-    from .model import flat_weights
+    from .model import model_layout
 
-    learner = Learner(cfg, spec, model)
-    weights.publish(flat_weights(model))
+    learner = Learner(cfg, spec, model, model_layout(model, spec, cfg, default=numpy_actors))
+    weights.publish(learner.flat_weights())
     num_actors = len(pool.holding) if hasattr(pool, "holding") else len(pool.actors)
     for i in range(num_actors):
         for s in range(slots_per_actor):
