@@ -5,7 +5,8 @@ it when training starts.
 """
 
 from .config import Config, ConfigError
+from .loading import load_policy
 from .runner import train
 
-__all__ = ["Config", "ConfigError", "train"]
+__all__ = ["Config", "ConfigError", "train", "load_policy"]
 __version__ = "0.1.0"

@@ -71,7 +71,7 @@ class Actor:
         self.obs[i] = obs
 
     def pull_weights(self) -> bool:
-        got = self.weights.read_if_newer(timeout_s=self.cfg.wait_timeout_s)
+        got = self.weights.read_if_newer(self.version, timeout_s=self.cfg.wait_timeout_s)
         if got is None:
             return False
         self.version, flat = got

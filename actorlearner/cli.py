@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Asynchronous actor-learner (IMPALA with V-trace) training for gymnasium environments.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = sub.add_parser(
-        "train", help="train an agent", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "train", help="train an agent",
         description="Train an agent: actor processes step the envs, one learner applies V-trace corrected "
                     "updates. Stops when solved (mean return of the last 100 episodes reaches the target), "
                     "or at --max-seconds / --max-steps, or on Ctrl-C. Results go to the run directory: "

@@ -1,4 +1,4 @@
-"""Counting what a run did, and saying so: progress lines, metrics.jsonl, summary.json."""
+"""Counting what a run did, and saying so: progress lines, metrics.jsonl, summary.json, policy.npz."""
 
 from __future__ import annotations
 
@@ -143,6 +143,16 @@ class RunDir:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        os.replace(tmp, final)
+
+    def save_weights(self, flat, layout: list) -> None:
+        """policy.npz: the flat weights and their layout, plain arrays only (loaded without pickle)."""
+        import numpy as np
+
+        final = os.path.join(self.path, "policy.npz")
+        tmp = final + ".tmp.npz"
+        np.savez(tmp, flat=np.asarray(flat, np.float32),
+                 layout=np.array(json.dumps([[p, list(s)] for p, s in layout])))
         os.replace(tmp, final)
 
     def log_metrics(self, record: dict) -> None:

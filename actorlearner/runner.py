@@ -189,7 +189,8 @@ def _learn(cfg, spec, env_fn, model_fn, model, numpy_actors, pool, slots, weight
     from .learner import Learner
     from .model import model_layout
 
-    learner = Learner(cfg, spec, model, model_layout(model, spec, cfg, default=numpy_actors))
+    layout = model_layout(model, spec, cfg, default=numpy_actors)
+    learner = Learner(cfg, spec, model, layout)
     weights.publish(learner.flat_weights())
     num_actors = len(pool.holding) if hasattr(pool, "holding") else len(pool.actors)
     for i in range(num_actors):
@@ -259,6 +260,7 @@ def _learn(cfg, spec, env_fn, model_fn, model, numpy_actors, pool, slots, weight
             run_dir.log_metrics(stats.record())
             next_log = now + cfg.log_every_s
     if latest is not None:
+        run_dir.save_weights(latest, layout)
         _evaluate(cfg, spec, env_fn, eval_policy, latest, stats)
     run_dir.log_metrics(stats.record())
     return status

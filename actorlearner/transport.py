@@ -89,7 +89,6 @@ class WeightStore:
         if create:
             self._seq[0] = 0
             self._vec[:] = SENTINEL
-        self._last_read = -1
 
     def spec(self) -> tuple:
         return (self.size, self.token)
@@ -106,17 +105,16 @@ class WeightStore:
         self._seq[0] = seq + 2
         return (seq + 2) // 2
 
-    def read_if_newer(self, timeout_s: float = 5.0) -> Optional[tuple[int, np.ndarray]]:
-        """(version, copy of the vector) if a newer version than the last read exists, else None."""
+    def read_if_newer(self, known_version: int, timeout_s: float = 5.0) -> Optional[tuple[int, np.ndarray]]:
+        """(version, copy of the vector) if a version newer than `known_version` exists, else None."""
         deadline = time.monotonic() + timeout_s
         while True:
             s1 = int(self._seq[0])
-            if s1 == 0 or s1 == self._last_read:
+            if s1 // 2 <= known_version:
                 return None
             if s1 % 2 == 0:
                 out = self._vec.copy()
                 if int(self._seq[0]) == s1:
-                    self._last_read = s1
                     return s1 // 2, out
             if time.monotonic() > deadline:
                 raise TransportTimeout("weights stayed mid-write too long: is the learner alive?")

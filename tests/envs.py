@@ -1,0 +1,36 @@
+"""Tiny envs with known answers, for learning tests."""
+
+import gymnasium as gym
+import numpy as np
+
+
+class AlwaysTruncated(gym.Env):
+    """Reward 1 every step, never terminal, truncated after `limit` steps; the observation is constant,
+    so it carries no time. The true value under gamma is 1 / (1 - gamma) everywhere."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, limit: int = 20):
+        self.limit, self.t = limit, 0
+
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        return np.ones(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.ones(2, np.float32), 1.0, False, self.t >= self.limit, {}
+
+
+class BestActionHalf(gym.Env):
+    """One-step episodes; reward -(a - 0.5)^2 for a continuous action a: the best action is 0.5."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), -float((action[0] - 0.5) ** 2), True, False, {}

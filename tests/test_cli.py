@@ -1,0 +1,55 @@
+"""Bad input: a one-line error and exit status 2 before any process starts; --help explains every flag."""
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from actorlearner.config import Config
+from conftest import ROOT, spawned_pids
+
+
+def run_cli(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "actorlearner", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--unroll-length", "0"], "--unroll-length must be >= 1"),
+    (["--env", "CartPole-v9"], "unknown gymnasium env id 'CartPole-v9' (did you mean CartPole-v1"),
+    (["--env", "Blackjack-v1"], "unsupported observation space"),
+    (["--batch-size", "50"], "must be a multiple of --envs-per-actor"),
+    (["--gamma", "1.5"], "--gamma must be in [0, 1]"),
+    (["--learning-rate", "-1"], "--learning-rate must be > 0"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
+    before = spawned_pids()
+    proc = run_cli("train", *args, "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()  # nothing was started or written
+    assert spawned_pids() - before == set()
+
+
+def test_argparse_type_errors_exit_2():
+    proc = run_cli("train", "--seed", "abc")
+    assert proc.returncode == 2 and "invalid int value" in proc.stderr
+
+
+def test_help_explains_every_flag():
+    proc = run_cli("train", "--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    for f in dataclasses.fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in text, flag
+        assert " ".join(f.metadata["help"].split())[:40] in text, flag
+
+
+def test_launch_script_is_the_same_command():
+    proc = subprocess.run([sys.executable, "scripts/train.py", "--help"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert proc.returncode == 0 and "--envs-per-actor" in proc.stdout

@@ -1,0 +1,59 @@
+"""Real training on small budgets with fixed seeds, asserting what was learned."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from actorlearner import Config, load_policy, train
+from conftest import ROOT, spawned_pids
+from envs import AlwaysTruncated, BestActionHalf
+
+
+def test_truncation_is_bootstrapped_not_terminal(tmp_path, no_leaks):
+    # Treating the time limit as terminal would teach the countdown value, averaging ~6.1 here.
+    cfg = Config(env="always-truncated", serial=True, num_actors=1, gamma=0.9, reward_scale=1.0,
+                 learning_rate=1e-2, max_steps=250_000, eval_every_s=0, run_dir=str(tmp_path / "run"))
+    train(cfg, env_fn=AlwaysTruncated)
+    policy = load_policy(cfg.run_dir, env_fn=AlwaysTruncated)
+    value = float(policy.value(np.ones((1, 2), np.float32))[0])
+    assert abs(value - 10.0) < 1.0, value
+
+
+def test_continuous_best_action_is_learned(tmp_path, no_leaks):
+    cfg = Config(env="best-action-half", serial=True, num_actors=1, reward_scale=1.0, entropy_cost=0.0,
+                 learning_rate=1e-2, init_log_std=-0.5, max_steps=150_000, eval_every_s=0,
+                 run_dir=str(tmp_path / "run"))
+    summary = train(cfg, env_fn=lambda: BestActionHalf())  # a lambda: crosses processes with cloudpickle
+    policy = load_policy(cfg.run_dir, env_fn=BestActionHalf)
+    action = float(policy.greedy(np.zeros((1, 2), np.float32))[0, 0])
+    assert abs(action - 0.5) < 0.1, action
+    assert summary["mean_return_100"] > -0.1
+
+
+def test_cartpole_serial_mode_solves(tmp_path, no_leaks):
+    summary = train(Config(serial=True, seed=1, max_seconds=90, run_dir=str(tmp_path / "run")))
+    assert summary["solved"], summary
+    assert summary["mean_return_100"] >= 475
+
+
+def test_cartpole_multiprocess_solves_from_the_command_line(tmp_path):
+    before = spawned_pids()
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "CartPole-v1", "--seed", "1",
+                           "--max-seconds", "90", "--run-dir", str(run_dir)],
+                          capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["solved"] and summary["mean_return_100"] >= 475, summary
+    for key in ("env_id", "seed", "wall_s", "env_steps", "env_steps_per_s", "learner_steps", "episodes",
+                "mean_return_100", "solved", "solved_at_s", "solved_at_steps", "eval_return_mean",
+                "policy_lag_mean"):
+        assert key in summary
+    assert summary["eval_return_mean"] is not None and summary["policy_lag_mean"] >= 0
+    assert (run_dir / "config.json").exists() and (run_dir / "metrics.jsonl").stat().st_size > 0
+    assert "eval over" in proc.stdout
+    assert spawned_pids() - before == set(), "actor processes outlived the run"
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith("al_")], "segments left in /dev/shm"

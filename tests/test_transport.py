@@ -1,0 +1,111 @@
+"""The weight store never yields a torn vector; slots hold sentinels until written; names are unique."""
+
+import multiprocessing as mp
+import time
+
+import numpy as np
+
+from actorlearner.transport import SlotPool, WeightStore, new_run_token, remove_stale_segments
+
+SIZE = 1_000_000  # big enough that a copy takes long compared with a publish
+
+
+def _writer(spec, seconds, ready, done):
+    from actorlearner.transport import attach_weights
+
+    store = attach_weights(spec)
+    ready.wait(30)
+    vec = np.empty(spec[0], np.float32)
+    v, deadline = 1, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        v += 1
+        vec.fill(v)
+        store.publish(vec)
+    done.set()
+    store.close()
+
+
+def _reader(spec, result, ready, done):
+    from actorlearner.transport import attach_weights
+
+    store = attach_weights(spec)
+    ready.wait(30)
+    reads, torn, known = 0, 0, 0
+    while not done.is_set():
+        got = store.read_if_newer(known)
+        if got is None:
+            continue
+        version, vec = got
+        known = version
+        reads += 1
+        if not (vec[0] == vec[-1] == vec[SIZE // 2] and np.all(vec == vec[0]) and int(vec[0]) == version):
+            torn += 1
+    store.close()
+    result.put((reads, torn))
+
+
+def test_weight_store_never_torn_under_concurrent_readers(no_leaks):
+    ctx = mp.get_context("spawn")
+    store = WeightStore(SIZE, new_run_token())
+    store.publish(np.ones(SIZE, np.float32))
+    ready, done, result = ctx.Event(), ctx.Event(), ctx.Queue()
+    readers = [ctx.Process(target=_reader, args=(store.spec(), result, ready, done)) for _ in range(2)]
+    writer = ctx.Process(target=_writer, args=(store.spec(), 2.0, ready, done))
+    try:
+        for p in readers + [writer]:
+            p.start()
+        ready.set()
+        outcomes = [result.get(timeout=60) for _ in readers]
+        for p in readers + [writer]:
+            p.join(30)
+            assert p.exitcode == 0
+    finally:
+        for p in readers + [writer]:
+            if p.is_alive():
+                p.kill()
+        store.close()
+    assert all(torn == 0 for _, torn in outcomes), outcomes
+    assert all(reads >= 10 for reads, _ in outcomes), outcomes  # they really raced the writer  # the readers really raced the writer
+
+
+def test_read_if_newer_only_returns_new_versions():
+    store = WeightStore(8, None)
+    assert store.read_if_newer(0) is None  # nothing published yet
+    assert store.publish(np.arange(8, dtype=np.float32)) == 1
+    version, vec = store.read_if_newer(0)
+    assert version == 1 and vec.tolist() == list(range(8))
+    assert store.read_if_newer(1) is None
+    store.publish(np.zeros(8, np.float32))
+    assert store.read_if_newer(1)[0] == 2
+    store.close()
+
+
+def test_fresh_slots_hold_sentinels_and_gather_joins_envs():
+    fields = {"x": ((3, 2), np.float32), "a": ((2, 2), np.int32)}
+    pool = SlotPool(fields, 2, None)
+    assert np.isnan(pool.arrays["x"]).all()
+    assert (pool.arrays["a"] == np.iinfo(np.int32).max).all()
+    pool.arrays["x"][0] = 1.0
+    pool.arrays["x"][1] = 2.0
+    batch = pool.gather([1, 0])
+    assert batch["x"].shape == (3, 4)
+    assert batch["x"][:, :2].tolist() == [[2.0, 2.0]] * 3 and batch["x"][:, 2:].tolist() == [[1.0, 1.0]] * 3
+    pool.close()
+
+
+def test_segment_names_unique_and_stale_ones_removed(no_leaks):
+    assert new_run_token() != new_run_token()
+    from multiprocessing import shared_memory
+
+    # A segment named as if created by a process that no longer exists (pid 2**22 + 7 is above pid_max
+    # on this kernel's default, so no live process can own it).
+    dead = shared_memory.SharedMemory(name=f"al_{2**22 + 7}_deadbeef_w_weights", create=True, size=16)
+    dead.close()
+    from multiprocessing import resource_tracker
+
+    resource_tracker.unregister(dead._name, "shared_memory")  # we test our own cleanup, not Python's
+    live = WeightStore(4, new_run_token())
+    removed = remove_stale_segments()
+    assert f"al_{2**22 + 7}_deadbeef_w_weights" in removed
+    assert live.token.split("_", 2)[1] not in "".join(removed)
+    live.close()
