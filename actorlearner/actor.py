@@ -54,12 +54,12 @@ class Actor:
         self._envs_made = 0  # seeds each new env differently, also the ones that replace broken envs
         for i in range(K):
             self._new_env(i)
-        self.ep_return = np.zeros(K, np.float64)
-        self.ep_len = np.zeros(K, np.int64)
+        self.ep_return = [0.0] * K
+        self.ep_len = [0] * K
         if not spec.discrete:
             self._low, self._high = spec.action_low, spec.action_high
 
-    def _new_env(self, i: int) -> None:
+    def _new_env(self, i: int) -> np.ndarray:
         if self.envs[i] is not None:
             try:
                 self.envs[i].close()
@@ -69,6 +69,7 @@ class Actor:
         self._envs_made += 1
         obs, _ = self.envs[i].reset(seed=_env_seed(self.cfg, self.id, self._envs_made, self.incarnation))
         self.obs[i] = obs
+        return obs
 
     def pull_weights(self) -> bool:
         got = self.weights.read_if_newer(self.version, timeout_s=self.cfg.wait_timeout_s)
@@ -79,7 +80,10 @@ class Actor:
         return True
 
     def fill(self, slot: int) -> tuple[list, list]:
-        """Runs T steps of all K envs into `slot`; returns (returns, lengths) of episodes that ended."""
+        """Runs T steps of all K envs into `slot`; returns (returns, lengths) of episodes that ended.
+
+        The per-env loop works on Python lists and writes each step's arrays once: numpy scalar writes
+        cost as much as a tenth of a CartPole step each."""
         a = self.slots.arrays
         obs_out, act_out, logp_out = a["obs"][slot], a["actions"][slot], a["behaviour_logp"][slot]
         rew_out, term_out, trunc_out = a["rewards"][slot], a["terminated"][slot], a["truncated"][slot]
@@ -87,16 +91,15 @@ class Actor:
         self.slots.meta[slot, self.slots.META_VERSION] = self.version
         returns, lengths = [], []
         envs, K = self.envs, len(self.envs)
+        ep_return, ep_len = self.ep_return, self.ep_len
         discrete = self.spec.discrete
         for t in range(self.cfg.unroll_length):
             obs_out[t] = self.obs
-            actions, logp, _ = self.policy.act(self.obs, self.rng)
+            actions, logp = self.policy.sample(self.obs, self.rng)
             act_out[t] = actions
             logp_out[t] = logp
             step_actions = actions.tolist() if discrete else np.clip(actions, self._low, self._high)
-            rewards = rew_out[t]
-            term, trunc = term_out[t], trunc_out[t]
-            fval_out[t] = 0.0
+            rewards, term, trunc, next_obs = [0.0] * K, [False] * K, [False] * K, [None] * K
             final_obs, final_idx = [], []
             for i in range(K):
                 try:
@@ -105,42 +108,43 @@ class Actor:
                     self._report_env_error(i, e)
                     # Cut the episode like a time limit: bootstrap from the last good observation.
                     final_obs.append(self.obs[i].copy())
-                    self._recreate_after_error(i)
                     final_idx.append(i)
-                    rewards[i], term[i], trunc[i] = 0.0, 0, 1
-                    self.ep_return[i] = 0.0
-                    self.ep_len[i] = 0
+                    trunc[i] = True
+                    ep_return[i], ep_len[i] = 0.0, 0
+                    next_obs[i] = self._recreate_after_error(i)
                     continue
                 rewards[i] = r
-                term[i] = te
-                trunc[i] = tr and not te
-                self.ep_return[i] += r
-                self.ep_len[i] += 1
+                ep_return[i] += r
+                ep_len[i] += 1
                 if te or tr:
-                    returns.append(float(self.ep_return[i]))
-                    lengths.append(int(self.ep_len[i]))
-                    self.ep_return[i] = 0.0
-                    self.ep_len[i] = 0
+                    term[i], trunc[i] = te, not te
+                    returns.append(float(ep_return[i]))
+                    lengths.append(ep_len[i])
+                    ep_return[i], ep_len[i] = 0.0, 0
                     if not te:
                         final_obs.append(o)
                         final_idx.append(i)
                     try:
                         o, _ = envs[i].reset()
                     except Exception as e:  # noqa: BLE001
-                        self._report_env_error(i, e)
-                        self._recreate_after_error(i)
-                        continue
-                self.obs[i] = o
+                        self._report_env_error(i, e, what="resetting")
+                        o = self._recreate_after_error(i)
+                next_obs[i] = o
+            rew_out[t] = rewards
+            term_out[t] = term
+            trunc_out[t] = trunc
+            self.obs[:] = next_obs
+            fval_out[t] = 0.0
             if final_idx:
                 fval_out[t, final_idx] = self.policy.value(np.asarray(final_obs, np.float32))
         obs_out[self.cfg.unroll_length] = self.obs
         return returns, lengths
 
-    def _recreate_after_error(self, i: int) -> None:
+    def _recreate_after_error(self, i: int) -> np.ndarray:
+        """A fresh env in place of env i; returns its first observation."""
         for attempt in range(3):
             try:
-                self._new_env(i)
-                return
+                return self._new_env(i)
             except Exception as e:  # noqa: BLE001
                 self._report_env_error(i, e, what="recreating")
                 time.sleep(0.1 * (attempt + 1))
@@ -179,12 +183,13 @@ class ActorArgs:
     parent_pid: int
 
 
-def make_policy(cfg: Config, spec: EnvSpec, model_fn: Callable | None):
+def make_policy(cfg: Config, spec: EnvSpec, model_fn: Callable | None, *, own_process: bool = False):
+    """own_process: this process is an actor's own, so it may set TensorFlow's thread counts."""
     from .policies import KerasPolicy, NumpyMLPPolicy, default_layout
 
     if model_fn is None:
         return NumpyMLPPolicy(spec, default_layout(spec, cfg.hidden_sizes), cfg.hidden_sizes, cfg.activation)
-    return KerasPolicy(spec, model_fn, cfg.actor_threads)
+    return KerasPolicy(spec, model_fn, cfg.actor_threads if own_process else 0)
 
 
 def actor_process_main(args: ActorArgs, channel) -> None:
@@ -201,7 +206,7 @@ def actor_process_main(args: ActorArgs, channel) -> None:
         env_fn = cloudpickle.loads(args.env_fn_blob)
         model_fn = cloudpickle.loads(args.model_fn_blob) if args.model_fn_blob else None
         slots, weights = attach_slots(args.slot_spec), attach_weights(args.weight_spec)
-        policy = make_policy(args.cfg, args.spec, model_fn)
+        policy = make_policy(args.cfg, args.spec, model_fn, own_process=True)
         actor = Actor(args.actor_id, args.cfg, args.spec, env_fn, policy, slots, channel, weights,
                       args.incarnation)
         while True:

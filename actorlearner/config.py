@@ -60,7 +60,8 @@ class Config:
     vtrace_lambda: float = _f(1.0, "lambda of V-trace (1.0 as in IMPALA)")
     clip_rho: float = _f(1.0, "V-trace clip of importance weights for the value targets (rho bar)")
     clip_pg_rho: float = _f(1.0, "V-trace clip of importance weights for the policy gradient")
-    learner_threads: int = _f(0, "threads for TensorFlow in the learner (0: TensorFlow's default)")
+    learner_threads: int = _f(0, "threads for TensorFlow in the learner (0: the cores the actors leave, at "
+                              "least 1; more threads than free cores spin and slow the actors)")
     # --- evaluation and output ---
     eval_every_s: float = _f(5.0, "evaluate the greedy policy every this many seconds (0: only at the end)")
     eval_episodes: int = _f(5, "episodes per evaluation")
@@ -76,6 +77,9 @@ class Config:
 
     def resolved_num_actors(self) -> int:
         return self.num_actors or max(1, os.cpu_count() or 1)
+
+    def resolved_learner_threads(self) -> int:
+        return self.learner_threads or max(1, (os.cpu_count() or 1) - self.resolved_num_actors())
 
     def to_json(self) -> str:
         d = dataclasses.asdict(self)

@@ -19,9 +19,14 @@ EnvFn = Callable[[], gym.Env]
 
 
 def make_env_fn(env_id: str) -> EnvFn:
-    """A picklable factory for a registered id. The passive env checker is off: it only warns, and it
-    costs a measurable share of a cheap env's step."""
+    """A picklable factory for a registered id (see `_RegisteredEnv`)."""
     return _RegisteredEnv(env_id)
+
+
+# Wrappers gym.make adds that only check usage or count steps. On a cheap env they are ~20 % of a step
+# (measured on CartPole-v1: 75 K -> 91 K steps/s without them), so registered envs run without them
+# and `LeanTimeLimit` keeps the time limit. Any other wrapper (a registration's own) is kept.
+_CHECKING_WRAPPERS = (gym.wrappers.TimeLimit, gym.wrappers.OrderEnforcing, gym.wrappers.PassiveEnvChecker)
 
 
 class _RegisteredEnv:
@@ -29,7 +34,35 @@ class _RegisteredEnv:
         self.env_id = env_id
 
     def __call__(self) -> gym.Env:
-        return gym.make(self.env_id, disable_env_checker=True)
+        env = gym.make(self.env_id, disable_env_checker=True)
+        spec = env.spec
+        while isinstance(env, _CHECKING_WRAPPERS):
+            env = env.env
+        return LeanTimeLimit(env, spec)
+
+
+class LeanTimeLimit(gym.Wrapper):
+    """gymnasium's TimeLimit semantics (truncated=True at the limit) in one comparison per step."""
+
+    def __init__(self, env: gym.Env, spec):
+        super().__init__(env)
+        self._spec = spec
+        self._limit = spec.max_episode_steps or float("inf")
+        self._t = 0
+        self._step = env.step  # bound once: the attribute chain is a visible share of a 7 us step
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self._step(action)
+        self._t += 1
+        return obs, reward, terminated, truncated or self._t >= self._limit, info
+
+    def reset(self, **kwargs):
+        self._t = 0
+        return self.env.reset(**kwargs)
+
+    @property
+    def spec(self):
+        return self._spec
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ def run_episodes(policy, env_fn: Callable, spec: EnvSpec, *, episodes: int, seed
                 if greedy:
                     action = policy.greedy(x)[0]
                 else:
-                    action = policy.act(x, rng)[0][0]
+                    action = policy.sample(x, rng)[0][0]
                 if spec.discrete:
                     action = int(action)
                 else:

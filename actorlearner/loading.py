@@ -14,7 +14,7 @@ from .policies import KerasPolicy, NumpyMLPPolicy, default_layout
 
 
 def load_policy(run_dir: str, *, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None):
-    """The policy of a finished run, ready to call: `policy.greedy(obs[None])`, `policy.act(obs, rng)`,
+    """The policy of a finished run, ready to call: `policy.greedy(obs[None])`, `policy.sample(obs, rng)`,
     `policy.value(obs)` on float32 batches `[B, obs_dim]`.
 
     env_fn: needed if the run trained on a custom env factory (to read the spaces).

@@ -3,7 +3,7 @@
 `NumpyMLPPolicy` runs the default Keras MLP in plain numpy: a TF call costs ~50x a CartPole step while
 the numpy forward pass of a 2x64 MLP costs about one, and actors that never import TensorFlow start
 faster and use a fraction of the memory. `KerasPolicy` runs any model (a user's) under `tf.function`.
-Both expose the same three methods, so the actor does not care which one it has.
+Both expose the same methods (load, sample, greedy, value), so the actor does not care which it has.
 """
 
 from __future__ import annotations
@@ -65,29 +65,35 @@ class NumpyMLPPolicy:
     def load(self, flat: np.ndarray) -> None:
         self.w = dict(zip((p for p, _ in self.layout), unflatten(flat, self.layout)))
 
-    def forward(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """obs [B, obs_dim] float32 -> (policy params [B, A] or [B, 2D], values [B])."""
+    def policy_params(self, obs: np.ndarray) -> np.ndarray:
+        """obs [B, obs_dim] float32 -> policy params [B, A] (logits) or [B, 2D] (mean, log_std)."""
         w = self.w
-        h = v = obs
+        h = obs
         for i in range(self.n_hidden):
             h = self._activation(h @ w[f"pi_hidden_{i}/kernel"] + w[f"pi_hidden_{i}/bias"])
-            v = self._activation(v @ w[f"vf_hidden_{i}/kernel"] + w[f"vf_hidden_{i}/bias"])
         params = h @ w["policy/kernel"] + w["policy/bias"]
         if not self.spec.discrete:
             params = np.concatenate([params, np.broadcast_to(w["log_std/log_std"], params.shape)], axis=-1)
-        value = (v @ w["value/kernel"] + w["value/bias"])[:, 0]
-        return params, value
-
-    def act(self, obs: np.ndarray, rng: np.random.Generator):
-        """obs [B, obs_dim] -> (actions [B] or [B, D], behaviour log-probs [B], values [B])."""
-        params, value = self.forward(obs)
-        return _sample(params, value, self.spec.discrete, rng)
-
-    def greedy(self, obs: np.ndarray) -> np.ndarray:
-        return D.np_greedy(self.forward(obs)[0], self.spec.discrete)
+        return params
 
     def value(self, obs: np.ndarray) -> np.ndarray:
-        return self.forward(obs)[1]
+        """obs [B, obs_dim] -> values [B]. Separate from the policy: acting never needs the value torso."""
+        w = self.w
+        v = obs
+        for i in range(self.n_hidden):
+            v = self._activation(v @ w[f"vf_hidden_{i}/kernel"] + w[f"vf_hidden_{i}/bias"])
+        return (v @ w["value/kernel"] + w["value/bias"])[:, 0]
+
+    def forward(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """obs [B, obs_dim] -> (policy params, values [B])."""
+        return self.policy_params(obs), self.value(obs)
+
+    def sample(self, obs: np.ndarray, rng: np.random.Generator):
+        """obs [B, obs_dim] -> (actions [B] or [B, D], behaviour log-probs [B])."""
+        return _sample(self.policy_params(obs), self.spec.discrete, rng)
+
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        return D.np_greedy(self.policy_params(obs), self.spec.discrete)
 
 
 class KerasPolicy:
@@ -112,9 +118,8 @@ class KerasPolicy:
         params, value = self._fwd(obs.astype(np.float32))
         return params.numpy(), np.reshape(value.numpy(), (-1,))
 
-    def act(self, obs, rng):
-        params, value = self.forward(obs)
-        return _sample(params, value, self.spec.discrete, rng)
+    def sample(self, obs, rng):
+        return _sample(self.forward(obs)[0], self.spec.discrete, rng)
 
     def greedy(self, obs):
         return D.np_greedy(self.forward(obs)[0], self.spec.discrete)
@@ -123,9 +128,5 @@ class KerasPolicy:
         return self.forward(obs)[1]
 
 
-def _sample(params, value, discrete, rng):
-    if discrete:
-        actions, logp = D.np_sample_discrete(params, rng)
-    else:
-        actions, logp = D.np_sample_gaussian(params, rng)
-    return actions, logp, value.astype(np.float32)
+def _sample(params, discrete, rng):
+    return D.np_sample_discrete(params, rng) if discrete else D.np_sample_gaussian(params, rng)

@@ -97,7 +97,8 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
         say(f"removed a shared-memory segment left by a killed run: /dev/shm/{stale}")
     say(f"actorlearner: {cfg.env} | {num_actors} actor{'s' if num_actors > 1 else ''}"
         f"{' (serial mode, in this process)' if cfg.serial else ' processes'} x {cfg.envs_per_actor} envs, "
-        f"unroll {cfg.unroll_length}, batch {cfg.batch_size} | actors run the policy in "
+        f"unroll {cfg.unroll_length}, batch {cfg.batch_size}, learner threads {cfg.resolved_learner_threads()} | "
+        f"actors run the policy in "
         f"{'numpy (default MLP, no TensorFlow in actors)' if numpy_actors else 'TensorFlow'} | "
         f"target return {target} | run dir {run_dir.path}")
 
@@ -173,7 +174,7 @@ def _build_model(cfg: Config, spec, model_fn):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from .learner import configure_tensorflow
 
-    configure_tensorflow(cfg.learner_threads)
+    configure_tensorflow(cfg.resolved_learner_threads())
     if model_fn is None:
         from .model import build_default_model
 

@@ -45,6 +45,8 @@ def from_importance_weights(log_rhos, discounts, rewards, values, bootstrap_valu
 
     Raises:
       ValueError if an argument has the wrong rank.
+
+    Cost: builds a [T, T, B] intermediate (fine for unrolls up to a few hundred steps).
     """
     values = tf.convert_to_tensor(values)
     dtype = values.dtype
@@ -65,13 +67,20 @@ def from_importance_weights(log_rhos, discounts, rewards, values, bootstrap_valu
     values_tp1 = tf.concat([values[1:], bootstrap_value[None]], axis=0)
     deltas = clipped_rhos * (rewards + discounts * values_tp1 - values)
 
-    # Backward recursion on acc_t = vs_t - V(x_t) = delta_t + discount_t * c_t * acc_{t+1}, acc_T = 0.
-    def step(acc, inputs):
-        delta_t, discount_t, c_t = inputs
-        return delta_t + discount_t * c_t * acc
-
-    vs_minus_v = tf.scan(step, (deltas, discounts, cs), initializer=tf.zeros_like(bootstrap_value),
-                         reverse=True)
+    # acc_t = vs_t - V(x_t) = delta_t + discount_t * c_t * acc_{t+1} (acc_T = 0), unrolled in closed form:
+    #   acc_t = sum_{k>=t} (prod_{i=t}^{k-1} discount_i c_i) delta_k.
+    # The [T, T, B] product matrix is built with one cumprod and no division (a discount may be 0), and
+    # replaces a T-step sequential loop whose per-iteration overhead dominated the learner step.
+    T = tf.shape(deltas)[0]
+    decay = discounts * cs  # [T, B]
+    idx = tf.range(T)
+    k_after_t = idx[None, :] > idx[:, None]  # [T(t), T(k)]
+    k_from_t = idx[None, :] >= idx[:, None]
+    # a[t, k] = decay_{k-1} where k > t, else 1; its cumprod along k is prod_{i=t}^{k-1} decay_i for k > t.
+    shifted = tf.concat([tf.ones_like(decay[:1]), decay[:-1]], axis=0)  # shifted[k] = decay_{k-1}
+    a = tf.where(k_after_t[:, :, None], shifted[None], tf.ones_like(shifted)[None])
+    weights = tf.math.cumprod(a, axis=1) * tf.cast(k_from_t, dtype)[:, :, None]  # [T, T, B], 0 for k < t
+    vs_minus_v = tf.reduce_sum(weights * deltas[None], axis=1)
     vs = vs_minus_v + values
 
     vs_tp1 = tf.concat([vs[1:], bootstrap_value[None]], axis=0)

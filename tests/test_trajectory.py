@@ -41,9 +41,9 @@ class ValueIsObs:
     def load(self, flat):
         pass
 
-    def act(self, obs, rng):
+    def sample(self, obs, rng):
         n = len(obs)
-        return np.ones(n, np.int64), np.full(n, -0.5, np.float32), obs[:, 0].copy()
+        return np.ones(n, np.int64), np.full(n, -0.5, np.float32)
 
     def value(self, obs):
         return obs[:, 0].copy()
