@@ -210,7 +210,8 @@ def _learn(cfg, spec, env_fn, model_fn, model, numpy_actors, pool, slots, weight
     while True:
         # -- stop conditions
         if signals.requested:
-            return "interrupted"
+            status = "interrupted"
+            break
         if stats.check_solved() and cfg.stop_at_target:
             status = "solved"
             break
@@ -262,7 +263,8 @@ def _learn(cfg, spec, env_fn, model_fn, model, numpy_actors, pool, slots, weight
             next_log = now + cfg.log_every_s
     if latest is not None:
         run_dir.save_weights(latest, layout)
-        _evaluate(cfg, spec, env_fn, eval_policy, latest, stats)
+        if status != "interrupted":  # an interrupted user wants out now, not five more episodes
+            _evaluate(cfg, spec, env_fn, eval_policy, latest, stats)
     run_dir.log_metrics(stats.record())
     return status
 
@@ -270,6 +272,8 @@ def _learn(cfg, spec, env_fn, model_fn, model, numpy_actors, pool, slots, weight
 def _evaluate(cfg, spec, env_fn, policy, flat, stats) -> None:
     policy.load(flat)
     returns, lengths = run_episodes(policy, env_fn, spec, episodes=cfg.eval_episodes, seed=cfg.seed + 10_000)
+    if not returns:
+        return
     stats.last_eval = float(np.mean(returns))
     stats.best_eval = stats.last_eval if stats.best_eval is None else max(stats.best_eval, stats.last_eval)
     say(f"[{stats.now():7.1f}s] eval over {len(returns)} episodes: return {stats.last_eval:.1f} "

@@ -34,3 +34,18 @@ class BestActionHalf(gym.Env):
 
     def step(self, action):
         return np.zeros(2, np.float32), -float((action[0] - 0.5) ** 2), True, False, {}
+
+
+class CartPoleFailingOnce(gym.Wrapper):
+    """CartPole whose 50th step in this process raises (once per process)."""
+
+    steps_in_process = 0
+
+    def __init__(self):
+        super().__init__(gym.make("CartPole-v1"))
+
+    def step(self, action):
+        type(self).steps_in_process += 1
+        if type(self).steps_in_process == 50:
+            raise RuntimeError("simulated env failure at step 50")
+        return self.env.step(action)

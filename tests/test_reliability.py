@@ -1,0 +1,139 @@
+"""Supervision and shutdown: killed actors are replaced, env errors are survived, Ctrl-C and a killed
+learner leave nothing behind, and a non-finite update is never published."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from actorlearner import Config, train
+from actorlearner.transport import remove_stale_segments
+from conftest import ROOT, our_segments, spawned_pids
+from envs import CartPoleFailingOnce
+
+
+def start_cli(run_dir, *flags):
+    return subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--run-dir", str(run_dir), *flags],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+
+
+def children_of(pid):
+    out = set()
+    for p in spawned_pids():
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.add(p)
+        except OSError:
+            pass
+    return out
+
+
+def wait_for(predicate, timeout, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+def wait_training(run_dir, timeout=60):
+    metrics = run_dir / "metrics.jsonl"
+    assert wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0, timeout), "training never started"
+
+
+def test_killed_actor_is_replaced_and_training_finishes(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start_cli(run_dir, "--max-seconds", "12", "--no-stop-at-target", "--eval-every-s", "0")
+    try:
+        wait_training(run_dir)
+        victim = sorted(children_of(proc.pid))[0]
+        os.kill(victim, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert "killed by SIGKILL); starting a replacement" in out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["actor_restarts"] == 1 and summary["status"] == "max_seconds"
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    after = [m for m in metrics if m["actor_restarts"] == 1]
+    assert len(after) >= 3 and after[-1]["env_steps"] > after[0]["env_steps"]  # training went on
+
+
+def test_env_error_is_reported_and_run_continues(tmp_path, capsys, no_leaks):
+    summary = train(Config(env="cartpole-failing-once", num_actors=2, max_seconds=60, seed=1,
+                           run_dir=str(tmp_path / "run")), env_fn=CartPoleFailingOnce)
+    out = capsys.readouterr().out
+    assert "raised while stepping: RuntimeError: simulated env failure at step 50; recreating it" in out
+    assert summary["env_errors"] == 2  # once in each actor process (and maybe once in evaluation)
+    assert summary["actor_restarts"] == 0
+    assert summary["solved"]
+
+
+def test_sigint_stops_cleanly_with_status_130(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start_cli(run_dir, "--max-seconds", "120", "--no-stop-at-target")
+    try:
+        wait_training(run_dir)
+        actors = children_of(proc.pid)
+        assert actors
+        t = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+        took = time.monotonic() - t
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out[-3000:]
+    assert took < 10
+    assert (run_dir / "policy.npz").exists() and (run_dir / "summary.json").exists()
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+    assert not any(os.path.exists(f"/proc/{p}") for p in actors), "actor processes remain"
+    assert not [s for s in our_segments() if s.startswith(f"al_{proc.pid}_")], "segments left in /dev/shm"
+
+
+def test_killed_learner_takes_its_actors_with_it(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start_cli(run_dir, "--max-seconds", "120", "--no-stop-at-target")
+    try:
+        wait_training(run_dir)
+        actors = children_of(proc.pid)
+        assert actors
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        gone = wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in actors), timeout=5)
+    finally:
+        proc.kill()
+    assert gone, "actors outlived their learner by more than 5 s"
+    # Whatever segments the killed run left are removed by the next start (remove_stale_segments).
+    remove_stale_segments()
+    assert not [s for s in our_segments() if s.startswith(f"al_{proc.pid}_")]
+
+
+def test_non_finite_gradient_is_caught_and_not_applied():
+    from actorlearner.envs import inspect_env, make_env_fn
+    from actorlearner.learner import Learner, NumericalFault
+    from actorlearner.model import build_default_model, model_layout
+
+    cfg = Config(unroll_length=4, envs_per_actor=2, batch_size=2)
+    spec = inspect_env(make_env_fn("CartPole-v1"))
+    model = build_default_model(spec, cfg)
+    learner = Learner(cfg, spec, model, model_layout(model, spec, cfg, default=True))
+    T, B = 4, 2
+    batch = {"obs": np.zeros((T + 1, B, 4), np.float32), "actions": np.zeros((T, B), np.int32),
+             "behaviour_logp": np.full((T, B), -0.69, np.float32), "rewards": np.ones((T, B), np.float32),
+             "discounts": np.full((T, B), 0.99, np.float32)}
+    _, flat = learner.step(batch)  # a good step works
+    before = learner.flat_weights()
+    iterations = int(learner.optimizer.iterations.numpy())
+    batch["rewards"][1, 1] = np.nan
+    with pytest.raises(NumericalFault, match="non-finite"):
+        learner.step(batch)
+    np.testing.assert_array_equal(learner.flat_weights(), before)
+    assert int(learner.optimizer.iterations.numpy()) == iterations
