@@ -17,6 +17,10 @@ from .losses import impala_loss
 from .model import flat_weights, ordered_weights
 
 
+INPUT_NAMES = ("obs", "actions", "behaviour_logp", "rewards", "discounts")
+STAT_NAMES = ("finite", "grad_norm", "total", "policy", "baseline", "entropy", "rho_mean")
+
+
 class NumericalFault(RuntimeError):
     """A NaN or Inf showed up in the loss or the gradients; the weights were not updated."""
 
@@ -39,6 +43,7 @@ class Learner:
             tf.TensorSpec([T + 1, B, spec.obs_dim], tf.float32), act_sig, tf.TensorSpec([T, B], tf.float32),
             tf.TensorSpec([T, B], tf.float32), tf.TensorSpec([T, B], tf.float32)])
         self.steps = 0
+        self._concrete = None
 
     def _train_step(self, obs, actions, behaviour_logp, rewards, discounts):
         cfg, spec = self.cfg, self.spec
@@ -62,16 +67,19 @@ class Learner:
         # A non-finite update is never applied, so the published weights stay the last good ones.
         tf.cond(finite, lambda: self._apply(grads, variables), lambda: tf.no_op())
         flat = tf.concat([tf.reshape(w, [-1]) for w in self._published], axis=0)
-        stats = {k: v for k, v in losses.items()}
-        stats["grad_norm"] = grad_norm
-        return finite, stats, flat
+        # One vector out instead of a dict of scalars: each output tensor costs a host copy per step.
+        stats = tf.stack([tf.cast(finite, tf.float32), grad_norm] + [losses[k] for k in STAT_NAMES[2:]])
+        return stats, flat
 
     def flat_weights(self) -> np.ndarray:
         return flat_weights(self._published)
 
     def trace(self) -> None:
-        """Compiles the step now (about a second), e.g. while the actors produce the first batch."""
-        self._step.get_concrete_function()
+        """Compiles the step now (half a second), e.g. while the actors produce the first batch.
+
+        Steps then call the concrete function directly, skipping tf.function's per-call dispatch
+        (signature matching, input conversion), which cost about as much as the math here."""
+        self._concrete = self._step.get_concrete_function()
 
     def _apply(self, grads, variables):
         self.optimizer.apply_gradients(zip(grads, variables))
@@ -81,10 +89,12 @@ class Learner:
         """One update on a batch from `trajectory.learner_inputs`; returns (stats, new flat weights).
 
         Raises NumericalFault (weights untouched) if the loss or gradient norm is not finite."""
-        finite, stats, flat = self._step(batch["obs"], batch["actions"], batch["behaviour_logp"],
-                                         batch["rewards"], batch["discounts"])
-        stats = {k: float(v) for k, v in stats.items()}
-        if not bool(finite):
+        if self._concrete is None:
+            self.trace()
+        stats, flat = self._concrete(*(tf.constant(batch[k]) for k in INPUT_NAMES))
+        stats = dict(zip(STAT_NAMES, stats.numpy().tolist()))
+        finite = stats.pop("finite")
+        if not finite:
             raise NumericalFault(f"non-finite loss or gradient at learner step {self.steps + 1}: {stats}")
         flat = flat.numpy()
         if not np.isfinite(flat).all():

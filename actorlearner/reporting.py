@@ -40,6 +40,7 @@ class RunStats:
         self.first_step_env_steps = 0
         self.lag_sum = 0.0
         self.lag_count = 0
+        self.recent_lags: collections.deque = collections.deque(maxlen=20_000)
         self.last_eval: Optional[float] = None
         self.best_eval: Optional[float] = None
         self.actor_restarts = 0
@@ -73,6 +74,7 @@ class RunStats:
         self.env_steps += env_steps
         self.lag_sum += sum(lags)
         self.lag_count += len(lags)
+        self.recent_lags.extend(lags)
         self.last_losses = losses
 
     def policy_lag_mean(self) -> Optional[float]:
@@ -102,6 +104,8 @@ class RunStats:
             "solved_at_s": self.solved_at_s, "solved_at_steps": self.solved_at_steps,
             "eval_return_mean": self.last_eval, "best_eval_return": self.best_eval,
             "policy_lag_mean": self.policy_lag_mean(),
+            "policy_lag_p95": (float(sorted(self.recent_lags)[int(0.95 * (len(self.recent_lags) - 1))])
+                               if self.recent_lags else None),
             "startup_s": self.first_step_s,
             "train_env_steps_per_s": ((self.env_steps - self.first_step_env_steps) / train_s
                                       if train_s > 0 else 0.0),

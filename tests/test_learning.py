@@ -57,3 +57,22 @@ def test_cartpole_multiprocess_solves_from_the_command_line(tmp_path):
     assert "eval over" in proc.stdout
     assert spawned_pids() - before == set(), "actor processes outlived the run"
     assert not [n for n in os.listdir("/dev/shm") if n.startswith("al_")], "segments left in /dev/shm"
+
+
+def custom_model(spec):
+    import keras
+
+    obs = keras.Input((spec.obs_dim,))
+    h = keras.layers.Dense(32, activation="relu")(obs)
+    return keras.Model(obs, [keras.layers.Dense(spec.action_dim)(h), keras.layers.Dense(1)(h)])
+
+
+def test_custom_keras_model_trains_with_tensorflow_actors(tmp_path, capsys, no_leaks):
+    # The numpy path cannot run this model, so the actors run it in TensorFlow (and say so).
+    cfg = Config(seed=1, target_return=150, max_seconds=60, eval_every_s=0, run_dir=str(tmp_path / "run"))
+    summary = train(cfg, env_fn=lambda: __import__("gymnasium").make("CartPole-v1"), model_fn=custom_model)
+    assert "actors run the policy in TensorFlow" in capsys.readouterr().out
+    assert summary["solved"], summary
+    policy = load_policy(cfg.run_dir, env_fn=lambda: __import__("gymnasium").make("CartPole-v1"),
+                         model_fn=custom_model)
+    assert policy.greedy(np.zeros((1, 4), np.float32)).shape == (1,)

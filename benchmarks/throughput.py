@@ -1,0 +1,73 @@
+"""End-to-end training throughput against the env-only ceiling measured in the same run.
+
+For each (actors, envs per actor) in the sweep, trains CartPole-v1 for --seconds without stopping at the
+target and reports env steps/s consumed by the learner (from the first learner step on), learner steps/s,
+samples/s, mean and p95 policy lag, CPU use and peak RSS of every process, and throughput / ceiling.
+
+    python benchmarks/throughput.py [--sweep 2x16,2x32,1x32] [--seconds 10]
+"""
+
+import argparse
+import os
+import statistics
+import tempfile
+
+from common import ceiling, run_train, write_outputs
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", default="CartPole-v1")
+    p.add_argument("--sweep", default=f"{os.cpu_count()}x16,{os.cpu_count()}x32,1x32",
+                   help="comma separated ACTORSxENVS pairs")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--out", default="bench_out")
+    a = p.parse_args()
+    ceil = ceiling(a.env, os.cpu_count(), 5.0)
+    print(f"ceiling ({a.env}, env only, {os.cpu_count()} processes): {ceil:,.0f} steps/s")
+    rows = []
+    for item in a.sweep.split(","):
+        actors, envs = (int(x) for x in item.lower().split("x"))
+        with tempfile.TemporaryDirectory() as d:
+            s = run_train(["--env", a.env, "--num-actors", str(actors), "--envs-per-actor", str(envs),
+                           "--max-seconds", str(a.seconds), "--no-stop-at-target", "--eval-every-s", "0"],
+                          os.path.join(d, "run"))
+        procs = s["processes"].values()
+        actor_rss = [r["peak_rss_mb"] for r in procs if r["role"] == "actor"]
+        learner = next(r for r in procs if r["role"] == "learner")
+        train_s = s["wall_s"] - s["startup_s"]
+        row = {"actors": actors, "envs_per_actor": envs, "env_steps_per_s": s["train_env_steps_per_s"],
+               "ratio_to_ceiling": s["train_env_steps_per_s"] / ceil,
+               "learner_steps_per_s": s["learner_steps"] / max(1e-9, train_s),
+               "samples_per_s_consumed": s["train_env_steps_per_s"],
+               "policy_lag_mean": s["policy_lag_mean"], "policy_lag_p95": s["policy_lag_p95"],
+               "startup_s": s["startup_s"], "learner_cpu": learner["cpu_frac"],
+               "actor_cpu_mean": statistics.mean(r["cpu_frac"] for r in procs if r["role"] == "actor"),
+               "learner_peak_rss_mb": learner["peak_rss_mb"], "actor_peak_rss_mb_max": max(actor_rss),
+               "total_peak_rss_mb": learner["peak_rss_mb"] + sum(actor_rss)}
+        rows.append(row)
+    cols = [("actors", "{:d}"), ("envs_per_actor", "{:d}"), ("env_steps_per_s", "{:,.0f}"),
+            ("ratio_to_ceiling", "{:.2f}"), ("learner_steps_per_s", "{:.0f}"), ("policy_lag_mean", "{:.2f}"),
+            ("policy_lag_p95", "{:.0f}"), ("startup_s", "{:.2f}"), ("learner_cpu", "{:.2f}"),
+            ("actor_cpu_mean", "{:.2f}"), ("learner_peak_rss_mb", "{:.0f}"), ("actor_peak_rss_mb_max", "{:.0f}"),
+            ("total_peak_rss_mb", "{:.0f}")]
+    print("| " + " | ".join(c for c, _ in cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(f.format(r[c]) for c, f in cols) + " |")
+
+    def plot(plt):
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        labels = [f"{r['actors']}x{r['envs_per_actor']}" for r in rows]
+        ax.bar(labels, [r["env_steps_per_s"] for r in rows], label="training")
+        ax.axhline(ceil, color="k", linestyle="--", label="env-only ceiling")
+        ax.set_xlabel("actors x envs per actor")
+        ax.set_ylabel("env steps/s")
+        ax.legend()
+        return fig
+
+    write_outputs("throughput", a.out, {"env": a.env, "ceiling_steps_per_s": ceil, "rows": rows}, plot)
+
+
+if __name__ == "__main__":
+    main()
