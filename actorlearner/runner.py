@@ -95,8 +95,9 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     numpy_actors = model_fn is None and cfg.actor_inference != "tensorflow"
     for stale in remove_stale_segments():
         say(f"removed a shared-memory segment left by a killed run: /dev/shm/{stale}")
-    say(f"actorlearner: {cfg.env} | {num_actors} actor{'s' if num_actors > 1 else ''}"
-        f"{' (serial mode, in this process)' if cfg.serial else ' processes'} x {cfg.envs_per_actor} envs, "
+    where = " (serial mode, in this process)" if cfg.serial else " (processes)"
+    say(f"actorlearner: {cfg.env} | {num_actors} actor{'s' if num_actors > 1 else ''}{where} x "
+        f"{cfg.envs_per_actor} envs, "
         f"unroll {cfg.unroll_length}, batch {cfg.batch_size}, learner threads {cfg.resolved_learner_threads()} | "
         f"actors run the policy in "
         f"{'numpy (default MLP, no TensorFlow in actors)' if numpy_actors else 'TensorFlow'} | "
@@ -170,11 +171,42 @@ class _DefaultModel:
         return build_default_model(spec, self.cfg)
 
 
-def _build_model(cfg: Config, spec, model_fn):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from .learner import configure_tensorflow
+# What TensorFlow's C++ side prints at import on a CPU-only machine, before its log level applies.
+_TF_IMPORT_NOISE = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on",
+                    "Could not find cuda drivers", "failed call to cuInit", "This TensorFlow binary is optimized",
+                    "To enable the following instructions", "Unable to register cu")
 
-    configure_tensorflow(cfg.resolved_learner_threads())
+
+def _start_tensorflow_quietly(threads: int):
+    """Imports the learner (and TensorFlow), sets its threads and starts its runtime, with the C++ start-up
+    noise filtered out of stderr; any other line, and everything if this fails, is passed through."""
+    import tempfile
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        failed = True
+        try:
+            from . import learner
+
+            learner.configure_tensorflow(threads)
+            learner.tf.constant(0.0)  # starts the runtime, which prints the rest of its notices
+            failed = False
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode(errors="replace")
+            keep = text if failed else "".join(
+                line for line in text.splitlines(keepends=True) if not any(n in line for n in _TF_IMPORT_NOISE))
+            if keep.strip():
+                os.write(2, keep.encode())
+    return learner
+
+
+def _build_model(cfg: Config, spec, model_fn):
+    _start_tensorflow_quietly(cfg.resolved_learner_threads())
     if model_fn is None:
         from .model import build_default_model
 
