@@ -48,6 +48,19 @@ def wait_training(run_dir, timeout=60):
     assert wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0, timeout), "training never started"
 
 
+def start_long_run(run_dir):
+    """A CLI run that would go on for two minutes, once it is training; returns (process, actor pids)."""
+    proc = start_cli(run_dir, "--max-seconds", "120", "--no-stop-at-target")
+    try:
+        wait_training(run_dir)
+        actors = children_of(proc.pid)
+        assert actors
+    except BaseException:
+        proc.kill()
+        raise
+    return proc, actors
+
+
 def test_killed_actor_is_replaced_and_training_finishes(tmp_path):
     run_dir = tmp_path / "run"
     proc = start_cli(run_dir, "--max-seconds", "12", "--no-stop-at-target", "--eval-every-s", "0")
@@ -79,11 +92,8 @@ def test_env_error_is_reported_and_run_continues(tmp_path, capsys, no_leaks):
 
 def test_sigint_stops_cleanly_with_status_130(tmp_path):
     run_dir = tmp_path / "run"
-    proc = start_cli(run_dir, "--max-seconds", "120", "--no-stop-at-target")
+    proc, actors = start_long_run(run_dir)
     try:
-        wait_training(run_dir)
-        actors = children_of(proc.pid)
-        assert actors
         t = time.monotonic()
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=10)
@@ -99,12 +109,8 @@ def test_sigint_stops_cleanly_with_status_130(tmp_path):
 
 
 def test_killed_learner_takes_its_actors_with_it(tmp_path):
-    run_dir = tmp_path / "run"
-    proc = start_cli(run_dir, "--max-seconds", "120", "--no-stop-at-target")
+    proc, actors = start_long_run(tmp_path / "run")
     try:
-        wait_training(run_dir)
-        actors = children_of(proc.pid)
-        assert actors
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         gone = wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in actors), timeout=5)

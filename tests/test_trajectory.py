@@ -49,14 +49,19 @@ class ValueIsObs:
         return obs[:, 0].copy()
 
 
-def test_unroll_alignment_exact():
+def make_actor(env_cls, n_slots):
+    """One actor with one env and T = 5, in process; returns (actor, its slots, the learner's channel end)."""
     cfg = Config(unroll_length=5, envs_per_actor=1, batch_size=1)
     spec = EnvSpec(1, True, 2, None, None, None, None)
-    slots = SlotPool(unroll_spec(cfg, spec), 2, None)
+    slots = SlotPool(unroll_spec(cfg, spec), n_slots, None)
     weights = WeightStore(1, None)
     weights.publish(np.zeros(1, np.float32))
     ours, theirs = local_channel_pair()
-    actor = Actor(0, cfg, spec, CountEnv, ValueIsObs(), slots, theirs, weights)
+    return Actor(0, cfg, spec, env_cls, ValueIsObs(), slots, theirs, weights), slots, ours
+
+
+def test_unroll_alignment_exact():
+    actor, slots, ours = make_actor(CountEnv, 2)
 
     actor.produce(0)
     actor.produce(1)
@@ -88,7 +93,7 @@ def test_unroll_alignment_exact():
     # Truncated step: scaled reward plus gamma * V(final obs); the others just scaled.
     np.testing.assert_allclose(inputs["rewards"][:, 0], [1.5, 2.0 + 0.9 * 14, 0.5, 1.0, 1.5])
     slots.close()
-    weights.close()
+    actor.weights.close()
 
 
 def test_env_error_is_reported_and_env_recreated():
@@ -101,13 +106,7 @@ def test_env_error_is_reported_and_env_recreated():
                 raise RuntimeError("boom")
             return super().step(action)
 
-    cfg = Config(unroll_length=5, envs_per_actor=1, batch_size=1)
-    spec = EnvSpec(1, True, 2, None, None, None, None)
-    slots = SlotPool(unroll_spec(cfg, spec), 1, None)
-    weights = WeightStore(1, None)
-    weights.publish(np.zeros(1, np.float32))
-    ours, theirs = local_channel_pair()
-    actor = Actor(0, cfg, spec, Flaky, ValueIsObs(), slots, theirs, weights)
+    actor, slots, ours = make_actor(Flaky, 1)
     actor.produce(0)
     actor.produce(0)
     msgs = [ours.recv() for _ in range(3)]
@@ -119,4 +118,4 @@ def test_env_error_is_reported_and_env_recreated():
     assert slots.arrays["final_value"][0, 1, 0] == slots.arrays["obs"][0, 1, 0, 0]
     assert np.isfinite(slots.arrays["obs"][0]).all()
     slots.close()
-    weights.close()
+    actor.weights.close()
