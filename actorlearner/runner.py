@@ -93,6 +93,8 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     stats = RunStats(t0, target)
     num_actors = cfg.resolved_num_actors()
     numpy_actors = model_fn is None and cfg.actor_inference != "tensorflow"
+    # What actors (and evaluation) run when not numpy: the user's model or the default one in TensorFlow.
+    actor_model_fn = None if numpy_actors else (model_fn or _DefaultModel(cfg))
     for stale in remove_stale_segments():
         say(f"removed a shared-memory segment left by a killed run: /dev/shm/{stale}")
     where = " (serial mode, in this process)" if cfg.serial else " (processes)"
@@ -107,8 +109,10 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     if numpy_actors:
         n_params = layout_size(default_layout(spec, cfg.hidden_sizes))
     else:  # the actors run the model itself, so its size is known only once it is built
+        from .model import param_layout
+
         model = _build_model(cfg, spec, model_fn)
-        n_params = sum(int(np.prod(w.shape)) for w in model.weights)
+        n_params = layout_size(param_layout(model))
 
     slots_per_actor = max(2, math.ceil(cfg.slots_per_batch / num_actors) + 1)
     token = None if cfg.serial else new_run_token()
@@ -120,20 +124,19 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
             slots = SlotPool(fields, slots_per_actor * num_actors, token)
             weights = WeightStore(n_params, token)
             env_blob = cloudpickle.dumps(env_fn)
-            model_blob = b"" if numpy_actors else cloudpickle.dumps(model_fn or _DefaultModel(cfg))
+            model_blob = b"" if numpy_actors else cloudpickle.dumps(actor_model_fn)
 
             def args_for(i: int, incarnation: int) -> ActorArgs:
                 return ActorArgs(i, incarnation, cfg, spec, env_blob, model_blob, slots.spec(), weights.spec(),
                                  os.getpid())
 
             if cfg.serial:
-                pool = SerialActors(args_for, num_actors, slots, weights, env_fn,
-                                    None if numpy_actors else (model_fn or _DefaultModel(cfg)))
+                pool = SerialActors(args_for, num_actors, slots, weights, env_fn, actor_model_fn)
             else:
                 pool = ActorPool(args_for, num_actors, cfg.actor_threads)
             pool.start()
-            status = _learn(cfg, spec, env_fn, model_fn, model, numpy_actors, pool, slots, weights, stats,
-                            run_dir, signals, slots_per_actor)
+            status = _learn(cfg, spec, env_fn, actor_model_fn, model, pool, num_actors, slots_per_actor, slots,
+                            weights, stats, run_dir, signals)
         except Interrupted:
             status = "interrupted"
         except Exception as e:
@@ -144,9 +147,9 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
             for shared in (slots, weights):
                 if shared is not None:
                     shared.close()
-            summary = stats.summary(cfg.env, cfg.seed, status)
             if pool is not None:
-                summary["actor_restarts"] = pool.restarts
+                stats.actor_restarts = pool.restarts
+            summary = stats.summary(cfg.env, cfg.seed, status)
             if error is not None:
                 summary["error"] = f"{type(error).__name__}: {error}"
             run_dir.write_json("summary.json", summary)
@@ -214,9 +217,10 @@ def _build_model(cfg: Config, spec, model_fn):
     return model_fn(spec)
 
 
-def _learn(cfg, spec, env_fn, model_fn, model, numpy_actors, pool, slots, weights, stats, run_dir, signals,
-           slots_per_actor) -> str:
-    """The learner loop; returns why it stopped."""
+def _learn(cfg, spec, env_fn, actor_model_fn, model, pool, num_actors, slots_per_actor, slots, weights, stats,
+           run_dir, signals) -> str:
+    """The learner loop; returns why it stopped. actor_model_fn is None when actors run numpy."""
+    numpy_actors = actor_model_fn is None
     if model is None:
         model = _build_model(cfg, spec, None)
     from .learner import Learner
@@ -225,13 +229,12 @@ def _learn(cfg, spec, env_fn, model_fn, model, numpy_actors, pool, slots, weight
     layout = model_layout(model, spec, cfg, default=numpy_actors)
     learner = Learner(cfg, spec, model, layout)
     weights.publish(learner.flat_weights())
-    num_actors = len(pool.holding) if hasattr(pool, "holding") else len(pool.actors)
     for i in range(num_actors):
         for s in range(slots_per_actor):
             pool.give(i, i * slots_per_actor + s)
     learner.trace()  # overlaps the first trace with the actors' first unrolls
 
-    eval_policy = make_policy(cfg, spec, None if numpy_actors else (model_fn or _DefaultModel(cfg)))
+    eval_policy = make_policy(cfg, spec, actor_model_fn)
     ready: list[tuple[int, int]] = []
     last_data = time.monotonic()
     next_log = stats.now() + cfg.log_every_s
