@@ -67,6 +67,14 @@ class Config:
     eval_episodes: int = _f(5, "episodes per evaluation")
     log_every_s: float = _f(1.0, "seconds between progress lines and metrics records")
     run_dir: Optional[str] = _f(None, "where results go (default: runs/<env>-<timestamp>)")
+    checkpoint_every: float = _f(60.0, "write a checkpoint (weights, optimizer state, counters) every this many "
+                                 "seconds; one is always written at the end (0: only at the end)")
+    keep_checkpoints: int = _f(3, "how many of the newest checkpoints to keep (older ones are deleted)")
+    resume: Optional[str] = _f(None, "continue the run in this directory from its newest good checkpoint: its "
+                               "config is the base, flags given now override it (not the env or model shape)")
+    on_nonfinite: str = _f("stop", "what a NaN/Inf in the loss or gradients does: stop the run with an error, or "
+                           "skip the batch (counted; 20 in a row still stop); never published either way",
+                           choices=("stop", "skip"))
     serial: bool = _f(False, "run actors and learner in this one process (debugging, tests)")
     wait_timeout_s: float = _f(30.0, "a wait on the other side that takes longer than this is an error")
 
@@ -92,14 +100,15 @@ class Config:
 
 def validate(cfg: Config) -> Config:
     """Checks every value; raises ConfigError with a one-line message. Returns cfg for chaining."""
-    positive_int = ("envs_per_actor", "unroll_length", "batch_size", "eval_episodes", "actor_threads")
+    positive_int = ("envs_per_actor", "unroll_length", "batch_size", "eval_episodes", "actor_threads",
+                    "keep_checkpoints")
     for name in positive_int:
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{_flag(name)} must be >= 1, got {getattr(cfg, name)}")
     for name in ("num_actors", "max_steps", "learner_threads"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(cfg, name)}")
-    for name in ("max_seconds", "eval_every_s", "entropy_cost", "baseline_cost"):
+    for name in ("max_seconds", "eval_every_s", "entropy_cost", "baseline_cost", "checkpoint_every"):
         if not getattr(cfg, name) >= 0:
             raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(cfg, name)}")
     for name in ("learning_rate", "max_grad_norm", "reward_scale", "log_every_s", "wait_timeout_s",
@@ -156,7 +165,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             kind = _parse_sizes
         elif name in ("target_return",):
             kind = float
-        elif name == "run_dir":
+        elif name in ("run_dir", "resume"):
             kind = str
         else:
             kind = type(default)
@@ -171,9 +180,37 @@ def _show(v: Any) -> str:
 
 
 def config_from_args(args: argparse.Namespace, base: Optional[Config] = None) -> Config:
-    base = base or Config()
+    """The flags given on the command line over `base` (default: Config()); with --resume, over the run's
+    saved config instead."""
     overrides = {name: getattr(args, name) for name in _fields() if getattr(args, name, None) is not None}
-    return base.replace(**overrides)
+    if overrides.get("resume"):
+        return resume_config(overrides["resume"], overrides)
+    return (base or Config()).replace(**overrides)
+
+
+# Fields a resumed run cannot change: they decide the env and the shape of the saved weights.
+RESUME_FIXED = ("env", "hidden_sizes", "activation")
+
+
+def resume_config(run_dir: str, overrides: Optional[dict] = None) -> Config:
+    """The config to continue RUN_DIR with: its saved config.json, updated by `overrides` (a dict of fields),
+    with `resume` and `run_dir` set to RUN_DIR. The env and model shape cannot change."""
+    path = os.path.join(run_dir, "config.json")
+    try:
+        with open(path) as f:
+            saved = config_from_dict(json.load(f))
+    except FileNotFoundError:
+        raise ConfigError(f"--resume {run_dir}: {path} not found (is it a run directory?)") from None
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"--resume {run_dir}: {path} is not a valid config ({e})") from None
+    overrides = dict(overrides or {})
+    for name in RESUME_FIXED:
+        if name in overrides and overrides[name] != getattr(saved, name):
+            raise ConfigError(f"--{_flag(name)} cannot change on --resume (the run has "
+                              f"{_show(getattr(saved, name))})")
+    if overrides.get("run_dir") not in (None, run_dir):
+        raise ConfigError("--resume continues in its own directory; drop --run-dir")
+    return saved.replace(**{**overrides, "resume": run_dir, "run_dir": run_dir})
 
 
 def config_from_dict(d: dict) -> Config:

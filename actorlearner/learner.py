@@ -11,6 +11,7 @@ import tensorflow as tf
 import keras
 
 from . import distributions as D
+from .checkpoint import Checkpoint, assign, is_learning_rate, variables_state
 from .config import Config
 from .envs import EnvSpec
 from .losses import impala_loss
@@ -22,7 +23,12 @@ STAT_NAMES = ("finite", "grad_norm", "total", "policy", "baseline", "entropy", "
 
 
 class NumericalFault(RuntimeError):
-    """A NaN or Inf showed up in the loss or the gradients; the weights were not updated."""
+    """A NaN or Inf showed up in the loss or the gradients (the weights were not updated), or, rarely, in
+    the weights after a finite update (`weights_damaged`: the model cannot go on)."""
+
+    def __init__(self, message: str, weights_damaged: bool = False):
+        super().__init__(message)
+        self.weights_damaged = weights_damaged
 
 
 class Learner:
@@ -81,6 +87,18 @@ class Learner:
         (signature matching, input conversion), which cost about as much as the math here."""
         self._concrete = self._step.get_concrete_function()
 
+    def state(self) -> tuple[list, list]:
+        """(model variables, optimizer variables) as [(path, array)] for a checkpoint. The learning rate
+        is left out: it is configuration, which a resumed run may change."""
+        return (variables_state(self.model.weights),
+                variables_state(self.optimizer.variables, skip=is_learning_rate))
+
+    def restore(self, ckpt: Checkpoint) -> None:
+        """Loads a checkpoint's model and optimizer state (Adam's moments and step count included)."""
+        assign(self.model.weights, ckpt.model, "model")
+        assign(self.optimizer.variables, ckpt.optim, "optimizer", skip=is_learning_rate)
+        self.steps = int(ckpt.meta["stats"]["learner_steps"])
+
     def _apply(self, grads, variables):
         self.optimizer.apply_gradients(zip(grads, variables))
         return tf.no_op()
@@ -98,7 +116,7 @@ class Learner:
             raise NumericalFault(f"non-finite loss or gradient at learner step {self.steps + 1}: {stats}")
         flat = flat.numpy()
         if not np.isfinite(flat).all():
-            raise NumericalFault(f"non-finite weights after learner step {self.steps + 1}")
+            raise NumericalFault(f"non-finite weights after learner step {self.steps + 1}", weights_damaged=True)
         self.steps += 1
         return stats, flat
 
@@ -108,6 +126,8 @@ def configure_tensorflow(threads: int) -> None:
     nothing measurable for a graph this small, so they are off (start-up time is most of a solve)."""
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     if threads:
-        n = threads
-        tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(n)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            pass  # TensorFlow already runs in this process (a notebook, a test): its threads stay as they are

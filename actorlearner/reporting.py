@@ -26,8 +26,13 @@ def process_age_s() -> float:
 class RunStats:
     """Counters of a run. Times are seconds since `t0` (a time.monotonic() value)."""
 
+    # What a checkpoint keeps of a run, so a resumed run continues its counters and curves.
+    _STATE = ("env_steps", "learner_steps", "episodes", "solved_at_s", "solved_at_steps", "lag_sum",
+              "lag_count", "last_eval", "best_eval", "actor_restarts", "env_errors", "nonfinite_skips")
+
     def __init__(self, t0: float, target_return: Optional[float]):
         self.t0 = t0
+        self.time_offset = 0.0  # seconds the run had already trained before a resume
         self.target = target_return
         self.env_steps = 0
         self.learner_steps = 0
@@ -45,10 +50,24 @@ class RunStats:
         self.best_eval: Optional[float] = None
         self.actor_restarts = 0
         self.env_errors = 0
+        self.nonfinite_skips = 0
         self.last_losses: dict = {}
 
     def now(self) -> float:
-        return time.monotonic() - self.t0
+        return self.time_offset + time.monotonic() - self.t0
+
+    def state(self) -> dict:
+        """The counters as JSON-ready values (for checkpoints)."""
+        return {**{k: getattr(self, k) for k in self._STATE}, "elapsed_s": self.now(),
+                "recent_returns": list(self.recent_returns), "recent_lengths": list(self.recent_lengths)}
+
+    def restore(self, state: dict) -> None:
+        """Continues from `state()` of an earlier run: counters, the last 100 episodes, and its clock."""
+        for k in self._STATE:
+            setattr(self, k, state[k])
+        self.recent_returns.extend(state["recent_returns"])
+        self.recent_lengths.extend(state["recent_lengths"])
+        self.time_offset = float(state["elapsed_s"])
 
     def add_episodes(self, returns: list, lengths: list) -> None:
         self.episodes += len(returns)
@@ -88,6 +107,7 @@ class RunStats:
                 "env_steps_per_s": self.env_steps / t if t > 0 else 0.0,
                 "policy_lag_mean": self.policy_lag_mean(), "eval_return": self.last_eval,
                 "actor_restarts": self.actor_restarts, "env_errors": self.env_errors,
+                "nonfinite_skips": self.nonfinite_skips,
                 **{f"loss_{k}": v for k, v in self.last_losses.items()}}
 
     def summary(self, env_id: str, seed: int, status: str) -> dict:
@@ -106,10 +126,11 @@ class RunStats:
             "policy_lag_mean": self.policy_lag_mean(),
             "policy_lag_p95": (float(sorted(self.recent_lags)[int(0.95 * (len(self.recent_lags) - 1))])
                                if self.recent_lags else None),
-            "startup_s": self.first_step_s,
+            "startup_s": self.first_step_s - self.time_offset if self.first_step_s is not None else None,
             "train_env_steps_per_s": ((self.env_steps - self.first_step_env_steps) / train_s
                                       if train_s > 0 else 0.0),
             "actor_restarts": self.actor_restarts, "env_errors": self.env_errors,
+            "nonfinite_skips": self.nonfinite_skips, "resumed_from_s": self.time_offset or None,
         }
 
 

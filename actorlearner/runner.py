@@ -6,25 +6,33 @@ only numpy and gymnasium), so their start overlaps the ~2 s TensorFlow import.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 import cloudpickle
 import numpy as np
 
+from . import checkpoint
 from .actor import MSG_ENV_ERROR, MSG_FATAL, MSG_UNROLL, ActorArgs, make_policy, unroll_spec
 from .actor_pool import ActorPool, SerialActors
-from .config import Config, ConfigError, validate
+from .config import RESUME_FIXED, Config, ConfigError, config_from_dict, validate
 from .envs import check_env_id, inspect_env, make_env_fn
 from .evaluation import run_episodes
 from .policies import default_layout, layout_size
 from .reporting import RunDir, RunStats, progress_line, say
 from .trajectory import learner_inputs
 from .transport import SlotPool, TransportTimeout, WeightStore, new_run_token, remove_stale_segments
+
+
+# In skip mode, this many non-finite batches in a row stop the run anyway: the data itself is broken.
+MAX_NONFINITE_IN_A_ROW = 20
 
 
 class Interrupted(Exception):
@@ -36,6 +44,7 @@ class _StopSignals:
 
     def __init__(self):
         self.requested: Optional[str] = None
+        self.cleaning = False  # set once cleanup starts: it is short and must finish, so no raising then
         self._saved = {}
 
     def __enter__(self):
@@ -45,6 +54,9 @@ class _StopSignals:
         return self
 
     def _handle(self, signum, frame):
+        if self.cleaning:
+            say("already stopping: removing processes and shared memory")
+            return
         if self.requested is not None and signum == signal.SIGINT:
             raise Interrupted("second interrupt")
         self.requested = signal.Signals(signum).name
@@ -77,6 +89,27 @@ def default_run_dir(cfg: Config) -> str:
     return os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
 
 
+@dataclass
+class _Run:
+    """What the learner loop works with, gathered once by `train`."""
+
+    cfg: Config
+    spec: Any
+    env_fn: Callable
+    actor_model_fn: Optional[Callable]  # None: actors run the default MLP in numpy
+    model: Any  # the Keras model if already built (custom models are built before the actors start)
+    pool: Any
+    num_actors: int
+    slots_per_actor: int
+    slots: SlotPool
+    weights: WeightStore
+    stats: RunStats
+    run_dir: RunDir
+    signals: _StopSignals
+    ckpt: Optional[checkpoint.Checkpoint]  # the checkpoint this run resumes from
+    generation: int  # 0 for a fresh run, +1 for each resume
+
+
 def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None, *,
           start_time: Optional[float] = None) -> dict:
     """Trains until solved or a limit; returns the summary (also written to RUN_DIR/summary.json).
@@ -84,13 +117,22 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     env_fn: optional callable returning a gymnasium.Env (overrides cfg.env; lambdas work).
     model_fn: optional callable `model_fn(spec: EnvSpec) -> keras.Model` (see model.py's convention).
     start_time: time.monotonic() of the command's start, so times include start-up (default: now).
+    With cfg.resume (see config.resume_config), counters, weights and optimizer state continue from the
+    run's newest good checkpoint.
     """
     t0 = start_time if start_time is not None else time.monotonic()
     env_fn, spec, target = prepare(cfg, env_fn, model_fn)
+    ckpt = _resume_point(cfg) if cfg.resume else None
     run_dir = RunDir(cfg.run_dir or default_run_dir(cfg))
     cfg = cfg.replace(run_dir=run_dir.path)
     run_dir.write_json("config.json", cfg.to_json())
     stats = RunStats(t0, target)
+    generation = 0
+    if ckpt is not None:
+        stats.restore(ckpt.meta["stats"])
+        generation = int(ckpt.meta["rng"]["generation"]) + 1
+        say(f"resuming from {ckpt.path}: {stats.env_steps} env steps, {stats.learner_steps} learner steps, "
+            f"{stats.episodes} episodes, {stats.time_offset:.1f} s trained")
     num_actors = cfg.resolved_num_actors()
     numpy_actors = model_fn is None and cfg.actor_inference != "tensorflow"
     # What actors (and evaluation) run when not numpy: the user's model or the default one in TensorFlow.
@@ -117,31 +159,33 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     slots_per_actor = max(2, math.ceil(cfg.slots_per_batch / num_actors) + 1)
     token = None if cfg.serial else new_run_token()
     fields = unroll_spec(cfg, spec)
+    actor_cfg = _actor_config(cfg, generation)
     status, error = "running", None
     pool = slots = weights = None
     with _StopSignals() as signals:
         try:
             slots = SlotPool(fields, slots_per_actor * num_actors, token)
-            weights = WeightStore(n_params, token)
+            weights = WeightStore(n_params, token, first_version=ckpt.meta["policy_version"] if ckpt else 0)
             env_blob = cloudpickle.dumps(env_fn)
             model_blob = b"" if numpy_actors else cloudpickle.dumps(actor_model_fn)
 
             def args_for(i: int, incarnation: int) -> ActorArgs:
-                return ActorArgs(i, incarnation, cfg, spec, env_blob, model_blob, slots.spec(), weights.spec(),
-                                 os.getpid())
+                return ActorArgs(i, incarnation, actor_cfg, spec, env_blob, model_blob, slots.spec(),
+                                 weights.spec(), os.getpid())
 
             if cfg.serial:
                 pool = SerialActors(args_for, num_actors, slots, weights, env_fn, actor_model_fn)
             else:
                 pool = ActorPool(args_for, num_actors, cfg.actor_threads)
             pool.start()
-            status = _learn(cfg, spec, env_fn, actor_model_fn, model, pool, num_actors, slots_per_actor, slots,
-                            weights, stats, run_dir, signals)
+            status = _learn(_Run(cfg, spec, env_fn, actor_model_fn, model, pool, num_actors, slots_per_actor,
+                                 slots, weights, stats, run_dir, signals, ckpt, generation))
         except Interrupted:
             status = "interrupted"
         except Exception as e:
             status, error = "error", e
         finally:
+            signals.cleaning = True
             if pool is not None:
                 pool.stop(timeout_s=0.5 if status == "interrupted" else 3.0)
             for shared in (slots, weights):
@@ -160,6 +204,30 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     say(f"done ({status}): {stats.env_steps} env steps in {summary['wall_s']:.1f} s, mean return(100) "
         f"{summary['mean_return_100']}, solved at {solved_at}; results in {run_dir.path}")
     return summary
+
+
+def _resume_point(cfg: Config) -> checkpoint.Checkpoint:
+    """The checkpoint to resume from, checked against cfg before any process starts."""
+    if cfg.run_dir not in (None, cfg.resume):
+        raise ConfigError("--resume continues in its own directory; drop --run-dir")
+    ckpt = checkpoint.load_latest(cfg.resume, warn=lambda m: print(f"actorlearner: warning: {m}", file=sys.stderr))
+    try:
+        saved = config_from_dict(ckpt.meta["config"])
+    except (ConfigError, TypeError) as e:
+        raise checkpoint.CheckpointError(f"checkpoint {ckpt.path} holds an unusable config ({e})") from None
+    for name in RESUME_FIXED:
+        if getattr(saved, name) != getattr(cfg, name):
+            raise ConfigError(f"--resume: the run's {name} is {getattr(saved, name)!r}, this config has "
+                              f"{getattr(cfg, name)!r} (use config.resume_config to start from the run's)")
+    return ckpt
+
+
+def _actor_config(cfg: Config, generation: int) -> Config:
+    """The config actors get. A resumed run's actors (generation > 0) get a seed derived from the run's seed
+    and the generation: reusing the first start's seeds would replay its first episodes after every resume."""
+    if generation == 0:
+        return cfg
+    return cfg.replace(seed=int(np.random.SeedSequence([cfg.seed, generation]).generate_state(1)[0] % 2**31))
 
 
 class _DefaultModel:
@@ -217,91 +285,126 @@ def _build_model(cfg: Config, spec, model_fn):
     return model_fn(spec)
 
 
-def _learn(cfg, spec, env_fn, actor_model_fn, model, pool, num_actors, slots_per_actor, slots, weights, stats,
-           run_dir, signals) -> str:
-    """The learner loop; returns why it stopped. actor_model_fn is None when actors run numpy."""
-    numpy_actors = actor_model_fn is None
-    if model is None:
-        model = _build_model(cfg, spec, None)
-    from .learner import Learner
+def _learn(run: _Run) -> str:
+    """The learner loop; returns why it stopped. Finished work is checkpointed every cfg.checkpoint_every
+    seconds and at the end, also when the loop fails (unless the failure is in the numbers)."""
+    cfg, stats, pool, slots, weights = run.cfg, run.stats, run.pool, run.slots, run.weights
+    numpy_actors = run.actor_model_fn is None
+    model = run.model if run.model is not None else _build_model(cfg, run.spec, None)
+    from .learner import Learner, NumericalFault
     from .model import model_layout
 
-    layout = model_layout(model, spec, cfg, default=numpy_actors)
-    learner = Learner(cfg, spec, model, layout)
+    layout = model_layout(model, run.spec, cfg, default=numpy_actors)
+    learner = Learner(cfg, run.spec, model, layout)
+    if run.ckpt is not None:
+        learner.restore(run.ckpt)
     weights.publish(learner.flat_weights())
-    for i in range(num_actors):
-        for s in range(slots_per_actor):
-            pool.give(i, i * slots_per_actor + s)
+    for i in range(run.num_actors):
+        for s in range(run.slots_per_actor):
+            pool.give(i, i * run.slots_per_actor + s)
     learner.trace()  # overlaps the first trace with the actors' first unrolls
 
-    eval_policy = make_policy(cfg, spec, actor_model_fn)
+    def save_checkpoint() -> None:
+        meta = {"config": json.loads(cfg.to_json()), "stats": stats.state(), "policy_version": weights.version,
+                "rng": {"seed": cfg.seed, "generation": run.generation}}
+        checkpoint.save(run.run_dir.path, stats.learner_steps, meta, *learner.state(), keep=cfg.keep_checkpoints)
+
+    eval_policy = make_policy(cfg, run.spec, run.actor_model_fn)
     ready: list[tuple[int, int]] = []
     last_data = time.monotonic()
     next_log = stats.now() + cfg.log_every_s
     next_eval = stats.now() + cfg.eval_every_s if cfg.eval_every_s > 0 else math.inf
-    last_log_steps, last_log_t = 0, stats.now()
+    next_ckpt = stats.now() + cfg.checkpoint_every if cfg.checkpoint_every > 0 else math.inf
+    last_log_steps, last_log_t = stats.env_steps, stats.now()
     steps_per_unroll = cfg.unroll_length * cfg.envs_per_actor
     latest = None
-    while True:
-        # -- stop conditions
-        if signals.requested:
-            status = "interrupted"
-            break
-        if stats.check_solved() and cfg.stop_at_target:
-            status = "solved"
-            break
-        if cfg.max_steps and stats.env_steps >= cfg.max_steps:
-            status = "max_steps"
-            break
-        if cfg.max_seconds and stats.now() >= cfg.max_seconds:
-            status = "max_seconds"
-            break
-        # -- collect messages
-        for msg in pool.wait(0.05 if not ready else 0.01):
-            if msg[0] == MSG_UNROLL:
-                _, actor_id, slot, returns, lengths = msg
-                ready.append((actor_id, slot))
-                stats.add_episodes(returns, lengths)
-                last_data = time.monotonic()
-            elif msg[0] == MSG_ENV_ERROR:
-                stats.env_errors += 1
-                say(msg[3])
-            elif msg[0] == MSG_FATAL:
-                say(f"actor {msg[1]} failed:\n{msg[2].rstrip()}")
-        stats.actor_restarts = pool.restarts
-        if time.monotonic() - last_data > cfg.wait_timeout_s:
-            raise TransportTimeout(f"no unroll from any actor in {cfg.wait_timeout_s:.0f} s "
-                                   f"({pool.alive()} of {num_actors} actors alive)")
-        # -- learn on every whole batch
-        while len(ready) >= cfg.slots_per_batch:
-            batch_slots, ready = ready[:cfg.slots_per_batch], ready[cfg.slots_per_batch:]
-            idx = [s for _, s in batch_slots]
-            versions = slots.meta[idx, slots.META_VERSION].copy()
-            batch = slots.gather(idx)
-            for actor_id, s in batch_slots:  # copied out: the actors can refill them while we learn
-                pool.give(actor_id, s)
-            inputs = learner_inputs(batch, gamma=cfg.gamma, reward_scale=cfg.reward_scale)
-            losses, latest = learner.step(inputs)
-            lags = (weights.version - versions).tolist()
-            weights.publish(latest)
-            stats.add_learner_step(steps_per_unroll * len(idx), lags, losses)
-        # -- report
-        now = stats.now()
-        if now >= next_eval and latest is not None:
-            _evaluate(cfg, spec, env_fn, eval_policy, latest, stats)
-            next_eval = stats.now() + cfg.eval_every_s
-        if now >= next_log:
-            rate = (stats.env_steps - last_log_steps) / max(1e-9, now - last_log_t)
-            last_log_steps, last_log_t = stats.env_steps, now
-            say(progress_line(stats, rate))
-            run_dir.log_metrics(stats.record())
-            next_log = now + cfg.log_every_s
-    if latest is not None:
-        run_dir.save_weights(latest, layout)
-        if status != "interrupted":  # an interrupted user wants out now, not five more episodes
-            _evaluate(cfg, spec, env_fn, eval_policy, latest, stats)
-    run_dir.log_metrics(stats.record())
+    nonfinite_in_a_row = 0
+    try:
+        while True:
+            # -- stop conditions
+            if run.signals.requested:
+                status = "interrupted"
+                break
+            if stats.check_solved() and cfg.stop_at_target:
+                status = "solved"
+                break
+            if cfg.max_steps and stats.env_steps >= cfg.max_steps:
+                status = "max_steps"
+                break
+            if cfg.max_seconds and stats.now() >= cfg.max_seconds:
+                status = "max_seconds"
+                break
+            # -- collect messages
+            for msg in pool.wait(0.05 if not ready else 0.01):
+                if msg[0] == MSG_UNROLL:
+                    _, actor_id, slot, returns, lengths = msg
+                    ready.append((actor_id, slot))
+                    stats.add_episodes(returns, lengths)
+                    last_data = time.monotonic()
+                elif msg[0] == MSG_ENV_ERROR:
+                    stats.env_errors += 1
+                    say(msg[3])
+                elif msg[0] == MSG_FATAL:
+                    say(f"actor {msg[1]} failed:\n{msg[2].rstrip()}")
+            stats.actor_restarts = pool.restarts
+            if time.monotonic() - last_data > cfg.wait_timeout_s:
+                raise TransportTimeout(f"no unroll from any actor in {cfg.wait_timeout_s:.0f} s "
+                                       f"({pool.alive()} of {run.num_actors} actors alive)")
+            # -- learn on every whole batch
+            while len(ready) >= cfg.slots_per_batch:
+                batch_slots, ready = ready[:cfg.slots_per_batch], ready[cfg.slots_per_batch:]
+                idx = [s for _, s in batch_slots]
+                versions = slots.meta[idx, slots.META_VERSION].copy()
+                batch = slots.gather(idx)
+                for actor_id, s in batch_slots:  # copied out: the actors can refill them while we learn
+                    pool.give(actor_id, s)
+                inputs = learner_inputs(batch, gamma=cfg.gamma, reward_scale=cfg.reward_scale)
+                try:
+                    losses, latest = learner.step(inputs)
+                except NumericalFault as e:
+                    nonfinite_in_a_row += 1
+                    if cfg.on_nonfinite == "stop" or e.weights_damaged or nonfinite_in_a_row >= MAX_NONFINITE_IN_A_ROW:
+                        raise
+                    stats.nonfinite_skips += 1
+                    say(f"skipped a batch: {e} ({stats.nonfinite_skips} skipped so far)")
+                    continue
+                nonfinite_in_a_row = 0
+                lags = (weights.version - versions).tolist()
+                weights.publish(latest)
+                stats.add_learner_step(steps_per_unroll * len(idx), lags, losses)
+            # -- report
+            now = stats.now()
+            if now >= next_eval and latest is not None:
+                _evaluate(cfg, run.spec, run.env_fn, eval_policy, latest, stats)
+                next_eval = stats.now() + cfg.eval_every_s
+            if now >= next_log:
+                rate = (stats.env_steps - last_log_steps) / max(1e-9, now - last_log_t)
+                last_log_steps, last_log_t = stats.env_steps, now
+                say(progress_line(stats, rate))
+                run.run_dir.log_metrics(stats.record())
+                next_log = now + cfg.log_every_s
+            if now >= next_ckpt:
+                save_checkpoint()
+                next_ckpt = stats.now() + cfg.checkpoint_every
+    except (NumericalFault, Interrupted):
+        raise  # bad numbers are not worth keeping; a second Ctrl-C wants out at once
+    except Exception:
+        _try(save_checkpoint, "a final checkpoint")  # keep the finished work, then report the failure
+        raise
+    save_checkpoint()
+    latest = learner.flat_weights()
+    run.run_dir.save_weights(latest, layout)
+    if status != "interrupted":  # an interrupted user wants out now, not five more episodes
+        _evaluate(cfg, run.spec, run.env_fn, eval_policy, latest, stats)
+    run.run_dir.log_metrics(stats.record())
     return status
+
+
+def _try(action: Callable[[], None], what: str) -> None:
+    try:
+        action()
+    except Exception as e:  # noqa: BLE001 - the failure being handled matters more than this one
+        print(f"actorlearner: could not write {what}: {type(e).__name__}: {e}", file=sys.stderr)
 
 
 def _evaluate(cfg, spec, env_fn, policy, flat, stats) -> None:

@@ -78,7 +78,8 @@ class _Arrays:
 class WeightStore:
     """One flat float32 parameter vector with a version, safe for one writer and many readers."""
 
-    def __init__(self, size: int, token: Optional[str], create: bool = True):
+    def __init__(self, size: int, token: Optional[str], create: bool = True, first_version: int = 0):
+        """first_version: the version counter to start from (a resumed run continues its versions)."""
         self.size = size
         self.token = token
         self._mem = _Arrays({"weights": ((size + 2,), np.float64)}, token and f"{token}_w", create)
@@ -87,7 +88,7 @@ class WeightStore:
         self._seq = raw[:1].view(np.int64)
         self._vec = raw[1:].view(np.float32)[:size]
         if create:
-            self._seq[0] = 0
+            self._seq[0] = 2 * first_version
             self._vec[:] = SENTINEL
 
     def spec(self) -> tuple:

@@ -49,3 +49,20 @@ class CartPoleFailingOnce(gym.Wrapper):
         if type(self).steps_in_process == 50:
             raise RuntimeError("simulated env failure at step 50")
         return self.env.step(action)
+
+
+class CartPoleNanReward(gym.Wrapper):
+    """CartPole whose `nan_at`-th step in this process (once) returns a NaN reward."""
+
+    steps_in_process = 0
+    nan_at = 3000
+
+    def __init__(self):
+        super().__init__(gym.make("CartPole-v1"))
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        type(self).steps_in_process += 1
+        if type(self).steps_in_process == self.nan_at:
+            reward = float("nan")
+        return obs, reward, terminated, truncated, info

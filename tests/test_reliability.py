@@ -11,10 +11,11 @@ import time
 import numpy as np
 import pytest
 
-from actorlearner import Config, train
+from actorlearner import Config, checkpoint, train
+from actorlearner.learner import NumericalFault
 from actorlearner.transport import remove_stale_segments
 from conftest import ROOT, our_segments, spawned_pids
-from envs import CartPoleFailingOnce
+from envs import CartPoleFailingOnce, CartPoleNanReward
 
 
 def start_cli(run_dir, *flags):
@@ -103,6 +104,28 @@ def test_sigint_stops_cleanly_with_status_130(tmp_path):
     assert proc.returncode == 130, out[-3000:]
     assert took < 10
     assert (run_dir / "policy.npz").exists() and (run_dir / "summary.json").exists()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    final = checkpoint.load(checkpoint.list_checkpoints(str(run_dir))[-1])
+    assert final.meta["stats"]["learner_steps"] == summary["learner_steps"]  # written at the stop
+    assert not any(os.path.exists(f"/proc/{p}") for p in actors), "actor processes remain"
+    assert not [s for s in our_segments() if s.startswith(f"al_{proc.pid}_")], "segments left in /dev/shm"
+
+
+def test_second_sigint_exits_at_once_still_cleaning_up(tmp_path):
+    run_dir = tmp_path / "run"
+    proc, actors = start_long_run(run_dir)
+    try:
+        t = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+        took = time.monotonic() - t
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out[-3000:]
+    assert took < 5
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
     assert not any(os.path.exists(f"/proc/{p}") for p in actors), "actor processes remain"
     assert not [s for s in our_segments() if s.startswith(f"al_{proc.pid}_")], "segments left in /dev/shm"
@@ -143,3 +166,27 @@ def test_non_finite_gradient_is_caught_and_not_applied():
         learner.step(batch)
     np.testing.assert_array_equal(learner.flat_weights(), before)
     assert int(learner.optimizer.iterations.numpy()) == iterations
+
+
+def nan_run(tmp_path, mode):
+    CartPoleNanReward.steps_in_process = 0  # serial mode: every env of the run counts in this process
+    cfg = Config(serial=True, num_actors=1, max_steps=40_000, stop_at_target=False, eval_every_s=0,
+                 checkpoint_every=0.01, on_nonfinite=mode, run_dir=str(tmp_path / mode))
+    return cfg, (lambda: train(cfg, env_fn=CartPoleNanReward))
+
+
+def test_nan_reward_skipped_and_counted_when_configured(tmp_path, capsys, no_leaks):
+    _, run = nan_run(tmp_path, "skip")
+    summary = run()
+    assert summary["status"] == "max_steps" and summary["nonfinite_skips"] == 1
+    assert "skipped a batch: non-finite loss or gradient" in capsys.readouterr().out
+
+
+def test_nan_reward_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, no_leaks):
+    cfg, run = nan_run(tmp_path, "stop")
+    with pytest.raises(NumericalFault, match="non-finite loss or gradient"):
+        run()
+    summary = json.loads(open(f"{cfg.run_dir}/summary.json").read())
+    assert summary["status"] == "error" and "NumericalFault" in summary["error"]
+    last = checkpoint.load(checkpoint.list_checkpoints(cfg.run_dir)[-1])  # loads: finite and whole
+    assert 0 < last.meta["stats"]["env_steps"] < CartPoleNanReward.nan_at + 1280

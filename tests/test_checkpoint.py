@@ -1,0 +1,160 @@
+"""Checkpoints: atomic, kept-last-N, loaded without pickle, corrupt files named and skipped, and a resumed
+run continues its counters, metrics and optimizer state."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from actorlearner import Config, train
+from actorlearner import checkpoint
+from actorlearner.config import ConfigError, resume_config
+from conftest import ROOT
+
+MODEL = [("dense/kernel", np.arange(6, dtype=np.float32).reshape(2, 3)), ("dense/bias", np.ones(3, np.float32))]
+OPTIM = [("adam/iteration", np.array(7, np.int64)), ("adam/m", np.zeros((2, 3), np.float32))]
+
+
+def save(run_dir, step, keep=3):
+    return checkpoint.save(str(run_dir), step, {"note": "x"}, MODEL, OPTIM, keep=keep)
+
+
+def test_round_trip_and_keep_last_n(tmp_path):
+    for step in (5, 10, 15, 20):
+        save(tmp_path, step, keep=2)
+    paths = checkpoint.list_checkpoints(str(tmp_path))
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["ckpt-000000015.npz", "ckpt-000000020.npz"]
+    ckpt = checkpoint.load(paths[-1])
+    assert ckpt.meta["step"] == 20 and ckpt.meta["note"] == "x"
+    for (p, v), (q, w) in zip(ckpt.model + ckpt.optim, MODEL + OPTIM):
+        assert p == q
+        np.testing.assert_array_equal(v, w)
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path):
+    bad = [("dense/kernel", np.array([1.0, np.nan], np.float32))]
+    with pytest.raises(ValueError, match="non-finite"):
+        checkpoint.save(str(tmp_path), 1, {}, bad, [], keep=3)
+    assert checkpoint.list_checkpoints(str(tmp_path)) == []
+
+
+def test_corrupt_checkpoint_is_named_and_the_previous_one_used(tmp_path):
+    save(tmp_path, 1)
+    newest = save(tmp_path, 2)
+    with open(newest, "r+b") as f:  # truncate it, as a crash of a non-atomic writer would
+        f.truncate(100)
+    with pytest.raises(checkpoint.CheckpointError, match=r"ckpt-000000002\.npz is corrupt or truncated"):
+        checkpoint.load(newest)
+    warnings = []
+    ckpt = checkpoint.load_latest(str(tmp_path), warn=warnings.append)
+    assert ckpt.meta["step"] == 1
+    assert len(warnings) == 1 and "ckpt-000000002.npz" in warnings[0]
+
+
+def test_flipped_byte_and_pickled_arrays_are_rejected(tmp_path):
+    path = save(tmp_path, 1)
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 3] ^= 0xFF  # a flipped bit inside an array: zip's CRC catches it
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(checkpoint.CheckpointError, match="corrupt"):
+        checkpoint.load(path)
+    with open(path, "wb") as f:  # an object array would need unpickling: refused
+        np.savez(f, meta=np.array(json.dumps({"format": 1, "model_paths": [["x", []]], "optim_paths": []})),
+                 **{"model/0": np.array([{"evil": 1}], dtype=object)})
+    with pytest.raises(checkpoint.CheckpointError, match="corrupt"):
+        checkpoint.load(path)
+
+
+def test_learner_restore_brings_back_weights_and_adam_state():
+    from actorlearner.envs import inspect_env, make_env_fn
+    from actorlearner.learner import Learner
+    from actorlearner.model import build_default_model, model_layout
+
+    spec = inspect_env(make_env_fn("CartPole-v1"))
+    T, B = 4, 2
+    rng = np.random.default_rng(0)
+    batch = {"obs": rng.normal(size=(T + 1, B, 4)).astype(np.float32),
+             "actions": rng.integers(0, 2, (T, B)).astype(np.int32),
+             "behaviour_logp": np.full((T, B), -0.69, np.float32),
+             "rewards": rng.normal(size=(T, B)).astype(np.float32),
+             "discounts": np.full((T, B), 0.99, np.float32)}
+
+    def new_learner(seed):
+        cfg = Config(unroll_length=T, envs_per_actor=2, batch_size=B, seed=seed)
+        model = build_default_model(spec, cfg)
+        return Learner(cfg, spec, model, model_layout(model, spec, cfg, default=True))
+
+    a = new_learner(1)
+    for _ in range(3):
+        a.step(batch)
+    model_vars, optim_vars = a.state()
+    ckpt = checkpoint.Checkpoint("mem", {"stats": {"learner_steps": 3}}, model_vars, optim_vars)
+    b = new_learner(2)  # different initial weights
+    b.restore(ckpt)
+    assert int(b.optimizer.iterations.numpy()) == 3
+    np.testing.assert_array_equal(b.flat_weights(), a.flat_weights())
+    # Same state, same batch: the next update is identical only if Adam's moments came back too.
+    np.testing.assert_allclose(b.step(batch)[1], a.step(batch)[1], rtol=1e-6, atol=1e-7)
+
+
+def test_resumed_run_continues_counters_metrics_and_optimizer(tmp_path, no_leaks):
+    run_dir = str(tmp_path / "run")
+    base = Config(serial=True, num_actors=1, max_steps=6_400, stop_at_target=False, eval_every_s=0,
+                  log_every_s=0.2, seed=3, run_dir=run_dir)
+    first = train(base)
+    assert first["status"] == "max_steps"
+    ckpt1 = checkpoint.load(checkpoint.list_checkpoints(run_dir)[-1])
+    assert ckpt1.meta["stats"]["learner_steps"] == first["learner_steps"]
+
+    cfg = resume_config(run_dir, {"max_steps": 12_800})
+    assert cfg.seed == 3 and cfg.log_every_s == 0.2  # the run's own config, with the override
+    second = train(cfg)
+    assert second["status"] == "max_steps"
+    assert second["env_steps"] >= 12_800 and second["learner_steps"] > first["learner_steps"]
+    assert second["episodes"] > first["episodes"] and second["resumed_from_s"] > 0
+    ckpt2 = checkpoint.load(checkpoint.list_checkpoints(run_dir)[-1])
+    iteration = dict(ckpt2.optim)[next(p for p, _ in ckpt2.optim if p.endswith("iteration"))]
+    assert int(iteration) == second["learner_steps"]  # Adam's step count went on, not restarted
+    # Versions go on too (the resumed run publishes its restored weights once, then one per step).
+    assert ckpt2.meta["policy_version"] == (ckpt1.meta["policy_version"] + 1
+                                            + second["learner_steps"] - first["learner_steps"])
+    assert ckpt2.meta["rng"]["generation"] == 1
+    records = [json.loads(line) for line in open(f"{run_dir}/metrics.jsonl")]
+    steps = [r["env_steps"] for r in records]
+    times = [r["time_s"] for r in records]
+    assert steps == sorted(steps) and times == sorted(times)  # one curve, not two that restart at zero
+    assert max(steps) == second["env_steps"]
+
+
+def test_resume_refuses_another_env():
+    with pytest.raises(ConfigError, match="cannot change on --resume"):
+        resume_config(str(ROOT / "tests" / "data" / "resume_run"), {"env": "Acrobot-v1"})
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "actorlearner", "train", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+
+
+def test_cli_resume_of_a_corrupt_checkpoint_names_the_file(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(Config(run_dir=str(run_dir)).to_json())
+    path = save(run_dir, 1)
+    with open(path, "r+b") as f:
+        f.truncate(50)
+    out = run_cli("--resume", str(run_dir))
+    assert out.returncode == 2, out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("actorlearner: error: checkpoint ") and "ckpt-000000001.npz is corrupt" in last
+    assert "no earlier checkpoint is usable" in last
+    assert not (run_dir / "summary.json").exists()  # it failed before starting anything
+
+
+def test_cli_resume_without_a_run_dir(tmp_path):
+    out = run_cli("--resume", str(tmp_path / "nowhere"))
+    assert out.returncode == 2
+    assert "config.json not found" in out.stderr.strip().splitlines()[-1]
