@@ -1,0 +1,177 @@
+"""Soak test: a long training run with an actor SIGKILLed at random every --kill-every seconds.
+
+Samples every process's resident memory and the run's env steps/s over time, and fails (exit 1) if
+- the total RSS (learner + actors) grows more than --max-mem-growth after warm-up (compared: the mean of
+  the first and of the last sampling window after warm-up),
+- throughput after a restart falls more than --max-rate-drop below the throughput before it (windows of
+  --window seconds either side of each kill, leaving out 3 s around the kill itself),
+- the run does not end cleanly: exit status 0, every kill counted as a restart, no process or /dev/shm
+  segment of the run left behind.
+
+    python benchmarks/soak.py                     # 10 minutes, a kill a minute
+    python benchmarks/soak.py --minutes 240       # hours
+"""
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from common import ROOT, _children, write_outputs
+
+
+def rss_mb(pid: int):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def read_metrics(path: str) -> list[dict]:
+    try:
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except OSError:
+        return []
+
+
+def rate_between(metrics: list[dict], t0: float, t1: float):
+    """Env steps/s between run times t0 and t1 (from metrics.jsonl records), or None."""
+    inside = [m for m in metrics if t0 <= m["time_s"] <= t1]
+    if len(inside) < 2:
+        return None
+    a, b = inside[0], inside[-1]
+    return (b["env_steps"] - a["env_steps"]) / max(1e-9, b["time_s"] - a["time_s"])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, default=10.0, help="length of the run [10]")
+    p.add_argument("--kill-every", type=float, default=60.0, help="seconds between actor kills [60]")
+    p.add_argument("--warmup", type=float, default=60.0, help="seconds before memory is judged [60]")
+    p.add_argument("--window", type=float, default=20.0, help="seconds of each comparison window [20]")
+    p.add_argument("--max-mem-growth", type=float, default=0.10)
+    p.add_argument("--max-rate-drop", type=float, default=0.20)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", default="bench_out")
+    p.add_argument("train_flags", nargs="*", help="extra flags for actorlearner train (after --)")
+    a = p.parse_args()
+    rng = random.Random(a.seed)
+    seconds = a.minutes * 60
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = os.path.join(tmp, "run")
+        cmd = [sys.executable, "-m", "actorlearner", "train", "--run-dir", run_dir, "--max-seconds", str(seconds),
+               "--no-stop-at-target", "--eval-every-s", "0", "--seed", str(a.seed), *a.train_flags]
+        print("running:", " ".join(cmd[2:]))
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        t_start = time.monotonic()
+        samples, kills = [], []
+        next_kill = a.kill_every
+        last_print = 0.0
+        all_pids = set()
+        while proc.poll() is None:
+            t = time.monotonic() - t_start
+            kids = [c for c in _children(proc.pid) if (rss_mb(c) or 0) > 20]  # not the resource tracker
+            all_pids.update(kids)
+            learner = rss_mb(proc.pid)
+            actors = {c: rss_mb(c) for c in kids}
+            actors = {c: r for c, r in actors.items() if r is not None}
+            if learner is not None:
+                samples.append({"t": t, "learner_mb": learner, "actors_mb": actors,
+                                "total_mb": learner + sum(actors.values())})
+            metrics = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
+            run_t = metrics[-1]["time_s"] if metrics else None
+            if run_t is not None and run_t >= next_kill and kids and run_t < seconds - a.window:
+                victim = rng.choice(kids)
+                os.kill(victim, signal.SIGKILL)
+                kills.append({"run_time_s": run_t, "pid": victim})
+                next_kill = run_t + a.kill_every
+            if t - last_print >= 30 and metrics:
+                last_print = t
+                rate = rate_between(metrics, run_t - 10, run_t)
+                print(f"[{run_t:6.0f}s] env steps/s {rate or 0:,.0f} | learner {learner or 0:.0f} MB | actors "
+                      f"{sum(actors.values()):.0f} MB ({len(actors)}) | kills {len(kills)}", flush=True)
+            time.sleep(0.5)
+        err = proc.stderr.read()
+        metrics = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
+        summary_path = os.path.join(run_dir, "summary.json")
+        summary = json.load(open(summary_path)) if os.path.exists(summary_path) else {}
+
+    failures = []
+    if proc.returncode != 0:
+        failures.append(f"the run exited with status {proc.returncode}: {err.strip()[-500:]}")
+    if summary.get("actor_restarts") != len(kills):
+        failures.append(f"{len(kills)} actors killed but {summary.get('actor_restarts')} restarts counted")
+    leftover = [pid for pid in all_pids if os.path.exists(f"/proc/{pid}")]
+    if leftover:
+        failures.append(f"processes left behind: {leftover}")
+    segments = [n for n in os.listdir("/dev/shm") if n.startswith(f"al_{proc.pid}_")]
+    if segments:
+        failures.append(f"/dev/shm segments left behind: {segments}")
+
+    # Memory: first vs last window after warm-up.
+    judged = [s for s in samples if s["t"] >= a.warmup]
+    growth = None
+    if judged and judged[-1]["t"] - judged[0]["t"] >= 2 * a.window:
+        first = statistics.mean(s["total_mb"] for s in judged if s["t"] < judged[0]["t"] + a.window)
+        last = statistics.mean(s["total_mb"] for s in judged if s["t"] > judged[-1]["t"] - a.window)
+        growth = last / first - 1
+        if growth > a.max_mem_growth:
+            failures.append(f"total RSS grew {growth:+.1%} after warm-up ({first:.0f} -> {last:.0f} MB)")
+    # Throughput around each kill.
+    for k in kills:
+        kt = k["run_time_s"]
+        before = rate_between(metrics, kt - 3 - a.window, kt - 3)
+        after = rate_between(metrics, kt + 3, kt + 3 + a.window)
+        k["rate_before"], k["rate_after"] = before, after
+        if before and after is not None and after < (1 - a.max_rate_drop) * before:
+            failures.append(f"throughput fell {after / before - 1:+.1%} after the kill at {kt:.0f} s")
+
+    print("\n| kill at (s) | env steps/s before | after | change |\n|---|---|---|---|")
+    for k in kills:
+        b, f = k["rate_before"], k["rate_after"]
+        change = f"{f / b - 1:+.1%}" if b and f is not None else "-"
+        print(f"| {k['run_time_s']:.0f} | {b or 0:,.0f} | {f or 0:,.0f} | {change} |")
+    peak_actor = max((r for s in samples for r in s["actors_mb"].values()), default=0)
+    print(f"\nrun: {summary.get('wall_s', 0):.0f} s, {summary.get('env_steps', 0):,} env steps, "
+          f"{summary.get('train_env_steps_per_s', 0):,.0f} env steps/s, restarts {summary.get('actor_restarts')}, "
+          f"env errors {summary.get('env_errors')}")
+    print(f"memory: total RSS growth after warm-up {growth:+.1%}" if growth is not None else
+          "memory: run too short to judge growth")
+    print(f"peak RSS: learner {max((s['learner_mb'] for s in samples), default=0):.0f} MB, "
+          f"largest actor {peak_actor:.0f} MB, total {max((s['total_mb'] for s in samples), default=0):.0f} MB")
+    print("PASS" if not failures else "FAIL:\n  " + "\n  ".join(failures))
+
+    def plot(plt):
+        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+        ts = [m["time_s"] for m in metrics][1:]
+        rates = [(b["env_steps"] - a_["env_steps"]) / max(1e-9, b["time_s"] - a_["time_s"])
+                 for a_, b in zip(metrics, metrics[1:])]
+        ax1.plot(ts, rates, lw=0.8)
+        for k in kills:
+            ax1.axvline(k["run_time_s"], color="r", lw=0.6, ls="--")
+        ax1.set_ylabel("env steps/s")
+        ax1.set_title("soak: actor kills (red) and throughput")
+        st = [s["t"] for s in samples]
+        ax2.plot(st, [s["total_mb"] for s in samples], label="total")
+        ax2.plot(st, [s["learner_mb"] for s in samples], label="learner")
+        ax2.plot(st, [sum(s["actors_mb"].values()) for s in samples], label="actors")
+        ax2.set_ylabel("RSS (MB)")
+        ax2.set_xlabel("seconds (kills: run time; RSS: wall time since launch)")
+        ax2.legend()
+        return fig
+
+    write_outputs("soak", a.out, {"minutes": a.minutes, "kills": kills, "memory_growth": growth,
+                                  "samples": samples, "summary": summary, "failures": failures}, plot)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
