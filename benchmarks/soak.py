@@ -68,7 +68,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = os.path.join(tmp, "run")
         cmd = [sys.executable, "-m", "actorlearner", "train", "--run-dir", run_dir, "--max-seconds", str(seconds),
-               "--no-stop-at-target", "--eval-every-s", "0", "--seed", str(a.seed), *a.train_flags]
+               "--max-steps", "0", "--no-stop-at-target", "--eval-every-s", "0", "--seed", str(a.seed),
+               *a.train_flags]
         print("running:", " ".join(cmd[2:]))
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         t_start = time.monotonic()
