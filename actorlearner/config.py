@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .presets import PRESETS, preset_for_env
+
 
 class ConfigError(ValueError):
     """Bad user input: reported as one line, exit status 2, before any process starts."""
@@ -29,6 +31,9 @@ class Config:
     env: str = _f("CartPole-v1", "gymnasium environment id (any registered id with a Box observation and a "
                   "Discrete or Box action space)")
     seed: int = _f(1, "random seed for the model, the actors' envs and action sampling")
+    preset: Optional[str] = _f(None, "tuned hyperparameters for a task: " + ", ".join(PRESETS) + "; sets the env "
+                               "too, explicit flags still win (default: the preset of --env if it has one; "
+                               "'none': plain defaults)", choices=(*PRESETS, "none"))
     # --- stopping ---
     max_seconds: float = _f(0.0, "stop after this many seconds of wall time (0: no limit)")
     max_steps: int = _f(20_000_000, "stop after this many env steps (0: no limit)")
@@ -60,6 +65,21 @@ class Config:
     vtrace_lambda: float = _f(1.0, "lambda of V-trace (1.0 as in IMPALA)")
     clip_rho: float = _f(1.0, "V-trace clip of importance weights for the value targets (rho bar)")
     clip_pg_rho: float = _f(1.0, "V-trace clip of importance weights for the policy gradient")
+    loss: str = _f("impala", "impala: one V-trace policy-gradient pass per sample; appo: PPO's clipped surrogate "
+                   "on V-trace advantages, which allows several passes (--epochs, --minibatches)",
+                   choices=("impala", "appo"))
+    epochs: int = _f(1, "passes over each batch (appo)")
+    minibatches: int = _f(1, "minibatches each pass is split into, along the env axis (appo)")
+    clip_ratio: float = _f(0.2, "PPO clip epsilon of the appo surrogate")
+    normalize_advantages: bool = _f(False, "normalize the appo advantages per minibatch (mean 0, std 1)")
+    max_policy_lag: int = _f(0, "drop unrolls whose policy is more than this many learner steps old when the "
+                             "batch is formed (0: keep all); counted as stale_dropped")
+    reward_clip: float = _f(0.0, "clip scaled rewards to [-c, c] (0: no clipping)")
+    lr_schedule: str = _f("constant", "learning rate over the run: constant, or linear decay to 0 at --max-steps",
+                          choices=("constant", "linear"))
+    entropy_schedule: str = _f("constant", "entropy cost over the run: constant, or linear decay to 0 at "
+                               "--max-steps", choices=("constant", "linear"))
+    orthogonal_init: bool = _f(True, "orthogonal initialization of the default MLP (else Glorot uniform)")
     learner_threads: int = _f(0, "threads for TensorFlow in the learner (0: the cores the actors leave, at "
                               "least 1; more threads than free cores spin and slow the actors)")
     # --- evaluation and output ---
@@ -101,14 +121,15 @@ class Config:
 def validate(cfg: Config) -> Config:
     """Checks every value; raises ConfigError with a one-line message. Returns cfg for chaining."""
     positive_int = ("envs_per_actor", "unroll_length", "batch_size", "eval_episodes", "actor_threads",
-                    "keep_checkpoints")
+                    "keep_checkpoints", "epochs", "minibatches")
     for name in positive_int:
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{_flag(name)} must be >= 1, got {getattr(cfg, name)}")
     for name in ("num_actors", "max_steps", "learner_threads"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(cfg, name)}")
-    for name in ("max_seconds", "eval_every_s", "entropy_cost", "baseline_cost", "checkpoint_every"):
+    for name in ("max_seconds", "eval_every_s", "entropy_cost", "baseline_cost", "checkpoint_every",
+                 "reward_clip", "max_policy_lag"):
         if not getattr(cfg, name) >= 0:
             raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(cfg, name)}")
     for name in ("learning_rate", "max_grad_norm", "reward_scale", "log_every_s", "wait_timeout_s",
@@ -119,6 +140,15 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"--gamma must be in [0, 1], got {cfg.gamma}")
     if not 0.0 < cfg.vtrace_lambda <= 1.0:
         raise ConfigError(f"--vtrace-lambda must be in (0, 1], got {cfg.vtrace_lambda}")
+    if cfg.loss == "impala" and (cfg.epochs > 1 or cfg.minibatches > 1):
+        raise ConfigError("--epochs/--minibatches > 1 need --loss appo: IMPALA's policy gradient is not safe to "
+                          "reuse a sample with")
+    if cfg.batch_size % cfg.minibatches:
+        raise ConfigError(f"--batch-size ({cfg.batch_size}) must be a multiple of --minibatches ({cfg.minibatches})")
+    if not 0.0 < cfg.clip_ratio < 1.0:
+        raise ConfigError(f"--clip-ratio must be in (0, 1), got {cfg.clip_ratio}")
+    if "linear" in (cfg.lr_schedule, cfg.entropy_schedule) and not cfg.max_steps:
+        raise ConfigError("a linear schedule decays to 0 at --max-steps, so it needs --max-steps > 0")
     if cfg.batch_size % cfg.envs_per_actor:
         raise ConfigError(f"--batch-size ({cfg.batch_size}) must be a multiple of --envs-per-actor "
                           f"({cfg.envs_per_actor}): a batch is made of whole actor unrolls")
@@ -126,7 +156,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"--hidden-sizes must be positive widths, got {cfg.hidden_sizes}")
     for name, f in _fields().items():
         choices = f.metadata.get("choices")
-        if choices and getattr(cfg, name) not in choices:
+        if choices and getattr(cfg, name) is not None and getattr(cfg, name) not in choices:
             raise ConfigError(f"--{_flag(name)} must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}")
     return cfg
 
@@ -163,9 +193,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         if name == "hidden_sizes":
             kind = _parse_sizes
-        elif name in ("target_return",):
+        elif name == "target_return":
             kind = float
-        elif name in ("run_dir", "resume"):
+        elif default is None:  # the other optional fields are strings (paths, names)
             kind = str
         else:
             kind = type(default)
@@ -185,7 +215,23 @@ def config_from_args(args: argparse.Namespace, base: Optional[Config] = None) ->
     overrides = {name: getattr(args, name) for name in _fields() if getattr(args, name, None) is not None}
     if overrides.get("resume"):
         return resume_config(overrides["resume"], overrides)
-    return (base or Config()).replace(**overrides)
+    return with_preset(base or Config(), overrides)
+
+
+def with_preset(base: Config, overrides: dict) -> Config:
+    """base, then the preset (named in overrides, or the one of the env in overrides/base), then overrides."""
+    name = overrides.get("preset") or preset_for_env(overrides.get("env", base.env))
+    if name and name != "none":
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+        base = base.replace(**PRESETS[name], preset=name)
+    return base.replace(**overrides)
+
+
+def preset_config(name: str, **overrides: Any) -> Config:
+    """For scripts: `preset_config("acrobot", seed=3)` is what `actorlearner train --preset acrobot --seed 3`
+    runs."""
+    return validate(with_preset(Config(), {"preset": name, **overrides}))
 
 
 # Fields a resumed run cannot change: they decide the env and the shape of the saved weights.

@@ -14,7 +14,7 @@ from . import distributions as D
 from .checkpoint import Checkpoint, assign, is_learning_rate, variables_state
 from .config import Config
 from .envs import EnvSpec
-from .losses import impala_loss
+from .losses import appo_loss, impala_loss
 from .model import flat_weights, ordered_weights
 
 
@@ -40,20 +40,22 @@ class Learner:
         self.optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate, epsilon=cfg.adam_epsilon)
         self.optimizer.build(model.trainable_variables)
         self._published = ordered_weights(model, layout)
-        T, B = cfg.unroll_length, cfg.batch_size
+        T, B = cfg.unroll_length, cfg.batch_size // cfg.minibatches
+        self._minibatch = B
+        self._rng = np.random.default_rng(cfg.seed)  # minibatch shuffling
         act_sig = (tf.TensorSpec([T, B], tf.int32) if spec.discrete
                    else tf.TensorSpec([T, B, spec.action_dim], tf.float32))
         # A fixed input_signature: one trace, and no retracing on Python scalars or shapes. No autograph:
         # the step has no Python control flow to convert, and converting costs ~0.3 s of start-up.
         self._step = tf.function(self._train_step, autograph=False, input_signature=[
             tf.TensorSpec([T + 1, B, spec.obs_dim], tf.float32), act_sig, tf.TensorSpec([T, B], tf.float32),
-            tf.TensorSpec([T, B], tf.float32), tf.TensorSpec([T, B], tf.float32)])
+            tf.TensorSpec([T, B], tf.float32), tf.TensorSpec([T, B], tf.float32), tf.TensorSpec([], tf.float32)])
         self.steps = 0
         self._concrete = None
 
-    def _train_step(self, obs, actions, behaviour_logp, rewards, discounts):
+    def _train_step(self, obs, actions, behaviour_logp, rewards, discounts, entropy_cost):
         cfg, spec = self.cfg, self.spec
-        T, B = cfg.unroll_length, cfg.batch_size
+        T, B = cfg.unroll_length, self._minibatch
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             params, values = self.model(tf.reshape(obs, [(T + 1) * B, spec.obs_dim]), training=True)
@@ -63,10 +65,14 @@ class Learner:
             flat_actions = tf.reshape(actions, [T * B] if spec.discrete else [T * B, spec.action_dim])
             target_logp = tf.reshape(D.tf_log_prob(flat_params, flat_actions, discrete=spec.discrete), [T, B])
             entropy = tf.reshape(D.tf_entropy(flat_params, discrete=spec.discrete), [T, B])
-            losses = impala_loss(target_logp=target_logp, behaviour_logp=behaviour_logp, entropy=entropy,
-                                 values=values, rewards=rewards, discounts=discounts,
-                                 baseline_cost=cfg.baseline_cost, entropy_cost=cfg.entropy_cost,
-                                 clip_rho=cfg.clip_rho, clip_pg_rho=cfg.clip_pg_rho, lambda_=cfg.vtrace_lambda)
+            common = dict(target_logp=target_logp, behaviour_logp=behaviour_logp, entropy=entropy, values=values,
+                          rewards=rewards, discounts=discounts, baseline_cost=cfg.baseline_cost,
+                          entropy_cost=entropy_cost, clip_rho=cfg.clip_rho, lambda_=cfg.vtrace_lambda)
+            if cfg.loss == "appo":
+                losses = appo_loss(**common, clip_ratio=cfg.clip_ratio,
+                                   normalize_advantages=cfg.normalize_advantages)
+            else:
+                losses = impala_loss(**common, clip_pg_rho=cfg.clip_pg_rho)
         grads = tape.gradient(losses["total"], variables)
         grads, grad_norm = tf.clip_by_global_norm(grads, cfg.max_grad_norm)
         finite = tf.math.is_finite(losses["total"]) & tf.math.is_finite(grad_norm)
@@ -103,13 +109,31 @@ class Learner:
         self.optimizer.apply_gradients(zip(grads, variables))
         return tf.no_op()
 
-    def step(self, batch: dict[str, np.ndarray]) -> tuple[dict[str, float], np.ndarray]:
-        """One update on a batch from `trajectory.learner_inputs`; returns (stats, new flat weights).
+    def step(self, batch: dict[str, np.ndarray], progress: float = 0.0) -> tuple[dict[str, float], np.ndarray]:
+        """The updates on one batch from `trajectory.learner_inputs`: epochs x minibatches of them (one for
+        IMPALA); returns (stats of the last update, new flat weights).
 
-        Raises NumericalFault (weights untouched) if the loss or gradient norm is not finite."""
+        progress: fraction of --max-steps done, for the learning-rate and entropy schedules.
+        Raises NumericalFault if a loss or gradient norm is not finite; that update is not applied (with
+        several minibatches, the ones before it were)."""
+        cfg = self.cfg
         if self._concrete is None:
             self.trace()
-        stats, flat = self._concrete(*(tf.constant(batch[k]) for k in INPUT_NAMES))
+        if cfg.lr_schedule != "constant":
+            self.optimizer.learning_rate.assign(scheduled(cfg.learning_rate, cfg.lr_schedule, progress))
+        entropy_cost = tf.constant(scheduled(cfg.entropy_cost, cfg.entropy_schedule, progress), tf.float32)
+        if cfg.epochs * cfg.minibatches == 1:
+            return self._update(batch, entropy_cost)
+        n = batch["rewards"].shape[1]
+        for _ in range(cfg.epochs):
+            order = self._rng.permutation(n)
+            for start in range(0, n, self._minibatch):
+                idx = order[start:start + self._minibatch]
+                stats, flat = self._update({k: batch[k][:, idx] for k in INPUT_NAMES}, entropy_cost)
+        return stats, flat
+
+    def _update(self, batch: dict, entropy_cost) -> tuple[dict[str, float], np.ndarray]:
+        stats, flat = self._concrete(*(tf.constant(batch[k]) for k in INPUT_NAMES), entropy_cost)
         stats = dict(zip(STAT_NAMES, stats.numpy().tolist()))
         finite = stats.pop("finite")
         if not finite:
@@ -119,6 +143,16 @@ class Learner:
             raise NumericalFault(f"non-finite weights after learner step {self.steps + 1}", weights_damaged=True)
         self.steps += 1
         return stats, flat
+
+
+def scheduled(initial: float, kind: str, progress: float) -> float:
+    """A scheduled hyperparameter: `initial` (constant), or initial * (1 - progress) floored at 0 (linear),
+    progress being the fraction of the run done (env steps / max steps)."""
+    if kind == "constant":
+        return initial
+    if kind == "linear":
+        return initial * max(0.0, 1.0 - progress)
+    raise ValueError(f"unknown schedule {kind!r}")
 
 
 def configure_tensorflow(threads: int) -> None:

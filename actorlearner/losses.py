@@ -34,3 +34,42 @@ def impala_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discou
     total = policy_loss + baseline_cost * baseline_loss - entropy_cost * mean_entropy
     return {"total": total, "policy": policy_loss, "baseline": baseline_loss, "entropy": mean_entropy,
             "rho_mean": tf.reduce_mean(tf.exp(tf.stop_gradient(log_rhos)))}
+
+
+def normalize(x, eps: float = 1e-8):
+    """(x - mean) / (std + eps) over all elements; used on advantages, whose scale drifts with the returns."""
+    mean, var = tf.nn.moments(x, axes=list(range(len(x.shape))))
+    return (x - mean) / (tf.sqrt(var) + eps)
+
+
+def appo_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discounts,
+              baseline_cost: float, entropy_cost, clip_rho: float, lambda_: float, clip_ratio: float,
+              normalize_advantages: bool) -> dict:
+    """APPO: PPO's clipped surrogate on V-trace advantages (as in Sample Factory and RLlib's APPO), so a
+    batch can be used for several passes without the policy running away from the one that acted.
+
+    Same args and returns as `impala_loss` (shapes [T, B], values [T+1, B]); clip_ratio is PPO's epsilon.
+    The advantage is A_t = r_t + discount_t * vs_{t+1} - V(x_t) with the V-trace targets vs, without
+    V-trace's rho factor: the surrogate's ratio pi/mu already weighs each sample, and clipping it is the
+    correction for policy lag.
+
+        ratio_t = exp(target_logp - behaviour_logp)
+        policy  = -mean(min(ratio * A, clip(ratio, 1 - clip_ratio, 1 + clip_ratio) * A))
+    """
+    log_rhos = target_logp - behaviour_logp
+    vt = vtrace.from_importance_weights(log_rhos=log_rhos, discounts=discounts, rewards=rewards,
+                                        values=values[:-1], bootstrap_value=values[-1],
+                                        clip_rho_threshold=clip_rho, lambda_=lambda_)
+    vs_tp1 = tf.concat([vt.vs[1:], values[-1:]], axis=0)
+    advantages = tf.stop_gradient(rewards + discounts * vs_tp1 - values[:-1])
+    if normalize_advantages:
+        advantages = normalize(advantages)
+    ratio = tf.exp(log_rhos)
+    surrogate = tf.minimum(ratio * advantages,
+                           tf.clip_by_value(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio) * advantages)
+    policy_loss = -tf.reduce_mean(surrogate)
+    baseline_loss = 0.5 * tf.reduce_mean(tf.square(vt.vs - values[:-1]))
+    mean_entropy = tf.reduce_mean(entropy)
+    total = policy_loss + baseline_cost * baseline_loss - entropy_cost * mean_entropy
+    return {"total": total, "policy": policy_loss, "baseline": baseline_loss, "entropy": mean_entropy,
+            "rho_mean": tf.reduce_mean(tf.exp(tf.stop_gradient(log_rhos)))}

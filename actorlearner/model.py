@@ -43,7 +43,10 @@ def build_default_model(spec: EnvSpec, cfg: Config) -> keras.Model:
     Orthogonal init with a small policy-head gain, so the starting policy is near uniform (discrete)
     or near zero mean (Gaussian)."""
     keras.utils.set_random_seed(cfg.seed)
-    ortho = keras.initializers.Orthogonal
+    def ortho(gain: float, seed: int):
+        if cfg.orthogonal_init:
+            return keras.initializers.Orthogonal(gain=gain, seed=seed)
+        return keras.initializers.GlorotUniform(seed=seed)
     obs = keras.Input((spec.obs_dim,), name="obs")
 
     def torso(prefix: str, seed: int):

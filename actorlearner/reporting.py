@@ -28,7 +28,8 @@ class RunStats:
 
     # What a checkpoint keeps of a run, so a resumed run continues its counters and curves.
     _STATE = ("env_steps", "learner_steps", "episodes", "solved_at_s", "solved_at_steps", "lag_sum",
-              "lag_count", "last_eval", "best_eval", "actor_restarts", "env_errors", "nonfinite_skips")
+              "lag_count", "last_eval", "best_eval", "actor_restarts", "env_errors", "nonfinite_skips",
+              "stale_dropped")
 
     def __init__(self, t0: float, target_return: Optional[float]):
         self.t0 = t0
@@ -51,6 +52,7 @@ class RunStats:
         self.actor_restarts = 0
         self.env_errors = 0
         self.nonfinite_skips = 0
+        self.stale_dropped = 0  # unrolls given back unused for being older than --max-policy-lag
         self.last_losses: dict = {}
 
     def now(self) -> float:
@@ -64,7 +66,7 @@ class RunStats:
     def restore(self, state: dict) -> None:
         """Continues from `state()` of an earlier run: counters, the last 100 episodes, and its clock."""
         for k in self._STATE:
-            setattr(self, k, state[k])
+            setattr(self, k, state.get(k, getattr(self, k)))  # a counter added later starts at its default
         self.recent_returns.extend(state["recent_returns"])
         self.recent_lengths.extend(state["recent_lengths"])
         self.time_offset = float(state["elapsed_s"])
@@ -107,7 +109,7 @@ class RunStats:
                 "env_steps_per_s": self.env_steps / t if t > 0 else 0.0,
                 "policy_lag_mean": self.policy_lag_mean(), "eval_return": self.last_eval,
                 "actor_restarts": self.actor_restarts, "env_errors": self.env_errors,
-                "nonfinite_skips": self.nonfinite_skips,
+                "nonfinite_skips": self.nonfinite_skips, "stale_dropped": self.stale_dropped,
                 **{f"loss_{k}": v for k, v in self.last_losses.items()}}
 
     def summary(self, env_id: str, seed: int, status: str) -> dict:
@@ -130,7 +132,8 @@ class RunStats:
             "train_env_steps_per_s": ((self.env_steps - self.first_step_env_steps) / train_s
                                       if train_s > 0 else 0.0),
             "actor_restarts": self.actor_restarts, "env_errors": self.env_errors,
-            "nonfinite_skips": self.nonfinite_skips, "resumed_from_s": self.time_offset or None,
+            "nonfinite_skips": self.nonfinite_skips, "stale_dropped": self.stale_dropped,
+            "resumed_from_s": self.time_offset or None,
         }
 
 

@@ -140,7 +140,8 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     for stale in remove_stale_segments():
         say(f"removed a shared-memory segment left by a killed run: /dev/shm/{stale}")
     where = " (serial mode, in this process)" if cfg.serial else " (processes)"
-    say(f"actorlearner: {cfg.env} | {num_actors} actor{'s' if num_actors > 1 else ''}{where} x "
+    preset = f" (preset {cfg.preset}: {_preset_fields(cfg.preset)})" if cfg.preset not in (None, "none") else ""
+    say(f"actorlearner: {cfg.env}{preset} | {num_actors} actor{'s' if num_actors > 1 else ''}{where} x "
         f"{cfg.envs_per_actor} envs, "
         f"unroll {cfg.unroll_length}, batch {cfg.batch_size}, learner threads {cfg.resolved_learner_threads()} | "
         f"actors run the policy in "
@@ -204,6 +205,13 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     say(f"done ({status}): {stats.env_steps} env steps in {summary['wall_s']:.1f} s, mean return(100) "
         f"{summary['mean_return_100']}, solved at {solved_at}; results in {run_dir.path}")
     return summary
+
+
+def _preset_fields(name: str) -> str:
+    from .presets import PRESETS
+
+    shown = ", ".join(f"{k}={v}" for k, v in PRESETS[name].items() if k != "env")
+    return shown or "the defaults"
 
 
 def _resume_point(cfg: Config) -> checkpoint.Checkpoint:
@@ -351,6 +359,8 @@ def _learn(run: _Run) -> str:
                 raise TransportTimeout(f"no unroll from any actor in {cfg.wait_timeout_s:.0f} s "
                                        f"({pool.alive()} of {run.num_actors} actors alive)")
             # -- learn on every whole batch
+            if cfg.max_policy_lag and ready:
+                ready = _drop_stale(ready, slots, weights.version, cfg.max_policy_lag, pool, stats)
             while len(ready) >= cfg.slots_per_batch:
                 batch_slots, ready = ready[:cfg.slots_per_batch], ready[cfg.slots_per_batch:]
                 idx = [s for _, s in batch_slots]
@@ -358,9 +368,11 @@ def _learn(run: _Run) -> str:
                 batch = slots.gather(idx)
                 for actor_id, s in batch_slots:  # copied out: the actors can refill them while we learn
                     pool.give(actor_id, s)
-                inputs = learner_inputs(batch, gamma=cfg.gamma, reward_scale=cfg.reward_scale)
+                inputs = learner_inputs(batch, gamma=cfg.gamma, reward_scale=cfg.reward_scale,
+                                        reward_clip=cfg.reward_clip)
                 try:
-                    losses, latest = learner.step(inputs)
+                    losses, latest = learner.step(inputs, progress=stats.env_steps / cfg.max_steps
+                                                  if cfg.max_steps else 0.0)
                 except NumericalFault as e:
                     nonfinite_in_a_row += 1
                     if cfg.on_nonfinite == "stop" or e.weights_damaged or nonfinite_in_a_row >= MAX_NONFINITE_IN_A_ROW:
@@ -398,6 +410,19 @@ def _learn(run: _Run) -> str:
         _evaluate(cfg, run.spec, run.env_fn, eval_policy, latest, stats)
     run.run_dir.log_metrics(stats.record())
     return status
+
+
+def _drop_stale(ready: list, slots: SlotPool, version: int, max_lag: int, pool, stats: RunStats) -> list:
+    """Gives back, unused, the ready unrolls whose policy trails the learner by more than max_lag steps."""
+    lags = version - slots.meta[[s for _, s in ready], slots.META_VERSION]
+    keep = []
+    for (actor_id, slot), lag in zip(ready, lags):
+        if lag > max_lag:
+            stats.stale_dropped += 1
+            pool.give(actor_id, slot)
+        else:
+            keep.append((actor_id, slot))
+    return keep
 
 
 def _try(action: Callable[[], None], what: str) -> None:

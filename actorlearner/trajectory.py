@@ -38,16 +38,22 @@ def unroll_fields(spec: EnvSpec, T: int, K: int) -> dict[str, tuple[tuple, np.dt
     }
 
 
-def learner_inputs(batch: dict[str, np.ndarray], *, gamma: float, reward_scale: float) -> dict[str, np.ndarray]:
+def learner_inputs(batch: dict[str, np.ndarray], *, gamma: float, reward_scale: float,
+                   reward_clip: float = 0.0) -> dict[str, np.ndarray]:
     """Unroll arrays [T(+1), B, ...] -> what the loss needs: discounts and bootstrapped rewards [T, B].
 
-    rewards_out[t] = reward_scale * rewards[t] + gamma * truncated[t] * final_value[t]
+    rewards_out[t] = clip(reward_scale * rewards[t]) + gamma * truncated[t] * final_value[t]
+    where clip(x) = x, or min(max(x, -reward_clip), reward_clip) if reward_clip > 0 (the bootstrap is a
+    value, not a reward, so it is never clipped)
     discounts[t]   = gamma * (1 - done[t]),   done = terminated or truncated
     final_value is in units of the (scaled) value function already, so it is not scaled again.
     """
     done = np.maximum(batch["terminated"], batch["truncated"]).astype(np.float32)
     trunc = batch["truncated"].astype(np.float32)
-    rewards = reward_scale * batch["rewards"] + gamma * trunc * batch["final_value"]
+    scaled = reward_scale * batch["rewards"]
+    if reward_clip > 0:
+        scaled = np.clip(scaled, -reward_clip, reward_clip)
+    rewards = scaled + gamma * trunc * batch["final_value"]
     return {
         "obs": batch["obs"],
         "actions": batch["actions"],

@@ -1,0 +1,22 @@
+"""Named, tuned hyperparameters for the classic-control tasks (`--preset NAME`).
+
+A preset is a partial config: the fields it sets, the env among them. It is applied over the defaults and
+under any flag the user gives. `actorlearner train --env ID` uses the preset of that env when there is one
+(`--preset none` turns that off), so the plain command is the tuned one. The figures each preset reached
+are in the README's learning table (benchmarks/learning.py).
+"""
+
+from __future__ import annotations
+
+PRESETS: dict[str, dict] = {
+    # The defaults were tuned on CartPole: 2 actors x 16 envs, unroll 20, batch 64, Adam 3e-3, rewards x0.1.
+    "cartpole": {"env": "CartPole-v1"},
+    "acrobot": {"env": "Acrobot-v1"},
+    "lunarlander": {"env": "LunarLander-v3"},
+    "pendulum": {"env": "Pendulum-v1"},
+}
+
+
+def preset_for_env(env_id: str):
+    """The name of the preset whose env is env_id, or None."""
+    return next((name for name, p in PRESETS.items() if p.get("env") == env_id), None)

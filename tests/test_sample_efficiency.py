@@ -1,0 +1,156 @@
+"""The sample-efficiency options, one by one: APPO's clipped surrogate, advantage normalization,
+several passes per batch, schedules, reward clipping, the policy-lag bound, and presets."""
+
+import argparse
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from actorlearner import Config, vtrace
+from actorlearner.config import ConfigError, add_config_arguments, config_from_args, validate
+from actorlearner.learner import Learner, scheduled
+from actorlearner.losses import appo_loss
+from actorlearner.presets import PRESETS
+from actorlearner.trajectory import learner_inputs
+
+T, B = 5, 3
+
+
+def on_policy_case(seed=0):
+    rng = np.random.default_rng(seed)
+    logp = np.log(rng.uniform(0.2, 0.9, (T, B))).astype(np.float32)
+    values = rng.normal(size=(T + 1, B)).astype(np.float32)
+    rewards = rng.normal(size=(T, B)).astype(np.float32)
+    discounts = (0.9 * (rng.random((T, B)) > 0.2)).astype(np.float32)
+    return logp, values, rewards, discounts
+
+
+def returns_reference(values, rewards, discounts):
+    """On-policy, lambda 1: V-trace targets are the discounted returns bootstrapped from V(x_T)."""
+    vs = np.zeros((T, B), np.float32)
+    nxt = values[-1]
+    for t in reversed(range(T)):
+        nxt = vs[t] = rewards[t] + discounts[t] * nxt
+    return vs
+
+
+def appo(logp_target, logp_behaviour, values, rewards, discounts, **kw):
+    args = dict(baseline_cost=0.5, entropy_cost=0.0, clip_rho=1.0, lambda_=1.0, clip_ratio=0.2,
+                normalize_advantages=False)
+    args.update(kw)
+    return appo_loss(target_logp=logp_target, behaviour_logp=tf.constant(logp_behaviour),
+                     entropy=tf.zeros((T, B)), values=tf.constant(values), rewards=tf.constant(rewards),
+                     discounts=tf.constant(discounts), **args)
+
+
+def test_appo_on_policy_equals_the_advantage_of_the_returns():
+    logp, values, rewards, discounts = on_policy_case()
+    out = appo(tf.constant(logp), logp, values, rewards, discounts)
+    vs = returns_reference(values, rewards, discounts)
+    vs_tp1 = np.concatenate([vs[1:], values[-1:]])
+    advantages = rewards + discounts * vs_tp1 - values[:-1]
+    np.testing.assert_allclose(out["policy"].numpy(), -advantages.mean(), rtol=1e-5)
+    np.testing.assert_allclose(out["baseline"].numpy(), 0.5 * ((vs - values[:-1]) ** 2).mean(), rtol=1e-5)
+
+
+def test_appo_clipping_stops_the_gradient_where_the_ratio_left_the_trust_region():
+    logp, values, rewards, discounts = on_policy_case(1)
+    shift = np.zeros((T, B), np.float32)
+    shift[0, 0], shift[1, 1] = 0.5, -0.5  # ratios e^0.5 = 1.65 and e^-0.5 = 0.61: outside [0.8, 1.2]
+    target = tf.Variable(logp + shift)
+    with tf.GradientTape() as tape:
+        out = appo(target, logp, values, rewards, discounts)
+    grad = tape.gradient(out["policy"], target).numpy()
+    # Off-policy now: the targets are V-trace's (tested against reference data in test_vtrace.py).
+    vs = vtrace.from_importance_weights(log_rhos=shift, discounts=discounts, rewards=rewards, values=values[:-1],
+                                        bootstrap_value=values[-1]).vs.numpy()
+    adv = rewards + discounts * np.concatenate([vs[1:], values[-1:]]) - values[:-1]
+    # Clipped (no gradient) exactly where the ratio moved past the clip in the advantage's direction.
+    for (t, b), ratio in (((0, 0), np.exp(0.5)), ((1, 1), np.exp(-0.5))):
+        clipped = (adv[t, b] > 0 and ratio > 1.2) or (adv[t, b] < 0 and ratio < 0.8)
+        assert (grad[t, b] == 0) == clipped
+    untouched = shift == 0
+    np.testing.assert_allclose(grad[untouched], -adv[untouched] / (T * B), rtol=1e-4, atol=1e-7)
+
+
+def test_appo_normalized_advantages_have_zero_mean():
+    logp, values, rewards, discounts = on_policy_case(2)
+    out = appo(tf.constant(logp), logp, values, rewards, discounts, normalize_advantages=True)
+    assert abs(out["policy"].numpy()) < 1e-6  # ratio 1: the loss is minus the mean advantage
+
+
+def test_schedules():
+    assert scheduled(3e-3, "constant", 0.7) == 3e-3
+    assert scheduled(1.0, "linear", 0.0) == 1.0
+    assert scheduled(1.0, "linear", 0.25) == pytest.approx(0.75)
+    assert scheduled(1.0, "linear", 1.5) == 0.0
+
+
+def test_reward_clip_leaves_the_truncation_bootstrap_alone():
+    batch = {"obs": np.zeros((2, 1, 1), np.float32), "actions": np.zeros((1, 1), np.int32),
+             "behaviour_logp": np.zeros((1, 1), np.float32), "rewards": np.array([[50.0]], np.float32),
+             "terminated": np.zeros((1, 1), np.uint8), "truncated": np.ones((1, 1), np.uint8),
+             "final_value": np.array([[20.0]], np.float32)}
+    out = learner_inputs(batch, gamma=0.5, reward_scale=0.1, reward_clip=1.0)
+    assert out["rewards"][0, 0] == pytest.approx(1.0 + 0.5 * 20.0)
+
+
+def test_epochs_and_minibatches_make_that_many_updates():
+    from actorlearner.envs import inspect_env, make_env_fn
+    from actorlearner.model import build_default_model, model_layout
+
+    cfg = Config(loss="appo", epochs=3, minibatches=2, unroll_length=4, envs_per_actor=2, batch_size=4)
+    spec = inspect_env(make_env_fn("CartPole-v1"))
+    model = build_default_model(spec, cfg)
+    learner = Learner(cfg, spec, model, model_layout(model, spec, cfg, default=True))
+    rng = np.random.default_rng(0)
+    batch = {"obs": rng.normal(size=(5, 4, 4)).astype(np.float32), "actions": np.zeros((4, 4), np.int32),
+             "behaviour_logp": np.full((4, 4), np.log(0.5), np.float32),
+             "rewards": rng.normal(size=(4, 4)).astype(np.float32), "discounts": np.full((4, 4), 0.9, np.float32)}
+    before = learner.flat_weights()
+    learner.step(batch)
+    assert int(learner.optimizer.iterations.numpy()) == 6
+    assert not np.array_equal(learner.flat_weights(), before)
+
+
+def test_policy_lag_bound_gives_stale_unrolls_back():
+    from actorlearner.reporting import RunStats
+    from actorlearner.runner import _drop_stale
+    from actorlearner.transport import SlotPool
+
+    slots = SlotPool({"x": ((1,), np.float32)}, 4, None)
+    slots.meta[:, 0] = [10, 7, 9, 3]  # versions that filled slots 0..3
+
+    class Pool:
+        given = []
+
+        def give(self, actor, slot):
+            self.given.append(slot)
+
+    stats, pool = RunStats(0.0, None), Pool()
+    kept = _drop_stale([(0, 0), (0, 1), (1, 2), (1, 3)], slots, version=10, max_lag=2, pool=pool, stats=stats)
+    assert kept == [(0, 0), (1, 2)] and pool.given == [1, 3] and stats.stale_dropped == 2
+
+
+def parse(*argv):
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    return config_from_args(parser.parse_args(list(argv)))
+
+
+def test_presets_apply_by_env_and_explicit_flags_win():
+    for name, fields in PRESETS.items():  # every preset is a valid config
+        cfg = validate(Config().replace(**fields))
+        assert parse("--preset", name).env == cfg.env
+    acro = parse("--env", "Acrobot-v1")
+    assert acro.preset == "acrobot"
+    assert acro == Config().replace(**PRESETS["acrobot"], preset="acrobot")
+    assert parse("--env", "Acrobot-v1", "--seed", "7").seed == 7
+    assert parse("--env", "Acrobot-v1", "--preset", "none").preset == "none"
+    assert parse("--env", "MountainCar-v0").preset is None
+
+
+def test_impala_refuses_several_passes():
+    with pytest.raises(ConfigError, match="need --loss appo"):
+        validate(Config(epochs=2))
