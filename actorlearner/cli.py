@@ -37,8 +37,11 @@ def main(argv: Optional[list] = None) -> int:
 
 
 def _train(args: argparse.Namespace, start: float) -> int:
+    from . import runner
     from .actor_pool import ActorCrashLoop
     from .runner import train
+
+    runner.LEAN_IMPORT = True
 
     try:
         cfg = config_from_args(args)
