@@ -42,7 +42,7 @@ class Config:
     stop_at_target: bool = _f(True, "stop once solved (--no-stop-at-target keeps training)")
     # --- actors ---
     num_actors: int = _f(0, "actor processes (0: one per CPU core, as the learner's own work is small)")
-    envs_per_actor: int = _f(16, "envs stepped by each actor, their policy inference batched together")
+    envs_per_actor: int = _f(32, "envs stepped by each actor, their policy inference batched together")
     unroll_length: int = _f(20, "env steps per unroll (T); unrolls overlap by one step for bootstrapping")
     actor_inference: str = _f("auto", "how actors run the policy: numpy (default MLP only, no TensorFlow in "
                               "actors, fastest), tensorflow, or auto (numpy when the model allows it)",

@@ -4,7 +4,7 @@ For each (actors, envs per actor) in the sweep, trains CartPole-v1 for --seconds
 target and reports env steps/s consumed by the learner (from the first learner step on), learner steps/s,
 samples/s, mean and p95 policy lag, CPU use and peak RSS of every process, and throughput / ceiling.
 
-    python benchmarks/throughput.py [--sweep 2x16,2x32,1x32] [--seconds 10]
+    python benchmarks/throughput.py [--sweep 2x32,2x16,2x64] (the first: the defaults on 2 cores) [--seconds 10]
 """
 
 import argparse
@@ -18,7 +18,7 @@ from common import ceiling, run_train, write_outputs
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="CartPole-v1")
-    p.add_argument("--sweep", default=f"{os.cpu_count()}x16,{os.cpu_count()}x32,1x32",
+    p.add_argument("--sweep", default=f"{os.cpu_count()}x32,{os.cpu_count()}x16,{os.cpu_count()}x64",
                    help="comma separated ACTORSxENVS pairs")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--out", default="bench_out")
