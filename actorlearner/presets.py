@@ -13,7 +13,11 @@ PRESETS: dict[str, dict] = {
     "cartpole": {"env": "CartPole-v1"},
     "acrobot": {"env": "Acrobot-v1"},
     "lunarlander": {"env": "LunarLander-v3"},
-    "pendulum": {"env": "Pendulum-v1"},
+    # Continuous: APPO, 4 passes of 4 minibatches over each batch, normalized advantages, a short horizon
+    # and a wide starting policy. Plain IMPALA at lr 5e-3 did not learn here in 25 s; lr 1e-3 did, slower.
+    "pendulum": {"env": "Pendulum-v1", "target_return": -250.0, "loss": "appo", "epochs": 4, "minibatches": 4,
+                 "normalize_advantages": True, "learning_rate": 1e-3, "gamma": 0.9, "envs_per_actor": 16,
+                 "batch_size": 64, "entropy_cost": 0.0, "init_log_std": 0.5},
 }
 
 
