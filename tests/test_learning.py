@@ -76,3 +76,20 @@ def test_custom_keras_model_trains_with_tensorflow_actors(tmp_path, capsys, no_l
     policy = load_policy(cfg.run_dir, env_fn=lambda: __import__("gymnasium").make("CartPole-v1"),
                          model_fn=custom_model)
     assert policy.greedy(np.zeros((1, 4), np.float32)).shape == (1,)
+
+
+def test_acrobot_preset_reaches_its_target(tmp_path, no_leaks):
+    from actorlearner.config import preset_config
+
+    summary = train(preset_config("acrobot", seed=1, max_seconds=60, eval_every_s=0,
+                                  run_dir=str(tmp_path / "run")))
+    assert summary["solved"] and summary["mean_return_100"] >= -100, summary
+
+
+def test_pendulum_preset_reaches_its_target_with_appo(tmp_path, no_leaks):
+    from actorlearner.config import preset_config
+
+    cfg = preset_config("pendulum", seed=1, max_seconds=60, eval_every_s=0, run_dir=str(tmp_path / "run"))
+    assert cfg.loss == "appo" and cfg.target_return == -250
+    summary = train(cfg)
+    assert summary["solved"] and summary["mean_return_100"] >= -250, summary

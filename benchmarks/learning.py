@@ -1,0 +1,149 @@
+"""Time to a solved task on the classic suite, with each task's preset, optionally side by side with
+stable-baselines3 PPO (rl-baselines3-zoo hyperparameters) run in the same benchmark, interleaved seed by
+seed (ours seed 1, theirs seed 1, ours seed 2, ...).
+
+Criterion everywhere: the mean return of the last 100 finished training episodes reaches the target;
+time counted from the start of each command (both include their interpreter and library start-up).
+
+    python benchmarks/learning.py                                  # the suite, 5 seeds, ours only
+    python benchmarks/learning.py --compare sb3                    # and SB3 PPO (pip install -e .[bench])
+    python benchmarks/learning.py --tasks cartpole,acrobot --seeds 1,2,3
+
+Writes learning.md (the table), learning.json and learning.png (one learning-curve panel per task).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+from common import ROOT, write_outputs
+
+# task: (env id, target, our budget s, SB3 budget s). SB3's budgets cover its zoo n_timesteps here.
+TASKS = {
+    "cartpole": ("CartPole-v1", 475.0, 60, 180),
+    "acrobot": ("Acrobot-v1", -100.0, 60, 180),
+    "pendulum": ("Pendulum-v1", -250.0, 60, 180),
+    "lunarlander": ("LunarLander-v3", 200.0, 300, 600),
+}
+
+
+def run_ours(task: str, seed: int, budget: float) -> dict:
+    with tempfile.TemporaryDirectory() as d:
+        run_dir = os.path.join(d, "run")
+        proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--preset", task, "--seed", str(seed),
+                               "--max-seconds", str(budget), "--eval-every-s", "0", "--run-dir", run_dir],
+                              capture_output=True, text=True, cwd=ROOT, timeout=budget + 120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{task} seed {seed} failed: {proc.stderr[-2000:]}")
+        with open(os.path.join(run_dir, "summary.json")) as f:
+            s = json.load(f)
+        with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+            curve = [(m["time_s"], m["env_steps"], m["mean_return_100"]) for m in map(json.loads, f)
+                     if m["mean_return_100"] is not None]
+    return {"solved_at_s": s["solved_at_s"], "solved_at_steps": s["solved_at_steps"],
+            "mean_return_100": s["mean_return_100"], "env_steps": s["env_steps"], "curve": curve}
+
+
+def run_sb3(env_id: str, target: float, seed: int, budget: float) -> dict:
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "sb3_ppo.py"), "--env", env_id,
+                           "--seed", str(seed), "--target", str(target), "--max-seconds", str(budget)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=budget + 300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"SB3 {env_id} seed {seed} failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def describe(runs: list[dict]) -> dict:
+    times = [r["solved_at_s"] for r in runs if r["solved_at_s"] is not None]
+    steps = [r["solved_at_steps"] for r in runs if r["solved_at_steps"] is not None]
+    return {"solved": len(times), "seeds": len(runs),
+            "median_s": statistics.median(times) if times else None,
+            "min_s": min(times) if times else None, "max_s": max(times) if times else None,
+            "median_steps": statistics.median(steps) if steps else None,
+            "final_return": statistics.median(r["mean_return_100"] for r in runs
+                                              if r["mean_return_100"] is not None)}
+
+
+def fmt_time(d: dict) -> str:
+    if not d["solved"]:
+        return "not reached"
+    return f"{d['median_s']:.1f} s ({d['min_s']:.1f}–{d['max_s']:.1f})"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", default=",".join(TASKS), help=f"comma separated, of {', '.join(TASKS)}")
+    p.add_argument("--seeds", default="1,2,3,4,5")
+    p.add_argument("--compare", choices=["sb3"], help="also run stable-baselines3 PPO, interleaved")
+    p.add_argument("--out", default="bench_out")
+    a = p.parse_args()
+    tasks = [t.strip() for t in a.tasks.split(",")]
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        p.error(f"unknown task(s) {unknown}; known: {', '.join(TASKS)}")
+    seeds = [int(s) for s in a.seeds.split(",")]
+    results = {}
+    for task in tasks:
+        env_id, target, budget, sb3_budget = TASKS[task]
+        ours, theirs = [], []
+        for seed in seeds:
+            ours.append(run_ours(task, seed, budget))
+            r = ours[-1]
+            print(f"{task} seed {seed} ours: solved at {r['solved_at_s']} s, {r['solved_at_steps']} steps, "
+                  f"final {r['mean_return_100']:.1f}", flush=True)
+            if a.compare:
+                theirs.append(run_sb3(env_id, target, seed, sb3_budget))
+                r = theirs[-1]
+                print(f"{task} seed {seed} SB3 PPO: solved at {r['solved_at_s']} s, {r['solved_at_steps']} "
+                      f"steps, final {r['mean_return_100']}", flush=True)
+        results[task] = {"env": env_id, "target": target, "ours": ours, "theirs": theirs,
+                         "ours_stats": describe(ours), "theirs_stats": describe(theirs) if theirs else None}
+
+    head = "| task | target | seeds solved | time to target, median (range) | env steps to target | final return |"
+    rule = "|---|---|---|---|---|---|"
+    if a.compare:
+        head += " SB3 PPO solved | SB3 PPO time | ours / SB3 |"
+        rule += "---|---|---|"
+    lines = [head, rule]
+    for task, r in results.items():
+        o = r["ours_stats"]
+        steps = f"{o['median_steps'] / 1e3:,.0f} K" if o["median_steps"] else "-"
+        line = (f"| {r['env']} | {r['target']:g} | {o['solved']}/{o['seeds']} | {fmt_time(o)} | {steps} | "
+                f"{o['final_return']:.1f} |")
+        if a.compare:
+            t = r["theirs_stats"]
+            ratio = (f"{o['median_s'] / t['median_s']:.2f}" if o["median_s"] and t["median_s"] else
+                     "SB3 not reached" if o["median_s"] else "-")
+            line += f" {t['solved']}/{t['seeds']} | {fmt_time(t)} | {ratio} |"
+        lines.append(line)
+    table = "\n".join(lines)
+    print("\n" + table)
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "learning.md"), "w") as f:
+        f.write(table + "\n")
+
+    def plot(plt):
+        fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.5), squeeze=False)
+        for ax, (task, r) in zip(axes[0], results.items()):
+            for who, runs, color in (("actorlearner", r["ours"], "C0"), ("SB3 PPO", r["theirs"], "C1")):
+                for i, run in enumerate(runs):
+                    if run["curve"]:
+                        t, _, ret = zip(*run["curve"])
+                        ax.plot(t, ret, color=color, lw=0.8, label=who if i == 0 else None)
+            ax.axhline(r["target"], color="k", ls="--", lw=0.8)
+            ax.set_title(r["env"])
+            ax.set_xlabel("seconds from command start")
+            ax.set_ylabel("mean return, last 100 episodes")
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        return fig
+
+    write_outputs("learning", a.out, {"seeds": seeds, "results": results}, plot)
+
+
+if __name__ == "__main__":
+    main()

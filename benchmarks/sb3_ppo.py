@@ -1,0 +1,88 @@
+"""stable-baselines3 PPO with rl-baselines3-zoo's tuned hyperparameters, timed to the same criterion as
+actorlearner: the mean return of the last 100 finished training episodes reaches the target, time counted
+from this process's start. Benchmark-only (`pip install -e .[bench]`): torch and stable-baselines3 are
+never runtime dependencies of actorlearner.
+
+    python benchmarks/sb3_ppo.py --env CartPole-v1 --seed 1 --target 475 --max-seconds 120
+
+Prints one JSON line: solved_at_s, solved_at_steps, mean_return_100, env_steps, curve.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from actorlearner.reporting import process_age_s  # noqa: E402  (no TensorFlow: a light import)
+
+START = time.monotonic() - process_age_s()
+
+# rl-baselines3-zoo, hyperparams/ppo.yml (n_envs and normalize are used to build the vectorized env;
+# "lin_X" is a linear schedule from X to 0 over n_timesteps).
+ZOO = {
+    "CartPole-v1": dict(n_envs=8, n_timesteps=1e5, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98,
+                        n_epochs=20, ent_coef=0.0, learning_rate="lin_0.001", clip_range="lin_0.2"),
+    "Acrobot-v1": dict(n_envs=16, n_timesteps=1e6, normalize=True, n_steps=256, gae_lambda=0.94, gamma=0.99,
+                       n_epochs=4, ent_coef=0.0),
+    "Pendulum-v1": dict(n_envs=4, n_timesteps=1e5, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10,
+                        ent_coef=0.0, learning_rate=1e-3, clip_range=0.2, use_sde=True, sde_sample_freq=4),
+    "LunarLander-v3": dict(n_envs=16, n_timesteps=1e6, n_steps=1024, batch_size=64, gae_lambda=0.98,
+                           gamma=0.999, n_epochs=4, ent_coef=0.01),
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", required=True, choices=sorted(ZOO))
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--target", type=float, required=True)
+    p.add_argument("--max-seconds", type=float, default=600)
+    a = p.parse_args()
+
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    torch.set_num_threads(1)  # zoo's default on CPU for these MLPs; more threads only contend on 2 cores
+    hp = dict(ZOO[a.env])
+    n_envs, n_timesteps, normalize = hp.pop("n_envs"), int(hp.pop("n_timesteps")), hp.pop("normalize", False)
+    for key in ("learning_rate", "clip_range"):
+        if isinstance(hp.get(key), str):
+            start = float(hp[key].split("_")[1])
+            hp[key] = lambda progress, start=start: progress * start  # SB3 passes 1 -> 0
+    env = make_vec_env(a.env, n_envs=n_envs, seed=a.seed)
+    if normalize:
+        env = VecNormalize(env, gamma=hp["gamma"])
+    curve = []
+
+    class Criterion(BaseCallback):
+        solved_at = None
+
+        def _on_step(self) -> bool:
+            buf = self.model.ep_info_buffer  # the last 100 finished episodes (stats_window_size)
+            now = time.monotonic() - START
+            if len(buf) == 100:
+                mean = sum(e["r"] for e in buf) / 100
+                if not curve or now - curve[-1][0] >= 1.0:
+                    curve.append((now, self.num_timesteps, mean))
+                if mean >= a.target:
+                    Criterion.solved_at = (now, self.num_timesteps, mean)
+                    return False
+            return now < a.max_seconds
+
+    model = PPO("MlpPolicy", env, seed=a.seed, device="cpu", verbose=0, **hp)
+    model.learn(total_timesteps=n_timesteps, callback=Criterion())
+    buf = model.ep_info_buffer
+    solved = Criterion.solved_at
+    print(json.dumps({"env": a.env, "seed": a.seed, "solved_at_s": solved and solved[0],
+                      "solved_at_steps": solved and solved[1], "env_steps": model.num_timesteps,
+                      "mean_return_100": sum(e["r"] for e in buf) / len(buf) if buf else None,
+                      "wall_s": time.monotonic() - START, "curve": curve}))
+
+
+if __name__ == "__main__":
+    main()
