@@ -41,6 +41,7 @@ class Checkpoint:
     meta: dict
     model: list
     optim: list
+    policy_flat: Optional[np.ndarray] = None  # the published weights (layout: meta["policy_layout"])
 
 
 def checkpoint_dir(run_dir: str) -> str:
@@ -56,11 +57,13 @@ def list_checkpoints(run_dir: str) -> list[str]:
     return [os.path.join(d, name) for _, name in found]
 
 
-def save(run_dir: str, step: int, meta: dict, model_vars: list, optim_vars: list, keep: int) -> str:
+def save(run_dir: str, step: int, meta: dict, model_vars: list, optim_vars: list, keep: int,
+         policy: Optional[tuple] = None) -> str:
     """Writes checkpoint `step` atomically and deletes all but the newest `keep`; returns its path.
 
-    model_vars / optim_vars: lists of (path, numpy array). Refuses non-finite model weights, so a bad
-    state can never replace a good checkpoint."""
+    model_vars / optim_vars: lists of (path, numpy array). policy: optional (flat weights, layout) as
+    published to actors, so the policy can be loaded without TensorFlow. Refuses non-finite model
+    weights, so a bad state can never replace a good checkpoint."""
     for path, value in model_vars:
         if not np.isfinite(value).all():
             raise ValueError(f"refusing to checkpoint non-finite weights ({path})")
@@ -69,9 +72,13 @@ def save(run_dir: str, step: int, meta: dict, model_vars: list, optim_vars: list
     meta = {**meta, "format": FORMAT, "step": int(step),
             "model_paths": [[p, list(np.shape(v))] for p, v in model_vars],
             "optim_paths": [[p, list(np.shape(v))] for p, v in optim_vars]}
+    if policy is not None:
+        meta["policy_layout"] = [[p, list(s)] for p, s in policy[1]]
     arrays = {"meta": np.array(json.dumps(meta))}
     arrays.update({f"model/{i}": np.asarray(v) for i, (_, v) in enumerate(model_vars)})
     arrays.update({f"optim/{i}": np.asarray(v) for i, (_, v) in enumerate(optim_vars)})
+    if policy is not None:
+        arrays["policy/flat"] = np.asarray(policy[0], np.float32)
     final = os.path.join(d, f"ckpt-{int(step):09d}.npz")
     tmp = final + ".tmp"
     try:
@@ -101,6 +108,7 @@ def load(path: str) -> Checkpoint:
                 raise ValueError(f"unknown checkpoint format {meta.get('format')!r}")
             model = [(p, data[f"model/{i}"]) for i, (p, _) in enumerate(meta["model_paths"])]
             optim = [(p, data[f"optim/{i}"]) for i, (p, _) in enumerate(meta["optim_paths"])]
+            policy_flat = data["policy/flat"] if "policy/flat" in data.files else None
         for (p, shape), (_, value) in zip(meta["model_paths"] + meta["optim_paths"], model + optim):
             if list(value.shape) != shape:
                 raise ValueError(f"{p} has shape {list(value.shape)}, its record says {shape}")
@@ -108,7 +116,7 @@ def load(path: str) -> Checkpoint:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {reason})") \
             from None
-    return Checkpoint(path, meta, model, optim)
+    return Checkpoint(path, meta, model, optim, policy_flat)
 
 
 def load_latest(run_dir: str, warn: Callable[[str], None]) -> Checkpoint:

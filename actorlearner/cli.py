@@ -8,6 +8,8 @@ import time
 from typing import Optional
 
 from .config import ConfigError, add_config_arguments, config_from_args
+from .envs import make_env_fn
+from .loading import WHICH
 from .reporting import process_age_s
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -24,7 +26,22 @@ def build_parser() -> argparse.ArgumentParser:
                     "updates. Stops when solved (mean return of the last 100 episodes reaches the target), "
                     "or at --max-seconds / --max-steps, or on Ctrl-C. Results go to the run directory: "
                     "config.json, metrics.jsonl, summary.json.")
+    train.add_argument("--config", metavar="FILE", help="settings from a .yaml or .json file (keys are the "
+                       "flag names, with - or _); flags given on the command line override them")
     add_config_arguments(train)
+    ev = sub.add_parser(
+        "eval", help="play a trained policy",
+        description="Play episodes with a run's trained policy and print the mean and spread of the return "
+                    "and episode length; --video records one more episode.")
+    ev.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holds config.json)")
+    ev.add_argument("--episodes", type=int, default=10, help="episodes to play [default: 10]")
+    ev.add_argument("--deterministic", action="store_true",
+                    help="act greedily (argmax / Gaussian mean) instead of sampling the policy")
+    ev.add_argument("--which", choices=WHICH, default="final",
+                    help="weights: final (when the run stopped), best (best evaluation), latest (newest "
+                         "checkpoint) [default: final]")
+    ev.add_argument("--video", metavar="PATH", help="write an episode to PATH (.mp4 or .gif)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the first episode [default: 0]")
     return parser
 
 
@@ -33,7 +50,38 @@ def main(argv: Optional[list] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "train":
         return _train(args, start)
+    if args.command == "eval":
+        return _eval(args)
     return EXIT_USAGE
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .evaluation import record_video, run_episodes
+    from .loading import load_policy, run_config
+
+    try:
+        if args.episodes < 1:
+            raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+        if args.video and not args.video.lower().endswith((".mp4", ".gif")):
+            raise ConfigError(f"--video {args.video}: the file name must end in .mp4 or .gif")
+        cfg, spec, env_fn = run_config(args.run_dir)
+        policy = load_policy(args.run_dir, which=args.which)
+        greedy = args.deterministic
+        returns, lengths = run_episodes(policy, env_fn, spec, episodes=args.episodes, seed=args.seed,
+                                        greedy=greedy)
+        mode = "deterministic" if greedy else "sampled actions"
+        print(f"{cfg.env}, {args.which} weights, {mode}: return {np.mean(returns):.1f} ± {np.std(returns):.1f} "
+              f"over {len(returns)} episodes, length {np.mean(lengths):.0f} ± {np.std(lengths):.0f}")
+        if args.video:
+            total, n, frames = record_video(policy, make_env_fn(cfg.env, render_mode="rgb_array"), spec,
+                                            args.video, seed=args.seed + args.episodes, greedy=greedy)
+            print(f"video: {args.video} ({frames} frames, an episode of return {total:.1f}, length {n})")
+    except ConfigError as e:
+        print(f"actorlearner: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
 
 
 def _train(args: argparse.Namespace, start: float) -> int:

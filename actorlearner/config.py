@@ -114,6 +114,13 @@ class Config:
         d["hidden_sizes"] = list(self.hidden_sizes)
         return json.dumps(d, indent=2, sort_keys=True)
 
+    def describe_changes(self) -> str:
+        """The fields that differ from the defaults, as `name=value, ...` (run_dir left out)."""
+        base = Config()
+        changed = [f"{name}={_show(getattr(self, name))}" for name in _fields()
+                   if name != "run_dir" and getattr(self, name) != getattr(base, name)]
+        return ", ".join(changed) or "the defaults"
+
     def replace(self, **kw: Any) -> "Config":
         return dataclasses.replace(self, **kw)
 
@@ -210,9 +217,11 @@ def _show(v: Any) -> str:
 
 
 def config_from_args(args: argparse.Namespace, base: Optional[Config] = None) -> Config:
-    """The flags given on the command line over `base` (default: Config()); with --resume, over the run's
-    saved config instead."""
+    """The flags given on the command line over the --config file's values over the preset over `base`
+    (default: Config()); with --resume, over the run's saved config instead of preset and base."""
     overrides = {name: getattr(args, name) for name in _fields() if getattr(args, name, None) is not None}
+    if getattr(args, "config", None):  # file values sit under the flags given
+        overrides = {**load_config_file(args.config), **overrides}
     if overrides.get("resume"):
         return resume_config(overrides["resume"], overrides)
     return with_preset(base or Config(), overrides)
@@ -260,11 +269,60 @@ def resume_config(run_dir: str, overrides: Optional[dict] = None) -> Config:
 
 
 def config_from_dict(d: dict) -> Config:
-    """Builds a Config from a JSON-like dict; unknown keys are an error, not silently ignored."""
-    unknown = sorted(set(d) - set(_fields()))
-    if unknown:
-        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
-    d = dict(d)
-    if "hidden_sizes" in d:
-        d["hidden_sizes"] = tuple(d["hidden_sizes"])
-    return Config(**d)
+    """Builds a Config from a JSON-like dict; unknown keys and wrongly typed values are errors."""
+    return Config(**checked_fields(d))
+
+
+def checked_fields(d: dict, source: str = "config") -> dict:
+    """The dict's values as Config field values: unknown keys (with a suggestion) and values of the wrong
+    type raise ConfigError; ints are accepted for floats, lists for hidden_sizes."""
+    import difflib
+
+    fields = _fields()
+    out = {}
+    for key, value in d.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            raise ConfigError(f"{source}: unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        default = getattr(Config(), key)
+        kind = "float" if key == "target_return" else "str" if default is None else type(default).__name__
+        ok = (value is None and (default is None or key == "target_return")) or {
+            "bool": lambda v: isinstance(v, bool),
+            "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+            "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+            "str": lambda v: isinstance(v, str),
+            "tuple": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, int) for x in v),
+        }[kind](value)
+        if not ok:
+            raise ConfigError(f"{source}: {key} must be {'a list of ints' if kind == 'tuple' else kind}, "
+                              f"got {value!r}")
+        out[key] = tuple(value) if kind == "tuple" else float(value) if kind == "float" and value is not None \
+            else value
+    return out
+
+
+def load_config_file(path: str) -> dict:
+    """The fields set in a .yaml/.yml or .json config file (checked like flags)."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".yaml", ".yml", ".json"):
+        raise ConfigError(f"--config {path}: expected a .yaml, .yml or .json file")
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"--config {path}: {e.strerror}") from None
+    try:
+        if ext == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - any parse error is the same one-line complaint
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"--config {path}: not valid {ext[1:].upper()}: {first}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of setting: value at the top level")
+    return checked_fields({k.replace("-", "_"): v for k, v in data.items()}, source=f"--config {path}")

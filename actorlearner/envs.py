@@ -18,9 +18,9 @@ from .config import ConfigError
 EnvFn = Callable[[], gym.Env]
 
 
-def make_env_fn(env_id: str) -> EnvFn:
-    """A picklable factory for a registered id (see `_RegisteredEnv`)."""
-    return _RegisteredEnv(env_id)
+def make_env_fn(env_id: str, render_mode: Optional[str] = None) -> EnvFn:
+    """A picklable factory for a registered id (see `_RegisteredEnv`); render_mode as in gym.make."""
+    return _RegisteredEnv(env_id, render_mode)
 
 
 # Wrappers gym.make adds that only check usage or count steps. On a cheap env they are ~20 % of a step
@@ -30,11 +30,13 @@ _CHECKING_WRAPPERS = (gym.wrappers.TimeLimit, gym.wrappers.OrderEnforcing, gym.w
 
 
 class _RegisteredEnv:
-    def __init__(self, env_id: str):
+    def __init__(self, env_id: str, render_mode: Optional[str] = None):
         self.env_id = env_id
+        self.render_mode = render_mode
 
     def __call__(self) -> gym.Env:
-        env = gym.make(self.env_id, disable_env_checker=True)
+        extra = {"render_mode": self.render_mode} if self.render_mode else {}
+        env = gym.make(self.env_id, disable_env_checker=True, **extra)
         spec = env.spec
         while isinstance(env, _CHECKING_WRAPPERS):
             env = env.env

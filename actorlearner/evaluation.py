@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import os
+from typing import Callable, Optional
 
 import numpy as np
 
+from .config import ConfigError
 from .envs import EnvSpec
 from .reporting import say
 
@@ -32,14 +34,48 @@ def run_episodes(policy, env_fn: Callable, spec: EnvSpec, *, episodes: int, seed
     return returns, lengths
 
 
-def _play(policy, env, spec: EnvSpec, rng, seed: int, greedy: bool, max_steps: int) -> tuple[float, int]:
+def record_video(policy, env_fn: Callable, spec: EnvSpec, path: str, *, seed: int, greedy: bool = True,
+                 max_steps: int = 100_000) -> tuple[float, int, int]:
+    """Plays one episode on `env_fn()` (made with render_mode="rgb_array") and writes its frames to
+    `path`: .mp4 through imageio-ffmpeg, .gif through imageio's pillow writer. Returns (return, length,
+    frames written)."""
+    try:
+        import imageio.v2 as imageio
+    except ImportError:
+        raise ConfigError("--video needs imageio: pip install 'actorlearner[video]'") from None
+    # No window and no sound device is needed to draw into an array; without these SDL complains on stderr.
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    env = env_fn()
+    frames: list = []
+    try:
+        total, n = _play(policy, env, spec, np.random.default_rng(seed), seed, greedy, max_steps, frames)
+        fps = env.metadata.get("render_fps") or 30
+    finally:
+        env.close()
+    if not frames or frames[0] is None:
+        raise ConfigError("the env rendered no frames (does it support render_mode='rgb_array'?)")
+    if path.lower().endswith(".gif"):
+        imageio.mimsave(path, frames, duration=1000.0 / fps, loop=0)
+    else:
+        imageio.mimsave(path, frames, fps=fps, macro_block_size=1)
+    return total, n, len(frames)
+
+
+def _play(policy, env, spec: EnvSpec, rng, seed: int, greedy: bool, max_steps: int,
+          frames: Optional[list] = None) -> tuple[float, int]:
+    """One episode; with `frames`, appends env.render() after the reset and after every step."""
     obs, _ = env.reset(seed=seed)
+    if frames is not None:
+        frames.append(env.render())
     total, n, done = 0.0, 0, False
     while not done and n < max_steps:
         x = np.asarray(obs, np.float32)[None]
         action = policy.greedy(x)[0] if greedy else policy.sample(x, rng)[0][0]
         action = int(action) if spec.discrete else np.clip(action, spec.action_low, spec.action_high)
         obs, r, terminated, truncated, _ = env.step(action)
+        if frames is not None:
+            frames.append(env.render())
         total += float(r)
         n += 1
         done = terminated or truncated

@@ -1,37 +1,34 @@
-"""Loading a trained policy from a run directory (no pickle: config.json and policy.npz only)."""
+"""Loading a trained policy from a run directory (no pickle: config.json and .npz files only)."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Callable, Optional
 
 import numpy as np
 
+from . import checkpoint
 from .config import ConfigError, config_from_dict
 from .envs import check_env_id, inspect_env, make_env_fn
 from .policies import KerasPolicy, NumpyMLPPolicy, default_layout
 
 
-def load_policy(run_dir: str, *, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None):
-    """The policy of a finished run, ready to call: `policy.greedy(obs[None])`, `policy.sample(obs, rng)`,
+WHICH = ("final", "best", "latest")
+
+
+def load_policy(run_dir: str, *, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None,
+                which: str = "final"):
+    """The policy of a run, ready to call: `policy.greedy(obs[None])`, `policy.sample(obs, rng)`,
     `policy.value(obs)` on float32 batches `[B, obs_dim]`.
 
+    which: "final" (policy.npz, written when the run stopped; the newest checkpoint if there is none),
+    "best" (best.npz, the weights of the best evaluation), or "latest" (the newest good checkpoint).
     env_fn: needed if the run trained on a custom env factory (to read the spaces).
     model_fn: needed if the run trained a custom Keras model."""
-    cfg_path, npz_path = os.path.join(run_dir, "config.json"), os.path.join(run_dir, "policy.npz")
-    for path in (cfg_path, npz_path):
-        if not os.path.exists(path):
-            raise ConfigError(f"{path} not found: is {run_dir} the directory of a finished run?")
-    with open(cfg_path) as f:
-        cfg = config_from_dict(json.load(f))
-    if env_fn is None:
-        check_env_id(cfg.env)
-        env_fn = make_env_fn(cfg.env)
-    spec = inspect_env(env_fn)
-    with np.load(npz_path, allow_pickle=False) as data:
-        flat = data["flat"]
-        layout = [(p, tuple(s)) for p, s in json.loads(str(data["layout"]))]
+    cfg, spec, env_fn = run_config(run_dir, env_fn)
+    flat, layout = _weights(run_dir, which)
     if model_fn is None:
         if layout != default_layout(spec, cfg.hidden_sizes):
             raise ConfigError(f"{run_dir} holds a custom model's weights: pass its model_fn")
@@ -40,3 +37,31 @@ def load_policy(run_dir: str, *, env_fn: Optional[Callable] = None, model_fn: Op
         policy = KerasPolicy(spec, model_fn, threads=0)
     policy.load(flat)
     return policy
+
+
+def run_config(run_dir: str, env_fn: Optional[Callable] = None):
+    """(Config, EnvSpec, env_fn) of a run directory."""
+    cfg_path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(cfg_path):
+        raise ConfigError(f"{cfg_path} not found: is {run_dir} a run directory?")
+    with open(cfg_path) as f:
+        cfg = config_from_dict(json.load(f))
+    if env_fn is None:
+        check_env_id(cfg.env)
+        env_fn = make_env_fn(cfg.env)
+    return cfg, inspect_env(env_fn), env_fn
+
+
+def _weights(run_dir: str, which: str) -> tuple[np.ndarray, list]:
+    if which not in WHICH:
+        raise ConfigError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
+    name = {"final": "policy.npz", "best": "best.npz"}.get(which)
+    if name and os.path.exists(os.path.join(run_dir, name)):
+        with np.load(os.path.join(run_dir, name), allow_pickle=False) as data:
+            return data["flat"], [(p, tuple(s)) for p, s in json.loads(str(data["layout"]))]
+    if which == "best":
+        raise ConfigError(f"{run_dir}/best.npz not found: the run made no evaluation (--eval-every-s 0?)")
+    ckpt = checkpoint.load_latest(run_dir, warn=lambda m: print(f"actorlearner: warning: {m}", file=sys.stderr))
+    if ckpt.policy_flat is None:
+        raise ConfigError(f"{ckpt.path} holds no policy weights")
+    return ckpt.policy_flat, [(p, tuple(s)) for p, s in ckpt.meta["policy_layout"]]

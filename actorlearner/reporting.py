@@ -173,11 +173,11 @@ class RunDir:
             os.fsync(f.fileno())
         os.replace(tmp, final)
 
-    def save_weights(self, flat, layout: list) -> None:
+    def save_weights(self, flat, layout: list, name: str = "policy.npz") -> None:
         """policy.npz: the flat weights and their layout, plain arrays only (loaded without pickle)."""
         import numpy as np
 
-        final = os.path.join(self.path, "policy.npz")
+        final = os.path.join(self.path, name)
         tmp = final + ".tmp.npz"
         np.savez(tmp, flat=np.asarray(flat, np.float32),
                  layout=np.array(json.dumps([[p, list(s)] for p, s in layout])))

@@ -126,6 +126,7 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     run_dir = RunDir(cfg.run_dir or default_run_dir(cfg))
     cfg = cfg.replace(run_dir=run_dir.path)
     run_dir.write_json("config.json", cfg.to_json())
+    say(f"config: {cfg.describe_changes()} (all settings: {os.path.join(run_dir.path, 'config.json')})")
     stats = RunStats(t0, target)
     generation = 0
     if ckpt is not None:
@@ -140,7 +141,7 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     for stale in remove_stale_segments():
         say(f"removed a shared-memory segment left by a killed run: /dev/shm/{stale}")
     where = " (serial mode, in this process)" if cfg.serial else " (processes)"
-    preset = f" (preset {cfg.preset}: {_preset_fields(cfg.preset)})" if cfg.preset not in (None, "none") else ""
+    preset = f" (preset {cfg.preset})" if cfg.preset not in (None, "none") else ""
     say(f"actorlearner: {cfg.env}{preset} | {num_actors} actor{'s' if num_actors > 1 else ''}{where} x "
         f"{cfg.envs_per_actor} envs, "
         f"unroll {cfg.unroll_length}, batch {cfg.batch_size}, learner threads {cfg.resolved_learner_threads()} | "
@@ -205,13 +206,6 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     say(f"done ({status}): {stats.env_steps} env steps in {summary['wall_s']:.1f} s, mean return(100) "
         f"{summary['mean_return_100']}, solved at {solved_at}; results in {run_dir.path}")
     return summary
-
-
-def _preset_fields(name: str) -> str:
-    from .presets import PRESETS
-
-    shown = ", ".join(f"{k}={v}" for k, v in PRESETS[name].items() if k != "env")
-    return shown or "the defaults"
 
 
 def _resume_point(cfg: Config) -> checkpoint.Checkpoint:
@@ -325,15 +319,22 @@ def _learn(run: _Run) -> str:
     def save_checkpoint() -> None:
         meta = {"config": json.loads(cfg.to_json()), "stats": stats.state(), "policy_version": weights.version,
                 "rng": {"seed": cfg.seed, "generation": run.generation}}
-        checkpoint.save(run.run_dir.path, stats.learner_steps, meta, *learner.state(), keep=cfg.keep_checkpoints)
+        checkpoint.save(run.run_dir.path, stats.learner_steps, meta, *learner.state(), keep=cfg.keep_checkpoints,
+                        policy=(learner.flat_weights(), layout))
 
     eval_policy = make_policy(cfg, run.spec, run.actor_model_fn)
+
+    def save_best(flat) -> None:
+        run.run_dir.save_weights(flat, layout, "best.npz")
     ready: list[tuple[int, int]] = []
     last_data = time.monotonic()
     next_log = stats.now() + cfg.log_every_s
     next_eval = stats.now() + cfg.eval_every_s if cfg.eval_every_s > 0 else math.inf
     next_ckpt = stats.now() + cfg.checkpoint_every if cfg.checkpoint_every > 0 else math.inf
-    last_log_steps, last_log_t = stats.env_steps, stats.now()
+    last_log_steps, last_log_learner_steps, last_log_t = stats.env_steps, stats.learner_steps, stats.now()
+    from .tensorboard import Board
+
+    board = Board(run.run_dir.path)
     steps_per_unroll = cfg.unroll_length * cfg.envs_per_actor
     latest = None
     nonfinite_in_a_row = 0
@@ -397,29 +398,51 @@ def _learn(run: _Run) -> str:
             # -- report
             now = stats.now()
             if now >= next_eval and latest is not None:
-                _evaluate(cfg, run.spec, run.env_fn, eval_policy, latest, stats)
+                _evaluate(cfg, run.spec, run.env_fn, eval_policy, latest, stats, save_best)
                 next_eval = stats.now() + cfg.eval_every_s
             if now >= next_log:
-                rate = (stats.env_steps - last_log_steps) / max(1e-9, now - last_log_t)
-                last_log_steps, last_log_t = stats.env_steps, now
+                dt = max(1e-9, now - last_log_t)
+                rate = (stats.env_steps - last_log_steps) / dt
+                learner_rate = (stats.learner_steps - last_log_learner_steps) / dt
+                last_log_steps, last_log_learner_steps, last_log_t = stats.env_steps, stats.learner_steps, now
                 say(progress_line(stats, rate))
                 run.run_dir.log_metrics(stats.record())
+                board.write(stats.env_steps, _board_values(stats, rate, learner_rate, learner,
+                                                           len(ready) / slots.n_slots))
                 next_log = now + cfg.log_every_s
             if now >= next_ckpt:
                 save_checkpoint()
                 next_ckpt = stats.now() + cfg.checkpoint_every
     except (NumericalFault, Interrupted):
+        board.close()
         raise  # bad numbers are not worth keeping; a second Ctrl-C wants out at once
     except Exception:
+        board.close()
         _try(save_checkpoint, "a final checkpoint")  # keep the finished work, then report the failure
         raise
     save_checkpoint()
     latest = learner.flat_weights()
     run.run_dir.save_weights(latest, layout)
     if status != "interrupted":  # an interrupted user wants out now, not five more episodes
-        _evaluate(cfg, run.spec, run.env_fn, eval_policy, latest, stats)
+        _evaluate(cfg, run.spec, run.env_fn, eval_policy, latest, stats, save_best)
     run.run_dir.log_metrics(stats.record())
+    board.write(stats.env_steps, {"eval/return": stats.last_eval})
+    board.close()
     return status
+
+
+def _board_values(stats: RunStats, env_rate: float, learner_rate: float, learner, queue_fill: float) -> dict:
+    """The TensorBoard scalars of one progress line (tensorboard.TAGS)."""
+    losses = stats.last_losses
+    lengths = stats.recent_lengths
+    return {"episode/return_mean_100": stats.mean_return_100(),
+            "episode/length_mean_100": sum(lengths) / len(lengths) if lengths else None,
+            "eval/return": stats.last_eval, "loss/total": losses.get("total"), "loss/policy": losses.get("policy"),
+            "loss/baseline": losses.get("baseline"), "loss/entropy": losses.get("entropy"),
+            "loss/grad_norm": losses.get("grad_norm"),
+            "train/learning_rate": float(learner.optimizer.learning_rate.numpy()),
+            "speed/env_steps_per_s": env_rate, "speed/learner_steps_per_s": learner_rate,
+            "train/policy_lag_mean": stats.policy_lag_mean(), "train/queue_fill": queue_fill}
 
 
 def _drop_stale(ready: list, slots: SlotPool, version: int, max_lag: int, pool, stats: RunStats) -> list:
@@ -442,12 +465,14 @@ def _try(action: Callable[[], None], what: str) -> None:
         print(f"actorlearner: could not write {what}: {type(e).__name__}: {e}", file=sys.stderr)
 
 
-def _evaluate(cfg, spec, env_fn, policy, flat, stats) -> None:
+def _evaluate(cfg, spec, env_fn, policy, flat, stats, on_best: Callable) -> None:
     policy.load(flat)
     returns, lengths = run_episodes(policy, env_fn, spec, episodes=cfg.eval_episodes, seed=cfg.seed + 10_000)
     if not returns:
         return
     stats.last_eval = float(np.mean(returns))
-    stats.best_eval = stats.last_eval if stats.best_eval is None else max(stats.best_eval, stats.last_eval)
+    if stats.best_eval is None or stats.last_eval > stats.best_eval:
+        stats.best_eval = stats.last_eval
+        on_best(flat)  # best.npz: what `actorlearner eval --which best` plays
     say(f"[{stats.now():7.1f}s] eval over {len(returns)} episodes: return {stats.last_eval:.1f} "
         f"± {float(np.std(returns)):.1f}, length {float(np.mean(lengths)):.0f}")

@@ -1,0 +1,57 @@
+"""Config files: YAML or JSON under the command-line flags, checked like flags."""
+
+import argparse
+import re
+
+import pytest
+
+from actorlearner.cli import build_parser
+from actorlearner.config import ConfigError, config_from_args
+
+
+def parse(*argv):
+    return config_from_args(build_parser().parse_args(["train", *argv]))
+
+
+def test_yaml_file_with_a_flag_override(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("env: Acrobot-v1\nlearning-rate: 0.001\nhidden_sizes: [32, 32]\nseed: 4\n")
+    cfg = parse("--config", str(path), "--seed", "9")
+    assert cfg.env == "Acrobot-v1" and cfg.preset == "acrobot"  # the file's env brings its preset
+    assert cfg.learning_rate == 0.001 and cfg.hidden_sizes == (32, 32)
+    assert cfg.seed == 9  # the flag wins over the file
+    assert "learning_rate=0.001" in cfg.describe_changes() and "seed=9" in cfg.describe_changes()
+
+
+def test_json_file_and_a_preset_under_it(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text('{"preset": "pendulum", "epochs": 2}')
+    cfg = parse("--config", str(path))
+    assert cfg.env == "Pendulum-v1" and cfg.loss == "appo" and cfg.epochs == 2  # file over preset
+
+
+@pytest.mark.parametrize("text, message", [
+    ("learning_rat: 0.1\n", "unknown key 'learning_rat' (did you mean 'learning_rate'?)"),
+    ("seed: one\n", "seed must be int, got 'one'"),
+    ("stop_at_target: 1\n", "stop_at_target must be bool"),
+    ("- a\n- b\n", "expected a mapping"),
+    ("env: [unclosed\n", "not valid YAML"),
+])
+def test_bad_files_give_one_clear_line(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse("--config", str(path))
+
+
+def test_missing_or_unknown_kind_of_file(tmp_path):
+    with pytest.raises(ConfigError, match="No such file"):
+        parse("--config", str(tmp_path / "nope.yaml"))
+    (tmp_path / "x.toml").write_text("")
+    with pytest.raises(ConfigError, match="expected a .yaml, .yml or .json file"):
+        parse("--config", str(tmp_path / "x.toml"))
+
+
+def test_namespace_without_config_attribute_still_works():
+    ns = argparse.Namespace(env="CartPole-v1")
+    assert config_from_args(ns).env == "CartPole-v1"

@@ -1,0 +1,60 @@
+"""What a finished run offers: `actorlearner eval` (returns, videos) and TensorBoard event files."""
+
+import subprocess
+import sys
+
+import pytest
+
+from actorlearner import Config, train
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("trained") / "run")
+    train(Config(serial=True, seed=1, max_steps=60_000, eval_every_s=0.2, eval_episodes=2, log_every_s=0.1,
+                 run_dir=path))
+    return path
+
+
+def eval_cli(*args):
+    return subprocess.run([sys.executable, "-m", "actorlearner", "eval", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+
+
+def test_eval_prints_returns_and_writes_videos(run_dir, tmp_path):
+    out = eval_cli(run_dir, "--episodes", "2", "--deterministic", "--video", str(tmp_path / "ep.mp4"))
+    assert out.returncode == 0, out.stderr
+    assert "CartPole-v1, final weights, deterministic: return" in out.stdout and "over 2 episodes" in out.stdout
+    assert (tmp_path / "ep.mp4").stat().st_size > 1000
+    for which in ("best", "latest"):
+        out = eval_cli(run_dir, "--episodes", "1", "--which", which, "--video", str(tmp_path / f"{which}.gif"))
+        assert out.returncode == 0, out.stderr
+        assert f"{which} weights, sampled actions: return" in out.stdout
+        assert (tmp_path / f"{which}.gif").stat().st_size > 1000
+
+
+def test_eval_errors_are_one_line(tmp_path):
+    out = eval_cli(str(tmp_path / "missing"))
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [f"actorlearner: error: {tmp_path / 'missing'}/config.json not "
+                                               f"found: is {tmp_path / 'missing'} a run directory?"]
+    out = eval_cli(str(tmp_path), "--video", "x.avi")
+    assert out.returncode == 2 and "must end in .mp4 or .gif" in out.stderr
+
+
+def test_tensorboard_event_files_hold_the_listed_tags(run_dir):
+    import glob
+
+    import tensorflow as tf
+
+    from actorlearner.tensorboard import TAGS
+
+    found, steps = set(), []
+    for path in glob.glob(f"{run_dir}/tb/events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                found.add(value.tag)
+                steps.append(event.step)
+    assert found == set(TAGS), set(TAGS) ^ found
+    assert max(steps) > 0  # stepped by env steps
