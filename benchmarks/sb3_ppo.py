@@ -41,6 +41,9 @@ def main() -> None:
     p.add_argument("--max-seconds", type=float, default=600)
     a = p.parse_args()
 
+    # SB3's logger imports TensorBoard, which imports TensorFlow when it is installed (it is, for
+    # actorlearner), and torch and TensorFlow in one process segfault here. SB3 needs neither TF nor TB.
+    sys.modules["tensorflow"] = None
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
