@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "checkpoint) [default: final]")
     ev.add_argument("--video", metavar="PATH", help="write an episode to PATH (.mp4 or .gif)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the first episode [default: 0]")
+    pl = sub.add_parser("plot", help="plot learning curves",
+                        description="Plot the mean return of the last 100 episodes against env steps and wall "
+                                    "time for one or more runs (overlaid, named by their directories), with "
+                                    "the solved threshold.")
+    pl.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="run directories (hold metrics.jsonl)")
+    pl.add_argument("-o", "--out", default="curves.png", help="PNG to write [default: curves.png]")
     return parser
 
 
@@ -52,7 +58,20 @@ def main(argv: Optional[list] = None) -> int:
         return _train(args, start)
     if args.command == "eval":
         return _eval(args)
+    if args.command == "plot":
+        return _plot(args)
     return EXIT_USAGE
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .plotting import plot_runs
+
+    try:
+        print(f"wrote {plot_runs(args.run_dirs, args.out)}")
+    except ConfigError as e:
+        print(f"actorlearner: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
 
 
 def _eval(args: argparse.Namespace) -> int:

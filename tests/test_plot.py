@@ -1,0 +1,49 @@
+"""`actorlearner plot`: a PNG of learning curves, several runs overlaid."""
+
+import json
+import struct
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def fake_run(path, returns, target=475.0):
+    path.mkdir()
+    with open(path / "metrics.jsonl", "w") as f:
+        for i, r in enumerate(returns):
+            f.write(json.dumps({"time_s": 0.5 * i, "env_steps": 1000 * i, "mean_return_100": r}) + "\n")
+    (path / "summary.json").write_text(json.dumps({"target_return": target}))
+    return str(path)
+
+
+def png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def plot_cli(*args):
+    return subprocess.run([sys.executable, "-m", "actorlearner", "plot", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+
+
+def test_two_runs_overlaid_in_a_png_of_the_expected_size(tmp_path):
+    a = fake_run(tmp_path / "fast", [None, 20, 200, 480])
+    b = fake_run(tmp_path / "slow", [10, 30, 60, 120, 300])
+    out = tmp_path / "curves.png"
+    proc = plot_cli(a, b, "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert png_size(out) == (1200, 450)
+
+    from actorlearner.plotting import read_curve
+
+    assert read_curve(a)["returns"] == [20, 200, 480] and read_curve(b)["name"] == "slow"
+
+
+def test_plot_of_a_missing_run_is_one_line(tmp_path):
+    proc = plot_cli(str(tmp_path / "nope"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"actorlearner: error: {tmp_path / 'nope'}/metrics.jsonl not found: is {tmp_path / 'nope'} a run directory?"]
