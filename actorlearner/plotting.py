@@ -47,7 +47,8 @@ def plot_runs(run_dirs: list[str], out: str) -> str:
     fig, axes = plt.subplots(1, 2, figsize=SIZE_IN, dpi=DPI)
     for ax, x, label in ((axes[0], "env_steps", "env steps"), (axes[1], "time_s", "seconds from command start")):
         for c in curves:
-            ax.plot(c[x], c["returns"], label=c["name"], lw=1.2)
+            few = len(c["returns"]) < 30  # a short run has a point a second: show them
+            ax.plot(c[x], c["returns"], label=c["name"], lw=1.2, marker="o" if few else None, ms=3)
         for target in {c["target"] for c in curves if c["target"] is not None}:
             ax.axhline(target, color="k", ls="--", lw=0.8, label=f"solved ({target:g})")
         ax.set_xlabel(label)
