@@ -86,6 +86,9 @@ class Config:
     eval_every_s: float = _f(5.0, "evaluate the greedy policy every this many seconds (0: only at the end)")
     eval_episodes: int = _f(5, "episodes per evaluation")
     log_every_s: float = _f(1.0, "seconds between progress lines and metrics records")
+    quiet: bool = _f(False, "print only the start-up lines, warnings, errors and the final line")
+    verbose: bool = _f(False, "progress lines also show the loss terms, gradient norm and mean importance "
+                       "weight")
     run_dir: Optional[str] = _f(None, "where results go (default: runs/<env>-<timestamp>)")
     checkpoint_every: float = _f(60.0, "write a checkpoint (weights, optimizer state, counters) every this many "
                                  "seconds; one is always written at the end (0: only at the end)")
@@ -150,6 +153,8 @@ def validate(cfg: Config) -> Config:
     if cfg.loss == "impala" and (cfg.epochs > 1 or cfg.minibatches > 1):
         raise ConfigError("--epochs/--minibatches > 1 need --loss appo: IMPALA's policy gradient is not safe to "
                           "reuse a sample with")
+    if cfg.quiet and cfg.verbose:
+        raise ConfigError("--quiet and --verbose contradict each other: pick one")
     if cfg.batch_size % cfg.minibatches:
         raise ConfigError(f"--batch-size ({cfg.batch_size}) must be a multiple of --minibatches ({cfg.minibatches})")
     if not 0.0 < cfg.clip_ratio < 1.0:

@@ -6,6 +6,7 @@ import collections
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from typing import Optional
@@ -148,10 +149,86 @@ def _si(n: float) -> str:
     return f"{n:.0f}"
 
 
-def progress_line(stats: RunStats, steps_per_s: float) -> str:
-    return (f"[{stats.now():7.1f}s] steps {_si(stats.env_steps):>7} ({_si(steps_per_s)}/s) | "
+def progress_line(stats: RunStats, steps_per_s: float, *, max_steps: int = 0, max_seconds: float = 0.0,
+                  verbose: bool = False) -> str:
+    """One progress report: env steps, steps/s, episodes, mean return, lag, loss, elapsed and what is left
+    against --max-steps / --max-seconds (the nearer of the two); verbose adds the loss terms."""
+    now = stats.now()
+    left = []
+    if max_seconds:
+        left.append(max(0.0, max_seconds - now))
+    if max_steps and steps_per_s > 0:
+        left.append(max(0.0, (max_steps - stats.env_steps) / steps_per_s))
+    losses = stats.last_losses
+    line = (f"[{now:7.1f}s] steps {_si(stats.env_steps):>7} ({_si(steps_per_s)}/s) | "
             f"episodes {stats.episodes} | return(100) {_fmt(stats.mean_return_100())} | "
-            f"lag {_fmt(stats.policy_lag_mean(), '.2f')} | loss {_fmt(stats.last_losses.get('total'), '.4f')}")
+            f"lag {_fmt(stats.policy_lag_mean(), '.2f')} | loss {_fmt(losses.get('total'), '.4f')}")
+    if verbose:
+        line += (f" (policy {_fmt(losses.get('policy'), '.4f')}, baseline {_fmt(losses.get('baseline'), '.4f')}, "
+                 f"entropy {_fmt(losses.get('entropy'), '.3f')}, grad norm {_fmt(losses.get('grad_norm'), '.3f')}, "
+                 f"rho {_fmt(losses.get('rho_mean'), '.3f')})")
+    if left:
+        line += f" | left {_duration(min(left))}"
+    return line
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f}h"
+    if seconds >= 60:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{seconds:.0f}s"
+
+
+class Console:
+    """Where a run's lines go. On a terminal the progress report is one live line rewritten in place;
+    anywhere else (a file, a pipe, CI) each report is a plain line. Other messages always get their own
+    line. quiet: no progress reports and no evaluation lines."""
+
+    def __init__(self, quiet: bool = False, stream=None):
+        self._stream = stream  # None: whatever sys.stdout is at the time (pytest swaps it)
+        self.quiet = quiet
+        self._line_open = False
+
+    @property
+    def stream(self):
+        return self._stream or sys.stdout
+
+    def progress(self, text: str) -> None:
+        if self.quiet:
+            return
+        if _isatty(self.stream):
+            width = shutil.get_terminal_size((120, 20)).columns - 1
+            self.stream.write("\r\033[K" + text[:width])
+            self.stream.flush()
+            self._line_open = True
+        else:
+            self.say(text)
+
+    def detail(self, text: str) -> None:
+        """A message --quiet leaves out (evaluations)."""
+        if not self.quiet:
+            self.say(text)
+
+    def say(self, text: str) -> None:
+        if self._line_open:
+            self.stream.write("\r\033[K")
+            self._line_open = False
+        print(text, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        """Ends the live line, leaving the last report on screen."""
+        if self._line_open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._line_open = False
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 class RunDir:
@@ -190,5 +267,10 @@ class RunDir:
         self._metrics.close()
 
 
+# The process's console: `train` replaces it for the length of a run (quiet, live line on a terminal).
+console = Console()
+
+
 def say(text: str) -> None:
-    print(text, file=sys.stdout, flush=True)
+    """A line for the user, which never lands inside the live progress line."""
+    console.say(text)

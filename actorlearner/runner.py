@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 import cloudpickle
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, reporting
 from .actor import MSG_ENV_ERROR, MSG_FATAL, MSG_UNROLL, ActorArgs, make_policy, unroll_spec
 from .actor_pool import ActorPool, SerialActors
 from .config import RESUME_FIXED, Config, ConfigError, config_from_dict, validate
@@ -164,6 +164,7 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     actor_cfg = _actor_config(cfg, generation)
     status, error = "running", None
     pool = slots = weights = None
+    reporting.console.quiet = cfg.quiet
     with _StopSignals() as signals:
         try:
             slots = SlotPool(fields, slots_per_actor * num_actors, token)
@@ -188,6 +189,8 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
             status, error = "error", e
         finally:
             signals.cleaning = True
+            reporting.console.close()  # the last progress report stays on screen
+            reporting.console.quiet = False
             if pool is not None:
                 pool.stop(timeout_s=0.5 if status == "interrupted" else 3.0)
             for shared in (slots, weights):
@@ -405,7 +408,8 @@ def _learn(run: _Run) -> str:
                 rate = (stats.env_steps - last_log_steps) / dt
                 learner_rate = (stats.learner_steps - last_log_learner_steps) / dt
                 last_log_steps, last_log_learner_steps, last_log_t = stats.env_steps, stats.learner_steps, now
-                say(progress_line(stats, rate))
+                reporting.console.progress(progress_line(stats, rate, max_steps=cfg.max_steps,
+                                                         max_seconds=cfg.max_seconds, verbose=cfg.verbose))
                 run.run_dir.log_metrics(stats.record())
                 board.write(stats.env_steps, _board_values(stats, rate, learner_rate, learner,
                                                            len(ready) / slots.n_slots))
@@ -474,5 +478,5 @@ def _evaluate(cfg, spec, env_fn, policy, flat, stats, on_best: Callable) -> None
     if stats.best_eval is None or stats.last_eval > stats.best_eval:
         stats.best_eval = stats.last_eval
         on_best(flat)  # best.npz: what `actorlearner eval --which best` plays
-    say(f"[{stats.now():7.1f}s] eval over {len(returns)} episodes: return {stats.last_eval:.1f} "
+    reporting.console.detail(f"[{stats.now():7.1f}s] eval over {len(returns)} episodes: return {stats.last_eval:.1f} "
         f"± {float(np.std(returns)):.1f}, length {float(np.mean(lengths)):.0f}")
