@@ -188,7 +188,7 @@ def make_policy(cfg: Config, spec: EnvSpec, model_fn: Callable | None, *, own_pr
     from .policies import KerasPolicy, NumpyMLPPolicy, default_layout
 
     if model_fn is None:
-        return NumpyMLPPolicy(spec, default_layout(spec, cfg.hidden_sizes), cfg.hidden_sizes, cfg.activation)
+        return NumpyMLPPolicy(spec, default_layout(spec, cfg.hidden_sizes, cfg.normalize_obs), cfg.hidden_sizes, cfg.activation)
     return KerasPolicy(spec, model_fn, cfg.actor_threads if own_process else 0)
 
 

@@ -79,6 +79,8 @@ class Config:
                           choices=("constant", "linear"))
     entropy_schedule: str = _f("constant", "entropy cost over the run: constant, or linear decay to 0 at "
                                "--max-steps", choices=("constant", "linear"))
+    normalize_obs: bool = _f(False, "normalize observations by their running mean and std (default MLP only; the "
+                             "statistics are model variables, so they reach the actors with the weights)")
     orthogonal_init: bool = _f(True, "orthogonal initialization of the default MLP (else Glorot uniform)")
     learner_threads: int = _f(0, "threads for TensorFlow in the learner (0: the cores the actors leave, at "
                               "least 1; more threads than free cores spin and slow the actors)")

@@ -16,6 +16,7 @@ from .config import Config
 from .envs import EnvSpec
 from .losses import appo_loss, impala_loss
 from .model import flat_weights, ordered_weights
+from .policies import OBS_NORM, merge_moments
 
 
 INPUT_NAMES = ("obs", "actions", "behaviour_logp", "rewards", "discounts")
@@ -52,6 +53,9 @@ class Learner:
             tf.TensorSpec([T, B], tf.float32), tf.TensorSpec([T, B], tf.float32), tf.TensorSpec([], tf.float32)])
         self.steps = 0
         self._concrete = None
+        by_path = {v.path: v for v in model.weights}
+        self._norm = (tuple(by_path[p] for p, _ in OBS_NORM) if cfg.normalize_obs and "obs_norm/mean" in by_path
+                      else None)
 
     def _train_step(self, obs, actions, behaviour_logp, rewards, discounts, entropy_cost):
         cfg, spec = self.cfg, self.spec
@@ -92,6 +96,20 @@ class Learner:
         Steps then call the concrete function directly, skipping tf.function's per-call dispatch
         (signature matching, input conversion), which cost about as much as the math here."""
         self._concrete = self._step.get_concrete_function()
+
+    def observe(self, obs: np.ndarray) -> None:
+        """Folds a batch's observations [T+1, B, obs_dim] into the running statistics of the model's
+        ObsNormalizer (with --normalize-obs; else nothing). The last row is the next unroll's first, so it
+        is left out (each observation counted once)."""
+        if self._norm is None:
+            return
+        mean, var, count = self._norm
+        flat = obs[:-1].reshape(-1, obs.shape[-1]).astype(np.float64)
+        n, m, v = merge_moments(float(count.numpy()[0]), mean.numpy().astype(np.float64),
+                                var.numpy().astype(np.float64), flat)
+        mean.assign(m.astype(np.float32))
+        var.assign(v.astype(np.float32))
+        count.assign([n])
 
     def state(self) -> tuple[list, list]:
         """(model variables, optimizer variables) as [(path, array)] for a checkpoint. The learning rate

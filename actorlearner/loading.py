@@ -30,7 +30,7 @@ def load_policy(run_dir: str, *, env_fn: Optional[Callable] = None, model_fn: Op
     cfg, spec, env_fn = run_config(run_dir, env_fn)
     flat, layout = _weights(run_dir, which)
     if model_fn is None:
-        if layout != default_layout(spec, cfg.hidden_sizes):
+        if layout != default_layout(spec, cfg.hidden_sizes, cfg.normalize_obs):
             raise ConfigError(f"{run_dir} holds a custom model's weights: pass its model_fn")
         policy = NumpyMLPPolicy(spec, layout, cfg.hidden_sizes, cfg.activation)
     else:

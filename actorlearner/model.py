@@ -15,7 +15,7 @@ import keras
 
 from .config import Config
 from .envs import EnvSpec
-from .policies import default_layout
+from .policies import OBS_CLIP, default_layout
 
 
 @keras.saving.register_keras_serializable(package="actorlearner")
@@ -37,6 +37,23 @@ class GaussianLogStd(keras.layers.Layer):
         return {**super().get_config(), "init_log_std": self.init_log_std}
 
 
+@keras.saving.register_keras_serializable(package="actorlearner")
+class ObsNormalizer(keras.layers.Layer):
+    """clip((x - mean) / sqrt(var + 1e-8), -10, 10) with the running statistics as non-trainable variables
+    (mean, var, count): the learner assigns them (`Learner.observe`), the optimizer never touches them, and
+    being model weights they travel in the flat vector to the actors and into checkpoints."""
+
+    def build(self, input_shape):
+        d = input_shape[-1]
+        self.mean = self.add_weight(name="mean", shape=(d,), initializer="zeros", trainable=False)
+        self.var = self.add_weight(name="var", shape=(d,), initializer="ones", trainable=False)
+        self.count = self.add_weight(name="count", shape=(1,), initializer="zeros", trainable=False)
+
+    def call(self, x):
+        z = (x - self.mean) / keras.ops.sqrt(self.var + 1e-8)
+        return keras.ops.clip(z, -OBS_CLIP, OBS_CLIP)
+
+
 def build_default_model(spec: EnvSpec, cfg: Config) -> keras.Model:
     """Two MLP torsos, one per head: with a shared torso the value loss (returns in the hundreds)
     swamps the policy's features and the policy collapses at the learning rates that make IMPALA fast.
@@ -47,7 +64,8 @@ def build_default_model(spec: EnvSpec, cfg: Config) -> keras.Model:
         if cfg.orthogonal_init:
             return keras.initializers.Orthogonal(gain=gain, seed=seed)
         return keras.initializers.GlorotUniform(seed=seed)
-    obs = keras.Input((spec.obs_dim,), name="obs")
+    inputs = keras.Input((spec.obs_dim,), name="obs")
+    obs = ObsNormalizer(name="obs_norm")(inputs) if cfg.normalize_obs else inputs
 
     def torso(prefix: str, seed: int):
         h = obs
@@ -62,7 +80,7 @@ def build_default_model(spec: EnvSpec, cfg: Config) -> keras.Model:
         policy = GaussianLogStd(cfg.init_log_std, name="log_std")(policy)
     value = keras.layers.Dense(1, name="value", kernel_initializer=ortho(gain=1.0, seed=cfg.seed + 200))(
         torso("vf", cfg.seed + 50))
-    return keras.Model(obs, [policy, value], name="actor_critic")
+    return keras.Model(inputs, [policy, value], name="actor_critic")
 
 
 def param_layout(model: keras.Model) -> list[tuple[str, tuple]]:
@@ -88,7 +106,7 @@ def model_layout(model: keras.Model, spec: EnvSpec, cfg: Config, default: bool) 
     """The flat-vector layout: the numpy policy's for the default model (checked against the model, as
     the numpy forward pass depends on it), the model's own order otherwise."""
     if default:
-        layout = default_layout(spec, cfg.hidden_sizes)
+        layout = default_layout(spec, cfg.hidden_sizes, cfg.normalize_obs)
         ordered_weights(model, layout)
         return layout
     return param_layout(model)

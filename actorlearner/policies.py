@@ -28,9 +28,34 @@ def unflatten(flat: np.ndarray, layout: list[tuple[str, tuple]]) -> list[np.ndar
 
 
 
-def default_layout(spec: EnvSpec, hidden_sizes: tuple) -> list[tuple[str, tuple]]:
+# The observation normalizer's variables (model.ObsNormalizer), when --normalize-obs is on.
+OBS_NORM = (("obs_norm/mean", "obs"), ("obs_norm/var", "obs"), ("obs_norm/count", 1))
+OBS_CLIP = 10.0  # normalized observations are clipped to +-10 (a rare outlier cannot swamp the torso)
+
+
+def normalize_obs(obs: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """obs [B, obs_dim] -> clip((obs - mean) / sqrt(var + 1e-8), -10, 10), the same as ObsNormalizer."""
+    return np.clip((obs - mean) / np.sqrt(var + 1e-8), -OBS_CLIP, OBS_CLIP).astype(np.float32)
+
+
+def merge_moments(count: float, mean: np.ndarray, var: np.ndarray, batch: np.ndarray):
+    """Running (count, mean, population var) updated with `batch` [N, d] (Chan et al.'s parallel merge),
+    so the statistics are exactly those of all observations seen, in any order of batches."""
+    n = batch.shape[0]
+    if n == 0:
+        return count, mean, var
+    b_mean, b_var = batch.mean(axis=0), batch.var(axis=0)
+    total = count + n
+    delta = b_mean - mean
+    new_mean = mean + delta * (n / total)
+    m2 = var * count + b_var * n + delta ** 2 * (count * n / total)
+    return total, new_mean, m2 / total
+
+
+def default_layout(spec: EnvSpec, hidden_sizes: tuple, normalize: bool = False) -> list[tuple[str, tuple]]:
     """(path, shape) of the default model's weights in Keras's order (see model.build_default_model),
-    known without importing TensorFlow, so actors can start before the learner pays for its import."""
+    known without importing TensorFlow, so actors can start before the learner pays for its import.
+    normalize: the model starts with the observation normalizer (--normalize-obs)."""
 
     def torso(prefix):
         layers, prev = [], spec.obs_dim
@@ -44,7 +69,8 @@ def default_layout(spec: EnvSpec, hidden_sizes: tuple) -> list[tuple[str, tuple]
     head = [("policy/kernel", (prev, spec.action_dim)), ("policy/bias", (spec.action_dim,))]
     if not spec.discrete:
         head += [("log_std/log_std", (spec.action_dim,))]
-    return pi + head + vf + [("value/kernel", (prev, 1)), ("value/bias", (1,))]
+    norm = [(path, (spec.obs_dim,) if size == "obs" else (size,)) for path, size in OBS_NORM] if normalize else []
+    return norm + pi + head + vf + [("value/kernel", (prev, 1)), ("value/bias", (1,))]
 
 
 def layout_size(layout: list[tuple[str, tuple]]) -> int:
@@ -65,10 +91,16 @@ class NumpyMLPPolicy:
     def load(self, flat: np.ndarray) -> None:
         self.w = dict(zip((p for p, _ in self.layout), unflatten(flat, self.layout)))
 
+    def _input(self, obs: np.ndarray) -> np.ndarray:
+        w = self.w
+        if "obs_norm/mean" in w:
+            return normalize_obs(obs, w["obs_norm/mean"], w["obs_norm/var"])
+        return obs
+
     def policy_params(self, obs: np.ndarray) -> np.ndarray:
         """obs [B, obs_dim] float32 -> policy params [B, A] (logits) or [B, 2D] (mean, log_std)."""
         w = self.w
-        h = obs
+        h = self._input(obs)
         for i in range(self.n_hidden):
             h = self._activation(h @ w[f"pi_hidden_{i}/kernel"] + w[f"pi_hidden_{i}/bias"])
         params = h @ w["policy/kernel"] + w["policy/bias"]
@@ -79,7 +111,7 @@ class NumpyMLPPolicy:
     def value(self, obs: np.ndarray) -> np.ndarray:
         """obs [B, obs_dim] -> values [B]. Separate from the policy: acting never needs the value torso."""
         w = self.w
-        v = obs
+        v = self._input(obs)
         for i in range(self.n_hidden):
             v = self._activation(v @ w[f"vf_hidden_{i}/kernel"] + w[f"vf_hidden_{i}/bias"])
         return (v @ w["value/kernel"] + w["value/bias"])[:, 0]

@@ -12,10 +12,11 @@ PRESETS: dict[str, dict] = {
     # The defaults were tuned on CartPole: one actor per core x 32 envs, unroll 20, batch 64, Adam 3e-3, rewards x0.1.
     "cartpole": {"env": "CartPole-v1"},
     "acrobot": {"env": "Acrobot-v1"},
-    # APPO as for Pendulum, rewards x0.05 (returns reach the hundreds). Needs `pip install -e .[box2d]`.
+    # APPO as for Pendulum, rewards x0.05 (returns reach the hundreds), and observation normalization:
+    # seeds 1-5 solved in 25-36 s with it, seeds 1-3 in 82-116 s without. Needs `pip install -e .[box2d]`.
     "lunarlander": {"env": "LunarLander-v3", "loss": "appo", "epochs": 4, "minibatches": 4,
-                    "normalize_advantages": True, "learning_rate": 1e-3, "reward_scale": 0.05,
-                    "envs_per_actor": 16, "batch_size": 64},
+                    "normalize_advantages": True, "normalize_obs": True, "learning_rate": 1e-3,
+                    "reward_scale": 0.05, "envs_per_actor": 16, "batch_size": 64},
     # Continuous: APPO, 4 passes of 4 minibatches over each batch, normalized advantages, a short horizon
     # and a wide starting policy. Plain IMPALA at lr 5e-3 did not learn here in 25 s; lr 1e-3 did, slower.
     "pendulum": {"env": "Pendulum-v1", "target_return": -250.0, "loss": "appo", "epochs": 4, "minibatches": 4,

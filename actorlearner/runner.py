@@ -77,6 +77,8 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
     elif not callable(env_fn):
         raise ConfigError("env_fn must be a callable that returns a gymnasium.Env")
     spec = inspect_env(env_fn)
+    if model_fn is not None and cfg.normalize_obs:
+        raise ConfigError("--normalize-obs works on the default model; a custom model can normalize inside itself")
     if model_fn is not None and cfg.actor_inference == "numpy":
         raise ConfigError("--actor-inference numpy runs only the default MLP; a custom model needs "
                           "tensorflow (or auto)")
@@ -151,7 +153,7 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
 
     model = None
     if numpy_actors:
-        n_params = layout_size(default_layout(spec, cfg.hidden_sizes))
+        n_params = layout_size(default_layout(spec, cfg.hidden_sizes, cfg.normalize_obs))
     else:  # the actors run the model itself, so its size is known only once it is built
         from .model import param_layout
 
@@ -382,6 +384,7 @@ def _learn(run: _Run) -> str:
                 batch = slots.gather(idx)
                 for actor_id, s in batch_slots:  # copied out: the actors can refill them while we learn
                     pool.give(actor_id, s)
+                learner.observe(batch["obs"])  # --normalize-obs: the statistics the step will use
                 inputs = learner_inputs(batch, gamma=cfg.gamma, reward_scale=cfg.reward_scale,
                                         reward_clip=cfg.reward_clip)
                 try:

@@ -9,7 +9,7 @@ from actorlearner import distributions as D
 from actorlearner.config import Config
 from actorlearner.envs import EnvSpec
 from actorlearner.model import build_default_model, model_layout, ordered_weights, flat_weights
-from actorlearner.policies import NumpyMLPPolicy, default_layout
+from actorlearner.policies import NumpyMLPPolicy, default_layout, merge_moments, normalize_obs
 
 SPECS = {
     "discrete": EnvSpec(5, True, 3, None, None, None, None),
@@ -19,15 +19,21 @@ SPECS = {
 
 @pytest.mark.parametrize("kind", list(SPECS))
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
-def test_numpy_policy_matches_keras(kind, activation):
-    spec, cfg = SPECS[kind], Config(hidden_sizes=(32, 16), activation=activation, seed=3)
+@pytest.mark.parametrize("normalize", [False, True])
+def test_numpy_policy_matches_keras(kind, activation, normalize):
+    spec = SPECS[kind]
+    cfg = Config(hidden_sizes=(32, 16), activation=activation, seed=3, normalize_obs=normalize)
     model = build_default_model(spec, cfg)
     rng = np.random.default_rng(0)
-    model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in model.get_weights()])
+    # Random weights; the normalizer's variance must stay positive, and some observations hit the clip.
+    model.set_weights([np.abs(rng.normal(size=w.shape)).astype(np.float32) * (0.1 if "var" in v.path else 1)
+                       if "obs_norm" in v.path else rng.normal(size=w.shape).astype(np.float32)
+                       for v, w in zip(model.weights, model.get_weights())])
     layout = model_layout(model, spec, cfg, default=True)
-    policy = NumpyMLPPolicy(spec, default_layout(spec, cfg.hidden_sizes), cfg.hidden_sizes, cfg.activation)
+    policy = NumpyMLPPolicy(spec, default_layout(spec, cfg.hidden_sizes, normalize), cfg.hidden_sizes,
+                            cfg.activation)
     policy.load(flat_weights(ordered_weights(model, layout)))
-    obs = rng.normal(size=(64, spec.obs_dim)).astype(np.float32)
+    obs = 3 * rng.normal(size=(64, spec.obs_dim)).astype(np.float32)
     want_params, want_value = (t.numpy() for t in model(obs))
     got_params, got_value = policy.forward(obs)
     np.testing.assert_allclose(got_params, want_params, rtol=1e-4, atol=1e-4)
@@ -61,3 +67,33 @@ def test_entropy_of_uniform_and_gaussian():
     assert abs(uniform - np.log(4)) < 1e-6
     gauss = D.tf_entropy(tf.constant([[0.0, 0.0]]), discrete=False).numpy()[0]  # mean 0, log_std 0
     assert abs(gauss - 0.5 * np.log(2 * np.pi * np.e)) < 1e-6
+
+
+def test_running_moments_equal_the_moments_of_everything_seen():
+    rng = np.random.default_rng(4)
+    batches = [rng.normal(loc=3.0, scale=2.0, size=(n, 3)) for n in (1, 7, 50, 200)]
+    count, mean, var = 0.0, np.zeros(3), np.ones(3)
+    for b in batches:
+        count, mean, var = merge_moments(count, mean, var, b)
+    everything = np.concatenate(batches)
+    assert count == len(everything)
+    np.testing.assert_allclose(mean, everything.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(var, everything.var(axis=0), rtol=1e-10)
+
+
+def test_learner_observe_moves_the_statistics_into_the_published_weights():
+    from actorlearner.learner import Learner
+
+    spec, cfg = SPECS["discrete"], Config(normalize_obs=True, unroll_length=4, envs_per_actor=2, batch_size=2)
+    model = build_default_model(spec, cfg)
+    learner = Learner(cfg, spec, model, model_layout(model, spec, cfg, default=True))
+    obs = np.random.default_rng(5).normal(loc=2.0, size=(5, 2, spec.obs_dim)).astype(np.float32)
+    learner.observe(obs)
+    policy = NumpyMLPPolicy(spec, default_layout(spec, cfg.hidden_sizes, True), cfg.hidden_sizes, cfg.activation)
+    policy.load(learner.flat_weights())
+    seen = obs[:-1].reshape(-1, spec.obs_dim)  # the last row is the next unroll's first
+    np.testing.assert_allclose(policy.w["obs_norm/mean"], seen.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(policy.w["obs_norm/var"], seen.var(axis=0), rtol=1e-4)
+    assert policy.w["obs_norm/count"][0] == len(seen)
+    np.testing.assert_allclose(normalize_obs(seen, policy.w["obs_norm/mean"], policy.w["obs_norm/var"]).mean(axis=0),
+                               0.0, atol=1e-5)

@@ -62,6 +62,25 @@ def start_long_run(run_dir):
     return proc, actors
 
 
+def interrupt(proc, times: int):
+    """Sends SIGINT `times` times (50 ms apart); returns (output, seconds until the process exited)."""
+    try:
+        t = time.monotonic()
+        for i in range(times):
+            if i:
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+        return out, time.monotonic() - t
+    finally:
+        proc.kill()
+
+
+def assert_nothing_left(proc, actors):
+    assert not any(os.path.exists(f"/proc/{p}") for p in actors), "actor processes remain"
+    assert not [s for s in our_segments() if s.startswith(f"al_{proc.pid}_")], "segments left in /dev/shm"
+
+
 def test_killed_actor_is_replaced_and_training_finishes(tmp_path):
     run_dir = tmp_path / "run"
     proc = start_cli(run_dir, "--max-seconds", "12", "--no-stop-at-target", "--eval-every-s", "0")
@@ -94,13 +113,7 @@ def test_env_error_is_reported_and_run_continues(tmp_path, capsys, no_leaks):
 def test_sigint_stops_cleanly_with_status_130(tmp_path):
     run_dir = tmp_path / "run"
     proc, actors = start_long_run(run_dir)
-    try:
-        t = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=10)
-        took = time.monotonic() - t
-    finally:
-        proc.kill()
+    out, took = interrupt(proc, times=1)
     assert proc.returncode == 130, out[-3000:]
     assert took < 10
     assert (run_dir / "policy.npz").exists() and (run_dir / "summary.json").exists()
@@ -108,27 +121,17 @@ def test_sigint_stops_cleanly_with_status_130(tmp_path):
     assert summary["status"] == "interrupted"
     final = checkpoint.load(checkpoint.list_checkpoints(str(run_dir))[-1])
     assert final.meta["stats"]["learner_steps"] == summary["learner_steps"]  # written at the stop
-    assert not any(os.path.exists(f"/proc/{p}") for p in actors), "actor processes remain"
-    assert not [s for s in our_segments() if s.startswith(f"al_{proc.pid}_")], "segments left in /dev/shm"
+    assert_nothing_left(proc, actors)
 
 
 def test_second_sigint_exits_at_once_still_cleaning_up(tmp_path):
     run_dir = tmp_path / "run"
     proc, actors = start_long_run(run_dir)
-    try:
-        t = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=10)
-        took = time.monotonic() - t
-    finally:
-        proc.kill()
+    out, took = interrupt(proc, times=2)
     assert proc.returncode == 130, out[-3000:]
     assert took < 5
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
-    assert not any(os.path.exists(f"/proc/{p}") for p in actors), "actor processes remain"
-    assert not [s for s in our_segments() if s.startswith(f"al_{proc.pid}_")], "segments left in /dev/shm"
+    assert_nothing_left(proc, actors)
 
 
 def test_killed_learner_takes_its_actors_with_it(tmp_path):
