@@ -12,7 +12,7 @@ from .envs import make_env_fn
 from .loading import WHICH
 from .reporting import process_age_s
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,7 +119,9 @@ def _train(args: argparse.Namespace, start: float) -> int:
     except (ActorCrashLoop, RuntimeError, TimeoutError) as e:
         print(f"actorlearner: error: {e}", file=sys.stderr)
         return EXIT_ERROR
-    return EXIT_INTERRUPTED if summary["status"] == "interrupted" else EXIT_OK
+    if summary["status"] == "interrupted":  # the shell's convention: 128 + the signal's number
+        return EXIT_TERMINATED if summary.get("stop_signal") == "SIGTERM" else EXIT_INTERRUPTED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -201,6 +201,8 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
             if pool is not None:
                 stats.actor_restarts = pool.restarts
             summary = stats.summary(cfg.env, cfg.seed, status)
+            if status == "interrupted":
+                summary["stop_signal"] = signals.requested or "SIGINT"
             if error is not None:
                 summary["error"] = f"{type(error).__name__}: {error}"
             run_dir.write_json("summary.json", summary)

@@ -134,6 +134,21 @@ def test_second_sigint_exits_at_once_still_cleaning_up(tmp_path):
     assert_nothing_left(proc, actors)
 
 
+def test_sigterm_stops_cleanly_with_status_143(tmp_path):
+    run_dir = tmp_path / "run"
+    proc, actors = start_long_run(run_dir)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, out[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["stop_signal"] == "SIGTERM"
+    assert checkpoint.list_checkpoints(str(run_dir))
+    assert_nothing_left(proc, actors)
+
+
 def test_killed_learner_takes_its_actors_with_it(tmp_path):
     proc, actors = start_long_run(tmp_path / "run")
     try:
