@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from typing import Optional
@@ -110,9 +111,24 @@ def _train(args: argparse.Namespace, start: float) -> int:
 
     runner.LEAN_IMPORT = True
 
+    # train() handles SIGINT while the run is on and gives this handler back when it is over. Before
+    # train() a Ctrl-C interrupts as usual; from train() on, one reaching this handler is a late second
+    # Ctrl-C after the cleanup (the second-SIGINT test hit that window) and must not turn the clean exit
+    # into a traceback.
+    in_train = False
+
+    def on_sigint(signum, frame):
+        if not in_train:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
     try:
         cfg = config_from_args(args)
+        in_train = True
         summary = train(cfg, start_time=start)
+    except KeyboardInterrupt:  # Ctrl-C before the run installed its own handling: nothing to clean up yet
+        print("actorlearner: interrupted before training started", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except ConfigError as e:
         print(f"actorlearner: error: {e}", file=sys.stderr)
         return EXIT_USAGE
