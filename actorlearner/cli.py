@@ -105,11 +105,11 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, start: float) -> int:
-    from . import runner
+    from . import tf_start
     from .actor_pool import ActorCrashLoop
     from .runner import train
 
-    runner.LEAN_IMPORT = True
+    tf_start.LEAN_IMPORT = True
 
     # train() handles SIGINT while the run is on and gives this handler back when it is over. Before
     # train() a Ctrl-C interrupts as usual; from train() on, one reaching this handler is a late second

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -27,45 +25,14 @@ from .envs import check_env_id, inspect_env, make_env_fn
 from .evaluation import run_episodes
 from .policies import default_layout, layout_size
 from .reporting import RunDir, RunStats, progress_line, say
+from .stopping import Interrupted, StopSignals
+from .tf_start import start_tensorflow_quietly
 from .trajectory import learner_inputs
 from .transport import SlotPool, TransportTimeout, WeightStore, new_run_token, remove_stale_segments
 
 
 # In skip mode, this many non-finite batches in a row stop the run anyway: the data itself is broken.
 MAX_NONFINITE_IN_A_ROW = 20
-
-
-class Interrupted(Exception):
-    """Raised inside the loop on a second Ctrl-C: stop now, still cleaning up."""
-
-
-class _StopSignals:
-    """First SIGINT/SIGTERM asks for a graceful stop; a second SIGINT stops at once (still cleaning up)."""
-
-    def __init__(self):
-        self.requested: Optional[str] = None
-        self.cleaning = False  # set once cleanup starts: it is short and must finish, so no raising then
-        self._saved = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._saved[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.cleaning:
-            say("already stopping: removing processes and shared memory")
-            return
-        if self.requested is not None and signum == signal.SIGINT:
-            raise Interrupted("second interrupt")
-        self.requested = signal.Signals(signum).name
-        say(f"{self.requested}: stopping (press Ctrl-C again to stop at once)")
-
-    def __exit__(self, *exc):
-        for sig, handler in self._saved.items():
-            signal.signal(sig, handler)
-        return False
 
 
 def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None):
@@ -107,7 +74,7 @@ class _Run:
     weights: WeightStore
     stats: RunStats
     run_dir: RunDir
-    signals: _StopSignals
+    signals: StopSignals
     ckpt: Optional[checkpoint.Checkpoint]  # the checkpoint this run resumes from
     generation: int  # 0 for a fresh run, +1 for each resume
 
@@ -167,7 +134,7 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     status, error = "running", None
     pool = slots = weights = None
     reporting.console.quiet = cfg.quiet
-    with _StopSignals() as signals:
+    with StopSignals() as signals:
         try:
             slots = SlotPool(fields, slots_per_actor * num_actors, token)
             weights = WeightStore(n_params, token, first_version=ckpt.meta["policy_version"] if ckpt else 0)
@@ -251,52 +218,8 @@ class _DefaultModel:
         return build_default_model(spec, self.cfg)
 
 
-# Set by the `actorlearner` command: this process is ours alone, so imports may be trimmed for start-up.
-LEAN_IMPORT = False
-
-# What TensorFlow's C++ side prints at import on a CPU-only machine, before its log level applies.
-_TF_IMPORT_NOISE = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on",
-                    "Could not find cuda drivers", "failed call to cuInit", "This TensorFlow binary is optimized",
-                    "To enable the following instructions", "Unable to register cu")
-
-
-def _start_tensorflow_quietly(threads: int):
-    """Imports the learner (and TensorFlow), sets its threads and starts its runtime, with the C++ start-up
-    noise filtered out of stderr; any other line, and everything if this fails, is passed through."""
-    import tempfile
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # Keras imports matplotlib.pyplot at import time, when matplotlib is installed, for one image-gallery
-    # helper we never use: 0.5 s of start-up. The command (not a library user's process) skips it.
-    skip_pyplot = LEAN_IMPORT and "matplotlib.pyplot" not in sys.modules
-    if skip_pyplot:
-        sys.modules["matplotlib.pyplot"] = None  # makes `import matplotlib.pyplot` raise ImportError
-    with tempfile.TemporaryFile(mode="w+b") as captured:
-        saved = os.dup(2)
-        os.dup2(captured.fileno(), 2)
-        failed = True
-        try:
-            from . import learner
-
-            learner.configure_tensorflow(threads)
-            learner.tf.constant(0.0)  # starts the runtime, which prints the rest of its notices
-            failed = False
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            text = captured.read().decode(errors="replace")
-            keep = text if failed else "".join(
-                line for line in text.splitlines(keepends=True) if not any(n in line for n in _TF_IMPORT_NOISE))
-            if keep.strip():
-                os.write(2, keep.encode())
-            if skip_pyplot and sys.modules.get("matplotlib.pyplot", 0) is None:
-                del sys.modules["matplotlib.pyplot"]  # later imports work as usual
-    return learner
-
-
 def _build_model(cfg: Config, spec, model_fn):
-    _start_tensorflow_quietly(cfg.resolved_learner_threads())
+    start_tensorflow_quietly(cfg.resolved_learner_threads())
     if model_fn is None:
         from .model import build_default_model
 

@@ -71,10 +71,10 @@ def learner_capacity(batch_sizes: list[int], seconds: float) -> list[dict]:
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, as the figure says
     from actorlearner.config import Config
     from actorlearner.envs import inspect_env, make_env_fn
-    from actorlearner.runner import _start_tensorflow_quietly
+    from actorlearner.tf_start import start_tensorflow_quietly
     from actorlearner.trajectory import learner_inputs, unroll_fields
 
-    _start_tensorflow_quietly(1)
+    start_tensorflow_quietly(1)
     from actorlearner.learner import Learner
     from actorlearner.model import build_default_model, model_layout
     from actorlearner.transport import SlotPool
