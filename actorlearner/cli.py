@@ -114,7 +114,9 @@ def _train(args: argparse.Namespace, start: float) -> int:
     # train() handles SIGINT while the run is on and gives this handler back when it is over. Before
     # train() a Ctrl-C interrupts as usual; from train() on, one reaching this handler is a late second
     # Ctrl-C after the cleanup (the second-SIGINT test hit that window) and must not turn the clean exit
-    # into a traceback.
+    # into a traceback. Once train() is over SIGINT is ignored outright: Python resets signals that have
+    # a Python handler to SIG_DFL when it finalizes, and a Ctrl-C landing during TensorFlow's teardown
+    # after that killed the process (status -2 instead of 130; seen in CI).
     in_train = False
 
     def on_sigint(signum, frame):
@@ -125,7 +127,10 @@ def _train(args: argparse.Namespace, start: float) -> int:
     try:
         cfg = config_from_args(args)
         in_train = True
-        summary = train(cfg, start_time=start)
+        try:
+            summary = train(cfg, start_time=start)
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     except KeyboardInterrupt:  # Ctrl-C before the run installed its own handling: nothing to clean up yet
         print("actorlearner: interrupted before training started", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -134,6 +134,24 @@ def test_second_sigint_exits_at_once_still_cleaning_up(tmp_path):
     assert_nothing_left(proc, actors)
 
 
+def test_ctrl_c_held_down_still_exits_130_and_cleans_up(tmp_path):
+    """SIGINT every 20 ms until the process is gone: whichever phase of the stop and of the interpreter's
+    teardown one lands in, the exit status stays 130 (a late one once killed the process: status -2)."""
+    run_dir = tmp_path / "run"
+    proc, actors = start_long_run(run_dir)
+    try:
+        t = time.monotonic()
+        while proc.poll() is None and time.monotonic() - t < 10:
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.02)
+        out, _ = proc.communicate(timeout=5)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out[-3000:]
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+    assert_nothing_left(proc, actors)
+
+
 def test_sigterm_stops_cleanly_with_status_143(tmp_path):
     run_dir = tmp_path / "run"
     proc, actors = start_long_run(run_dir)
