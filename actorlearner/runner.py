@@ -1,4 +1,5 @@
-"""All the wiring of a training run in one function: `train(cfg, env_fn=None, model_fn=None)`.
+"""All the wiring of a training run in one function: `train(cfg, env_fn=None, model_fn=None)`; the
+learner's loop itself is in learner_loop.py.
 
 Order matters for start-up time: actors are spawned before the learner imports TensorFlow (they need
 only numpy and gymnasium), so their start overlaps the ~2 s TensorFlow import.
@@ -6,33 +7,25 @@ only numpy and gymnasium), so their start overlaps the ~2 s TensorFlow import.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import cloudpickle
 import numpy as np
 
 from . import checkpoint, reporting
-from .actor import MSG_ENV_ERROR, MSG_FATAL, MSG_UNROLL, ActorArgs, make_policy, unroll_spec
+from .actor import ActorArgs, unroll_spec
 from .actor_pool import ActorPool, SerialActors
 from .config import RESUME_FIXED, Config, ConfigError, config_from_dict, validate
 from .envs import check_env_id, inspect_env, make_env_fn
-from .evaluation import run_episodes
+from .learner_loop import LearnerLoop, Run, build_model
 from .policies import default_layout, layout_size
-from .reporting import RunDir, RunStats, progress_line, say
+from .reporting import RunDir, RunStats, say
 from .stopping import Interrupted, StopSignals
-from .tf_start import start_tensorflow_quietly
-from .trajectory import learner_inputs
-from .transport import SlotPool, TransportTimeout, WeightStore, new_run_token, remove_stale_segments
-
-
-# In skip mode, this many non-finite batches in a row stop the run anyway: the data itself is broken.
-MAX_NONFINITE_IN_A_ROW = 20
+from .transport import SlotPool, WeightStore, new_run_token, remove_stale_segments
 
 
 def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None):
@@ -56,27 +49,6 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
 def default_run_dir(cfg: Config) -> str:
     name = cfg.env if isinstance(cfg.env, str) else "custom"
     return os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-
-
-@dataclass
-class _Run:
-    """What the learner loop works with, gathered once by `train`."""
-
-    cfg: Config
-    spec: Any
-    env_fn: Callable
-    actor_model_fn: Optional[Callable]  # None: actors run the default MLP in numpy
-    model: Any  # the Keras model if already built (custom models are built before the actors start)
-    pool: Any
-    num_actors: int
-    slots_per_actor: int
-    slots: SlotPool
-    weights: WeightStore
-    stats: RunStats
-    run_dir: RunDir
-    signals: StopSignals
-    ckpt: Optional[checkpoint.Checkpoint]  # the checkpoint this run resumes from
-    generation: int  # 0 for a fresh run, +1 for each resume
 
 
 def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None, *,
@@ -124,7 +96,7 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     else:  # the actors run the model itself, so its size is known only once it is built
         from .model import param_layout
 
-        model = _build_model(cfg, spec, model_fn)
+        model = build_model(cfg, spec, model_fn)
         n_params = layout_size(param_layout(model))
 
     slots_per_actor = max(2, math.ceil(cfg.slots_per_batch / num_actors) + 1)
@@ -150,8 +122,8 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
             else:
                 pool = ActorPool(args_for, num_actors, cfg.actor_threads)
             pool.start()
-            status = _learn(_Run(cfg, spec, env_fn, actor_model_fn, model, pool, num_actors, slots_per_actor,
-                                 slots, weights, stats, run_dir, signals, ckpt, generation))
+            status = LearnerLoop(Run(cfg, spec, env_fn, actor_model_fn, model, pool, num_actors, slots_per_actor,
+                                     slots, weights, stats, run_dir, signals, ckpt, generation)).run()
         except Interrupted:
             status = "interrupted"
         except Exception as e:
@@ -216,195 +188,3 @@ class _DefaultModel:
         from .model import build_default_model
 
         return build_default_model(spec, self.cfg)
-
-
-def _build_model(cfg: Config, spec, model_fn):
-    start_tensorflow_quietly(cfg.resolved_learner_threads())
-    if model_fn is None:
-        from .model import build_default_model
-
-        return build_default_model(spec, cfg)
-    return model_fn(spec)
-
-
-def _learn(run: _Run) -> str:
-    """The learner loop; returns why it stopped. Finished work is checkpointed every cfg.checkpoint_every
-    seconds and at the end, also when the loop fails (unless the failure is in the numbers)."""
-    cfg, stats, pool, slots, weights = run.cfg, run.stats, run.pool, run.slots, run.weights
-    numpy_actors = run.actor_model_fn is None
-    model = run.model if run.model is not None else _build_model(cfg, run.spec, None)
-    from .learner import Learner, NumericalFault
-    from .model import model_layout
-
-    layout = model_layout(model, run.spec, cfg, default=numpy_actors)
-    learner = Learner(cfg, run.spec, model, layout)
-    if run.ckpt is not None:
-        learner.restore(run.ckpt)
-    weights.publish(learner.flat_weights())
-    for i in range(run.num_actors):
-        for s in range(run.slots_per_actor):
-            pool.give(i, i * run.slots_per_actor + s)
-    learner.trace()  # overlaps the first trace with the actors' first unrolls
-
-    def save_checkpoint() -> None:
-        meta = {"config": json.loads(cfg.to_json()), "stats": stats.state(), "policy_version": weights.version,
-                "rng": {"seed": cfg.seed, "generation": run.generation}}
-        checkpoint.save(run.run_dir.path, stats.learner_steps, meta, *learner.state(), keep=cfg.keep_checkpoints,
-                        policy=(learner.flat_weights(), layout))
-
-    eval_policy = make_policy(cfg, run.spec, run.actor_model_fn)
-
-    def save_best(flat) -> None:
-        run.run_dir.save_weights(flat, layout, "best.npz")
-    ready: list[tuple[int, int]] = []
-    last_data = time.monotonic()
-    next_log = stats.now() + cfg.log_every_s
-    next_eval = stats.now() + cfg.eval_every_s if cfg.eval_every_s > 0 else math.inf
-    next_ckpt = stats.now() + cfg.checkpoint_every if cfg.checkpoint_every > 0 else math.inf
-    last_log_steps, last_log_learner_steps, last_log_t = stats.env_steps, stats.learner_steps, stats.now()
-    from .tensorboard import Board
-
-    board = Board(run.run_dir.path)
-    steps_per_unroll = cfg.unroll_length * cfg.envs_per_actor
-    latest = None
-    nonfinite_in_a_row = 0
-    try:
-        while True:
-            # -- stop conditions
-            if run.signals.requested:
-                status = "interrupted"
-                break
-            if stats.check_solved() and cfg.stop_at_target:
-                status = "solved"
-                break
-            if cfg.max_steps and stats.env_steps >= cfg.max_steps:
-                status = "max_steps"
-                break
-            if cfg.max_seconds and stats.now() >= cfg.max_seconds:
-                status = "max_seconds"
-                break
-            # -- collect messages
-            for msg in pool.wait(0.05 if not ready else 0.01):
-                if msg[0] == MSG_UNROLL:
-                    _, actor_id, slot, returns, lengths = msg
-                    ready.append((actor_id, slot))
-                    stats.add_episodes(returns, lengths)
-                    last_data = time.monotonic()
-                elif msg[0] == MSG_ENV_ERROR:
-                    stats.env_errors += 1
-                    say(msg[3])
-                elif msg[0] == MSG_FATAL:
-                    say(f"actor {msg[1]} failed:\n{msg[2].rstrip()}")
-            stats.actor_restarts = pool.restarts
-            if time.monotonic() - last_data > cfg.wait_timeout_s:
-                raise TransportTimeout(f"no unroll from any actor in {cfg.wait_timeout_s:.0f} s "
-                                       f"({pool.alive()} of {run.num_actors} actors alive)")
-            # -- learn on every whole batch
-            if cfg.max_policy_lag and ready:
-                ready = _drop_stale(ready, slots, weights.version, cfg.max_policy_lag, pool, stats)
-            while len(ready) >= cfg.slots_per_batch:
-                batch_slots, ready = ready[:cfg.slots_per_batch], ready[cfg.slots_per_batch:]
-                idx = [s for _, s in batch_slots]
-                versions = slots.meta[idx, slots.META_VERSION].copy()
-                batch = slots.gather(idx)
-                for actor_id, s in batch_slots:  # copied out: the actors can refill them while we learn
-                    pool.give(actor_id, s)
-                learner.observe(batch["obs"])  # --normalize-obs: the statistics the step will use
-                inputs = learner_inputs(batch, gamma=cfg.gamma, reward_scale=cfg.reward_scale,
-                                        reward_clip=cfg.reward_clip)
-                try:
-                    losses, latest = learner.step(inputs, progress=stats.env_steps / cfg.max_steps
-                                                  if cfg.max_steps else 0.0)
-                except NumericalFault as e:
-                    nonfinite_in_a_row += 1
-                    if cfg.on_nonfinite == "stop" or e.weights_damaged or nonfinite_in_a_row >= MAX_NONFINITE_IN_A_ROW:
-                        raise
-                    stats.nonfinite_skips += 1
-                    say(f"skipped a batch: {e} ({stats.nonfinite_skips} skipped so far)")
-                    continue
-                nonfinite_in_a_row = 0
-                lags = (weights.version - versions).tolist()
-                weights.publish(latest)
-                stats.add_learner_step(steps_per_unroll * len(idx), lags, losses)
-            # -- report
-            now = stats.now()
-            if now >= next_eval and latest is not None:
-                _evaluate(cfg, run.spec, run.env_fn, eval_policy, latest, stats, save_best)
-                next_eval = stats.now() + cfg.eval_every_s
-            if now >= next_log:
-                dt = max(1e-9, now - last_log_t)
-                rate = (stats.env_steps - last_log_steps) / dt
-                learner_rate = (stats.learner_steps - last_log_learner_steps) / dt
-                last_log_steps, last_log_learner_steps, last_log_t = stats.env_steps, stats.learner_steps, now
-                reporting.console.progress(progress_line(stats, rate, max_steps=cfg.max_steps,
-                                                         max_seconds=cfg.max_seconds, verbose=cfg.verbose))
-                run.run_dir.log_metrics(stats.record())
-                board.write(stats.env_steps, _board_values(stats, rate, learner_rate, learner,
-                                                           len(ready) / slots.n_slots))
-                next_log = now + cfg.log_every_s
-            if now >= next_ckpt:
-                save_checkpoint()
-                next_ckpt = stats.now() + cfg.checkpoint_every
-    except (NumericalFault, Interrupted):
-        board.close()
-        raise  # bad numbers are not worth keeping; a second Ctrl-C wants out at once
-    except Exception:
-        board.close()
-        _try(save_checkpoint, "a final checkpoint")  # keep the finished work, then report the failure
-        raise
-    save_checkpoint()
-    latest = learner.flat_weights()
-    run.run_dir.save_weights(latest, layout)
-    if status != "interrupted":  # an interrupted user wants out now, not five more episodes
-        _evaluate(cfg, run.spec, run.env_fn, eval_policy, latest, stats, save_best)
-    run.run_dir.log_metrics(stats.record())
-    board.write(stats.env_steps, {"eval/return": stats.last_eval})
-    board.close()
-    return status
-
-
-def _board_values(stats: RunStats, env_rate: float, learner_rate: float, learner, queue_fill: float) -> dict:
-    """The TensorBoard scalars of one progress line (tensorboard.TAGS)."""
-    losses = stats.last_losses
-    lengths = stats.recent_lengths
-    return {"episode/return_mean_100": stats.mean_return_100(),
-            "episode/length_mean_100": sum(lengths) / len(lengths) if lengths else None,
-            "eval/return": stats.last_eval, "loss/total": losses.get("total"), "loss/policy": losses.get("policy"),
-            "loss/baseline": losses.get("baseline"), "loss/entropy": losses.get("entropy"),
-            "loss/grad_norm": losses.get("grad_norm"),
-            "train/learning_rate": float(learner.optimizer.learning_rate.numpy()),
-            "speed/env_steps_per_s": env_rate, "speed/learner_steps_per_s": learner_rate,
-            "train/policy_lag_mean": stats.policy_lag_mean(), "train/queue_fill": queue_fill}
-
-
-def _drop_stale(ready: list, slots: SlotPool, version: int, max_lag: int, pool, stats: RunStats) -> list:
-    """Gives back, unused, the ready unrolls whose policy trails the learner by more than max_lag steps."""
-    lags = version - slots.meta[[s for _, s in ready], slots.META_VERSION]
-    keep = []
-    for (actor_id, slot), lag in zip(ready, lags):
-        if lag > max_lag:
-            stats.stale_dropped += 1
-            pool.give(actor_id, slot)
-        else:
-            keep.append((actor_id, slot))
-    return keep
-
-
-def _try(action: Callable[[], None], what: str) -> None:
-    try:
-        action()
-    except Exception as e:  # noqa: BLE001 - the failure being handled matters more than this one
-        print(f"actorlearner: could not write {what}: {type(e).__name__}: {e}", file=sys.stderr)
-
-
-def _evaluate(cfg, spec, env_fn, policy, flat, stats, on_best: Callable) -> None:
-    policy.load(flat)
-    returns, lengths = run_episodes(policy, env_fn, spec, episodes=cfg.eval_episodes, seed=cfg.seed + 10_000)
-    if not returns:
-        return
-    stats.last_eval = float(np.mean(returns))
-    if stats.best_eval is None or stats.last_eval > stats.best_eval:
-        stats.best_eval = stats.last_eval
-        on_best(flat)  # best.npz: what `actorlearner eval --which best` plays
-    reporting.console.detail(f"[{stats.now():7.1f}s] eval over {len(returns)} episodes: return {stats.last_eval:.1f} "
-        f"± {float(np.std(returns)):.1f}, length {float(np.mean(lengths)):.0f}")

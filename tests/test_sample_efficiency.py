@@ -116,7 +116,7 @@ def test_epochs_and_minibatches_make_that_many_updates():
 
 def test_policy_lag_bound_gives_stale_unrolls_back():
     from actorlearner.reporting import RunStats
-    from actorlearner.runner import _drop_stale
+    from actorlearner.learner_loop import _drop_stale
     from actorlearner.transport import SlotPool
 
     slots = SlotPool({"x": ((1,), np.float32)}, 4, None)

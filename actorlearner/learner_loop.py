@@ -1,0 +1,267 @@
+"""The learner's side of a run: take unrolls from the actors, learn on every whole batch, publish the
+weights, report, evaluate and checkpoint, until a stop condition; `LearnerLoop(run).run()` says why it stopped.
+
+TensorFlow is imported only when the loop is built, after the actors have been started (see runner.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from . import checkpoint, reporting
+from .actor import MSG_ENV_ERROR, MSG_FATAL, MSG_UNROLL, make_policy
+from .config import Config
+from .evaluation import run_episodes
+from .reporting import RunDir, RunStats, progress_line, say
+from .stopping import Interrupted, StopSignals
+from .tf_start import start_tensorflow_quietly
+from .trajectory import learner_inputs
+from .transport import SlotPool, TransportTimeout, WeightStore
+
+# In skip mode, this many non-finite batches in a row stop the run anyway: the data itself is broken.
+MAX_NONFINITE_IN_A_ROW = 20
+
+
+@dataclass
+class Run:
+    """What the learner loop works with, gathered once by `runner.train`."""
+
+    cfg: Config
+    spec: Any
+    env_fn: Callable
+    actor_model_fn: Optional[Callable]  # None: actors run the default MLP in numpy
+    model: Any  # the Keras model if already built (custom models are built before the actors start)
+    pool: Any
+    num_actors: int
+    slots_per_actor: int
+    slots: SlotPool
+    weights: WeightStore
+    stats: RunStats
+    run_dir: RunDir
+    signals: StopSignals
+    ckpt: Optional[checkpoint.Checkpoint]  # the checkpoint this run resumes from
+    generation: int  # 0 for a fresh run, +1 for each resume
+
+
+def build_model(cfg: Config, spec, model_fn: Optional[Callable]):
+    """The learner's Keras model: model_fn(spec), or the default one. Starts TensorFlow."""
+    start_tensorflow_quietly(cfg.resolved_learner_threads())
+    if model_fn is None:
+        from .model import build_default_model
+
+        return build_default_model(spec, cfg)
+    return model_fn(spec)
+
+
+class LearnerLoop:
+    """The learner loop. Finished work is checkpointed every cfg.checkpoint_every seconds and at the end,
+    also when the loop fails (unless the failure is in the numbers)."""
+
+    def __init__(self, run: Run):
+        from .learner import Learner
+        from .model import model_layout
+        from .tensorboard import Board
+
+        self.ctx, self.cfg, self.stats = run, run.cfg, run.stats
+        cfg = self.cfg
+        model = run.model if run.model is not None else build_model(cfg, run.spec, None)
+        self.layout = model_layout(model, run.spec, cfg, default=run.actor_model_fn is None)
+        self.learner = Learner(cfg, run.spec, model, self.layout)
+        if run.ckpt is not None:
+            self.learner.restore(run.ckpt)
+        run.weights.publish(self.learner.flat_weights())
+        for i in range(run.num_actors):
+            for s in range(run.slots_per_actor):
+                run.pool.give(i, i * run.slots_per_actor + s)
+        self.learner.trace()  # overlaps the first trace with the actors' first unrolls
+        self.eval_policy = make_policy(cfg, run.spec, run.actor_model_fn)
+        self.board = Board(run.run_dir.path)
+        self.ready: list[tuple[int, int]] = []  # (actor, slot) of filled slots not learned on yet
+        self.latest = None  # the newest published weights
+        self.nonfinite_in_a_row = 0
+        self.last_data = time.monotonic()
+        now = self.stats.now()
+        self.next_log = now + cfg.log_every_s
+        self.next_eval = now + cfg.eval_every_s if cfg.eval_every_s > 0 else math.inf
+        self.next_ckpt = now + cfg.checkpoint_every if cfg.checkpoint_every > 0 else math.inf
+        self.last_log = (self.stats.env_steps, self.stats.learner_steps, now)
+
+    def run(self) -> str:
+        """Loops until a stop condition; returns it ("solved", "max_steps", "max_seconds", "interrupted")."""
+        from .learner import NumericalFault
+
+        try:
+            while (status := self._stop_reason()) is None:
+                self._collect()
+                self._learn_ready()
+                self._report()
+        except (NumericalFault, Interrupted):
+            self.board.close()
+            raise  # bad numbers are not worth keeping; a second Ctrl-C wants out at once
+        except Exception:
+            self.board.close()
+            _try(self.save_checkpoint, "a final checkpoint")  # keep the finished work, then report the failure
+            raise
+        self._finish(status)
+        return status
+
+    def save_checkpoint(self) -> None:
+        ctx, cfg = self.ctx, self.cfg
+        meta = {"config": json.loads(cfg.to_json()), "stats": self.stats.state(),
+                "policy_version": ctx.weights.version, "rng": {"seed": cfg.seed, "generation": ctx.generation}}
+        checkpoint.save(ctx.run_dir.path, self.stats.learner_steps, meta, *self.learner.state(),
+                        keep=cfg.keep_checkpoints, policy=(self.learner.flat_weights(), self.layout))
+
+    def _stop_reason(self) -> Optional[str]:
+        cfg, stats = self.cfg, self.stats
+        if self.ctx.signals.requested:
+            return "interrupted"
+        if stats.check_solved() and cfg.stop_at_target:
+            return "solved"
+        if cfg.max_steps and stats.env_steps >= cfg.max_steps:
+            return "max_steps"
+        if cfg.max_seconds and stats.now() >= cfg.max_seconds:
+            return "max_seconds"
+        return None
+
+    def _collect(self) -> None:
+        """Takes the actors' messages; raises TransportTimeout when none has sent data for too long."""
+        run, stats = self.ctx, self.stats
+        for msg in run.pool.wait(0.05 if not self.ready else 0.01):
+            if msg[0] == MSG_UNROLL:
+                _, actor_id, slot, returns, lengths = msg
+                self.ready.append((actor_id, slot))
+                stats.add_episodes(returns, lengths)
+                self.last_data = time.monotonic()
+            elif msg[0] == MSG_ENV_ERROR:
+                stats.env_errors += 1
+                say(msg[3])
+            elif msg[0] == MSG_FATAL:
+                say(f"actor {msg[1]} failed:\n{msg[2].rstrip()}")
+        stats.actor_restarts = run.pool.restarts
+        if time.monotonic() - self.last_data > self.cfg.wait_timeout_s:
+            raise TransportTimeout(f"no unroll from any actor in {self.cfg.wait_timeout_s:.0f} s "
+                                   f"({run.pool.alive()} of {run.num_actors} actors alive)")
+
+    def _learn_ready(self) -> None:
+        """One learner step per whole batch of ready unrolls; publishes the weights after each."""
+        from .learner import NumericalFault
+
+        run, cfg, stats, slots = self.ctx, self.cfg, self.stats, self.ctx.slots
+        if cfg.max_policy_lag and self.ready:
+            self.ready = _drop_stale(self.ready, slots, run.weights.version, cfg.max_policy_lag, run.pool, stats)
+        while len(self.ready) >= cfg.slots_per_batch:
+            batch_slots, self.ready = self.ready[:cfg.slots_per_batch], self.ready[cfg.slots_per_batch:]
+            idx = [s for _, s in batch_slots]
+            versions = slots.meta[idx, slots.META_VERSION].copy()
+            batch = slots.gather(idx)
+            for actor_id, s in batch_slots:  # copied out: the actors can refill them while we learn
+                run.pool.give(actor_id, s)
+            self.learner.observe(batch["obs"])  # --normalize-obs: the statistics the step will use
+            inputs = learner_inputs(batch, gamma=cfg.gamma, reward_scale=cfg.reward_scale,
+                                    reward_clip=cfg.reward_clip)
+            try:
+                losses, self.latest = self.learner.step(
+                    inputs, progress=stats.env_steps / cfg.max_steps if cfg.max_steps else 0.0)
+            except NumericalFault as e:
+                self.nonfinite_in_a_row += 1
+                if (cfg.on_nonfinite == "stop" or e.weights_damaged
+                        or self.nonfinite_in_a_row >= MAX_NONFINITE_IN_A_ROW):
+                    raise
+                stats.nonfinite_skips += 1
+                say(f"skipped a batch: {e} ({stats.nonfinite_skips} skipped so far)")
+                continue
+            self.nonfinite_in_a_row = 0
+            lags = (run.weights.version - versions).tolist()
+            run.weights.publish(self.latest)
+            stats.add_learner_step(cfg.unroll_length * cfg.envs_per_actor * len(idx), lags, losses)
+
+    def _report(self) -> None:
+        """Evaluation, the progress line, metrics and TensorBoard, checkpoints: each when it is due."""
+        run, cfg, stats = self.ctx, self.cfg, self.stats
+        now = stats.now()
+        if now >= self.next_eval and self.latest is not None:
+            self._evaluate(self.latest)
+            self.next_eval = stats.now() + cfg.eval_every_s
+        if now >= self.next_log:
+            steps, learner_steps, t = self.last_log
+            dt = max(1e-9, now - t)
+            rate, learner_rate = (stats.env_steps - steps) / dt, (stats.learner_steps - learner_steps) / dt
+            self.last_log = (stats.env_steps, stats.learner_steps, now)
+            reporting.console.progress(progress_line(stats, rate, max_steps=cfg.max_steps,
+                                                     max_seconds=cfg.max_seconds, verbose=cfg.verbose))
+            run.run_dir.log_metrics(stats.record())
+            self.board.write(stats.env_steps, _board_values(stats, rate, learner_rate, self.learner,
+                                                            len(self.ready) / run.slots.n_slots))
+            self.next_log = now + cfg.log_every_s
+        if now >= self.next_ckpt:
+            self.save_checkpoint()
+            self.next_ckpt = stats.now() + cfg.checkpoint_every
+
+    def _finish(self, status: str) -> None:
+        """The final checkpoint, policy.npz and (unless interrupted) a last evaluation."""
+        run, stats = self.ctx, self.stats
+        self.save_checkpoint()
+        latest = self.learner.flat_weights()
+        run.run_dir.save_weights(latest, self.layout)
+        if status != "interrupted":  # an interrupted user wants out now, not five more episodes
+            self._evaluate(latest)
+        run.run_dir.log_metrics(stats.record())
+        self.board.write(stats.env_steps, {"eval/return": stats.last_eval})
+        self.board.close()
+
+    def _evaluate(self, flat) -> None:
+        cfg, stats = self.cfg, self.stats
+        self.eval_policy.load(flat)
+        returns, lengths = run_episodes(self.eval_policy, self.ctx.env_fn, self.ctx.spec,
+                                        episodes=cfg.eval_episodes, seed=cfg.seed + 10_000)
+        if not returns:
+            return
+        stats.last_eval = float(np.mean(returns))
+        if stats.best_eval is None or stats.last_eval > stats.best_eval:
+            stats.best_eval = stats.last_eval
+            self.ctx.run_dir.save_weights(flat, self.layout, "best.npz")  # what `eval --which best` plays
+        reporting.console.detail(f"[{stats.now():7.1f}s] eval over {len(returns)} episodes: return "
+                                 f"{stats.last_eval:.1f} ± {float(np.std(returns)):.1f}, "
+                                 f"length {float(np.mean(lengths)):.0f}")
+
+
+def _board_values(stats: RunStats, env_rate: float, learner_rate: float, learner, queue_fill: float) -> dict:
+    """The TensorBoard scalars of one progress line (tensorboard.TAGS)."""
+    losses = stats.last_losses
+    lengths = stats.recent_lengths
+    return {"episode/return_mean_100": stats.mean_return_100(),
+            "episode/length_mean_100": sum(lengths) / len(lengths) if lengths else None,
+            "eval/return": stats.last_eval, "loss/total": losses.get("total"), "loss/policy": losses.get("policy"),
+            "loss/baseline": losses.get("baseline"), "loss/entropy": losses.get("entropy"),
+            "loss/grad_norm": losses.get("grad_norm"),
+            "train/learning_rate": float(learner.optimizer.learning_rate.numpy()),
+            "speed/env_steps_per_s": env_rate, "speed/learner_steps_per_s": learner_rate,
+            "train/policy_lag_mean": stats.policy_lag_mean(), "train/queue_fill": queue_fill}
+
+
+def _drop_stale(ready: list, slots: SlotPool, version: int, max_lag: int, pool, stats: RunStats) -> list:
+    """Gives back, unused, the ready unrolls whose policy trails the learner by more than max_lag steps."""
+    lags = version - slots.meta[[s for _, s in ready], slots.META_VERSION]
+    keep = []
+    for (actor_id, slot), lag in zip(ready, lags):
+        if lag > max_lag:
+            stats.stale_dropped += 1
+            pool.give(actor_id, slot)
+        else:
+            keep.append((actor_id, slot))
+    return keep
+
+
+def _try(action: Callable[[], None], what: str) -> None:
+    try:
+        action()
+    except Exception as e:  # noqa: BLE001 - the failure being handled matters more than this one
+        print(f"actorlearner: could not write {what}: {type(e).__name__}: {e}", file=sys.stderr)
