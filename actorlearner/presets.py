@@ -22,6 +22,14 @@ PRESETS: dict[str, dict] = {
     "pendulum": {"env": "Pendulum-v1", "target_return": -250.0, "loss": "appo", "epochs": 4, "minibatches": 4,
                  "normalize_advantages": True, "learning_rate": 1e-3, "gamma": 0.9, "envs_per_actor": 16,
                  "batch_size": 64, "entropy_cost": 0.0, "init_log_std": 0.5},
+    # LunarLander's recipe with lr 3e-4, V-trace lambda 0.95, and scaled rewards clipped to [-1, 1]: that
+    # turns the -100 of a fall into -10 (scaled -1), which would otherwise swamp a step's ~0.3. The target
+    # is 250 (the suite's criterion); gymnasium's own threshold is 300 (`--target-return 300`).
+    # Needs `pip install -e .[box2d]`.
+    "bipedalwalker": {"env": "BipedalWalker-v3", "target_return": 250.0, "loss": "appo", "epochs": 4,
+                      "minibatches": 4, "normalize_advantages": True, "normalize_obs": True,
+                      "learning_rate": 3e-4, "reward_scale": 0.1, "reward_clip": 1.0, "vtrace_lambda": 0.95,
+                      "envs_per_actor": 16, "batch_size": 64},
 }
 
 

@@ -30,6 +30,9 @@ ZOO = {
                         ent_coef=0.0, learning_rate=1e-3, clip_range=0.2, use_sde=True, sde_sample_freq=4),
     "LunarLander-v3": dict(n_envs=16, n_timesteps=1e6, n_steps=1024, batch_size=64, gae_lambda=0.98,
                            gamma=0.999, n_epochs=4, ent_coef=0.01),
+    "BipedalWalker-v3": dict(n_envs=32, n_timesteps=5e6, normalize=True, n_steps=2048, batch_size=64,
+                             gae_lambda=0.95, gamma=0.999, n_epochs=10, ent_coef=0.0, learning_rate=3e-4,
+                             clip_range=0.18),
 }
 
 
