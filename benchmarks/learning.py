@@ -122,7 +122,8 @@ def main() -> None:
             t = r["theirs_stats"]
             ratio = (f"{o['median_s'] / t['median_s']:.2f}" if o["median_s"] and t["median_s"] else
                      "SB3 not reached" if o["median_s"] else "-")
-            line += f" {t['solved']}/{t['seeds']} | {fmt_time(t)} | {ratio} |"
+            their_steps = f", {t['median_steps'] / 1e3:,.0f} K steps" if t["median_steps"] else ""
+            line += f" {t['solved']}/{t['seeds']} | {fmt_time(t)}{their_steps} | {ratio} |"
         lines.append(line)
     table = "\n".join(lines)
     print("\n" + table)
