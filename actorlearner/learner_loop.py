@@ -65,13 +65,15 @@ class LearnerLoop:
     also when the loop fails (unless the failure is in the numbers)."""
 
     def __init__(self, run: Run):
+        self.ctx, self.cfg, self.stats = run, run.cfg, run.stats
+        cfg = self.cfg
+        # First: build_model imports TensorFlow with its start-up noise filtered (tf_start.py); the imports
+        # below would import it unfiltered.
+        model = run.model if run.model is not None else build_model(cfg, run.spec, None)
         from .learner import Learner
         from .model import model_layout
         from .tensorboard import Board
 
-        self.ctx, self.cfg, self.stats = run, run.cfg, run.stats
-        cfg = self.cfg
-        model = run.model if run.model is not None else build_model(cfg, run.spec, None)
         self.layout = model_layout(model, run.spec, cfg, default=run.actor_model_fn is None)
         self.learner = Learner(cfg, run.spec, model, self.layout)
         if run.ckpt is not None:

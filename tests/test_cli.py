@@ -53,3 +53,18 @@ def test_launch_script_is_the_same_command():
     proc = subprocess.run([sys.executable, "scripts/train.py", "--help"], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
     assert proc.returncode == 0 and "--envs-per-actor" in proc.stdout
+
+
+def test_a_run_prints_no_tensorflow_start_up_noise_and_skips_pyplot(tmp_path):
+    """The command filters TensorFlow's C++ start-up notices and keeps Keras from importing
+    matplotlib.pyplot (0.5 s of start-up); importing TensorFlow anywhere before tf_start would undo both."""
+    code = ("import sys; from actorlearner.cli import main; "
+            f"rc = main(['train', '--max-steps', '1000', '--eval-every-s', '0', '--run-dir', {str(tmp_path / 'r')!r}]); "
+            "print('pyplot imported:', 'matplotlib.pyplot' in sys.modules); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    from actorlearner.tf_start import _TF_IMPORT_NOISE
+
+    noise = [n for n in _TF_IMPORT_NOISE if n in proc.stdout + proc.stderr]
+    assert not noise, proc.stderr
+    assert "pyplot imported: False" in proc.stdout
