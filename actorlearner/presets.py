@@ -11,7 +11,9 @@ from __future__ import annotations
 PRESETS: dict[str, dict] = {
     # The defaults were tuned on CartPole: one actor per core x 32 envs, unroll 20, batch 64, Adam 3e-3, rewards x0.1.
     "cartpole": {"env": "CartPole-v1"},
-    "acrobot": {"env": "Acrobot-v1"},
+    # Acrobot learns from few samples: smaller, more frequent updates at a higher rate. Seeds 1-15 reached
+    # -100 in 2.9-4.1 s (median 3.1 s, ~20 K env steps); with the defaults, 3.5-4.0 s (~50 K steps).
+    "acrobot": {"env": "Acrobot-v1", "learning_rate": 1e-2, "envs_per_actor": 16, "batch_size": 32},
     # APPO as for Pendulum, rewards x0.05 (returns reach the hundreds), and observation normalization:
     # seeds 1-5 solved in 25-36 s with it (38-47 s in a later run), seeds 1-3 in 82-116 s without.
     # Needs `pip install -e .[box2d]`.
