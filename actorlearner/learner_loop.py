@@ -135,8 +135,8 @@ class LearnerLoop:
 
     def _collect(self) -> None:
         """Takes the actors' messages; raises TransportTimeout when none has sent data for too long."""
-        run, stats = self.ctx, self.stats
-        for msg in run.pool.wait(0.05 if not self.ready else 0.01):
+        ctx, stats = self.ctx, self.stats
+        for msg in ctx.pool.wait(0.05 if not self.ready else 0.01):
             if msg[0] == MSG_UNROLL:
                 _, actor_id, slot, returns, lengths = msg
                 self.ready.append((actor_id, slot))
@@ -147,25 +147,25 @@ class LearnerLoop:
                 say(msg[3])
             elif msg[0] == MSG_FATAL:
                 say(f"actor {msg[1]} failed:\n{msg[2].rstrip()}")
-        stats.actor_restarts = run.pool.restarts
+        stats.actor_restarts = ctx.pool.restarts
         if time.monotonic() - self.last_data > self.cfg.wait_timeout_s:
             raise TransportTimeout(f"no unroll from any actor in {self.cfg.wait_timeout_s:.0f} s "
-                                   f"({run.pool.alive()} of {run.num_actors} actors alive)")
+                                   f"({ctx.pool.alive()} of {ctx.num_actors} actors alive)")
 
     def _learn_ready(self) -> None:
         """One learner step per whole batch of ready unrolls; publishes the weights after each."""
         from .learner import NumericalFault
 
-        run, cfg, stats, slots = self.ctx, self.cfg, self.stats, self.ctx.slots
+        ctx, cfg, stats, slots = self.ctx, self.cfg, self.stats, self.ctx.slots
         if cfg.max_policy_lag and self.ready:
-            self.ready = _drop_stale(self.ready, slots, run.weights.version, cfg.max_policy_lag, run.pool, stats)
+            self.ready = _drop_stale(self.ready, slots, ctx.weights.version, cfg.max_policy_lag, ctx.pool, stats)
         while len(self.ready) >= cfg.slots_per_batch:
             batch_slots, self.ready = self.ready[:cfg.slots_per_batch], self.ready[cfg.slots_per_batch:]
             idx = [s for _, s in batch_slots]
             versions = slots.meta[idx, slots.META_VERSION].copy()
             batch = slots.gather(idx)
             for actor_id, s in batch_slots:  # copied out: the actors can refill them while we learn
-                run.pool.give(actor_id, s)
+                ctx.pool.give(actor_id, s)
             self.learner.observe(batch["obs"])  # --normalize-obs: the statistics the step will use
             inputs = learner_inputs(batch, gamma=cfg.gamma, reward_scale=cfg.reward_scale,
                                     reward_clip=cfg.reward_clip)
@@ -181,13 +181,13 @@ class LearnerLoop:
                 say(f"skipped a batch: {e} ({stats.nonfinite_skips} skipped so far)")
                 continue
             self.nonfinite_in_a_row = 0
-            lags = (run.weights.version - versions).tolist()
-            run.weights.publish(self.latest)
+            lags = (ctx.weights.version - versions).tolist()
+            ctx.weights.publish(self.latest)
             stats.add_learner_step(cfg.unroll_length * cfg.envs_per_actor * len(idx), lags, losses)
 
     def _report(self) -> None:
         """Evaluation, the progress line, metrics and TensorBoard, checkpoints: each when it is due."""
-        run, cfg, stats = self.ctx, self.cfg, self.stats
+        ctx, cfg, stats = self.ctx, self.cfg, self.stats
         now = stats.now()
         if now >= self.next_eval and self.latest is not None:
             self._evaluate(self.latest)
@@ -199,9 +199,9 @@ class LearnerLoop:
             self.last_log = (stats.env_steps, stats.learner_steps, now)
             reporting.console.progress(progress_line(stats, rate, max_steps=cfg.max_steps,
                                                      max_seconds=cfg.max_seconds, verbose=cfg.verbose))
-            run.run_dir.log_metrics(stats.record())
+            ctx.run_dir.log_metrics(stats.record())
             self.board.write(stats.env_steps, _board_values(stats, rate, learner_rate, self.learner,
-                                                            len(self.ready) / run.slots.n_slots))
+                                                            len(self.ready) / ctx.slots.n_slots))
             self.next_log = now + cfg.log_every_s
         if now >= self.next_ckpt:
             self.save_checkpoint()
@@ -209,13 +209,13 @@ class LearnerLoop:
 
     def _finish(self, status: str) -> None:
         """The final checkpoint, policy.npz and (unless interrupted) a last evaluation."""
-        run, stats = self.ctx, self.stats
+        ctx, stats = self.ctx, self.stats
         self.save_checkpoint()
         latest = self.learner.flat_weights()
-        run.run_dir.save_weights(latest, self.layout)
+        ctx.run_dir.save_weights(latest, self.layout)
         if status != "interrupted":  # an interrupted user wants out now, not five more episodes
             self._evaluate(latest)
-        run.run_dir.log_metrics(stats.record())
+        ctx.run_dir.log_metrics(stats.record())
         self.board.write(stats.env_steps, {"eval/return": stats.last_eval})
         self.board.close()
 
