@@ -105,7 +105,7 @@ def test_env_error_is_reported_and_run_continues(tmp_path, capsys, no_leaks):
                            run_dir=str(tmp_path / "run")), env_fn=CartPoleFailingOnce)
     out = capsys.readouterr().out
     assert "raised while stepping: RuntimeError: simulated env failure at step 50; recreating it" in out
-    assert summary["env_errors"] == 2  # once in each actor process (and maybe once in evaluation)
+    assert summary["env_errors"] == 2  # once in each actor process (evaluation skips its failed episode uncounted)
     assert summary["actor_restarts"] == 0
     assert summary["solved"]
 
