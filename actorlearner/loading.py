@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import Callable, Optional
 
 import numpy as np
@@ -13,6 +12,7 @@ from . import checkpoint
 from .config import ConfigError, config_from_dict
 from .envs import check_env_id, inspect_env, make_env_fn
 from .policies import KerasPolicy, NumpyMLPPolicy, default_layout
+from .reporting import warn
 
 
 WHICH = ("final", "best", "latest")
@@ -58,10 +58,15 @@ def _weights(run_dir: str, which: str) -> tuple[np.ndarray, list]:
     name = {"final": "policy.npz", "best": "best.npz"}.get(which)
     if name and os.path.exists(os.path.join(run_dir, name)):
         with np.load(os.path.join(run_dir, name), allow_pickle=False) as data:
-            return data["flat"], [(p, tuple(s)) for p, s in json.loads(str(data["layout"]))]
+            return data["flat"], _layout(json.loads(str(data["layout"])))
     if which == "best":
         raise ConfigError(f"{run_dir}/best.npz not found: the run made no evaluation (--eval-every-s 0?)")
-    ckpt = checkpoint.load_latest(run_dir, warn=lambda m: print(f"actorlearner: warning: {m}", file=sys.stderr))
+    ckpt = checkpoint.load_latest(run_dir, warn=warn)
     if ckpt.policy_flat is None:
         raise ConfigError(f"{ckpt.path} holds no policy weights")
-    return ckpt.policy_flat, [(p, tuple(s)) for p, s in ckpt.meta["policy_layout"]]
+    return ckpt.policy_flat, _layout(ckpt.meta["policy_layout"])
+
+
+def _layout(pairs: list) -> list:
+    """A layout as stored in JSON ([path, shape list] pairs) -> [(path, shape tuple)]."""
+    return [(p, tuple(s)) for p, s in pairs]

@@ -274,3 +274,8 @@ console = Console()
 def say(text: str) -> None:
     """A line for the user, which never lands inside the live progress line."""
     console.say(text)
+
+
+def warn(text: str) -> None:
+    """A warning on stderr, prefixed like the command's errors."""
+    print(f"actorlearner: warning: {text}", file=sys.stderr)

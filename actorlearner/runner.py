@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from typing import Callable, Optional
 
@@ -23,7 +22,7 @@ from .config import RESUME_FIXED, Config, ConfigError, config_from_dict, validat
 from .envs import check_env_id, inspect_env, make_env_fn
 from .learner_loop import LearnerLoop, Run, build_model
 from .policies import default_layout, layout_size
-from .reporting import RunDir, RunStats, say
+from .reporting import RunDir, RunStats, say, warn
 from .stopping import Interrupted, StopSignals
 from .transport import SlotPool, WeightStore, new_run_token, remove_stale_segments
 
@@ -158,7 +157,7 @@ def _resume_point(cfg: Config) -> checkpoint.Checkpoint:
     """The checkpoint to resume from, checked against cfg before any process starts."""
     if cfg.run_dir not in (None, cfg.resume):
         raise ConfigError("--resume continues in its own directory; drop --run-dir")
-    ckpt = checkpoint.load_latest(cfg.resume, warn=lambda m: print(f"actorlearner: warning: {m}", file=sys.stderr))
+    ckpt = checkpoint.load_latest(cfg.resume, warn=warn)
     try:
         saved = config_from_dict(ckpt.meta["config"])
     except (ConfigError, TypeError) as e:
