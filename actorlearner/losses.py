@@ -29,11 +29,8 @@ def impala_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discou
                                         clip_rho_threshold=clip_rho, clip_pg_rho_threshold=clip_pg_rho,
                                         lambda_=lambda_)
     policy_loss = -tf.reduce_mean(target_logp * vt.pg_advantages)
-    baseline_loss = 0.5 * tf.reduce_mean(tf.square(vt.vs - values[:-1]))
-    mean_entropy = tf.reduce_mean(entropy)
-    total = policy_loss + baseline_cost * baseline_loss - entropy_cost * mean_entropy
-    return {"total": total, "policy": policy_loss, "baseline": baseline_loss, "entropy": mean_entropy,
-            "rho_mean": tf.reduce_mean(tf.exp(tf.stop_gradient(log_rhos)))}
+    return _with_baseline_and_entropy(policy_loss, vs=vt.vs, values=values, entropy=entropy, log_rhos=log_rhos,
+                                      baseline_cost=baseline_cost, entropy_cost=entropy_cost)
 
 
 def normalize(x, eps: float = 1e-8):
@@ -68,7 +65,15 @@ def appo_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discount
     surrogate = tf.minimum(ratio * advantages,
                            tf.clip_by_value(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio) * advantages)
     policy_loss = -tf.reduce_mean(surrogate)
-    baseline_loss = 0.5 * tf.reduce_mean(tf.square(vt.vs - values[:-1]))
+    return _with_baseline_and_entropy(policy_loss, vs=vt.vs, values=values, entropy=entropy, log_rhos=log_rhos,
+                                      baseline_cost=baseline_cost, entropy_cost=entropy_cost)
+
+
+def _with_baseline_and_entropy(policy_loss, *, vs, values, entropy, log_rhos, baseline_cost: float,
+                               entropy_cost) -> dict:
+    """The loss dict both losses return: the policy term plus baseline_cost * 0.5 * mean((vs - V)^2) minus
+    entropy_cost * mean entropy. vs, values[:-1], entropy, log_rhos: [T, B]."""
+    baseline_loss = 0.5 * tf.reduce_mean(tf.square(vs - values[:-1]))
     mean_entropy = tf.reduce_mean(entropy)
     total = policy_loss + baseline_cost * baseline_loss - entropy_cost * mean_entropy
     return {"total": total, "policy": policy_loss, "baseline": baseline_loss, "entropy": mean_entropy,
