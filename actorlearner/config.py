@@ -285,13 +285,13 @@ def checked_fields(d: dict, source: str = "config") -> dict:
     type raise ConfigError; ints are accepted for floats, lists for hidden_sizes."""
     import difflib
 
-    fields = _fields()
+    fields, defaults = _fields(), Config()
     out = {}
     for key, value in d.items():
         if key not in fields:
             close = difflib.get_close_matches(key, fields, n=1)
             raise ConfigError(f"{source}: unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        default = getattr(Config(), key)
+        default = getattr(defaults, key)
         kind = "float" if key == "target_return" else "str" if default is None else type(default).__name__
         ok = (value is None and (default is None or key == "target_return")) or {
             "bool": lambda v: isinstance(v, bool),

@@ -267,7 +267,7 @@ class RunDir:
         self._metrics.close()
 
 
-# The process's console: `train` replaces it for the length of a run (quiet, live line on a terminal).
+# The process's console: `train` sets its quietness for the length of a run.
 console = Console()
 
 
