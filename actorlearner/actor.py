@@ -5,7 +5,7 @@ channel to the learner) and "pull the newest weights in" (the weight store). `Ac
 serial mode; `actor_process_main` is the body of an actor process.
 
 The channel is a duplex pipe owned by this actor alone: the learner sends slot indices (or None: stop),
-the actor sends the messages below. With one reader and one writer per end there is no lock that a
+the actor sends the messages of protocol.py. With one reader and one writer per end there is no lock that a
 killed process could leave held, and either side sees the other's death as end-of-file at once.
 """
 
@@ -16,60 +16,37 @@ import signal
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .config import Config
+from .env_batch import EnvBatch
 from .envs import EnvSpec
-from .trajectory import unroll_fields
-
-# Messages from actor to learner: the first item says what the rest is.
-MSG_UNROLL = "unroll"  # (MSG_UNROLL, actor_id, slot, episode returns, episode lengths)
-MSG_ENV_ERROR = "env_error"  # (MSG_ENV_ERROR, actor_id, env index, one-line error)
-MSG_FATAL = "fatal"  # (MSG_FATAL, actor_id, traceback text)
-
-
-def _env_seed(cfg: Config, actor_id: int, nth_env: int, incarnation: int) -> int:
-    return (cfg.seed * 1_000_003 + actor_id * 10_007 + nth_env * 101 + incarnation * 7919) % (2**31)
+from .policies import make_policy
+from .protocol import ActorFailed, EnvError, UnrollReady
 
 
 class Actor:
-    def __init__(self, actor_id: int, cfg: Config, spec: EnvSpec, env_fn: Callable, policy: Any, slots,
+    """Fills unroll slots from an env batch with a policy; the unroll loop only (the envs' stepping,
+    resets and error recovery are the batch's)."""
+
+    def __init__(self, actor_id: int, cfg: Config, spec: EnvSpec, envs: EnvBatch, policy: Any, slots,
                  channel, weights, incarnation: int = 0):
         self.id = actor_id
         self.cfg = cfg
         self.spec = spec
-        self.env_fn = env_fn
+        self.envs = envs
         self.policy = policy
         self.slots = slots
         self.channel = channel
         self.weights = weights
-        self.incarnation = incarnation
         self.rng = np.random.default_rng([cfg.seed, actor_id, incarnation])
         self.version = 0
-        K = cfg.envs_per_actor
-        self.envs = [None] * K
-        self.obs = np.zeros((K, spec.obs_dim), np.float32)
-        self._envs_made = 0  # seeds each new env differently, also the ones that replace broken envs
-        for i in range(K):
-            self._new_env(i)
-        self.ep_return = [0.0] * K
-        self.ep_len = [0] * K
+        self.obs = envs.reset()
+        self.first = np.ones(envs.num_envs, bool)  # every env starts an episode
         if not spec.discrete:
             self._low, self._high = spec.action_low, spec.action_high
-
-    def _new_env(self, i: int) -> np.ndarray:
-        if self.envs[i] is not None:
-            try:
-                self.envs[i].close()
-            except Exception:  # noqa: BLE001 - a broken env may fail to close too; it is dropped anyway
-                pass
-        self.envs[i] = self.env_fn()
-        self._envs_made += 1
-        obs, _ = self.envs[i].reset(seed=_env_seed(self.cfg, self.id, self._envs_made, self.incarnation))
-        self.obs[i] = obs
-        return obs
 
     def pull_weights(self) -> bool:
         got = self.weights.read_if_newer(self.version, timeout_s=self.cfg.wait_timeout_s)
@@ -79,93 +56,63 @@ class Actor:
         self.policy.load(flat)
         return True
 
-    def fill(self, slot: int) -> tuple[list, list]:
-        """Runs T steps of all K envs into `slot`; returns (returns, lengths) of episodes that ended.
+    def wait_for_first_weights(self, learner_alive) -> None:
+        """Slots are handed out when the actors start, before the learner (still importing TensorFlow) has
+        published; the first unroll waits for its weights. learner_alive() is polled; raises
+        TransportTimeout after cfg.wait_timeout_s."""
+        from .transport import TransportTimeout
 
-        The per-env loop works on Python lists and writes each step's arrays once: numpy scalar writes
-        cost as much as a tenth of a CartPole step each."""
+        deadline = time.monotonic() + self.cfg.wait_timeout_s
+        while not self.pull_weights():
+            if not learner_alive():
+                raise EOFError("the learner is gone")
+            if time.monotonic() > deadline:
+                raise TransportTimeout(f"actor {self.id}: no weights from the learner in {self.cfg.wait_timeout_s:.0f} s")
+            time.sleep(0.005)
+
+    def fill(self, slot: int) -> tuple[list, list]:
+        """Runs T steps of all K envs into `slot` (alignment: trajectory.py); returns (returns, lengths)
+        of the episodes that ended."""
         a = self.slots.arrays
         obs_out, act_out, logp_out = a["obs"][slot], a["actions"][slot], a["behaviour_logp"][slot]
         rew_out, term_out, trunc_out = a["rewards"][slot], a["terminated"][slot], a["truncated"][slot]
-        fval_out = a["final_value"][slot]
-        self.slots.meta[slot, self.slots.META_VERSION] = self.version
+        fval_out, first_out, valid_out = a["final_value"][slot], a["first"][slot], a["valid"][slot]
+        self.slots.set_version(slot, self.version)
         returns, lengths = [], []
-        envs, K = self.envs, len(self.envs)
-        ep_return, ep_len = self.ep_return, self.ep_len
-        discrete = self.spec.discrete
         for t in range(self.cfg.unroll_length):
             obs_out[t] = self.obs
+            first_out[t] = self.first
             actions, logp = self.policy.sample(self.obs, self.rng)
             act_out[t] = actions
             logp_out[t] = logp
-            step_actions = actions.tolist() if discrete else np.clip(actions, self._low, self._high)
-            rewards, term, trunc, next_obs = [0.0] * K, [False] * K, [False] * K, [None] * K
-            final_obs, final_idx = [], []
-            for i in range(K):
-                try:
-                    o, r, te, tr, _ = envs[i].step(step_actions[i])
-                except Exception as e:  # noqa: BLE001 - a user env may raise anything; recreate it
-                    self._report_env_error(i, e)
-                    # Cut the episode like a time limit: bootstrap from the last good observation.
-                    final_obs.append(self.obs[i].copy())
-                    final_idx.append(i)
-                    trunc[i] = True
-                    ep_return[i], ep_len[i] = 0.0, 0
-                    next_obs[i] = self._recreate_after_error(i)
-                    continue
-                rewards[i] = r
-                ep_return[i] += r
-                ep_len[i] += 1
-                if te or tr:
-                    term[i], trunc[i] = te, not te
-                    returns.append(float(ep_return[i]))
-                    lengths.append(ep_len[i])
-                    ep_return[i], ep_len[i] = 0.0, 0
-                    if not te:
-                        final_obs.append(o)
-                        final_idx.append(i)
-                    try:
-                        o, _ = envs[i].reset()
-                    except Exception as e:  # noqa: BLE001
-                        self._report_env_error(i, e, what="resetting")
-                        o = self._recreate_after_error(i)
-                next_obs[i] = o
-            rew_out[t] = rewards
-            term_out[t] = term
-            trunc_out[t] = trunc
-            self.obs[:] = next_obs
+            step = self.envs.step(actions if self.spec.discrete else np.clip(actions, self._low, self._high))
+            for text in step.errors:
+                self.channel.send(EnvError(self.id, text))
+            rew_out[t] = step.rewards
+            term_out[t] = step.terminated
+            trunc_out[t] = step.truncated
+            valid_out[t] = 1 if step.valid is None else step.valid
             fval_out[t] = 0.0
-            if final_idx:
-                fval_out[t, final_idx] = self.policy.value(np.asarray(final_obs, np.float32))
+            if step.final_idx:
+                fval_out[t, step.final_idx] = self.policy.value(step.final_obs)
+            returns += step.ended_returns
+            lengths += step.ended_lengths
+            self.obs, self.first = step.obs, step.first
         obs_out[self.cfg.unroll_length] = self.obs
+        first_out[self.cfg.unroll_length] = self.first
         return returns, lengths
 
-    def _recreate_after_error(self, i: int) -> np.ndarray:
-        """A fresh env in place of env i; returns its first observation."""
-        for attempt in range(3):
-            try:
-                return self._new_env(i)
-            except Exception as e:  # noqa: BLE001
-                self._report_env_error(i, e, what="recreating")
-                time.sleep(0.1 * (attempt + 1))
-        raise RuntimeError(f"env {i} of actor {self.id} could not be recreated")
-
-    def _report_env_error(self, i: int, e: BaseException, what: str = "stepping") -> None:
-        text = f"env {self.id}.{i} raised while {what}: {type(e).__name__}: {e}; recreating it"
-        self.channel.send((MSG_ENV_ERROR, self.id, i, text))
-
-    def produce(self, slot: int) -> None:
+    def produce(self, slot: int, learner_alive=lambda: True) -> None:
         """Fills one slot with the newest weights and hands it to the learner."""
-        self.pull_weights()
+        if self.version == 0:
+            self.wait_for_first_weights(learner_alive)
+        else:
+            self.pull_weights()
         returns, lengths = self.fill(slot)
-        self.channel.send((MSG_UNROLL, self.id, slot, returns, lengths))
+        self.channel.send(UnrollReady(self.id, slot, returns, lengths))
 
     def close(self) -> None:
-        for env in self.envs:
-            try:
-                env.close()
-            except Exception:  # noqa: BLE001
-                pass
+        self.envs.close()
 
 
 @dataclass(frozen=True)
@@ -176,20 +123,11 @@ class ActorArgs:
     incarnation: int
     cfg: Config
     spec: EnvSpec
-    env_fn_blob: bytes
+    batch_blob: bytes  # env_batch.EnvBatchFactory
     model_fn_blob: bytes  # b"" for the numpy policy
     slot_spec: tuple
     weight_spec: tuple
     parent_pid: int
-
-
-def make_policy(cfg: Config, spec: EnvSpec, model_fn: Callable | None, *, own_process: bool = False):
-    """own_process: this process is an actor's own, so it may set TensorFlow's thread counts."""
-    from .policies import KerasPolicy, NumpyMLPPolicy, default_layout
-
-    if model_fn is None:
-        return NumpyMLPPolicy(spec, default_layout(spec, cfg.hidden_sizes, cfg.normalize_obs), cfg.hidden_sizes, cfg.activation)
-    return KerasPolicy(spec, model_fn, cfg.actor_threads if own_process else 0)
 
 
 def actor_process_main(args: ActorArgs, channel) -> None:
@@ -201,14 +139,14 @@ def actor_process_main(args: ActorArgs, channel) -> None:
 
     from .transport import attach_slots, attach_weights
 
-    slots = weights = actor = None
+    slots = weights = actor = envs = None
     try:
-        env_fn = cloudpickle.loads(args.env_fn_blob)
+        make_batch = cloudpickle.loads(args.batch_blob)
         model_fn = cloudpickle.loads(args.model_fn_blob) if args.model_fn_blob else None
         slots, weights = attach_slots(args.slot_spec), attach_weights(args.weight_spec)
         policy = make_policy(args.cfg, args.spec, model_fn, own_process=True)
-        actor = Actor(args.actor_id, args.cfg, args.spec, env_fn, policy, slots, channel, weights,
-                      args.incarnation)
+        envs = make_batch(args.actor_id, args.incarnation, args.cfg.seed, args.spec)
+        actor = Actor(args.actor_id, args.cfg, args.spec, envs, policy, slots, channel, weights, args.incarnation)
         while True:
             if not channel.poll(0.5):
                 if os.getppid() != args.parent_pid:
@@ -217,22 +155,19 @@ def actor_process_main(args: ActorArgs, channel) -> None:
             slot = channel.recv()
             if slot is None:
                 return
-            actor.produce(slot)
+            actor.produce(slot, learner_alive=lambda: os.getppid() == args.parent_pid)
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return  # the learner is gone: nothing to report to, nothing to keep
     except Exception:  # noqa: BLE001 - reported to the learner, which decides what to do
         try:
-            channel.send((MSG_FATAL, args.actor_id, traceback.format_exc()))
+            channel.send(ActorFailed(args.actor_id, traceback.format_exc()))
         except Exception:  # noqa: BLE001
             pass
         raise SystemExit(1)
     finally:
-        if actor is not None:
-            actor.close()
+        if envs is not None:
+            envs.close()
         for shared in (slots, weights):
             if shared is not None:
                 shared.close()
 
-
-def unroll_spec(cfg: Config, spec: EnvSpec) -> dict:
-    return unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor)

@@ -1,8 +1,9 @@
 """Actor processes: start, hand out slots, watch, restart, stop. The only module that creates processes.
 
 `ActorPool` runs each actor in a spawned process; `SerialActors` runs the same `Actor` code in this
-process (debugging, tests). Both give the learner the same three calls: `give(actor, slot)`,
-`wait(timeout) -> messages`, `stop()`.
+process (debugging, tests). Both take the same calls: `start()`, `give(actor, slot)`,
+`wait(timeout) -> messages`, `alive()`, `stop()`. `SlotSource` puts either behind the learner's
+`protocol.UnrollSource`, so slot indices stay in this module and transport.py.
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ import os
 import signal
 import time
 from multiprocessing.connection import wait as wait_ready
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
-from .actor import MSG_FATAL, MSG_UNROLL, Actor, ActorArgs, actor_process_main, make_policy
+import numpy as np
+
+from .actor import Actor, ActorArgs, actor_process_main
+from .policies import make_policy
+from .protocol import ActorFailed, UnrollReady
 from .reporting import say
-from .transport import local_channel_pair
+from .transport import SlotPool, local_channel_pair
 
 # Numeric libraries read these at import: set them for the child before it starts, so each actor's
 # BLAS/OpenMP uses `actor_threads` threads instead of one per core each (oversubscription).
@@ -93,10 +98,10 @@ class ActorPool:
         try:
             while conn.poll(0):
                 msg = conn.recv()
-                if msg[0] == MSG_UNROLL:
-                    self.holding[i].discard(msg[2])
-                elif msg[0] == MSG_FATAL:
-                    self._last_error[i] = msg[2].strip().splitlines()[-1]
+                if isinstance(msg, UnrollReady):
+                    self.holding[i].discard(msg.slot)
+                elif isinstance(msg, ActorFailed):
+                    self._last_error[i] = msg.traceback.strip().splitlines()[-1]
                 out.append(msg)
         except (EOFError, OSError):
             pass
@@ -157,15 +162,15 @@ class ActorPool:
 class SerialActors:
     """The same actors, run in this process one unroll at a time when the learner waits."""
 
-    def __init__(self, args_for: Callable[[int, int], ActorArgs], num_actors: int, slots, weights,
-                 env_fn: Callable, model_fn: Optional[Callable]):
+    def __init__(self, cfg, spec, num_actors: int, slots, weights, make_batch: Callable,
+                 model_fn: Optional[Callable]):
         self.actors, self._ours = [], []
         self.restarts = 0
         for i in range(num_actors):
-            a = args_for(i, 0)
             ours, theirs = local_channel_pair()
-            policy = make_policy(a.cfg, a.spec, model_fn)
-            self.actors.append(Actor(i, a.cfg, a.spec, env_fn, policy, slots, theirs, weights))
+            policy = make_policy(cfg, spec, model_fn)
+            envs = make_batch(i, 0, cfg.seed, spec)
+            self.actors.append(Actor(i, cfg, spec, envs, policy, slots, theirs, weights))
             self._ours.append(ours)
 
     def start(self) -> None:
@@ -190,3 +195,44 @@ class SerialActors:
         for actor in self.actors:
             actor.close()
         self.actors = []
+
+
+class SlotSource:
+    """The learner's `protocol.UnrollSource` over an actor pool (processes or serial) and its slots: each
+    actor owns `slots_per_actor` consecutive slots, handed out at start and given back after learning."""
+
+    def __init__(self, actors, slots: SlotPool, num_actors: int, slots_per_actor: int):
+        self.actors, self.slots = actors, slots
+        self.num_actors, self.slots_per_actor = num_actors, slots_per_actor
+
+    @property
+    def restarts(self) -> int:
+        return self.actors.restarts
+
+    def start(self) -> None:
+        self.actors.start()
+        for i in range(self.num_actors):
+            for s in range(self.slots_per_actor):
+                self.actors.give(i, i * self.slots_per_actor + s)
+
+    def wait(self, timeout: float) -> list:
+        return self.actors.wait(timeout)
+
+    def versions(self, ready: Sequence[UnrollReady]) -> np.ndarray:
+        return self.slots.versions([r.slot for r in ready])
+
+    def batch(self, ready: Sequence[UnrollReady]) -> dict:
+        return self.slots.gather([r.slot for r in ready])
+
+    def give_back(self, ready: Sequence[UnrollReady]) -> None:
+        for r in ready:
+            self.actors.give(r.actor_id, r.slot)
+
+    def fill_fraction(self, n_ready: int) -> float:
+        return n_ready / self.slots.n_slots
+
+    def alive(self) -> int:
+        return self.actors.alive()
+
+    def stop(self, timeout_s: float = 3.0) -> None:
+        self.actors.stop(timeout_s=timeout_s)

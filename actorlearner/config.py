@@ -28,8 +28,15 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 @dataclass(frozen=True)
 class Config:
     # --- task ---
-    env: str = _f("CartPole-v1", "gymnasium environment id (any registered id with a Box observation and a "
-                  "Discrete or Box action space)")
+    env: str = _f("CartPole-v1", "gymnasium environment id: any registered id with a Box observation (a vector "
+                  "or an H x W x C image) and a Discrete or Box action space; 'module:Env-v0' imports the module "
+                  "first (its registration runs), in this process and in every actor")
+    env_module: Optional[str] = _f(None, "modules to import before any env is made (comma separated), in this "
+                                   "process and in every actor: for envs a module registers on import")
+    env_backend: str = _f("auto", "how an actor steps its envs: gymnasium (single envs in a loop; any env), vector "
+                          "(the id's gymnasium vector entry point, all envs in one call), ale (ale-py's "
+                          "AtariVectorEnv for ALE/ ids), or auto (the fastest that exists for the id)",
+                          choices=("auto", "gymnasium", "vector", "ale"))
     seed: int = _f(1, "random seed for the model, the actors' envs and action sampling")
     preset: Optional[str] = _f(None, "tuned hyperparameters for a task: " + ", ".join(PRESETS) + "; sets the env "
                                "too, explicit flags still win (default: the preset of --env if it has one; "
@@ -107,6 +114,10 @@ class Config:
     @property
     def slots_per_batch(self) -> int:
         return self.batch_size // self.envs_per_actor
+
+    @property
+    def env_modules(self) -> tuple:
+        return tuple(m.strip() for m in (self.env_module or "").split(",") if m.strip())
 
     def resolved_num_actors(self) -> int:
         return self.num_actors or max(1, os.cpu_count() or 1)

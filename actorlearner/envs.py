@@ -1,14 +1,18 @@
 """Environment factories and the checks that an env is one we can train on.
 
-An env is either a registered gymnasium id or a user callable returning a gymnasium.Env; the callable
-crosses into actor processes with cloudpickle, so lambdas and closures work.
+An env is either a registered gymnasium id (`CartPole-v1`, or `module:Env-v0`, whose module is imported
+first so that its registration runs) or a user callable returning a gymnasium.Env; the callable crosses
+into actor processes with cloudpickle, so lambdas and closures work. `--env-module` names modules to import
+before any env is made, in the launcher and in every actor (`import_env_modules`).
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -18,9 +22,28 @@ from .config import ConfigError
 EnvFn = Callable[[], gym.Env]
 
 
-def make_env_fn(env_id: str, render_mode: Optional[str] = None) -> EnvFn:
-    """A picklable factory for a registered id (see `_RegisteredEnv`); render_mode as in gym.make."""
-    return _RegisteredEnv(env_id, render_mode)
+def make_env_fn(env_id: str, render_mode: Optional[str] = None, modules: Sequence[str] = ()) -> EnvFn:
+    """A picklable factory for a registered id (see `_RegisteredEnv`); render_mode as in gym.make.
+    modules: imported before the env is made (in whichever process calls the factory)."""
+    return _RegisteredEnv(env_id, render_mode, tuple(modules))
+
+
+def import_env_modules(modules: Sequence[str], env_id: Optional[str] = None) -> None:
+    """Imports `modules` and the module of a `module:Env-v0` id, so their gymnasium registrations run in
+    this process. Raises ConfigError naming a module that cannot be imported."""
+    names = list(modules)
+    if isinstance(env_id, str) and ":" in env_id:
+        names.append(env_id.split(":", 1)[0])
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - any failure to import a user module is a user-input error
+            raise ConfigError(f"could not import env module {name!r}: {type(e).__name__}: {e}") from None
+
+
+def registered_id(env_id: str) -> str:
+    """The registry's id of `module:Env-v0` (the part after the colon), or env_id itself."""
+    return env_id.split(":", 1)[1] if ":" in env_id else env_id
 
 
 # Wrappers gym.make adds that only check usage or count steps. On a cheap env they are ~20 % of a step
@@ -30,13 +53,15 @@ _CHECKING_WRAPPERS = (gym.wrappers.TimeLimit, gym.wrappers.OrderEnforcing, gym.w
 
 
 class _RegisteredEnv:
-    def __init__(self, env_id: str, render_mode: Optional[str] = None):
+    def __init__(self, env_id: str, render_mode: Optional[str] = None, modules: tuple = ()):
         self.env_id = env_id
         self.render_mode = render_mode
+        self.modules = modules
 
     def __call__(self) -> gym.Env:
+        import_env_modules(self.modules, self.env_id)
         extra = {"render_mode": self.render_mode} if self.render_mode else {}
-        env = gym.make(self.env_id, disable_env_checker=True, **extra)
+        env = gym.make(registered_id(self.env_id), disable_env_checker=True, **extra)
         spec = env.spec
         while isinstance(env, _CHECKING_WRAPPERS):
             env = env.env
@@ -69,9 +94,13 @@ class LeanTimeLimit(gym.Wrapper):
 
 @dataclass(frozen=True)
 class EnvSpec:
-    """What the model and the actors need to know about an env, in plain picklable values."""
+    """What the model and the actors need to know about an env, in plain picklable values.
 
-    obs_dim: int
+    Observations keep their shape and dtype end to end (uint8 images stay uint8 in the slots, the
+    transport and the model's input; models cast and scale in-graph)."""
+
+    obs_shape: tuple  # one observation's shape: (D,) vectors or (H, W, C) images
+    obs_dtype: str  # numpy dtype name: "float32" or "uint8"
     discrete: bool
     action_dim: int  # number of actions (Discrete) or action vector length (Box)
     action_low: Optional[np.ndarray]
@@ -79,8 +108,37 @@ class EnvSpec:
     reward_threshold: Optional[float]
     max_episode_steps: Optional[int]
 
+    @property
+    def obs_dim(self) -> int:
+        """Size of one observation flattened (what an MLP sees)."""
+        return int(math.prod(self.obs_shape))
 
-def check_env_id(env_id: str) -> None:
+
+# Observation dtypes carried as they are; any other Box dtype is carried as float32.
+_KEPT_DTYPES = ("uint8", "float32")
+
+
+def spec_from_spaces(obs_space, act_space, threshold=None, max_steps=None) -> EnvSpec:
+    """The EnvSpec of one env's spaces; raises ConfigError naming a space we do not support."""
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) not in (1, 3):
+        raise ConfigError(f"unsupported observation space {obs_space}: only Box vectors (rank 1) and "
+                          f"images (rank 3, H x W x C) are supported")
+    dtype = np.dtype(obs_space.dtype).name
+    obs = (tuple(int(n) for n in obs_space.shape), dtype if dtype in _KEPT_DTYPES else "float32")
+    if isinstance(act_space, gym.spaces.Discrete):
+        if act_space.start != 0:
+            raise ConfigError(f"unsupported action space {act_space}: Discrete must start at 0")
+        return EnvSpec(*obs, True, int(act_space.n), None, None, threshold, max_steps)
+    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
+        return EnvSpec(*obs, False, int(act_space.shape[0]), act_space.low.astype(np.float32),
+                       act_space.high.astype(np.float32), threshold, max_steps)
+    raise ConfigError(f"unsupported action space {act_space}: only Discrete and 1-D Box are supported")
+
+
+def check_env_id(env_id: str, modules: Sequence[str] = ()) -> None:
+    """Imports the env modules (`module:` prefix, --env-module), then checks the id is registered."""
+    import_env_modules(modules, env_id)
+    env_id = registered_id(env_id)
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
@@ -96,20 +154,9 @@ def inspect_env(env_fn: EnvFn) -> EnvSpec:
     except Exception as e:  # noqa: BLE001 - any failure to build the env is a user-input error here
         raise ConfigError(f"could not create the env: {type(e).__name__}: {e}") from None
     try:
-        obs_space, act_space = env.observation_space, env.action_space
-        if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-            raise ConfigError(f"unsupported observation space {obs_space}: only 1-D Box vectors are supported")
         spec = getattr(env, "spec", None)
         threshold = getattr(spec, "reward_threshold", None) if spec else None
         max_steps = getattr(spec, "max_episode_steps", None) if spec else None
-        if isinstance(act_space, gym.spaces.Discrete):
-            if act_space.start != 0:
-                raise ConfigError(f"unsupported action space {act_space}: Discrete must start at 0")
-            return EnvSpec(int(obs_space.shape[0]), True, int(act_space.n), None, None, threshold, max_steps)
-        if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
-            return EnvSpec(int(obs_space.shape[0]), False, int(act_space.shape[0]),
-                           act_space.low.astype(np.float32), act_space.high.astype(np.float32),
-                           threshold, max_steps)
-        raise ConfigError(f"unsupported action space {act_space}: only Discrete and 1-D Box are supported")
+        return spec_from_spaces(env.observation_space, env.action_space, threshold, max_steps)
     finally:
         env.close()

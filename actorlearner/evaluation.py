@@ -70,7 +70,7 @@ def _play(policy, env, spec: EnvSpec, rng, seed: int, greedy: bool, max_steps: i
         frames.append(env.render())
     total, n, done = 0.0, 0, False
     while not done and n < max_steps:
-        x = np.asarray(obs, np.float32)[None]
+        x = np.asarray(obs, spec.obs_dtype)[None]  # the env's dtype: a uint8 image is scaled by the model
         action = policy.greedy(x)[0] if greedy else policy.sample(x, rng)[0][0]
         action = int(action) if spec.discrete else np.clip(action, spec.action_low, spec.action_high)
         obs, r, terminated, truncated, _ = env.step(action)

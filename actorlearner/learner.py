@@ -15,11 +15,10 @@ from .checkpoint import Checkpoint, assign, is_learning_rate, variables_state
 from .config import Config
 from .envs import EnvSpec
 from .losses import appo_loss, impala_loss
-from .model import flat_weights, ordered_weights
-from .policies import OBS_NORM, merge_moments
+from .layout import OBS_NORM, flat_weights, merge_moments, mlp_input, ordered_weights, published_layout
+from .model import apply_time_major
 
-
-INPUT_NAMES = ("obs", "actions", "behaviour_logp", "rewards", "discounts")
+INPUT_NAMES = ("obs", "first", "actions", "behaviour_logp", "rewards", "discounts", "mask")
 STAT_NAMES = ("finite", "grad_norm", "total", "policy", "baseline", "entropy", "rho_mean")
 
 
@@ -33,11 +32,13 @@ class NumericalFault(RuntimeError):
 
 
 class Learner:
-    def __init__(self, cfg: Config, spec: EnvSpec, model: keras.Model, layout: list):
-        """layout: (path, shape) list giving the order of the published flat vector (model.model_layout)."""
+    def __init__(self, cfg: Config, spec: EnvSpec, model: keras.Model, layout: list | None = None):
+        """layout: (path, shape) list giving the order of the published flat vector (layout.published_layout);
+        None: the default MLP's, which numpy actors read."""
         self.cfg = cfg
         self.spec = spec
         self.model = model
+        layout = layout if layout is not None else published_layout(model, spec, cfg, numpy_actors=True)
         self.optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate, epsilon=cfg.adam_epsilon)
         self.optimizer.build(model.trainable_variables)
         self._published = ordered_weights(model, layout)
@@ -48,29 +49,29 @@ class Learner:
                    else tf.TensorSpec([T, B, spec.action_dim], tf.float32))
         # A fixed input_signature: one trace, and no retracing on Python scalars or shapes. No autograph:
         # the step has no Python control flow to convert, and converting costs ~0.3 s of start-up.
+        tb = tf.TensorSpec([T, B], tf.float32)
         self._step = tf.function(self._train_step, autograph=False, input_signature=[
-            tf.TensorSpec([T + 1, B, spec.obs_dim], tf.float32), act_sig, tf.TensorSpec([T, B], tf.float32),
-            tf.TensorSpec([T, B], tf.float32), tf.TensorSpec([T, B], tf.float32), tf.TensorSpec([], tf.float32)])
+            tf.TensorSpec([T + 1, B, *spec.obs_shape], spec.obs_dtype), tf.TensorSpec([T + 1, B], tf.uint8),
+            act_sig, tb, tb, tb, tb, tf.TensorSpec([], tf.float32)])
         self.steps = 0
         self._concrete = None
         by_path = {v.path: v for v in model.weights}
         self._norm = (tuple(by_path[p] for p, _ in OBS_NORM) if cfg.normalize_obs and "obs_norm/mean" in by_path
                       else None)
 
-    def _train_step(self, obs, actions, behaviour_logp, rewards, discounts, entropy_cost):
+    def _train_step(self, obs, first, actions, behaviour_logp, rewards, discounts, mask, entropy_cost):
         cfg, spec = self.cfg, self.spec
         T, B = cfg.unroll_length, self._minibatch
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            params, values = self.model(tf.reshape(obs, [(T + 1) * B, spec.obs_dim]), training=True)
-            values = tf.reshape(values, [T + 1, B])
-            params = tf.reshape(params, [T + 1, B, -1])[:T]
+            params, values, _ = apply_time_major(self.model, obs, first)
+            params = params[:T]
             flat_params = tf.reshape(params, [T * B, -1])
             flat_actions = tf.reshape(actions, [T * B] if spec.discrete else [T * B, spec.action_dim])
             target_logp = tf.reshape(D.tf_log_prob(flat_params, flat_actions, discrete=spec.discrete), [T, B])
             entropy = tf.reshape(D.tf_entropy(flat_params, discrete=spec.discrete), [T, B])
             common = dict(target_logp=target_logp, behaviour_logp=behaviour_logp, entropy=entropy, values=values,
-                          rewards=rewards, discounts=discounts, baseline_cost=cfg.baseline_cost,
+                          rewards=rewards, discounts=discounts, mask=mask, baseline_cost=cfg.baseline_cost,
                           entropy_cost=entropy_cost, clip_rho=cfg.clip_rho, lambda_=cfg.vtrace_lambda)
             if cfg.loss == "appo":
                 losses = appo_loss(**common, clip_ratio=cfg.clip_ratio,
@@ -98,13 +99,13 @@ class Learner:
         self._concrete = self._step.get_concrete_function()
 
     def observe(self, obs: np.ndarray) -> None:
-        """Folds a batch's observations [T+1, B, obs_dim] into the running statistics of the model's
+        """Folds a batch's observations [T+1, B, obs_dim] (float vectors) into the running statistics of the model's
         ObsNormalizer (with --normalize-obs; else nothing). The last row is the next unroll's first, so it
         is left out (each observation counted once)."""
         if self._norm is None:
             return
         mean, var, count = self._norm
-        flat = obs[:-1].reshape(-1, obs.shape[-1]).astype(np.float64)
+        flat = mlp_input(obs[:-1].reshape(-1, *obs.shape[2:])).astype(np.float64)
         n, m, v = merge_moments(float(count.numpy()[0]), mean.numpy().astype(np.float64),
                                 var.numpy().astype(np.float64), flat)
         mean.assign(m.astype(np.float32))

@@ -16,14 +16,15 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import checkpoint, reporting
-from .actor import MSG_ENV_ERROR, MSG_FATAL, MSG_UNROLL, make_policy
 from .config import Config
 from .evaluation import run_episodes
+from .policies import make_policy
+from .protocol import ActorFailed, EnvError, UnrollReady, UnrollSource
 from .reporting import RunDir, RunStats, progress_line, say
 from .stopping import Interrupted, StopSignals
 from .tf_start import start_tensorflow_quietly
 from .trajectory import learner_inputs
-from .transport import SlotPool, TransportTimeout, WeightStore
+from .transport import TransportTimeout, WeightStore
 
 # In skip mode, this many non-finite batches in a row stop the run anyway: the data itself is broken.
 MAX_NONFINITE_IN_A_ROW = 20
@@ -38,10 +39,7 @@ class Run:
     env_fn: Callable
     actor_model_fn: Optional[Callable]  # None: actors run the default MLP in numpy
     model: Any  # the Keras model if already built (custom models are built before the actors start)
-    pool: Any
-    num_actors: int
-    slots_per_actor: int
-    slots: SlotPool
+    source: UnrollSource  # where filled unrolls come from (actor_pool.SlotSource)
     weights: WeightStore
     stats: RunStats
     run_dir: RunDir
@@ -71,21 +69,18 @@ class LearnerLoop:
         # below would import it unfiltered.
         model = run.model if run.model is not None else build_model(cfg, run.spec, None)
         from .learner import Learner
-        from .model import model_layout
+        from .layout import published_layout
         from .tensorboard import Board
 
-        self.layout = model_layout(model, run.spec, cfg, default=run.actor_model_fn is None)
+        self.layout = published_layout(model, run.spec, cfg, numpy_actors=run.actor_model_fn is None)
         self.learner = Learner(cfg, run.spec, model, self.layout)
         if run.ckpt is not None:
             self.learner.restore(run.ckpt)
-        run.weights.publish(self.learner.flat_weights())
-        for i in range(run.num_actors):
-            for s in range(run.slots_per_actor):
-                run.pool.give(i, i * run.slots_per_actor + s)
+        run.weights.publish(self.learner.flat_weights())  # the actors' first unrolls wait for this
         self.learner.trace()  # overlaps the first trace with the actors' first unrolls
         self.eval_policy = make_policy(cfg, run.spec, run.actor_model_fn)
         self.board = Board(run.run_dir.path)
-        self.ready: list[tuple[int, int]] = []  # (actor, slot) of filled slots not learned on yet
+        self.ready: list[UnrollReady] = []  # filled unrolls not learned on yet
         self.latest = None  # the newest published weights
         self.nonfinite_in_a_row = 0
         self.last_data = time.monotonic()
@@ -136,36 +131,33 @@ class LearnerLoop:
     def _collect(self) -> None:
         """Takes the actors' messages; raises TransportTimeout when none has sent data for too long."""
         ctx, stats = self.ctx, self.stats
-        for msg in ctx.pool.wait(0.05 if not self.ready else 0.01):
-            if msg[0] == MSG_UNROLL:
-                _, actor_id, slot, returns, lengths = msg
-                self.ready.append((actor_id, slot))
-                stats.add_episodes(returns, lengths)
+        for msg in ctx.source.wait(0.05 if not self.ready else 0.01):
+            if isinstance(msg, UnrollReady):
+                self.ready.append(msg)
+                stats.add_episodes(msg.returns, msg.lengths)
                 self.last_data = time.monotonic()
-            elif msg[0] == MSG_ENV_ERROR:
+            elif isinstance(msg, EnvError):
                 stats.env_errors += 1
-                say(msg[3])
-            elif msg[0] == MSG_FATAL:
-                say(f"actor {msg[1]} failed:\n{msg[2].rstrip()}")
-        stats.actor_restarts = ctx.pool.restarts
+                say(msg.text)
+            elif isinstance(msg, ActorFailed):
+                say(f"actor {msg.actor_id} failed:\n{msg.traceback.rstrip()}")
+        stats.actor_restarts = ctx.source.restarts
         if time.monotonic() - self.last_data > self.cfg.wait_timeout_s:
             raise TransportTimeout(f"no unroll from any actor in {self.cfg.wait_timeout_s:.0f} s "
-                                   f"({ctx.pool.alive()} of {ctx.num_actors} actors alive)")
+                                   f"({ctx.source.alive()} of {ctx.source.num_actors} actors alive)")
 
     def _learn_ready(self) -> None:
         """One learner step per whole batch of ready unrolls; publishes the weights after each."""
         from .learner import NumericalFault
 
-        ctx, cfg, stats, slots = self.ctx, self.cfg, self.stats, self.ctx.slots
+        ctx, cfg, stats, source = self.ctx, self.cfg, self.stats, self.ctx.source
         if cfg.max_policy_lag and self.ready:
-            self.ready = _drop_stale(self.ready, slots, ctx.weights.version, cfg.max_policy_lag, ctx.pool, stats)
+            self.ready = _drop_stale(self.ready, source, ctx.weights.version, cfg.max_policy_lag, stats)
         while len(self.ready) >= cfg.slots_per_batch:
-            batch_slots, self.ready = self.ready[:cfg.slots_per_batch], self.ready[cfg.slots_per_batch:]
-            idx = [s for _, s in batch_slots]
-            versions = slots.meta[idx, slots.META_VERSION].copy()
-            batch = slots.gather(idx)
-            for actor_id, s in batch_slots:  # copied out: the actors can refill them while we learn
-                ctx.pool.give(actor_id, s)
+            taken, self.ready = self.ready[:cfg.slots_per_batch], self.ready[cfg.slots_per_batch:]
+            versions = source.versions(taken)
+            batch = source.batch(taken)
+            source.give_back(taken)  # copied out: the actors can refill them while we learn
             self.learner.observe(batch["obs"])  # --normalize-obs: the statistics the step will use
             inputs = learner_inputs(batch, gamma=cfg.gamma, reward_scale=cfg.reward_scale,
                                     reward_clip=cfg.reward_clip)
@@ -183,7 +175,7 @@ class LearnerLoop:
             self.nonfinite_in_a_row = 0
             lags = (ctx.weights.version - versions).tolist()
             ctx.weights.publish(self.latest)
-            stats.add_learner_step(cfg.unroll_length * cfg.envs_per_actor * len(idx), lags, losses)
+            stats.add_learner_step(cfg.unroll_length * cfg.envs_per_actor * len(taken), lags, losses)
 
     def _report(self) -> None:
         """Evaluation, the progress line, metrics and TensorBoard, checkpoints: each when it is due."""
@@ -201,7 +193,7 @@ class LearnerLoop:
                                                      max_seconds=cfg.max_seconds, verbose=cfg.verbose))
             ctx.run_dir.log_metrics(stats.record())
             self.board.write(stats.env_steps, _board_values(stats, rate, learner_rate, self.learner,
-                                                            len(self.ready) / ctx.slots.n_slots))
+                                                            ctx.source.fill_fraction(len(self.ready))))
             self.next_log = now + cfg.log_every_s
         if now >= self.next_ckpt:
             self.save_checkpoint()
@@ -249,17 +241,13 @@ def _board_values(stats: RunStats, env_rate: float, learner_rate: float, learner
             "train/policy_lag_mean": stats.policy_lag_mean(), "train/queue_fill": queue_fill}
 
 
-def _drop_stale(ready: list, slots: SlotPool, version: int, max_lag: int, pool, stats: RunStats) -> list:
+def _drop_stale(ready: list, source: UnrollSource, version: int, max_lag: int, stats: RunStats) -> list:
     """Gives back, unused, the ready unrolls whose policy trails the learner by more than max_lag steps."""
-    lags = version - slots.meta[[s for _, s in ready], slots.META_VERSION]
-    keep = []
-    for (actor_id, slot), lag in zip(ready, lags):
-        if lag > max_lag:
-            stats.stale_dropped += 1
-            pool.give(actor_id, slot)
-        else:
-            keep.append((actor_id, slot))
-    return keep
+    lags = version - source.versions(ready)
+    stale = [r for r, lag in zip(ready, lags) if lag > max_lag]
+    stats.stale_dropped += len(stale)
+    source.give_back(stale)
+    return [r for r, lag in zip(ready, lags) if lag <= max_lag]
 
 
 def _try(action: Callable[[], None], what: str) -> None:

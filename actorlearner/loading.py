@@ -11,7 +11,8 @@ import numpy as np
 from . import checkpoint
 from .config import ConfigError, config_from_dict
 from .envs import check_env_id, inspect_env, make_env_fn
-from .policies import KerasPolicy, NumpyMLPPolicy, default_layout
+from .layout import default_layout
+from .policies import KerasPolicy, NumpyMLPPolicy
 from .reporting import warn
 
 
@@ -21,7 +22,7 @@ WHICH = ("final", "best", "latest")
 def load_policy(run_dir: str, *, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None,
                 which: str = "final"):
     """The policy of a run, ready to call: `policy.greedy(obs[None])`, `policy.sample(obs, rng)`,
-    `policy.value(obs)` on float32 batches `[B, obs_dim]`.
+    `policy.value(obs)` on batches `[B, *obs_shape]` in the env's dtype.
 
     which: "final" (policy.npz, written when the run stopped; the newest checkpoint if there is none),
     "best" (best.npz, the weights of the best evaluation), or "latest" (the newest good checkpoint).

@@ -7,7 +7,7 @@ import tensorflow as tf
 from . import vtrace
 
 
-def impala_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discounts,
+def impala_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discounts, mask=None,
                 baseline_cost: float, entropy_cost: float, clip_rho: float, clip_pg_rho: float,
                 lambda_: float) -> dict:
     """IMPALA's policy-gradient + baseline - entropy loss, averaged over the T*B samples.
@@ -19,6 +19,8 @@ def impala_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discou
       values: [T+1, B] V(x_t) for t = 0..T, the last row bootstrapping (gradient flows through [:T]).
       rewards: [T, B] r_t, already scaled and with truncation bootstraps added (see trajectory.py).
       discounts: [T, B] gamma * (1 - done_t).
+      mask: [T, B] 1 for the steps that count, 0 for those left out of every term (a vector env's reset
+        steps, see trajectory.py); None: all count. Means stay over all T*B (a left-out step adds 0).
 
     Returns a dict of scalars: total (to minimise), policy, baseline, entropy (the mean entropy itself),
     and rho_mean (mean importance weight, a policy-lag health figure).
@@ -28,18 +30,27 @@ def impala_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discou
                                         values=values[:-1], bootstrap_value=values[-1],
                                         clip_rho_threshold=clip_rho, clip_pg_rho_threshold=clip_pg_rho,
                                         lambda_=lambda_)
-    policy_loss = -tf.reduce_mean(target_logp * vt.pg_advantages)
+    policy_loss = -tf.reduce_mean(_masked(target_logp * vt.pg_advantages, mask))
     return _with_baseline_and_entropy(policy_loss, vs=vt.vs, values=values, entropy=entropy, log_rhos=log_rhos,
-                                      baseline_cost=baseline_cost, entropy_cost=entropy_cost)
+                                      mask=mask, baseline_cost=baseline_cost, entropy_cost=entropy_cost)
 
 
-def normalize(x, eps: float = 1e-8):
-    """(x - mean) / (std + eps) over all elements; used on advantages, whose scale drifts with the returns."""
-    mean, var = tf.nn.moments(x, axes=list(range(len(x.shape))))
+def _masked(x, mask):
+    return x if mask is None else x * mask
+
+
+def normalize(x, mask=None, eps: float = 1e-8):
+    """(x - mean) / (std + eps) over all elements (those where mask is 1); used on advantages, whose scale
+    drifts with the returns."""
+    axes = list(range(len(x.shape)))
+    if mask is None:
+        mean, var = tf.nn.moments(x, axes=axes)
+    else:
+        mean, var = tf.nn.weighted_moments(x, axes=axes, frequency_weights=mask)
     return (x - mean) / (tf.sqrt(var) + eps)
 
 
-def appo_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discounts,
+def appo_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discounts, mask=None,
               baseline_cost: float, entropy_cost, clip_rho: float, lambda_: float, clip_ratio: float,
               normalize_advantages: bool) -> dict:
     """APPO: PPO's clipped surrogate on V-trace advantages (as in Sample Factory and RLlib's APPO), so a
@@ -60,21 +71,21 @@ def appo_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discount
     vs_tp1 = tf.concat([vt.vs[1:], values[-1:]], axis=0)
     advantages = tf.stop_gradient(rewards + discounts * vs_tp1 - values[:-1])
     if normalize_advantages:
-        advantages = normalize(advantages)
+        advantages = normalize(advantages, mask)
     ratio = tf.exp(log_rhos)
     surrogate = tf.minimum(ratio * advantages,
                            tf.clip_by_value(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio) * advantages)
-    policy_loss = -tf.reduce_mean(surrogate)
+    policy_loss = -tf.reduce_mean(_masked(surrogate, mask))
     return _with_baseline_and_entropy(policy_loss, vs=vt.vs, values=values, entropy=entropy, log_rhos=log_rhos,
-                                      baseline_cost=baseline_cost, entropy_cost=entropy_cost)
+                                      mask=mask, baseline_cost=baseline_cost, entropy_cost=entropy_cost)
 
 
-def _with_baseline_and_entropy(policy_loss, *, vs, values, entropy, log_rhos, baseline_cost: float,
+def _with_baseline_and_entropy(policy_loss, *, vs, values, entropy, log_rhos, mask, baseline_cost: float,
                                entropy_cost) -> dict:
     """The loss dict both losses return: the policy term plus baseline_cost * 0.5 * mean((vs - V)^2) minus
-    entropy_cost * mean entropy. vs, values[:-1], entropy, log_rhos: [T, B]."""
-    baseline_loss = 0.5 * tf.reduce_mean(tf.square(vs - values[:-1]))
-    mean_entropy = tf.reduce_mean(entropy)
+    entropy_cost * mean entropy. vs, values[:-1], entropy, log_rhos, mask: [T, B]."""
+    baseline_loss = 0.5 * tf.reduce_mean(_masked(tf.square(vs - values[:-1]), mask))
+    mean_entropy = tf.reduce_mean(_masked(entropy, mask))
     total = policy_loss + baseline_cost * baseline_loss - entropy_cost * mean_entropy
     return {"total": total, "policy": policy_loss, "baseline": baseline_loss, "entropy": mean_entropy,
             "rho_mean": tf.reduce_mean(tf.exp(tf.stop_gradient(log_rhos)))}

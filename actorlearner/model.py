@@ -1,11 +1,20 @@
-"""The Keras 3 actor-critic and the flat parameter vector that carries its weights to the actors.
+"""The Keras 3 actor-critic: the model contract, the default MLP, and how the learner applies a model.
 
-A model maps observations `[B, obs_dim]` to `(policy_params, value)`: policy_params is `[B, A]` logits
-(Discrete) or `[B, 2*D]` = concat(mean, log_std) (Box); value is `[B, 1]` or `[B]`. A user model factory
-`model_fn(spec: EnvSpec) -> keras.Model` must follow the same convention.
+The contract (a user's `model_fn(spec: EnvSpec) -> keras.Model` follows it too):
 
-The default model's layers are named (`pi_hidden_i`, `vf_hidden_i`, `policy`, `log_std`, `value`) so the numpy policy in
-`numpy_policy.py` can run it in actors without TensorFlow.
+- Feed-forward (the default): `model(obs[N, *spec.obs_shape]) -> (params[N, P], value[N, 1] or [N])`, obs in
+  the env's dtype (`spec.obs_dtype`: uint8 images stay uint8, the model casts and scales). params are `[N, A]`
+  logits (Discrete) or `[N, 2*D]` = concat(mean, log_std) (Box).
+- Recurrent: a model with a `state_sizes` attribute (a tuple of ints, one per state tensor `[B, size]`),
+  called one step at a time as `model([obs_t[B, *obs_shape], *state]) -> [params[B, P], value[B, 1], *state']`.
+  Its state starts at zeros and is reset to zeros where an episode starts.
+
+The learner always goes through `apply_time_major`: time-major observations `[T, B, *obs_shape]`, the
+episode-start flags `first[T, B]` and, for a recurrent model, the state at the first step; a feed-forward
+model is the stateless case (time and batch folded into one axis, one call).
+
+The default model's layers are named (`pi_hidden_i`, `vf_hidden_i`, `policy`, `log_std`, `value`) so that
+`policies.NumpyMLPPolicy` can run it in actors without TensorFlow, in the order of `layout.default_layout`.
 """
 
 from __future__ import annotations
@@ -13,9 +22,11 @@ from __future__ import annotations
 import numpy as np
 import keras
 
+import tensorflow as tf
+
 from .config import Config
 from .envs import EnvSpec
-from .policies import OBS_CLIP, default_layout
+from .layout import OBS_CLIP
 
 
 @keras.saving.register_keras_serializable(package="actorlearner")
@@ -54,6 +65,17 @@ class ObsNormalizer(keras.layers.Layer):
         return keras.ops.clip(z, -OBS_CLIP, OBS_CLIP)
 
 
+@keras.saving.register_keras_serializable(package="actorlearner")
+class ObsToFloat(keras.layers.Layer):
+    """obs [B, *obs_shape] -> [B, obs_dim] float32: flattened, uint8 images scaled to [0, 1] (in-graph, so
+    observations travel as uint8). No weights; policies.mlp_input is its numpy twin."""
+
+    def call(self, x):
+        scale = 1.0 / 255.0 if x.dtype == "uint8" else 1.0
+        x = keras.ops.cast(x, "float32") * scale
+        return keras.ops.reshape(x, (-1, int(np.prod(x.shape[1:]))))
+
+
 def build_default_model(spec: EnvSpec, cfg: Config) -> keras.Model:
     """Two MLP torsos, one per head: with a shared torso the value loss (returns in the hundreds)
     swamps the policy's features and the policy collapses at the learning rates that make IMPALA fast.
@@ -64,8 +86,10 @@ def build_default_model(spec: EnvSpec, cfg: Config) -> keras.Model:
         if cfg.orthogonal_init:
             return keras.initializers.Orthogonal(gain=gain, seed=seed)
         return keras.initializers.GlorotUniform(seed=seed)
-    inputs = keras.Input((spec.obs_dim,), name="obs")
-    obs = ObsNormalizer(name="obs_norm")(inputs) if cfg.normalize_obs else inputs
+    inputs = keras.Input(spec.obs_shape, dtype=spec.obs_dtype, name="obs")
+    flat = ObsToFloat(name="obs_to_float")(inputs) if len(spec.obs_shape) > 1 or spec.obs_dtype != "float32" \
+        else inputs
+    obs = ObsNormalizer(name="obs_norm")(flat) if cfg.normalize_obs else flat
 
     def torso(prefix: str, seed: int):
         h = obs
@@ -83,30 +107,28 @@ def build_default_model(spec: EnvSpec, cfg: Config) -> keras.Model:
     return keras.Model(inputs, [policy, value], name="actor_critic")
 
 
-def param_layout(model: keras.Model) -> list[tuple[str, tuple]]:
-    """(variable path, shape) of every weight, in the model's own order (used for custom models)."""
-    return [(v.path, tuple(v.shape)) for v in model.weights]
+def is_recurrent(model) -> bool:
+    return hasattr(model, "state_sizes")
 
 
-def ordered_weights(model: keras.Model, layout: list[tuple[str, tuple]]) -> list:
-    """The model's variables in the order of `layout`: the order of the flat vector actors read.
-    Raises if the model's weights are not exactly those of the layout."""
-    by_path = {v.path: v for v in model.weights}
-    got = sorted((v.path, tuple(v.shape)) for v in model.weights)
-    if got != sorted(layout):
-        raise RuntimeError(f"model weights {got} differ from the expected layout {sorted(layout)}")
-    return [by_path[path] for path, _ in layout]
+def apply_time_major(model, obs, first, state=None, training: bool = True):
+    """Applies a model of either contract (module docstring) to a time-major unroll.
 
-
-def flat_weights(variables: list) -> np.ndarray:
-    return np.concatenate([np.asarray(v, np.float32).ravel() for v in variables])
-
-
-def model_layout(model: keras.Model, spec: EnvSpec, cfg: Config, default: bool) -> list[tuple[str, tuple]]:
-    """The flat-vector layout: the numpy policy's for the default model (checked against the model, as
-    the numpy forward pass depends on it), the model's own order otherwise."""
-    if default:
-        layout = default_layout(spec, cfg.hidden_sizes, cfg.normalize_obs)
-        ordered_weights(model, layout)
-        return layout
-    return param_layout(model)
+    obs [T, B, *obs_shape] (the env's dtype); first [T, B] (1 where obs[t] starts an episode); state: for a
+    recurrent model, its state at t = 0 (list of [B, size]; None: zeros). Returns
+    (params [T, B, P], values [T, B], final state or None). T and the obs shape must be static."""
+    T = obs.shape[0]
+    B = tf.shape(obs)[1]
+    if not is_recurrent(model):
+        params, values = model(tf.reshape(obs, tf.concat([[T * B], tf.shape(obs)[2:]], 0)), training=training)
+        return tf.reshape(params, [T, B, -1]), tf.reshape(values, [T, B]), None
+    if state is None:
+        state = [tf.zeros([B, n]) for n in model.state_sizes]
+    params, values = [], []
+    for t in range(T):  # a static loop: T is small, and the graph then needs no while-loop gradient
+        keep = 1.0 - tf.cast(first[t], tf.float32)[:, None]
+        out = model([obs[t], *[s * keep for s in state]], training=training)
+        params.append(out[0])
+        values.append(tf.reshape(out[1], [B]))
+        state = list(out[2:])
+    return tf.stack(params), tf.stack(values), state

@@ -14,67 +14,17 @@ import numpy as np
 
 from . import distributions as D
 from .envs import EnvSpec
-
-def unflatten(flat: np.ndarray, layout: list[tuple[str, tuple]]) -> list[np.ndarray]:
-    """Views (no copies) into `flat`, one per entry of `layout`."""
-    out, i = [], 0
-    for _, shape in layout:
-        n = int(np.prod(shape))
-        out.append(flat[i:i + n].reshape(shape))
-        i += n
-    if i != flat.size:
-        raise ValueError(f"flat vector has {flat.size} floats, layout needs {i}")
-    return out
+from .layout import default_layout, mlp_input, normalize_obs, param_layout, unflatten
 
 
-
-# The observation normalizer's variables (model.ObsNormalizer), when --normalize-obs is on.
-OBS_NORM = (("obs_norm/mean", "obs"), ("obs_norm/var", "obs"), ("obs_norm/count", 1))
-OBS_CLIP = 10.0  # normalized observations are clipped to +-10 (a rare outlier cannot swamp the torso)
-
-
-def normalize_obs(obs: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
-    """obs [B, obs_dim] -> clip((obs - mean) / sqrt(var + 1e-8), -10, 10), the same as ObsNormalizer."""
-    return np.clip((obs - mean) / np.sqrt(var + 1e-8), -OBS_CLIP, OBS_CLIP).astype(np.float32)
-
-
-def merge_moments(count: float, mean: np.ndarray, var: np.ndarray, batch: np.ndarray):
-    """Running (count, mean, population var) updated with `batch` [N, d] (Chan et al.'s parallel merge),
-    so the statistics are exactly those of all observations seen, in any order of batches."""
-    n = batch.shape[0]
-    if n == 0:
-        return count, mean, var
-    b_mean, b_var = batch.mean(axis=0), batch.var(axis=0)
-    total = count + n
-    delta = b_mean - mean
-    new_mean = mean + delta * (n / total)
-    m2 = var * count + b_var * n + delta ** 2 * (count * n / total)
-    return total, new_mean, m2 / total
-
-
-def default_layout(spec: EnvSpec, hidden_sizes: tuple, normalize: bool = False) -> list[tuple[str, tuple]]:
-    """(path, shape) of the default model's weights in Keras's order (see model.build_default_model),
-    known without importing TensorFlow, so actors can start before the learner pays for its import.
-    normalize: the model starts with the observation normalizer (--normalize-obs)."""
-
-    def torso(prefix):
-        layers, prev = [], spec.obs_dim
-        for i, width in enumerate(hidden_sizes):
-            layers += [(f"{prefix}_hidden_{i}/kernel", (prev, int(width))), (f"{prefix}_hidden_{i}/bias", (int(width),))]
-            prev = int(width)
-        return layers, prev
-
-    pi, prev = torso("pi")
-    vf, _ = torso("vf")
-    head = [("policy/kernel", (prev, spec.action_dim)), ("policy/bias", (spec.action_dim,))]
-    if not spec.discrete:
-        head += [("log_std/log_std", (spec.action_dim,))]
-    norm = [(path, (spec.obs_dim,) if size == "obs" else (size,)) for path, size in OBS_NORM] if normalize else []
-    return norm + pi + head + vf + [("value/kernel", (prev, 1)), ("value/bias", (1,))]
-
-
-def layout_size(layout: list[tuple[str, tuple]]) -> int:
-    return int(sum(np.prod(shape) for _, shape in layout))
+def make_policy(cfg, spec: EnvSpec, model_fn: Callable | None, *, own_process: bool = False):
+    """The policy actors and evaluation run: the default MLP in numpy (model_fn None), else the Keras model
+    model_fn(spec) in TensorFlow. own_process: this process is an actor's own, so it may set TensorFlow's
+    thread counts."""
+    if model_fn is None:
+        return NumpyMLPPolicy(spec, default_layout(spec, cfg.hidden_sizes, cfg.normalize_obs), cfg.hidden_sizes,
+                              cfg.activation)
+    return KerasPolicy(spec, model_fn, cfg.actor_threads if own_process else 0)
 
 
 _ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
@@ -93,12 +43,13 @@ class NumpyMLPPolicy:
 
     def _input(self, obs: np.ndarray) -> np.ndarray:
         w = self.w
+        x = mlp_input(obs)
         if "obs_norm/mean" in w:
-            return normalize_obs(obs, w["obs_norm/mean"], w["obs_norm/var"])
-        return obs
+            return normalize_obs(x, w["obs_norm/mean"], w["obs_norm/var"])
+        return x
 
     def policy_params(self, obs: np.ndarray) -> np.ndarray:
-        """obs [B, obs_dim] float32 -> policy params [B, A] (logits) or [B, 2D] (mean, log_std)."""
+        """obs [B, *obs_shape] -> policy params [B, A] (logits) or [B, 2D] (mean, log_std)."""
         w = self.w
         h = self._input(obs)
         for i in range(self.n_hidden):
@@ -109,19 +60,15 @@ class NumpyMLPPolicy:
         return params
 
     def value(self, obs: np.ndarray) -> np.ndarray:
-        """obs [B, obs_dim] -> values [B]. Separate from the policy: acting never needs the value torso."""
+        """obs [B, *obs_shape] -> values [B]. Separate from the policy: acting never needs the value torso."""
         w = self.w
         v = self._input(obs)
         for i in range(self.n_hidden):
             v = self._activation(v @ w[f"vf_hidden_{i}/kernel"] + w[f"vf_hidden_{i}/bias"])
         return (v @ w["value/kernel"] + w["value/bias"])[:, 0]
 
-    def forward(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """obs [B, obs_dim] -> (policy params, values [B])."""
-        return self.policy_params(obs), self.value(obs)
-
     def sample(self, obs: np.ndarray, rng: np.random.Generator):
-        """obs [B, obs_dim] -> (actions [B] or [B, D], behaviour log-probs [B])."""
+        """obs [B, *obs_shape] -> (actions [B] or [B, D], behaviour log-probs [B])."""
         return _sample(self.policy_params(obs), self.spec.discrete, rng)
 
     def greedy(self, obs: np.ndarray) -> np.ndarray:
@@ -142,12 +89,11 @@ class KerasPolicy:
         self._fwd = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
 
     def load(self, flat: np.ndarray) -> None:
-        from .model import param_layout
-
         self.model.set_weights(unflatten(flat, param_layout(self.model)))
 
     def forward(self, obs: np.ndarray):
-        params, value = self._fwd(obs.astype(np.float32))
+        """obs [B, *obs_shape] in the env's dtype (the model casts) -> (params [B, P], values [B])."""
+        params, value = self._fwd(obs)
         return params.numpy(), np.reshape(value.numpy(), (-1,))
 
     def sample(self, obs, rng):

@@ -16,33 +16,51 @@ import cloudpickle
 import numpy as np
 
 from . import checkpoint, reporting
-from .actor import ActorArgs, unroll_spec
-from .actor_pool import ActorPool, SerialActors
+from .actor import ActorArgs
+from .actor_pool import ActorPool, SerialActors, SlotSource
 from .config import RESUME_FIXED, Config, ConfigError, config_from_dict, validate
-from .envs import check_env_id, inspect_env, make_env_fn
+from .env_batch import EnvBatchFactory, resolve_backend
+from .envs import check_env_id, import_env_modules, make_env_fn
+from .layout import default_layout, layout_size
 from .learner_loop import LearnerLoop, Run, build_model
-from .policies import default_layout, layout_size
 from .reporting import RunDir, RunStats, say, warn
 from .stopping import Interrupted, StopSignals
+from .trajectory import unroll_fields
 from .transport import SlotPool, WeightStore, new_run_token, remove_stale_segments
 
 
 def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None):
-    """Validates everything a run needs, before any process starts. Raises ConfigError."""
+    """Validates everything a run needs, before any process starts. Raises ConfigError.
+
+    Returns (single-env factory for evaluation, env-batch factory for actors, EnvSpec, target return,
+    why that backend)."""
     validate(cfg)
-    if env_fn is None:
-        check_env_id(cfg.env)
-        env_fn = make_env_fn(cfg.env)
+    custom = env_fn is not None
+    if not custom:
+        check_env_id(cfg.env, cfg.env_modules)
+        env_fn = make_env_fn(cfg.env, modules=cfg.env_modules)
     elif not callable(env_fn):
         raise ConfigError("env_fn must be a callable that returns a gymnasium.Env")
-    spec = inspect_env(env_fn)
+    else:
+        import_env_modules(cfg.env_modules)
+    backend, why = resolve_backend(cfg.env_backend, cfg.env, custom)
+    make_batch = EnvBatchFactory(backend, cfg.envs_per_actor, env_fn=env_fn, env_id=cfg.env, modules=cfg.env_modules)
+    try:
+        spec = make_batch.spec()
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure to build the env is a user-input error here
+        raise ConfigError(f"could not create the env ({backend} backend): {type(e).__name__}: {e}") from None
     if model_fn is not None and cfg.normalize_obs:
         raise ConfigError("--normalize-obs works on the default model; a custom model can normalize inside itself")
     if model_fn is not None and cfg.actor_inference == "numpy":
         raise ConfigError("--actor-inference numpy runs only the default MLP; a custom model needs "
                           "tensorflow (or auto)")
+    if model_fn is None and len(spec.obs_shape) != 1:
+        raise ConfigError(f"{cfg.env} has image observations {spec.obs_shape}: the default MLP takes vectors; "
+                          "pass a model_fn (a CNN) in the Python API")
     target = cfg.target_return if cfg.target_return is not None else spec.reward_threshold
-    return env_fn, spec, target
+    return env_fn, make_batch, spec, target, why
 
 
 def default_run_dir(cfg: Config) -> str:
@@ -61,7 +79,7 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     run's newest good checkpoint.
     """
     t0 = start_time if start_time is not None else time.monotonic()
-    env_fn, spec, target = prepare(cfg, env_fn, model_fn)
+    env_fn, make_batch, spec, target, backend_why = prepare(cfg, env_fn, model_fn)
     ckpt = _resume_point(cfg) if cfg.resume else None
     run_dir = RunDir(cfg.run_dir or default_run_dir(cfg))
     cfg = cfg.replace(run_dir=run_dir.path)
@@ -82,8 +100,9 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
         say(f"removed a shared-memory segment left by a killed run: /dev/shm/{stale}")
     where = " (serial mode, in this process)" if cfg.serial else " (processes)"
     preset = f" (preset {cfg.preset})" if cfg.preset not in (None, "none") else ""
+    obs = "x".join(str(n) for n in spec.obs_shape) + f" {spec.obs_dtype}"
     say(f"actorlearner: {cfg.env}{preset} | {num_actors} actor{'s' if num_actors > 1 else ''}{where} x "
-        f"{cfg.envs_per_actor} envs, "
+        f"{cfg.envs_per_actor} envs, {make_batch.backend} backend ({backend_why}), observations {obs}, "
         f"unroll {cfg.unroll_length}, batch {cfg.batch_size}, learner threads {cfg.resolved_learner_threads()} | "
         f"actors run the policy in "
         f"{'numpy (default MLP, no TensorFlow in actors)' if numpy_actors else 'TensorFlow'} | "
@@ -93,14 +112,14 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     if numpy_actors:
         n_params = layout_size(default_layout(spec, cfg.hidden_sizes, cfg.normalize_obs))
     else:  # the actors run the model itself, so its size is known only once it is built
-        from .model import param_layout
+        from .layout import param_layout
 
         model = build_model(cfg, spec, model_fn)
         n_params = layout_size(param_layout(model))
 
     slots_per_actor = max(2, math.ceil(cfg.slots_per_batch / num_actors) + 1)
     token = None if cfg.serial else new_run_token()
-    fields = unroll_spec(cfg, spec)
+    fields = unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor)
     actor_cfg = _actor_config(cfg, generation)
     status, error = "running", None
     pool = slots = weights = None
@@ -109,20 +128,21 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
         try:
             slots = SlotPool(fields, slots_per_actor * num_actors, token)
             weights = WeightStore(n_params, token, first_version=ckpt.meta["policy_version"] if ckpt else 0)
-            env_blob = cloudpickle.dumps(env_fn)
+            batch_blob = cloudpickle.dumps(make_batch)
             model_blob = b"" if numpy_actors else cloudpickle.dumps(actor_model_fn)
 
             def args_for(i: int, incarnation: int) -> ActorArgs:
-                return ActorArgs(i, incarnation, actor_cfg, spec, env_blob, model_blob, slots.spec(),
+                return ActorArgs(i, incarnation, actor_cfg, spec, batch_blob, model_blob, slots.spec(),
                                  weights.spec(), os.getpid())
 
             if cfg.serial:
-                pool = SerialActors(args_for, num_actors, slots, weights, env_fn, actor_model_fn)
+                actors = SerialActors(actor_cfg, spec, num_actors, slots, weights, make_batch, actor_model_fn)
             else:
-                pool = ActorPool(args_for, num_actors, cfg.actor_threads)
-            pool.start()
-            status = LearnerLoop(Run(cfg, spec, env_fn, actor_model_fn, model, pool, num_actors, slots_per_actor,
-                                     slots, weights, stats, run_dir, signals, ckpt, generation)).run()
+                actors = ActorPool(args_for, num_actors, cfg.actor_threads)
+            pool = SlotSource(actors, slots, num_actors, slots_per_actor)
+            pool.start()  # before the learner imports TensorFlow: the actors' start overlaps it
+            status = LearnerLoop(Run(cfg, spec, env_fn, actor_model_fn, model, pool, weights, stats, run_dir,
+                                     signals, ckpt, generation)).run()
         except Interrupted:
             status = "interrupted"
         except Exception as e:

@@ -3,13 +3,19 @@
 Alignment, written down once (index t = 0..T-1 is a step, arrays are time-major [T(+1), K, ...]):
 
     obs[t]            the observation in which action[t] was chosen; obs has T+1 rows, and obs[T] is the
-                      observation the next unroll starts from (unrolls overlap by one step, to bootstrap)
+                      observation the next unroll starts from (unrolls overlap by one step, to bootstrap);
+                      each obs keeps the env's shape and dtype (uint8 images stay uint8)
+    first[t]          1 if obs[t] is the first observation of an episode (T+1 rows; a recurrent model
+                      resets its state there)
     actions[t]        the action taken in obs[t] (unclipped, for Box actions)
     behaviour_logp[t] log mu(actions[t] | obs[t]) under the policy that acted
     rewards[t]        the reward for that step (raw, unscaled)
     terminated[t]     1 if that step ended the episode in a terminal state (no bootstrap)
     truncated[t]      1 if that step ended the episode by a time limit (bootstrap from the final obs)
     final_value[t]    where truncated[t]: V(final observation) under the acting policy; else 0
+    valid[t]          0 where step t was no transition of the task: a NEXT_STEP vector env spends the step
+                      after an episode's end on its reset (obs[t] is then the final observation, the action
+                      is ignored, the reward 0); the learner masks such steps out of the loss. Else 1.
 
 When step t ends an episode (terminated or truncated), the env is reset at once and obs[t+1] is the first
 observation of the next episode; the final observation itself is kept only through final_value[t]. So
@@ -28,13 +34,15 @@ def unroll_fields(spec: EnvSpec, T: int, K: int) -> dict[str, tuple[tuple, np.dt
     """name -> (shape of one unroll, dtype)."""
     action = ((T, K), np.int32) if spec.discrete else ((T, K, spec.action_dim), np.float32)
     return {
-        "obs": ((T + 1, K, spec.obs_dim), np.float32),
+        "obs": ((T + 1, K, *spec.obs_shape), np.dtype(spec.obs_dtype)),
+        "first": ((T + 1, K), np.uint8),
         "actions": action,
         "behaviour_logp": ((T, K), np.float32),
         "rewards": ((T, K), np.float32),
         "terminated": ((T, K), np.uint8),
         "truncated": ((T, K), np.uint8),
         "final_value": ((T, K), np.float32),
+        "valid": ((T, K), np.uint8),
     }
 
 
@@ -46,6 +54,7 @@ def learner_inputs(batch: dict[str, np.ndarray], *, gamma: float, reward_scale: 
     where clip(x) = x, or min(max(x, -reward_clip), reward_clip) if reward_clip > 0 (the bootstrap is a
     value, not a reward, so it is never clipped)
     discounts[t]   = gamma * (1 - done[t]),   done = terminated or truncated
+    mask[t]        = valid[t] as float32: the weight of step t in the loss
     final_value is in units of the (scaled) value function already, so it is not scaled again.
     """
     done = np.maximum(batch["terminated"], batch["truncated"]).astype(np.float32)
@@ -56,6 +65,8 @@ def learner_inputs(batch: dict[str, np.ndarray], *, gamma: float, reward_scale: 
     rewards = scaled + gamma * trunc * batch["final_value"]
     return {
         "obs": batch["obs"],
+        "first": batch["first"],
+        "mask": batch["valid"].astype(np.float32),
         "actions": batch["actions"],
         "behaviour_logp": batch["behaviour_logp"],
         "rewards": rewards.astype(np.float32),

@@ -144,11 +144,18 @@ class SlotPool:
         self.meta = self._mem.arrays["meta"]
         if create:
             for arr in self.arrays.values():
-                arr.fill(SENTINEL if arr.dtype.kind == "f" else np.iinfo(arr.dtype).max)
+                arr.fill(SENTINEL if arr.dtype.kind == "f" else np.iinfo(arr.dtype).max)  # junk until written
             self.meta[:] = 0
 
     def spec(self) -> tuple:
         return (self.fields, self.n_slots, self.token)
+
+    def set_version(self, slot: int, version: int) -> None:
+        """Records the policy version that fills `slot`."""
+        self.meta[slot, self.META_VERSION] = version
+
+    def versions(self, slots: list[int]) -> np.ndarray:
+        return self.meta[slots, self.META_VERSION].copy()
 
     def gather(self, slots: list[int]) -> dict[str, np.ndarray]:
         """Copies the given slots out, joined along the env axis: [T(+1), len(slots) * K, ...]."""

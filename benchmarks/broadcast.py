@@ -76,7 +76,7 @@ def learner_capacity(batch_sizes: list[int], seconds: float) -> list[dict]:
 
     start_tensorflow_quietly(1)
     from actorlearner.learner import Learner
-    from actorlearner.model import build_default_model, model_layout
+    from actorlearner.model import build_default_model
     from actorlearner.transport import SlotPool
 
     spec = inspect_env(make_env_fn("CartPole-v1"))
@@ -92,7 +92,7 @@ def learner_capacity(batch_sizes: list[int], seconds: float) -> list[dict]:
             slots.arrays[name][...] = rng.random(slots.arrays[name].shape) < 0.02
         slots.arrays["behaviour_logp"][...] = np.log(0.5)
         model = build_default_model(spec, cfg)
-        learner = Learner(cfg, spec, model, model_layout(model, spec, cfg, default=True))
+        learner = Learner(cfg, spec, model)
         learner.trace()
         store = WeightStore(learner.flat_weights().size, None)
         idx = list(range(cfg.slots_per_batch))

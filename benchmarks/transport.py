@@ -25,7 +25,9 @@ import numpy as np
 
 from common import write_outputs
 
-from actorlearner.actor import MSG_UNROLL
+from actorlearner.envs import EnvSpec
+from actorlearner.protocol import UnrollReady
+from actorlearner.trajectory import unroll_fields
 from actorlearner.transport import SlotPool, attach_slots, new_run_token
 
 CASES = {
@@ -36,11 +38,9 @@ SLOTS = 4
 
 
 def fields(obs_shape, obs_dtype, T, K) -> dict:
-    """The training unroll's fields (trajectory.unroll_fields), with an image observation allowed."""
-    return {"obs": ((T + 1, K, *obs_shape), np.dtype(obs_dtype)), "actions": ((T, K), np.dtype(np.int32)),
-            "behaviour_logp": ((T, K), np.dtype(np.float32)), "rewards": ((T, K), np.dtype(np.float32)),
-            "terminated": ((T, K), np.dtype(np.uint8)), "truncated": ((T, K), np.dtype(np.uint8)),
-            "final_value": ((T, K), np.dtype(np.float32))}
+    """The training unroll's fields for a discrete-action env with this observation."""
+    spec = EnvSpec(tuple(obs_shape), np.dtype(obs_dtype).name, True, 6, None, None, None, None)
+    return unroll_fields(spec, T, K)
 
 
 def example(f: dict) -> dict:
@@ -56,7 +56,7 @@ def slot_producer(spec, conn, n):
         slot = conn.recv()
         for k, v in data.items():
             slots.arrays[k][slot][...] = v  # the actor's writes into shared memory
-        conn.send((MSG_UNROLL, 0, slot, [], []))
+        conn.send(UnrollReady(0, slot, [], []))
     slots.close()
 
 
@@ -83,10 +83,10 @@ def run_ours(f: dict, n: int, warmup: int) -> tuple[float, int]:
                 raise TimeoutError("producer stalled")
             msg = here.recv()
             msg_bytes = len(pickle.dumps(msg))
-            batch = slots.gather([msg[2]])  # the learner's copy out
+            batch = slots.gather([msg.slot])  # the learner's copy out
             assert batch["obs"].shape[1] == f["obs"][0][1]
             if i + SLOTS < n + warmup:
-                here.send(msg[2])
+                here.send(msg.slot)
         elapsed = time.perf_counter() - t0
         p.join(30)
     finally:

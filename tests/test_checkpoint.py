@@ -71,7 +71,7 @@ def test_flipped_byte_and_pickled_arrays_are_rejected(tmp_path):
 def test_learner_restore_brings_back_weights_and_adam_state():
     from actorlearner.envs import inspect_env, make_env_fn
     from actorlearner.learner import Learner
-    from actorlearner.model import build_default_model, model_layout
+    from actorlearner.model import build_default_model
 
     spec = inspect_env(make_env_fn("CartPole-v1"))
     T, B = 4, 2
@@ -80,12 +80,12 @@ def test_learner_restore_brings_back_weights_and_adam_state():
              "actions": rng.integers(0, 2, (T, B)).astype(np.int32),
              "behaviour_logp": np.full((T, B), -0.69, np.float32),
              "rewards": rng.normal(size=(T, B)).astype(np.float32),
-             "discounts": np.full((T, B), 0.99, np.float32)}
+             "discounts": np.full((T, B), 0.99, np.float32), "first": np.zeros((T + 1, B), np.uint8), "mask": np.ones((T, B), np.float32)}
 
     def new_learner(seed):
         cfg = Config(unroll_length=T, envs_per_actor=2, batch_size=B, seed=seed)
         model = build_default_model(spec, cfg)
-        return Learner(cfg, spec, model, model_layout(model, spec, cfg, default=True))
+        return Learner(cfg, spec, model)
 
     a = new_learner(1)
     for _ in range(3):

@@ -184,16 +184,16 @@ def test_killed_learner_takes_its_actors_with_it(tmp_path):
 def test_non_finite_gradient_is_caught_and_not_applied():
     from actorlearner.envs import inspect_env, make_env_fn
     from actorlearner.learner import Learner, NumericalFault
-    from actorlearner.model import build_default_model, model_layout
+    from actorlearner.model import build_default_model
 
     cfg = Config(unroll_length=4, envs_per_actor=2, batch_size=2)
     spec = inspect_env(make_env_fn("CartPole-v1"))
     model = build_default_model(spec, cfg)
-    learner = Learner(cfg, spec, model, model_layout(model, spec, cfg, default=True))
+    learner = Learner(cfg, spec, model)
     T, B = 4, 2
     batch = {"obs": np.zeros((T + 1, B, 4), np.float32), "actions": np.zeros((T, B), np.int32),
              "behaviour_logp": np.full((T, B), -0.69, np.float32), "rewards": np.ones((T, B), np.float32),
-             "discounts": np.full((T, B), 0.99, np.float32)}
+             "discounts": np.full((T, B), 0.99, np.float32), "first": np.zeros((T + 1, B), np.uint8), "mask": np.ones((T, B), np.float32)}
     _, flat = learner.step(batch)  # a good step works
     before = learner.flat_weights()
     iterations = int(learner.optimizer.iterations.numpy())

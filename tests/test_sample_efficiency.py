@@ -91,23 +91,24 @@ def test_reward_clip_leaves_the_truncation_bootstrap_alone():
     batch = {"obs": np.zeros((2, 1, 1), np.float32), "actions": np.zeros((1, 1), np.int32),
              "behaviour_logp": np.zeros((1, 1), np.float32), "rewards": np.array([[50.0]], np.float32),
              "terminated": np.zeros((1, 1), np.uint8), "truncated": np.ones((1, 1), np.uint8),
-             "final_value": np.array([[20.0]], np.float32)}
+             "final_value": np.array([[20.0]], np.float32), "first": np.zeros((2, 1), np.uint8),
+             "valid": np.ones((1, 1), np.uint8)}
     out = learner_inputs(batch, gamma=0.5, reward_scale=0.1, reward_clip=1.0)
     assert out["rewards"][0, 0] == pytest.approx(1.0 + 0.5 * 20.0)
 
 
 def test_epochs_and_minibatches_make_that_many_updates():
     from actorlearner.envs import inspect_env, make_env_fn
-    from actorlearner.model import build_default_model, model_layout
+    from actorlearner.model import build_default_model
 
     cfg = Config(loss="appo", epochs=3, minibatches=2, unroll_length=4, envs_per_actor=2, batch_size=4)
     spec = inspect_env(make_env_fn("CartPole-v1"))
     model = build_default_model(spec, cfg)
-    learner = Learner(cfg, spec, model, model_layout(model, spec, cfg, default=True))
+    learner = Learner(cfg, spec, model)
     rng = np.random.default_rng(0)
     batch = {"obs": rng.normal(size=(5, 4, 4)).astype(np.float32), "actions": np.zeros((4, 4), np.int32),
              "behaviour_logp": np.full((4, 4), np.log(0.5), np.float32),
-             "rewards": rng.normal(size=(4, 4)).astype(np.float32), "discounts": np.full((4, 4), 0.9, np.float32)}
+             "rewards": rng.normal(size=(4, 4)).astype(np.float32), "discounts": np.full((4, 4), 0.9, np.float32), "first": np.zeros((5, 4), np.uint8), "mask": np.ones((4, 4), np.float32)}
     before = learner.flat_weights()
     learner.step(batch)
     assert int(learner.optimizer.iterations.numpy()) == 6
@@ -115,22 +116,27 @@ def test_epochs_and_minibatches_make_that_many_updates():
 
 
 def test_policy_lag_bound_gives_stale_unrolls_back():
-    from actorlearner.reporting import RunStats
+    from actorlearner.actor_pool import SlotSource
     from actorlearner.learner_loop import _drop_stale
+    from actorlearner.protocol import UnrollReady
+    from actorlearner.reporting import RunStats
     from actorlearner.transport import SlotPool
 
     slots = SlotPool({"x": ((1,), np.float32)}, 4, None)
-    slots.meta[:, 0] = [10, 7, 9, 3]  # versions that filled slots 0..3
+    for slot, version in enumerate([10, 7, 9, 3]):  # versions that filled slots 0..3
+        slots.set_version(slot, version)
 
-    class Pool:
+    class Actors:
         given = []
 
         def give(self, actor, slot):
             self.given.append(slot)
 
-    stats, pool = RunStats(0.0, None), Pool()
-    kept = _drop_stale([(0, 0), (0, 1), (1, 2), (1, 3)], slots, version=10, max_lag=2, pool=pool, stats=stats)
-    assert kept == [(0, 0), (1, 2)] and pool.given == [1, 3] and stats.stale_dropped == 2
+    stats, actors = RunStats(0.0, None), Actors()
+    source = SlotSource(actors, slots, num_actors=2, slots_per_actor=2)
+    ready = [UnrollReady(a, s, [], []) for a, s in [(0, 0), (0, 1), (1, 2), (1, 3)]]
+    kept = _drop_stale(ready, source, version=10, max_lag=2, stats=stats)
+    assert [r.slot for r in kept] == [0, 2] and actors.given == [1, 3] and stats.stale_dropped == 2
 
 
 def parse(*argv):

@@ -3,10 +3,12 @@
 import gymnasium as gym
 import numpy as np
 
-from actorlearner.actor import Actor, MSG_UNROLL, unroll_spec
+from actorlearner.actor import Actor
 from actorlearner.config import Config
+from actorlearner.env_batch import GymEnvBatch
 from actorlearner.envs import EnvSpec
-from actorlearner.trajectory import learner_inputs
+from actorlearner.protocol import EnvError, UnrollReady
+from actorlearner.trajectory import learner_inputs, unroll_fields
 from actorlearner.transport import SlotPool, WeightStore, local_channel_pair
 
 
@@ -52,12 +54,13 @@ class ValueIsObs:
 def make_actor(env_cls, n_slots):
     """One actor with one env and T = 5, in process; returns (actor, its slots, the learner's channel end)."""
     cfg = Config(unroll_length=5, envs_per_actor=1, batch_size=1)
-    spec = EnvSpec(1, True, 2, None, None, None, None)
-    slots = SlotPool(unroll_spec(cfg, spec), n_slots, None)
+    spec = EnvSpec((1,), "float32", True, 2, None, None, None, None)
+    slots = SlotPool(unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor), n_slots, None)
     weights = WeightStore(1, None)
     weights.publish(np.zeros(1, np.float32))
     ours, theirs = local_channel_pair()
-    return Actor(0, cfg, spec, env_cls, ValueIsObs(), slots, theirs, weights), slots, ours
+    envs = GymEnvBatch(env_cls, 1, lambda n: n, spec.obs_shape, spec.obs_dtype, spec.discrete, label="0")
+    return Actor(0, cfg, spec, envs, ValueIsObs(), slots, theirs, weights), slots, ours
 
 
 def test_unroll_alignment_exact():
@@ -66,9 +69,9 @@ def test_unroll_alignment_exact():
     actor.produce(0)
     actor.produce(1)
     first, second = ours.recv(), ours.recv()
-    assert first[0] == second[0] == MSG_UNROLL
-    assert first[3] == [6.0] and first[4] == [3]  # episode 0: 1 + 2 + 3, three steps
-    assert second[3] == [10.0, 6.0] and second[4] == [4, 3]
+    assert isinstance(first, UnrollReady) and isinstance(second, UnrollReady)
+    assert first.returns == [6.0] and first.lengths == [3]  # episode 0: 1 + 2 + 3, three steps
+    assert second.returns == [10.0, 6.0] and second.lengths == [4, 3]
 
     a = slots.arrays  # [slot, t, env]
     obs = slots.arrays["obs"][:, :, 0, 0]
@@ -83,6 +86,8 @@ def test_unroll_alignment_exact():
     np.testing.assert_array_equal(a["terminated"][1, :, 0], [0, 0, 0, 0, 1])
     np.testing.assert_array_equal(a["truncated"][1, :, 0], [0, 1, 0, 0, 0])
     np.testing.assert_array_equal(a["final_value"][1, :, 0], [0, 14, 0, 0, 0])  # V(final obs 14)
+    np.testing.assert_array_equal(a["first"][1, :, 0], [0, 0, 1, 0, 0, 1])  # obs 20 and 30 start episodes
+    np.testing.assert_array_equal(a["valid"][1, :, 0], [1] * 5)
     np.testing.assert_array_equal(a["actions"][1, :, 0], [1] * 5)
     np.testing.assert_array_equal(a["behaviour_logp"][1, :, 0], [-0.5] * 5)
     assert slots.meta[1, 0] == 1  # the policy version that acted
@@ -110,9 +115,8 @@ def test_env_error_is_reported_and_env_recreated():
     actor.produce(0)
     actor.produce(0)
     msgs = [ours.recv() for _ in range(3)]
-    kinds = [m[0] for m in msgs]
-    assert kinds == [MSG_UNROLL, "env_error", MSG_UNROLL]
-    assert "env 0.0" in msgs[1][3] and "RuntimeError: boom" in msgs[1][3]
+    assert [type(m) for m in msgs] == [UnrollReady, EnvError, UnrollReady]
+    assert "env 0.0" in msgs[1].text and "RuntimeError: boom" in msgs[1].text
     # The failed step (2nd of the unroll) is cut like a time limit and bootstrapped from the last good obs.
     assert slots.arrays["truncated"][0, 1, 0] == 1
     assert slots.arrays["final_value"][0, 1, 0] == slots.arrays["obs"][0, 1, 0, 0]

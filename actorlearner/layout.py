@@ -1,0 +1,113 @@
+"""The flat weight vector both sides share: its layout (path, shape), and the observation-normalizer math.
+
+The learner publishes its weights as one float32 vector; actors unflatten it by a layout, a list of
+(variable path, shape). This module is the one place that layout is defined, importable without TensorFlow
+(actors start before the learner pays for its import): the learner side (model.py, learner.py) and the
+actor side (policies.py, loading.py) both import it, and it imports neither.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+Layout = list[tuple[str, tuple]]
+
+# The observation normalizer's variables (model.ObsNormalizer), when --normalize-obs is on.
+OBS_NORM = (("obs_norm/mean", "obs"), ("obs_norm/var", "obs"), ("obs_norm/count", 1))
+OBS_CLIP = 10.0  # normalized observations are clipped to +-10 (a rare outlier cannot swamp the torso)
+
+
+def unflatten(flat: np.ndarray, layout: Layout) -> list[np.ndarray]:
+    """Views (no copies) into `flat`, one per entry of `layout`."""
+    out, i = [], 0
+    for _, shape in layout:
+        n = int(np.prod(shape))
+        out.append(flat[i:i + n].reshape(shape))
+        i += n
+    if i != flat.size:
+        raise ValueError(f"flat vector has {flat.size} floats, layout needs {i}")
+    return out
+
+
+def layout_size(layout: Layout) -> int:
+    return int(sum(np.prod(shape) for _, shape in layout))
+
+
+def default_layout(spec, hidden_sizes: tuple, normalize: bool = False) -> Layout:
+    """(path, shape) of the default MLP's weights in Keras's order (see model.build_default_model), known
+    without importing TensorFlow. spec: envs.EnvSpec (the MLP sees the observation flattened, obs_dim wide).
+    normalize: the model starts with the observation normalizer (--normalize-obs)."""
+
+    def torso(prefix):
+        layers, prev = [], spec.obs_dim
+        for i, width in enumerate(hidden_sizes):
+            layers += [(f"{prefix}_hidden_{i}/kernel", (prev, int(width))),
+                       (f"{prefix}_hidden_{i}/bias", (int(width),))]
+            prev = int(width)
+        return layers, prev
+
+    pi, prev = torso("pi")
+    vf, _ = torso("vf")
+    head = [("policy/kernel", (prev, spec.action_dim)), ("policy/bias", (spec.action_dim,))]
+    if not spec.discrete:
+        head += [("log_std/log_std", (spec.action_dim,))]
+    norm = [(path, (spec.obs_dim,) if size == "obs" else (size,)) for path, size in OBS_NORM] if normalize else []
+    return norm + pi + head + vf + [("value/kernel", (prev, 1)), ("value/bias", (1,))]
+
+
+def param_layout(model) -> Layout:
+    """(variable path, shape) of every weight of a Keras model, in the model's own order (custom models)."""
+    return [(v.path, tuple(v.shape)) for v in model.weights]
+
+
+def ordered_weights(model, layout: Layout) -> list:
+    """The model's variables in the order of `layout`: the order of the flat vector actors read.
+    Raises if the model's weights are not exactly those of the layout."""
+    by_path = {v.path: v for v in model.weights}
+    got = sorted((v.path, tuple(v.shape)) for v in model.weights)
+    if got != sorted(layout):
+        raise RuntimeError(f"model weights {got} differ from the expected layout {sorted(layout)}")
+    return [by_path[path] for path, _ in layout]
+
+
+def flat_weights(variables: list) -> np.ndarray:
+    return np.concatenate([np.asarray(v, np.float32).ravel() for v in variables])
+
+
+def published_layout(model, spec, cfg, numpy_actors: bool) -> Layout:
+    """The layout of the vector the learner publishes. numpy_actors: the actors run the default MLP in
+    numpy, which reads the vector in `default_layout` order (checked against the model here); otherwise
+    the actors run the Keras model itself, and the model's own order is used."""
+    if numpy_actors:
+        layout = default_layout(spec, cfg.hidden_sizes, cfg.normalize_obs)
+        ordered_weights(model, layout)
+        return layout
+    return param_layout(model)
+
+
+def mlp_input(obs: np.ndarray) -> np.ndarray:
+    """obs [B, *obs_shape] -> [B, obs_dim] float32, as the default model's `ObsToFloat` layer: flattened, and
+    uint8 (image) observations scaled to [0, 1]."""
+    x = obs.reshape(obs.shape[0], -1)
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) * np.float32(1.0 / 255.0)
+    return x if x.dtype == np.float32 else x.astype(np.float32)
+
+
+def normalize_obs(obs: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """obs [B, obs_dim] -> clip((obs - mean) / sqrt(var + 1e-8), -10, 10), the same as ObsNormalizer."""
+    return np.clip((obs - mean) / np.sqrt(var + 1e-8), -OBS_CLIP, OBS_CLIP).astype(np.float32)
+
+
+def merge_moments(count: float, mean: np.ndarray, var: np.ndarray, batch: np.ndarray):
+    """Running (count, mean, population var) updated with `batch` [N, d] (Chan et al.'s parallel merge),
+    so the statistics are exactly those of all observations seen, in any order of batches."""
+    n = batch.shape[0]
+    if n == 0:
+        return count, mean, var
+    b_mean, b_var = batch.mean(axis=0), batch.var(axis=0)
+    total = count + n
+    delta = b_mean - mean
+    new_mean = mean + delta * (n / total)
+    m2 = var * count + b_var * n + delta ** 2 * (count * n / total)
+    return total, new_mean, m2 / total
