@@ -67,7 +67,8 @@ class Actor:
             if not learner_alive():
                 raise EOFError("the learner is gone")
             if time.monotonic() > deadline:
-                raise TransportTimeout(f"actor {self.id}: no weights from the learner in {self.cfg.wait_timeout_s:.0f} s")
+                raise TransportTimeout(f"actor {self.id}: no weights from the learner in "
+                                       f"{self.cfg.wait_timeout_s:.0f} s")
             time.sleep(0.005)
 
     def fill(self, slot: int) -> tuple[list, list]:
@@ -163,7 +164,7 @@ def actor_process_main(args: ActorArgs, channel) -> None:
             channel.send(ActorFailed(args.actor_id, traceback.format_exc()))
         except Exception:  # noqa: BLE001
             pass
-        raise SystemExit(1)
+        raise SystemExit(1) from None
     finally:
         if envs is not None:
             envs.close()

@@ -8,8 +8,8 @@ apart. Backends:
 - `GymEnvBatch`: K single gymnasium envs stepped in a Python loop; an env that raises is reported,
   recreated, and its episode cut like a time limit.
 - `VectorEnvBatch`: one gymnasium vector env (`gymnasium.make_vec(..., "vector_entry_point")`, e.g.
-  CartPoleVectorEnv) or ale-py's `AtariVectorEnv`, all K envs in one call. Its own autoreset mode decides
-  where the final observation is: SAME_STEP puts it in `info["final_obs"]`; NEXT_STEP returns it as the
+  CartPoleVectorEnv), ale-py's `AtariVectorEnv` or an envpool pool, all K envs in one call. Its own autoreset
+  mode decides where the final observation is: SAME_STEP puts it in `info["final_obs"]`; NEXT_STEP returns it as the
   step's observation and spends the env's next step on the reset, ignoring its action. Such a reset step
   comes back with `valid` False, and the learner masks it out of the loss.
 
@@ -24,7 +24,10 @@ from typing import Callable, NamedTuple, Optional, Protocol
 import gymnasium as gym
 import numpy as np
 
-BACKENDS = ("auto", "gymnasium", "vector", "ale")
+BACKENDS = ("auto", "gymnasium", "vector", "ale", "envpool")
+# ALE v5 as documented: sticky actions 0.25, at most 108 K frames (27 K agent steps at frameskip 4) an episode.
+STICKY_ACTIONS = 0.25
+MAX_FRAMES = 108_000
 
 
 class BatchStep(NamedTuple):
@@ -177,10 +180,10 @@ class GymEnvBatch:
 class VectorEnvBatch:
     """One vector env holding all K envs (gymnasium vector entry points, ale-py's AtariVectorEnv)."""
 
-    def __init__(self, make_vec: Callable[[], "gym.vector.VectorEnv"], num_envs: int, seed: int,
+    def __init__(self, make_vec: Callable[[int], "gym.vector.VectorEnv"], num_envs: int, seed: int,
                  backend: str, label: str = "env"):
-        """make_vec(): the vector env of num_envs envs. seed: for its reset (its own RNG then seeds every
-        later episode, so the same seed replays the same episodes)."""
+        """make_vec(seed): the vector env of num_envs envs. seed: for its reset (its own RNG then seeds every
+        later episode, so the same seed replays the same episodes); envpool takes it when it is built."""
         self.num_envs, self.make_vec, self.seed, self.backend, self.label = num_envs, make_vec, seed, backend, label
         self.env = None
         self._episodes = _Episodes(num_envs)
@@ -189,15 +192,16 @@ class VectorEnvBatch:
     def reset(self) -> np.ndarray:
         _close_quietly(self.env)
         self.env = None
-        self.env = self.make_vec()
+        self._resets += 1
+        seed = self.seed + 7919 * (self._resets - 1)  # a recreated env does not replay the broken one
+        self.env = self.make_vec(seed)
         mode = self.env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
         mode = gym.vector.AutoresetMode(mode) if isinstance(mode, str) else mode
         if mode not in (gym.vector.AutoresetMode.NEXT_STEP, gym.vector.AutoresetMode.SAME_STEP):
             raise ValueError(f"vector env autoreset mode {mode} is not supported (NEXT_STEP or SAME_STEP)")
         self.same_step = mode == gym.vector.AutoresetMode.SAME_STEP
         self._resetting = np.zeros(self.num_envs, bool)  # NEXT_STEP: the next step of these envs is a reset
-        self._resets += 1
-        obs, _ = self.env.reset(seed=self.seed + 7919 * (self._resets - 1))
+        obs, _ = self.env.reset() if self.backend == "envpool" else self.env.reset(seed=seed)
         self.obs = np.asarray(obs)
         return self.obs.copy()
 
@@ -205,7 +209,8 @@ class VectorEnvBatch:
         try:
             obs, rewards, term, trunc, info = self.env.step(actions)
         except Exception as e:  # noqa: BLE001 - all K envs live in one object: recreate it whole
-            text = f"vector env {self.label} ({self.num_envs} envs) raised while stepping: {type(e).__name__}: {e}; recreating it"
+            text = (f"vector env {self.label} ({self.num_envs} envs) raised while stepping: {type(e).__name__}: {e}; "
+                    "recreating it")
             return self._after_error(text)
         obs = np.asarray(obs)
         rewards = np.asarray(rewards, np.float32)
@@ -293,21 +298,36 @@ class EnvBatchFactory:
         if self.backend == "gymnasium":
             return GymEnvBatch(self.env_fn, self.num_envs, lambda n: env_seed(seed, actor_id, n, incarnation),
                                spec.obs_shape, spec.obs_dtype, spec.discrete, label)
-        return VectorEnvBatch(lambda: self.make_vec(self.num_envs), self.num_envs,
-                              env_seed(seed, actor_id, 0, incarnation), self.backend, label)
+        first_seed = env_seed(seed, actor_id, 0, incarnation)
+        return VectorEnvBatch(lambda s: self.make_vec(self.num_envs, s), self.num_envs, first_seed,
+                              self.backend, label)
 
-    def make_vec(self, num_envs: int):
+    def make_vec(self, num_envs: int, seed: int = 0):
+        """The vector env of this backend (seed: envpool seeds its envs when it builds them)."""
         from .envs import import_env_modules, registered_id
 
         import_env_modules(self.modules, self.env_id)
+        rid = registered_id(self.env_id)
         if self.backend == "vector":
-            return gym.make_vec(registered_id(self.env_id), num_envs=num_envs, vectorization_mode="vector_entry_point")
+            return gym.make_vec(rid, num_envs=num_envs, vectorization_mode="vector_entry_point")
+        if self.backend == "envpool":
+            import warnings
+
+            import envpool
+
+            warnings.filterwarnings("ignore", message="Box (low|high)'s precision lowered")  # envpool's float64 bounds
+            if rid.startswith("ALE/"):
+                env = envpool.make(_envpool_task(rid), env_type="gymnasium", num_envs=num_envs, seed=seed,
+                                   repeat_action_probability=STICKY_ACTIONS, max_episode_steps=MAX_FRAMES // 4,
+                                   reward_clip=False)
+                return _ChannelsLast(env)
+            return envpool.make(rid, env_type="gymnasium", num_envs=num_envs, seed=seed)
         from ale_py.vector_env import AtariVectorEnv
 
-        game = _snake(registered_id(self.env_id).split("/", 1)[1].split("-v", 1)[0])
-        env = AtariVectorEnv(game, num_envs, num_threads=1, repeat_action_probability=0.25,
+        game = _snake(rid.split("/", 1)[1].split("-v", 1)[0])
+        env = AtariVectorEnv(game, num_envs, num_threads=1, repeat_action_probability=STICKY_ACTIONS,
                              autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, reward_clipping=False,
-                             max_num_frames_per_episode=108_000)
+                             max_num_frames_per_episode=MAX_FRAMES)
         return _ChannelsLast(env)
 
     def spec(self):
@@ -316,9 +336,11 @@ class EnvBatchFactory:
 
         if self.backend == "gymnasium":
             return inspect_env(self.env_fn)
+        from .envs import registered_id
+
         env = self.make_vec(1)
         try:
-            gspec = getattr(env, "spec", None)
+            gspec = gym.registry.get(registered_id(self.env_id))  # envpool's own spec has no threshold
             return spec_from_spaces(env.single_observation_space, env.single_action_space,
                                     getattr(gspec, "reward_threshold", None), getattr(gspec, "max_episode_steps", None))
         finally:
@@ -359,6 +381,8 @@ def resolve_backend(requested: str, env_id, custom_env_fn: bool) -> tuple[str, s
             return "vector", "the env registers a gymnasium vector entry point (all envs in one call)"
         if ale_ok:
             return "ale", "ale-py's AtariVectorEnv (C++ threads, preprocessing built in)"
+        if not custom_env_fn and envpool_serves(env_id):
+            return "envpool", "envpool implements this id (all envs in one C++ call)"
         return "gymnasium", ("a custom env factory" if custom_env_fn else "no vectorized implementation of this id")
     if requested == "gymnasium":
         return "gymnasium", "asked for"
@@ -371,7 +395,27 @@ def resolve_backend(requested: str, env_id, custom_env_fn: bool) -> tuple[str, s
         raise ConfigError(f"--env-backend ale runs ALE/... ids only, not {env_id}")
     if requested == "ale" and not ale_ok:
         raise ConfigError("--env-backend ale needs ale-py: pip install 'actorlearner[atari]'")
+    if requested == "envpool" and not _importable("envpool"):
+        raise ConfigError("--env-backend envpool needs envpool: pip install envpool")
+    if requested == "envpool" and not envpool_serves(env_id):
+        raise ConfigError(f"--env-backend envpool: envpool has no {registered_id(env_id)} (use gymnasium or auto)")
     return requested, "asked for"
+
+
+def _envpool_task(rid: str) -> str:
+    """envpool's name for a gymnasium id: `ALE/Pong-v5` is `Pong-v5`, classic ids are the same."""
+    return rid.split("/", 1)[1] if rid.startswith("ALE/") else rid
+
+
+def envpool_serves(env_id: str) -> bool:
+    """envpool is installed and implements the id (its import costs ~1 s, so it is tried only when needed)."""
+    from .envs import registered_id
+
+    if not _importable("envpool"):
+        return False
+    import envpool
+
+    return _envpool_task(registered_id(env_id)) in envpool.list_all_envs()
 
 
 def _importable(module: str) -> bool:

@@ -113,7 +113,7 @@ def main() -> None:
         head += " SB3 PPO solved | SB3 PPO time | ours / SB3 |"
         rule += "---|---|---|"
     lines = [head, rule]
-    for task, r in results.items():
+    for r in results.values():
         o = r["ours_stats"]
         steps = f"{o['median_steps'] / 1e3:,.0f} K" if o["median_steps"] else "-"
         line = (f"| {r['env']} | {r['target']:g} | {o['solved']}/{o['seeds']} | {fmt_time(o)} | {steps} | "
@@ -133,7 +133,7 @@ def main() -> None:
 
     def plot(plt):
         fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.5), squeeze=False)
-        for ax, (task, r) in zip(axes[0], results.items()):
+        for ax, r in zip(axes[0], results.values()):
             for who, runs, color in (("actorlearner", r["ours"], "C0"), ("SB3 PPO", r["theirs"], "C1")):
                 for i, run in enumerate(runs):
                     if run["curve"]:

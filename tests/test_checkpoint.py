@@ -80,7 +80,8 @@ def test_learner_restore_brings_back_weights_and_adam_state():
              "actions": rng.integers(0, 2, (T, B)).astype(np.int32),
              "behaviour_logp": np.full((T, B), -0.69, np.float32),
              "rewards": rng.normal(size=(T, B)).astype(np.float32),
-             "discounts": np.full((T, B), 0.99, np.float32), "first": np.zeros((T + 1, B), np.uint8), "mask": np.ones((T, B), np.float32)}
+             "discounts": np.full((T, B), 0.99, np.float32), "first": np.zeros((T + 1, B), np.uint8),
+             "mask": np.ones((T, B), np.float32)}
 
     def new_learner(seed):
         cfg = Config(unroll_length=T, envs_per_actor=2, batch_size=B, seed=seed)

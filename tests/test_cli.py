@@ -59,7 +59,8 @@ def test_a_run_prints_no_tensorflow_start_up_noise_and_skips_pyplot(tmp_path):
     """The command filters TensorFlow's C++ start-up notices and keeps Keras from importing
     matplotlib.pyplot (0.5 s of start-up); importing TensorFlow anywhere before tf_start would undo both."""
     code = ("import sys; from actorlearner.cli import main; "
-            f"rc = main(['train', '--max-steps', '1000', '--eval-every-s', '0', '--run-dir', {str(tmp_path / 'r')!r}]); "
+            f"rc = main(['train', '--max-steps', '1000', '--eval-every-s', '0', "
+            f"'--run-dir', {str(tmp_path / 'r')!r}]); "
             "print('pyplot imported:', 'matplotlib.pyplot' in sys.modules); sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr

@@ -1,11 +1,13 @@
 """Real training on small budgets with fixed seeds, asserting what was learned."""
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from actorlearner import Config, load_policy, train
 from conftest import ROOT, spawned_pids
@@ -33,8 +35,11 @@ def test_continuous_best_action_is_learned(tmp_path, no_leaks):
     assert summary["mean_return_100"] > -0.1
 
 
-def test_cartpole_serial_mode_solves(tmp_path, no_leaks):
-    summary = train(Config(serial=True, seed=1, max_seconds=90, run_dir=str(tmp_path / "run")))
+@pytest.mark.parametrize("backend", ["gymnasium", "vector", "envpool"])
+def test_cartpole_serial_mode_solves(tmp_path, no_leaks, backend):
+    if backend == "envpool" and importlib.util.find_spec("envpool") is None:
+        pytest.skip("envpool is not installed (an optional backend: pip install envpool)")
+    summary = train(Config(serial=True, seed=1, max_seconds=90, env_backend=backend, run_dir=str(tmp_path / "run")))
     assert summary["solved"], summary
     assert summary["mean_return_100"] >= 475
 

@@ -193,7 +193,8 @@ def test_non_finite_gradient_is_caught_and_not_applied():
     T, B = 4, 2
     batch = {"obs": np.zeros((T + 1, B, 4), np.float32), "actions": np.zeros((T, B), np.int32),
              "behaviour_logp": np.full((T, B), -0.69, np.float32), "rewards": np.ones((T, B), np.float32),
-             "discounts": np.full((T, B), 0.99, np.float32), "first": np.zeros((T + 1, B), np.uint8), "mask": np.ones((T, B), np.float32)}
+             "discounts": np.full((T, B), 0.99, np.float32), "first": np.zeros((T + 1, B), np.uint8),
+             "mask": np.ones((T, B), np.float32)}
     _, flat = learner.step(batch)  # a good step works
     before = learner.flat_weights()
     iterations = int(learner.optimizer.iterations.numpy())

@@ -108,7 +108,8 @@ def test_epochs_and_minibatches_make_that_many_updates():
     rng = np.random.default_rng(0)
     batch = {"obs": rng.normal(size=(5, 4, 4)).astype(np.float32), "actions": np.zeros((4, 4), np.int32),
              "behaviour_logp": np.full((4, 4), np.log(0.5), np.float32),
-             "rewards": rng.normal(size=(4, 4)).astype(np.float32), "discounts": np.full((4, 4), 0.9, np.float32), "first": np.zeros((5, 4), np.uint8), "mask": np.ones((4, 4), np.float32)}
+             "rewards": rng.normal(size=(4, 4)).astype(np.float32), "discounts": np.full((4, 4), 0.9, np.float32),
+             "first": np.zeros((5, 4), np.uint8), "mask": np.ones((4, 4), np.float32)}
     before = learner.flat_weights()
     learner.step(batch)
     assert int(learner.optimizer.iterations.numpy()) == 6

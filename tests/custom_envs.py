@@ -1,0 +1,123 @@
+"""Test envs a module registers on import (so `--env-module custom_envs` and `custom_envs:MatchSign-v0` find them).
+
+CountNext-v0 / CountSame-v0: a counting env with known episodes, as a single env and as vector envs of both
+autoreset modes.
+
+Env i of a batch: obs = [1000 * i + 10 * episode + t]; reward t at step t (1, 2, ...); even episodes
+terminate after 3 steps, odd ones are truncated after 4. Every backend must turn these into the same valid
+transitions, whatever its autoreset mode. `fail_at`: the vector env raises at that step call (once)."""
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+
+def _ends(episode: int, t: int) -> tuple[bool, bool]:
+    even = episode % 2 == 0
+    return even and t == 3, (not even) and t == 4
+
+
+class CountEnv(gym.Env):
+    observation_space = gym.spaces.Box(-1e6, 1e6, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, index: int = 0, autoreset_mode: str = ""):  # the mode is the vector env's
+        self.index, self.episode, self.t = index, -1, 0
+
+    def reset(self, *, seed=None, options=None):
+        self.episode += 1
+        self.t = 0
+        return self._obs(), {}
+
+    def _obs(self):
+        return np.array([1000 * self.index + 10 * self.episode + self.t], np.float32)
+
+    def step(self, action):
+        self.t += 1
+        term, trunc = _ends(self.episode, self.t)
+        return self._obs(), float(self.t), term, trunc, {}
+
+
+class CountingSingles:
+    """env_fn for the gymnasium backend: the n-th env made gets index n (so env i of one batch has index i)."""
+
+    def __init__(self):
+        self.made = 0
+
+    def __call__(self):
+        env = CountEnv(self.made)
+        self.made += 1
+        return env
+
+
+class CountVectorEnv(gym.vector.VectorEnv):
+    def __init__(self, num_envs: int = 1, autoreset_mode: str = "NextStep", fail_at: int = 0):
+        self.num_envs = num_envs
+        self.metadata = {"autoreset_mode": AutoresetMode(autoreset_mode)}
+        self.single_observation_space = CountEnv.observation_space
+        self.single_action_space = CountEnv.action_space
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self.envs = [CountEnv(i) for i in range(num_envs)]
+        self.pending = np.zeros(num_envs, bool)
+        self.calls, self.fail_at = 0, fail_at
+
+    def reset(self, *, seed=None, options=None):
+        self.envs = [CountEnv(i) for i in range(self.num_envs)]
+        self.pending[:] = False
+        return np.stack([e.reset()[0] for e in self.envs]), {}
+
+    def step(self, actions):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("simulated vector env failure")
+        K = self.num_envs
+        obs, rew = np.zeros((K, 1), np.float32), np.zeros(K)
+        term, trunc = np.zeros(K, bool), np.zeros(K, bool)
+        final_obs, has_final = np.full(K, None, object), np.zeros(K, bool)
+        for i, env in enumerate(self.envs):
+            if self.pending[i]:  # NEXT_STEP: this call resets env i; its action is ignored
+                obs[i], _ = env.reset()
+                self.pending[i] = False
+                continue
+            obs[i], rew[i], term[i], trunc[i], _ = env.step(actions[i])
+            if term[i] or trunc[i]:
+                if self.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP:
+                    final_obs[i], has_final[i] = obs[i].copy(), True
+                    obs[i], _ = env.reset()
+                else:
+                    self.pending[i] = True
+        info = {"final_obs": final_obs, "_final_obs": has_final} if has_final.any() else {}
+        return obs, rew, term, trunc, info
+
+
+for _mode in ("Next", "Same"):
+    if f"Count{_mode}-v0" not in gym.registry:
+        gym.register(f"Count{_mode}-v0", entry_point=CountEnv, vector_entry_point=CountVectorEnv,
+                     kwargs={"autoreset_mode": f"{_mode}Step"})
+
+
+class MatchSign(gym.Env):
+    """obs is -1 or +1; action 1 is rewarded where obs > 0, action 0 where obs < 0; 10 steps an episode.
+    A policy that reads the observation earns 10; chance earns 5."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._draw(), {}
+
+    def _draw(self):
+        self.sign = 1.0 if self.np_random.random() < 0.5 else -1.0
+        return np.array([self.sign], np.float32)
+
+    def step(self, action):
+        reward = float(int(action) == (self.sign > 0))
+        self.t += 1
+        return self._draw(), reward, False, self.t >= 10, {}
+
+
+if "MatchSign-v0" not in gym.registry:
+    gym.register("MatchSign-v0", entry_point=MatchSign, reward_threshold=9.0, max_episode_steps=10)

@@ -1,0 +1,173 @@
+"""The env-batch seam, on every backend that is installed: the same valid transitions whatever the autoreset
+mode, truncations bootstrapped from their final observation, seeding, and error recovery."""
+
+import importlib.util
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import custom_envs  # noqa: F401 - registers CountNext-v0 / CountSame-v0
+from actorlearner.config import ConfigError
+from actorlearner.env_batch import EnvBatchFactory, VectorEnvBatch, resolve_backend
+from actorlearner.envs import spec_from_spaces
+
+K = 3
+
+
+def count_batch(kind: str):
+    """A batch of K counting envs: single envs in a loop, or a vector env of either autoreset mode."""
+    if kind == "gymnasium":
+        spec = EnvBatchFactory("gymnasium", K, env_fn=custom_envs.CountEnv).spec()
+        return EnvBatchFactory("gymnasium", K, env_fn=custom_envs.CountingSingles())(0, 0, 1, spec)
+    factory = EnvBatchFactory("vector", K, env_id=f"Count{kind}-v0")
+    return factory(0, 0, 1, factory.spec())
+
+
+def valid_transitions(batch, steps: int):
+    """Per env: the list of (obs, reward, terminated, truncated, final obs or None, first) of the valid steps,
+    and all (return, length) of the episodes that ended."""
+    obs, first = batch.reset(), np.ones(K, bool)
+    out, episodes = [[] for _ in range(K)], []
+    for _ in range(steps):
+        step = batch.step(np.ones(K, np.int64))
+        finals = dict(zip(step.final_idx, step.final_obs if step.final_idx else []))
+        for i in range(K):
+            if step.valid is None or step.valid[i]:
+                final = finals.get(i)
+                out[i].append((float(obs[i, 0]), float(step.rewards[i]), bool(step.terminated[i]),
+                               bool(step.truncated[i]), None if final is None else float(final[0]), bool(first[i])))
+            else:  # a reset step: nothing happened but the env starting its next episode
+                assert step.rewards[i] == 0 and not step.terminated[i] and not step.truncated[i]
+        episodes += list(zip(step.ended_returns, step.ended_lengths))
+        obs, first = step.obs, step.first
+    return out, sorted(episodes)
+
+
+@pytest.mark.parametrize("kind", ["Next", "Same"])
+def test_vector_backends_give_the_same_transitions_as_single_envs(kind):
+    want, want_eps = valid_transitions(count_batch("gymnasium"), 40)
+    got, got_eps = valid_transitions(count_batch(kind), 40 if kind == "Same" else 60)
+    n = min(len(g) for g in got + want)  # NEXT_STEP spends steps on resets: compare the common prefix
+    assert n >= 30
+    for i in range(K):
+        assert got[i][:n] == want[i][:n]
+    # Episode 0 of env 1: obs 1000..1002, rewards 1+2+3, terminated; episode 1 truncated after 4 steps with
+    # final obs 1014 kept for the bootstrap.
+    assert want[1][:7] == [(1000.0, 1.0, False, False, None, True), (1001.0, 2.0, False, False, None, False),
+                           (1002.0, 3.0, True, False, None, False), (1010.0, 1.0, False, False, None, True),
+                           (1011.0, 2.0, False, False, None, False), (1012.0, 3.0, False, False, None, False),
+                           (1013.0, 4.0, False, True, 1014.0, False)]
+    assert (6.0, 3) in got_eps and (10.0, 4) in got_eps
+    assert set(got_eps) == set(want_eps)
+
+
+def test_next_step_reset_steps_are_marked_invalid():
+    batch = count_batch("Next")
+    batch.reset()
+    valid = [batch.step(np.ones(K, np.int64)).valid for _ in range(4)]
+    assert valid[:3] == [None, None, None]  # episode 0 ends at its 3rd step...
+    assert not valid[3].any()  # ...and the 4th call only resets every env
+
+
+@pytest.mark.parametrize("mode", ["NextStep", "SameStep"])
+def test_vector_env_error_cuts_every_episode_and_recovers(mode):
+    make = lambda seed: custom_envs.CountVectorEnv(K, mode, fail_at=2)  # noqa: E731
+    batch = VectorEnvBatch(make, K, seed=1, backend="vector", label="0")
+    obs0 = batch.reset()
+    batch.step(np.ones(K, np.int64))
+    step = batch.step(np.ones(K, np.int64))  # raises inside: the vector env is recreated
+    assert len(step.errors) == 1
+    assert "simulated vector env failure" in step.errors[0] and "vector env 0" in step.errors[0]
+    assert step.truncated.all() and step.first.all() and step.final_idx == list(range(K))
+    np.testing.assert_array_equal(step.final_obs[:, 0], obs0[:, 0] + 1)  # bootstrapped from the last good obs
+    assert step.ended_returns == []  # a cut episode's return is not the env's
+    after = batch.step(np.ones(K, np.int64))  # the new env steps on
+    assert not after.errors and after.rewards.tolist() == [1.0] * K
+
+
+# Real envs on every installed backend: seeding and episode bookkeeping.
+REAL = [("vector", "CartPole-v1", True)]
+REAL.append(("ale", "ALE/Pong-v5", importlib.util.find_spec("ale_py") is not None))
+REAL.append(("envpool", "CartPole-v1", importlib.util.find_spec("envpool") is not None))
+REAL.append(("gymnasium", "CartPole-v1", True))
+
+
+def real_batch(backend, env_id, seed, n=2):
+    from actorlearner.envs import make_env_fn
+
+    factory = EnvBatchFactory(backend, n, env_fn=make_env_fn(env_id), env_id=env_id)
+    return factory(0, 0, seed, factory.spec()), factory.spec()
+
+
+@pytest.mark.parametrize("backend, env_id, installed", REAL, ids=[r[0] for r in REAL])
+def test_real_backend_seeding_and_episode_bookkeeping(backend, env_id, installed):
+    if not installed:
+        pytest.skip(f"{backend} is not installed (pip install 'actorlearner[atari]' or envpool)")
+    steps = 60 if backend == "ale" else 300
+
+    def play(seed):
+        batch, spec = real_batch(backend, env_id, seed)
+        rng = np.random.default_rng(0)
+        obs = [batch.reset()]
+        assert obs[0].shape == (2, *spec.obs_shape) and obs[0].dtype == np.dtype(spec.obs_dtype)
+        ret, length, ended = np.zeros(2), np.zeros(2, int), []
+        for _ in range(steps):
+            step = batch.step(rng.integers(0, spec.action_dim, 2))
+            valid = np.ones(2, bool) if step.valid is None else step.valid
+            ret += np.where(valid, step.rewards, 0)
+            length += valid
+            done = step.terminated | step.truncated
+            for i in np.flatnonzero(done):
+                ended.append((ret[i], length[i]))
+                ret[i], length[i] = 0, 0
+            obs.append(step.obs)
+        batch.close()
+        return np.stack(obs), ended, step
+
+    a, ended, _ = play(5)
+    b, _, _ = play(5)
+    c, _, _ = play(6)
+    np.testing.assert_array_equal(a, b)  # the same seed replays the same episodes
+    assert not np.array_equal(a, c)
+    if backend != "ale":  # a Pong episode outlasts this test
+        assert ended, "no episode ended"
+    _, reported, _ = play_reported(backend, env_id, 5, steps)
+    assert sorted(reported) == sorted((float(r), int(n)) for r, n in ended)
+
+
+def play_reported(backend, env_id, seed, steps):
+    """The (return, length) the batch itself reports, for the same actions as `play`."""
+    batch, spec = real_batch(backend, env_id, seed)
+    rng = np.random.default_rng(0)
+    batch.reset()
+    reported = []
+    for _ in range(steps):
+        step = batch.step(rng.integers(0, spec.action_dim, 2))
+        reported += [(float(r), int(n)) for r, n in zip(step.ended_returns, step.ended_lengths)]
+    batch.close()
+    return None, reported, None
+
+
+def test_ale_backend_gives_uint8_images_channels_last():
+    if importlib.util.find_spec("ale_py") is None:
+        pytest.skip("ale-py is not installed (pip install 'actorlearner[atari]')")
+    _, spec = real_batch("ale", "ALE/Pong-v5", 1)
+    assert spec.obs_shape == (84, 84, 4) and spec.obs_dtype == "uint8" and spec.discrete
+
+
+def test_auto_picks_the_vector_entry_point_and_says_why():
+    backend, why = resolve_backend("auto", "CartPole-v1", custom_env_fn=False)
+    assert backend == "vector" and "vector entry point" in why
+    assert resolve_backend("auto", "CartPole-v1", custom_env_fn=True)[0] == "gymnasium"
+    with pytest.raises(ConfigError, match="registers no gymnasium vector entry point"):
+        resolve_backend("vector", "MountainCar-v0", custom_env_fn=False)
+    with pytest.raises(ConfigError, match="ALE/"):
+        resolve_backend("ale", "CartPole-v1", custom_env_fn=False)
+
+
+def test_only_vectors_and_images_are_supported():
+    spec = spec_from_spaces(gym.spaces.Box(0, 255, (8, 8, 3), np.uint8), gym.spaces.Discrete(2))
+    assert spec.obs_shape == (8, 8, 3) and spec.obs_dtype == "uint8" and spec.obs_dim == 192
+    with pytest.raises(ConfigError, match=r"unsupported observation space Box\(.*\(8, 8\)"):
+        spec_from_spaces(gym.spaces.Box(0, 1, (8, 8), np.float32), gym.spaces.Discrete(2))
