@@ -36,7 +36,8 @@ class Config:
     env_backend: str = _f("auto", "how an actor steps its envs: gymnasium (single envs in a loop; any env), vector "
                           "(the id's gymnasium vector entry point, all envs in one call), ale (ale-py's "
                           "AtariVectorEnv for ALE/ ids), envpool (if installed: its C++ pool), or auto (the "
-                          "fastest that exists for the id: vector, then ale, then envpool, else gymnasium)",
+                          "fastest that exists for the id and matches gymnasium's: vector, then ale, else "
+                          "gymnasium)",
                           choices=("auto", "gymnasium", "vector", "ale", "envpool"))
     seed: int = _f(1, "random seed for the model, the actors' envs and action sampling")
     preset: Optional[str] = _f(None, "tuned hyperparameters for a task: " + ", ".join(PRESETS) + "; sets the env "
