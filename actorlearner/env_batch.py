@@ -315,7 +315,8 @@ class EnvBatchFactory:
 
             import envpool
 
-            warnings.filterwarnings("ignore", message="Box (low|high)'s precision lowered")  # envpool's float64 bounds
+            # envpool declares float64 bounds, which gymnasium warns about in every actor.
+            warnings.filterwarnings("ignore", message=".*Box (low|high)'s precision lowered")
             if rid.startswith("ALE/"):
                 env = envpool.make(_envpool_task(rid), env_type="gymnasium", num_envs=num_envs, seed=seed,
                                    repeat_action_probability=STICKY_ACTIONS, max_episode_steps=MAX_FRAMES // 4,

@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks: the env-only ceiling, process sampling, and output files."""
+"""Shared pieces of the benchmarks: the env-only ceiling of each env backend, process sampling (psutil, so they run
+on macOS too), and output files."""
 
 from __future__ import annotations
 
@@ -13,38 +14,44 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
-def _step_env_only(env_id: str, seconds: float, out) -> None:
+def _step_env_only(env_id: str, backend: str, envs: int, seconds: float, out) -> None:
     import numpy as np
 
+    from actorlearner.env_batch import EnvBatchFactory
     from actorlearner.envs import make_env_fn
 
-    env = make_env_fn(env_id)()
-    env.reset(seed=os.getpid())
+    factory = EnvBatchFactory(backend, envs, env_fn=make_env_fn(env_id), env_id=env_id)
+    spec = factory.spec()
+    batch = factory(0, 0, os.getpid(), spec)
+    batch.reset()
     # Actions drawn in advance: a numpy draw per step costs about as much as a CartPole step.
-    actions = [env.action_space.sample() for _ in range(4096)]
-    if isinstance(actions[0], np.integer):
-        actions = [int(a) for a in actions]
-    step, reset = env.step, env.reset
+    rng = np.random.default_rng(0)
+    if spec.discrete:
+        actions = list(rng.integers(0, spec.action_dim, (64, envs)))
+    else:
+        actions = list(rng.uniform(spec.action_low, spec.action_high, (64, envs, spec.action_dim)).astype(np.float32))
     n, deadline = 0, time.perf_counter() + seconds
     t0 = time.perf_counter()
     while True:
         for a in actions:
-            _, _, terminated, truncated, _ = step(a)
-            if terminated or truncated:
-                reset()
-        n += len(actions)
+            batch.step(a)
+        n += len(actions) * envs
         if time.perf_counter() >= deadline:
             break
     out.put(n / (time.perf_counter() - t0))
+    batch.close()
 
 
-def ceiling(env_id: str = "CartPole-v1", processes: int | None = None, seconds: float = 5.0) -> float:
-    """Env-only steps/s over all cores: one process per core stepping one env with random actions, the
-    same env construction the actors use, no learning."""
+def ceiling(env_id: str = "CartPole-v1", processes: int | None = None, seconds: float = 5.0,
+            backend: str = "gymnasium", envs: int = 32) -> float:
+    """Env-only steps/s over all cores: one process per core stepping an env batch of `backend` (K = envs, as
+    an actor's, through the same EnvBatch code the actors use) with random actions; no policy, no learning.
+    Steps a NEXT_STEP vector env spends on resets are counted as steps (they cost a call like any other)."""
     ctx = mp.get_context("spawn")
     processes = processes or os.cpu_count() or 1
     out = ctx.Queue()
-    procs = [ctx.Process(target=_step_env_only, args=(env_id, seconds, out)) for _ in range(processes)]
+    procs = [ctx.Process(target=_step_env_only, args=(env_id, backend, envs, seconds, out))
+             for _ in range(processes)]
     for p in procs:
         p.start()
     rates = [out.get(timeout=seconds + 60) for _ in procs]
@@ -53,30 +60,58 @@ def ceiling(env_id: str = "CartPole-v1", processes: int | None = None, seconds: 
     return float(sum(rates))
 
 
-def _proc_stat(pid: int):
-    """(cpu seconds, peak RSS MB) of a live process, or None."""
+def backends_for(env_id: str) -> list[str]:
+    """Every env backend that is installed and serves `env_id` (auto's choice first)."""
+    from actorlearner.config import ConfigError
+    from actorlearner.env_batch import BACKENDS, resolve_backend
+
+    found = []
+    auto, _ = resolve_backend("auto", env_id, custom_env_fn=False)
+    for name in [auto] + [b for b in BACKENDS if b not in ("auto", auto)]:
+        try:
+            found.append(resolve_backend(name, env_id, custom_env_fn=False)[0])
+        except ConfigError:
+            pass
+    return found
+
+
+def psutil_or_exit():
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        import psutil
+    except ImportError:
+        sys.exit("this benchmark samples processes with psutil: pip install -e '.[bench]'")
+    return psutil
+
+
+def _proc_stat(proc) -> tuple[float, float] | None:
+    """(cpu seconds, peak RSS MB so far) of a live psutil.Process, or None. Peak RSS is the kernel's
+    high-water mark where the platform has one (Linux), else the largest RSS sampled."""
+    psutil = psutil_or_exit()
+    try:
+        with proc.oneshot():
+            t = proc.cpu_times()
+            mem = proc.memory_info()
+        peak = getattr(mem, "peak_wset", None) or _linux_hwm(proc.pid) or mem.rss
+        return t.user + t.system, peak / 2**20
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def _linux_hwm(pid: int) -> int | None:
+    try:
         with open(f"/proc/{pid}/status") as f:
-            hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
-        return cpu, hwm / 1024
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
     except (OSError, StopIteration, ValueError):
         return None
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(entry))
-            except OSError:
-                pass
-    return out
+def children(pid: int) -> list:
+    """The psutil.Process of every direct child of `pid`."""
+    psutil = psutil_or_exit()
+    try:
+        return psutil.Process(pid).children()
+    except psutil.NoSuchProcess:
+        return []
 
 
 def run_train(flags: list[str], run_dir: str, timeout: float = 600) -> dict:
@@ -86,10 +121,16 @@ def run_train(flags: list[str], run_dir: str, timeout: float = 600) -> dict:
     t0 = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--run-dir", run_dir, *flags],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    psutil = psutil_or_exit()
     seen: dict[int, dict] = {}
     while proc.poll() is None:
-        for pid in [proc.pid] + _children(proc.pid):
-            st = _proc_stat(pid)
+        try:
+            me = psutil.Process(proc.pid)
+        except psutil.NoSuchProcess:
+            break
+        for p in [me] + children(proc.pid):
+            st = _proc_stat(p)
+            pid = p.pid
             if st:
                 rec = seen.setdefault(pid, {"role": "learner" if pid == proc.pid else "actor",
                                             "first_seen": time.monotonic()})

@@ -23,14 +23,14 @@ import sys
 import tempfile
 import time
 
-from common import ROOT, _children, write_outputs
+from common import ROOT, children, psutil_or_exit, write_outputs
 
 
 def rss_mb(pid: int):
+    psutil = psutil_or_exit()
     try:
-        with open(f"/proc/{pid}/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
-    except (OSError, StopIteration, ValueError):
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
 
 
@@ -79,7 +79,7 @@ def main() -> int:
         all_pids = set()
         while proc.poll() is None:
             t = time.monotonic() - t_start
-            kids = [c for c in _children(proc.pid) if (rss_mb(c) or 0) > 20]  # not the resource tracker
+            kids = [c.pid for c in children(proc.pid) if (rss_mb(c.pid) or 0) > 20]  # not the resource tracker
             all_pids.update(kids)
             learner = rss_mb(proc.pid)
             actors = {c: rss_mb(c) for c in kids}
@@ -110,10 +110,11 @@ def main() -> int:
         failures.append(f"the run exited with status {proc.returncode}: {err.strip()[-500:]}")
     if summary.get("actor_restarts") != len(kills):
         failures.append(f"{len(kills)} actors killed but {summary.get('actor_restarts')} restarts counted")
-    leftover = [pid for pid in all_pids if os.path.exists(f"/proc/{pid}")]
+    leftover = [pid for pid in all_pids if psutil_or_exit().pid_exists(pid)]
     if leftover:
         failures.append(f"processes left behind: {leftover}")
-    segments = [n for n in os.listdir("/dev/shm") if n.startswith(f"al_{proc.pid}_")]
+    shm = os.listdir("/dev/shm") if os.path.isdir("/dev/shm") else []
+    segments = [n for n in shm if n.startswith(f"al_{proc.pid}_")]
     if segments:
         failures.append(f"/dev/shm segments left behind: {segments}")
 

@@ -1,8 +1,12 @@
-"""End-to-end training throughput against the env-only ceiling measured in the same run.
+"""End-to-end training throughput against the env-only ceiling and the learner's capacity, both measured in the
+same run.
 
-For each (actors, envs per actor) in the sweep, trains CartPole-v1 for --seconds without stopping at the
-target and reports env steps/s consumed by the learner (from the first learner step on), learner steps/s,
-samples/s, mean and p95 policy lag, CPU use and peak RSS of every process, and throughput / ceiling.
+For each (actors, envs per actor) in the sweep, trains the env (--env-backend as given, default auto) for
+--seconds without stopping at the target and reports env steps/s consumed by the learner (from the first
+learner step on), learner steps/s, mean and p95 policy lag, CPU use and peak RSS of every process, and
+throughput against (a) the env-only ceiling of the fastest backend for the id on all cores and (b) the
+learner's own capacity on one core at the default batch (benchmarks/broadcast.py's measurement). With a
+vectorized env the learner, not the actors, should be the limit: (b) near 1.
 
     python benchmarks/throughput.py [--sweep 2x32,2x16,2x64] (the first: the defaults on 2 cores) [--seconds 10]
 """
@@ -12,7 +16,10 @@ import os
 import statistics
 import tempfile
 
-from common import ceiling, run_train, write_outputs
+import multiprocessing as mp
+
+from broadcast import learner_capacity
+from common import backends_for, ceiling, run_train, write_outputs
 
 
 def main() -> None:
@@ -21,15 +28,23 @@ def main() -> None:
     p.add_argument("--sweep", default=f"{os.cpu_count()}x32,{os.cpu_count()}x16,{os.cpu_count()}x64",
                    help="comma separated ACTORSxENVS pairs")
     p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--env-backend", default="auto")
     p.add_argument("--out", default="bench_out")
     a = p.parse_args()
-    ceil = ceiling(a.env, os.cpu_count(), 5.0)
-    print(f"ceiling ({a.env}, env only, {os.cpu_count()} processes): {ceil:,.0f} steps/s")
+    ceilings = {b: ceiling(a.env, os.cpu_count(), 5.0, backend=b) for b in backends_for(a.env)}
+    fastest = max(ceilings, key=ceilings.get)
+    ceil = ceilings[fastest]
+    for b, c in ceilings.items():
+        print(f"ceiling ({a.env}, env only, {b} backend, {os.cpu_count()} processes x 32 envs): {c:,.0f} steps/s")
+    with mp.get_context("spawn").Pool(1) as pool:  # TensorFlow in a child: this process stays light
+        capacity = pool.apply(learner_capacity, ([64], 5.0))[0]["samples_per_s"]
+    print(f"learner capacity (default MLP, batch 64 unrolls, one core): {capacity:,.0f} samples/s")
     rows = []
     for item in a.sweep.split(","):
         actors, envs = (int(x) for x in item.lower().split("x"))
         with tempfile.TemporaryDirectory() as d:
-            s = run_train(["--env", a.env, "--num-actors", str(actors), "--envs-per-actor", str(envs),
+            s = run_train(["--env", a.env, "--env-backend", a.env_backend, "--num-actors", str(actors),
+                           "--envs-per-actor", str(envs),
                            "--max-seconds", str(a.seconds), "--no-stop-at-target", "--eval-every-s", "0"],
                           os.path.join(d, "run"))
         procs = s["processes"].values()
@@ -38,6 +53,7 @@ def main() -> None:
         train_s = s["wall_s"] - s["startup_s"]
         row = {"actors": actors, "envs_per_actor": envs, "env_steps_per_s": s["train_env_steps_per_s"],
                "ratio_to_ceiling": s["train_env_steps_per_s"] / ceil,
+               "ratio_to_learner": s["train_env_steps_per_s"] / capacity,
                "learner_steps_per_s": s["learner_steps"] / max(1e-9, train_s),
                "samples_per_s_consumed": s["train_env_steps_per_s"],
                "policy_lag_mean": s["policy_lag_mean"], "policy_lag_p95": s["policy_lag_p95"],
@@ -47,7 +63,8 @@ def main() -> None:
                "total_peak_rss_mb": learner["peak_rss_mb"] + sum(actor_rss)}
         rows.append(row)
     cols = [("actors", "{:d}"), ("envs_per_actor", "{:d}"), ("env_steps_per_s", "{:,.0f}"),
-            ("ratio_to_ceiling", "{:.2f}"), ("learner_steps_per_s", "{:.0f}"), ("policy_lag_mean", "{:.2f}"),
+            ("ratio_to_ceiling", "{:.2f}"), ("ratio_to_learner", "{:.2f}"), ("learner_steps_per_s", "{:.0f}"),
+            ("policy_lag_mean", "{:.2f}"),
             ("policy_lag_p95", "{:.0f}"), ("startup_s", "{:.2f}"), ("learner_cpu", "{:.2f}"),
             ("actor_cpu_mean", "{:.2f}"), ("learner_peak_rss_mb", "{:.0f}"), ("actor_peak_rss_mb_max", "{:.0f}"),
             ("total_peak_rss_mb", "{:.0f}")]
@@ -60,13 +77,16 @@ def main() -> None:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         labels = [f"{r['actors']}x{r['envs_per_actor']}" for r in rows]
         ax.bar(labels, [r["env_steps_per_s"] for r in rows], label="training")
-        ax.axhline(ceil, color="k", linestyle="--", label="env-only ceiling")
+        ax.axhline(ceil, color="k", linestyle="--", label=f"env-only ceiling ({fastest})")
+        ax.axhline(capacity, color="C3", linestyle=":", label="learner capacity (one core)")
         ax.set_xlabel("actors x envs per actor")
         ax.set_ylabel("env steps/s")
         ax.legend()
         return fig
 
-    write_outputs("throughput", a.out, {"env": a.env, "ceiling_steps_per_s": ceil, "rows": rows}, plot)
+    write_outputs("throughput", a.out, {"env": a.env, "env_backend": a.env_backend, "ceilings_steps_per_s": ceilings,
+                                        "fastest_backend": fastest, "learner_capacity_samples_per_s": capacity,
+                                        "rows": rows}, plot)
 
 
 if __name__ == "__main__":
