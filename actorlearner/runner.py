@@ -1,5 +1,6 @@
-"""All the wiring of a training run in one function: `train(cfg, env_fn=None, model_fn=None)`; the
-learner's loop itself is in learner_loop.py.
+"""All the wiring of a training run: `train(cfg, env_fn=None, model_fn=None)` plans it (`_plan`: input checked,
+config settled), says what will run (`_banner`), and owns its resources from creation to release (`_run`);
+the learner's loop itself is in learner_loop.py.
 
 Order matters for start-up time: actors are spawned before the learner imports TensorFlow (they need
 only numpy and gymnasium), so their start overlaps the ~2 s TensorFlow import.
@@ -10,7 +11,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 import cloudpickle
 import numpy as np
@@ -68,6 +70,25 @@ def default_run_dir(cfg: Config) -> str:
     return os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
 
 
+@dataclass
+class Plan:
+    """Everything a run was planned with, before any resource (shared memory, process) exists."""
+
+    cfg: Config
+    env_fn: Callable
+    make_batch: EnvBatchFactory
+    backend_why: str
+    spec: Any
+    target: Optional[float]
+    ckpt: Optional[checkpoint.Checkpoint]
+    run_dir: RunDir
+    stats: RunStats
+    generation: int
+    actor_model_fn: Optional[Callable]  # None: actors run the default MLP in numpy
+    model: Any  # the Keras model, built already when the actors run it (custom models)
+    n_params: int
+
+
 def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None, *,
           start_time: Optional[float] = None) -> dict:
     """Trains until solved or a limit; returns the summary (also written to RUN_DIR/summary.json).
@@ -78,11 +99,24 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     With cfg.resume (see config.resume_config), counters, weights and optimizer state continue from the
     run's newest good checkpoint.
     """
-    t0 = start_time if start_time is not None else time.monotonic()
+    plan = _plan(cfg, env_fn, model_fn, start_time if start_time is not None else time.monotonic())
+    _banner(plan)
+    status, summary, error = _run(plan)
+    if error is not None:
+        raise error
+    solved_at = "-" if summary["solved_at_s"] is None else f"{summary['solved_at_s']:.1f} s"
+    say(f"done ({status}): {plan.stats.env_steps} env steps in {summary['wall_s']:.1f} s, mean return(100) "
+        f"{summary['mean_return_100']}, solved at {solved_at}; results in {plan.run_dir.path}")
+    return summary
+
+
+def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
+    """Checks the input, settles the config and the run directory, and restores a resumed run's counters."""
     env_fn, make_batch, spec, target, backend_why = prepare(cfg, env_fn, model_fn)
     ckpt = _resume_point(cfg) if cfg.resume else None
     run_dir = RunDir(cfg.run_dir or default_run_dir(cfg))
-    cfg = cfg.replace(run_dir=run_dir.path)
+    # The actor count is settled here, once the backend is known, so that every later reader sees one value.
+    cfg = cfg.replace(run_dir=run_dir.path, num_actors=cfg.resolved_num_actors(make_batch.backend != "gymnasium"))
     run_dir.write_json("config.json", cfg.to_json())
     say(f"config: {cfg.describe_changes()} (all settings: {os.path.join(run_dir.path, 'config.json')})")
     stats = RunStats(t0, target)
@@ -92,22 +126,9 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
         generation = int(ckpt.meta["rng"]["generation"]) + 1
         say(f"resuming from {ckpt.path}: {stats.env_steps} env steps, {stats.learner_steps} learner steps, "
             f"{stats.episodes} episodes, {stats.time_offset:.1f} s trained")
-    num_actors = cfg.resolved_num_actors()
     numpy_actors = model_fn is None and cfg.actor_inference != "tensorflow"
     # What actors (and evaluation) run when not numpy: the user's model or the default one in TensorFlow.
     actor_model_fn = None if numpy_actors else (model_fn or _DefaultModel(cfg))
-    for stale in remove_stale_segments():
-        say(f"removed a shared-memory segment left by a killed run: /dev/shm/{stale}")
-    where = " (serial mode, in this process)" if cfg.serial else " (processes)"
-    preset = f" (preset {cfg.preset})" if cfg.preset not in (None, "none") else ""
-    obs = "x".join(str(n) for n in spec.obs_shape) + f" {spec.obs_dtype}"
-    say(f"actorlearner: {cfg.env}{preset} | {num_actors} actor{'s' if num_actors > 1 else ''}{where} x "
-        f"{cfg.envs_per_actor} envs, {make_batch.backend} backend ({backend_why}), observations {obs}, "
-        f"unroll {cfg.unroll_length}, batch {cfg.batch_size}, learner threads {cfg.resolved_learner_threads()} | "
-        f"actors run the policy in "
-        f"{'numpy (default MLP, no TensorFlow in actors)' if numpy_actors else 'TensorFlow'} | "
-        f"target return {target} | run dir {run_dir.path}")
-
     model = None
     if numpy_actors:
         n_params = layout_size(default_layout(spec, cfg.hidden_sizes, cfg.normalize_obs))
@@ -116,33 +137,59 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
 
         model = build_model(cfg, spec, model_fn)
         n_params = layout_size(param_layout(model))
+    return Plan(cfg, env_fn, make_batch, backend_why, spec, target, ckpt, run_dir, stats, generation,
+                actor_model_fn, model, n_params)
 
+
+def _banner(plan: Plan) -> None:
+    """The start-up line: what runs where, and why that env backend."""
+    cfg, spec = plan.cfg, plan.spec
+    for stale in remove_stale_segments():
+        say(f"removed a shared-memory segment left by a killed run: /dev/shm/{stale}")
+    n = cfg.num_actors
+    where = " (serial mode, in this process)" if cfg.serial else " (processes)"
+    preset = f" (preset {cfg.preset})" if cfg.preset not in (None, "none") else ""
+    obs = "x".join(str(d) for d in spec.obs_shape) + f" {spec.obs_dtype}"
+    say(f"actorlearner: {cfg.env}{preset} | {n} actor{'s' if n > 1 else ''}{where} x "
+        f"{cfg.envs_per_actor} envs, {plan.make_batch.backend} backend ({plan.backend_why}), observations {obs}, "
+        f"unroll {cfg.unroll_length}, batch {cfg.batch_size}, learner threads {cfg.resolved_learner_threads()} | "
+        f"actors run the policy in "
+        f"{'numpy (default MLP, no TensorFlow in actors)' if plan.actor_model_fn is None else 'TensorFlow'} | "
+        f"target return {plan.target} | run dir {plan.run_dir.path}")
+
+
+def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
+    """The run's resources, from creation to release: shared memory, actors, the learner loop; summary.json
+    is written whatever happens. Returns (status, summary, the error that ended the run or None)."""
+    cfg, spec, stats, ckpt = plan.cfg, plan.spec, plan.stats, plan.ckpt
+    num_actors = cfg.num_actors
     slots_per_actor = max(2, math.ceil(cfg.slots_per_batch / num_actors) + 1)
     token = None if cfg.serial else new_run_token()
     fields = unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor)
-    actor_cfg = _actor_config(cfg, generation)
+    actor_cfg = _actor_config(cfg, plan.generation)
     status, error = "running", None
     pool = slots = weights = None
     reporting.console.quiet = cfg.quiet
     with StopSignals() as signals:
         try:
             slots = SlotPool(fields, slots_per_actor * num_actors, token)
-            weights = WeightStore(n_params, token, first_version=ckpt.meta["policy_version"] if ckpt else 0)
-            batch_blob = cloudpickle.dumps(make_batch)
-            model_blob = b"" if numpy_actors else cloudpickle.dumps(actor_model_fn)
+            weights = WeightStore(plan.n_params, token, first_version=ckpt.meta["policy_version"] if ckpt else 0)
+            batch_blob = cloudpickle.dumps(plan.make_batch)
+            model_blob = b"" if plan.actor_model_fn is None else cloudpickle.dumps(plan.actor_model_fn)
 
             def args_for(i: int, incarnation: int) -> ActorArgs:
                 return ActorArgs(i, incarnation, actor_cfg, spec, batch_blob, model_blob, slots.spec(),
                                  weights.spec(), os.getpid())
 
             if cfg.serial:
-                actors = SerialActors(actor_cfg, spec, num_actors, slots, weights, make_batch, actor_model_fn)
+                actors = SerialActors(actor_cfg, spec, num_actors, slots, weights, plan.make_batch,
+                                      plan.actor_model_fn)
             else:
                 actors = ActorPool(args_for, num_actors, cfg.actor_threads)
             pool = SlotSource(actors, slots, num_actors, slots_per_actor)
             pool.start()  # before the learner imports TensorFlow: the actors' start overlaps it
-            status = LearnerLoop(Run(cfg, spec, env_fn, actor_model_fn, model, pool, weights, stats, run_dir,
-                                     signals, ckpt, generation)).run()
+            status = LearnerLoop(Run(cfg, spec, plan.env_fn, plan.actor_model_fn, plan.model, pool, weights, stats,
+                                     plan.run_dir, signals, ckpt, plan.generation)).run()
         except Interrupted:
             status = "interrupted"
         except Exception as e:
@@ -163,14 +210,9 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
                 summary["stop_signal"] = signals.requested or "SIGINT"
             if error is not None:
                 summary["error"] = f"{type(error).__name__}: {error}"
-            run_dir.write_json("summary.json", summary)
-            run_dir.close()
-    if error is not None:
-        raise error
-    solved_at = "-" if summary["solved_at_s"] is None else f"{summary['solved_at_s']:.1f} s"
-    say(f"done ({status}): {stats.env_steps} env steps in {summary['wall_s']:.1f} s, mean return(100) "
-        f"{summary['mean_return_100']}, solved at {solved_at}; results in {run_dir.path}")
-    return summary
+            plan.run_dir.write_json("summary.json", summary)
+            plan.run_dir.close()
+    return status, summary, error
 
 
 def _resume_point(cfg: Config) -> checkpoint.Checkpoint:

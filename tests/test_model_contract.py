@@ -1,0 +1,54 @@
+"""The model contract the learner calls (model.apply_time_major): time-major [T, B, *obs_shape] in, a feed-forward
+model as one folded call, a recurrent one stepped through time with its state reset where an episode starts."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from actorlearner.config import Config
+from actorlearner.envs import EnvSpec
+from actorlearner.model import apply_time_major, build_default_model
+
+
+def test_feed_forward_is_one_folded_call_and_keeps_uint8_images():
+    spec = EnvSpec((6, 5, 2), "uint8", True, 3, None, None, None, None)
+    model = build_default_model(spec, Config())
+    obs = np.random.default_rng(0).integers(0, 256, (4, 3, 6, 5, 2)).astype(np.uint8)
+    params, values, state = apply_time_major(model, tf.constant(obs), tf.zeros((4, 3), tf.uint8))
+    want_params, want_values = model(obs.reshape(12, 6, 5, 2))
+    np.testing.assert_allclose(params.numpy(), want_params.numpy().reshape(4, 3, 3), rtol=1e-6)
+    np.testing.assert_allclose(values.numpy(), want_values.numpy().reshape(4, 3), rtol=1e-6)
+    assert state is None
+
+
+def tiny_recurrent_model(obs_dim=2, size=3, actions=2):
+    """h' = tanh(W x + U h); params and value read h'. Follows the recurrent contract (state_sizes)."""
+    obs, h = keras.Input((obs_dim,)), keras.Input((size,))
+    new_h = keras.layers.Activation("tanh")(keras.layers.Add()([keras.layers.Dense(size)(obs),
+                                                               keras.layers.Dense(size, use_bias=False)(h)]))
+    model = keras.Model([obs, h], [keras.layers.Dense(actions)(new_h), keras.layers.Dense(1)(new_h), new_h])
+    model.state_sizes = (size,)
+    return model
+
+
+def test_recurrent_model_resets_its_state_where_an_episode_starts():
+    model = tiny_recurrent_model()
+    rng = np.random.default_rng(1)
+    T, B = 6, 2
+    obs = rng.normal(size=(T, B, 2)).astype(np.float32)
+    first = np.zeros((T, B), np.uint8)
+    first[3, 0] = 1  # env 0 starts a new episode at t = 3
+    start = [rng.normal(size=(B, 3)).astype(np.float32)]  # the state the actor had at t = 0
+    params, values, final = apply_time_major(model, tf.constant(obs), tf.constant(first), state=start)
+
+    h = start[0]
+    for t in range(T):  # the reference: one step at a time, zeroing the state of a new episode
+        h = np.where(first[t][:, None] == 1, 0.0, h).astype(np.float32)
+        p, v, h = (x.numpy() for x in model([obs[t], h]))
+        np.testing.assert_allclose(params.numpy()[t], p, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(values.numpy()[t], v[:, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(final[0].numpy(), h, rtol=1e-5, atol=1e-6)
+    # Without the reset, env 0's later outputs would differ: the flags matter.
+    no_reset, _, _ = apply_time_major(model, tf.constant(obs), tf.zeros((T, B), tf.uint8), state=start)
+    assert not np.allclose(no_reset.numpy()[3:, 0], params.numpy()[3:, 0])
+    np.testing.assert_allclose(no_reset.numpy()[:, 1], params.numpy()[:, 1], rtol=1e-6)
