@@ -371,17 +371,19 @@ class _ChannelsLast(gym.vector.VectorWrapper):
 def resolve_backend(requested: str, env_id, custom_env_fn: bool) -> tuple[str, str]:
     """(backend, why) for --env-backend `requested`; raises ConfigError if it cannot serve the env."""
     from .config import ConfigError
-    from .envs import registered_id
+    from .envs import import_env_modules, registered_id
 
+    if not custom_env_fn:
+        import_env_modules((), env_id)  # the id's own registration (module: prefix, ALE/)
     env_spec = None if custom_env_fn else gym.registry.get(registered_id(env_id))
     has_vector = env_spec is not None and env_spec.vector_entry_point is not None
     is_ale = env_spec is not None and registered_id(env_id).startswith("ALE/")
     ale_ok = is_ale and _importable("ale_py.vector_env")
     if requested == "auto":
+        if ale_ok:  # before vector: ale-py registers AtariVectorEnv as the ids' vector entry point too
+            return "ale", "ale-py's AtariVectorEnv (C++ threads, preprocessing built in)"
         if has_vector:
             return "vector", "the env registers a gymnasium vector entry point (all envs in one call)"
-        if ale_ok:
-            return "ale", "ale-py's AtariVectorEnv (C++ threads, preprocessing built in)"
         # Never envpool: its version of an id can differ from gymnasium's (its Blackjack-v1 has a Box
         # observation), and on Atari it measured no faster than ale-py here. It is there when asked for.
         return "gymnasium", ("a custom env factory" if custom_env_fn else "no vectorized implementation of this id")
@@ -389,6 +391,9 @@ def resolve_backend(requested: str, env_id, custom_env_fn: bool) -> tuple[str, s
         return "gymnasium", "asked for"
     if custom_env_fn:
         raise ConfigError(f"--env-backend {requested} needs a registered env id, not an env factory")
+    if requested == "vector" and is_ale:
+        raise ConfigError("--env-backend vector: ALE/ ids run on --env-backend ale (the standard Atari "
+                          "preprocessing, images as H x W x C)")
     if requested == "vector" and not has_vector:
         raise ConfigError(f"--env-backend vector: {env_id} registers no gymnasium vector entry point "
                           f"(use gymnasium or auto)")

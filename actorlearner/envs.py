@@ -34,6 +34,15 @@ def import_env_modules(modules: Sequence[str], env_id: Optional[str] = None) -> 
     names = list(modules)
     if isinstance(env_id, str) and ":" in env_id:
         names.append(env_id.split(":", 1)[0])
+    if isinstance(env_id, str) and registered_id(env_id).startswith("ALE/") and "ALE/Pong-v5" not in gym.registry:
+        # gymnasium registers the ALE/ ids only once ale_py is imported (in every process that makes one).
+        try:
+            import ale_py
+
+            ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # not its banner in every process
+            gym.register_envs(ale_py)
+        except ImportError:
+            raise ConfigError(f"{env_id} needs ale-py: pip install 'actorlearner[atari]'") from None
     for name in names:
         try:
             importlib.import_module(name)

@@ -171,3 +171,19 @@ def test_only_vectors_and_images_are_supported():
     assert spec.obs_shape == (8, 8, 3) and spec.obs_dtype == "uint8" and spec.obs_dim == 192
     with pytest.raises(ConfigError, match=r"unsupported observation space Box\(.*\(8, 8\)"):
         spec_from_spaces(gym.spaces.Box(0, 1, (8, 8), np.float32), gym.spaces.Discrete(2))
+
+
+def test_ale_ids_resolve_in_a_fresh_process_to_the_ale_backend():
+    """gymnasium registers ALE/ ids only once ale_py is imported: an actor process (or the launcher) that
+    has not imported it must still find them, and auto must not take ale-py's channels-first vector entry."""
+    if importlib.util.find_spec("ale_py") is None:
+        pytest.skip("ale-py is not installed (pip install 'actorlearner[atari]')")
+    import subprocess
+    import sys
+
+    code = ("from actorlearner.env_batch import resolve_backend; from actorlearner.envs import make_env_fn; "
+            "print(resolve_backend('auto', 'ALE/Pong-v5', False)[0], make_env_fn('ALE/Pong-v5')().spec.id)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["ale", "ALE/Pong-v5"]
+    assert "Powered by Stella" not in proc.stderr  # ALE's banner is not printed by every process
