@@ -21,13 +21,15 @@ from .evaluation import run_episodes
 from .policies import make_policy
 from .protocol import ActorFailed, EnvError, UnrollReady, UnrollSource
 from .reporting import RunDir, RunStats, progress_line, say
-from .stopping import Interrupted, StopSignals
+from .stopping import Interrupted, StopSignals, UserCodeStopped
 from .tf_start import start_tensorflow_quietly
 from .trajectory import learner_inputs
 from .transport import TransportTimeout, WeightStore
 
 # In skip mode, this many non-finite batches in a row stop the run anyway: the data itself is broken.
 MAX_NONFINITE_IN_A_ROW = 20
+# The final evaluation may run this long past --max-seconds before it is cut.
+FINAL_EVAL_GRACE_S = 5.0
 
 
 @dataclass
@@ -128,10 +130,33 @@ class LearnerLoop:
             return "max_seconds"
         return None
 
+    def _user_code_deadline(self, grace_s: float = 0.0) -> float:
+        """Seconds that user code run in this process (evaluation, serial stepping) may take: up to
+        --wait-timeout-s, and not past --max-seconds (+ grace_s, for the final evaluation)."""
+        cfg = self.cfg
+        if not cfg.max_seconds:
+            return cfg.wait_timeout_s
+        return max(0.0, min(cfg.wait_timeout_s, cfg.max_seconds - self.stats.now() + grace_s))
+
+    def _wait_for_messages(self, timeout: float) -> list:
+        """The source's messages. In serial mode the actors step their envs inside this call, here: a hung
+        env is stopped by a stop signal or by the deadline (then the run fails, unless --max-seconds is up)."""
+        if not self.cfg.serial:
+            return self.ctx.source.wait(timeout)
+        deadline = self._user_code_deadline()
+        try:
+            with self.ctx.signals.user_code(deadline):
+                return self.ctx.source.wait(timeout)
+        except UserCodeStopped as e:
+            if e.why == "deadline" and deadline >= self.cfg.wait_timeout_s:
+                raise TransportTimeout(f"serial mode: an actor's env stepped for over {self.cfg.wait_timeout_s:.0f} s "
+                                       "without finishing an unroll (a hung env?)") from None
+            return []  # a stop signal or --max-seconds: the loop's next check stops the run
+
     def _collect(self) -> None:
         """Takes the actors' messages; raises TransportTimeout when none has sent data for too long."""
         ctx, stats = self.ctx, self.stats
-        for msg in ctx.source.wait(0.05 if not self.ready else 0.01):
+        for msg in self._wait_for_messages(0.05 if not self.ready else 0.01):
             if isinstance(msg, UnrollReady):
                 self.ready.append(msg)
                 stats.add_episodes(msg.returns, msg.lengths)
@@ -206,16 +231,24 @@ class LearnerLoop:
         latest = self.learner.flat_weights()
         ctx.run_dir.save_weights(latest, self.layout)
         if status != "interrupted":  # an interrupted user wants out now, not five more episodes
-            self._evaluate(latest)
+            self._evaluate(latest, grace_s=FINAL_EVAL_GRACE_S)
         ctx.run_dir.log_metrics(stats.record())
         self.board.write(stats.env_steps, {"eval/return": stats.last_eval})
         self.board.close()
 
-    def _evaluate(self, flat) -> None:
+    def _evaluate(self, flat, grace_s: float = 0.0) -> None:
+        """Evaluation episodes in this process, stopped by a stop signal or the deadline (a hung env)."""
         cfg, stats = self.cfg, self.stats
         self.eval_policy.load(flat)
-        returns, lengths = run_episodes(self.eval_policy, self.ctx.env_fn, self.ctx.spec,
-                                        episodes=cfg.eval_episodes, seed=cfg.seed + 10_000)
+        deadline = self._user_code_deadline(grace_s)
+        try:
+            with self.ctx.signals.user_code(deadline):
+                returns, lengths = run_episodes(self.eval_policy, self.ctx.env_fn, self.ctx.spec,
+                                                episodes=cfg.eval_episodes, seed=cfg.seed + 10_000)
+        except UserCodeStopped as e:
+            why = "a stop signal" if e.why != "deadline" else f"its deadline ({deadline:.1f} s; a hung env?)"
+            say(f"evaluation stopped by {why}; no evaluation figure this time")
+            return
         if not returns:
             return
         stats.last_eval = float(np.mean(returns))

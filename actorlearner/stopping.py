@@ -1,8 +1,15 @@
 """Stopping a run by signal: the first SIGINT/SIGTERM asks for a graceful stop, a second SIGINT for an
-immediate one (the run still removes its processes and shared memory)."""
+immediate one (the run still removes its processes and shared memory).
+
+User code that runs in the learner process (evaluation episodes, serial-mode stepping) can hang, and a
+hung env never returns to the loop that would see the request. Such code runs inside
+`StopSignals.user_code(deadline)`: a stop signal, or its deadline (SIGALRM), raises `UserCodeStopped` in it.
+Both exceptions are BaseExceptions, so no `except Exception` around an env's call can swallow them as an
+env error."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from typing import Optional
@@ -10,8 +17,16 @@ from typing import Optional
 from .reporting import say
 
 
-class Interrupted(Exception):
+class Interrupted(BaseException):
     """Raised inside the loop on a second Ctrl-C: stop now, still cleaning up."""
+
+
+class UserCodeStopped(BaseException):
+    """Raised inside user code run under `StopSignals.user_code`: `why` is the signal's name or "deadline"."""
+
+    def __init__(self, why: str):
+        super().__init__(why)
+        self.why = why
 
 
 class StopSignals:
@@ -21,6 +36,7 @@ class StopSignals:
         self.requested: Optional[str] = None
         self.cleaning = False  # set once cleanup starts: it is short and must finish, so no raising then
         self._saved = {}
+        self._in_user_code = False
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -36,6 +52,35 @@ class StopSignals:
             raise Interrupted("second interrupt")
         self.requested = signal.Signals(signum).name
         say(f"{self.requested}: stopping (press Ctrl-C again to stop at once)")
+        if self._in_user_code:
+            raise UserCodeStopped(self.requested)
+
+    @contextlib.contextmanager
+    def user_code(self, deadline_s: Optional[float]):
+        """Runs a block of user code that may hang. A stop signal raises UserCodeStopped in it at once, and so
+        does the deadline (seconds from now; None: none). Outside the main thread signals cannot be used:
+        the block then runs as it is."""
+        if not self._saved:
+            yield
+            return
+        if self.requested:
+            raise UserCodeStopped(self.requested)
+        saved_alarm = None
+        if deadline_s is not None:
+            saved_alarm = signal.signal(signal.SIGALRM, self._alarm)
+            signal.setitimer(signal.ITIMER_REAL, max(deadline_s, 0.001))
+        self._in_user_code = True
+        try:
+            yield
+        finally:
+            self._in_user_code = False
+            if saved_alarm is not None:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, saved_alarm)
+
+    def _alarm(self, signum, frame):
+        if self._in_user_code:
+            raise UserCodeStopped("deadline")
 
     def __exit__(self, *exc):
         for sig, handler in self._saved.items():

@@ -121,3 +121,25 @@ class MatchSign(gym.Env):
 
 if "MatchSign-v0" not in gym.registry:
     gym.register("MatchSign-v0", entry_point=MatchSign, reward_threshold=9.0, max_episode_steps=10)
+
+
+class HangInLearner(gym.Wrapper):
+    """CartPole whose `step` hangs (sleeps for an hour) in the launching process, never in a spawned actor:
+    the evaluation env of a process run, or every env of a serial one. Its 5th step hangs."""
+
+    def __init__(self):
+        super().__init__(gym.make("CartPole-v1"))
+        self.steps = 0
+
+    def step(self, action):
+        import multiprocessing
+        import time
+
+        self.steps += 1
+        if multiprocessing.parent_process() is None and self.steps >= 5:
+            time.sleep(3600)
+        return self.env.step(action)
+
+
+if "HangInLearner-v0" not in gym.registry:
+    gym.register("HangInLearner-v0", entry_point=HangInLearner, reward_threshold=475.0, max_episode_steps=500)
