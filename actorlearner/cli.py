@@ -17,12 +17,13 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 13
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # allow_abbrev=False everywhere: with abbreviations, `--lr nan` was read as --lr-schedule.
     parser = argparse.ArgumentParser(
-        prog="actorlearner",
+        prog="actorlearner", allow_abbrev=False,
         description="Asynchronous actor-learner (IMPALA with V-trace) training for gymnasium environments.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = sub.add_parser(
-        "train", help="train an agent",
+        "train", help="train an agent", allow_abbrev=False,
         description="Train an agent: actor processes step the envs, one learner applies V-trace corrected "
                     "updates. Stops when solved (mean return of the last 100 episodes reaches the target), "
                     "or at --max-seconds / --max-steps, or on Ctrl-C. Results go to the run directory: "
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "flag names, with - or _); flags given on the command line override them")
     add_config_arguments(train)
     ev = sub.add_parser(
-        "eval", help="play a trained policy",
+        "eval", help="play a trained policy", allow_abbrev=False,
         description="Play episodes with a run's trained policy and print the mean and spread of the return "
                     "and episode length; --video records one more episode.")
     ev.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holds config.json)")
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "checkpoint) [default: final]")
     ev.add_argument("--video", metavar="PATH", help="write an episode to PATH (.mp4 or .gif)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the first episode [default: 0]")
-    pl = sub.add_parser("plot", help="plot learning curves",
+    pl = sub.add_parser("plot", help="plot learning curves", allow_abbrev=False,
                         description="Plot the mean return of the last 100 episodes against env steps and wall "
                                     "time for one or more runs (overlaid, named by their directories), with "
                                     "the solved threshold.")

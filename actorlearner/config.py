@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -150,6 +151,12 @@ class Config:
 
 def validate(cfg: Config) -> Config:
     """Checks every value; raises ConfigError with a one-line message. Returns cfg for chaining."""
+    for name in _fields():  # a NaN or an infinity is meaningless in every float setting
+        value = getattr(cfg, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"--{_flag(name)} must be a finite number, got {value}")
+    if not 0 <= cfg.seed < 2**31:
+        raise ConfigError(f"--seed must be in [0, 2**31), got {cfg.seed}")
     positive_int = ("envs_per_actor", "unroll_length", "batch_size", "eval_episodes", "actor_threads",
                     "keep_checkpoints", "epochs", "minibatches")
     for name in positive_int:
@@ -314,7 +321,7 @@ def checked_fields(d: dict, source: str = "config") -> dict:
         ok = (value is None and (default is None or key == "target_return")) or {
             "bool": lambda v: isinstance(v, bool),
             "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-            "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+            "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) or _float_text(v),
             "str": lambda v: isinstance(v, str),
             "tuple": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, int) for x in v),
         }[kind](value)
@@ -324,6 +331,17 @@ def checked_fields(d: dict, source: str = "config") -> dict:
         out[key] = tuple(value) if kind == "tuple" else float(value) if kind == "float" and value is not None \
             else value
     return out
+
+
+def _float_text(v) -> bool:
+    """PyYAML reads `1e-3` (an exponent without a dot) as a string: such a string is taken as the float."""
+    if not isinstance(v, str):
+        return False
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
 
 
 def load_config_file(path: str) -> dict:

@@ -232,12 +232,26 @@ def _isatty(stream) -> bool:
 
 
 class RunDir:
-    """The run directory: config.json at start, metrics.jsonl as it goes, summary.json at the end."""
+    """The run directory: config.json at start, metrics.jsonl as it goes, summary.json at the end.
+
+    One run at a time: the directory's `.lock` is held (fcntl.flock) for the run's life, so a second run or a
+    --resume of a directory in use is refused instead of interleaving metrics and checkpoints. The kernel
+    drops the lock of a process that dies; the pid the lock file still names tells that it happened."""
 
     def __init__(self, path: str):
+        from .config import ConfigError
+
         self.path = path
-        os.makedirs(path, exist_ok=True)
-        self._metrics = open(os.path.join(path, "metrics.jsonl"), "a", buffering=1)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ConfigError(f"--run-dir {path} exists and is not a directory")
+        try:
+            os.makedirs(path, exist_ok=True)
+            self._lock = _take_lock(path)
+            self._metrics = open(os.path.join(path, "metrics.jsonl"), "a", buffering=1)
+        except PermissionError as e:
+            raise ConfigError(f"--run-dir {path} is not writable ({e.strerror})") from None
+        except OSError as e:
+            raise ConfigError(f"--run-dir {path} cannot be used: {e.strerror or e}") from None
 
     def write_json(self, name: str, obj) -> None:
         """Atomic: a reader sees the old file or the new one, never half of one."""
@@ -265,6 +279,56 @@ class RunDir:
 
     def close(self) -> None:
         self._metrics.close()
+        if self._lock is not None:
+            import fcntl
+
+            self._lock.truncate(0)  # no pid left behind: the run ended cleanly
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+
+def check_not_in_use(path: str) -> None:
+    """Raises ConfigError if a live run holds RUN_DIR's lock (checked before reading a run to --resume it)."""
+    import fcntl
+
+    lock = os.path.join(path, ".lock")
+    if not os.path.isfile(lock):
+        return
+    with open(lock, "a+") as f:  # closing it drops the probe's lock
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _in_use(path, f) from None
+
+
+def _in_use(path: str, f):
+    from .config import ConfigError
+
+    f.seek(0)
+    holder = f.read().strip() or "?"
+    return ConfigError(f"{path} is in use by another run (process {holder}): one run per run directory")
+
+
+def _take_lock(path: str):
+    """Locks RUN_DIR/.lock for this process; raises ConfigError if another live run holds it."""
+    import fcntl
+
+    f = open(os.path.join(path, ".lock"), "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        error = _in_use(path, f)
+        f.close()
+        raise error from None
+    f.seek(0)
+    previous = f.read().strip()
+    if previous and previous != str(os.getpid()):
+        warn(f"{path}: taking over the lock of process {previous}, which ended without releasing it")
+    f.truncate(0)
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
 
 
 # The process's console: `train` sets its quietness for the length of a run.

@@ -219,6 +219,7 @@ def _resume_point(cfg: Config) -> checkpoint.Checkpoint:
     """The checkpoint to resume from, checked against cfg before any process starts."""
     if cfg.run_dir not in (None, cfg.resume):
         raise ConfigError("--resume continues in its own directory; drop --run-dir")
+    reporting.check_not_in_use(cfg.resume)
     ckpt = checkpoint.load_latest(cfg.resume, warn=warn)
     try:
         saved = config_from_dict(ckpt.meta["config"])

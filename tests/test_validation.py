@@ -1,0 +1,89 @@
+"""Bad values and a shared run directory: one line, exit status 2, before any process starts."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, spawned_pids
+
+
+def run_cli(*args, cwd=ROOT, timeout=60):
+    return subprocess.run([sys.executable, "-m", "actorlearner", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seed", "-1"], "--seed must be in [0, 2**31)"),
+    (["--target-return", "nan"], "--target-return must be a finite number"),
+    (["--init-log-std", "nan"], "--init-log-std must be a finite number"),
+    (["--learning-rate", "inf"], "--learning-rate must be a finite number"),
+    (["--max-seconds", "inf"], "--max-seconds must be a finite number"),
+])
+def test_bad_values_are_one_line_and_exit_2(args, message, tmp_path):
+    before = spawned_pids()
+    proc = run_cli("train", *args, "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not (tmp_path / "run").exists()
+    assert spawned_pids() - before == set()
+
+
+def test_abbreviated_flags_are_not_guessed(tmp_path):
+    proc = run_cli("train", "--lr", "nan", "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == 2 and "unrecognized arguments: --lr" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["file", "unusable"])
+def test_run_dir_that_cannot_be_used(tmp_path, kind):
+    if kind == "file":
+        path = tmp_path / "plain-file"
+        path.write_text("not a directory")
+        message = "exists and is not a directory"
+    else:
+        path = "/proc/actorlearner-run"  # cannot be created, even by root
+        message = "cannot be used" if os.geteuid() == 0 else "not writable"
+    proc = run_cli("train", "--run-dir", str(path), "--max-steps", "1000")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_yaml_exponent_numbers_are_floats(tmp_path):
+    from actorlearner.config import load_config_file
+
+    path = tmp_path / "c.yaml"
+    path.write_text("learning_rate: 1e-3\nadam_epsilon: 1e-7\n")
+    from actorlearner.config import checked_fields
+
+    assert checked_fields(load_config_file(str(path))) == {"learning_rate": 1e-3, "adam_epsilon": 1e-7}
+
+
+def test_one_run_per_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--run-dir", str(run_dir),
+                              "--max-seconds", "60", "--no-stop-at-target"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while not (run_dir / "config.json").exists():
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.1)
+        for again in (["--run-dir", str(run_dir)], ["--resume", str(run_dir)]):
+            proc = run_cli("train", *again, "--max-steps", "1000")
+            assert proc.returncode == 2, proc.stderr
+            lines = proc.stderr.strip().splitlines()
+            assert len(lines) == 1 and f"in use by another run (process {first.pid})" in lines[0], proc.stderr
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    time.sleep(1.5)  # its actors notice the dead learner and leave
+    # The dead run's lock is taken over, with a warning naming it.
+    proc = run_cli("train", "--run-dir", str(run_dir), "--max-steps", "2000", "--eval-every-s", "0", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"taking over the lock of process {first.pid}" in proc.stderr + proc.stdout
+    assert (run_dir / ".lock").read_text() == ""  # released at the end
