@@ -36,8 +36,10 @@ class ActorCrashLoop(RuntimeError):
 
 class ActorPool:
     def __init__(self, args_for: Callable[[int, int], ActorArgs], num_actors: int, actor_threads: int,
-                 max_restarts: int = 5, restart_window_s: float = 60.0):
+                 max_restarts: int = 5, restart_window_s: float = 60.0, report: Callable[[str], None] = say):
+        """report: where the restart lines go (a reporting.Repeats, so a crash loop does not flood)."""
         self._args_for = args_for
+        self._report = report
         self._ctx = mp.get_context("spawn")
         self._threads = actor_threads
         self.procs: list[Optional[mp.Process]] = [None] * num_actors
@@ -125,7 +127,7 @@ class ActorPool:
         self.incarnation[i] += 1
         self.restarts += 1
         self._last_error[i] = ""
-        say(f"actor {i} died ({how}{error}); starting a replacement (restart {self.restarts})")
+        self._report(f"actor {i} died ({how}{error}); starting a replacement (restart {self.restarts})")
         self._start(i)
         lost, self.holding[i] = sorted(self.holding[i]), set()
         for slot in lost:  # what the dead actor held is lost: its successor refills those slots

@@ -60,6 +60,19 @@ class EnvBatch(Protocol):
         """Safe to call twice."""
 
 
+class BadObservation(ValueError):
+    """An env returned an observation whose shape or dtype is not its space's."""
+
+
+def check_obs(obs, shape: tuple, dtype: str, call: str) -> None:
+    """Raises BadObservation unless obs has `shape` and a dtype that fits `dtype` (a uint8 space takes uint8
+    only; a float32 space any real number type, which the slots cast). Cheap: no per-step `contains`."""
+    got_shape = getattr(obs, "shape", None)
+    got = np.dtype(getattr(obs, "dtype", object))
+    if got_shape != shape or (got != np.uint8 if dtype == "uint8" else got.kind not in "fiub"):
+        raise BadObservation(f"{call}() returned an observation of shape {got_shape} {got}, expected {shape} {dtype}")
+
+
 def env_seed(seed: int, actor_id: int, nth_env: int, incarnation: int) -> int:
     """A distinct seed for every env an actor ever makes (replacements of broken envs included)."""
     return (seed * 1_000_003 + actor_id * 10_007 + nth_env * 101 + incarnation * 7919) % (2**31)
@@ -91,10 +104,11 @@ class GymEnvBatch:
     backend = "gymnasium"
 
     def __init__(self, env_fn: Callable[[], gym.Env], num_envs: int, seed_of: Callable[[int], int],
-                 obs_shape: tuple, obs_dtype: str, discrete: bool, label: str = "env"):
+                 obs_shape: tuple, obs_dtype: str, discrete: bool, label: str = "env", name: str = "env"):
         """seed_of(n): the seed of the n-th env this batch makes (1, 2, ...). label: names env i as
-        f"{label}.{i}" in error texts."""
-        self.num_envs, self.env_fn, self.seed_of, self.label = num_envs, env_fn, seed_of, label
+        f"{label}.{i}" in error texts; name: the env's id, in them too."""
+        self.num_envs, self.env_fn, self.seed_of, self.label, self.name = num_envs, env_fn, seed_of, label, name
+        self.obs_shape, self.obs_dtype = tuple(obs_shape), obs_dtype
         self.discrete = discrete
         self.envs: list = [None] * num_envs
         self.obs = np.zeros((num_envs, *obs_shape), obs_dtype)
@@ -103,7 +117,11 @@ class GymEnvBatch:
 
     def reset(self) -> np.ndarray:
         for i in range(self.num_envs):
-            self._new_env(i)
+            try:
+                self._new_env(i)
+            except Exception as e:  # noqa: BLE001 - one line naming the env, not a traceback from deep inside
+                raise RuntimeError(f"env {self.label}.{i} ({self.name}) could not be started: "
+                                   f"{type(e).__name__}: {e}") from e
         return self.obs.copy()
 
     def _new_env(self, i: int) -> None:
@@ -111,7 +129,9 @@ class GymEnvBatch:
         self.envs[i] = None
         self.envs[i] = self.env_fn()
         self._made += 1
-        self.obs[i], _ = self.envs[i].reset(seed=self.seed_of(self._made))
+        o, _ = self.envs[i].reset(seed=self.seed_of(self._made))
+        check_obs(o, self.obs_shape, self.obs_dtype, "reset")
+        self.obs[i] = o
 
     def step(self, actions) -> BatchStep:
         """The per-env loop works on Python lists and writes arrays once per step: numpy scalar writes
@@ -125,6 +145,7 @@ class GymEnvBatch:
         for i in range(K):
             try:
                 o, r, te, tr, _ = envs[i].step(acts[i])
+                check_obs(o, self.obs_shape, self.obs_dtype, "step")
             except Exception as e:  # noqa: BLE001 - a user env may raise anything; recreate it
                 errors.append(self._error_text(i, e, "stepping"))
                 # Cut the episode like a time limit: bootstrap from the last good observation. The cut
@@ -148,6 +169,7 @@ class GymEnvBatch:
                     final_obs.append(o)
                 try:
                     o, _ = envs[i].reset()
+                    check_obs(o, self.obs_shape, self.obs_dtype, "reset")
                 except Exception as e:  # noqa: BLE001
                     errors.append(self._error_text(i, e, "resetting"))
                     o = self._recreate(i, errors)
@@ -166,10 +188,13 @@ class GymEnvBatch:
             except Exception as e:  # noqa: BLE001
                 errors.append(self._error_text(i, e, "recreating"))
                 time.sleep(0.1 * (attempt + 1))
-        raise RuntimeError(f"env {self.label}.{i} could not be recreated")
+        raise RuntimeError(f"env {self.label}.{i} ({self.name}) failed 3 times in a row while recreating it, "
+                           f"last: {errors[-1].split(': ', 1)[-1].removesuffix('; recreating it')}")
 
     def _error_text(self, i: int, e: BaseException, what: str) -> str:
-        return f"env {self.label}.{i} raised while {what}: {type(e).__name__}: {e}; recreating it"
+        if isinstance(e, BadObservation):
+            return f"env {self.label}.{i} ({self.name}): {e}; recreating it"
+        return f"env {self.label}.{i} ({self.name}) raised while {what}: {type(e).__name__}: {e}; recreating it"
 
     def close(self) -> None:
         for env in self.envs:
@@ -297,7 +322,8 @@ class EnvBatchFactory:
         label = str(actor_id)
         if self.backend == "gymnasium":
             return GymEnvBatch(self.env_fn, self.num_envs, lambda n: env_seed(seed, actor_id, n, incarnation),
-                               spec.obs_shape, spec.obs_dtype, spec.discrete, label)
+                               spec.obs_shape, spec.obs_dtype, spec.discrete, label,
+                               self.env_id if isinstance(self.env_id, str) else "custom env")
         first_seed = env_seed(seed, actor_id, 0, incarnation)
         return VectorEnvBatch(lambda s: self.make_vec(self.num_envs, s), self.num_envs, first_seed,
                               self.backend, label)

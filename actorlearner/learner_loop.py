@@ -48,6 +48,7 @@ class Run:
     signals: StopSignals
     ckpt: Optional[checkpoint.Checkpoint]  # the checkpoint this run resumes from
     generation: int  # 0 for a fresh run, +1 for each resume
+    report: Callable[[str], None]  # console lines that may repeat (reporting.Repeats.say)
 
 
 def build_model(cfg: Config, spec, model_fn: Optional[Callable]):
@@ -85,6 +86,7 @@ class LearnerLoop:
         self.ready: list[UnrollReady] = []  # filled unrolls not learned on yet
         self.latest = None  # the newest published weights
         self.nonfinite_in_a_row = 0
+        self.logged_failure = False
         self.last_data = time.monotonic()
         now = self.stats.now()
         self.next_log = now + cfg.log_every_s
@@ -163,9 +165,12 @@ class LearnerLoop:
                 self.last_data = time.monotonic()
             elif isinstance(msg, EnvError):
                 stats.env_errors += 1
-                say(msg.text)
-            elif isinstance(msg, ActorFailed):
-                say(f"actor {msg.actor_id} failed:\n{msg.traceback.rstrip()}")
+                ctx.report(msg.text)
+            elif isinstance(msg, ActorFailed):  # the pool reports the death, with the error's last line
+                path = ctx.run_dir.log_actor_failure(msg.actor_id, msg.traceback)
+                if not self.logged_failure:
+                    say(f"tracebacks of failed actors go to {path}")
+                    self.logged_failure = True
         stats.actor_restarts = ctx.source.restarts
         if time.monotonic() - self.last_data > self.cfg.wait_timeout_s:
             raise TransportTimeout(f"no unroll from any actor in {self.cfg.wait_timeout_s:.0f} s "

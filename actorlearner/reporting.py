@@ -274,6 +274,13 @@ class RunDir:
                  layout=np.array(json.dumps([[p, list(s)] for p, s in layout])))
         os.replace(tmp, final)
 
+    def log_actor_failure(self, actor_id: int, traceback_text: str) -> str:
+        """Appends an actor's traceback to RUN_DIR/actors.log (the console gets one line); returns the path."""
+        path = os.path.join(self.path, "actors.log")
+        with open(path, "a") as f:
+            f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} actor {actor_id} failed:\n{traceback_text.rstrip()}\n")
+        return path
+
     def log_metrics(self, record: dict) -> None:
         self._metrics.write(json.dumps(record) + "\n")
 
@@ -338,6 +345,42 @@ console = Console()
 def say(text: str) -> None:
     """A line for the user, which never lands inside the live progress line."""
     console.say(text)
+
+
+class Repeats:
+    """Console lines that repeat (an env failing every reset, an actor failing at every start): the first
+    `first` lines of a kind in `window_s` are printed, the rest counted and summed up in one line when the
+    window is over. Lines of a kind differ only in their numbers."""
+
+    def __init__(self, first: int = 3, window_s: float = 10.0, out=None):
+        self.first, self.window_s = first, window_s
+        self._out = out or say
+        self._seen: dict[str, list] = {}  # kind -> [window start, shown, suppressed, example]
+
+    def say(self, text: str) -> None:
+        import re
+
+        now = time.monotonic()
+        kind = re.sub(r"\d+(\.\d+)?", "#", text)
+        rec = self._seen.get(kind)
+        if rec is None or now - rec[0] > self.window_s:
+            self._summarize(rec)
+            rec = self._seen[kind] = [now, 0, 0, text]
+        if rec[1] < self.first:
+            rec[1] += 1
+            self._out(text)
+        else:
+            rec[2] += 1
+
+    def flush(self) -> None:
+        for rec in self._seen.values():
+            self._summarize(rec)
+        self._seen.clear()
+
+    def _summarize(self, rec) -> None:
+        if rec and rec[2]:
+            self._out(f"... repeated {rec[2]} more times in {self.window_s:.0f} s: {rec[3]}")
+            rec[2] = 0
 
 
 def warn(text: str) -> None:

@@ -169,6 +169,7 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
     actor_cfg = _actor_config(cfg, plan.generation)
     status, error = "running", None
     pool = slots = weights = None
+    repeats = reporting.Repeats()
     reporting.console.quiet = cfg.quiet
     with StopSignals() as signals:
         try:
@@ -185,17 +186,18 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
                 actors = SerialActors(actor_cfg, spec, num_actors, slots, weights, plan.make_batch,
                                       plan.actor_model_fn)
             else:
-                actors = ActorPool(args_for, num_actors, cfg.actor_threads)
+                actors = ActorPool(args_for, num_actors, cfg.actor_threads, report=repeats.say)
             pool = SlotSource(actors, slots, num_actors, slots_per_actor)
             pool.start()  # before the learner imports TensorFlow: the actors' start overlaps it
             status = LearnerLoop(Run(cfg, spec, plan.env_fn, plan.actor_model_fn, plan.model, pool, weights, stats,
-                                     plan.run_dir, signals, ckpt, plan.generation)).run()
+                                     plan.run_dir, signals, ckpt, plan.generation, repeats.say)).run()
         except Interrupted:
             status = "interrupted"
         except Exception as e:
             status, error = "error", e
         finally:
             signals.cleaning = True
+            repeats.flush()
             reporting.console.close()  # the last progress report stays on screen
             reporting.console.quiet = False
             if pool is not None:

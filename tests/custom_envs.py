@@ -143,3 +143,27 @@ class HangInLearner(gym.Wrapper):
 
 if "HangInLearner-v0" not in gym.registry:
     gym.register("HangInLearner-v0", entry_point=HangInLearner, reward_threshold=475.0, max_episode_steps=500)
+
+
+class WrongShape(gym.Wrapper):
+    """CartPole whose observations lose their last value: from every reset (`where="reset"`), or from the
+    30th step of each env (`where="step"`), as a buggy env would."""
+
+    def __init__(self, where: str = "reset"):
+        super().__init__(gym.make("CartPole-v1"))
+        self.where, self.steps = where, 0
+
+    def reset(self, **kw):
+        obs, info = self.env.reset(**kw)
+        return (obs[:3] if self.where == "reset" else obs), info
+
+    def step(self, action):
+        obs, r, te, tr, info = self.env.step(action)
+        self.steps += 1
+        return (obs[:3] if self.where == "step" and self.steps == 30 else obs), r, te, tr, info
+
+
+for _where in ("Reset", "Step"):
+    if f"WrongShape{_where}-v0" not in gym.registry:
+        gym.register(f"WrongShape{_where}-v0", entry_point=WrongShape, kwargs={"where": _where.lower()},
+                     reward_threshold=475.0, max_episode_steps=500)

@@ -1,0 +1,68 @@
+"""Envs that return malformed observations: one line naming the env and what was wrong, the env recreated,
+repeated failures summed up instead of flooding the console, tracebacks in RUN_DIR/actors.log."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import custom_envs
+from actorlearner.env_batch import GymEnvBatch, check_obs, BadObservation
+from conftest import ROOT, our_segments, spawned_pids
+
+
+def train(tmp_path, env_id, *args, timeout=120):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    return subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", env_id, "--run-dir",
+                           str(tmp_path / "run"), "--eval-every-s", "0", *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env=env)
+
+
+def test_check_obs_names_the_call_and_both_shapes():
+    check_obs(np.zeros(4, np.float64), (4,), "float32", "step")  # a float64 vector fits a float32 space
+    with pytest.raises(BadObservation, match=r"step\(\) returned an observation of shape \(3,\) float32, "
+                                             r"expected \(4,\) float32"):
+        check_obs(np.zeros(3, np.float32), (4,), "float32", "step")
+    with pytest.raises(BadObservation, match="float32, expected .* uint8"):
+        check_obs(np.zeros((2, 2, 1), np.float32), (2, 2, 1), "uint8", "reset")
+
+
+def test_wrong_shape_from_step_recreates_the_env():
+    batch = GymEnvBatch(lambda: custom_envs.WrongShape("step"), 1, lambda n: n, (4,), "float32", True, "0",
+                        "WrongShapeStep-v0")
+    batch.reset()
+    errors = []
+    for _ in range(40):
+        errors += batch.step(np.zeros(1, np.int64)).errors
+    assert errors and "env 0.0 (WrongShapeStep-v0): step() returned an observation of shape (3,)" in errors[0]
+
+
+def test_wrong_shape_from_reset_stops_the_run_with_that_line(tmp_path):
+    before, segments = spawned_pids(), our_segments()
+    proc = train(tmp_path, "custom_envs:WrongShapeReset-v0", "--max-seconds", "60", "--num-actors", "1")
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "could not be started" in lines[0] and "custom_envs:WrongShapeReset-v0" in lines[0]
+    assert "reset() returned an observation of shape (3,) float32, expected (4,) float32" in lines[0]
+    assert "Traceback" not in proc.stdout + proc.stderr  # tracebacks go to actors.log
+    log = (tmp_path / "run" / "actors.log").read_text()
+    assert log.count("Traceback") >= 5 and "BadObservation" in log
+    died = [line for line in proc.stdout.splitlines() if line.startswith("actor 0 died")]
+    assert 1 <= len(died) <= 3, proc.stdout  # the rest are summed up
+    assert "tracebacks of failed actors go to" in proc.stdout
+    assert spawned_pids() - before == set() and our_segments() - segments == set()
+
+
+def test_wrong_shape_from_step_is_counted_and_not_a_flood(tmp_path):
+    proc = train(tmp_path, "custom_envs:WrongShapeStep-v0", "--max-seconds", "8", "--no-stop-at-target",
+                 "--num-actors", "1", "--envs-per-actor", "16", "--batch-size", "32")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["env_errors"] >= 16  # every env hit it once, was recreated, and hit it again
+    shown = [line for line in proc.stdout.splitlines() if "returned an observation of shape (3,)" in line]
+    assert len(shown) <= 3 * (8 / 10 + 2), proc.stdout
+    assert "repeated" in proc.stdout
