@@ -206,10 +206,13 @@ class VectorEnvBatch:
     """One vector env holding all K envs (gymnasium vector entry points, ale-py's AtariVectorEnv)."""
 
     def __init__(self, make_vec: Callable[[int], "gym.vector.VectorEnv"], num_envs: int, seed: int,
-                 backend: str, label: str = "env"):
+                 backend: str, label: str = "env", obs_shape: Optional[tuple] = None, obs_dtype: str = "float32"):
         """make_vec(seed): the vector env of num_envs envs. seed: for its reset (its own RNG then seeds every
-        later episode, so the same seed replays the same episodes); envpool takes it when it is built."""
+        later episode, so the same seed replays the same episodes); envpool takes it when it is built.
+        obs_shape: one observation's, checked at every reset and step (None: not checked)."""
         self.num_envs, self.make_vec, self.seed, self.backend, self.label = num_envs, make_vec, seed, backend, label
+        self.batch_shape = None if obs_shape is None else (num_envs, *obs_shape)
+        self.obs_dtype = obs_dtype
         self.env = None
         self._episodes = _Episodes(num_envs)
         self._resets = 0
@@ -228,16 +231,22 @@ class VectorEnvBatch:
         self._resetting = np.zeros(self.num_envs, bool)  # NEXT_STEP: the next step of these envs is a reset
         obs, _ = self.env.reset() if self.backend == "envpool" else self.env.reset(seed=seed)
         self.obs = np.asarray(obs)
+        self._check(self.obs, "reset")
         return self.obs.copy()
+
+    def _check(self, obs: np.ndarray, call: str) -> None:
+        if self.batch_shape is not None:
+            check_obs(obs, self.batch_shape, self.obs_dtype, call)
 
     def step(self, actions) -> BatchStep:
         try:
             obs, rewards, term, trunc, info = self.env.step(actions)
+            obs = np.asarray(obs)
+            self._check(obs, "step")
         except Exception as e:  # noqa: BLE001 - all K envs live in one object: recreate it whole
             text = (f"vector env {self.label} ({self.num_envs} envs) raised while stepping: {type(e).__name__}: {e}; "
                     "recreating it")
             return self._after_error(text)
-        obs = np.asarray(obs)
         rewards = np.asarray(rewards, np.float32)
         term, trunc = np.asarray(term, bool), np.asarray(trunc, bool)
         trunc = trunc & ~term
@@ -326,7 +335,7 @@ class EnvBatchFactory:
                                self.env_id if isinstance(self.env_id, str) else "custom env")
         first_seed = env_seed(seed, actor_id, 0, incarnation)
         return VectorEnvBatch(lambda s: self.make_vec(self.num_envs, s), self.num_envs, first_seed,
-                              self.backend, label)
+                              self.backend, label, spec.obs_shape, spec.obs_dtype)
 
     def make_vec(self, num_envs: int, seed: int = 0):
         """The vector env of this backend (seed: envpool seeds its envs when it builds them)."""

@@ -187,3 +187,18 @@ def test_ale_ids_resolve_in_a_fresh_process_to_the_ale_backend():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["ale", "ALE/Pong-v5"]
     assert "Powered by Stella" not in proc.stderr  # ALE's banner is not printed by every process
+
+
+def test_vector_env_wrong_shape_is_an_error_and_recreates_it():
+    class Truncating(custom_envs.CountVectorEnv):
+        def step(self, actions):
+            obs, *rest = super().step(actions)
+            return (np.zeros((K, 2), np.float32) if self.calls == 2 else obs), *rest
+
+    batch = VectorEnvBatch(lambda seed: Truncating(K), K, seed=1, backend="vector", label="0", obs_shape=(1,))
+    batch.reset()
+    batch.step(np.ones(K, np.int64))
+    step = batch.step(np.ones(K, np.int64))
+    assert len(step.errors) == 1 and "BadObservation" in step.errors[0]
+    assert "step() returned an observation of shape (3, 2) float32, expected (3, 1) float32" in step.errors[0]
+    assert step.truncated.all() and not batch.step(np.ones(K, np.int64)).errors
