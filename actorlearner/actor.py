@@ -110,7 +110,21 @@ class Actor:
         else:
             self.pull_weights()
         returns, lengths = self.fill(slot)
-        self.channel.send(UnrollReady(self.id, slot, returns, lengths))
+        self.channel.send(UnrollReady(self.id, slot, returns, lengths, self._nonfinite(slot)))
+
+    def _nonfinite(self, slot: int) -> str:
+        """'' if the unroll's observations and rewards are all finite, else where the first bad one is."""
+        a = self.slots.arrays
+        rewards, obs = a["rewards"][slot], a["obs"][slot]
+        checks = [("reward", rewards)]
+        if obs.dtype.kind == "f":
+            # A sum is non-finite where any of its terms is (a min would miss a +inf).
+            checks.insert(0, ("observation", obs.reshape(obs.shape[0], obs.shape[1], -1).sum(axis=2)))
+        for what, x in checks:
+            if not np.isfinite(x).all():
+                t, k = (int(i) for i in np.argwhere(~np.isfinite(x))[0])
+                return f"env {self.id}.{k} ({self.cfg.env}) gave a non-finite {what} ({x[t, k]}) at unroll step {t}"
+        return ""
 
     def close(self) -> None:
         self.envs.close()

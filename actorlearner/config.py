@@ -109,8 +109,10 @@ class Config:
     keep_checkpoints: int = _f(3, "how many of the newest checkpoints to keep (older ones are deleted)")
     resume: Optional[str] = _f(None, "continue the run in this directory from its newest good checkpoint: its "
                                "config is the base, flags given now override it (not the env or model shape)")
-    on_nonfinite: str = _f("stop", "what a NaN/Inf in the loss or gradients does: stop the run with an error, or "
-                           "skip the batch (counted; 20 in a row still stop); never published either way",
+    on_nonfinite: str = _f("stop", "what a NaN/Inf does, in an observation or reward (found in the actor, named "
+                           "with its env) or in the loss or gradients: stop the run with an error, or skip "
+                           "(the unroll dropped, the batch skipped; counted; 20 bad batches in a row still "
+                           "stop); such data never reaches the normalizer or the weights",
                            choices=("stop", "skip"))
     serial: bool = _f(False, "run actors and learner in this one process (debugging, tests)")
     wait_timeout_s: float = _f(30.0, "a wait on the other side that takes longer than this is an error")

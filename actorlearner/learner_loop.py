@@ -61,6 +61,10 @@ def build_model(cfg: Config, spec, model_fn: Optional[Callable]):
     return model_fn(spec)
 
 
+class NonFiniteData(RuntimeError):
+    """An actor delivered a NaN or Inf observation or reward, with --on-nonfinite stop."""
+
+
 class LearnerLoop:
     """The learner loop. Finished work is checkpointed every cfg.checkpoint_every seconds and at the end,
     also when the loop fails (unless the failure is in the numbers)."""
@@ -159,7 +163,9 @@ class LearnerLoop:
         """Takes the actors' messages; raises TransportTimeout when none has sent data for too long."""
         ctx, stats = self.ctx, self.stats
         for msg in self._wait_for_messages(0.05 if not self.ready else 0.01):
-            if isinstance(msg, UnrollReady):
+            if isinstance(msg, UnrollReady) and msg.nonfinite:
+                self._drop_nonfinite(msg)
+            elif isinstance(msg, UnrollReady):
                 self.ready.append(msg)
                 stats.add_episodes(msg.returns, msg.lengths)
                 self.last_data = time.monotonic()
@@ -175,6 +181,15 @@ class LearnerLoop:
         if time.monotonic() - self.last_data > self.cfg.wait_timeout_s:
             raise TransportTimeout(f"no unroll from any actor in {self.cfg.wait_timeout_s:.0f} s "
                                    f"({ctx.source.alive()} of {ctx.source.num_actors} actors alive)")
+
+    def _drop_nonfinite(self, msg: UnrollReady) -> None:
+        """An unroll with a NaN/Inf observation or reward never reaches the normalizer or the learner: the
+        run stops (--on-nonfinite stop) or the unroll is given back unused and counted."""
+        self.stats.nonfinite_unrolls += 1
+        if self.cfg.on_nonfinite == "stop":
+            raise NonFiniteData(f"{msg.nonfinite}; --on-nonfinite skip drops such unrolls instead")
+        self.ctx.source.give_back([msg])
+        self.ctx.report(f"{msg.nonfinite}: unroll dropped ({self.stats.nonfinite_unrolls} so far)")
 
     def _learn_ready(self) -> None:
         """One learner step per whole batch of ready unrolls; publishes the weights after each."""

@@ -23,6 +23,7 @@ class UnrollReady(NamedTuple):
     slot: int  # opaque to the learner loop: a handle it gives back to the source
     returns: list  # returns of the episodes that ended in this unroll
     lengths: list
+    nonfinite: str = ""  # where the unroll holds a NaN/Inf observation or reward: the first, in one line
 
 
 class EnvError(NamedTuple):

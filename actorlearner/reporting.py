@@ -30,7 +30,7 @@ class RunStats:
     # What a checkpoint keeps of a run, so a resumed run continues its counters and curves.
     _STATE = ("env_steps", "learner_steps", "episodes", "solved_at_s", "solved_at_steps", "lag_sum",
               "lag_count", "last_eval", "best_eval", "actor_restarts", "env_errors", "nonfinite_skips",
-              "stale_dropped")
+              "stale_dropped", "nonfinite_unrolls")
 
     def __init__(self, t0: float, target_return: Optional[float]):
         self.t0 = t0
@@ -54,6 +54,7 @@ class RunStats:
         self.env_errors = 0
         self.nonfinite_skips = 0
         self.stale_dropped = 0  # unrolls given back unused for being older than --max-policy-lag
+        self.nonfinite_unrolls = 0  # unrolls dropped for a NaN/Inf observation or reward
         self.last_losses: dict = {}
 
     def now(self) -> float:
@@ -111,6 +112,7 @@ class RunStats:
                 "policy_lag_mean": self.policy_lag_mean(), "eval_return": self.last_eval,
                 "actor_restarts": self.actor_restarts, "env_errors": self.env_errors,
                 "nonfinite_skips": self.nonfinite_skips, "stale_dropped": self.stale_dropped,
+                "nonfinite_unrolls": self.nonfinite_unrolls,
                 **{f"loss_{k}": v for k, v in self.last_losses.items()}}
 
     def summary(self, env_id: str, seed: int, status: str) -> dict:
@@ -134,6 +136,7 @@ class RunStats:
                                       if train_s > 0 else 0.0),
             "actor_restarts": self.actor_restarts, "env_errors": self.env_errors,
             "nonfinite_skips": self.nonfinite_skips, "stale_dropped": self.stale_dropped,
+            "nonfinite_unrolls": self.nonfinite_unrolls,
             "resumed_from_s": self.time_offset or None,
         }
 

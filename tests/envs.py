@@ -66,3 +66,21 @@ class CartPoleNanReward(gym.Wrapper):
         if type(self).steps_in_process == self.nan_at:
             reward = float("nan")
         return obs, reward, terminated, truncated, info
+
+
+class CartPoleNanObs(gym.Wrapper):
+    """CartPole whose `nan_at`-th step in this process (once) returns a NaN in the observation."""
+
+    steps_in_process = 0
+    nan_at = 3000
+
+    def __init__(self):
+        super().__init__(gym.make("CartPole-v1"))
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        type(self).steps_in_process += 1
+        if type(self).steps_in_process == self.nan_at:
+            obs = obs.copy()
+            obs[2] = np.nan
+        return obs, reward, terminated, truncated, info

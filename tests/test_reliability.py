@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from actorlearner import Config, checkpoint, train
-from actorlearner.learner import NumericalFault
+from actorlearner.learner_loop import NonFiniteData
 from actorlearner.transport import remove_stale_segments
 from conftest import ROOT, our_segments, spawned_pids
 from envs import CartPoleFailingOnce, CartPoleNanReward
@@ -207,23 +207,40 @@ def test_non_finite_gradient_is_caught_and_not_applied():
 
 def nan_run(tmp_path, mode):
     CartPoleNanReward.steps_in_process = 0  # serial mode: every env of the run counts in this process
-    cfg = Config(serial=True, num_actors=1, max_steps=40_000, stop_at_target=False, eval_every_s=0,
+    cfg = Config(env="nan-reward", serial=True, num_actors=1, max_steps=40_000, stop_at_target=False, eval_every_s=0,
                  checkpoint_every=0.01, on_nonfinite=mode, run_dir=str(tmp_path / mode))
     return cfg, (lambda: train(cfg, env_fn=CartPoleNanReward))
 
 
-def test_nan_reward_skipped_and_counted_when_configured(tmp_path, capsys, no_leaks):
+def test_nan_reward_dropped_and_counted_when_configured(tmp_path, capsys, no_leaks):
     _, run = nan_run(tmp_path, "skip")
     summary = run()
-    assert summary["status"] == "max_steps" and summary["nonfinite_skips"] == 1
-    assert "skipped a batch: non-finite loss or gradient" in capsys.readouterr().out
+    assert summary["status"] == "max_steps" and summary["nonfinite_unrolls"] == 1
+    assert summary["nonfinite_skips"] == 0  # found in the actor: the learner never saw it
+    out = capsys.readouterr().out
+    assert "(nan-reward) gave a non-finite reward (nan) at unroll step" in out and "unroll dropped" in out
 
 
 def test_nan_reward_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, no_leaks):
     cfg, run = nan_run(tmp_path, "stop")
-    with pytest.raises(NumericalFault, match="non-finite loss or gradient"):
+    with pytest.raises(NonFiniteData, match=r"env 0\.\d+ \(nan-reward\) gave a non-finite reward"):
         run()
     summary = json.loads(open(f"{cfg.run_dir}/summary.json").read())
-    assert summary["status"] == "error" and "NumericalFault" in summary["error"]
+    assert summary["status"] == "error" and "NonFiniteData" in summary["error"]
     last = checkpoint.load(checkpoint.list_checkpoints(cfg.run_dir)[-1])  # loads: finite and whole
     assert 0 < last.meta["stats"]["env_steps"] < CartPoleNanReward.nan_at + 1280
+
+
+def test_nan_observation_stays_out_of_the_normalizer(tmp_path, capsys, no_leaks):
+    from envs import CartPoleNanObs
+
+    CartPoleNanObs.steps_in_process = 0
+    cfg = Config(env="nan-obs", serial=True, num_actors=1, max_steps=40_000, stop_at_target=False,
+                 eval_every_s=0, normalize_obs=True, on_nonfinite="skip", run_dir=str(tmp_path / "run"))
+    summary = train(cfg, env_fn=CartPoleNanObs)
+    # Before, the NaN entered the running mean and variance, every later batch was NaN and skipped.
+    assert summary["status"] == "max_steps" and summary["nonfinite_unrolls"] == 1
+    assert summary["nonfinite_skips"] == 0 and summary["learner_steps"] > 20
+    assert "gave a non-finite observation (nan)" in capsys.readouterr().out
+    weights = np.load(tmp_path / "run" / "policy.npz")["flat"]
+    assert np.isfinite(weights).all()
