@@ -51,6 +51,11 @@ class ActorPool:
         self._max_restarts, self._window = max_restarts, restart_window_s
         self.restarts = 0
         self.stopping = False
+        # Stall watch (from the learner's first step on: before it, actors wait for the first weights).
+        self.stall_s: Optional[float] = None  # None: not watching; 0: automatic (see Config.actor_stall_s)
+        self.stalls = 0
+        self._last_seen = [0.0] * num_actors  # (re)start or last delivery, time.monotonic()
+        self._slowest = [0.0] * num_actors  # the longest gap between deliveries seen
 
     def start(self) -> None:
         for i in range(len(self.procs)):
@@ -72,6 +77,7 @@ class ActorPool:
                     os.environ[k] = v
         theirs.close()  # so that the actor's death shows as end-of-file on our end
         self.procs[i], self.conns[i] = proc, ours
+        self._last_seen[i] = time.monotonic()
 
     def give(self, i: int, slot: int) -> None:
         self.holding[i].add(slot)
@@ -88,11 +94,32 @@ class ActorPool:
         for ready in wait_ready(list(conns) + list(sentinels), timeout):
             if ready in conns:
                 out.extend(self._drain(conns[ready]))
+        if self.stall_s is not None and not self.stopping:
+            self._kill_stalled()
         for i, proc in enumerate(self.procs):
             if proc.exitcode is not None and not self.stopping:
                 out.extend(self._drain(i))
                 self._replace(i)
         return out
+
+    def watch_stalls(self, stall_s: float) -> None:
+        """From now on an actor that holds slots and delivers nothing for too long is killed and replaced."""
+        if self.stall_s is None:
+            now = time.monotonic()
+            self._last_seen = [max(t, now) for t in self._last_seen]
+            self.stall_s = stall_s
+
+    def _kill_stalled(self) -> None:
+        now = time.monotonic()
+        for i, proc in enumerate(self.procs):
+            limit = self.stall_s or max(10.0, 5 * self._slowest[i])
+            quiet = now - self._last_seen[i]
+            if self.holding[i] and proc.exitcode is None and quiet > limit:
+                self.stalls += 1
+                self._report(f"actor {i} delivered nothing for {quiet:.0f} s (a hung env or a frozen process?); "
+                             "killing it")
+                proc.kill()
+                proc.join(timeout=1.0)
 
     def _drain(self, i: int) -> list[tuple]:
         out = []
@@ -102,6 +129,10 @@ class ActorPool:
                 msg = conn.recv()
                 if isinstance(msg, UnrollReady):
                     self.holding[i].discard(msg.slot)
+                    now = time.monotonic()
+                    if self.stall_s is not None:  # not the first unrolls, which wait for the first weights
+                        self._slowest[i] = max(self._slowest[i], now - self._last_seen[i])
+                    self._last_seen[i] = now
                 elif isinstance(msg, ActorFailed):
                     self._last_error[i] = msg.traceback.strip().splitlines()[-1]
                 out.append(msg)
@@ -206,6 +237,15 @@ class SlotSource:
     def __init__(self, actors, slots: SlotPool, num_actors: int, slots_per_actor: int):
         self.actors, self.slots = actors, slots
         self.num_actors, self.slots_per_actor = num_actors, slots_per_actor
+
+    @property
+    def stalls(self) -> int:
+        return getattr(self.actors, "stalls", 0)
+
+    def watch_stalls(self, stall_s: float) -> None:
+        """Processes only: serial actors run inside the learner's own deadline (learner_loop)."""
+        if hasattr(self.actors, "watch_stalls"):
+            self.actors.watch_stalls(stall_s)
 
     @property
     def restarts(self) -> int:

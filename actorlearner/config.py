@@ -116,6 +116,9 @@ class Config:
                            choices=("stop", "skip"))
     serial: bool = _f(False, "run actors and learner in this one process (debugging, tests)")
     wait_timeout_s: float = _f(30.0, "a wait on the other side that takes longer than this is an error")
+    actor_stall_s: float = _f(0.0, "an actor that holds work and delivers nothing for this long (a hung env, a "
+                              "frozen process) is reported, killed and replaced; 0: 10 s or 5 times its slowest "
+                              "unroll so far, whichever is longer")
 
     # ---------------------------------------------------------------------------------------------
     @property
@@ -168,7 +171,7 @@ def validate(cfg: Config) -> Config:
         if getattr(cfg, name) < 0:
             raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(cfg, name)}")
     for name in ("max_seconds", "eval_every_s", "entropy_cost", "baseline_cost", "checkpoint_every",
-                 "reward_clip", "max_policy_lag"):
+                 "reward_clip", "max_policy_lag", "actor_stall_s"):
         if not getattr(cfg, name) >= 0:
             raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(cfg, name)}")
     for name in ("learning_rate", "max_grad_norm", "reward_scale", "log_every_s", "wait_timeout_s",

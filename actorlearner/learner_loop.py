@@ -91,6 +91,7 @@ class LearnerLoop:
         self.latest = None  # the newest published weights
         self.nonfinite_in_a_row = 0
         self.logged_failure = False
+        self.watching_stalls = False
         self.last_data = time.monotonic()
         now = self.stats.now()
         self.next_log = now + cfg.log_every_s
@@ -178,6 +179,7 @@ class LearnerLoop:
                     say(f"tracebacks of failed actors go to {path}")
                     self.logged_failure = True
         stats.actor_restarts = ctx.source.restarts
+        stats.actor_stalls = ctx.source.stalls
         if time.monotonic() - self.last_data > self.cfg.wait_timeout_s:
             raise TransportTimeout(f"no unroll from any actor in {self.cfg.wait_timeout_s:.0f} s "
                                    f"({ctx.source.alive()} of {ctx.source.num_actors} actors alive)")
@@ -220,6 +222,9 @@ class LearnerLoop:
             self.nonfinite_in_a_row = 0
             lags = (ctx.weights.version - versions).tolist()
             ctx.weights.publish(self.latest)
+            if not self.watching_stalls:  # the actors have their weights: from now on a silent one is stalled
+                source.watch_stalls(cfg.actor_stall_s)
+                self.watching_stalls = True
             stats.add_learner_step(cfg.unroll_length * cfg.envs_per_actor * len(taken), lags, losses)
 
     def _report(self) -> None:

@@ -42,6 +42,7 @@ Message = UnrollReady | EnvError | ActorFailed
 class UnrollSource(Protocol):
     num_actors: int
     restarts: int  # actors replaced so far
+    stalls: int  # actors killed for delivering nothing for too long
 
     def start(self) -> None:
         """Starts the actors and hands each of them its share of the unroll slots."""
@@ -63,6 +64,10 @@ class UnrollSource(Protocol):
 
     def alive(self) -> int:
         ...
+
+    def watch_stalls(self, stall_s: float) -> None:
+        """From now on, an actor that holds work and delivers nothing for stall_s (0: automatic) is reported,
+        killed and replaced; `stalls` counts them."""
 
     def stop(self, timeout_s: float = 3.0) -> None:
         """Stops every actor; safe to call twice."""

@@ -30,7 +30,7 @@ class RunStats:
     # What a checkpoint keeps of a run, so a resumed run continues its counters and curves.
     _STATE = ("env_steps", "learner_steps", "episodes", "solved_at_s", "solved_at_steps", "lag_sum",
               "lag_count", "last_eval", "best_eval", "actor_restarts", "env_errors", "nonfinite_skips",
-              "stale_dropped", "nonfinite_unrolls")
+              "stale_dropped", "nonfinite_unrolls", "actor_stalls")
 
     def __init__(self, t0: float, target_return: Optional[float]):
         self.t0 = t0
@@ -55,6 +55,7 @@ class RunStats:
         self.nonfinite_skips = 0
         self.stale_dropped = 0  # unrolls given back unused for being older than --max-policy-lag
         self.nonfinite_unrolls = 0  # unrolls dropped for a NaN/Inf observation or reward
+        self.actor_stalls = 0  # actors killed for delivering nothing for too long
         self.last_losses: dict = {}
 
     def now(self) -> float:
@@ -112,7 +113,7 @@ class RunStats:
                 "policy_lag_mean": self.policy_lag_mean(), "eval_return": self.last_eval,
                 "actor_restarts": self.actor_restarts, "env_errors": self.env_errors,
                 "nonfinite_skips": self.nonfinite_skips, "stale_dropped": self.stale_dropped,
-                "nonfinite_unrolls": self.nonfinite_unrolls,
+                "nonfinite_unrolls": self.nonfinite_unrolls, "actor_stalls": self.actor_stalls,
                 **{f"loss_{k}": v for k, v in self.last_losses.items()}}
 
     def summary(self, env_id: str, seed: int, status: str) -> dict:
@@ -136,7 +137,7 @@ class RunStats:
                                       if train_s > 0 else 0.0),
             "actor_restarts": self.actor_restarts, "env_errors": self.env_errors,
             "nonfinite_skips": self.nonfinite_skips, "stale_dropped": self.stale_dropped,
-            "nonfinite_unrolls": self.nonfinite_unrolls,
+            "nonfinite_unrolls": self.nonfinite_unrolls, "actor_stalls": self.actor_stalls,
             "resumed_from_s": self.time_offset or None,
         }
 

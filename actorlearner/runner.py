@@ -206,7 +206,7 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
                 if shared is not None:
                     shared.close()
             if pool is not None:
-                stats.actor_restarts = pool.restarts
+                stats.actor_restarts, stats.actor_stalls = pool.restarts, pool.stalls
             summary = stats.summary(cfg.env, cfg.seed, status)
             if status == "interrupted":
                 summary["stop_signal"] = signals.requested or "SIGINT"

@@ -167,3 +167,30 @@ for _where in ("Reset", "Step"):
     if f"WrongShape{_where}-v0" not in gym.registry:
         gym.register(f"WrongShape{_where}-v0", entry_point=WrongShape, kwargs={"where": _where.lower()},
                      reward_threshold=475.0, max_episode_steps=500)
+
+
+class HangOnceInActor(gym.Wrapper):
+    """CartPole whose step hangs for an hour in the first actor process to reach its 3000th step there; the
+    marker file (env var HANG_MARKER) makes it once per test, so the replacement runs normally."""
+
+    steps_in_process = 0
+
+    def __init__(self):
+        super().__init__(gym.make("CartPole-v1"))
+
+    def step(self, action):
+        import multiprocessing
+        import os
+        import time
+
+        type(self).steps_in_process += 1
+        marker = os.environ.get("HANG_MARKER")
+        if (multiprocessing.parent_process() is not None and marker and type(self).steps_in_process >= 3000
+                and not os.path.exists(marker)):
+            open(marker, "w").close()
+            time.sleep(3600)
+        return self.env.step(action)
+
+
+if "HangOnceInActor-v0" not in gym.registry:
+    gym.register("HangOnceInActor-v0", entry_point=HangOnceInActor, reward_threshold=475.0, max_episode_steps=500)

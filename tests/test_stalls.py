@@ -1,0 +1,51 @@
+"""A stuck actor is noticed: one whose env hangs in step, or whose process is frozen (SIGSTOP), is reported,
+killed and replaced while the others go on; counted in summary.json."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import ROOT, our_segments, spawned_pids
+
+
+def popen(tmp_path, *args, extra_env=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), **(extra_env or {})}
+    return subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--run-dir", str(tmp_path / "run"),
+                             "--no-stop-at-target", "--eval-every-s", "0", "--num-actors", "2", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
+
+
+def check_end(tmp_path, proc, before):
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["actor_stalls"] == 1 and summary["actor_restarts"] >= 1, summary
+    assert "delivered nothing for" in out
+    assert spawned_pids() - before == set() and our_segments(proc.pid) == set()
+    return summary
+
+
+def test_actor_with_a_hung_env_is_killed_and_replaced(tmp_path):
+    before = spawned_pids()
+    proc = popen(tmp_path, "--env", "custom_envs:HangOnceInActor-v0", "--env-backend", "gymnasium",
+                 "--max-seconds", "20", "--actor-stall-s", "3",
+                 extra_env={"HANG_MARKER": str(tmp_path / "hung")})
+    summary = check_end(tmp_path, proc, before)
+    assert (tmp_path / "hung").exists()
+    assert summary["env_steps"] > 0
+
+
+def test_frozen_actor_process_is_killed_and_replaced(tmp_path):
+    before = spawned_pids()
+    proc = popen(tmp_path, "--max-seconds", "20", "--actor-stall-s", "3", "--env-backend", "gymnasium")
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "run" / "metrics.jsonl").exists() or not (tmp_path / "run" / "metrics.jsonl").stat().st_size:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    kids = sorted(spawned_pids() - before)
+    assert kids
+    os.kill(kids[-1], signal.SIGSTOP)  # frozen: alive, silent
+    check_end(tmp_path, proc, before)
