@@ -371,7 +371,7 @@ class EnvBatchFactory:
         from .envs import inspect_env, spec_from_spaces
 
         if self.backend == "gymnasium":
-            return inspect_env(self.env_fn)
+            return inspect_env(self.env_fn, self.env_id if isinstance(self.env_id, str) else "")
         from .envs import registered_id
 
         env = self.make_vec(1)

@@ -154,14 +154,16 @@ def check_env_id(env_id: str, modules: Sequence[str] = ()) -> None:
         raise ConfigError(f"unknown gymnasium env id {env_id!r}{hint}")
 
 
-def inspect_env(env_fn: EnvFn) -> EnvSpec:
-    """Builds one env to read its spaces; raises ConfigError for spaces we do not support."""
+def inspect_env(env_fn: EnvFn, name: str = "") -> EnvSpec:
+    """Builds one env to read its spaces; raises ConfigError for spaces we do not support. name: the env's
+    id, for the error line."""
     try:
         env = env_fn()
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - any failure to build the env is a user-input error here
-        raise ConfigError(f"could not create the env: {type(e).__name__}: {e}") from None
+        what = f"the env {name}" if name else "the env"
+        raise ConfigError(f"could not create {what}: {type(e).__name__}: {e}") from None
     try:
         spec = getattr(env, "spec", None)
         threshold = getattr(spec, "reward_threshold", None) if spec else None

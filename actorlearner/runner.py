@@ -52,7 +52,7 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - any failure to build the env is a user-input error here
-        raise ConfigError(f"could not create the env ({backend} backend): {type(e).__name__}: {e}") from None
+        raise ConfigError(f"could not create the env {cfg.env} ({backend} backend): {type(e).__name__}: {e}") from None
     if model_fn is not None and cfg.normalize_obs:
         raise ConfigError("--normalize-obs works on the default model; a custom model can normalize inside itself")
     if model_fn is not None and cfg.actor_inference == "numpy":

@@ -194,3 +194,15 @@ class HangOnceInActor(gym.Wrapper):
 
 if "HangOnceInActor-v0" not in gym.registry:
     gym.register("HangOnceInActor-v0", entry_point=HangOnceInActor, reward_threshold=475.0, max_episode_steps=500)
+
+
+class RaisesOnCreate(gym.Env):
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self):
+        raise RuntimeError("no licence for this simulator")
+
+
+if "RaisesOnCreate-v0" not in gym.registry:
+    gym.register("RaisesOnCreate-v0", entry_point=RaisesOnCreate)

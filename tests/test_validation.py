@@ -87,3 +87,15 @@ def test_one_run_per_run_directory(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert f"taking over the lock of process {first.pid}" in proc.stderr + proc.stdout
     assert (run_dir / ".lock").read_text() == ""  # released at the end
+
+
+def test_env_constructor_that_raises_is_named(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "custom_envs:RaisesOnCreate-v0",
+                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path, env=env)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "could not create the env custom_envs:RaisesOnCreate-v0" in lines[0]
+    assert "RuntimeError: no licence for this simulator" in lines[0]
