@@ -1,10 +1,13 @@
-"""Soak test: a long training run with an actor SIGKILLed at random every --kill-every seconds.
+"""Soak test: a long training run with a fault every --kill-every seconds, on a random actor, cycling through
+--faults: kill (SIGKILL), freeze (SIGSTOP: the stall watch must kill and replace it) and hang (its env sleeps
+inside step: the same). The run trains benchmarks/soak_envs.py's CartPole, which hangs on demand.
 
 Samples every process's resident memory and the run's env steps/s over time, and fails (exit 1) if
 - the total RSS (learner + actors) grows more than --max-mem-growth after warm-up (compared: the mean of
   the first and of the last sampling window after warm-up),
-- throughput after a restart falls more than --max-rate-drop below the throughput before it (windows of
-  --window seconds either side of each kill, leaving out 3 s around the kill itself),
+- throughput after a recovery falls more than --max-rate-drop below the throughput before the fault (windows
+  of --window seconds, before the fault and from 3 s after the replacement),
+- a fault is not recovered from (its actor replaced) within --max-recovery-s; recovery times are reported,
 - the run does not end cleanly: exit status 0, every kill counted as a restart, no process or /dev/shm
   segment of the run left behind.
 
@@ -54,7 +57,9 @@ def rate_between(metrics: list[dict], t0: float, t1: float):
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=10.0, help="length of the run [10]")
-    p.add_argument("--kill-every", type=float, default=60.0, help="seconds between actor kills [60]")
+    p.add_argument("--kill-every", type=float, default=60.0, help="seconds between faults [60]")
+    p.add_argument("--faults", default="kill,freeze,hang", help="fault kinds, used in turn [kill,freeze,hang]")
+    p.add_argument("--max-recovery-s", type=float, default=30.0)
     p.add_argument("--warmup", type=float, default=60.0, help="seconds before memory is judged [60]")
     p.add_argument("--window", type=float, default=20.0, help="seconds of each comparison window [20]")
     p.add_argument("--max-mem-growth", type=float, default=0.10)
@@ -67,11 +72,16 @@ def main() -> int:
     seconds = a.minutes * 60
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = os.path.join(tmp, "run")
+        trigger = os.path.join(tmp, "hang")
         cmd = [sys.executable, "-m", "actorlearner", "train", "--run-dir", run_dir, "--max-seconds", str(seconds),
                "--max-steps", "0", "--no-stop-at-target", "--eval-every-s", "0", "--seed", str(a.seed),
-               *a.train_flags]
+               "--env", "soak_envs:CartPoleHangOnDemand-v0", "--num-actors", str(os.cpu_count() or 1),
+               "--actor-stall-s", "5", *a.train_flags]
         print("running:", " ".join(cmd[2:]))
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        env = {**os.environ, "SOAK_HANG_TRIGGER": trigger,
+               "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "benchmarks"), os.environ.get("PYTHONPATH", "")])}
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+        kinds = a.faults.split(",")
         t_start = time.monotonic()
         samples, kills = [], []
         next_kill = a.kill_every
@@ -89,10 +99,18 @@ def main() -> int:
                                 "total_mb": learner + sum(actors.values())})
             metrics = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
             run_t = metrics[-1]["time_s"] if metrics else None
-            if run_t is not None and run_t >= next_kill and kids and run_t < seconds - a.window:
+            if run_t is not None and run_t >= next_kill and kids and run_t < seconds - 2 * a.window:
                 victim = rng.choice(kids)
-                os.kill(victim, signal.SIGKILL)
-                kills.append({"run_time_s": run_t, "pid": victim})
+                kind = kinds[len(kills) % len(kinds)]
+                if kind == "kill":
+                    os.kill(victim, signal.SIGKILL)
+                elif kind == "freeze":
+                    os.kill(victim, signal.SIGSTOP)
+                else:
+                    with open(trigger, "w") as f:
+                        f.write(str(victim))
+                kills.append({"run_time_s": run_t, "pid": victim, "kind": kind,
+                              "restarts_before": metrics[-1].get("actor_restarts", 0)})
                 next_kill = run_t + a.kill_every
             if t - last_print >= 30 and metrics:
                 last_print = t
@@ -109,7 +127,10 @@ def main() -> int:
     if proc.returncode != 0:
         failures.append(f"the run exited with status {proc.returncode}: {err.strip()[-500:]}")
     if summary.get("actor_restarts") != len(kills):
-        failures.append(f"{len(kills)} actors killed but {summary.get('actor_restarts')} restarts counted")
+        failures.append(f"{len(kills)} faults but {summary.get('actor_restarts')} restarts counted")
+    stalled = sum(k["kind"] != "kill" for k in kills)
+    if summary.get("actor_stalls") != stalled:
+        failures.append(f"{stalled} freeze/hang faults but {summary.get('actor_stalls')} stalls counted")
     leftover = [pid for pid in all_pids if psutil_or_exit().pid_exists(pid)]
     if leftover:
         failures.append(f"processes left behind: {leftover}")
@@ -127,20 +148,28 @@ def main() -> int:
         growth = last / first - 1
         if growth > a.max_mem_growth:
             failures.append(f"total RSS grew {growth:+.1%} after warm-up ({first:.0f} -> {last:.0f} MB)")
-    # Throughput around each kill.
+    # Recovery (the actor replaced: the restart counter moves) and throughput around each fault.
     for k in kills:
         kt = k["run_time_s"]
+        replaced = next((m["time_s"] for m in metrics
+                         if m["time_s"] >= kt and m.get("actor_restarts", 0) > k["restarts_before"]), None)
+        k["recovery_s"] = None if replaced is None else replaced - kt
+        if k["recovery_s"] is None or k["recovery_s"] > a.max_recovery_s:
+            failures.append(f"the {k['kind']} fault at {kt:.0f} s was not recovered from within {a.max_recovery_s} s")
+        back = (replaced or kt) + 3
         before = rate_between(metrics, kt - 3 - a.window, kt - 3)
-        after = rate_between(metrics, kt + 3, kt + 3 + a.window)
+        after = rate_between(metrics, back, back + a.window)
         k["rate_before"], k["rate_after"] = before, after
         if before and after is not None and after < (1 - a.max_rate_drop) * before:
-            failures.append(f"throughput fell {after / before - 1:+.1%} after the kill at {kt:.0f} s")
+            failures.append(f"throughput fell {after / before - 1:+.1%} after the {k['kind']} fault at {kt:.0f} s")
 
-    print("\n| kill at (s) | env steps/s before | after | change |\n|---|---|---|---|")
+    print("\n| fault at (s) | kind | recovered after (s) | env steps/s before | after | change |\n"
+          "|---|---|---|---|---|---|")
     for k in kills:
         b, f = k["rate_before"], k["rate_after"]
         change = f"{f / b - 1:+.1%}" if b and f is not None else "-"
-        print(f"| {k['run_time_s']:.0f} | {b or 0:,.0f} | {f or 0:,.0f} | {change} |")
+        rec = f"{k['recovery_s']:.1f}" if k["recovery_s"] is not None else "never"
+        print(f"| {k['run_time_s']:.0f} | {k['kind']} | {rec} | {b or 0:,.0f} | {f or 0:,.0f} | {change} |")
     peak_actor = max((r for s in samples for r in s["actors_mb"].values()), default=0)
     print(f"\nrun: {summary.get('wall_s', 0):.0f} s, {summary.get('env_steps', 0):,} env steps, "
           f"{summary.get('train_env_steps_per_s', 0):,.0f} env steps/s, restarts {summary.get('actor_restarts')}, "
