@@ -51,8 +51,9 @@ class CartPoleFailingOnce(gym.Wrapper):
         return self.env.step(action)
 
 
-class CartPoleNanReward(gym.Wrapper):
-    """CartPole whose `nan_at`-th step in this process (once) returns a NaN reward."""
+class _CartPoleNanOnce(gym.Wrapper):
+    """CartPole whose `nan_at`-th step in this process (once) returns a NaN where `spoil` puts it. Each
+    subclass counts its own steps (serial runs: every env of the run counts in this process)."""
 
     steps_in_process = 0
     nan_at = 3000
@@ -64,23 +65,20 @@ class CartPoleNanReward(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         type(self).steps_in_process += 1
         if type(self).steps_in_process == self.nan_at:
-            reward = float("nan")
+            obs, reward = self.spoil(obs.copy(), reward)
         return obs, reward, terminated, truncated, info
 
 
-class CartPoleNanObs(gym.Wrapper):
-    """CartPole whose `nan_at`-th step in this process (once) returns a NaN in the observation."""
-
+class CartPoleNanReward(_CartPoleNanOnce):
     steps_in_process = 0
-    nan_at = 3000
 
-    def __init__(self):
-        super().__init__(gym.make("CartPole-v1"))
+    def spoil(self, obs, reward):
+        return obs, float("nan")
 
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        type(self).steps_in_process += 1
-        if type(self).steps_in_process == self.nan_at:
-            obs = obs.copy()
-            obs[2] = np.nan
-        return obs, reward, terminated, truncated, info
+
+class CartPoleNanObs(_CartPoleNanOnce):
+    steps_in_process = 0
+
+    def spoil(self, obs, reward):
+        obs[2] = np.nan
+        return obs, reward

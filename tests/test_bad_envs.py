@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -15,10 +16,14 @@ from conftest import ROOT, our_segments, spawned_pids
 
 
 def train(tmp_path, env_id, *args, timeout=120):
+    """Runs the command; returns its CompletedProcess with `took` (seconds) added."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
-    return subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", env_id, "--run-dir",
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", env_id, "--run-dir",
                            str(tmp_path / "run"), "--eval-every-s", "0", *args],
                           capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env=env)
+    proc.took = time.monotonic() - t0
+    return proc
 
 
 def test_check_obs_names_the_call_and_both_shapes():
@@ -54,10 +59,12 @@ def test_wrong_shape_from_reset_stops_the_run_with_that_line(tmp_path):
     died = [line for line in proc.stdout.splitlines() if line.startswith("actor 0 died")]
     assert 1 <= len(died) <= 3, proc.stdout  # the rest are summed up
     assert "tracebacks of failed actors go to" in proc.stdout
+    assert proc.took < 40, proc.took  # five quick deaths, not a minute of retries
     assert spawned_pids() - before == set() and our_segments() - segments == set()
 
 
 def test_wrong_shape_from_step_is_counted_and_not_a_flood(tmp_path):
+    before, segments = spawned_pids(), our_segments()
     proc = train(tmp_path, "custom_envs:WrongShapeStep-v0", "--max-seconds", "8", "--no-stop-at-target",
                  "--num-actors", "1", "--envs-per-actor", "16", "--batch-size", "32")
     assert proc.returncode == 0, proc.stderr
@@ -66,3 +73,5 @@ def test_wrong_shape_from_step_is_counted_and_not_a_flood(tmp_path):
     shown = [line for line in proc.stdout.splitlines() if "returned an observation of shape (3,)" in line]
     assert len(shown) <= 3 * (8 / 10 + 2), proc.stdout
     assert "repeated" in proc.stdout
+    assert proc.took < 8 + 12, proc.took
+    assert spawned_pids() - before == set() and our_segments() - segments == set()

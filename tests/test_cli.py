@@ -22,6 +22,11 @@ def run_cli(*args, timeout=60):
     (["--batch-size", "50"], "must be a multiple of --envs-per-actor"),
     (["--gamma", "1.5"], "--gamma must be in [0, 1]"),
     (["--learning-rate", "-1"], "--learning-rate must be > 0"),
+    (["--seed", "-1"], "--seed must be in [0, 2**31)"),
+    (["--target-return", "nan"], "--target-return must be a finite number"),
+    (["--init-log-std", "nan"], "--init-log-std must be a finite number"),
+    (["--learning-rate", "inf"], "--learning-rate must be a finite number"),
+    (["--max-seconds", "inf"], "--max-seconds must be a finite number"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     before = spawned_pids()

@@ -18,9 +18,10 @@ def popen(tmp_path, *args, extra_env=None):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
 
 
-def check_end(tmp_path, proc, before):
+def check_end(tmp_path, proc, before, t0):
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 0, err
+    assert time.monotonic() - t0 < 20 + 15  # --max-seconds, start-up and teardown: the stall did not hold it
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["actor_stalls"] == 1 and summary["actor_restarts"] >= 1, summary
     assert "delivered nothing for" in out
@@ -29,17 +30,17 @@ def check_end(tmp_path, proc, before):
 
 
 def test_actor_with_a_hung_env_is_killed_and_replaced(tmp_path):
-    before = spawned_pids()
+    before, t0 = spawned_pids(), time.monotonic()
     proc = popen(tmp_path, "--env", "custom_envs:HangOnceInActor-v0", "--env-backend", "gymnasium",
                  "--max-seconds", "20", "--actor-stall-s", "3",
                  extra_env={"HANG_MARKER": str(tmp_path / "hung")})
-    summary = check_end(tmp_path, proc, before)
+    summary = check_end(tmp_path, proc, before, t0)
     assert (tmp_path / "hung").exists()
     assert summary["env_steps"] > 0
 
 
 def test_frozen_actor_process_is_killed_and_replaced(tmp_path):
-    before = spawned_pids()
+    before, t0 = spawned_pids(), time.monotonic()
     proc = popen(tmp_path, "--max-seconds", "20", "--actor-stall-s", "3", "--env-backend", "gymnasium")
     deadline = time.monotonic() + 60
     while not (tmp_path / "run" / "metrics.jsonl").exists() or not (tmp_path / "run" / "metrics.jsonl").stat().st_size:
@@ -48,4 +49,4 @@ def test_frozen_actor_process_is_killed_and_replaced(tmp_path):
     kids = sorted(spawned_pids() - before)
     assert kids
     os.kill(kids[-1], signal.SIGSTOP)  # frozen: alive, silent
-    check_end(tmp_path, proc, before)
+    check_end(tmp_path, proc, before, t0)

@@ -8,29 +8,8 @@ import time
 
 import pytest
 
-from conftest import ROOT, spawned_pids
-
-
-def run_cli(*args, cwd=ROOT, timeout=60):
-    return subprocess.run([sys.executable, "-m", "actorlearner", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--seed", "-1"], "--seed must be in [0, 2**31)"),
-    (["--target-return", "nan"], "--target-return must be a finite number"),
-    (["--init-log-std", "nan"], "--init-log-std must be a finite number"),
-    (["--learning-rate", "inf"], "--learning-rate must be a finite number"),
-    (["--max-seconds", "inf"], "--max-seconds must be a finite number"),
-])
-def test_bad_values_are_one_line_and_exit_2(args, message, tmp_path):
-    before = spawned_pids()
-    proc = run_cli("train", *args, "--run-dir", str(tmp_path / "run"))
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], proc.stderr
-    assert not (tmp_path / "run").exists()
-    assert spawned_pids() - before == set()
+from conftest import ROOT
+from test_cli import run_cli
 
 
 def test_abbreviated_flags_are_not_guessed(tmp_path):
