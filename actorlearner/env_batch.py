@@ -25,6 +25,8 @@ import gymnasium as gym
 import numpy as np
 
 BACKENDS = ("auto", "gymnasium", "vector", "ale", "envpool")
+# An env that fails this many times without finishing an episode in between stops its actor.
+MAX_ENV_FAILS = 5
 # ALE v5 as documented: sticky actions 0.25, at most 108 K frames (27 K agent steps at frameskip 4) an episode.
 STICKY_ACTIONS = 0.25
 MAX_FRAMES = 108_000
@@ -113,6 +115,7 @@ class GymEnvBatch:
         self.envs: list = [None] * num_envs
         self.obs = np.zeros((num_envs, *obs_shape), obs_dtype)
         self._made = 0
+        self._fails = [0] * num_envs  # failures of env i since it last finished an episode
         self.ep_return, self.ep_len = [0.0] * num_envs, [0] * num_envs
 
     def reset(self) -> np.ndarray:
@@ -162,6 +165,7 @@ class GymEnvBatch:
             if te or tr:
                 term[i], trunc[i], first[i] = te, not te, True
                 returns.append(float(ep_return[i]))
+                self._fails[i] = 0
                 lengths.append(ep_len[i])
                 ep_return[i], ep_len[i] = 0.0, 0
                 if not te:
@@ -180,7 +184,12 @@ class GymEnvBatch:
                          np.asarray(final_obs, self.obs.dtype) if final_idx else None, returns, lengths, errors)
 
     def _recreate(self, i: int, errors: list) -> np.ndarray:
-        """A fresh env in place of env i; returns its first observation."""
+        """A fresh env in place of env i; returns its first observation. An env that fails MAX_ENV_FAILS times
+        without finishing an episode in between is broken, not unlucky: that ends the actor with its line."""
+        self._fails[i] += 1
+        if self._fails[i] >= MAX_ENV_FAILS:
+            raise RuntimeError(f"env {self.label}.{i} ({self.name}) failed {MAX_ENV_FAILS} times without finishing "
+                               f"an episode, last: {errors[-1].split(': ', 1)[-1].removesuffix('; recreating it')}")
         for attempt in range(3):
             try:
                 self._new_env(i)
@@ -216,6 +225,7 @@ class VectorEnvBatch:
         self.env = None
         self._episodes = _Episodes(num_envs)
         self._resets = 0
+        self._fails = 0  # errors since an episode last ended
 
     def reset(self) -> np.ndarray:
         _close_quietly(self.env)
@@ -273,12 +283,18 @@ class VectorEnvBatch:
             if valid.all():
                 valid = None
         ended_r, ended_l = self._episodes.add(rewards, counted, ended)
+        if ended_r:
+            self._fails = 0
         self.obs = next_obs
         return BatchStep(next_obs.copy(), rewards, term, trunc, first, valid, final_idx, final_obs,
                          ended_r, ended_l, [])
 
     def _after_error(self, text: str) -> BatchStep:
         K = self.num_envs
+        self._fails += 1
+        if self._fails >= MAX_ENV_FAILS:
+            raise RuntimeError(f"vector env {self.label} failed {MAX_ENV_FAILS} times without finishing an "
+                               f"episode, last: {text.removesuffix('; recreating it')}")
         last = self.obs.copy()
         errors = [text]
         for attempt in range(3):

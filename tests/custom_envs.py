@@ -147,11 +147,16 @@ if "HangInLearner-v0" not in gym.registry:
 
 class WrongShape(gym.Wrapper):
     """CartPole whose observations lose their last value: from every reset (`where="reset"`), or from the
-    30th step of each env (`where="step"`), as a buggy env would."""
+    30th step of every 10th env made in the process (`where="step"`: a bug the env's replacement usually
+    does not hit), as a buggy env would."""
+
+    made = 0
 
     def __init__(self, where: str = "reset"):
         super().__init__(gym.make("CartPole-v1"))
         self.where, self.steps = where, 0
+        type(self).made += 1
+        self.buggy = type(self).made % 10 == 0
 
     def reset(self, **kw):
         obs, info = self.env.reset(**kw)
@@ -160,7 +165,7 @@ class WrongShape(gym.Wrapper):
     def step(self, action):
         obs, r, te, tr, info = self.env.step(action)
         self.steps += 1
-        return (obs[:3] if self.where == "step" and self.steps == 30 else obs), r, te, tr, info
+        return (obs[:3] if self.where == "step" and self.buggy and self.steps == 30 else obs), r, te, tr, info
 
 
 for _where in ("Reset", "Step"):
@@ -206,3 +211,22 @@ class RaisesOnCreate(gym.Env):
 
 if "RaisesOnCreate-v0" not in gym.registry:
     gym.register("RaisesOnCreate-v0", entry_point=RaisesOnCreate)
+
+
+class ResetFailsAfterFirstEpisode(gym.Wrapper):
+    """CartPole whose every reset but its first raises: each env plays one episode, then must be replaced."""
+
+    def __init__(self):
+        super().__init__(gym.make("CartPole-v1"))
+        self.resets = 0
+
+    def reset(self, **kw):
+        self.resets += 1
+        if self.resets > 1:
+            raise RuntimeError("simulator lost its licence")
+        return self.env.reset(**kw)
+
+
+if "ResetFails-v0" not in gym.registry:
+    gym.register("ResetFails-v0", entry_point=ResetFailsAfterFirstEpisode, reward_threshold=475.0,
+                 max_episode_steps=500)
