@@ -143,6 +143,7 @@ class ActorArgs:
     slot_spec: tuple
     weight_spec: tuple
     parent_pid: int
+    stack_path: str = ""  # where the actor dumps its Python stack on SIGUSR1 (a stalled actor is asked first)
 
 
 def actor_process_main(args: ActorArgs, channel) -> None:
@@ -151,6 +152,14 @@ def actor_process_main(args: ActorArgs, channel) -> None:
     shutdown, so Ctrl-C in a terminal does not kill actors mid-write."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import cloudpickle
+
+    stack_file = None
+    if args.stack_path:
+        import faulthandler
+
+        # faulthandler writes from the C signal handler: it answers even when an env hangs inside C code.
+        stack_file = open(args.stack_path, "w")
+        faulthandler.register(signal.SIGUSR1, file=stack_file, all_threads=False)
 
     from .transport import attach_slots, attach_weights
 

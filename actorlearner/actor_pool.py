@@ -56,6 +56,7 @@ class ActorPool:
         self.stalls = 0
         self._last_seen = [0.0] * num_actors  # (re)start or last delivery, time.monotonic()
         self._slowest = [0.0] * num_actors  # the longest gap between deliveries seen
+        self._stack_paths = [""] * num_actors
 
     def start(self) -> None:
         for i in range(len(self.procs)):
@@ -63,8 +64,10 @@ class ActorPool:
 
     def _start(self, i: int) -> None:
         ours, theirs = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=actor_process_main, args=(self._args_for(i, self.incarnation[i]), theirs),
-                                 name=f"actorlearner-actor-{i}", daemon=True)
+        args = self._args_for(i, self.incarnation[i])
+        self._stack_paths[i] = args.stack_path
+        proc = self._ctx.Process(target=actor_process_main, args=(args, theirs), name=f"actorlearner-actor-{i}",
+                                 daemon=True)
         saved = {k: os.environ.get(k) for k in _THREAD_VARS}
         os.environ.update({k: str(self._threads) for k in _THREAD_VARS})
         try:
@@ -116,8 +119,9 @@ class ActorPool:
             quiet = now - self._last_seen[i]
             if self.holding[i] and proc.exitcode is None and quiet > limit:
                 self.stalls += 1
-                self._report(f"actor {i} delivered nothing for {quiet:.0f} s (a hung env or a frozen process?); "
-                             "killing it")
+                where = _where_stuck(proc.pid, self._stack_paths[i])
+                self._report(f"actor {i} delivered nothing for {quiet:.0f} s "
+                             f"({'it was in ' + where if where else 'a frozen process, or a hung env?'}); killing it")
                 proc.kill()
                 proc.join(timeout=1.0)
 
@@ -190,6 +194,34 @@ class ActorPool:
             if conn is not None:
                 conn.close()
         self.conns = [None] * len(self.conns)
+
+
+def _where_stuck(pid: int, stack_path: str, wait_s: float = 0.3) -> str:
+    """Asks a stalled actor for its stack (SIGUSR1, answered by faulthandler, even inside C code); returns its
+    innermost frame outside actorlearner and the standard library, as "file.py:LINE in FUNCTION", or ""
+    (no answer: a frozen process does not run its handler)."""
+    if not stack_path:
+        return ""
+    try:
+        size = os.path.getsize(stack_path)
+        os.kill(pid, signal.SIGUSR1)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and os.path.getsize(stack_path) == size:
+            time.sleep(0.02)
+        with open(stack_path) as f:
+            f.seek(size)
+            text = f.read()
+    except OSError:
+        return ""
+    frames = [line.strip() for line in text.splitlines() if line.strip().startswith("File ")]
+    for frame in frames:  # most recent call first
+        path = frame.split('"')[1] if '"' in frame else ""
+        if "/actorlearner/" in path or "/lib/python" in path and "site-packages" not in path:
+            continue
+        line = frame.rsplit(", line ", 1)[-1]  # 'N in FUNCTION'
+        number, _, function = line.partition(" in ")
+        return f"{os.path.basename(path)}:{number} in {function}"
+    return ""
 
 
 class SerialActors:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -168,7 +170,7 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
     fields = unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor)
     actor_cfg = _actor_config(cfg, plan.generation)
     status, error = "running", None
-    pool = slots = weights = None
+    pool = slots = weights = stacks = None
     repeats = reporting.Repeats()
     reporting.console.quiet = cfg.quiet
     with StopSignals() as signals:
@@ -178,9 +180,11 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
             batch_blob = cloudpickle.dumps(plan.make_batch)
             model_blob = b"" if plan.actor_model_fn is None else cloudpickle.dumps(plan.actor_model_fn)
 
+            stacks = tempfile.mkdtemp(prefix="actorlearner-stacks-")  # removed at the end
+
             def args_for(i: int, incarnation: int) -> ActorArgs:
                 return ActorArgs(i, incarnation, actor_cfg, spec, batch_blob, model_blob, slots.spec(),
-                                 weights.spec(), os.getpid())
+                                 weights.spec(), os.getpid(), os.path.join(stacks, f"actor-{i}.txt"))
 
             if cfg.serial:
                 actors = SerialActors(actor_cfg, spec, num_actors, slots, weights, plan.make_batch,
@@ -205,6 +209,8 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
             for shared in (slots, weights):
                 if shared is not None:
                     shared.close()
+            if stacks is not None:
+                shutil.rmtree(stacks, ignore_errors=True)
             if pool is not None:
                 stats.actor_restarts, stats.actor_stalls = pool.restarts, pool.stalls
             summary = stats.summary(cfg.env, cfg.seed, status)

@@ -26,6 +26,7 @@ def check_end(tmp_path, proc, before, t0):
     assert summary["actor_stalls"] == 1 and summary["actor_restarts"] >= 1, summary
     assert "delivered nothing for" in out
     assert spawned_pids() - before == set() and our_segments(proc.pid) == set()
+    summary["stdout"] = out
     return summary
 
 
@@ -37,6 +38,7 @@ def test_actor_with_a_hung_env_is_killed_and_replaced(tmp_path):
     summary = check_end(tmp_path, proc, before, t0)
     assert (tmp_path / "hung").exists()
     assert summary["env_steps"] > 0
+    assert "(it was in custom_envs.py:" in summary["stdout"] and " in step); killing it" in summary["stdout"]
 
 
 def test_frozen_actor_process_is_killed_and_replaced(tmp_path):
@@ -49,4 +51,5 @@ def test_frozen_actor_process_is_killed_and_replaced(tmp_path):
     kids = sorted(spawned_pids() - before)
     assert kids
     os.kill(kids[-1], signal.SIGSTOP)  # frozen: alive, silent
-    check_end(tmp_path, proc, before, t0)
+    summary = check_end(tmp_path, proc, before, t0)
+    assert "(a frozen process, or a hung env?); killing it" in summary["stdout"]  # it cannot answer
