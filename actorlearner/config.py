@@ -99,6 +99,10 @@ class Config:
     # --- evaluation and output ---
     eval_every_s: float = _f(5.0, "evaluate the greedy policy every this many seconds (0: only at the end)")
     eval_episodes: int = _f(5, "episodes per evaluation")
+    confirm_episodes: int = _f(20, "when the last 100 training episodes reach the target, the current weights play "
+                               "this many fresh episodes (sampled actions, as in training): the task counts as "
+                               "solved, and those weights as the final policy, only if their mean reaches the "
+                               "target too (0: the training window alone decides)")
     log_every_s: float = _f(1.0, "seconds between progress lines and metrics records")
     quiet: bool = _f(False, "print only the start-up lines, warnings, errors and the final line")
     verbose: bool = _f(False, "progress lines also show the loss terms, gradient norm and mean importance "
@@ -167,7 +171,7 @@ def validate(cfg: Config) -> Config:
     for name in positive_int:
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{_flag(name)} must be >= 1, got {getattr(cfg, name)}")
-    for name in ("num_actors", "max_steps", "learner_threads"):
+    for name in ("num_actors", "max_steps", "learner_threads", "confirm_episodes"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(cfg, name)}")
     for name in ("max_seconds", "eval_every_s", "entropy_cost", "baseline_cost", "checkpoint_every",

@@ -34,6 +34,60 @@ def run_episodes(policy, env_fn: Callable, spec: EnvSpec, *, episodes: int, seed
     return returns, lengths
 
 
+def run_episodes_together(policy, env_fn: Callable, spec: EnvSpec, *, episodes: int, seed: int,
+                          greedy: bool = False, max_steps: int = 100_000) -> tuple[list[float], list[int]]:
+    """Plays `episodes` episodes at once, one env each, with one batched policy call per step (a confirmation
+    of 20 CartPole episodes takes ~0.1 s this way). Returns (returns, lengths) of the episodes that finished;
+    an env that raises loses its episode (reported), the others go on. Sampled actions unless greedy."""
+    from .env_batch import check_obs
+
+    rng = np.random.default_rng(seed)
+    envs, active = [None] * episodes, []
+    obs = np.zeros((episodes, *spec.obs_shape), spec.obs_dtype)
+    try:
+        for i in range(episodes):
+            try:
+                envs[i] = env_fn()
+                o = envs[i].reset(seed=seed + i)[0]
+                check_obs(o, spec.obs_shape, spec.obs_dtype, "reset")
+            except Exception as e:  # noqa: BLE001 - a user env may fail; that episode is lost
+                say(f"evaluation env failed: {type(e).__name__}: {e}; episode left out")
+                continue
+            obs[i] = o
+            active.append(i)
+        totals, lengths = [0.0] * episodes, [0] * episodes
+        returns_out, lengths_out = [], []
+        while active and max(lengths[i] for i in active) < max_steps:
+            x = obs[active]
+            actions = policy.greedy(x) if greedy else policy.sample(x, rng)[0]
+            still = []
+            for a, i in zip(actions, active):
+                a = int(a) if spec.discrete else np.clip(a, spec.action_low, spec.action_high)
+                try:
+                    o, r, terminated, truncated, _ = envs[i].step(a)
+                    check_obs(o, spec.obs_shape, spec.obs_dtype, "step")
+                except Exception as e:  # noqa: BLE001 - a user env may fail; that episode is lost
+                    say(f"evaluation env failed: {type(e).__name__}: {e}; episode left out")
+                    continue
+                totals[i] += float(r)
+                lengths[i] += 1
+                if terminated or truncated:
+                    returns_out.append(totals[i])
+                    lengths_out.append(lengths[i])
+                else:
+                    obs[i] = o
+                    still.append(i)
+            active = still
+        return returns_out, lengths_out
+    finally:
+        for env in envs:
+            try:
+                if env is not None:
+                    env.close()
+            except Exception:  # noqa: BLE001 - closing a broken env may fail too
+                pass
+
+
 def record_video(policy, env_fn: Callable, spec: EnvSpec, path: str, *, seed: int, greedy: bool = True,
                  max_steps: int = 100_000) -> tuple[float, int, int]:
     """Plays one episode on `env_fn()` (made with render_mode="rgb_array") and writes its frames to

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import checkpoint, reporting
 from .config import Config
-from .evaluation import run_episodes
+from .evaluation import run_episodes, run_episodes_together
 from .policies import make_policy
 from .protocol import ActorFailed, EnvError, UnrollReady, UnrollSource
 from .reporting import RunDir, RunStats, progress_line, say
@@ -28,6 +28,8 @@ from .transport import TransportTimeout, WeightStore
 
 # In skip mode, this many non-finite batches in a row stop the run anyway: the data itself is broken.
 MAX_NONFINITE_IN_A_ROW = 20
+# After a failed confirmation, the next one waits this many learner steps.
+CONFIRM_EVERY = 5
 # The final evaluation may run this long past --max-seconds before it is cut.
 FINAL_EVAL_GRACE_S = 5.0
 
@@ -91,6 +93,8 @@ class LearnerLoop:
         self.latest = None  # the newest published weights
         self.nonfinite_in_a_row = 0
         self.logged_failure = False
+        self.next_confirm_step = 0
+        self.confirmed = None  # the weights that passed the confirmation
         self.watching_stalls = False
         self.last_data = time.monotonic()
         now = self.stats.now()
@@ -129,13 +133,54 @@ class LearnerLoop:
         cfg, stats = self.cfg, self.stats
         if self.ctx.signals.requested:
             return "interrupted"
-        if stats.check_solved() and cfg.stop_at_target:
+        if self._solved() and cfg.stop_at_target:
             return "solved"
         if cfg.max_steps and stats.env_steps >= cfg.max_steps:
             return "max_steps"
         if cfg.max_seconds and stats.now() >= cfg.max_seconds:
             return "max_seconds"
         return None
+
+    def _solved(self) -> bool:
+        """Solved: the training window reached the target and, with --confirm-episodes, so did the current
+        weights on fresh episodes (then they are the final policy). A failed confirmation is said and counted;
+        the next waits CONFIRM_EVERY learner steps."""
+        cfg, stats = self.cfg, self.stats
+        if stats.solved_at_s is not None:
+            return True
+        if not stats.window_reached():
+            return False
+        if cfg.confirm_episodes == 0:
+            stats.mark_solved(None)
+            return True
+        if self.latest is None or stats.learner_steps < self.next_confirm_step:
+            return False
+        confirmed = self._confirm(self.latest)
+        if confirmed is None:  # stopped by a signal or its deadline
+            return False
+        if confirmed >= stats.target:
+            stats.mark_solved(confirmed)
+            self.confirmed = self.latest
+            return True
+        stats.confirmations_failed += 1
+        self.next_confirm_step = stats.learner_steps + CONFIRM_EVERY
+        say(f"[{stats.now():7.1f}s] window {stats.mean_return_100():.1f} ≥ {stats.target:g}, confirmation "
+            f"{confirmed:.1f} < {stats.target:g}: training on")
+        return False
+
+    def _confirm(self, flat) -> Optional[float]:
+        """The mean return of the weights `flat` over --confirm-episodes fresh episodes, played together in this
+        process with sampled actions; None if a stop signal or the deadline cut it."""
+        cfg = self.cfg
+        self.eval_policy.load(flat)
+        seed = cfg.seed + 20_000 + 1_000 * self.stats.confirmations_failed  # fresh episodes at every attempt
+        try:
+            with self.ctx.signals.user_code(self._user_code_deadline()):
+                returns, _ = run_episodes_together(self.eval_policy, self.ctx.env_fn, self.ctx.spec,
+                                                   episodes=cfg.confirm_episodes, seed=seed)
+        except UserCodeStopped:
+            return None
+        return float(np.mean(returns)) if returns else None
 
     def _user_code_deadline(self, grace_s: float = 0.0) -> float:
         """Seconds that user code run in this process (evaluation, serial stepping) may take: up to
@@ -254,6 +299,8 @@ class LearnerLoop:
         ctx, stats = self.ctx, self.stats
         self.save_checkpoint()
         latest = self.learner.flat_weights()
+        if status == "solved" and self.confirmed is not None:
+            latest = self.confirmed  # the weights that passed (the learner has not stepped since)
         ctx.run_dir.save_weights(latest, self.layout)
         if status != "interrupted":  # an interrupted user wants out now, not five more episodes
             self._evaluate(latest, grace_s=FINAL_EVAL_GRACE_S)

@@ -30,7 +30,8 @@ class RunStats:
     # What a checkpoint keeps of a run, so a resumed run continues its counters and curves.
     _STATE = ("env_steps", "learner_steps", "episodes", "solved_at_s", "solved_at_steps", "lag_sum",
               "lag_count", "last_eval", "best_eval", "actor_restarts", "env_errors", "nonfinite_skips",
-              "stale_dropped", "nonfinite_unrolls", "actor_stalls")
+              "stale_dropped", "nonfinite_unrolls", "actor_stalls", "window_reached_at_s",
+              "confirmations_failed", "confirm_return")
 
     def __init__(self, t0: float, target_return: Optional[float]):
         self.t0 = t0
@@ -56,6 +57,9 @@ class RunStats:
         self.stale_dropped = 0  # unrolls given back unused for being older than --max-policy-lag
         self.nonfinite_unrolls = 0  # unrolls dropped for a NaN/Inf observation or reward
         self.actor_stalls = 0  # actors killed for delivering nothing for too long
+        self.window_reached_at_s: Optional[float] = None  # the training window first reached the target
+        self.confirmations_failed = 0
+        self.confirm_return: Optional[float] = None  # the mean return of the confirmation that passed
         self.last_losses: dict = {}
 
     def now(self) -> float:
@@ -82,13 +86,20 @@ class RunStats:
     def mean_return_100(self) -> Optional[float]:
         return float(sum(self.recent_returns) / len(self.recent_returns)) if self.recent_returns else None
 
-    def check_solved(self) -> bool:
-        """Solved: 100 finished episodes whose mean return reaches the target. Records when, once."""
-        if self.target is None or len(self.recent_returns) < 100:
-            return self.solved_at_s is not None
-        if self.solved_at_s is None and self.mean_return_100() >= self.target:
+    def window_reached(self) -> bool:
+        """The training window (100 finished episodes) has a mean return at or above the target now; records
+        the first time it had."""
+        if self.target is None or len(self.recent_returns) < 100 or self.mean_return_100() < self.target:
+            return False
+        if self.window_reached_at_s is None:
+            self.window_reached_at_s = self.now()
+        return True
+
+    def mark_solved(self, confirm_return: Optional[float]) -> None:
+        """The task is solved now (confirm_return: the confirmation's mean, or None without one). Once."""
+        if self.solved_at_s is None:
             self.solved_at_s, self.solved_at_steps = self.now(), self.env_steps
-        return self.solved_at_s is not None
+            self.confirm_return = confirm_return
 
     def add_learner_step(self, env_steps: int, lags: list, losses: dict) -> None:
         if self.first_step_s is None:
@@ -125,9 +136,10 @@ class RunStats:
             "env_steps": self.env_steps, "env_steps_per_s": self.env_steps / wall if wall > 0 else 0.0,
             "learner_steps": self.learner_steps, "episodes": self.episodes, "mean_return_100": mr,
             "target_return": self.target,
-            "solved": bool(mr is not None and self.target is not None and len(self.recent_returns) >= 100
-                           and mr >= self.target),
+            "solved": self.solved_at_s is not None,
             "solved_at_s": self.solved_at_s, "solved_at_steps": self.solved_at_steps,
+            "window_reached_at_s": self.window_reached_at_s, "confirmations_failed": self.confirmations_failed,
+            "confirm_return_mean": self.confirm_return,
             "eval_return_mean": self.last_eval, "best_eval_return": self.best_eval,
             "policy_lag_mean": self.policy_lag_mean(),
             "policy_lag_p95": (float(sorted(self.recent_lags)[int(0.95 * (len(self.recent_lags) - 1))])

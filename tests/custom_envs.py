@@ -230,3 +230,25 @@ class ResetFailsAfterFirstEpisode(gym.Wrapper):
 if "ResetFails-v0" not in gym.registry:
     gym.register("ResetFails-v0", entry_point=ResetFailsAfterFirstEpisode, reward_threshold=475.0,
                  max_episode_steps=500)
+
+
+class EasyOnlyInActors(gym.Env):
+    """Ten steps an episode, reward 1 a step in an actor process and 0 in the launching one (where the
+    confirmation episodes are played): the training window reaches the target 9, the confirmation never."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        import multiprocessing
+
+        self.t, self.pays = 0, float(multiprocessing.parent_process() is not None)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(1, np.float32), self.pays, False, self.t >= 10, {}
+
+
+if "EasyOnlyInActors-v0" not in gym.registry:
+    gym.register("EasyOnlyInActors-v0", entry_point=EasyOnlyInActors, reward_threshold=9.0, max_episode_steps=10)

@@ -1,0 +1,65 @@
+"""Confirmed solve: "solved" means the current weights also reach the target on fresh episodes, and those
+weights are the final policy."""
+
+import json
+import os
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+
+from actorlearner.config import Config
+from actorlearner.envs import inspect_env, make_env_fn
+from actorlearner.evaluation import run_episodes, run_episodes_together
+from actorlearner.layout import default_layout, layout_size
+from actorlearner.policies import NumpyMLPPolicy
+from conftest import ROOT
+
+
+def test_episodes_played_together_are_the_episodes_played_one_by_one():
+    env_fn = make_env_fn("CartPole-v1")
+    spec, cfg = inspect_env(env_fn), Config()
+    layout = default_layout(spec, cfg.hidden_sizes)
+    policy = NumpyMLPPolicy(spec, layout, cfg.hidden_sizes, cfg.activation)
+    policy.load(np.random.default_rng(3).normal(scale=0.5, size=layout_size(layout)).astype(np.float32))
+    one, one_len = run_episodes(policy, env_fn, spec, episodes=6, seed=11, greedy=True)
+    together, together_len = run_episodes_together(policy, env_fn, spec, episodes=6, seed=11, greedy=True)
+    assert sorted(zip(one, one_len)) == sorted(zip(together, together_len))
+    assert len(set(one_len)) > 1  # different episodes, not one repeated
+
+
+def test_a_window_that_reaches_the_target_is_not_solved_unless_confirmed(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "custom_envs:EasyOnlyInActors-v0",
+                           "--run-dir", str(tmp_path / "run"), "--max-seconds", "10", "--eval-every-s", "0"],
+                          capture_output=True, text=True, timeout=90, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "max_seconds" and not summary["solved"] and summary["solved_at_s"] is None
+    assert summary["window_reached_at_s"] is not None and summary["confirmations_failed"] >= 1
+    assert summary["mean_return_100"] >= 9.0  # the window alone would have called it solved
+    assert "window 10.0 ≥ 9, confirmation 0.0 < 9: training on" in proc.stdout
+
+
+def test_confirmation_off_trusts_the_window(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "custom_envs:EasyOnlyInActors-v0",
+                           "--run-dir", str(tmp_path / "run"), "--max-seconds", "30", "--eval-every-s", "0",
+                           "--confirm-episodes", "0"],
+                          capture_output=True, text=True, timeout=90, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["solved"] and summary["confirm_return_mean"] is None and summary["confirmations_failed"] == 0
+
+
+def test_confirmed_cartpole_policy_is_the_saved_one(tmp_path):
+    from actorlearner import load_policy, train
+
+    summary = train(Config(seed=2, serial=True, max_seconds=90, eval_every_s=0, run_dir=str(tmp_path / "run")))
+    assert summary["solved"] and summary["confirm_return_mean"] >= 475
+    assert summary["solved_at_s"] >= summary["window_reached_at_s"]
+    policy = load_policy(str(tmp_path / "run"))
+    env_fn = lambda: gym.make("CartPole-v1")  # noqa: E731
+    returns, _ = run_episodes_together(policy, env_fn, inspect_env(env_fn), episodes=20, seed=99)
+    assert np.mean(returns) >= 475 * 0.9, returns  # the saved policy solves fresh episodes too
