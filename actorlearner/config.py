@@ -85,7 +85,8 @@ class Config:
     clip_ratio: float = _f(0.2, "PPO clip epsilon of the appo surrogate")
     normalize_advantages: bool = _f(False, "normalize the appo advantages per minibatch (mean 0, std 1)")
     max_policy_lag: int = _f(0, "drop unrolls whose policy is more than this many learner steps old when the "
-                             "batch is formed (0: keep all); counted as stale_dropped")
+                             "batch is formed (0: keep all); counted as stale_dropped. A learner step is one batch: "
+                             "with --loss appo, epochs x minibatches optimizer updates")
     reward_clip: float = _f(0.0, "clip scaled rewards to [-c, c] (0: no clipping)")
     lr_schedule: str = _f("constant", "learning rate over the run: constant, or linear decay to 0 at --max-steps",
                           choices=("constant", "linear"))

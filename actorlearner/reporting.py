@@ -57,6 +57,7 @@ class RunStats:
         self.stale_dropped = 0  # unrolls given back unused for being older than --max-policy-lag
         self.nonfinite_unrolls = 0  # unrolls dropped for a NaN/Inf observation or reward
         self.actor_stalls = 0  # actors killed for delivering nothing for too long
+        self.updates_per_step = 1  # optimizer updates in one learner step (APPO: epochs x minibatches)
         self.window_reached_at_s: Optional[float] = None  # the training window first reached the target
         self.confirmations_failed = 0
         self.confirm_return: Optional[float] = None  # the mean return of the confirmation that passed
@@ -141,7 +142,8 @@ class RunStats:
             "window_reached_at_s": self.window_reached_at_s, "confirmations_failed": self.confirmations_failed,
             "confirm_return_mean": self.confirm_return,
             "eval_return_mean": self.last_eval, "best_eval_return": self.best_eval,
-            "policy_lag_mean": self.policy_lag_mean(),
+            # Lags count learner steps (batches); with APPO each is updates_per_step optimizer updates.
+            "policy_lag_mean": self.policy_lag_mean(), "updates_per_step": self.updates_per_step,
             "policy_lag_p95": (float(sorted(self.recent_lags)[int(0.95 * (len(self.recent_lags) - 1))])
                                if self.recent_lags else None),
             "startup_s": self.first_step_s - self.time_offset if self.first_step_s is not None else None,

@@ -122,6 +122,7 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     run_dir.write_json("config.json", cfg.to_json())
     say(f"config: {cfg.describe_changes()} (all settings: {os.path.join(run_dir.path, 'config.json')})")
     stats = RunStats(t0, target)
+    stats.updates_per_step = cfg.epochs * cfg.minibatches
     generation = 0
     if ckpt is not None:
         stats.restore(ckpt.meta["stats"])

@@ -61,8 +61,8 @@ def from_importance_weights(log_rhos, discounts, rewards, values, bootstrap_valu
 
     rhos = tf.exp(log_rhos)
     clipped_rhos = rhos if clip_rho_threshold is None else tf.minimum(
-        tf.cast(clip_rho_threshold, dtype), rhos)
-    cs = tf.cast(lambda_, dtype) * tf.minimum(tf.cast(1.0, dtype), rhos)
+        tf.constant(clip_rho_threshold, dtype), rhos)
+    cs = tf.constant(lambda_, dtype) * tf.minimum(tf.constant(1.0, dtype), rhos)
     # V(x_{t+1}) for every t: the values shifted by one, with the bootstrap at the end.
     values_tp1 = tf.concat([values[1:], bootstrap_value[None]], axis=0)
     deltas = clipped_rhos * (rewards + discounts * values_tp1 - values)
@@ -85,6 +85,6 @@ def from_importance_weights(log_rhos, discounts, rewards, values, bootstrap_valu
 
     vs_tp1 = tf.concat([vs[1:], bootstrap_value[None]], axis=0)
     clipped_pg_rhos = rhos if clip_pg_rho_threshold is None else tf.minimum(
-        tf.cast(clip_pg_rho_threshold, dtype), rhos)
+        tf.constant(clip_pg_rho_threshold, dtype), rhos)
     pg_advantages = clipped_pg_rhos * (rewards + discounts * vs_tp1 - values)
     return VTraceReturns(vs=tf.stop_gradient(vs), pg_advantages=tf.stop_gradient(pg_advantages))

@@ -80,3 +80,15 @@ def test_bad_rank_raises(bad):
     args[bad] = np.zeros((T, B, 1)) if bad != "bootstrap_value" else np.zeros((T, B))
     with pytest.raises(ValueError, match=bad):
         vtrace.from_importance_weights(**args)
+
+
+def test_float64_inputs_are_clipped_at_float64_thresholds():
+    """A threshold of 1.1 must clip at float64's 1.1, not at float32's 1.10000002 (a cast through float32)."""
+    T, B = 2, 1
+    rho = 1.1 + 1e-9  # above float64's 1.1, below float32's
+    out = vtrace.from_importance_weights(log_rhos=np.full((T, B), np.log(rho)), discounts=np.zeros((T, B)),
+                                         rewards=np.ones((T, B)), values=np.zeros((T, B)),
+                                         bootstrap_value=np.zeros(B), clip_rho_threshold=1.1,
+                                         clip_pg_rho_threshold=1.1, lambda_=1.0)
+    assert out.pg_advantages.dtype == tf.float64
+    np.testing.assert_array_equal(out.pg_advantages.numpy(), np.full((T, B), 1.1))
