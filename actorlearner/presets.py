@@ -24,7 +24,9 @@ PRESETS: dict[str, dict] = {
                     "reward_scale": 0.05, "envs_per_actor": 16, "batch_size": 64},
     # Continuous: APPO, 4 passes of 4 minibatches over each batch, normalized advantages, a short horizon
     # and a wide starting policy. Plain IMPALA at lr 5e-3 did not learn here in 25 s; lr 1e-3 did, slower.
-    "pendulum": {"env": "Pendulum-v1", "target_return": -250.0, "loss": "appo", "epochs": 4, "minibatches": 4,
+    # Target -200, confirmed (rl-baselines3-zoo's PPO reaches about -172): seeds 1-3 solved in 9.2-10.8 s, their
+    # final policies -177, -199 and -194 over 100 sampled episodes afterwards (-250 let weak policies pass).
+    "pendulum": {"env": "Pendulum-v1", "target_return": -200.0, "loss": "appo", "epochs": 4, "minibatches": 4,
                  "normalize_advantages": True, "learning_rate": 1e-3, "gamma": 0.9, "envs_per_actor": 16,
                  "batch_size": 64, "entropy_cost": 0.0, "init_log_std": 0.5},
     # LunarLander's recipe with lr 3e-4, V-trace lambda 0.95, and scaled rewards clipped to [-1, 1]: that
