@@ -100,6 +100,8 @@ class Config:
     # --- evaluation and output ---
     eval_every_s: float = _f(5.0, "evaluate the greedy policy every this many seconds (0: only at the end)")
     eval_episodes: int = _f(5, "episodes per evaluation")
+    eval_greedy: bool = _f(True, "evaluations act greedily (argmax / Gaussian mean); --no-eval-greedy samples the "
+                           "policy as training and the confirmation do")
     confirm_episodes: int = _f(20, "when the last 100 training episodes reach the target, the current weights play "
                                "this many fresh episodes (sampled actions, as in training): the task counts as "
                                "solved, and those weights as the final policy, only if their mean reaches the "

@@ -316,7 +316,8 @@ class LearnerLoop:
         try:
             with self.ctx.signals.user_code(deadline):
                 returns, lengths = run_episodes(self.eval_policy, self.ctx.env_fn, self.ctx.spec,
-                                                episodes=cfg.eval_episodes, seed=cfg.seed + 10_000)
+                                                episodes=cfg.eval_episodes, seed=cfg.seed + 10_000,
+                                                greedy=cfg.eval_greedy)
         except UserCodeStopped as e:
             why = "a stop signal" if e.why != "deadline" else f"its deadline ({deadline:.1f} s; a hung env?)"
             say(f"evaluation stopped by {why}; no evaluation figure this time")
@@ -324,6 +325,9 @@ class LearnerLoop:
         if not returns:
             return
         stats.last_eval = float(np.mean(returns))
+        self.ctx.run_dir.log_eval({"time_s": round(stats.now(), 3), "env_steps": stats.env_steps,
+                                   "return_mean": stats.last_eval, "return_std": float(np.std(returns)),
+                                   "episodes": len(returns)})
         if stats.best_eval is None or stats.last_eval > stats.best_eval:
             stats.best_eval = stats.last_eval
             self.ctx.run_dir.save_weights(flat, self.layout, "best.npz")  # what `eval --which best` plays

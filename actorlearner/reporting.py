@@ -299,6 +299,11 @@ class RunDir:
             f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} actor {actor_id} failed:\n{traceback_text.rstrip()}\n")
         return path
 
+    def log_eval(self, record: dict) -> None:
+        """One line of RUN_DIR/evals.jsonl: an evaluation's time, env steps and returns."""
+        with open(os.path.join(self.path, "evals.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+
     def log_metrics(self, record: dict) -> None:
         self._metrics.write(json.dumps(record) + "\n")
 
