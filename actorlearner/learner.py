@@ -55,6 +55,8 @@ class Learner:
             act_sig, tb, tb, tb, tb, tf.TensorSpec([], tf.float32)])
         self.steps = 0
         self._concrete = None
+        self.lr_scale = 1.0  # the loop lowers it once the task is solved (--solved-lr-scale)
+        self._lr_now = cfg.learning_rate
         by_path = {v.path: v for v in model.weights}
         self._norm = (tuple(by_path[p] for p, _ in OBS_NORM) if cfg.normalize_obs and "obs_norm/mean" in by_path
                       else None)
@@ -138,8 +140,10 @@ class Learner:
         cfg = self.cfg
         if self._concrete is None:
             self.trace()
-        if cfg.lr_schedule != "constant":
-            self.optimizer.learning_rate.assign(scheduled(cfg.learning_rate, cfg.lr_schedule, progress))
+        lr = scheduled(cfg.learning_rate, cfg.lr_schedule, progress) * self.lr_scale
+        if lr != self._lr_now:
+            self.optimizer.learning_rate.assign(lr)
+            self._lr_now = lr
         entropy_cost = tf.constant(scheduled(cfg.entropy_cost, cfg.entropy_schedule, progress), tf.float32)
         if cfg.epochs * cfg.minibatches == 1:
             return self._update(batch, entropy_cost)

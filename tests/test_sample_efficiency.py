@@ -161,3 +161,22 @@ def test_presets_apply_by_env_and_explicit_flags_win():
 def test_impala_refuses_several_passes():
     with pytest.raises(ConfigError, match="need --loss appo"):
         validate(Config(epochs=2))
+
+
+def test_learning_rate_is_scaled_once_solved():
+    from actorlearner.envs import inspect_env, make_env_fn
+    from actorlearner.model import build_default_model
+
+    cfg = Config(unroll_length=4, envs_per_actor=2, batch_size=4, learning_rate=1e-2)
+    spec = inspect_env(make_env_fn("CartPole-v1"))
+    learner = Learner(cfg, spec, build_default_model(spec, cfg))
+    rng = np.random.default_rng(0)
+    batch = {"obs": rng.normal(size=(5, 4, 4)).astype(np.float32), "actions": np.zeros((4, 4), np.int32),
+             "behaviour_logp": np.full((4, 4), np.log(0.5), np.float32),
+             "rewards": rng.normal(size=(4, 4)).astype(np.float32), "discounts": np.full((4, 4), 0.9, np.float32),
+             "first": np.zeros((5, 4), np.uint8), "mask": np.ones((4, 4), np.float32)}
+    learner.step(batch)
+    assert float(learner.optimizer.learning_rate.numpy()) == pytest.approx(1e-2)
+    learner.lr_scale = cfg.solved_lr_scale  # what the loop does at the confirmation
+    learner.step(batch)
+    assert float(learner.optimizer.learning_rate.numpy()) == pytest.approx(1e-2 * 0.33)
