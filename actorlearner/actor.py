@@ -138,7 +138,7 @@ class ActorArgs:
     incarnation: int
     cfg: Config
     spec: EnvSpec
-    batch_blob: bytes  # env_batch.EnvBatchFactory
+    batch_blob: bytes  # env_backends.EnvBatchFactory
     model_fn_blob: bytes  # b"" for the numpy policy
     slot_spec: tuple
     weight_spec: tuple

@@ -1,9 +1,10 @@
-"""K envs stepped as a batch: the one interface an actor steps its envs through, and its backends.
+"""K envs stepped as a batch: the one interface an actor steps its envs through, and its two implementations
+(which backend serves which id, and how an actor builds its batch: env_backends.py).
 
 `EnvBatch.step(actions)` returns a `BatchStep` in the trajectory's convention (trajectory.py): where an
 episode ended, `obs` already holds the next episode's first observation, the final observation of a
 truncated episode comes back separately (for the bootstrap), and terminated and truncated are kept
-apart. Backends:
+apart. Implementations:
 
 - `GymEnvBatch`: K single gymnasium envs stepped in a Python loop; an env that raises is reported,
   recreated, and its episode cut like a time limit.
@@ -24,12 +25,8 @@ from typing import Callable, NamedTuple, Optional, Protocol
 import gymnasium as gym
 import numpy as np
 
-BACKENDS = ("auto", "gymnasium", "vector", "ale", "envpool")
 # An env that fails this many times without finishing an episode in between stops its actor.
 MAX_ENV_FAILS = 5
-# ALE v5 as documented: sticky actions 0.25, at most 108 K frames (27 K agent steps at frameskip 4) an episode.
-STICKY_ACTIONS = 0.25
-MAX_FRAMES = 108_000
 
 
 class BatchStep(NamedTuple):
@@ -323,162 +320,3 @@ def _close_quietly(env) -> None:
         env.close()
     except Exception:  # noqa: BLE001 - a broken env may fail to close too; it is dropped anyway
         pass
-
-
-def _snake(name: str) -> str:
-    import re
-
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-class EnvBatchFactory:
-    """Picklable recipe for an actor's env batch: `factory(actor_id, incarnation, seed)` -> EnvBatch.
-
-    backend: "gymnasium" (env_fn, K single envs), "vector" (gymnasium.make_vec of env_id with its vector
-    entry point) or "ale" (ale-py's AtariVectorEnv for an `ALE/Game-v5` id: frameskip 4, 84x84 grey,
-    4-frame stack, sticky actions 0.25 as ALE v5 documents, up to 108 K frames an episode, observations
-    transposed to H x W x C; rewards unclipped, --reward-clip clips them for learning)."""
-
-    def __init__(self, backend: str, num_envs: int, env_fn=None, env_id: Optional[str] = None,
-                 modules: tuple = ()):
-        self.backend, self.num_envs, self.env_fn, self.env_id, self.modules = backend, num_envs, env_fn, env_id, modules
-
-    def __call__(self, actor_id: int, incarnation: int, seed: int, spec) -> EnvBatch:
-        label = str(actor_id)
-        if self.backend == "gymnasium":
-            return GymEnvBatch(self.env_fn, self.num_envs, lambda n: env_seed(seed, actor_id, n, incarnation),
-                               spec.obs_shape, spec.obs_dtype, spec.discrete, label,
-                               self.env_id if isinstance(self.env_id, str) else "custom env")
-        first_seed = env_seed(seed, actor_id, 0, incarnation)
-        return VectorEnvBatch(lambda s: self.make_vec(self.num_envs, s), self.num_envs, first_seed,
-                              self.backend, label, spec.obs_shape, spec.obs_dtype)
-
-    def make_vec(self, num_envs: int, seed: int = 0):
-        """The vector env of this backend (seed: envpool seeds its envs when it builds them)."""
-        from .envs import import_env_modules, registered_id
-
-        import_env_modules(self.modules, self.env_id)
-        rid = registered_id(self.env_id)
-        if self.backend == "vector":
-            return gym.make_vec(rid, num_envs=num_envs, vectorization_mode="vector_entry_point")
-        if self.backend == "envpool":
-            import warnings
-
-            import envpool
-
-            # envpool declares float64 bounds, which gymnasium warns about in every actor.
-            warnings.filterwarnings("ignore", message=".*Box (low|high)'s precision lowered")
-            if rid.startswith("ALE/"):
-                env = envpool.make(_envpool_task(rid), env_type="gymnasium", num_envs=num_envs, seed=seed,
-                                   repeat_action_probability=STICKY_ACTIONS, max_episode_steps=MAX_FRAMES // 4,
-                                   reward_clip=False)
-                return _ChannelsLast(env)
-            return envpool.make(rid, env_type="gymnasium", num_envs=num_envs, seed=seed)
-        from ale_py.vector_env import AtariVectorEnv
-
-        game = _snake(rid.split("/", 1)[1].split("-v", 1)[0])
-        env = AtariVectorEnv(game, num_envs, num_threads=1, repeat_action_probability=STICKY_ACTIONS,
-                             autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, reward_clipping=False,
-                             max_num_frames_per_episode=MAX_FRAMES)
-        return _ChannelsLast(env)
-
-    def spec(self):
-        """The EnvSpec the batches will have (for the vector backends, read off a one-env vector env)."""
-        from .envs import inspect_env, spec_from_spaces
-
-        if self.backend == "gymnasium":
-            return inspect_env(self.env_fn, self.env_id if isinstance(self.env_id, str) else "")
-        from .envs import registered_id
-
-        env = self.make_vec(1)
-        try:
-            gspec = gym.registry.get(registered_id(self.env_id))  # envpool's own spec has no threshold
-            return spec_from_spaces(env.single_observation_space, env.single_action_space,
-                                    getattr(gspec, "reward_threshold", None), getattr(gspec, "max_episode_steps", None))
-        finally:
-            _close_quietly(env)
-
-
-class _ChannelsLast(gym.vector.VectorWrapper):
-    """AtariVectorEnv's stacked frames [K, stack, H, W] as images [K, H, W, stack]."""
-
-    def __init__(self, env):
-        super().__init__(env)
-        s = env.single_observation_space
-        self.single_observation_space = gym.spaces.Box(0, 255, (s.shape[1], s.shape[2], s.shape[0]), np.uint8)
-
-    def reset(self, **kw):
-        obs, info = self.env.reset(**kw)
-        return np.ascontiguousarray(obs.transpose(0, 2, 3, 1)), info
-
-    def step(self, actions):
-        obs, r, te, tr, info = self.env.step(actions)
-        if "final_obs" in info:
-            info = {**info, "final_obs": np.stack([o.transpose(1, 2, 0) if o is not None else np.zeros(
-                self.single_observation_space.shape, np.uint8) for o in info["final_obs"]])}
-        return np.ascontiguousarray(obs.transpose(0, 2, 3, 1)), r, te, tr, info
-
-
-def resolve_backend(requested: str, env_id, custom_env_fn: bool) -> tuple[str, str]:
-    """(backend, why) for --env-backend `requested`; raises ConfigError if it cannot serve the env."""
-    from .config import ConfigError
-    from .envs import import_env_modules, registered_id
-
-    if not custom_env_fn:
-        import_env_modules((), env_id)  # the id's own registration (module: prefix, ALE/)
-    env_spec = None if custom_env_fn else gym.registry.get(registered_id(env_id))
-    has_vector = env_spec is not None and env_spec.vector_entry_point is not None
-    is_ale = env_spec is not None and registered_id(env_id).startswith("ALE/")
-    ale_ok = is_ale and _importable("ale_py.vector_env")
-    if requested == "auto":
-        if ale_ok:  # before vector: ale-py registers AtariVectorEnv as the ids' vector entry point too
-            return "ale", "ale-py's AtariVectorEnv (C++ threads, preprocessing built in)"
-        if has_vector:
-            return "vector", "the env registers a gymnasium vector entry point (all envs in one call)"
-        # Never envpool: its version of an id can differ from gymnasium's (its Blackjack-v1 has a Box
-        # observation), and on Atari it measured no faster than ale-py here. It is there when asked for.
-        return "gymnasium", ("a custom env factory" if custom_env_fn else "no vectorized implementation of this id")
-    if requested == "gymnasium":
-        return "gymnasium", "asked for"
-    if custom_env_fn:
-        raise ConfigError(f"--env-backend {requested} needs a registered env id, not an env factory")
-    if requested == "vector" and is_ale:
-        raise ConfigError("--env-backend vector: ALE/ ids run on --env-backend ale (the standard Atari "
-                          "preprocessing, images as H x W x C)")
-    if requested == "vector" and not has_vector:
-        raise ConfigError(f"--env-backend vector: {env_id} registers no gymnasium vector entry point "
-                          f"(use gymnasium or auto)")
-    if requested == "ale" and not is_ale:
-        raise ConfigError(f"--env-backend ale runs ALE/... ids only, not {env_id}")
-    if requested == "ale" and not ale_ok:
-        raise ConfigError("--env-backend ale needs ale-py: pip install 'actorlearner[atari]'")
-    if requested == "envpool" and not _importable("envpool"):
-        raise ConfigError("--env-backend envpool needs envpool: pip install envpool")
-    if requested == "envpool" and not envpool_serves(env_id):
-        raise ConfigError(f"--env-backend envpool: envpool has no {registered_id(env_id)} (use gymnasium or auto)")
-    return requested, "asked for"
-
-
-def _envpool_task(rid: str) -> str:
-    """envpool's name for a gymnasium id: `ALE/Pong-v5` is `Pong-v5`, classic ids are the same."""
-    return rid.split("/", 1)[1] if rid.startswith("ALE/") else rid
-
-
-def envpool_serves(env_id: str) -> bool:
-    """envpool is installed and implements the id (its import costs ~1 s, so it is tried only when needed)."""
-    from .envs import registered_id
-
-    if not _importable("envpool"):
-        return False
-    import envpool
-
-    return _envpool_task(registered_id(env_id)) in envpool.list_all_envs()
-
-
-def _importable(module: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ImportError:
-        return False

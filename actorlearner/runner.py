@@ -23,7 +23,7 @@ from . import checkpoint, reporting
 from .actor import ActorArgs
 from .actor_pool import ActorPool, SerialActors, SlotSource
 from .config import RESUME_FIXED, Config, ConfigError, config_from_dict, validate
-from .env_batch import EnvBatchFactory, resolve_backend
+from .env_backends import EnvBatchFactory, resolve_backend
 from .envs import check_env_id, import_env_modules, make_env_fn
 from .layout import default_layout, layout_size
 from .learner_loop import LearnerLoop, Run, build_model

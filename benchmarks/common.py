@@ -17,7 +17,7 @@ sys.path.insert(0, ROOT)
 def _step_env_only(env_id: str, backend: str, envs: int, seconds: float, out) -> None:
     import numpy as np
 
-    from actorlearner.env_batch import EnvBatchFactory
+    from actorlearner.env_backends import EnvBatchFactory
     from actorlearner.envs import make_env_fn
 
     factory = EnvBatchFactory(backend, envs, env_fn=make_env_fn(env_id), env_id=env_id)
@@ -63,7 +63,7 @@ def ceiling(env_id: str = "CartPole-v1", processes: int | None = None, seconds: 
 def backends_for(env_id: str) -> list[str]:
     """Every env backend that is installed and serves `env_id` (auto's choice first)."""
     from actorlearner.config import ConfigError
-    from actorlearner.env_batch import BACKENDS, resolve_backend
+    from actorlearner.env_backends import BACKENDS, resolve_backend
 
     found = []
     auto, _ = resolve_backend("auto", env_id, custom_env_fn=False)

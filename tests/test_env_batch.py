@@ -9,7 +9,8 @@ import pytest
 
 import custom_envs  # noqa: F401 - registers CountNext-v0 / CountSame-v0
 from actorlearner.config import ConfigError
-from actorlearner.env_batch import EnvBatchFactory, VectorEnvBatch, resolve_backend
+from actorlearner.env_backends import EnvBatchFactory, resolve_backend
+from actorlearner.env_batch import VectorEnvBatch
 from actorlearner.envs import spec_from_spaces
 
 K = 3
@@ -181,7 +182,7 @@ def test_ale_ids_resolve_in_a_fresh_process_to_the_ale_backend():
     import subprocess
     import sys
 
-    code = ("from actorlearner.env_batch import resolve_backend; from actorlearner.envs import make_env_fn; "
+    code = ("from actorlearner.env_backends import resolve_backend; from actorlearner.envs import make_env_fn; "
             "print(resolve_backend('auto', 'ALE/Pong-v5', False)[0], make_env_fn('ALE/Pong-v5')().spec.id)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
