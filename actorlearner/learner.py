@@ -55,7 +55,6 @@ class Learner:
             act_sig, tb, tb, tb, tb, tf.TensorSpec([], tf.float32)])
         self.steps = 0
         self._concrete = None
-        self.lr_scale = 1.0  # the loop lowers it once the task is solved (--solved-lr-scale)
         self._lr_now = cfg.learning_rate
         by_path = {v.path: v for v in model.weights}
         self._norm = (tuple(by_path[p] for p, _ in OBS_NORM) if cfg.normalize_obs and "obs_norm/mean" in by_path
@@ -130,17 +129,19 @@ class Learner:
         self.optimizer.apply_gradients(zip(grads, variables))
         return tf.no_op()
 
-    def step(self, batch: dict[str, np.ndarray], progress: float = 0.0) -> tuple[dict[str, float], np.ndarray]:
+    def step(self, batch: dict[str, np.ndarray], progress: float = 0.0,
+             lr_scale: float = 1.0) -> tuple[dict[str, float], np.ndarray]:
         """The updates on one batch from `trajectory.learner_inputs`: epochs x minibatches of them (one for
         IMPALA); returns (stats of the last update, new flat weights).
 
         progress: fraction of --max-steps done, for the learning-rate and entropy schedules.
+        lr_scale: multiplies the (scheduled) learning rate (--solved-lr-scale once the task is solved).
         Raises NumericalFault if a loss or gradient norm is not finite; that update is not applied (with
         several minibatches, the ones before it were)."""
         cfg = self.cfg
         if self._concrete is None:
             self.trace()
-        lr = scheduled(cfg.learning_rate, cfg.lr_schedule, progress) * self.lr_scale
+        lr = scheduled(cfg.learning_rate, cfg.lr_schedule, progress) * lr_scale
         if lr != self._lr_now:
             self.optimizer.learning_rate.assign(lr)
             self._lr_now = lr

@@ -85,8 +85,6 @@ class LearnerLoop:
         self.learner = Learner(cfg, run.spec, model, self.layout)
         if run.ckpt is not None:
             self.learner.restore(run.ckpt)
-            if self.stats.solved_at_s is not None:  # solved before the resume: go on as a solved run did
-                self.learner.lr_scale = cfg.solved_lr_scale
         run.weights.publish(self.learner.flat_weights())  # the actors' first unrolls wait for this
         self.learner.trace()  # overlaps the first trace with the actors' first unrolls
         self.eval_policy = make_policy(cfg, run.spec, run.actor_model_fn)
@@ -154,7 +152,6 @@ class LearnerLoop:
             return False
         if cfg.confirm_episodes == 0:
             stats.mark_solved(None)
-            self.learner.lr_scale = cfg.solved_lr_scale
             return True
         if self.latest is None or stats.learner_steps < self.next_confirm_step:
             return False
@@ -164,7 +161,6 @@ class LearnerLoop:
         if confirmed >= stats.target:
             stats.mark_solved(confirmed)
             self.confirmed = self.latest
-            self.learner.lr_scale = cfg.solved_lr_scale
             return True
         stats.confirmations_failed += 1
         self.next_confirm_step = stats.learner_steps + CONFIRM_EVERY
@@ -259,7 +255,9 @@ class LearnerLoop:
                                     reward_clip=cfg.reward_clip)
             try:
                 losses, self.latest = self.learner.step(
-                    inputs, progress=stats.env_steps / cfg.max_steps if cfg.max_steps else 0.0)
+                    inputs, progress=stats.env_steps / cfg.max_steps if cfg.max_steps else 0.0,
+                    # Once solved (a resumed solved run too), training goes on at a lower rate.
+                    lr_scale=cfg.solved_lr_scale if stats.solved_at_s is not None else 1.0)
             except NumericalFault as e:
                 self.nonfinite_in_a_row += 1
                 if (cfg.on_nonfinite == "stop" or e.weights_damaged
