@@ -106,7 +106,8 @@ class ActorPool:
         return out
 
     def watch_stalls(self, stall_s: float) -> None:
-        """From now on an actor that holds slots and delivers nothing for too long is killed and replaced."""
+        """From now on an actor that holds slots and delivers nothing for too long is killed and replaced.
+        Calls after the first change nothing."""
         if self.stall_s is None:
             now = time.monotonic()
             self._last_seen = [max(t, now) for t in self._last_seen]
@@ -230,7 +231,7 @@ class SerialActors:
     def __init__(self, cfg, spec, num_actors: int, slots, weights, make_batch: Callable,
                  model_fn: Optional[Callable]):
         self.actors, self._ours = [], []
-        self.restarts = 0
+        self.restarts = self.stalls = 0
         for i in range(num_actors):
             ours, theirs = local_channel_pair()
             policy = make_policy(cfg, spec, model_fn)
@@ -240,6 +241,9 @@ class SerialActors:
 
     def start(self) -> None:
         pass
+
+    def watch_stalls(self, stall_s: float) -> None:
+        """Nothing to watch: serial actors step inside the learner's own deadline (learner_loop)."""
 
     def give(self, i: int, slot: int) -> None:
         self._ours[i].send(slot)
@@ -272,12 +276,10 @@ class SlotSource:
 
     @property
     def stalls(self) -> int:
-        return getattr(self.actors, "stalls", 0)
+        return self.actors.stalls
 
     def watch_stalls(self, stall_s: float) -> None:
-        """Processes only: serial actors run inside the learner's own deadline (learner_loop)."""
-        if hasattr(self.actors, "watch_stalls"):
-            self.actors.watch_stalls(stall_s)
+        self.actors.watch_stalls(stall_s)
 
     @property
     def restarts(self) -> int:

@@ -95,7 +95,6 @@ class LearnerLoop:
         self.logged_failure = False
         self.next_confirm_step = 0
         self.confirmed = None  # the weights that passed the confirmation
-        self.watching_stalls = False
         self.last_data = time.monotonic()
         now = self.stats.now()
         self.next_log = now + cfg.log_every_s
@@ -269,9 +268,7 @@ class LearnerLoop:
             self.nonfinite_in_a_row = 0
             lags = (ctx.weights.version - versions).tolist()
             ctx.weights.publish(self.latest)
-            if not self.watching_stalls:  # the actors have their weights: from now on a silent one is stalled
-                source.watch_stalls(cfg.actor_stall_s)
-                self.watching_stalls = True
+            source.watch_stalls(cfg.actor_stall_s)  # the actors have their weights: silence now means stalled
             stats.add_learner_step(cfg.unroll_length * cfg.envs_per_actor * len(taken), lags, losses)
 
     def _report(self) -> None:

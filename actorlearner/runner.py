@@ -178,20 +178,13 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
         try:
             slots = SlotPool(fields, slots_per_actor * num_actors, token)
             weights = WeightStore(plan.n_params, token, first_version=ckpt.meta["policy_version"] if ckpt else 0)
-            batch_blob = cloudpickle.dumps(plan.make_batch)
-            model_blob = b"" if plan.actor_model_fn is None else cloudpickle.dumps(plan.actor_model_fn)
-
-            stacks = tempfile.mkdtemp(prefix="actorlearner-stacks-")  # removed at the end
-
-            def args_for(i: int, incarnation: int) -> ActorArgs:
-                return ActorArgs(i, incarnation, actor_cfg, spec, batch_blob, model_blob, slots.spec(),
-                                 weights.spec(), os.getpid(), os.path.join(stacks, f"actor-{i}.txt"))
-
             if cfg.serial:
                 actors = SerialActors(actor_cfg, spec, num_actors, slots, weights, plan.make_batch,
                                       plan.actor_model_fn)
             else:
-                actors = ActorPool(args_for, num_actors, cfg.actor_threads, report=repeats.say)
+                stacks = tempfile.mkdtemp(prefix="actorlearner-stacks-")  # removed at the end
+                actors = ActorPool(_args_for(plan, actor_cfg, slots, weights, stacks), num_actors,
+                                   cfg.actor_threads, report=repeats.say)
             pool = SlotSource(actors, slots, num_actors, slots_per_actor)
             pool.start()  # before the learner imports TensorFlow: the actors' start overlaps it
             status = LearnerLoop(Run(cfg, spec, plan.env_fn, plan.actor_model_fn, plan.model, pool, weights, stats,
@@ -222,6 +215,19 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
             plan.run_dir.write_json("summary.json", summary)
             plan.run_dir.close()
     return status, summary, error
+
+
+def _args_for(plan: Plan, actor_cfg: Config, slots: SlotPool, weights: WeightStore,
+              stacks: str) -> Callable[[int, int], ActorArgs]:
+    """args_for(actor, incarnation): what an actor process is started with (callables pickled once)."""
+    batch_blob = cloudpickle.dumps(plan.make_batch)
+    model_blob = b"" if plan.actor_model_fn is None else cloudpickle.dumps(plan.actor_model_fn)
+
+    def args_for(i: int, incarnation: int) -> ActorArgs:
+        return ActorArgs(i, incarnation, actor_cfg, plan.spec, batch_blob, model_blob, slots.spec(),
+                         weights.spec(), os.getpid(), os.path.join(stacks, f"actor-{i}.txt"))
+
+    return args_for
 
 
 def _resume_point(cfg: Config) -> checkpoint.Checkpoint:
