@@ -17,6 +17,9 @@ from typing import Any, Optional
 
 from .presets import PRESETS, preset_for_env
 
+# --env-backend's choices (env_backends.py implements them).
+ENV_BACKENDS = ("auto", "gymnasium", "vector", "ale", "envpool")
+
 
 class ConfigError(ValueError):
     """Bad user input: reported as one line, exit status 2, before any process starts."""
@@ -39,7 +42,7 @@ class Config:
                           "AtariVectorEnv for ALE/ ids), envpool (if installed: its C++ pool), or auto (the "
                           "fastest that exists for the id and matches gymnasium's: vector, then ale, else "
                           "gymnasium)",
-                          choices=("auto", "gymnasium", "vector", "ale", "envpool"))
+                          choices=ENV_BACKENDS)
     seed: int = _f(1, "random seed for the model, the actors' envs and action sampling")
     preset: Optional[str] = _f(None, "tuned hyperparameters for a task: " + ", ".join(PRESETS) + "; sets the env "
                                "too, explicit flags still win (default: the preset of --env if it has one; "

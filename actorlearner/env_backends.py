@@ -9,9 +9,10 @@ from typing import Optional
 import gymnasium as gym
 import numpy as np
 
+from .config import ConfigError
 from .env_batch import EnvBatch, GymEnvBatch, VectorEnvBatch, _close_quietly, env_seed
+from .envs import import_env_modules, inspect_env, registered_id, spec_from_spaces
 
-BACKENDS = ("auto", "gymnasium", "vector", "ale", "envpool")
 # ALE v5 as documented: sticky actions 0.25, at most 108 K frames (27 K agent steps at frameskip 4) an episode.
 STICKY_ACTIONS = 0.25
 MAX_FRAMES = 108_000
@@ -47,8 +48,6 @@ class EnvBatchFactory:
 
     def make_vec(self, num_envs: int, seed: int = 0):
         """The vector env of this backend (seed: envpool seeds its envs when it builds them)."""
-        from .envs import import_env_modules, registered_id
-
         import_env_modules(self.modules, self.env_id)
         rid = registered_id(self.env_id)
         if self.backend == "vector":
@@ -76,12 +75,8 @@ class EnvBatchFactory:
 
     def spec(self):
         """The EnvSpec the batches will have (for the vector backends, read off a one-env vector env)."""
-        from .envs import inspect_env, spec_from_spaces
-
         if self.backend == "gymnasium":
             return inspect_env(self.env_fn, self.env_id if isinstance(self.env_id, str) else "")
-        from .envs import registered_id
-
         env = self.make_vec(1)
         try:
             gspec = gym.registry.get(registered_id(self.env_id))  # envpool's own spec has no threshold
@@ -113,9 +108,6 @@ class _ChannelsLast(gym.vector.VectorWrapper):
 
 def resolve_backend(requested: str, env_id, custom_env_fn: bool) -> tuple[str, str]:
     """(backend, why) for --env-backend `requested`; raises ConfigError if it cannot serve the env."""
-    from .config import ConfigError
-    from .envs import import_env_modules, registered_id
-
     if not custom_env_fn:
         import_env_modules((), env_id)  # the id's own registration (module: prefix, ALE/)
     env_spec = None if custom_env_fn else gym.registry.get(registered_id(env_id))
@@ -158,8 +150,6 @@ def _envpool_task(rid: str) -> str:
 
 def envpool_serves(env_id: str) -> bool:
     """envpool is installed and implements the id (its import costs ~1 s, so it is tried only when needed)."""
-    from .envs import registered_id
-
     if not _importable("envpool"):
         return False
     import envpool

@@ -34,7 +34,8 @@ def import_env_modules(modules: Sequence[str], env_id: Optional[str] = None) -> 
     names = list(modules)
     if isinstance(env_id, str) and ":" in env_id:
         names.append(env_id.split(":", 1)[0])
-    if isinstance(env_id, str) and registered_id(env_id).startswith("ALE/") and "ALE/Pong-v5" not in gym.registry:
+    rid = registered_id(env_id) if isinstance(env_id, str) else ""
+    if rid.startswith("ALE/") and rid not in gym.registry:
         # gymnasium registers the ALE/ ids only once ale_py is imported (in every process that makes one).
         try:
             import ale_py

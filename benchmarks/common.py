@@ -63,11 +63,12 @@ def ceiling(env_id: str = "CartPole-v1", processes: int | None = None, seconds: 
 def backends_for(env_id: str) -> list[str]:
     """Every env backend that is installed and serves `env_id` (auto's choice first)."""
     from actorlearner.config import ConfigError
-    from actorlearner.env_backends import BACKENDS, resolve_backend
+    from actorlearner.config import ENV_BACKENDS
+    from actorlearner.env_backends import resolve_backend
 
     found = []
     auto, _ = resolve_backend("auto", env_id, custom_env_fn=False)
-    for name in [auto] + [b for b in BACKENDS if b not in ("auto", auto)]:
+    for name in [auto] + [b for b in ENV_BACKENDS if b not in ("auto", auto)]:
         try:
             found.append(resolve_backend(name, env_id, custom_env_fn=False)[0])
         except ConfigError:
