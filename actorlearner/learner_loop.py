@@ -20,7 +20,8 @@ from .config import Config
 from .evaluation import run_episodes, run_episodes_together
 from .policies import make_policy
 from .protocol import ActorFailed, EnvError, UnrollReady, UnrollSource
-from .reporting import RunDir, RunStats, progress_line, say
+from .reporting import RunStats, progress_line, say
+from .run_files import RunDir
 from .stopping import Interrupted, StopSignals, UserCodeStopped
 from .tf_start import start_tensorflow_quietly
 from .trajectory import learner_inputs

@@ -27,7 +27,8 @@ from .env_backends import EnvBatchFactory, resolve_backend
 from .envs import check_env_id, import_env_modules, make_env_fn
 from .layout import default_layout, layout_size
 from .learner_loop import LearnerLoop, Run, build_model
-from .reporting import RunDir, RunStats, say, warn
+from .reporting import RunStats, say, warn
+from .run_files import RunDir, check_not_in_use
 from .stopping import Interrupted, StopSignals
 from .trajectory import unroll_fields
 from .transport import SlotPool, WeightStore, new_run_token, remove_stale_segments
@@ -234,7 +235,7 @@ def _resume_point(cfg: Config) -> checkpoint.Checkpoint:
     """The checkpoint to resume from, checked against cfg before any process starts."""
     if cfg.run_dir not in (None, cfg.resume):
         raise ConfigError("--resume continues in its own directory; drop --run-dir")
-    reporting.check_not_in_use(cfg.resume)
+    check_not_in_use(cfg.resume)
     ckpt = checkpoint.load_latest(cfg.resume, warn=warn)
     try:
         saved = config_from_dict(ckpt.meta["config"])

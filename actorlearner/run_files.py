@@ -1,0 +1,114 @@
+"""The run directory and its files: config.json, metrics.jsonl, evals.jsonl, actors.log, policy.npz and
+summary.json (checkpoints are checkpoint.py's), and the lock that keeps one run per directory."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+
+from .config import ConfigError
+from .reporting import warn
+
+
+class RunDir:
+    """The run directory: config.json at start, metrics.jsonl as it goes, summary.json at the end.
+
+    One run at a time: the directory's `.lock` is held (fcntl.flock) for the run's life, so a second run or a
+    --resume of a directory in use is refused instead of interleaving metrics and checkpoints. The kernel
+    drops the lock of a process that dies; the pid the lock file still names tells that it happened."""
+
+    def __init__(self, path: str):
+        self.path = path
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ConfigError(f"--run-dir {path} exists and is not a directory")
+        try:
+            os.makedirs(path, exist_ok=True)
+            self._lock = _take_lock(path)
+            self._metrics = open(os.path.join(path, "metrics.jsonl"), "a", buffering=1)
+        except PermissionError as e:
+            raise ConfigError(f"--run-dir {path} is not writable ({e.strerror})") from None
+        except OSError as e:
+            raise ConfigError(f"--run-dir {path} cannot be used: {e.strerror or e}") from None
+
+    def write_json(self, name: str, obj) -> None:
+        """Atomic: a reader sees the old file or the new one, never half of one."""
+        final = os.path.join(self.path, name)
+        tmp = final + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(obj if isinstance(obj, str) else json.dumps(obj, indent=2))
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+
+    def save_weights(self, flat, layout: list, name: str = "policy.npz") -> None:
+        """policy.npz: the flat weights and their layout, plain arrays only (loaded without pickle)."""
+        import numpy as np
+
+        final = os.path.join(self.path, name)
+        tmp = final + ".tmp.npz"
+        np.savez(tmp, flat=np.asarray(flat, np.float32),
+                 layout=np.array(json.dumps([[p, list(s)] for p, s in layout])))
+        os.replace(tmp, final)
+
+    def log_actor_failure(self, actor_id: int, traceback_text: str) -> str:
+        """Appends an actor's traceback to RUN_DIR/actors.log (the console gets one line); returns the path."""
+        path = os.path.join(self.path, "actors.log")
+        with open(path, "a") as f:
+            f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} actor {actor_id} failed:\n{traceback_text.rstrip()}\n")
+        return path
+
+    def log_eval(self, record: dict) -> None:
+        """One line of RUN_DIR/evals.jsonl: an evaluation's time, env steps and returns."""
+        with open(os.path.join(self.path, "evals.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def log_metrics(self, record: dict) -> None:
+        self._metrics.write(json.dumps(record) + "\n")
+
+    def close(self) -> None:
+        self._metrics.close()
+        if self._lock is not None:
+            self._lock.truncate(0)  # no pid left behind: the run ended cleanly
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+
+def check_not_in_use(path: str) -> None:
+    """Raises ConfigError if a live run holds RUN_DIR's lock (checked before reading a run to --resume it)."""
+    lock = os.path.join(path, ".lock")
+    if not os.path.isfile(lock):
+        return
+    with open(lock, "a+") as f:  # closing it drops the probe's lock
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _in_use(path, f) from None
+
+
+def _in_use(path: str, f):
+    f.seek(0)
+    holder = f.read().strip() or "?"
+    return ConfigError(f"{path} is in use by another run (process {holder}): one run per run directory")
+
+
+def _take_lock(path: str):
+    """Locks RUN_DIR/.lock for this process; raises ConfigError if another live run holds it."""
+    f = open(os.path.join(path, ".lock"), "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        error = _in_use(path, f)
+        f.close()
+        raise error from None
+    f.seek(0)
+    previous = f.read().strip()
+    if previous and previous != str(os.getpid()):
+        warn(f"{path}: taking over the lock of process {previous}, which ended without releasing it")
+    f.truncate(0)
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
