@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .layout import MODELS
 from .presets import PRESETS, preset_for_env
 
 # --env-backend's choices (env_backends.py implements them).
@@ -64,6 +65,10 @@ class Config:
                               choices=("auto", "numpy", "tensorflow"))
     actor_threads: int = _f(1, "threads each actor process gives its numeric libraries")
     # --- model ---
+    model: str = _f("auto", "the default model: mlp (two tanh torsos, vectors or flattened images), impala-shallow "
+                    "(IMPALA's 2-conv CNN, images only), impala-deep (its 15-layer ResNet, images only), or auto "
+                    "(impala-shallow for H x W x C images, else mlp); actors run all of them in numpy",
+                    choices=MODELS)
     hidden_sizes: tuple = _f((64, 64), "hidden layer widths of the default MLP (comma separated)")
     activation: str = _f("tanh", "activation of the default MLP's hidden layers", choices=("tanh", "relu"))
     init_log_std: float = _f(0.0, "initial log standard deviation of the Gaussian policy (Box actions)")
@@ -295,7 +300,7 @@ def preset_config(name: str, **overrides: Any) -> Config:
 
 
 # Fields a resumed run cannot change: they decide the env and the shape of the saved weights.
-RESUME_FIXED = ("env", "hidden_sizes", "activation")
+RESUME_FIXED = ("env", "model", "hidden_sizes", "activation")
 
 
 def resume_config(run_dir: str, overrides: Optional[dict] = None) -> Config:

@@ -33,9 +33,34 @@ def layout_size(layout: Layout) -> int:
     return int(sum(np.prod(shape) for _, shape in layout))
 
 
-def default_layout(spec, hidden_sizes: tuple, normalize: bool = False) -> Layout:
-    """(path, shape) of the default MLP's weights in Keras's order (see model.build_default_model), known
-    without importing TensorFlow. spec: envs.EnvSpec (the MLP sees the observation flattened, obs_dim wide).
+MODELS = ("auto", "mlp", "impala-shallow", "impala-deep")
+CNN_WIDTH = 256  # the dense layer after the convolutions (IMPALA's)
+# IMPALA's shallow CNN (the paper's Fig. 3, left): (filters, kernel, stride), 'valid' padding, ReLU after each.
+SHALLOW_CONVS = ((16, 8, 4), (32, 4, 2))
+# IMPALA's deep ResNet (Fig. 3, right): per stack a 3x3 conv, a 3x3 max-pool of stride 2 and two residual
+# blocks of two 3x3 convs, all 'same' padding: 15 layers with the dense one.
+DEEP_STACKS = (16, 32, 32)
+
+
+def model_kind(spec, model: str) -> str:
+    """The default model for `--model` (auto: the IMPALA shallow CNN for images, else the MLP)."""
+    if model == "auto":
+        return "impala-shallow" if len(spec.obs_shape) == 3 else "mlp"
+    return model
+
+
+def default_layout(spec, cfg) -> Layout:
+    """(path, shape) of the default model's weights in Keras's order (model.build_default_model), known
+    without importing TensorFlow. spec: envs.EnvSpec; cfg: the config (its model, hidden_sizes and
+    normalize_obs fields)."""
+    kind = model_kind(spec, cfg.model)
+    if kind == "mlp":
+        return mlp_layout(spec, cfg.hidden_sizes, cfg.normalize_obs)
+    return cnn_layout(spec, kind)
+
+
+def mlp_layout(spec, hidden_sizes: tuple, normalize: bool = False) -> Layout:
+    """The default MLP: two torsos (policy, value) over the flattened observation, obs_dim wide.
     normalize: the model starts with the observation normalizer (--normalize-obs)."""
 
     def torso(prefix):
@@ -48,11 +73,52 @@ def default_layout(spec, hidden_sizes: tuple, normalize: bool = False) -> Layout
 
     pi, prev = torso("pi")
     vf, _ = torso("vf")
-    head = [("policy/kernel", (prev, spec.action_dim)), ("policy/bias", (spec.action_dim,))]
+    norm = [(path, (spec.obs_dim,) if size == "obs" else (size,)) for path, size in OBS_NORM] if normalize else []
+    return norm + pi + _heads(spec, prev)[0] + vf + _heads(spec, prev)[1]
+
+
+def _heads(spec, width: int) -> tuple[Layout, Layout]:
+    """(policy head, value head) over a torso `width` wide."""
+    head = [("policy/kernel", (width, spec.action_dim)), ("policy/bias", (spec.action_dim,))]
     if not spec.discrete:
         head += [("log_std/log_std", (spec.action_dim,))]
-    norm = [(path, (spec.obs_dim,) if size == "obs" else (size,)) for path, size in OBS_NORM] if normalize else []
-    return norm + pi + head + vf + [("value/kernel", (prev, 1)), ("value/bias", (1,))]
+    return head, [("value/kernel", (width, 1)), ("value/bias", (1,))]
+
+
+def conv_out(n: int, kernel: int, stride: int, padding: str) -> int:
+    """Output size of a convolution or pooling along one axis of size n (Keras's rule)."""
+    return -(-n // stride) if padding == "same" else (n - kernel) // stride + 1
+
+
+def cnn_layers(kind: str) -> list[tuple[str, str, int, int, int, str]]:
+    """The CNN torso as (op, name, filters, kernel, stride, padding), op one of conv, pool, res_start, res_end
+    (a residual block: its input is added to its output). Both model.build_default_model and the numpy twin
+    (numpy_cnn.py) walk this list, so they cannot disagree on the architecture."""
+    if kind == "impala-shallow":
+        return [("conv", f"conv_{i}", f, k, s, "valid") for i, (f, k, s) in enumerate(SHALLOW_CONVS)]
+    ops = []
+    for i, f in enumerate(DEEP_STACKS):
+        ops += [("conv", f"s{i}_conv", f, 3, 1, "same"), ("pool", f"s{i}_pool", f, 3, 2, "same")]
+        for j in range(2):
+            ops += [("res_start", f"s{i}_r{j}", f, 0, 0, ""), ("conv", f"s{i}_r{j}_c0", f, 3, 1, "same"),
+                    ("conv", f"s{i}_r{j}_c1", f, 3, 1, "same"), ("res_end", f"s{i}_r{j}", f, 0, 0, "")]
+    return ops
+
+
+def cnn_layout(spec, kind: str) -> Layout:
+    """The default CNN (kind impala-shallow or impala-deep) for [H, W, C] observations: the torso, a dense
+    layer, then the policy and value heads sharing it (in Keras's order of weights)."""
+    h, w, c = spec.obs_shape
+    out: Layout = []
+    for op, name, f, k, s, pad in cnn_layers(kind):
+        if op in ("conv", "pool"):
+            h, w = conv_out(h, k, s, pad), conv_out(w, k, s, pad)
+        if op == "conv":
+            out += [(f"{name}/kernel", (k, k, c, f)), (f"{name}/bias", (f,))]
+            c = f
+    out += [("torso/kernel", (h * w * c, CNN_WIDTH)), ("torso/bias", (CNN_WIDTH,))]
+    policy, value = _heads(spec, CNN_WIDTH)
+    return out + policy + value
 
 
 def param_layout(model) -> Layout:
@@ -75,11 +141,11 @@ def flat_weights(variables: list) -> np.ndarray:
 
 
 def published_layout(model, spec, cfg, numpy_actors: bool) -> Layout:
-    """The layout of the vector the learner publishes. numpy_actors: the actors run the default MLP in
+    """The layout of the vector the learner publishes. numpy_actors: the actors run the default model in
     numpy, which reads the vector in `default_layout` order (checked against the model here); otherwise
     the actors run the Keras model itself, and the model's own order is used."""
     if numpy_actors:
-        layout = default_layout(spec, cfg.hidden_sizes, cfg.normalize_obs)
+        layout = default_layout(spec, cfg)
         ordered_weights(model, layout)
         return layout
     return param_layout(model)

@@ -12,7 +12,7 @@ from . import checkpoint
 from .config import ConfigError, config_from_dict
 from .envs import check_env_id, inspect_env, make_env_fn
 from .layout import default_layout
-from .policies import KerasPolicy, NumpyMLPPolicy
+from .policies import KerasPolicy, numpy_policy
 from .reporting import warn
 
 
@@ -31,9 +31,9 @@ def load_policy(run_dir: str, *, env_fn: Optional[Callable] = None, model_fn: Op
     cfg, spec, env_fn = run_config(run_dir, env_fn)
     flat, layout = _weights(run_dir, which)
     if model_fn is None:
-        if layout != default_layout(spec, cfg.hidden_sizes, cfg.normalize_obs):
+        if layout != default_layout(spec, cfg):
             raise ConfigError(f"{run_dir} holds a custom model's weights: pass its model_fn")
-        policy = NumpyMLPPolicy(spec, layout, cfg.hidden_sizes, cfg.activation)
+        policy = numpy_policy(spec, cfg, layout)
     else:
         policy = KerasPolicy(spec, model_fn, threads=0)
     policy.load(flat)

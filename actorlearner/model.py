@@ -13,8 +13,9 @@ The learner always goes through `apply_time_major`: time-major observations `[T,
 episode-start flags `first[T, B]` and, for a recurrent model, the state at the first step; a feed-forward
 model is the stateless case (time and batch folded into one axis, one call).
 
-The default model's layers are named (`pi_hidden_i`, `vf_hidden_i`, `policy`, `log_std`, `value`) so that
-`policies.NumpyMLPPolicy` can run it in actors without TensorFlow, in the order of `layout.default_layout`.
+The default models' layers are named (MLP: `pi_hidden_i`, `vf_hidden_i`; CNN: those of `layout.cnn_layers`
+and `torso`; both: `policy`, `log_std`, `value`) so that `policies.NumpyMLPPolicy` and `numpy_cnn.NumpyCNNPolicy`
+can run them in actors without TensorFlow, reading the weights in the order of `layout.default_layout`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import tensorflow as tf
 
 from .config import Config
 from .envs import EnvSpec
-from .layout import OBS_CLIP
+from .layout import CNN_WIDTH, OBS_CLIP, cnn_layers, model_kind
 
 
 @keras.saving.register_keras_serializable(package="actorlearner")
@@ -77,15 +78,65 @@ class ObsToFloat(keras.layers.Layer):
 
 
 def build_default_model(spec: EnvSpec, cfg: Config) -> keras.Model:
+    """The default model of `--model` (layout.model_kind): the MLP or one of IMPALA's CNNs."""
+    kind = model_kind(spec, cfg.model)
+    return build_mlp(spec, cfg) if kind == "mlp" else build_cnn(spec, cfg, kind)
+
+
+def _init(cfg: Config, gain: float, seed: int):
+    if cfg.orthogonal_init:
+        return keras.initializers.Orthogonal(gain=gain, seed=seed)
+    return keras.initializers.GlorotUniform(seed=seed)
+
+
+def _heads(spec: EnvSpec, cfg: Config, pi_features, vf_features):
+    """The policy head (logits, or Gaussian mean and log std) and the value head."""
+    policy = keras.layers.Dense(spec.action_dim, name="policy",
+                                kernel_initializer=_init(cfg, 0.01, cfg.seed + 100))(pi_features)
+    if not spec.discrete:
+        policy = GaussianLogStd(cfg.init_log_std, name="log_std")(policy)
+    value = keras.layers.Dense(1, name="value", kernel_initializer=_init(cfg, 1.0, cfg.seed + 200))(vf_features)
+    return policy, value
+
+
+def build_cnn(spec: EnvSpec, cfg: Config, kind: str) -> keras.Model:
+    """IMPALA's CNN torso (layout.cnn_layers: shallow or deep), a dense layer of 256, and the two heads on it.
+    A shared torso, as in IMPALA: on Atari the clipped rewards keep the value loss from swamping the policy's
+    features. uint8 images are scaled to [0, 1] in-graph, so they travel as uint8."""
+    keras.utils.set_random_seed(cfg.seed)
+    inputs = keras.Input(spec.obs_shape, dtype=spec.obs_dtype, name="obs")
+    x = keras.layers.Rescaling(1.0 / 255.0 if spec.obs_dtype == "uint8" else 1.0, name="scale")(inputs)
+    res_in = {}
+    for i, (op, name, filters, k, stride, pad) in enumerate(cnn_layers(kind)):
+        if op == "conv":
+            # In the shallow net every conv is followed by a ReLU; in the deep one ReLUs come before the
+            # residual convs (pre-activation), as in the paper's figure.
+            act = "relu" if kind == "impala-shallow" else None
+            if kind == "impala-deep" and name.endswith(("_c0", "_c1")):
+                x = keras.layers.ReLU(name=f"{name}_relu")(x)
+            x = keras.layers.Conv2D(filters, k, stride, pad, activation=act, name=name,
+                                    kernel_initializer=_init(cfg, np.sqrt(2.0), cfg.seed + i))(x)
+        elif op == "pool":
+            x = keras.layers.MaxPooling2D(k, stride, pad, name=name)(x)
+        elif op == "res_start":
+            res_in[name] = x
+        else:
+            x = keras.layers.Add(name=f"{name}_add")([res_in.pop(name), x])
+    if kind == "impala-deep":
+        x = keras.layers.ReLU(name="torso_in_relu")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(CNN_WIDTH, activation="relu", name="torso",
+                           kernel_initializer=_init(cfg, np.sqrt(2.0), cfg.seed + 90))(x)
+    policy, value = _heads(spec, cfg, x, x)
+    return keras.Model(inputs, [policy, value], name=f"actor_critic_{kind}")
+
+
+def build_mlp(spec: EnvSpec, cfg: Config) -> keras.Model:
     """Two MLP torsos, one per head: with a shared torso the value loss (returns in the hundreds)
     swamps the policy's features and the policy collapses at the learning rates that make IMPALA fast.
     Orthogonal init with a small policy-head gain, so the starting policy is near uniform (discrete)
     or near zero mean (Gaussian)."""
     keras.utils.set_random_seed(cfg.seed)
-    def ortho(gain: float, seed: int):
-        if cfg.orthogonal_init:
-            return keras.initializers.Orthogonal(gain=gain, seed=seed)
-        return keras.initializers.GlorotUniform(seed=seed)
     inputs = keras.Input(spec.obs_shape, dtype=spec.obs_dtype, name="obs")
     flat = ObsToFloat(name="obs_to_float")(inputs) if len(spec.obs_shape) > 1 or spec.obs_dtype != "float32" \
         else inputs
@@ -95,15 +146,10 @@ def build_default_model(spec: EnvSpec, cfg: Config) -> keras.Model:
         h = obs
         for i, width in enumerate(cfg.hidden_sizes):
             h = keras.layers.Dense(int(width), activation=cfg.activation, name=f"{prefix}_hidden_{i}",
-                                   kernel_initializer=ortho(gain=np.sqrt(2.0), seed=seed + i))(h)
+                                   kernel_initializer=_init(cfg, np.sqrt(2.0), seed + i))(h)
         return h
 
-    policy = keras.layers.Dense(spec.action_dim, name="policy",
-                                kernel_initializer=ortho(gain=0.01, seed=cfg.seed + 100))(torso("pi", cfg.seed))
-    if not spec.discrete:
-        policy = GaussianLogStd(cfg.init_log_std, name="log_std")(policy)
-    value = keras.layers.Dense(1, name="value", kernel_initializer=ortho(gain=1.0, seed=cfg.seed + 200))(
-        torso("vf", cfg.seed + 50))
+    policy, value = _heads(spec, cfg, torso("pi", cfg.seed), torso("vf", cfg.seed + 50))
     return keras.Model(inputs, [policy, value], name="actor_critic")
 
 

@@ -1,8 +1,8 @@
 """Policies as the actors run them: load a flat weight vector, act on a batch of observations.
 
-`NumpyMLPPolicy` runs the default Keras MLP in plain numpy: a TF call costs ~50x a CartPole step while
-the numpy forward pass of a 2x64 MLP costs about one, and actors that never import TensorFlow start
-faster and use a fraction of the memory. `KerasPolicy` runs any model (a user's) under `tf.function`.
+`NumpyMLPPolicy` runs the default Keras MLP in plain numpy (numpy_cnn.NumpyCNNPolicy the default CNNs): a TF
+call costs ~50x a CartPole step while the numpy forward pass of a 2x64 MLP costs about one, and actors that
+never import TensorFlow start faster and use a fraction of the memory. `KerasPolicy` runs any model (a user's) under `tf.function`.
 Both expose the same methods (load, sample, greedy, value), so the actor does not care which it has.
 """
 
@@ -14,17 +14,25 @@ import numpy as np
 
 from . import distributions as D
 from .envs import EnvSpec
-from .layout import default_layout, mlp_input, normalize_obs, param_layout, unflatten
+from .layout import default_layout, mlp_input, model_kind, normalize_obs, param_layout, unflatten
 
 
 def make_policy(cfg, spec: EnvSpec, model_fn: Callable | None, *, own_process: bool = False):
-    """The policy actors and evaluation run: the default MLP in numpy (model_fn None), else the Keras model
+    """The policy actors and evaluation run: the default model in numpy (model_fn None), else the Keras model
     model_fn(spec) in TensorFlow. own_process: this process is an actor's own, so it may set TensorFlow's
     thread counts."""
     if model_fn is None:
-        return NumpyMLPPolicy(spec, default_layout(spec, cfg.hidden_sizes, cfg.normalize_obs), cfg.hidden_sizes,
-                              cfg.activation)
+        return numpy_policy(spec, cfg, default_layout(spec, cfg))
     return KerasPolicy(spec, model_fn, cfg.actor_threads if own_process else 0)
+
+
+def numpy_policy(spec: EnvSpec, cfg, layout: list):
+    """The default model of cfg (`--model`) in numpy, reading weights in `layout` order."""
+    if model_kind(spec, cfg.model) == "mlp":
+        return NumpyMLPPolicy(spec, layout, cfg.hidden_sizes, cfg.activation)
+    from .numpy_cnn import NumpyCNNPolicy
+
+    return NumpyCNNPolicy(spec, layout, cfg.model)
 
 
 _ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}

@@ -25,7 +25,7 @@ from .actor_pool import ActorPool, SerialActors, SlotSource
 from .config import RESUME_FIXED, Config, ConfigError, config_from_dict, validate
 from .env_backends import EnvBatchFactory, resolve_backend
 from .envs import check_env_id, import_env_modules, make_env_fn
-from .layout import default_layout, layout_size
+from .layout import default_layout, layout_size, model_kind
 from .learner_loop import LearnerLoop, Run, build_model
 from .reporting import RunStats, say, warn
 from .run_files import RunDir, check_not_in_use
@@ -61,9 +61,11 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
     if model_fn is not None and cfg.actor_inference == "numpy":
         raise ConfigError("--actor-inference numpy runs only the default MLP; a custom model needs "
                           "tensorflow (or auto)")
-    if model_fn is None and len(spec.obs_shape) != 1:
-        raise ConfigError(f"{cfg.env} has image observations {spec.obs_shape}: the default MLP takes vectors; "
-                          "pass a model_fn (a CNN) in the Python API")
+    if model_fn is None and cfg.model.startswith("impala") and len(spec.obs_shape) != 3:
+        raise ConfigError(f"--model {cfg.model} is a CNN for H x W x C images; {cfg.env} has observations of "
+                          f"shape {spec.obs_shape} (use --model mlp or auto)")
+    if model_fn is None and cfg.normalize_obs and model_kind(spec, cfg.model) != "mlp":
+        raise ConfigError("--normalize-obs works on the MLP only (the CNNs scale uint8 images to [0, 1])")
     target = cfg.target_return if cfg.target_return is not None else spec.reward_threshold
     return env_fn, make_batch, spec, target, why
 
@@ -135,7 +137,7 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     actor_model_fn = None if numpy_actors else (model_fn or _DefaultModel(cfg))
     model = None
     if numpy_actors:
-        n_params = layout_size(default_layout(spec, cfg.hidden_sizes, cfg.normalize_obs))
+        n_params = layout_size(default_layout(spec, cfg))
     else:  # the actors run the model itself, so its size is known only once it is built
         from .layout import param_layout
 
@@ -154,12 +156,21 @@ def _banner(plan: Plan) -> None:
     where = " (serial mode, in this process)" if cfg.serial else " (processes)"
     preset = f" (preset {cfg.preset})" if cfg.preset not in (None, "none") else ""
     obs = "x".join(str(d) for d in spec.obs_shape) + f" {spec.obs_dtype}"
+    slot_mb = _slots_per_actor(cfg) * sum(
+        int(np.prod(shape)) * np.dtype(dtype).itemsize
+        for shape, dtype in unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor).values()) / 2**20
+    model = (f"the default {model_kind(spec, cfg.model)} model in numpy (no TensorFlow in actors)"
+             if plan.actor_model_fn is None else "TensorFlow")
     say(f"actorlearner: {cfg.env}{preset} | {n} actor{'s' if n > 1 else ''}{where} x "
         f"{cfg.envs_per_actor} envs, {plan.make_batch.backend} backend ({plan.backend_why}), observations {obs}, "
         f"unroll {cfg.unroll_length}, batch {cfg.batch_size}, learner threads {cfg.resolved_learner_threads()} | "
-        f"actors run the policy in "
-        f"{'numpy (default MLP, no TensorFlow in actors)' if plan.actor_model_fn is None else 'TensorFlow'} | "
+        f"actors run {model}; unroll slots {slot_mb:.1f} MB per actor | "
         f"target return {plan.target} | run dir {plan.run_dir.path}")
+
+
+def _slots_per_actor(cfg: Config) -> int:
+    """Unroll slots each actor gets: its share of a batch, one more to fill while the learner reads."""
+    return max(2, math.ceil(cfg.slots_per_batch / cfg.num_actors) + 1)
 
 
 def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
@@ -167,7 +178,7 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
     is written whatever happens. Returns (status, summary, the error that ended the run or None)."""
     cfg, spec, stats, ckpt = plan.cfg, plan.spec, plan.stats, plan.ckpt
     num_actors = cfg.num_actors
-    slots_per_actor = max(2, math.ceil(cfg.slots_per_batch / num_actors) + 1)
+    slots_per_actor = _slots_per_actor(cfg)
     token = None if cfg.serial else new_run_token()
     fields = unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor)
     actor_cfg = _actor_config(cfg, plan.generation)

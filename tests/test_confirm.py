@@ -20,7 +20,7 @@ from conftest import ROOT
 def test_episodes_played_together_are_the_episodes_played_one_by_one():
     env_fn = make_env_fn("CartPole-v1")
     spec, cfg = inspect_env(env_fn), Config()
-    layout = default_layout(spec, cfg.hidden_sizes)
+    layout = default_layout(spec, cfg)
     policy = NumpyMLPPolicy(spec, layout, cfg.hidden_sizes, cfg.activation)
     policy.load(np.random.default_rng(3).normal(scale=0.5, size=layout_size(layout)).astype(np.float32))
     one, one_len = run_episodes(policy, env_fn, spec, episodes=6, seed=11, greedy=True)

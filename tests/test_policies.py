@@ -31,14 +31,14 @@ def random_obs(spec, rng, n):
 @pytest.mark.parametrize("normalize", [False, True])
 def test_numpy_policy_matches_keras(kind, activation, normalize):
     spec = SPECS[kind]
-    cfg = Config(hidden_sizes=(32, 16), activation=activation, seed=3, normalize_obs=normalize)
+    cfg = Config(hidden_sizes=(32, 16), activation=activation, seed=3, normalize_obs=normalize, model="mlp")
     model = build_default_model(spec, cfg)
     rng = np.random.default_rng(0)
     # Random weights; the normalizer's variance must stay positive, and some observations hit the clip.
     model.set_weights([np.abs(rng.normal(size=w.shape)).astype(np.float32) * (0.1 if "var" in v.path else 1)
                        if "obs_norm" in v.path else rng.normal(size=w.shape).astype(np.float32)
                        for v, w in zip(model.weights, model.get_weights())])
-    layout = default_layout(spec, cfg.hidden_sizes, normalize)
+    layout = default_layout(spec, cfg)
     policy = NumpyMLPPolicy(spec, layout, cfg.hidden_sizes, cfg.activation)
     policy.load(flat_weights(ordered_weights(model, layout)))
     obs = random_obs(spec, rng, 64)
@@ -97,7 +97,7 @@ def test_learner_observe_moves_the_statistics_into_the_published_weights():
     learner = Learner(cfg, spec, model)
     obs = np.random.default_rng(5).normal(loc=2.0, size=(5, 2, *spec.obs_shape)).astype(np.float32)
     learner.observe(obs)
-    policy = NumpyMLPPolicy(spec, default_layout(spec, cfg.hidden_sizes, True), cfg.hidden_sizes, cfg.activation)
+    policy = NumpyMLPPolicy(spec, default_layout(spec, cfg), cfg.hidden_sizes, cfg.activation)
     policy.load(learner.flat_weights())
     seen = obs[:-1].reshape(-1, spec.obs_dim)  # the last row is the next unroll's first
     np.testing.assert_allclose(policy.w["obs_norm/mean"], seen.mean(axis=0), rtol=1e-5)
