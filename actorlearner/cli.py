@@ -10,6 +10,7 @@ from typing import Optional
 
 from .config import ConfigError, add_config_arguments, config_from_args
 from .envs import make_env_fn
+from .export import FORMATS
 from .loading import WHICH
 from .reporting import process_age_s
 
@@ -44,6 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
                          "checkpoint) [default: final]")
     ev.add_argument("--video", metavar="PATH", help="write an episode to PATH (.mp4 or .gif)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the first episode [default: 0]")
+    ex = sub.add_parser(
+        "export", help="export a trained policy (SavedModel or TFLite)", allow_abbrev=False,
+        description="Write a run's policy as a TensorFlow SavedModel or a TFLite (LiteRT) model that runs without "
+                    "actorlearner: obs [N, *obs_shape] in the env's dtype -> params, value and the greedy "
+                    "action. The README shows how to load and call both.")
+    ex.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holds config.json)")
+    ex.add_argument("--format", choices=FORMATS, required=True, help="savedmodel (a directory) or tflite (a file)")
+    ex.add_argument("-o", "--out", metavar="PATH", help="where to write [default: RUN_DIR/policy_savedmodel or "
+                    "RUN_DIR/policy.tflite]")
+    ex.add_argument("--which", choices=WHICH, default="final", help="which weights, as for eval [default: final]")
     pl = sub.add_parser("plot", help="plot learning curves", allow_abbrev=False,
                         description="Plot the mean return of the last 100 episodes against env steps and wall "
                                     "time for one or more runs (overlaid, named by their directories), with "
@@ -60,6 +71,8 @@ def main(argv: Optional[list] = None) -> int:
         return _train(args, start)
     if args.command == "eval":
         return _eval(args)
+    if args.command == "export":
+        return _export(args)
     if args.command == "plot":
         return _plot(args)
     return EXIT_USAGE
@@ -70,6 +83,17 @@ def _plot(args: argparse.Namespace) -> int:
 
     try:
         print(f"wrote {plot_runs(args.run_dirs, args.out)}")
+    except ConfigError as e:
+        print(f"actorlearner: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_policy
+
+    try:
+        print(f"wrote {export_policy(args.run_dir, args.format, args.out, which=args.which)}")
     except ConfigError as e:
         print(f"actorlearner: error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -7,30 +7,18 @@ from __future__ import annotations
 from typing import Optional
 
 import gymnasium as gym
-import numpy as np
 
+from . import atari
+from .atari import MAX_FRAMES, STICKY_ACTIONS, ChannelsLastVector
 from .config import ConfigError
 from .env_batch import EnvBatch, GymEnvBatch, VectorEnvBatch, _close_quietly, env_seed
 from .envs import import_env_modules, inspect_env, registered_id, spec_from_spaces
-
-# ALE v5 as documented: sticky actions 0.25, at most 108 K frames (27 K agent steps at frameskip 4) an episode.
-STICKY_ACTIONS = 0.25
-MAX_FRAMES = 108_000
-
-
-def _snake(name: str) -> str:
-    import re
-
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
 
 class EnvBatchFactory:
     """Picklable recipe for an actor's env batch: `factory(actor_id, incarnation, seed)` -> EnvBatch.
 
     backend: "gymnasium" (env_fn, K single envs), "vector" (gymnasium.make_vec of env_id with its vector
-    entry point) or "ale" (ale-py's AtariVectorEnv for an `ALE/Game-v5` id: frameskip 4, 84x84 grey,
-    4-frame stack, sticky actions 0.25 as ALE v5 documents, up to 108 K frames an episode, observations
-    transposed to H x W x C; rewards unclipped, --reward-clip clips them for learning)."""
+    entry point) or "ale" (ale-py's AtariVectorEnv for an `ALE/Game-v5` id, preprocessed as atari.py says)."""
 
     def __init__(self, backend: str, num_envs: int, env_fn=None, env_id: Optional[str] = None,
                  modules: tuple = ()):
@@ -63,15 +51,9 @@ class EnvBatchFactory:
                 env = envpool.make(_envpool_task(rid), env_type="gymnasium", num_envs=num_envs, seed=seed,
                                    repeat_action_probability=STICKY_ACTIONS, max_episode_steps=MAX_FRAMES // 4,
                                    reward_clip=False)
-                return _ChannelsLast(env)
+                return ChannelsLastVector(env)
             return envpool.make(rid, env_type="gymnasium", num_envs=num_envs, seed=seed)
-        from ale_py.vector_env import AtariVectorEnv
-
-        game = _snake(rid.split("/", 1)[1].split("-v", 1)[0])
-        env = AtariVectorEnv(game, num_envs, num_threads=1, repeat_action_probability=STICKY_ACTIONS,
-                             autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, reward_clipping=False,
-                             max_num_frames_per_episode=MAX_FRAMES)
-        return _ChannelsLast(env)
+        return atari.vector_env(rid, num_envs)
 
     def spec(self):
         """The EnvSpec the batches will have (for the vector backends, read off a one-env vector env)."""
@@ -84,26 +66,6 @@ class EnvBatchFactory:
                                     getattr(gspec, "reward_threshold", None), getattr(gspec, "max_episode_steps", None))
         finally:
             _close_quietly(env)
-
-
-class _ChannelsLast(gym.vector.VectorWrapper):
-    """AtariVectorEnv's stacked frames [K, stack, H, W] as images [K, H, W, stack]."""
-
-    def __init__(self, env):
-        super().__init__(env)
-        s = env.single_observation_space
-        self.single_observation_space = gym.spaces.Box(0, 255, (s.shape[1], s.shape[2], s.shape[0]), np.uint8)
-
-    def reset(self, **kw):
-        obs, info = self.env.reset(**kw)
-        return np.ascontiguousarray(obs.transpose(0, 2, 3, 1)), info
-
-    def step(self, actions):
-        obs, r, te, tr, info = self.env.step(actions)
-        if "final_obs" in info:
-            info = {**info, "final_obs": np.stack([o.transpose(1, 2, 0) if o is not None else np.zeros(
-                self.single_observation_space.shape, np.uint8) for o in info["final_obs"]])}
-        return np.ascontiguousarray(obs.transpose(0, 2, 3, 1)), r, te, tr, info
 
 
 def resolve_backend(requested: str, env_id, custom_env_fn: bool) -> tuple[str, str]:

@@ -17,6 +17,7 @@ from typing import Callable, Optional, Sequence
 import gymnasium as gym
 import numpy as np
 
+from .atari import is_atari, single_env
 from .config import ConfigError
 
 EnvFn = Callable[[], gym.Env]
@@ -70,6 +71,8 @@ class _RegisteredEnv:
 
     def __call__(self) -> gym.Env:
         import_env_modules(self.modules, self.env_id)
+        if is_atari(self.env_id):
+            return single_env(registered_id(self.env_id), self.render_mode)
         extra = {"render_mode": self.render_mode} if self.render_mode else {}
         env = gym.make(registered_id(self.env_id), disable_env_checker=True, **extra)
         spec = env.spec

@@ -29,7 +29,7 @@ def load_policy(run_dir: str, *, env_fn: Optional[Callable] = None, model_fn: Op
     env_fn: needed if the run trained on a custom env factory (to read the spaces).
     model_fn: needed if the run trained a custom Keras model."""
     cfg, spec, env_fn = run_config(run_dir, env_fn)
-    flat, layout = _weights(run_dir, which)
+    flat, layout = saved_weights(run_dir, which)
     if model_fn is None:
         if layout != default_layout(spec, cfg):
             raise ConfigError(f"{run_dir} holds a custom model's weights: pass its model_fn")
@@ -53,7 +53,8 @@ def run_config(run_dir: str, env_fn: Optional[Callable] = None):
     return cfg, inspect_env(env_fn), env_fn
 
 
-def _weights(run_dir: str, which: str) -> tuple[np.ndarray, list]:
+def saved_weights(run_dir: str, which: str) -> tuple[np.ndarray, list]:
+    """(flat weight vector, its layout) of a run: `which` as in load_policy."""
     if which not in WHICH:
         raise ConfigError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
     name = {"final": "policy.npz", "best": "best.npz"}.get(which)

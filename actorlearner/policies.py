@@ -2,8 +2,9 @@
 
 `NumpyMLPPolicy` runs the default Keras MLP in plain numpy (numpy_cnn.NumpyCNNPolicy the default CNNs): a TF
 call costs ~50x a CartPole step while the numpy forward pass of a 2x64 MLP costs about one, and actors that
-never import TensorFlow start faster and use a fraction of the memory. `KerasPolicy` runs any model (a user's) under `tf.function`.
-Both expose the same methods (load, sample, greedy, value), so the actor does not care which it has.
+never import TensorFlow start faster and use a fraction of the memory. `KerasPolicy` runs any model (a
+user's) under `tf.function`. Both expose the same methods (load, sample, greedy, value), so the actor does
+not care which it has.
 """
 
 from __future__ import annotations

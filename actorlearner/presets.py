@@ -1,4 +1,4 @@
-"""Named, tuned hyperparameters for the classic-control tasks (`--preset NAME`).
+"""Named, tuned hyperparameters for the classic-control tasks and starting points for Atari (`--preset NAME`).
 
 A preset is a partial config: the fields it sets, the env among them. It is applied over the defaults and
 under any flag the user gives. `actorlearner train --env ID` uses the preset of that env when there is one
@@ -7,6 +7,9 @@ are in the README's learning table (benchmarks/learning.py).
 """
 
 from __future__ import annotations
+
+_ATARI = {"learning_rate": 6e-4, "reward_scale": 1.0, "reward_clip": 1.0, "batch_size": 32, "envs_per_actor": 16,
+          "eval_every_s": 0.0, "confirm_episodes": 10, "max_steps": 10_000_000}
 
 PRESETS: dict[str, dict] = {
     # The defaults were tuned on CartPole: unroll 20, batch 64, Adam 3e-3, rewards x0.1. On its vector env one
@@ -37,6 +40,12 @@ PRESETS: dict[str, dict] = {
                       "minibatches": 4, "normalize_advantages": True, "normalize_obs": True,
                       "learning_rate": 3e-4, "reward_scale": 0.1, "reward_clip": 1.0, "vtrace_lambda": 0.95,
                       "envs_per_actor": 16, "batch_size": 64},
+    # Atari from pixels (the default model is then IMPALA's shallow CNN; actors run it in numpy): IMPALA's
+    # settings (unroll 20, batch 32, rewards clipped to [-1, 1] and not scaled, entropy 0.01) with Adam at
+    # 6e-4. No periodic evaluation: an Atari episode takes the learner seconds to minutes to play. These are
+    # untuned starting points (see the README's Atari section for what they reached).
+    "pong": {"env": "ALE/Pong-v5", **_ATARI, "target_return": 18.0},
+    "breakout": {"env": "ALE/Breakout-v5", **_ATARI},
 }
 
 

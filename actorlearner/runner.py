@@ -159,12 +159,12 @@ def _banner(plan: Plan) -> None:
     slot_mb = _slots_per_actor(cfg) * sum(
         int(np.prod(shape)) * np.dtype(dtype).itemsize
         for shape, dtype in unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor).values()) / 2**20
-    model = (f"the default {model_kind(spec, cfg.model)} model in numpy (no TensorFlow in actors)"
+    model = (f"numpy (the default {model_kind(spec, cfg.model)} model, no TensorFlow in actors)"
              if plan.actor_model_fn is None else "TensorFlow")
     say(f"actorlearner: {cfg.env}{preset} | {n} actor{'s' if n > 1 else ''}{where} x "
         f"{cfg.envs_per_actor} envs, {plan.make_batch.backend} backend ({plan.backend_why}), observations {obs}, "
         f"unroll {cfg.unroll_length}, batch {cfg.batch_size}, learner threads {cfg.resolved_learner_threads()} | "
-        f"actors run {model}; unroll slots {slot_mb:.1f} MB per actor | "
+        f"actors run the policy in {model}; unroll slots {slot_mb:.1f} MB per actor | "
         f"target return {plan.target} | run dir {plan.run_dir.path}")
 
 

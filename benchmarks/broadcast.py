@@ -66,10 +66,12 @@ def broadcast_cost(size: int, repeats: int) -> dict:
     return {"floats": size, "publish_us": pub, "read_us": rd, "total_us": pub + rd}
 
 
-def learner_capacity(batch_sizes: list[int], seconds: float) -> list[dict]:
-    """Samples/s of the learner's per-batch work on one core, for each batch size (env unrolls)."""
+def learner_capacity(batch_sizes: list[int], seconds: float, env_id: str = "CartPole-v1",
+                     preset: str | None = None) -> list[dict]:
+    """Samples/s of the learner's per-batch work on one core, for each batch size (env unrolls), with the
+    default model for env_id and the settings of `preset` (None: the defaults)."""
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, as the figure says
-    from actorlearner.config import Config
+    from actorlearner.config import Config, preset_config
     from actorlearner.envs import inspect_env, make_env_fn
     from actorlearner.tf_start import start_tensorflow_quietly
     from actorlearner.trajectory import learner_inputs, unroll_fields
@@ -79,10 +81,11 @@ def learner_capacity(batch_sizes: list[int], seconds: float) -> list[dict]:
     from actorlearner.model import build_default_model
     from actorlearner.transport import SlotPool
 
-    spec = inspect_env(make_env_fn("CartPole-v1"))
+    spec = inspect_env(make_env_fn(env_id))
+    base = preset_config(preset) if preset else Config()
     rows = []
     for batch_size in batch_sizes:
-        cfg = Config(batch_size=batch_size, learner_threads=1)
+        cfg = base.replace(batch_size=batch_size, learner_threads=1)
         T, K = cfg.unroll_length, cfg.envs_per_actor
         slots = SlotPool(unroll_fields(spec, T, K), cfg.slots_per_batch, None)
         rng = np.random.default_rng(0)

@@ -123,6 +123,36 @@ if "MatchSign-v0" not in gym.registry:
     gym.register("MatchSign-v0", entry_point=MatchSign, reward_threshold=9.0, max_episode_steps=10)
 
 
+class BrightSquare(gym.Env):
+    """An 84x84 grey image, black but for a bright 10x10 square drawn in one of its four quadrants (at a random
+    place inside it); the action naming that quadrant earns 1, any other 0; 10 steps an episode, a new square
+    each step. Only a policy that reads the image's pixels earns 10; chance earns 2.5."""
+
+    observation_space = gym.spaces.Box(0, 255, (84, 84, 1), np.uint8)
+    action_space = gym.spaces.Discrete(4)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._draw(), {}
+
+    def _draw(self):
+        self.quadrant = int(self.np_random.integers(4))
+        y, x = self.np_random.integers(0, 32, size=2) + 42 * np.array(divmod(self.quadrant, 2))
+        img = np.zeros((84, 84, 1), np.uint8)
+        img[y:y + 10, x:x + 10] = 255
+        return img
+
+    def step(self, action):
+        reward = float(int(action) == self.quadrant)
+        self.t += 1
+        return self._draw(), reward, False, self.t >= 10, {}
+
+
+if "BrightSquare-v0" not in gym.registry:
+    gym.register("BrightSquare-v0", entry_point=BrightSquare, reward_threshold=9.0, max_episode_steps=10)
+
+
 class HangInLearner(gym.Wrapper):
     """CartPole whose `step` hangs (sleeps for an hour) in the launching process, never in a spawned actor:
     the evaluation env of a process run, or every env of a serial one. Its 5th step hangs."""

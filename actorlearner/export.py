@@ -1,0 +1,110 @@
+"""`actorlearner export`: a run's policy as a TensorFlow SavedModel or a TFLite (LiteRT) flatbuffer that needs
+neither actorlearner nor its Python classes to run.
+
+The exported function takes a batch of observations `obs [N, *obs_shape]` in the env's dtype (uint8 images
+stay uint8; the graph scales them) and returns `params [N, P]` (logits, or the Gaussian mean and log std),
+`value [N]` and the greedy `action` ([N] int32, or [N, D] float32 Gaussian means, unclipped). How to load
+and call both from plain TensorFlow and from LiteRT is in the README ("Exporting a policy").
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional
+
+from .config import ConfigError
+from .layout import unflatten
+
+FORMATS = ("savedmodel", "tflite")
+
+
+def export_policy(run_dir: str, fmt: str, path: Optional[str] = None, *, which: str = "final",
+                  model_fn: Optional[Callable] = None, env_fn: Optional[Callable] = None) -> str:
+    """Writes the run's policy (`which` weights, as loading.load_policy) in `fmt`; returns the path written
+    (default: RUN_DIR/policy_savedmodel or RUN_DIR/policy.tflite). model_fn/env_fn: as load_policy's, for
+    a run that trained a custom model or env factory."""
+    from .loading import run_config, saved_weights
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    cfg, spec, _ = run_config(run_dir, env_fn)
+    flat, layout = saved_weights(run_dir, which)
+    path = path or os.path.join(run_dir, "policy_savedmodel" if fmt == "savedmodel" else "policy.tflite")
+    model = _model_with_weights(cfg, spec, model_fn, flat, layout, run_dir)
+    import tensorflow as tf
+
+    serve = _serving_function(model, spec)
+    if fmt == "savedmodel":
+        module = tf.Module()
+        module.model, module.serve = model, serve  # tracked, so the variables are saved with the function
+        tmp = path.rstrip("/") + ".tmp"
+        tf.saved_model.save(module, tmp, signatures={"serving_default": serve})
+        _replace(tmp, path)
+        return path
+    data = _tflite(serve)
+    with open(path + ".tmp", "wb") as f:
+        f.write(data)
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def _model_with_weights(cfg, spec, model_fn, flat, layout, run_dir):
+    """The Keras model of the run with the weights `flat` (in `layout` order) assigned by variable path."""
+    from .learner_loop import build_model
+
+    model = build_model(cfg, spec, model_fn)
+    by_path = {v.path: v for v in model.weights}
+    if sorted(by_path) != sorted(p for p, _ in layout):
+        raise ConfigError(f"{run_dir} holds weights of another model than {cfg.model!r}"
+                          + ("" if model_fn else ": if it trained a custom model, pass its model_fn"))
+    for (p, _), value in zip(layout, unflatten(flat, layout)):
+        by_path[p].assign(value)
+    return model
+
+
+def _serving_function(model, spec):
+    """obs [N, *obs_shape] -> {"params", "value", "action"}, a tf.function with a fixed signature."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *spec.obs_shape], spec.obs_dtype, name="obs")])
+    def serve(obs):
+        params, value = model(obs, training=False)
+        if spec.discrete:
+            action = tf.cast(tf.argmax(params, axis=-1), tf.int32)
+        else:
+            action = params[:, : spec.action_dim]
+        return {"params": params, "value": tf.reshape(value, [-1]), "action": action}
+
+    return serve
+
+
+def _tflite(serve) -> bytes:
+    """The serving function as a TFLite flatbuffer. The converter keeps Keras 3's variables as resource
+    variables that nothing initializes (the model returned NaN), so the function is first frozen (variables
+    to constants) and re-wrapped to keep its named outputs."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    concrete = serve.get_concrete_function()
+    frozen = convert_variables_to_constants_v2(concrete)
+
+    @tf.function(input_signature=serve.input_signature)
+    def named(obs):
+        return tf.nest.pack_sequence_as(concrete.structured_outputs, frozen(obs))
+
+    return tf.lite.TFLiteConverter.from_concrete_functions([named.get_concrete_function()], tf.Module()).convert()
+
+
+def _remove(path: str) -> None:
+    import shutil
+
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.remove(path)
+
+
+def _replace(tmp: str, path: str) -> None:
+    """Moves the finished directory `tmp` to `path` (replacing an older export): never a half-written one."""
+    _remove(path)
+    os.replace(tmp, path)

@@ -1,0 +1,103 @@
+"""Atari from pixels: where the time goes, as ratios measured in the same run.
+
+1. env-only ceiling: ale-py's AtariVectorEnv (16 envs, the preset's), random actions, one process per core;
+2. actor side: the same env batch plus the default CNN (numpy, one thread) choosing every action, one process:
+   its ratio to the one-process ceiling is what inference costs the actors;
+3. learner capacity: the learner's per-batch work with the preset's settings on one core (the learner's share
+   of a 2-core machine with one actor);
+4. training throughput: `actorlearner train --env ID` for --seconds, env steps/s consumed from the first
+   learner step on, against (3) and (1).
+
+    python benchmarks/atari.py [--env ALE/Pong-v5] [--seconds 60]
+
+Not here yet: the return-against-time curves against stable-baselines3 PPO (the pixels issue's item 7).
+"""
+
+import argparse
+import multiprocessing as mp
+import os
+import tempfile
+import time
+
+from broadcast import learner_capacity
+from common import ceiling, run_train, write_outputs
+
+ENVS = 16
+
+
+def _actor_side(env_id: str, model: str, seconds: float, out) -> None:
+    """Agent steps/s of one actor's work: step the batch, choose the next actions with the numpy CNN."""
+    import numpy as np
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from actorlearner.config import Config
+    from actorlearner.env_backends import EnvBatchFactory
+    from actorlearner.envs import make_env_fn
+    from actorlearner.layout import default_layout, layout_size
+    from actorlearner.policies import make_policy
+
+    factory = EnvBatchFactory("ale", ENVS, env_fn=make_env_fn(env_id), env_id=env_id)
+    spec = factory.spec()
+    cfg = Config(model=model)
+    policy = make_policy(cfg, spec, None)
+    rng = np.random.default_rng(0)
+    policy.load(rng.normal(scale=0.01, size=layout_size(default_layout(spec, cfg))).astype(np.float32))
+    batch = factory(0, 0, os.getpid(), spec)
+    obs = batch.reset()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        actions, _ = policy.sample(obs, rng)
+        obs = batch.step(actions).obs
+        n += ENVS
+    out.put(n / (time.perf_counter() - t0))
+    batch.close()
+
+
+def actor_side(env_id: str, model: str, seconds: float) -> float:
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    p = ctx.Process(target=_actor_side, args=(env_id, model, seconds, out))
+    p.start()
+    rate = out.get(timeout=seconds + 120)
+    p.join(30)
+    return rate
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", default="ALE/Pong-v5")
+    p.add_argument("--preset", default="pong", help="the preset whose settings the learner uses")
+    p.add_argument("--model", default="impala-shallow")
+    p.add_argument("--seconds", type=float, default=60.0, help="training run length")
+    p.add_argument("--out", default="bench_out")
+    a = p.parse_args()
+    cores = os.cpu_count() or 1
+    ceil_one = ceiling(a.env, 1, 8.0, backend="ale", envs=ENVS)
+    ceil_all = ceiling(a.env, cores, 8.0, backend="ale", envs=ENVS)
+    actor = actor_side(a.env, a.model, 8.0)
+    with mp.get_context("spawn").Pool(1) as pool:  # TensorFlow in a child: this process stays light
+        cap = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset))[0]
+    with tempfile.TemporaryDirectory() as d:
+        s = run_train(["--env", a.env, "--preset", a.preset, "--model", a.model, "--max-seconds", str(a.seconds),
+                       "--no-stop-at-target"], os.path.join(d, "run"), timeout=a.seconds + 300)
+    train = s["train_env_steps_per_s"]
+    rows = [
+        ("env-only ceiling, 1 process", ceil_one, "1.00"),
+        (f"env-only ceiling, {cores} processes", ceil_all, f"{ceil_all / ceil_one:.2f}"),
+        ("actor side (env + numpy CNN), 1 process", actor, f"{actor / ceil_one:.2f} of the 1-process ceiling"),
+        ("learner capacity (batch 32 x 20, 1 core)", cap["samples_per_s"], f"{cap['ms_per_step']:.0f} ms a batch"),
+        (f"training ({s['learner_steps']} learner steps)", train,
+         f"{train / cap['samples_per_s']:.2f} of the learner's capacity, {train / ceil_all:.2f} of the ceiling"),
+    ]
+    print(f"{a.env}, {a.model}, {cores} cores; startup {s['startup_s']:.1f} s, policy lag mean "
+          f"{s['policy_lag_mean']:.2f}")
+    print("| what | agent steps/s | ratio |\n|---|---|---|")
+    for what, rate, ratio in rows:
+        print(f"| {what} | {rate:,.0f} | {ratio} |")
+    write_outputs("atari", a.out, {"env": a.env, "model": a.model, "ceiling_1": ceil_one, "ceiling_all": ceil_all,
+                                   "actor_side": actor, "learner_capacity": cap, "train_env_steps_per_s": train,
+                                   "summary": {k: v for k, v in s.items() if k != "processes"}})
+
+
+if __name__ == "__main__":
+    main()

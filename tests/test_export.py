@@ -1,0 +1,78 @@
+"""`actorlearner export`: the SavedModel and the TFLite model of a run give the outputs of the policy the run
+saved (what `eval` plays), for every default model, discrete and continuous; bad input is one line."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from actorlearner import load_policy
+from actorlearner.config import Config, ConfigError
+from actorlearner.envs import inspect_env, make_env_fn
+from actorlearner.export import export_policy
+from actorlearner.layout import default_layout, flat_weights, ordered_weights
+from actorlearner.model import build_default_model
+from actorlearner.run_files import RunDir
+from conftest import ROOT
+
+CASES = {
+    "mlp-discrete": Config(env="CartPole-v1"),
+    "mlp-continuous-normalized": Config(env="Pendulum-v1", normalize_obs=True),
+    "impala-shallow": Config(env="custom_envs:BrightSquare-v0"),
+    "impala-deep": Config(env="custom_envs:BrightSquare-v0", model="impala-deep"),
+}
+
+
+def fake_run(tmp_path, cfg: Config) -> str:
+    """A run directory as training leaves it (config.json, policy.npz), with random weights."""
+    spec = inspect_env(make_env_fn(cfg.env))
+    model = build_default_model(spec, cfg)
+    rng = np.random.default_rng(0)
+    model.set_weights([np.abs(rng.normal(scale=0.1, size=w.shape)).astype(np.float32) + 0.1 if "var" in v.path
+                       else rng.normal(scale=0.1, size=w.shape).astype(np.float32)
+                       for v, w in zip(model.weights, model.get_weights())])
+    run = RunDir(str(tmp_path / "run"))
+    run.write_json("config.json", cfg.replace(run_dir=run.path).to_json())
+    layout = default_layout(spec, cfg)
+    run.save_weights(flat_weights(ordered_weights(model, layout)), layout)
+    return run.path
+
+
+def observations(spec, n=5):
+    rng = np.random.default_rng(1)
+    if spec.obs_dtype == "uint8":
+        return rng.integers(0, 256, (n, *spec.obs_shape)).astype(np.uint8)
+    return rng.normal(size=(n, *spec.obs_shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_exported_policy_gives_the_trained_outputs(tmp_path, case):
+    run = fake_run(tmp_path, CASES[case])
+    policy = load_policy(run)
+    obs = observations(policy.spec)
+    want_params, want_value, want_action = policy.policy_params(obs), policy.value(obs), policy.greedy(obs)
+
+    saved = tf.saved_model.load(export_policy(run, "savedmodel"))
+    out = {k: v.numpy() for k, v in saved.signatures["serving_default"](obs=tf.constant(obs)).items()}
+    interpreter = tf.lite.Interpreter(model_path=export_policy(run, "tflite"))
+    lite = interpreter.get_signature_runner()(obs=obs)
+    for got in (out, lite):
+        np.testing.assert_allclose(got["params"], want_params, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got["value"], want_value, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got["action"], want_action, rtol=1e-4, atol=1e-4)
+
+
+def test_export_cli_and_its_errors(tmp_path):
+    run = fake_run(tmp_path, CASES["mlp-discrete"])
+    out = tmp_path / "cartpole.tflite"
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "export", run, "--format", "tflite", "-o", str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0 and out.stat().st_size > 1000, proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "export", str(tmp_path), "--format", "tflite"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].endswith("a run directory?"), proc.stderr
+    with pytest.raises(ConfigError, match="--format must be one of"):
+        export_policy(run, "onnx")
