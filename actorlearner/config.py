@@ -55,9 +55,9 @@ class Config:
                                         "reaches this (default: the env spec's reward_threshold)")
     stop_at_target: bool = _f(True, "stop once solved (--no-stop-at-target keeps training)")
     # --- actors ---
-    num_actors: int = _f(0, "actor processes (0: one per CPU core with single envs, whose stepping is the limit; "
-                         "one less than the cores with a vectorized --env-backend, whose actors outrun the "
-                         "learner, so the learner keeps a core of its own)")
+    num_actors: int = _f(0, "actor processes (0: one per CPU core where the actors are the limit: single envs, "
+                         "Atari; one less than the cores with vectorized cheap envs (--env-backend vector), whose "
+                         "actors outrun the learner, so the learner keeps a core of its own)")
     envs_per_actor: int = _f(32, "envs stepped by each actor, their policy inference batched together")
     unroll_length: int = _f(20, "env steps per unroll (T); unrolls overlap by one step for bootstrapping")
     actor_inference: str = _f("auto", "how actors run the policy: numpy (default MLP only, no TensorFlow in "
@@ -148,11 +148,12 @@ class Config:
     def env_modules(self) -> tuple:
         return tuple(m.strip() for m in (self.env_module or "").split(",") if m.strip())
 
-    def resolved_num_actors(self, vectorized: bool = False) -> int:
-        """vectorized: the actors step a vectorized env backend. Measured on 2 cores (CartPole, vector
-        backend): one actor of 64 envs trained at 0.70 of the learner's capacity, two of 32 at 0.52."""
+    def resolved_num_actors(self, cheap_envs: bool = False) -> int:
+        """cheap_envs: the actors step a vectorized backend of cheap envs, which outruns the learner.
+        Measured on 2 cores (CartPole, vector backend): one actor of 64 envs trained at 0.70 of the learner's
+        capacity, two of 32 at 0.52."""
         cores = os.cpu_count() or 1
-        return self.num_actors or max(1, cores - 1 if vectorized else cores)
+        return self.num_actors or max(1, cores - 1 if cheap_envs else cores)
 
     def resolved_learner_threads(self) -> int:
         return self.learner_threads or max(1, (os.cpu_count() or 1) - self.resolved_num_actors())
