@@ -45,6 +45,7 @@ class Actor:
         self.version = 0
         self.obs = envs.reset()
         self.first = np.ones(envs.num_envs, bool)  # every env starts an episode
+        self.state = policy.initial_state(envs.num_envs)  # [] for a feed-forward policy
         if not spec.discrete:
             self._low, self._high = spec.action_low, spec.action_high
 
@@ -79,11 +80,14 @@ class Actor:
         rew_out, term_out, trunc_out = a["rewards"][slot], a["terminated"][slot], a["truncated"][slot]
         fval_out, first_out, valid_out = a["final_value"][slot], a["first"][slot], a["valid"][slot]
         self.slots.set_version(slot, self.version)
+        if self.state:  # the learner re-runs the core from here, resetting where `first` says, as below
+            a["core_state"][slot][0] = np.concatenate(self.state, axis=1)
         returns, lengths = [], []
         for t in range(self.cfg.unroll_length):
             obs_out[t] = self.obs
             first_out[t] = self.first
-            actions, logp = self.policy.sample(self.obs, self.rng)
+            state = [s * ~self.first[:, None] for s in self.state]  # an episode starts from zeros
+            actions, logp, state = self.policy.act(self.obs, state, self.rng)
             act_out[t] = actions
             logp_out[t] = logp
             step = self.envs.step(actions if self.spec.discrete else np.clip(actions, self._low, self._high))
@@ -94,11 +98,11 @@ class Actor:
             trunc_out[t] = step.truncated
             valid_out[t] = 1 if step.valid is None else step.valid
             fval_out[t] = 0.0
-            if step.final_idx:
-                fval_out[t, step.final_idx] = self.policy.value(step.final_obs)
+            if step.final_idx:  # the core steps on to the final observation from the state it reached
+                fval_out[t, step.final_idx] = self.policy.value_at(step.final_obs, [s[step.final_idx] for s in state])
             returns += step.ended_returns
             lengths += step.ended_lengths
-            self.obs, self.first = step.obs, step.first
+            self.obs, self.first, self.state = step.obs, step.first, state
         obs_out[self.cfg.unroll_length] = self.obs
         first_out[self.cfg.unroll_length] = self.first
         return returns, lengths

@@ -69,6 +69,11 @@ class Config:
                     "(IMPALA's 2-conv CNN, images only), impala-deep (its 15-layer ResNet, images only), or auto "
                     "(impala-shallow for H x W x C images, else mlp); actors run all of them in numpy",
                     choices=MODELS)
+    core: str = _f("none", "a recurrent core between the default model's torso and its heads: none, or lstm (the "
+                   "actors carry each env's state, reset at episode starts; the learner re-runs the core over "
+                   "each unroll from the state the actor had at its first step); with lstm the MLP has one "
+                   "torso shared by both heads", choices=("none", "lstm"))
+    core_size: int = _f(128, "units of the recurrent core (--core lstm)")
     hidden_sizes: tuple = _f((64, 64), "hidden layer widths of the default MLP (comma separated)")
     activation: str = _f("tanh", "activation of the default MLP's hidden layers", choices=("tanh", "relu"))
     init_log_std: float = _f(0.0, "initial log standard deviation of the Gaussian policy (Box actions)")
@@ -216,6 +221,8 @@ def validate(cfg: Config) -> Config:
     if cfg.batch_size % cfg.envs_per_actor:
         raise ConfigError(f"--batch-size ({cfg.batch_size}) must be a multiple of --envs-per-actor "
                           f"({cfg.envs_per_actor}): a batch is made of whole actor unrolls")
+    if cfg.core_size < 1:
+        raise ConfigError(f"--core-size must be >= 1, got {cfg.core_size}")
     if not cfg.hidden_sizes or any(int(h) < 1 for h in cfg.hidden_sizes):
         raise ConfigError(f"--hidden-sizes must be positive widths, got {cfg.hidden_sizes}")
     for name, f in _fields().items():
@@ -301,7 +308,7 @@ def preset_config(name: str, **overrides: Any) -> Config:
 
 
 # Fields a resumed run cannot change: they decide the env and the shape of the saved weights.
-RESUME_FIXED = ("env", "model", "hidden_sizes", "activation")
+RESUME_FIXED = ("env", "model", "core", "core_size", "hidden_sizes", "activation")
 
 
 def resume_config(run_dir: str, overrides: Optional[dict] = None) -> Config:

@@ -19,8 +19,10 @@ import numpy as np
 
 from .atari import is_atari, single_env
 from .config import ConfigError
+from .memory_envs import register as _register_memory_envs
 
 EnvFn = Callable[[], gym.Env]
+_register_memory_envs()  # actorlearner/CartPoleNoVel-v1 and CueMemory-v0, wherever envs are made
 
 
 def make_env_fn(env_id: str, render_mode: Optional[str] = None, modules: Sequence[str] = ()) -> EnvFn:

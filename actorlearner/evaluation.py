@@ -57,9 +57,12 @@ def run_episodes_together(policy, env_fn: Callable, spec: EnvSpec, *, episodes: 
             active.append(i)
         totals, lengths = [0.0] * episodes, [0] * episodes
         returns_out, lengths_out = [], []
+        state = policy.initial_state(episodes)  # one row per env ([] for a feed-forward policy)
         while active and max(lengths[i] for i in active) < max_steps:
             x = obs[active]
-            actions = policy.greedy(x) if greedy else policy.sample(x, rng)[0]
+            actions, _, new_state = policy.act(x, [s[active] for s in state], rng, greedy)
+            for s, new in zip(state, new_state):
+                s[active] = new
             still = []
             for a, i in zip(actions, active):
                 a = int(a) if spec.discrete else np.clip(a, spec.action_low, spec.action_high)
@@ -123,9 +126,11 @@ def _play(policy, env, spec: EnvSpec, rng, seed: int, greedy: bool, max_steps: i
     if frames is not None:
         frames.append(env.render())
     total, n, done = 0.0, 0, False
+    state = policy.initial_state(1)
     while not done and n < max_steps:
         x = np.asarray(obs, spec.obs_dtype)[None]  # the env's dtype: a uint8 image is scaled by the model
-        action = policy.greedy(x)[0] if greedy else policy.sample(x, rng)[0][0]
+        actions, _, state = policy.act(x, state, rng, greedy)
+        action = actions[0]
         action = int(action) if spec.discrete else np.clip(action, spec.action_low, spec.action_high)
         obs, r, terminated, truncated, _ = env.step(action)
         if frames is not None:

@@ -63,19 +63,33 @@ def _model_with_weights(cfg, spec, model_fn, flat, layout, run_dir):
 
 
 def _serving_function(model, spec):
-    """obs [N, *obs_shape] -> {"params", "value", "action"}, a tf.function with a fixed signature."""
+    """obs [N, *obs_shape] -> {"params", "value", "action"}, a tf.function with a fixed signature; a
+    recurrent model also takes and returns `state` [N, S] (its state tensors side by side; zeros at an
+    episode's start)."""
     import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec([None, *spec.obs_shape], spec.obs_dtype, name="obs")])
-    def serve(obs):
-        params, value = model(obs, training=False)
+    def outputs(params, value):
         if spec.discrete:
             action = tf.cast(tf.argmax(params, axis=-1), tf.int32)
         else:
             action = params[:, : spec.action_dim]
         return {"params": params, "value": tf.reshape(value, [-1]), "action": action}
 
-    return serve
+    obs_spec = tf.TensorSpec([None, *spec.obs_shape], spec.obs_dtype, name="obs")
+    sizes = list(getattr(model, "state_sizes", ()))
+    if not sizes:
+        @tf.function(input_signature=[obs_spec])
+        def serve(obs):
+            return outputs(*model(obs, training=False))
+
+        return serve
+
+    @tf.function(input_signature=[obs_spec, tf.TensorSpec([None, sum(sizes)], tf.float32, name="state")])
+    def serve_recurrent(obs, state):
+        out = model([obs, *tf.split(state, sizes, axis=1)], training=False)
+        return {**outputs(out[0], out[1]), "state": tf.concat(out[2:], axis=1)}
+
+    return serve_recurrent
 
 
 def _tflite(serve) -> bytes:
@@ -89,8 +103,8 @@ def _tflite(serve) -> bytes:
     frozen = convert_variables_to_constants_v2(concrete)
 
     @tf.function(input_signature=serve.input_signature)
-    def named(obs):
-        return tf.nest.pack_sequence_as(concrete.structured_outputs, frozen(obs))
+    def named(*inputs):
+        return tf.nest.pack_sequence_as(concrete.structured_outputs, frozen(*inputs))
 
     return tf.lite.TFLiteConverter.from_concrete_functions([named.get_concrete_function()], tf.Module()).convert()
 

@@ -54,27 +54,42 @@ def default_layout(spec, cfg) -> Layout:
     without importing TensorFlow. spec: envs.EnvSpec; cfg: the config (its model, hidden_sizes and
     normalize_obs fields)."""
     kind = model_kind(spec, cfg.model)
+    if cfg.core == "lstm":
+        torso, width = (mlp_torso_layout(spec, "torso", cfg.hidden_sizes, cfg.normalize_obs) if kind == "mlp"
+                        else cnn_torso_layout(spec, kind))
+        n = cfg.core_size
+        core = [("core/kernel", (width, 4 * n)), ("core/recurrent_kernel", (n, 4 * n)), ("core/bias", (4 * n,))]
+        policy, value = _heads(spec, n)
+        return torso + core + policy + value
     if kind == "mlp":
         return mlp_layout(spec, cfg.hidden_sizes, cfg.normalize_obs)
     return cnn_layout(spec, kind)
+
+
+def state_size(cfg) -> int:
+    """Floats of recurrent state per env of the default model (h and c of the LSTM; 0 without a core)."""
+    return 2 * cfg.core_size if cfg.core == "lstm" else 0
+
+
+def mlp_torso_layout(spec, prefix: str, hidden_sizes: tuple, normalize: bool) -> tuple[Layout, int]:
+    """(layout, output width) of one MLP torso `prefix`_hidden_i over the flattened observation, with the
+    observation normalizer first if `normalize`."""
+    layers, prev = [], spec.obs_dim
+    for i, width in enumerate(hidden_sizes):
+        layers += [(f"{prefix}_hidden_{i}/kernel", (prev, int(width))), (f"{prefix}_hidden_{i}/bias", (int(width),))]
+        prev = int(width)
+    norm = [(path, (spec.obs_dim,) if size == "obs" else (size,)) for path, size in OBS_NORM] if normalize else []
+    return norm + layers, prev
 
 
 def mlp_layout(spec, hidden_sizes: tuple, normalize: bool = False) -> Layout:
     """The default MLP: two torsos (policy, value) over the flattened observation, obs_dim wide.
     normalize: the model starts with the observation normalizer (--normalize-obs)."""
 
-    def torso(prefix):
-        layers, prev = [], spec.obs_dim
-        for i, width in enumerate(hidden_sizes):
-            layers += [(f"{prefix}_hidden_{i}/kernel", (prev, int(width))),
-                       (f"{prefix}_hidden_{i}/bias", (int(width),))]
-            prev = int(width)
-        return layers, prev
-
-    pi, prev = torso("pi")
-    vf, _ = torso("vf")
-    norm = [(path, (spec.obs_dim,) if size == "obs" else (size,)) for path, size in OBS_NORM] if normalize else []
-    return norm + pi + _heads(spec, prev)[0] + vf + _heads(spec, prev)[1]
+    pi, prev = mlp_torso_layout(spec, "pi", hidden_sizes, normalize)
+    vf, _ = mlp_torso_layout(spec, "vf", hidden_sizes, False)
+    policy, value = _heads(spec, prev)
+    return pi + policy + vf + value
 
 
 def _heads(spec, width: int) -> tuple[Layout, Layout]:
@@ -108,17 +123,25 @@ def cnn_layers(kind: str) -> list[tuple[str, str, int, int, int, str]]:
 def cnn_layout(spec, kind: str) -> Layout:
     """The default CNN (kind impala-shallow or impala-deep) for [H, W, C] observations: the torso, a dense
     layer, then the policy and value heads sharing it (in Keras's order of weights)."""
+    torso, width = cnn_torso_layout(spec, kind)
+    policy, value = _heads(spec, width)
+    return torso + policy + value
+
+
+def cnn_torso_layout(spec, kind: str) -> tuple[Layout, int]:
+    """(layout, output width) of the CNN torso: the convolutions and the dense layer after them."""
     h, w, c = spec.obs_shape
     out: Layout = []
     for op, name, f, k, s, pad in cnn_layers(kind):
         if op in ("conv", "pool"):
             h, w = conv_out(h, k, s, pad), conv_out(w, k, s, pad)
+            if h < 1 or w < 1:
+                raise ValueError(f"{kind} needs larger images than {spec.obs_shape[0]}x{spec.obs_shape[1]} "
+                                 f"(its {name} has nothing left to convolve; use --model mlp)")
         if op == "conv":
             out += [(f"{name}/kernel", (k, k, c, f)), (f"{name}/bias", (f,))]
             c = f
-    out += [("torso/kernel", (h * w * c, CNN_WIDTH)), ("torso/bias", (CNN_WIDTH,))]
-    policy, value = _heads(spec, CNN_WIDTH)
-    return out + policy + value
+    return out + [("torso/kernel", (h * w * c, CNN_WIDTH)), ("torso/bias", (CNN_WIDTH,))], CNN_WIDTH
 
 
 def param_layout(model) -> Layout:

@@ -18,7 +18,8 @@ from .losses import appo_loss, impala_loss
 from .layout import OBS_NORM, flat_weights, merge_moments, mlp_input, ordered_weights, published_layout
 from .model import apply_time_major
 
-INPUT_NAMES = ("obs", "first", "actions", "behaviour_logp", "rewards", "discounts", "mask")
+# core_state [1, B, S]: a recurrent model's state at each unroll's first step (S = 0 for feed-forward models).
+INPUT_NAMES = ("obs", "first", "actions", "behaviour_logp", "rewards", "discounts", "mask", "core_state")
 STAT_NAMES = ("finite", "grad_norm", "total", "policy", "baseline", "entropy", "rho_mean")
 
 
@@ -50,9 +51,11 @@ class Learner:
         # A fixed input_signature: one trace, and no retracing on Python scalars or shapes. No autograph:
         # the step has no Python control flow to convert, and converting costs ~0.3 s of start-up.
         tb = tf.TensorSpec([T, B], tf.float32)
+        self.state_sizes = tuple(getattr(model, "state_sizes", ()))
         self._step = tf.function(self._train_step, autograph=False, input_signature=[
             tf.TensorSpec([T + 1, B, *spec.obs_shape], spec.obs_dtype), tf.TensorSpec([T + 1, B], tf.uint8),
-            act_sig, tb, tb, tb, tb, tf.TensorSpec([], tf.float32)])
+            act_sig, tb, tb, tb, tb, tf.TensorSpec([1, B, sum(self.state_sizes)], tf.float32),
+            tf.TensorSpec([], tf.float32)])
         self.steps = 0
         self._concrete = None
         self._lr_now = cfg.learning_rate
@@ -60,12 +63,13 @@ class Learner:
         self._norm = (tuple(by_path[p] for p, _ in OBS_NORM) if cfg.normalize_obs and "obs_norm/mean" in by_path
                       else None)
 
-    def _train_step(self, obs, first, actions, behaviour_logp, rewards, discounts, mask, entropy_cost):
+    def _train_step(self, obs, first, actions, behaviour_logp, rewards, discounts, mask, core_state, entropy_cost):
         cfg, spec = self.cfg, self.spec
         T, B = cfg.unroll_length, self._minibatch
         variables = self.model.trainable_variables
+        state = tf.split(core_state[0], self.state_sizes, axis=1) if self.state_sizes else None
         with tf.GradientTape() as tape:
-            params, values, _ = apply_time_major(self.model, obs, first)
+            params, values, _ = apply_time_major(self.model, obs, first, state)
             params = params[:T]
             flat_params = tf.reshape(params, [T * B, -1])
             flat_actions = tf.reshape(actions, [T * B] if spec.discrete else [T * B, spec.action_dim])
@@ -146,6 +150,8 @@ class Learner:
             self.optimizer.learning_rate.assign(lr)
             self._lr_now = lr
         entropy_cost = tf.constant(scheduled(cfg.entropy_cost, cfg.entropy_schedule, progress), tf.float32)
+        if "core_state" not in batch:  # a feed-forward model's batch: the state is empty
+            batch = {**batch, "core_state": np.zeros((1, batch["rewards"].shape[1], 0), np.float32)}
         if cfg.epochs * cfg.minibatches == 1:
             return self._update(batch, entropy_cost)
         n = batch["rewards"].shape[1]

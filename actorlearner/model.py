@@ -78,12 +78,43 @@ class ObsToFloat(keras.layers.Layer):
 
 
 def build_default_model(spec: EnvSpec, cfg: Config) -> keras.Model:
-    """The default model of `--model` (layout.model_kind): the MLP or one of IMPALA's CNNs."""
+    """The default model of `--model` (layout.model_kind): the MLP or one of IMPALA's CNNs, with the LSTM
+    core of `--core lstm` between torso and heads."""
     kind = model_kind(spec, cfg.model)
-    return build_mlp(spec, cfg) if kind == "mlp" else build_cnn(spec, cfg, kind)
+    keras.utils.set_random_seed(cfg.seed)
+    inputs = keras.Input(spec.obs_shape, dtype=spec.obs_dtype, name="obs")
+    if cfg.core == "lstm":
+        return _recurrent(spec, cfg, kind, inputs)
+    if kind != "mlp":
+        x = _cnn_torso(spec, cfg, kind, inputs)
+        policy, value = _heads(spec, cfg, x, x)
+        return keras.Model(inputs, [policy, value], name=f"actor_critic_{kind}")
+    # Two MLP torsos, one per head: with a shared torso the value loss (returns in the hundreds) swamps the
+    # policy's features and the policy collapses at the learning rates that make IMPALA fast.
+    obs = _mlp_input(spec, cfg, inputs)
+    policy, value = _heads(spec, cfg, _mlp_torso(cfg, obs, "pi", cfg.seed), _mlp_torso(cfg, obs, "vf", cfg.seed + 50))
+    return keras.Model(inputs, [policy, value], name="actor_critic")
+
+
+def _recurrent(spec: EnvSpec, cfg: Config, kind: str, inputs) -> keras.Model:
+    """torso -> LSTM cell -> both heads, called one step at a time as `model([obs, h, c]) -> [params, value,
+    h', c']` (model.py's recurrent contract). One torso for both heads: the core's state is one."""
+    n = cfg.core_size
+    h_in, c_in = keras.Input((n,), name="core_h"), keras.Input((n,), name="core_c")
+    if kind == "mlp":
+        x = _mlp_torso(cfg, _mlp_input(spec, cfg, inputs), "torso", cfg.seed)
+    else:
+        x = _cnn_torso(spec, cfg, kind, inputs)
+    out, (h, c) = keras.layers.LSTMCell(n, name="core", seed=cfg.seed + 70)(x, [h_in, c_in])
+    policy, value = _heads(spec, cfg, out, out)
+    model = keras.Model([inputs, h_in, c_in], [policy, value, h, c], name=f"actor_critic_{kind}_lstm")
+    model.state_sizes = (n, n)
+    return model
 
 
 def _init(cfg: Config, gain: float, seed: int):
+    """Orthogonal (a small gain on the policy head, so the starting policy is near uniform or near zero
+    mean), or Glorot uniform with --no-orthogonal-init."""
     if cfg.orthogonal_init:
         return keras.initializers.Orthogonal(gain=gain, seed=seed)
     return keras.initializers.GlorotUniform(seed=seed)
@@ -99,12 +130,10 @@ def _heads(spec: EnvSpec, cfg: Config, pi_features, vf_features):
     return policy, value
 
 
-def build_cnn(spec: EnvSpec, cfg: Config, kind: str) -> keras.Model:
-    """IMPALA's CNN torso (layout.cnn_layers: shallow or deep), a dense layer of 256, and the two heads on it.
-    A shared torso, as in IMPALA: on Atari the clipped rewards keep the value loss from swamping the policy's
-    features. uint8 images are scaled to [0, 1] in-graph, so they travel as uint8."""
-    keras.utils.set_random_seed(cfg.seed)
-    inputs = keras.Input(spec.obs_shape, dtype=spec.obs_dtype, name="obs")
+def _cnn_torso(spec: EnvSpec, cfg: Config, kind: str, inputs):
+    """IMPALA's CNN (layout.cnn_layers: shallow or deep) and a dense layer of 256. Shared by the heads, as in
+    IMPALA: on Atari the clipped rewards keep the value loss from swamping the policy's features. uint8
+    images are scaled to [0, 1] in-graph, so they travel as uint8."""
     x = keras.layers.Rescaling(1.0 / 255.0 if spec.obs_dtype == "uint8" else 1.0, name="scale")(inputs)
     res_in = {}
     for i, (op, name, filters, k, stride, pad) in enumerate(cnn_layers(kind)):
@@ -125,32 +154,23 @@ def build_cnn(spec: EnvSpec, cfg: Config, kind: str) -> keras.Model:
     if kind == "impala-deep":
         x = keras.layers.ReLU(name="torso_in_relu")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(CNN_WIDTH, activation="relu", name="torso",
-                           kernel_initializer=_init(cfg, np.sqrt(2.0), cfg.seed + 90))(x)
-    policy, value = _heads(spec, cfg, x, x)
-    return keras.Model(inputs, [policy, value], name=f"actor_critic_{kind}")
+    return keras.layers.Dense(CNN_WIDTH, activation="relu", name="torso",
+                              kernel_initializer=_init(cfg, np.sqrt(2.0), cfg.seed + 90))(x)
 
 
-def build_mlp(spec: EnvSpec, cfg: Config) -> keras.Model:
-    """Two MLP torsos, one per head: with a shared torso the value loss (returns in the hundreds)
-    swamps the policy's features and the policy collapses at the learning rates that make IMPALA fast.
-    Orthogonal init with a small policy-head gain, so the starting policy is near uniform (discrete)
-    or near zero mean (Gaussian)."""
-    keras.utils.set_random_seed(cfg.seed)
-    inputs = keras.Input(spec.obs_shape, dtype=spec.obs_dtype, name="obs")
+def _mlp_input(spec: EnvSpec, cfg: Config, inputs):
+    """The observation as the MLP sees it: flattened (uint8 scaled), normalized with --normalize-obs."""
     flat = ObsToFloat(name="obs_to_float")(inputs) if len(spec.obs_shape) > 1 or spec.obs_dtype != "float32" \
         else inputs
-    obs = ObsNormalizer(name="obs_norm")(flat) if cfg.normalize_obs else flat
+    return ObsNormalizer(name="obs_norm")(flat) if cfg.normalize_obs else flat
 
-    def torso(prefix: str, seed: int):
-        h = obs
-        for i, width in enumerate(cfg.hidden_sizes):
-            h = keras.layers.Dense(int(width), activation=cfg.activation, name=f"{prefix}_hidden_{i}",
-                                   kernel_initializer=_init(cfg, np.sqrt(2.0), seed + i))(h)
-        return h
 
-    policy, value = _heads(spec, cfg, torso("pi", cfg.seed), torso("vf", cfg.seed + 50))
-    return keras.Model(inputs, [policy, value], name="actor_critic")
+def _mlp_torso(cfg: Config, obs, prefix: str, seed: int):
+    h = obs
+    for i, width in enumerate(cfg.hidden_sizes):
+        h = keras.layers.Dense(int(width), activation=cfg.activation, name=f"{prefix}_hidden_{i}",
+                               kernel_initializer=_init(cfg, np.sqrt(2.0), seed + i))(h)
+    return h
 
 
 def is_recurrent(model) -> bool:

@@ -14,6 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from . import distributions as D
 from .layout import Layout, cnn_layers, model_kind, unflatten
+from .policies import FeedForward
 
 
 def _pad_same(x: np.ndarray, kernel: int, stride: int, value: float) -> np.ndarray:
@@ -77,7 +78,7 @@ def max_pool(x: np.ndarray, size: int, stride: int, padding: str) -> np.ndarray:
     return out
 
 
-class NumpyCNNPolicy:
+class NumpyCNNPolicy(FeedForward):
     """The default CNN (impala-shallow or impala-deep) with the weights of a flat vector; the same methods as
     policies.NumpyMLPPolicy (load, sample, greedy, value)."""
 

@@ -3,8 +3,11 @@
 `NumpyMLPPolicy` runs the default Keras MLP in plain numpy (numpy_cnn.NumpyCNNPolicy the default CNNs): a TF
 call costs ~50x a CartPole step while the numpy forward pass of a 2x64 MLP costs about one, and actors that
 never import TensorFlow start faster and use a fraction of the memory. `KerasPolicy` runs any model (a
-user's) under `tf.function`. Both expose the same methods (load, sample, greedy, value), so the actor does
-not care which it has.
+user's) under `tf.function`. All expose the same methods, so the actor does not care which it has:
+
+- `act(obs, state, rng, greedy=False) -> (actions, log-probs or None, state')`, `value_at(obs, state)`,
+  `initial_state(n)` (an empty list for a feed-forward policy), `step(obs, state) -> (greedy action, state')`;
+- feed-forward policies also `sample(obs, rng)`, `greedy(obs)` and `value(obs)` without a state.
 """
 
 from __future__ import annotations
@@ -27,8 +30,33 @@ def make_policy(cfg, spec: EnvSpec, model_fn: Callable | None, *, own_process: b
     return KerasPolicy(spec, model_fn, cfg.actor_threads if own_process else 0)
 
 
+class FeedForward:
+    """The recurrent API (module docstring) for a policy without state: the state passes through empty."""
+
+    recurrent = False
+
+    def initial_state(self, n: int) -> list:
+        return []
+
+    def act(self, obs, state: list, rng=None, greedy: bool = False):
+        if greedy:
+            return self.greedy(obs), None, state
+        actions, logp = self.sample(obs, rng)
+        return actions, logp, state
+
+    def step(self, obs, state: list):
+        return self.greedy(obs), state
+
+    def value_at(self, obs, state: list):
+        return self.value(obs)
+
+
 def numpy_policy(spec: EnvSpec, cfg, layout: list):
-    """The default model of cfg (`--model`) in numpy, reading weights in `layout` order."""
+    """The default model of cfg (`--model`, `--core`) in numpy, reading weights in `layout` order."""
+    if cfg.core == "lstm":
+        from .numpy_lstm import NumpyLSTMPolicy
+
+        return NumpyLSTMPolicy(spec, layout, cfg)
     if model_kind(spec, cfg.model) == "mlp":
         return NumpyMLPPolicy(spec, layout, cfg.hidden_sizes, cfg.activation)
     from .numpy_cnn import NumpyCNNPolicy
@@ -39,7 +67,7 @@ def numpy_policy(spec: EnvSpec, cfg, layout: list):
 _ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
 
 
-class NumpyMLPPolicy:
+class NumpyMLPPolicy(FeedForward):
     def __init__(self, spec: EnvSpec, layout: list, hidden_sizes: tuple, activation: str):
         self.spec = spec
         self.layout = layout
@@ -84,8 +112,9 @@ class NumpyMLPPolicy:
         return D.np_greedy(self.policy_params(obs), self.spec.discrete)
 
 
-class KerasPolicy:
-    """Runs an arbitrary Keras model in the actor; costs a TensorFlow import and ~0.4 ms per call."""
+class KerasPolicy(FeedForward):
+    """Runs an arbitrary Keras model in the actor; costs a TensorFlow import and ~0.4 ms per call. A model
+    with `state_sizes` (model.py's recurrent contract) is stepped with its state."""
 
     def __init__(self, spec: EnvSpec, model_fn: Callable, threads: int):
         import tensorflow as tf
@@ -95,15 +124,32 @@ class KerasPolicy:
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         self.spec = spec
         self.model = model_fn(spec)
+        self.recurrent = hasattr(self.model, "state_sizes")
+        self.state_sizes = tuple(getattr(self.model, "state_sizes", ()))
         self._fwd = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
 
     def load(self, flat: np.ndarray) -> None:
         self.model.set_weights(unflatten(flat, param_layout(self.model)))
 
-    def forward(self, obs: np.ndarray):
-        """obs [B, *obs_shape] in the env's dtype (the model casts) -> (params [B, P], values [B])."""
-        params, value = self._fwd(obs)
-        return params.numpy(), np.reshape(value.numpy(), (-1,))
+    def forward(self, obs: np.ndarray, state: list = ()):
+        """obs [B, *obs_shape] in the env's dtype (the model casts) -> (params [B, P], values [B], state')."""
+        if not self.recurrent:
+            params, value = self._fwd(obs)
+            return params.numpy(), np.reshape(value.numpy(), (-1,)), []
+        out = self._fwd([obs, *state])
+        return out[0].numpy(), np.reshape(out[1].numpy(), (-1,)), [s.numpy() for s in out[2:]]
+
+    def initial_state(self, n: int) -> list:
+        return [np.zeros((n, size), np.float32) for size in self.state_sizes]
+
+    def act(self, obs, state: list, rng=None, greedy: bool = False):
+        params, _, state = self.forward(obs, state)
+        if greedy:
+            return D.np_greedy(params, self.spec.discrete), None, state
+        return (*_sample(params, self.spec.discrete, rng), state)
+
+    def value_at(self, obs, state: list):
+        return self.forward(obs, state)[1]
 
     def sample(self, obs, rng):
         return _sample(self.forward(obs)[0], self.spec.discrete, rng)

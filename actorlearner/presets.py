@@ -40,6 +40,12 @@ PRESETS: dict[str, dict] = {
                       "minibatches": 4, "normalize_advantages": True, "normalize_obs": True,
                       "learning_rate": 3e-4, "reward_scale": 0.1, "reward_clip": 1.0, "vtrace_lambda": 0.95,
                       "envs_per_actor": 16, "batch_size": 64},
+    # Memory tasks (actorlearner/memory_envs.py): an LSTM core on a shared MLP torso. Untuned starting points.
+    "cartpole-novel": {"env": "actorlearner/CartPoleNoVel-v1", "core": "lstm", "core_size": 64,
+                       "hidden_sizes": (64,), "envs_per_actor": 64},
+    # The cue (step 0) and the query (step 20) must fall in one unroll for the gradient to join them: 40 steps.
+    "cue-memory": {"env": "actorlearner/CueMemory-v0", "core": "lstm", "core_size": 32, "hidden_sizes": (32,),
+                   "unroll_length": 40, "reward_scale": 1.0, "envs_per_actor": 32, "batch_size": 32},
     # Atari from pixels (the default model is then IMPALA's shallow CNN; actors run it in numpy): IMPALA's
     # settings (unroll 20, batch 32, rewards clipped to [-1, 1] and not scaled, entropy 0.01) with Adam at
     # 6e-4. No periodic evaluation: an Atari episode takes the learner seconds to minutes to play. These are

@@ -26,7 +26,7 @@ from .config import RESUME_FIXED, Config, ConfigError, config_from_dict, validat
 from .atari import is_atari
 from .env_backends import EnvBatchFactory, resolve_backend
 from .envs import check_env_id, import_env_modules, make_env_fn
-from .layout import default_layout, layout_size, model_kind
+from .layout import default_layout, layout_size, model_kind, state_size
 from .learner_loop import LearnerLoop, Run, build_model
 from .reporting import RunStats, say, warn
 from .run_files import RunDir, check_not_in_use
@@ -59,12 +59,20 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
         raise ConfigError(f"could not create the env {cfg.env} ({backend} backend): {type(e).__name__}: {e}") from None
     if model_fn is not None and cfg.normalize_obs:
         raise ConfigError("--normalize-obs works on the default model; a custom model can normalize inside itself")
+    if model_fn is not None and cfg.core != "none":
+        raise ConfigError("--core adds a recurrent core to the default models; a custom model is recurrent "
+                          "through its own state_sizes (model.py's contract)")
     if model_fn is not None and cfg.actor_inference == "numpy":
         raise ConfigError("--actor-inference numpy runs only the default MLP; a custom model needs "
                           "tensorflow (or auto)")
     if model_fn is None and cfg.model.startswith("impala") and len(spec.obs_shape) != 3:
         raise ConfigError(f"--model {cfg.model} is a CNN for H x W x C images; {cfg.env} has observations of "
                           f"shape {spec.obs_shape} (use --model mlp or auto)")
+    if model_fn is None:
+        try:
+            default_layout(spec, cfg)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     if model_fn is None and cfg.normalize_obs and model_kind(spec, cfg.model) != "mlp":
         raise ConfigError("--normalize-obs works on the MLP only (the CNNs scale uint8 images to [0, 1])")
     target = cfg.target_return if cfg.target_return is not None else spec.reward_threshold
@@ -93,6 +101,7 @@ class Plan:
     actor_model_fn: Optional[Callable]  # None: actors run the default MLP in numpy
     model: Any  # the Keras model, built already when the actors run it (custom models)
     n_params: int
+    state_size: int  # floats of recurrent state per env (0: feed-forward)
 
 
 def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None, *,
@@ -142,14 +151,14 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     actor_model_fn = None if numpy_actors else (model_fn or _DefaultModel(cfg))
     model = None
     if numpy_actors:
-        n_params = layout_size(default_layout(spec, cfg))
+        n_params, state = layout_size(default_layout(spec, cfg)), state_size(cfg)
     else:  # the actors run the model itself, so its size is known only once it is built
         from .layout import param_layout
 
         model = build_model(cfg, spec, model_fn)
-        n_params = layout_size(param_layout(model))
+        n_params, state = layout_size(param_layout(model)), sum(getattr(model, "state_sizes", ()))
     return Plan(cfg, env_fn, make_batch, backend_why, spec, target, ckpt, run_dir, stats, generation,
-                actor_model_fn, model, n_params)
+                actor_model_fn, model, n_params, state)
 
 
 def _banner(plan: Plan) -> None:
@@ -163,8 +172,10 @@ def _banner(plan: Plan) -> None:
     obs = "x".join(str(d) for d in spec.obs_shape) + f" {spec.obs_dtype}"
     slot_mb = _slots_per_actor(cfg) * sum(
         int(np.prod(shape)) * np.dtype(dtype).itemsize
-        for shape, dtype in unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor).values()) / 2**20
-    model = (f"numpy (the default {model_kind(spec, cfg.model)} model, no TensorFlow in actors)"
+        for shape, dtype in unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor, plan.state_size).values()
+    ) / 2**20
+    core = " + LSTM core" if cfg.core == "lstm" else ""
+    model = (f"numpy (the default {model_kind(spec, cfg.model)}{core} model, no TensorFlow in actors)"
              if plan.actor_model_fn is None else "TensorFlow")
     say(f"actorlearner: {cfg.env}{preset} | {n} actor{'s' if n > 1 else ''}{where} x "
         f"{cfg.envs_per_actor} envs, {plan.make_batch.backend} backend ({plan.backend_why}), observations {obs}, "
@@ -185,7 +196,7 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
     num_actors = cfg.num_actors
     slots_per_actor = _slots_per_actor(cfg)
     token = None if cfg.serial else new_run_token()
-    fields = unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor)
+    fields = unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor, plan.state_size)
     actor_cfg = _actor_config(cfg, plan.generation)
     status, error = "running", None
     pool = slots = weights = stacks = None

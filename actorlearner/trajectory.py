@@ -30,10 +30,12 @@ import numpy as np
 from .envs import EnvSpec
 
 
-def unroll_fields(spec: EnvSpec, T: int, K: int) -> dict[str, tuple[tuple, np.dtype]]:
-    """name -> (shape of one unroll, dtype)."""
+def unroll_fields(spec: EnvSpec, T: int, K: int, state_size: int = 0) -> dict[str, tuple[tuple, np.dtype]]:
+    """name -> (shape of one unroll, dtype). state_size: floats of a recurrent policy's state per env; its
+    state at the unroll's first step (before the reset of an episode starting there) is `core_state`
+    [1, K, state_size] (the env axis second, as in every field, so slots join along it)."""
     action = ((T, K), np.int32) if spec.discrete else ((T, K, spec.action_dim), np.float32)
-    return {
+    fields = {
         "obs": ((T + 1, K, *spec.obs_shape), np.dtype(spec.obs_dtype)),
         "first": ((T + 1, K), np.uint8),
         "actions": action,
@@ -44,6 +46,9 @@ def unroll_fields(spec: EnvSpec, T: int, K: int) -> dict[str, tuple[tuple, np.dt
         "final_value": ((T, K), np.float32),
         "valid": ((T, K), np.uint8),
     }
+    if state_size:
+        fields["core_state"] = ((1, K, state_size), np.float32)
+    return fields
 
 
 def learner_inputs(batch: dict[str, np.ndarray], *, gamma: float, reward_scale: float,
@@ -64,6 +69,7 @@ def learner_inputs(batch: dict[str, np.ndarray], *, gamma: float, reward_scale: 
         scaled = np.clip(scaled, -reward_clip, reward_clip)
     rewards = scaled + gamma * trunc * batch["final_value"]
     return {
+        **({"core_state": batch["core_state"]} if "core_state" in batch else {}),
         "obs": batch["obs"],
         "first": batch["first"],
         "mask": batch["valid"].astype(np.float32),

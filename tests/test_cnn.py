@@ -105,3 +105,19 @@ def test_model_must_fit_the_observations():
 
     with pytest.raises(ConfigError, match="impala-shallow is a CNN for H x W x C images"):
         prepare(Config(env="CartPole-v1", model="impala-shallow"))
+
+
+def test_images_too_small_for_the_cnn_are_one_line():
+    import gymnasium as gym
+
+    from actorlearner.runner import prepare
+
+    class Tiny(gym.Env):
+        observation_space = gym.spaces.Box(0, 255, (10, 10, 1), np.uint8)
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            return np.zeros((10, 10, 1), np.uint8), {}
+
+    with pytest.raises(ConfigError, match="impala-shallow needs larger images than 10x10"):
+        prepare(Config(env="tiny"), env_fn=Tiny)

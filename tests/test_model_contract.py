@@ -12,7 +12,7 @@ from actorlearner.model import apply_time_major, build_default_model
 
 def test_feed_forward_is_one_folded_call_and_keeps_uint8_images():
     spec = EnvSpec((6, 5, 2), "uint8", True, 3, None, None, None, None)
-    model = build_default_model(spec, Config())
+    model = build_default_model(spec, Config(model="mlp"))
     obs = np.random.default_rng(0).integers(0, 256, (4, 3, 6, 5, 2)).astype(np.uint8)
     params, values, state = apply_time_major(model, tf.constant(obs), tf.zeros((4, 3), tf.uint8))
     want_params, want_values = model(obs.reshape(12, 6, 5, 2))

@@ -8,6 +8,7 @@ from actorlearner.config import Config
 from actorlearner.env_batch import GymEnvBatch
 from actorlearner.envs import EnvSpec
 from actorlearner.protocol import EnvError, UnrollReady
+from actorlearner.policies import FeedForward
 from actorlearner.trajectory import learner_inputs, unroll_fields
 from actorlearner.transport import SlotPool, WeightStore, local_channel_pair
 
@@ -37,7 +38,7 @@ class CountEnv(gym.Env):
         return self._obs(), reward, even and self.t == 3, (not even) and self.t == 4, {}
 
 
-class ValueIsObs:
+class ValueIsObs(FeedForward):
     """Stub policy: action 1 with log-prob -0.5, value = the observation itself (so final_value is checkable)."""
 
     def load(self, flat):
