@@ -43,6 +43,8 @@ class Actor:
         self.weights = weights
         self.rng = np.random.default_rng([cfg.seed, actor_id, incarnation])
         self.version = 0
+        self.unrolls = 0  # unrolls produced: with --reproducible, unroll k is acted by a version fixed for k
+        self.first_version = 0
         self.obs = envs.reset()
         self.first = np.ones(envs.num_envs, bool)  # every env starts an episode
         self.state = policy.initial_state(envs.num_envs)  # [] for a feed-forward policy
@@ -108,13 +110,39 @@ class Actor:
         return returns, lengths
 
     def produce(self, slot: int, learner_alive=lambda: True) -> None:
-        """Fills one slot with the newest weights and hands it to the learner."""
+        """Fills one slot with the newest weights (--reproducible: the version of the schedule) and hands it
+        to the learner."""
         if self.version == 0:
             self.wait_for_first_weights(learner_alive)
+            self.first_version = self.version
+        elif self.cfg.reproducible and not self.cfg.serial:
+            self._wait_for_scheduled_version(learner_alive)
         else:
             self.pull_weights()
         returns, lengths = self.fill(slot)
+        self.unrolls += 1
         self.channel.send(UnrollReady(self.id, slot, returns, lengths, self._nonfinite(slot)))
+
+    def _wait_for_scheduled_version(self, learner_alive) -> None:
+        """--reproducible: each batch takes `per_actor` unrolls from every actor, all acted by the weights the
+        learner had when the batch began, so unroll k needs version first + k // per_actor. The learner
+        publishes the next version only after consuming this unroll, so a newer one cannot show up.
+        (Serial mode needs no wait: its order is fixed already, and waiting there would block the learner.)"""
+        from .transport import TransportTimeout
+
+        per_actor = self.cfg.slots_per_batch // self.cfg.num_actors
+        needed = self.first_version + self.unrolls // per_actor
+        deadline = time.monotonic() + self.cfg.wait_timeout_s
+        while self.version < needed:
+            if not self.pull_weights():
+                if not learner_alive():
+                    raise EOFError("the learner is gone")
+                if time.monotonic() > deadline:
+                    raise TransportTimeout(f"actor {self.id}: weight version {needed} did not come in "
+                                           f"{self.cfg.wait_timeout_s:.0f} s")
+                time.sleep(0.0005)
+        if self.version != needed:
+            raise RuntimeError(f"actor {self.id}: --reproducible expected weight version {needed}, got {self.version}")
 
     def _nonfinite(self, slot: int) -> str:
         """'' if the unroll's observations and rewards are all finite, else where the first bad one is."""

@@ -45,6 +45,12 @@ class Config:
                           "gymnasium)",
                           choices=ENV_BACKENDS)
     seed: int = _f(1, "random seed for the model, the actors' envs and action sampling")
+    reproducible: bool = _f(False, "the same config and seed give the same weights and the same metrics (times "
+                            "aside), actor processes and all: every batch takes a fixed number of unrolls from "
+                            "each actor in actor order, each unroll is acted by the policy version fixed for it "
+                            "(the actors wait for the learner, as synchronous A2C does, so it is slower), and "
+                            "TensorFlow's ops are deterministic. Stop with --max-steps, not --max-seconds; an "
+                            "actor that crashes and is replaced breaks the sameness")
     preset: Optional[str] = _f(None, "tuned hyperparameters for a task: " + ", ".join(PRESETS) + "; sets the env "
                                "too, explicit flags still win (default: the preset of --env if it has one; "
                                "'none': plain defaults)", choices=(*PRESETS, "none"))

@@ -185,10 +185,13 @@ def scheduled(initial: float, kind: str, progress: float) -> float:
     raise ValueError(f"unknown schedule {kind!r}")
 
 
-def configure_tensorflow(threads: int) -> None:
+def configure_tensorflow(threads: int, deterministic: bool = False) -> None:
     """Learner-process TF settings. Grappler's graph rewrites cost ~0.15 s on the first step and buy
-    nothing measurable for a graph this small, so they are off (start-up time is most of a solve)."""
+    nothing measurable for a graph this small, so they are off (start-up time is most of a solve).
+    deterministic: --reproducible, every op's result independent of thread timing."""
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
     if threads:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads)

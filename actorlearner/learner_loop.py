@@ -31,6 +31,8 @@ from .transport import TransportTimeout, WeightStore
 MAX_NONFINITE_IN_A_ROW = 20
 # After a failed confirmation, the next one waits this many learner steps.
 CONFIRM_EVERY = 5
+# --reproducible: a metrics row every this many learner steps (instead of every --log-every-s seconds).
+RECORD_EVERY_STEPS = 10
 # The final evaluation may run this long past --max-seconds before it is cut.
 FINAL_EVAL_GRACE_S = 5.0
 
@@ -56,7 +58,7 @@ class Run:
 
 def build_model(cfg: Config, spec, model_fn: Optional[Callable]):
     """The learner's Keras model: model_fn(spec), or the default one. Starts TensorFlow."""
-    start_tensorflow_quietly(cfg.resolved_learner_threads())
+    start_tensorflow_quietly(cfg.resolved_learner_threads(), cfg.reproducible)
     if model_fn is None:
         from .model import build_default_model
 
@@ -95,6 +97,7 @@ class LearnerLoop:
         self.nonfinite_in_a_row = 0
         self.logged_failure = False
         self.next_confirm_step = 0
+        self.next_record_step = RECORD_EVERY_STEPS
         self.confirmed = None  # the weights that passed the confirmation
         self.last_data = time.monotonic()
         now = self.stats.now()
@@ -213,7 +216,8 @@ class LearnerLoop:
                 self._drop_nonfinite(msg)
             elif isinstance(msg, UnrollReady):
                 self.ready.append(msg)
-                stats.add_episodes(msg.returns, msg.lengths)
+                if not self.cfg.reproducible:  # else counted in a fixed order, when its batch is formed
+                    stats.add_episodes(msg.returns, msg.lengths)
                 self.last_data = time.monotonic()
             elif isinstance(msg, EnvError):
                 stats.env_errors += 1
@@ -246,7 +250,15 @@ class LearnerLoop:
         if cfg.max_policy_lag and self.ready:
             self.ready = _drop_stale(self.ready, source, ctx.weights.version, cfg.max_policy_lag, stats)
         while len(self.ready) >= cfg.slots_per_batch:
-            taken, self.ready = self.ready[:cfg.slots_per_batch], self.ready[cfg.slots_per_batch:]
+            if cfg.reproducible:
+                taken = _in_actor_order(self.ready, source.num_actors, cfg.slots_per_batch // source.num_actors)
+                if taken is None:
+                    break
+                self.ready = [r for r in self.ready if r not in taken]
+                for r in taken:
+                    stats.add_episodes(r.returns, r.lengths)
+            else:
+                taken, self.ready = self.ready[:cfg.slots_per_batch], self.ready[cfg.slots_per_batch:]
             versions = source.versions(taken)
             batch = source.batch(taken)
             source.give_back(taken)  # copied out: the actors can refill them while we learn
@@ -279,6 +291,10 @@ class LearnerLoop:
         if now >= self.next_eval and self.latest is not None:
             self._evaluate(self.latest)
             self.next_eval = stats.now() + cfg.eval_every_s
+        if cfg.reproducible and stats.learner_steps >= self.next_record_step:
+            # Metrics rows at fixed learner steps, so two runs' rows pair up (the console stays on the clock).
+            ctx.run_dir.log_metrics(stats.record())
+            self.next_record_step = (stats.learner_steps // RECORD_EVERY_STEPS + 1) * RECORD_EVERY_STEPS
         if now >= self.next_log:
             steps, learner_steps, t = self.last_log
             dt = max(1e-9, now - t)
@@ -286,7 +302,8 @@ class LearnerLoop:
             self.last_log = (stats.env_steps, stats.learner_steps, now)
             reporting.console.progress(progress_line(stats, rate, max_steps=cfg.max_steps,
                                                      max_seconds=cfg.max_seconds, verbose=cfg.verbose))
-            ctx.run_dir.log_metrics(stats.record())
+            if not cfg.reproducible:
+                ctx.run_dir.log_metrics(stats.record())
             self.board.write(stats.env_steps, _board_values(stats, rate, learner_rate, self.learner,
                                                             ctx.source.fill_fraction(len(self.ready))))
             self.next_log = now + cfg.log_every_s
@@ -348,6 +365,18 @@ def _board_values(stats: RunStats, env_rate: float, learner_rate: float, learner
             "train/learning_rate": float(learner.optimizer.learning_rate.numpy()),
             "speed/env_steps_per_s": env_rate, "speed/learner_steps_per_s": learner_rate,
             "train/policy_lag_mean": stats.policy_lag_mean(), "train/queue_fill": queue_fill}
+
+
+def _in_actor_order(ready: list, num_actors: int, per_actor: int) -> Optional[list]:
+    """--reproducible: the next batch, the first `per_actor` unrolls of actor 0, then of actor 1, ... (each
+    actor's in the order it filled them); None until every actor has sent that many."""
+    by_actor: list[list] = [[] for _ in range(num_actors)]
+    for r in ready:
+        if len(by_actor[r.actor_id]) < per_actor:
+            by_actor[r.actor_id].append(r)
+    if any(len(b) < per_actor for b in by_actor):
+        return None
+    return [r for b in by_actor for r in b]
 
 
 def _drop_stale(ready: list, source: UnrollSource, version: int, max_lag: int, stats: RunStats) -> list:

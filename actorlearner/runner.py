@@ -136,6 +136,10 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     # capacity of 4.5 K samples/s on one core), so there every core runs an actor.
     cheap = make_batch.backend == "vector" or (make_batch.backend == "envpool" and not is_atari(cfg.env))
     cfg = cfg.replace(run_dir=run_dir.path, num_actors=cfg.resolved_num_actors(cheap))
+    if cfg.reproducible and cfg.slots_per_batch % cfg.num_actors:
+        raise ConfigError(f"--reproducible takes the same number of unrolls from every actor: --batch-size "
+                          f"({cfg.batch_size}) must be a multiple of the actors ({cfg.num_actors}) x "
+                          f"--envs-per-actor ({cfg.envs_per_actor})")
     run_dir.write_json("config.json", cfg.to_json())
     say(f"config: {cfg.describe_changes()} (all settings: {os.path.join(run_dir.path, 'config.json')})")
     stats = RunStats(t0, target)

@@ -14,9 +14,10 @@ _TF_IMPORT_NOISE = ("All log messages before absl::InitializeLog()", "oneDNN cus
                     "To enable the following instructions", "Unable to register cu")
 
 
-def start_tensorflow_quietly(threads: int):
+def start_tensorflow_quietly(threads: int, deterministic: bool = False):
     """Imports the learner (and TensorFlow), sets its threads and starts its runtime, with the C++ start-up
-    noise filtered out of stderr; any other line, and everything if this fails, is passed through."""
+    noise filtered out of stderr; any other line, and everything if this fails, is passed through.
+    deterministic: TensorFlow's op determinism (--reproducible)."""
     import tempfile
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -32,7 +33,7 @@ def start_tensorflow_quietly(threads: int):
         try:
             from . import learner
 
-            learner.configure_tensorflow(threads)
+            learner.configure_tensorflow(threads, deterministic)
             learner.tf.constant(0.0)  # starts the runtime, which prints the rest of its notices
             failed = False
         finally:
