@@ -336,7 +336,12 @@ class LearnerLoop:
                                                 episodes=cfg.eval_episodes, seed=cfg.seed + 10_000,
                                                 greedy=cfg.eval_greedy)
         except UserCodeStopped as e:
-            why = "a stop signal" if e.why != "deadline" else f"its deadline ({deadline:.1f} s; a hung env?)"
+            if e.why != "deadline":
+                why = "a stop signal"
+            elif deadline < cfg.wait_timeout_s:  # cut by --max-seconds (plus the final evaluation's grace)
+                why = f"--max-seconds ({deadline:.1f} s were left; `actorlearner eval` plays the saved policy)"
+            else:
+                why = f"its deadline ({deadline:.1f} s; a hung env?)"
             say(f"evaluation stopped by {why}; no evaluation figure this time")
             return
         if not returns:
