@@ -61,18 +61,22 @@ class Actor:
 
     def wait_for_first_weights(self, learner_alive) -> None:
         """Slots are handed out when the actors start, before the learner (still importing TensorFlow) has
-        published; the first unroll waits for its weights. learner_alive() is polled; raises
-        TransportTimeout after cfg.wait_timeout_s."""
+        published; the first unroll waits for its weights."""
+        self._wait_for_version(1, learner_alive, poll_s=0.005)
+
+    def _wait_for_version(self, needed: int, learner_alive, poll_s: float) -> None:
+        """Pulls weights until version `needed` (or newer) is in. learner_alive() is polled; raises EOFError if
+        the learner is gone, TransportTimeout after cfg.wait_timeout_s."""
         from .transport import TransportTimeout
 
         deadline = time.monotonic() + self.cfg.wait_timeout_s
-        while not self.pull_weights():
+        while self.version < needed and not self.pull_weights():
             if not learner_alive():
                 raise EOFError("the learner is gone")
             if time.monotonic() > deadline:
-                raise TransportTimeout(f"actor {self.id}: no weights from the learner in "
+                raise TransportTimeout(f"actor {self.id}: no weights (version {needed}) from the learner in "
                                        f"{self.cfg.wait_timeout_s:.0f} s")
-            time.sleep(0.005)
+            time.sleep(poll_s)
 
     def fill(self, slot: int) -> tuple[list, list]:
         """Runs T steps of all K envs into `slot` (alignment: trajectory.py); returns (returns, lengths)
@@ -128,19 +132,9 @@ class Actor:
         learner had when the batch began, so unroll k needs version first + k // per_actor. The learner
         publishes the next version only after consuming this unroll, so a newer one cannot show up.
         (Serial mode needs no wait: its order is fixed already, and waiting there would block the learner.)"""
-        from .transport import TransportTimeout
-
-        per_actor = self.cfg.slots_per_batch // self.cfg.num_actors
-        needed = self.first_version + self.unrolls // per_actor
-        deadline = time.monotonic() + self.cfg.wait_timeout_s
+        needed = self.first_version + self.unrolls // (self.cfg.slots_per_batch // self.cfg.num_actors)
         while self.version < needed:
-            if not self.pull_weights():
-                if not learner_alive():
-                    raise EOFError("the learner is gone")
-                if time.monotonic() > deadline:
-                    raise TransportTimeout(f"actor {self.id}: weight version {needed} did not come in "
-                                           f"{self.cfg.wait_timeout_s:.0f} s")
-                time.sleep(0.0005)
+            self._wait_for_version(needed, learner_alive, poll_s=0.0005)
         if self.version != needed:
             raise RuntimeError(f"actor {self.id}: --reproducible expected weight version {needed}, got {self.version}")
 

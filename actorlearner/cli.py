@@ -81,19 +81,19 @@ def main(argv: Optional[list] = None) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from .plotting import plot_runs
 
-    try:
-        print(f"wrote {plot_runs(args.run_dirs, args.out)}")
-    except ConfigError as e:
-        print(f"actorlearner: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    return EXIT_OK
+    return _one_line_errors(lambda: f"wrote {plot_runs(args.run_dirs, args.out)}")
 
 
 def _export(args: argparse.Namespace) -> int:
     from .export import export_policy
 
+    return _one_line_errors(lambda: f"wrote {export_policy(args.run_dir, args.format, args.out, which=args.which)}")
+
+
+def _one_line_errors(action) -> int:
+    """Prints what `action()` returns; bad input (ConfigError) is one line on stderr and exit status 2."""
     try:
-        print(f"wrote {export_policy(args.run_dir, args.format, args.out, which=args.which)}")
+        print(action())
     except ConfigError as e:
         print(f"actorlearner: error: {e}", file=sys.stderr)
         return EXIT_USAGE
