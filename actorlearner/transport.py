@@ -82,13 +82,15 @@ class WeightStore:
         """first_version: the version counter to start from (a resumed run continues its versions)."""
         self.size = size
         self.token = token
-        self._mem = _Arrays({"weights": ((size + 2,), np.float64)}, token and f"{token}_w", create)
+        self._mem = _Arrays({"weights": ((size + 3,), np.float64)}, token and f"{token}_w", create)
         raw = self._mem.arrays["weights"]
-        # int64 header (seqlock counter) then the float32 vector, in one segment.
+        # int64 header (seqlock counter, the version the store started at) then the float32 vector, in one segment.
         self._seq = raw[:1].view(np.int64)
-        self._vec = raw[1:].view(np.float32)[:size]
+        self._base = raw[1:2].view(np.int64)
+        self._vec = raw[2:].view(np.float32)[:size]
         if create:
             self._seq[0] = 2 * first_version
+            self._base[0] = first_version
             self._vec[:] = SENTINEL
 
     def spec(self) -> tuple:
@@ -107,11 +109,14 @@ class WeightStore:
         return (seq + 2) // 2
 
     def read_if_newer(self, known_version: int, timeout_s: float = 5.0) -> Optional[tuple[int, np.ndarray]]:
-        """(version, copy of the vector) if a version newer than `known_version` exists, else None."""
+        """(version, copy of the vector) if a version newer than `known_version` exists, else None. A resumed
+        run's store starts at its old version with nothing in it yet: only versions past that one are read
+        (reading the start version handed actors the NaN placeholder, and the first batch was all NaN)."""
         deadline = time.monotonic() + timeout_s
+        base = int(self._base[0])
         while True:
             s1 = int(self._seq[0])
-            if s1 // 2 <= known_version:
+            if s1 // 2 <= max(known_version, base):
                 return None
             if s1 % 2 == 0:
                 out = self._vec.copy()

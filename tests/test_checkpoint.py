@@ -130,6 +130,23 @@ def test_resumed_run_continues_counters_metrics_and_optimizer(tmp_path, no_leaks
     assert max(steps) == second["env_steps"]
 
 
+def test_resume_with_actor_processes_learns_on(tmp_path):
+    """Actors of a resumed run must wait for the restored weights: they once read the store's NaN placeholder,
+    and the first batch after every process-mode resume stopped the run with a non-finite loss."""
+    import subprocess
+    import sys
+
+    run_dir = str(tmp_path / "run")
+    common = ["--eval-every-s", "0", "--no-stop-at-target"]
+    for args in (["--env", "CartPole-v1", "--max-steps", "40000", "--run-dir", run_dir], ["--resume", run_dir,
+                                                                                         "--max-steps", "80000"]):
+        proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", *args, *common],
+                              capture_output=True, text=True, timeout=180, cwd=ROOT)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = json.loads(open(f"{run_dir}/summary.json").read())
+    assert summary["status"] == "max_steps" and summary["env_steps"] >= 80_000 and summary["resumed_from_s"] > 0
+
+
 def test_resume_refuses_another_env():
     with pytest.raises(ConfigError, match="cannot change on --resume"):
         resume_config(str(ROOT / "tests" / "data" / "resume_run"), {"env": "Acrobot-v1"})

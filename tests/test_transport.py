@@ -88,6 +88,21 @@ def test_read_if_newer_only_returns_new_versions():
     store.close()
 
 
+def test_a_resumed_store_hands_out_nothing_before_its_first_publish(no_leaks):
+    """A resumed run's store starts at the checkpoint's version; until the learner publishes the restored
+    weights an actor has nothing to read (actors once read the NaN placeholder and poisoned the first batch)."""
+    store = WeightStore(3, new_run_token(), first_version=7)
+    reader = WeightStore(3, store.token, create=False)  # as an actor process attaches it
+    try:
+        assert reader.version == 7 and reader.read_if_newer(0) is None
+        store.publish(np.arange(3, dtype=np.float32))
+        version, flat = reader.read_if_newer(0)
+        assert version == 8 and flat.tolist() == [0.0, 1.0, 2.0]
+    finally:
+        reader.close()
+        store.close()
+
+
 def test_fresh_slots_hold_sentinels_and_gather_joins_envs():
     fields = {"x": ((3, 2), np.float32), "a": ((2, 2), np.int32)}
     pool = SlotPool(fields, 2, None)
