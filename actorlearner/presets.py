@@ -50,8 +50,8 @@ PRESETS: dict[str, dict] = {
     # Atari from pixels (the default model is then IMPALA's shallow CNN; actors run it in numpy): unroll 20,
     # batch 32, rewards clipped to [-1, 1] and not scaled, and APPO's sample reuse (2 passes of 2 minibatches,
     # Adam 2.5e-4, PPO's clip 0.1, lambda 0.95): on 2 cores the learner has spare capacity, and Pong seed 1
-    # reached -19.2 after 1.45 M agent steps (15 min) this way against -20.2 at 1.33 M (-19.7 at 2.78 M) with
-    # plain IMPALA at Adam 6e-4. No periodic evaluation: an Atari episode takes the learner seconds to
+    # reached -15 after 2.1 M agent steps and -11.5 after 3.4 M (37 min) this way, where plain IMPALA at Adam
+    # 6e-4 was still at -19.7 after 2.78 M. No periodic evaluation: an Atari episode takes the learner seconds to
     # minutes to play. Starting points, not tuned results (the README's Atari section has the figures).
     "pong": {"env": "ALE/Pong-v5", **_ATARI, "target_return": 18.0},
     "breakout": {"env": "ALE/Breakout-v5", **_ATARI},
