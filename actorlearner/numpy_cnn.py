@@ -14,7 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from . import distributions as D
 from .layout import Layout, cnn_layers, model_kind, unflatten
-from .policies import FeedForward
+from .policies import FeedForward, policy_head, sample_params
 
 
 def _pad_same(x: np.ndarray, kernel: int, stride: int, value: float) -> np.ndarray:
@@ -122,15 +122,9 @@ class NumpyCNNPolicy(FeedForward):
         h += w["torso/bias"]
         return np.maximum(h, 0.0, out=h)
 
-    def _params(self, h: np.ndarray) -> np.ndarray:
-        params = h @ self.w["policy/kernel"] + self.w["policy/bias"]
-        if not self.spec.discrete:
-            params = np.concatenate([params, np.broadcast_to(self.w["log_std/log_std"], params.shape)], axis=-1)
-        return params
-
     def policy_params(self, obs: np.ndarray) -> np.ndarray:
         """obs [B, H, W, C] -> policy params [B, A] (logits) or [B, 2D] (mean, log_std)."""
-        return self._params(self.features(obs))
+        return policy_head(self.w, self.features(obs), self.spec.discrete)
 
     def value(self, obs: np.ndarray) -> np.ndarray:
         """obs [B, H, W, C] -> values [B]."""
@@ -138,8 +132,7 @@ class NumpyCNNPolicy(FeedForward):
 
     def sample(self, obs: np.ndarray, rng: np.random.Generator):
         """obs [B, H, W, C] -> (actions [B] or [B, D], behaviour log-probs [B])."""
-        params = self.policy_params(obs)
-        return D.np_sample_discrete(params, rng) if self.spec.discrete else D.np_sample_gaussian(params, rng)
+        return sample_params(self.policy_params(obs), self.spec.discrete, rng)
 
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         return D.np_greedy(self.policy_params(obs), self.spec.discrete)

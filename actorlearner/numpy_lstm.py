@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import distributions as D
-from .layout import Layout, mlp_input, model_kind, normalize_obs, unflatten
+from .layout import Layout, model_kind, unflatten
+from .policies import ACTIVATIONS, Policy, choose, mlp_obs, mlp_torso, policy_head
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -28,21 +28,16 @@ def lstm_step(x: np.ndarray, h: np.ndarray, c: np.ndarray, kernel: np.ndarray, r
     return _sigmoid(z[:, 3 * n:]) * np.tanh(c2), c2
 
 
-_ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
-
-
-class NumpyLSTMPolicy:
+class NumpyLSTMPolicy(Policy):
     """torso -> LSTM -> heads with the weights of a flat vector. The recurrent policy API (policies.py):
     initial_state, act, step, value_at; state is [h, c], each [B, core_size]."""
-
-    recurrent = True
 
     def __init__(self, spec, layout: Layout, cfg):
         self.spec = spec
         self.layout = layout
         self.kind = model_kind(spec, cfg.model)
         self.n_hidden = len(cfg.hidden_sizes)
-        self._activation = _ACTIVATIONS[cfg.activation]
+        self._activation = ACTIVATIONS[cfg.activation]
         self.state_sizes = (cfg.core_size, cfg.core_size)
         self._cnn = None
         if self.kind != "mlp":
@@ -56,18 +51,10 @@ class NumpyLSTMPolicy:
         if self._cnn is not None:
             self._cnn.load(flat)
 
-    def initial_state(self, n: int) -> list[np.ndarray]:
-        return [np.zeros((n, size), np.float32) for size in self.state_sizes]
-
     def _features(self, obs: np.ndarray) -> np.ndarray:
         if self._cnn is not None:
             return self._cnn.features(obs)
-        w, x = self.w, mlp_input(obs)
-        if "obs_norm/mean" in w:
-            x = normalize_obs(x, w["obs_norm/mean"], w["obs_norm/var"])
-        for i in range(self.n_hidden):
-            x = self._activation(x @ w[f"torso_hidden_{i}/kernel"] + w[f"torso_hidden_{i}/bias"])
-        return x
+        return mlp_torso(self.w, mlp_obs(self.w, obs), "torso", self.n_hidden, self._activation)
 
     def core(self, obs: np.ndarray, state: list) -> list[np.ndarray]:
         """obs [B, *obs_shape], state [h, c] -> the state after this step (h is the heads' input)."""
@@ -75,32 +62,16 @@ class NumpyLSTMPolicy:
         return list(lstm_step(self._features(obs), state[0], state[1], w["core/kernel"],
                               w["core/recurrent_kernel"], w["core/bias"]))
 
-    def _params(self, h: np.ndarray) -> np.ndarray:
-        params = h @ self.w["policy/kernel"] + self.w["policy/bias"]
-        if not self.spec.discrete:
-            params = np.concatenate([params, np.broadcast_to(self.w["log_std/log_std"], params.shape)], axis=-1)
-        return params
-
     def forward(self, obs: np.ndarray, state: list) -> tuple[np.ndarray, np.ndarray, list]:
         """-> (params [B, P], values [B], new state)."""
         state = self.core(obs, state)
         value = (state[0] @ self.w["value/kernel"] + self.w["value/bias"])[:, 0]
-        return self._params(state[0]), value, state
+        return policy_head(self.w, state[0], self.spec.discrete), value, state
 
     def act(self, obs: np.ndarray, state: list, rng=None, greedy: bool = False):
         """-> (actions, behaviour log-probs or None if greedy, new state)."""
         state = self.core(obs, state)
-        params = self._params(state[0])
-        if greedy:
-            return D.np_greedy(params, self.spec.discrete), None, state
-        actions, logp = (D.np_sample_discrete(params, rng) if self.spec.discrete
-                         else D.np_sample_gaussian(params, rng))
-        return actions, logp, state
-
-    def step(self, obs: np.ndarray, state: list):
-        """The greedy action and the new state: `action, state = policy.step(obs, state)`."""
-        actions, _, state = self.act(obs, state, greedy=True)
-        return actions, state
+        return (*choose(policy_head(self.w, state[0], self.spec.discrete), self.spec.discrete, rng, greedy), state)
 
     def value_at(self, obs: np.ndarray, state: list) -> np.ndarray:
         """values [B] of obs reached from `state` (the core is stepped on obs first)."""

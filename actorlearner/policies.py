@@ -30,22 +30,30 @@ def make_policy(cfg, spec: EnvSpec, model_fn: Callable | None, *, own_process: b
     return KerasPolicy(spec, model_fn, cfg.actor_threads if own_process else 0)
 
 
-class FeedForward:
-    """The recurrent API (module docstring) for a policy without state: the state passes through empty."""
+class Policy:
+    """What every policy shares (module docstring): `state_sizes` (one [B, size] tensor each; none for a
+    feed-forward policy), zeros as the state at an episode's start, and `step` as the greedy `act`."""
 
-    recurrent = False
+    state_sizes: tuple = ()
 
-    def initial_state(self, n: int) -> list:
-        return []
+    def initial_state(self, n: int) -> list[np.ndarray]:
+        return [np.zeros((n, size), np.float32) for size in self.state_sizes]
+
+    def step(self, obs, state: list):
+        """The greedy action and the next state: `action, state = policy.step(obs, state)`."""
+        actions, _, state = self.act(obs, state, greedy=True)
+        return actions, state
+
+
+class FeedForward(Policy):
+    """The recurrent API for a policy without state, from its sample / greedy / value: the state passes
+    through empty."""
 
     def act(self, obs, state: list, rng=None, greedy: bool = False):
         if greedy:
             return self.greedy(obs), None, state
         actions, logp = self.sample(obs, rng)
         return actions, logp, state
-
-    def step(self, obs, state: list):
-        return self.greedy(obs), state
 
     def value_at(self, obs, state: list):
         return self.value(obs)
@@ -64,7 +72,43 @@ def numpy_policy(spec: EnvSpec, cfg, layout: list):
     return NumpyCNNPolicy(spec, layout, cfg.model)
 
 
-_ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
+ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
+
+
+# The numpy building blocks of the default models (the MLP, numpy_cnn's CNNs and numpy_lstm's core share them).
+
+def mlp_obs(w: dict, obs: np.ndarray) -> np.ndarray:
+    """obs [B, *obs_shape] -> [B, obs_dim] float32 as the MLP sees it: flattened, normalized if the weights
+    hold the observation normalizer (--normalize-obs)."""
+    x = mlp_input(obs)
+    return normalize_obs(x, w["obs_norm/mean"], w["obs_norm/var"]) if "obs_norm/mean" in w else x
+
+
+def mlp_torso(w: dict, x: np.ndarray, prefix: str, n_hidden: int, activation) -> np.ndarray:
+    """The dense layers `prefix`_hidden_0 .. n_hidden-1 applied to x [B, D]."""
+    for i in range(n_hidden):
+        x = activation(x @ w[f"{prefix}_hidden_{i}/kernel"] + w[f"{prefix}_hidden_{i}/bias"])
+    return x
+
+
+def policy_head(w: dict, h: np.ndarray, discrete: bool) -> np.ndarray:
+    """features [B, F] -> policy params [B, A] (logits) or [B, 2D] (mean, log_std)."""
+    params = h @ w["policy/kernel"] + w["policy/bias"]
+    if not discrete:
+        params = np.concatenate([params, np.broadcast_to(w["log_std/log_std"], params.shape)], axis=-1)
+    return params
+
+
+def sample_params(params: np.ndarray, discrete: bool, rng):
+    """-> (actions [B] or [B, D], their log-probs [B])."""
+    return D.np_sample_discrete(params, rng) if discrete else D.np_sample_gaussian(params, rng)
+
+
+def choose(params: np.ndarray, discrete: bool, rng, greedy: bool):
+    """-> (actions, log-probs, or None when greedy: argmax / the Gaussian mean)."""
+    if greedy:
+        return D.np_greedy(params, discrete), None
+    return sample_params(params, discrete, rng)
 
 
 class NumpyMLPPolicy(FeedForward):
@@ -72,41 +116,26 @@ class NumpyMLPPolicy(FeedForward):
         self.spec = spec
         self.layout = layout
         self.n_hidden = len(hidden_sizes)
-        self._activation = _ACTIVATIONS[activation]
+        self._activation = ACTIVATIONS[activation]
         self.w: dict[str, np.ndarray] = {}
 
     def load(self, flat: np.ndarray) -> None:
         self.w = dict(zip((p for p, _ in self.layout), unflatten(flat, self.layout)))
 
-    def _input(self, obs: np.ndarray) -> np.ndarray:
-        w = self.w
-        x = mlp_input(obs)
-        if "obs_norm/mean" in w:
-            return normalize_obs(x, w["obs_norm/mean"], w["obs_norm/var"])
-        return x
-
     def policy_params(self, obs: np.ndarray) -> np.ndarray:
         """obs [B, *obs_shape] -> policy params [B, A] (logits) or [B, 2D] (mean, log_std)."""
-        w = self.w
-        h = self._input(obs)
-        for i in range(self.n_hidden):
-            h = self._activation(h @ w[f"pi_hidden_{i}/kernel"] + w[f"pi_hidden_{i}/bias"])
-        params = h @ w["policy/kernel"] + w["policy/bias"]
-        if not self.spec.discrete:
-            params = np.concatenate([params, np.broadcast_to(w["log_std/log_std"], params.shape)], axis=-1)
-        return params
+        h = mlp_torso(self.w, mlp_obs(self.w, obs), "pi", self.n_hidden, self._activation)
+        return policy_head(self.w, h, self.spec.discrete)
 
     def value(self, obs: np.ndarray) -> np.ndarray:
         """obs [B, *obs_shape] -> values [B]. Separate from the policy: acting never needs the value torso."""
         w = self.w
-        v = self._input(obs)
-        for i in range(self.n_hidden):
-            v = self._activation(v @ w[f"vf_hidden_{i}/kernel"] + w[f"vf_hidden_{i}/bias"])
+        v = mlp_torso(w, mlp_obs(w, obs), "vf", self.n_hidden, self._activation)
         return (v @ w["value/kernel"] + w["value/bias"])[:, 0]
 
     def sample(self, obs: np.ndarray, rng: np.random.Generator):
         """obs [B, *obs_shape] -> (actions [B] or [B, D], behaviour log-probs [B])."""
-        return _sample(self.policy_params(obs), self.spec.discrete, rng)
+        return sample_params(self.policy_params(obs), self.spec.discrete, rng)
 
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         return D.np_greedy(self.policy_params(obs), self.spec.discrete)
@@ -124,7 +153,6 @@ class KerasPolicy(FeedForward):
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         self.spec = spec
         self.model = model_fn(spec)
-        self.recurrent = hasattr(self.model, "state_sizes")
         self.state_sizes = tuple(getattr(self.model, "state_sizes", ()))
         self._fwd = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
 
@@ -133,33 +161,24 @@ class KerasPolicy(FeedForward):
 
     def forward(self, obs: np.ndarray, state: list = ()):
         """obs [B, *obs_shape] in the env's dtype (the model casts) -> (params [B, P], values [B], state')."""
-        if not self.recurrent:
+        if not self.state_sizes:
             params, value = self._fwd(obs)
             return params.numpy(), np.reshape(value.numpy(), (-1,)), []
         out = self._fwd([obs, *state])
         return out[0].numpy(), np.reshape(out[1].numpy(), (-1,)), [s.numpy() for s in out[2:]]
 
-    def initial_state(self, n: int) -> list:
-        return [np.zeros((n, size), np.float32) for size in self.state_sizes]
-
     def act(self, obs, state: list, rng=None, greedy: bool = False):
         params, _, state = self.forward(obs, state)
-        if greedy:
-            return D.np_greedy(params, self.spec.discrete), None, state
-        return (*_sample(params, self.spec.discrete, rng), state)
+        return (*choose(params, self.spec.discrete, rng, greedy), state)
 
     def value_at(self, obs, state: list):
         return self.forward(obs, state)[1]
 
     def sample(self, obs, rng):
-        return _sample(self.forward(obs)[0], self.spec.discrete, rng)
+        return sample_params(self.forward(obs)[0], self.spec.discrete, rng)
 
     def greedy(self, obs):
         return D.np_greedy(self.forward(obs)[0], self.spec.discrete)
 
     def value(self, obs):
         return self.forward(obs)[1]
-
-
-def _sample(params, discrete, rng):
-    return D.np_sample_discrete(params, rng) if discrete else D.np_sample_gaussian(params, rng)

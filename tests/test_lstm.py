@@ -109,3 +109,22 @@ def test_load_policy_steps_the_state_and_export_carries_it(tmp_path):
     out = serve(obs=tf.constant(obs), state=tf.zeros((2, 12)))
     np.testing.assert_allclose(out["state"].numpy(), np.concatenate(state, axis=1), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(out["action"].numpy(), action)
+
+
+def test_keras_policy_steps_a_recurrent_model_as_the_numpy_one_does():
+    """A custom recurrent Keras model in TensorFlow actors: initial_state, act and step carry its state."""
+    from actorlearner.layout import param_layout
+    from actorlearner.policies import KerasPolicy
+
+    cfg = Config(core="lstm", core_size=4, hidden_sizes=(8,), seed=2)
+    model, numpy_policy = _random_model(VEC, cfg)
+    keras_policy = KerasPolicy(VEC, lambda spec: build_default_model(spec, cfg), threads=0)
+    keras_policy.load(flat_weights(ordered_weights(model, param_layout(model))))
+    obs = np.random.default_rng(3).normal(size=(2, 3)).astype(np.float32)
+    s_np, s_tf = numpy_policy.initial_state(2), keras_policy.initial_state(2)
+    assert [s.shape for s in s_tf] == [(2, 4), (2, 4)]
+    for _ in range(3):
+        a_np, s_np = numpy_policy.step(obs, s_np)
+        a_tf, s_tf = keras_policy.step(obs, s_tf)
+        np.testing.assert_array_equal(a_tf, a_np)
+        np.testing.assert_allclose(s_tf[0], s_np[0], rtol=1e-5, atol=1e-5)
