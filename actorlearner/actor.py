@@ -70,7 +70,9 @@ class Actor:
         from .transport import TransportTimeout
 
         deadline = time.monotonic() + self.cfg.wait_timeout_s
-        while self.version < needed and not self.pull_weights():
+        while self.version < needed:
+            if self.pull_weights():
+                continue
             if not learner_alive():
                 raise EOFError("the learner is gone")
             if time.monotonic() > deadline:
@@ -133,8 +135,7 @@ class Actor:
         publishes the next version only after consuming this unroll, so a newer one cannot show up.
         (Serial mode needs no wait: its order is fixed already, and waiting there would block the learner.)"""
         needed = self.first_version + self.unrolls // (self.cfg.slots_per_batch // self.cfg.num_actors)
-        while self.version < needed:
-            self._wait_for_version(needed, learner_alive, poll_s=0.0005)
+        self._wait_for_version(needed, learner_alive, poll_s=0.0005)
         if self.version != needed:
             raise RuntimeError(f"actor {self.id}: --reproducible expected weight version {needed}, got {self.version}")
 

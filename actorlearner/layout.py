@@ -129,7 +129,11 @@ def cnn_layout(spec, kind: str) -> Layout:
 
 
 def cnn_torso_layout(spec, kind: str) -> tuple[Layout, int]:
-    """(layout, output width) of the CNN torso: the convolutions and the dense layer after them."""
+    """(layout, output width) of the CNN torso: the convolutions and the dense layer after them. Raises
+    ValueError if the observations are not images it can take."""
+    if len(spec.obs_shape) != 3:
+        raise ValueError(f"--model {kind} is a CNN for H x W x C images, not observations of shape "
+                         f"{spec.obs_shape} (use --model mlp or auto)")
     h, w, c = spec.obs_shape
     out: Layout = []
     for op, name, f, k, s, pad in cnn_layers(kind):

@@ -65,11 +65,8 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
     if model_fn is not None and cfg.actor_inference == "numpy":
         raise ConfigError("--actor-inference numpy runs only the default MLP; a custom model needs "
                           "tensorflow (or auto)")
-    if model_fn is None and cfg.model.startswith("impala") and len(spec.obs_shape) != 3:
-        raise ConfigError(f"--model {cfg.model} is a CNN for H x W x C images; {cfg.env} has observations of "
-                          f"shape {spec.obs_shape} (use --model mlp or auto)")
     if model_fn is None:
-        try:
+        try:  # the default model fits the observations (a CNN wants images, large enough)
             default_layout(spec, cfg)
         except ValueError as e:
             raise ConfigError(str(e)) from None
