@@ -16,7 +16,7 @@ import signal
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -167,10 +167,26 @@ class ActorArgs:
     spec: EnvSpec
     batch_blob: bytes  # env_backends.EnvBatchFactory
     model_fn_blob: bytes  # b"" for the numpy policy
-    slot_spec: tuple
-    weight_spec: tuple
+    slot_spec: tuple  # transport.attach_slots's argument (a Ray actor's: its own one slot, token None)
+    weight_spec: Optional[tuple]  # transport.attach_weights's argument (None on Ray: each call brings them)
     parent_pid: int
     stack_path: str = ""  # where the actor dumps its Python stack on SIGUSR1 (a stalled actor is asked first)
+
+
+def build_actor(args: ActorArgs, slots, channel, weights) -> Actor:
+    """The actor of `args` (its env batch and policy made here, in the process that runs it), writing into
+    `slots`, talking through `channel`, reading weights from `weights`: the same for a process and a Ray actor."""
+    import cloudpickle
+
+    make_batch = cloudpickle.loads(args.batch_blob)
+    model_fn = cloudpickle.loads(args.model_fn_blob) if args.model_fn_blob else None
+    policy = make_policy(args.cfg, args.spec, model_fn, own_process=True)
+    envs = make_batch(args.actor_id, args.incarnation, args.cfg.seed, args.spec)
+    try:
+        return Actor(args.actor_id, args.cfg, args.spec, envs, policy, slots, channel, weights, args.incarnation)
+    except BaseException:
+        envs.close()
+        raise
 
 
 def actor_process_main(args: ActorArgs, channel) -> None:
@@ -178,8 +194,6 @@ def actor_process_main(args: ActorArgs, channel) -> None:
     channel, or a new parent), or after reporting a fatal error. SIGINT is ignored: the parent owns
     shutdown, so Ctrl-C in a terminal does not kill actors mid-write."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import cloudpickle
-
     stack_file = None
     if args.stack_path:
         import faulthandler
@@ -190,14 +204,10 @@ def actor_process_main(args: ActorArgs, channel) -> None:
 
     from .transport import attach_slots, attach_weights
 
-    slots = weights = actor = envs = None
+    slots = weights = actor = None
     try:
-        make_batch = cloudpickle.loads(args.batch_blob)
-        model_fn = cloudpickle.loads(args.model_fn_blob) if args.model_fn_blob else None
         slots, weights = attach_slots(args.slot_spec), attach_weights(args.weight_spec)
-        policy = make_policy(args.cfg, args.spec, model_fn, own_process=True)
-        envs = make_batch(args.actor_id, args.incarnation, args.cfg.seed, args.spec)
-        actor = Actor(args.actor_id, args.cfg, args.spec, envs, policy, slots, channel, weights, args.incarnation)
+        actor = build_actor(args, slots, channel, weights)
         while True:
             if not channel.poll(0.5):
                 if os.getppid() != args.parent_pid:
@@ -216,8 +226,8 @@ def actor_process_main(args: ActorArgs, channel) -> None:
             pass
         raise SystemExit(1) from None
     finally:
-        if envs is not None:
-            envs.close()
+        if actor is not None:
+            actor.close()
         for shared in (slots, weights):
             if shared is not None:
                 shared.close()

@@ -34,6 +34,26 @@ class ActorCrashLoop(RuntimeError):
     """An actor died too often in a short time; restarting it again would only loop."""
 
 
+class RestartBudget:
+    """Each actor's deaths within a sliding window: one too many means a crash loop, and restarting again
+    would only loop (shared by the process pool and the Ray backend)."""
+
+    def __init__(self, num_actors: int, max_restarts: int = 5, window_s: float = 60.0):
+        self._deaths = [collections.deque() for _ in range(num_actors)]
+        self._max, self._window = max_restarts, window_s
+
+    def died(self, i: int, how: str) -> None:
+        """Counts a death of actor i; raises ActorCrashLoop when it is the max_restarts-th within the window."""
+        now = time.monotonic()
+        deaths = self._deaths[i]
+        deaths.append(now)
+        while deaths and now - deaths[0] > self._window:
+            deaths.popleft()
+        if len(deaths) >= self._max:
+            raise ActorCrashLoop(f"actor {i} died {len(deaths)} times within {self._window:.0f} s "
+                                 f"(last: {how}); stopping instead of restarting it again")
+
+
 class ActorPool:
     def __init__(self, args_for: Callable[[int, int], ActorArgs], num_actors: int, actor_threads: int,
                  max_restarts: int = 5, restart_window_s: float = 60.0, report: Callable[[str], None] = say):
@@ -46,9 +66,8 @@ class ActorPool:
         self.conns: list = [None] * num_actors
         self.incarnation = [0] * num_actors
         self.holding: list[set] = [set() for _ in range(num_actors)]  # slots given, not yet returned
-        self._deaths: list[collections.deque] = [collections.deque() for _ in range(num_actors)]
+        self._budget = RestartBudget(num_actors, max_restarts, restart_window_s)
         self._last_error: list[str] = [""] * num_actors
-        self._max_restarts, self._window = max_restarts, restart_window_s
         self.restarts = 0
         self.stopping = False
         # Stall watch (from the learner's first step on: before it, actors wait for the first weights).
@@ -151,14 +170,7 @@ class ActorPool:
         code = proc.exitcode
         how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit status {code}"
         error = f": {self._last_error[i]}" if self._last_error[i] else ""
-        now = time.monotonic()
-        deaths = self._deaths[i]
-        deaths.append(now)
-        while deaths and now - deaths[0] > self._window:
-            deaths.popleft()
-        if len(deaths) >= self._max_restarts:
-            raise ActorCrashLoop(f"actor {i} died {len(deaths)} times within {self._window:.0f} s "
-                                 f"(last: {how}{error}); stopping instead of restarting it again")
+        self._budget.died(i, how + error)
         self.conns[i].close()
         self.incarnation[i] += 1
         self.restarts += 1

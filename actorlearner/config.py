@@ -145,6 +145,12 @@ class Config:
                            "stop); such data never reaches the normalizer or the weights",
                            choices=("stop", "skip"))
     serial: bool = _f(False, "run actors and learner in this one process (debugging, tests)")
+    backend: str = _f("local", "where actors run: local (processes on this machine) or ray (Ray actors spread "
+                      "over a Ray cluster's nodes; the learner stays here; pip install 'actorlearner[ray]')",
+                      choices=("local", "ray"))
+    ray_address: str = _f("", "--backend ray: the cluster to join ('auto': the one `ray start` made on this "
+                          "machine, or HOST:PORT of its head); empty: start a Ray instance on this machine for the "
+                          "run and shut it down at the end")
     wait_timeout_s: float = _f(30.0, "a wait on the other side that takes longer than this is an error")
     actor_stall_s: float = _f(0.0, "an actor that holds work and delivers nothing for this long (a hung env, a "
                               "frozen process) is reported, killed and replaced; 0: 10 s or 5 times its slowest "
@@ -231,6 +237,18 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"--core-size must be >= 1, got {cfg.core_size}")
     if not cfg.hidden_sizes or any(int(h) < 1 for h in cfg.hidden_sizes):
         raise ConfigError(f"--hidden-sizes must be positive widths, got {cfg.hidden_sizes}")
+    if cfg.backend == "ray":
+        if cfg.serial:
+            raise ConfigError("--serial runs the actors in this process: it does not go with --backend ray")
+        if cfg.reproducible:
+            raise ConfigError("--reproducible works with local actors only (it orders their unrolls through "
+                              "shared memory), not with --backend ray")
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError("--backend ray needs Ray: pip install 'actorlearner[ray]'")
+    elif cfg.ray_address:
+        raise ConfigError("--ray-address goes with --backend ray")
     for name, f in _fields().items():
         choices = f.metadata.get("choices")
         if choices and getattr(cfg, name) is not None and getattr(cfg, name) not in choices:

@@ -168,7 +168,8 @@ def _banner(plan: Plan) -> None:
     for stale in remove_stale_segments():
         say(f"removed a shared-memory segment left by a killed run: /dev/shm/{stale}")
     n = cfg.num_actors
-    where = " (serial mode, in this process)" if cfg.serial else " (processes)"
+    where = {"ray": " (Ray actors)", "local": " (serial mode, in this process)" if cfg.serial else " (processes)"}[
+        cfg.backend]
     preset = f" (preset {cfg.preset})" if cfg.preset not in (None, "none") else ""
     obs = "x".join(str(d) for d in spec.obs_shape) + f" {spec.obs_dtype}"
     slot_mb = _slots_per_actor(cfg) * sum(
@@ -200,21 +201,35 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
     fields = unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor, plan.state_size)
     actor_cfg = _actor_config(cfg, plan.generation)
     status, error = "running", None
-    pool = slots = weights = stacks = None
+    pool = slots = weights = stacks = cluster = None
     repeats = reporting.Repeats()
     reporting.console.quiet = cfg.quiet
+    first_version = ckpt.meta["policy_version"] if ckpt else 0
+    if cfg.backend == "ray":  # before our signal handlers: ray.init installs a SIGTERM handler of its own
+        from .ray_backend import RayCluster
+
+        cluster = RayCluster(cfg.ray_address, num_cpus=max(os.cpu_count() or 1, num_actors * cfg.actor_threads))
+        cluster.start()
+        say(f"{cluster.describe()}; {_ray_traffic(plan, fields)}")
     with StopSignals() as signals:
         try:
-            slots = SlotPool(fields, slots_per_actor * num_actors, token)
-            weights = WeightStore(plan.n_params, token, first_version=ckpt.meta["policy_version"] if ckpt else 0)
-            if cfg.serial:
-                actors = SerialActors(actor_cfg, spec, num_actors, slots, weights, plan.make_batch,
-                                      plan.actor_model_fn)
+            if cluster is not None:
+                from .ray_backend import RaySource, RayWeights
+
+                weights = RayWeights(first_version)
+                pool = RaySource(_args_for(plan, actor_cfg, (fields, 1, None), None, None), num_actors,
+                                 slots_per_actor, weights, cfg.actor_threads, report=repeats.say)
             else:
-                stacks = tempfile.mkdtemp(prefix="actorlearner-stacks-")  # removed at the end
-                actors = ActorPool(_args_for(plan, actor_cfg, slots, weights, stacks), num_actors,
-                                   cfg.actor_threads, report=repeats.say)
-            pool = SlotSource(actors, slots, num_actors, slots_per_actor)
+                slots = SlotPool(fields, slots_per_actor * num_actors, token)
+                weights = WeightStore(plan.n_params, token, first_version=first_version)
+                if cfg.serial:
+                    actors = SerialActors(actor_cfg, spec, num_actors, slots, weights, plan.make_batch,
+                                          plan.actor_model_fn)
+                else:
+                    stacks = tempfile.mkdtemp(prefix="actorlearner-stacks-")  # removed at the end
+                    actors = ActorPool(_args_for(plan, actor_cfg, slots.spec(), weights.spec(), stacks), num_actors,
+                                       cfg.actor_threads, report=repeats.say)
+                pool = SlotSource(actors, slots, num_actors, slots_per_actor)
             pool.start()  # before the learner imports TensorFlow: the actors' start overlaps it
             status = LearnerLoop(Run(cfg, spec, plan.env_fn, plan.actor_model_fn, plan.model, pool, weights, stats,
                                      plan.run_dir, signals, ckpt, plan.generation, repeats.say)).run()
@@ -243,18 +258,27 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
                 summary["error"] = f"{type(error).__name__}: {error}"
             plan.run_dir.write_json("summary.json", summary)
             plan.run_dir.close()
+            if cluster is not None:
+                cluster.close()
     return status, summary, error
 
 
-def _args_for(plan: Plan, actor_cfg: Config, slots: SlotPool, weights: WeightStore,
-              stacks: str) -> Callable[[int, int], ActorArgs]:
-    """args_for(actor, incarnation): what an actor process is started with (callables pickled once)."""
+def _ray_traffic(plan: Plan, fields: dict) -> str:
+    """What crosses the network with --backend ray: one unroll to the learner, one weight version to each node."""
+    unroll = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in fields.values())
+    return f"{unroll / 1024:.0f} KB per unroll, {plan.n_params * 4 / 1024:.0f} KB per weight version"
+
+
+def _args_for(plan: Plan, actor_cfg: Config, slot_spec: tuple, weight_spec: Optional[tuple],
+              stacks: Optional[str]) -> Callable[[int, int], ActorArgs]:
+    """args_for(actor, incarnation): what an actor process (or Ray actor: its own one-slot pool, weights
+    brought by each call, no stack file) is started with; callables pickled once."""
     batch_blob = cloudpickle.dumps(plan.make_batch)
     model_blob = b"" if plan.actor_model_fn is None else cloudpickle.dumps(plan.actor_model_fn)
 
     def args_for(i: int, incarnation: int) -> ActorArgs:
-        return ActorArgs(i, incarnation, actor_cfg, plan.spec, batch_blob, model_blob, slots.spec(),
-                         weights.spec(), os.getpid(), os.path.join(stacks, f"actor-{i}.txt"))
+        return ActorArgs(i, incarnation, actor_cfg, plan.spec, batch_blob, model_blob, slot_spec, weight_spec,
+                         os.getpid(), os.path.join(stacks, f"actor-{i}.txt") if stacks else "")
 
     return args_for
 
