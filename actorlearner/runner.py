@@ -218,7 +218,7 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
 
                 weights = RayWeights(first_version)
                 pool = RaySource(_args_for(plan, actor_cfg, (fields, 1, None), None, None), num_actors,
-                                 slots_per_actor, weights, cfg.actor_threads, report=repeats.say)
+                                 slots_per_actor, weights, cfg.actor_threads, cfg.wait_timeout_s, report=repeats.say)
             else:
                 slots = SlotPool(fields, slots_per_actor * num_actors, token)
                 weights = WeightStore(plan.n_params, token, first_version=first_version)

@@ -107,12 +107,25 @@ def _linux_hwm(pid: int) -> int | None:
 
 
 def children(pid: int) -> list:
-    """The psutil.Process of every direct child of `pid`."""
+    """The psutil.Process of every descendant of `pid` (a Ray run's actors are its raylet's children)."""
     psutil = psutil_or_exit()
     try:
-        return psutil.Process(pid).children()
+        return psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
+
+
+def _role(p, learner_pid: int) -> str:
+    """learner, actor (an actor process or a Ray actor's worker) or ray (Ray's servers and idle workers)."""
+    if p.pid == learner_pid:
+        return "learner"
+    try:
+        cmd = " ".join(p.cmdline())
+    except Exception:  # noqa: BLE001 - gone
+        return "actor"
+    if "ray::ActorHost" in cmd or "spawn_main" in cmd:
+        return "actor"
+    return "ray" if "ray" in cmd else "actor"
 
 
 def run_train(flags: list[str], run_dir: str, timeout: float = 600) -> dict:
@@ -133,8 +146,7 @@ def run_train(flags: list[str], run_dir: str, timeout: float = 600) -> dict:
             st = _proc_stat(p)
             pid = p.pid
             if st:
-                rec = seen.setdefault(pid, {"role": "learner" if pid == proc.pid else "actor",
-                                            "first_seen": time.monotonic()})
+                rec = seen.setdefault(pid, {"role": _role(p, proc.pid), "first_seen": time.monotonic()})
                 rec["cpu_s"], rec["peak_rss_mb"] = st
                 rec["last_seen"] = time.monotonic()
         if time.monotonic() - t0 > timeout:
@@ -150,7 +162,7 @@ def run_train(flags: list[str], run_dir: str, timeout: float = 600) -> dict:
         rec["cpu_frac"] = rec["cpu_s"] / alive
         rec.pop("last_seen")
     # Tracker helpers (multiprocessing's resource tracker) are neither actor nor learner.
-    summary["processes"] = {pid: r for pid, r in seen.items() if r["role"] == "learner" or r["peak_rss_mb"] > 20}
+    summary["processes"] = {pid: r for pid, r in seen.items() if r["role"] != "actor" or r["peak_rss_mb"] > 20}
     return summary
 
 

@@ -9,6 +9,10 @@ learner's own capacity on one core at the default batch (benchmarks/broadcast.py
 vectorized env the learner, not the actors, should be the limit: (b) near 1.
 
     python benchmarks/throughput.py [--sweep 2x32,2x16,2x64] (the first: the defaults on 2 cores) [--seconds 10]
+
+--backend ray runs every configuration twice, on the local backend and then as Ray actors on a Ray instance
+the run starts, and adds the ratio ray/local of training throughput and the start-up difference (`ray_cpu`:
+the CPU share Ray's own servers took).
 """
 
 import argparse
@@ -29,6 +33,8 @@ def main() -> None:
                    help="comma separated ACTORSxENVS pairs")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--env-backend", default="auto")
+    p.add_argument("--backend", default="local", choices=("local", "ray"),
+                   help="ray: each configuration on the local backend and on Ray, in the same run")
     p.add_argument("--out", default="bench_out")
     a = p.parse_args()
     ceilings = {b: ceiling(a.env, os.cpu_count(), 5.0, backend=b) for b in backends_for(a.env)}
@@ -40,18 +46,21 @@ def main() -> None:
         capacity = pool.apply(learner_capacity, ([64], 5.0))[0]["samples_per_s"]
     print(f"learner capacity (default MLP, batch 64 unrolls, one core): {capacity:,.0f} samples/s")
     rows = []
-    for item in a.sweep.split(","):
+    runs = [(item, backend) for item in a.sweep.split(",")
+            for backend in (["local", "ray"] if a.backend == "ray" else ["local"])]
+    for item, backend in runs:
         actors, envs = (int(x) for x in item.lower().split("x"))
         with tempfile.TemporaryDirectory() as d:
             s = run_train(["--env", a.env, "--env-backend", a.env_backend, "--num-actors", str(actors),
-                           "--envs-per-actor", str(envs),
+                           "--envs-per-actor", str(envs), "--backend", backend,
                            "--max-seconds", str(a.seconds), "--no-stop-at-target", "--eval-every-s", "0"],
                           os.path.join(d, "run"))
         procs = s["processes"].values()
         actor_rss = [r["peak_rss_mb"] for r in procs if r["role"] == "actor"]
         learner = next(r for r in procs if r["role"] == "learner")
         train_s = s["wall_s"] - s["startup_s"]
-        row = {"actors": actors, "envs_per_actor": envs, "env_steps_per_s": s["train_env_steps_per_s"],
+        row = {"backend": backend, "actors": actors, "envs_per_actor": envs,
+               "env_steps_per_s": s["train_env_steps_per_s"],
                "ratio_to_ceiling": s["train_env_steps_per_s"] / ceil,
                "ratio_to_learner": s["train_env_steps_per_s"] / capacity,
                "learner_steps_per_s": s["learner_steps"] / max(1e-9, train_s),
@@ -60,14 +69,23 @@ def main() -> None:
                "startup_s": s["startup_s"], "learner_cpu": learner["cpu_frac"],
                "actor_cpu_mean": statistics.mean(r["cpu_frac"] for r in procs if r["role"] == "actor"),
                "learner_peak_rss_mb": learner["peak_rss_mb"], "actor_peak_rss_mb_max": max(actor_rss),
-               "total_peak_rss_mb": learner["peak_rss_mb"] + sum(actor_rss)}
+               "total_peak_rss_mb": learner["peak_rss_mb"] + sum(actor_rss),
+               "ray_cpu": sum(r["cpu_frac"] for r in procs if r["role"] == "ray")}
         rows.append(row)
-    cols = [("actors", "{:d}"), ("envs_per_actor", "{:d}"), ("env_steps_per_s", "{:,.0f}"),
+        if backend == "ray":
+            local = rows[-2]
+            row["ray_to_local"] = row["env_steps_per_s"] / local["env_steps_per_s"]
+            row["startup_extra_s"] = row["startup_s"] - local["startup_s"]
+            print(f"{item}: ray/local training throughput {row['ray_to_local']:.2f} ({row['env_steps_per_s']:,.0f} / "
+                  f"{local['env_steps_per_s']:,.0f} env steps/s); start-up {row['startup_s']:.1f} s against "
+                  f"{local['startup_s']:.1f} s (+{row['startup_extra_s']:.1f} s); policy lag "
+                  f"{row['policy_lag_mean']:.2f} against {local['policy_lag_mean']:.2f}")
+    cols = [("backend", "{}"), ("actors", "{:d}"), ("envs_per_actor", "{:d}"), ("env_steps_per_s", "{:,.0f}"),
             ("ratio_to_ceiling", "{:.2f}"), ("ratio_to_learner", "{:.2f}"), ("learner_steps_per_s", "{:.0f}"),
             ("policy_lag_mean", "{:.2f}"),
             ("policy_lag_p95", "{:.0f}"), ("startup_s", "{:.2f}"), ("learner_cpu", "{:.2f}"),
             ("actor_cpu_mean", "{:.2f}"), ("learner_peak_rss_mb", "{:.0f}"), ("actor_peak_rss_mb_max", "{:.0f}"),
-            ("total_peak_rss_mb", "{:.0f}")]
+            ("total_peak_rss_mb", "{:.0f}"), ("ray_cpu", "{:.2f}")]
     print("| " + " | ".join(c for c, _ in cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:
@@ -75,7 +93,7 @@ def main() -> None:
 
     def plot(plt):
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        labels = [f"{r['actors']}x{r['envs_per_actor']}" for r in rows]
+        labels = [f"{r['actors']}x{r['envs_per_actor']}" + (" ray" if r["backend"] == "ray" else "") for r in rows]
         ax.bar(labels, [r["env_steps_per_s"] for r in rows], label="training")
         ax.axhline(ceil, color="k", linestyle="--", label=f"env-only ceiling ({fastest})")
         ax.axhline(capacity, color="C3", linestyle=":", label="learner capacity (one core)")
@@ -84,7 +102,8 @@ def main() -> None:
         ax.legend()
         return fig
 
-    write_outputs("throughput", a.out, {"env": a.env, "env_backend": a.env_backend, "ceilings_steps_per_s": ceilings,
+    write_outputs("throughput" if a.backend == "local" else "throughput_ray", a.out,
+                  {"env": a.env, "env_backend": a.env_backend, "ceilings_steps_per_s": ceilings,
                                         "fastest_backend": fastest, "learner_capacity_samples_per_s": capacity,
                                         "rows": rows}, plot)
 

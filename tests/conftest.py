@@ -4,6 +4,9 @@ import pathlib
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Ray in the tests (this process and every run it starts) uses the loopback address only, the single-machine
+# mode Ray uses on macOS and Windows: no test reaches anything outside this machine. Ray reads it at import.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -38,3 +41,39 @@ def spawned_pids() -> set:
         if b"spawn_main" in cmd:
             pids.add(int(entry))
     return pids
+
+
+def ray_pids() -> set:
+    """PIDs of Ray's processes on this machine: its servers (gcs_server, raylet, monitors) and its workers."""
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if any(mark in cmd for mark in (b"ray::", b"gcs_server", b"raylet", b"ray/_private/", b"ray/dashboard/")):
+            pids.add(int(entry))
+    return pids
+
+
+def ray_actor_pids() -> set:
+    """PIDs of our Ray actors (Ray titles a worker's process after the actor class it runs)."""
+    out = set()
+    for pid in ray_pids():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"ActorHost" in f.read():
+                    out.add(pid)
+        except OSError:
+            pass
+    return out
+
+
+# The backends a reliability or learning test runs on: local actor processes, and Ray actors where Ray is
+# installed (the ray extra; CI installs it). Serial mode has no actor processes to kill or signal.
+BACKENDS = ["local", pytest.param("ray", marks=pytest.mark.skipif(
+    __import__("importlib").util.find_spec("ray") is None,
+    reason="Ray is not installed (the ray extra: pip install -e '.[ray]')"))]

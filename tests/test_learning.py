@@ -5,12 +5,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 from actorlearner import Config, load_policy, train
-from conftest import ROOT, spawned_pids
+from conftest import BACKENDS, ROOT, ray_pids, spawned_pids
 from envs import AlwaysTruncated, BestActionHalf
 
 
@@ -44,11 +45,12 @@ def test_cartpole_serial_mode_solves(tmp_path, no_leaks, backend):
     assert summary["mean_return_100"] >= 475
 
 
-def test_cartpole_multiprocess_solves_from_the_command_line(tmp_path):
-    before = spawned_pids()
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cartpole_multiprocess_solves_from_the_command_line(tmp_path, backend):
+    before, ray_before = spawned_pids(), ray_pids()
     run_dir = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "CartPole-v1", "--seed", "1",
-                           "--max-seconds", "90", "--run-dir", str(run_dir)],
+                           "--max-seconds", "90", "--run-dir", str(run_dir), "--backend", backend],
                           capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -62,6 +64,12 @@ def test_cartpole_multiprocess_solves_from_the_command_line(tmp_path):
     assert "eval over" in proc.stdout
     assert spawned_pids() - before == set(), "actor processes outlived the run"
     assert not [n for n in os.listdir("/dev/shm") if n.startswith("al_")], "segments left in /dev/shm"
+    if backend == "ray":
+        assert "Ray: a local instance started for this run, 1 node" in proc.stdout and "KB per unroll" in proc.stdout
+        deadline = time.monotonic() + 10  # ray.shutdown() has returned; its servers may take a moment to exit
+        while ray_pids() - ray_before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not ray_pids() - ray_before, "the run's Ray instance outlived it"
 
 
 def custom_model(spec):

@@ -14,12 +14,13 @@ import pytest
 from actorlearner import Config, checkpoint, train
 from actorlearner.learner_loop import NonFiniteData
 from actorlearner.transport import remove_stale_segments
-from conftest import ROOT, our_segments, spawned_pids
+from conftest import BACKENDS, ROOT, our_segments, ray_actor_pids, ray_pids, spawned_pids
 from envs import CartPoleFailingOnce, CartPoleNanReward
 
 
-def start_cli(run_dir, *flags):
-    return subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--run-dir", str(run_dir), *flags],
+def start_cli(run_dir, *flags, backend="local"):
+    return subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--run-dir", str(run_dir),
+                             "--backend", backend, *flags],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
 
 
@@ -35,6 +36,11 @@ def children_of(pid):
     return out
 
 
+def actors_of(proc, backend):
+    """The PIDs of a CLI run's actors: its spawned children, or (Ray) the worker processes of our Ray actors."""
+    return children_of(proc.pid) if backend == "local" else ray_actor_pids()
+
+
 def wait_for(predicate, timeout, step=0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -44,22 +50,41 @@ def wait_for(predicate, timeout, step=0.05):
     return False
 
 
-def wait_training(run_dir, timeout=60):
+def wait_training(run_dir, timeout=90):
     metrics = run_dir / "metrics.jsonl"
     assert wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0, timeout), "training never started"
 
 
-def start_long_run(run_dir):
-    """A CLI run that would go on for two minutes, once it is training; returns (process, actor pids)."""
-    proc = start_cli(run_dir, "--max-seconds", "120", "--no-stop-at-target")
+class LongRun:
+    """A CLI run that would go on for two minutes, once it is training: the process, its actors' PIDs, and the
+    Ray processes that were there before it (a Ray run must leave none of its own)."""
+
+    def __init__(self, run_dir, backend):
+        self.backend = backend
+        self.ray_before = ray_pids() if backend == "ray" else set()
+        self.proc = start_cli(run_dir, "--max-seconds", "120", "--no-stop-at-target", backend=backend)
+        try:
+            wait_training(run_dir)
+            self.actors = actors_of(self.proc, backend)
+            assert self.actors
+        except BaseException:
+            self.proc.kill()
+            raise
+
+    def assert_nothing_left(self):
+        gone = wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in self.actors), 5)
+        assert gone, "actor processes remain"
+        assert not [s for s in our_segments() if s.startswith(f"al_{self.proc.pid}_")], "segments left in /dev/shm"
+        if self.backend == "ray":  # the Ray instance the run started is shut down, all its processes
+            assert wait_for(lambda: not ray_pids() - self.ray_before, 10), "Ray processes outlived the run"
+
+
+def _cmdline(pid) -> bytes:
     try:
-        wait_training(run_dir)
-        actors = children_of(proc.pid)
-        assert actors
-    except BaseException:
-        proc.kill()
-        raise
-    return proc, actors
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b"ray::"  # gone
 
 
 def interrupt(proc, times: int):
@@ -76,23 +101,21 @@ def interrupt(proc, times: int):
         proc.kill()
 
 
-def assert_nothing_left(proc, actors):
-    assert not any(os.path.exists(f"/proc/{p}") for p in actors), "actor processes remain"
-    assert not [s for s in our_segments() if s.startswith(f"al_{proc.pid}_")], "segments left in /dev/shm"
-
-
-def test_killed_actor_is_replaced_and_training_finishes(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_killed_actor_is_replaced_and_training_finishes(tmp_path, backend):
     run_dir = tmp_path / "run"
-    proc = start_cli(run_dir, "--max-seconds", "12", "--no-stop-at-target", "--eval-every-s", "0")
+    proc = start_cli(run_dir, "--max-seconds", "15", "--no-stop-at-target", "--eval-every-s", "0", backend=backend)
     try:
         wait_training(run_dir)
-        victim = sorted(children_of(proc.pid))[0]
+        victim = sorted(actors_of(proc, backend))[0]
         os.kill(victim, signal.SIGKILL)
         out, _ = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 0, out[-3000:]
-    assert "killed by SIGKILL); starting a replacement" in out
+    # An actor process's exit status is known; a Ray actor's death is known from Ray, which names no signal.
+    died = "killed by SIGKILL" if backend == "local" else "its process died"
+    assert f"actor 0 died ({died}" in out and "starting a replacement (restart 1)" in out, out[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["actor_restarts"] == 1 and summary["status"] == "max_seconds"
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -110,9 +133,11 @@ def test_env_error_is_reported_and_run_continues(tmp_path, capsys, no_leaks):
     assert summary["solved"]
 
 
-def test_sigint_stops_cleanly_with_status_130(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sigint_stops_cleanly_with_status_130(tmp_path, backend):
     run_dir = tmp_path / "run"
-    proc, actors = start_long_run(run_dir)
+    run = LongRun(run_dir, backend)
+    proc = run.proc
     out, took = interrupt(proc, times=1)
     assert proc.returncode == 130, out[-3000:]
     assert took < 10
@@ -121,24 +146,25 @@ def test_sigint_stops_cleanly_with_status_130(tmp_path):
     assert summary["status"] == "interrupted"
     final = checkpoint.load(checkpoint.list_checkpoints(str(run_dir))[-1])
     assert final.meta["stats"]["learner_steps"] == summary["learner_steps"]  # written at the stop
-    assert_nothing_left(proc, actors)
+    run.assert_nothing_left()
 
 
 def test_second_sigint_exits_at_once_still_cleaning_up(tmp_path):
     run_dir = tmp_path / "run"
-    proc, actors = start_long_run(run_dir)
-    out, took = interrupt(proc, times=2)
-    assert proc.returncode == 130, out[-3000:]
+    run = LongRun(run_dir, "local")
+    out, took = interrupt(run.proc, times=2)
+    assert run.proc.returncode == 130, out[-3000:]
     assert took < 5
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
-    assert_nothing_left(proc, actors)
+    run.assert_nothing_left()
 
 
 def test_ctrl_c_held_down_still_exits_130_and_cleans_up(tmp_path):
     """SIGINT every 20 ms until the process is gone: whichever phase of the stop and of the interpreter's
     teardown one lands in, the exit status stays 130 (a late one once killed the process: status -2)."""
     run_dir = tmp_path / "run"
-    proc, actors = start_long_run(run_dir)
+    run = LongRun(run_dir, "local")
+    proc = run.proc
     try:
         t = time.monotonic()
         while proc.poll() is None and time.monotonic() - t < 10:
@@ -149,33 +175,46 @@ def test_ctrl_c_held_down_still_exits_130_and_cleans_up(tmp_path):
         proc.kill()
     assert proc.returncode == 130, out[-3000:]
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
-    assert_nothing_left(proc, actors)
+    run.assert_nothing_left()
 
 
-def test_sigterm_stops_cleanly_with_status_143(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sigterm_stops_cleanly_with_status_143(tmp_path, backend):
     run_dir = tmp_path / "run"
-    proc, actors = start_long_run(run_dir)
+    run = LongRun(run_dir, backend)
+    proc = run.proc
     try:
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=10)
+        out, _ = proc.communicate(timeout=15)
     finally:
         proc.kill()
     assert proc.returncode == 143, out[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["stop_signal"] == "SIGTERM"
     assert checkpoint.list_checkpoints(str(run_dir))
-    assert_nothing_left(proc, actors)
+    run.assert_nothing_left()
 
 
-def test_killed_learner_takes_its_actors_with_it(tmp_path):
-    proc, actors = start_long_run(tmp_path / "run")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_killed_learner_takes_its_actors_with_it(tmp_path, backend):
+    run = LongRun(tmp_path / "run", backend)
+    proc = run.proc
     try:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        gone = wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in actors), timeout=5)
+        gone = wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in run.actors), timeout=5)
+        if backend == "ray":
+            # Ray's servers go with the learner; its two node agents live on, reparented, until the next run
+            # that starts Ray removes them (as it removes a killed run's shared memory).
+            from actorlearner.ray_backend import remove_orphaned_ray_agents
+
+            servers_gone = wait_for(lambda: all(b"ray::" in _cmdline(p) for p in ray_pids() - run.ray_before), 10)
+            assert servers_gone, "the run's Ray servers outlived their learner"
+            remove_orphaned_ray_agents()
+            gone = gone and wait_for(lambda: not ray_pids() - run.ray_before, timeout=5)
     finally:
         proc.kill()
-    assert gone, "actors outlived their learner by more than 5 s"
+    assert gone, "actors (or the run's Ray instance) outlived their learner"
     # Whatever segments the killed run left are removed by the next start (remove_stale_segments).
     remove_stale_segments()
     assert not [s for s in our_segments() if s.startswith(f"al_{proc.pid}_")]

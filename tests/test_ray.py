@@ -1,0 +1,102 @@
+"""--backend ray beyond what the backend-parametrized tests check (learning: test_learning.py; killed actors,
+Ctrl-C, SIGTERM, a killed learner: test_reliability.py): a lost node's actor comes back on the surviving node
+and the run reaches its target; a Ray cluster the run joined stays up with nothing of ours in it; a wrong
+address is a one-line error."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+
+pytest.importorskip("ray", reason="Ray is not installed (the ray extra: pip install -e '.[ray]')")
+
+
+def wait_for(predicate, timeout, step=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+def start_cli(run_dir, *flags):
+    return subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--backend", "ray", "--run-dir",
+                             str(run_dir), "--seed", "1", *flags],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+
+
+def wait_training(run_dir, timeout=90):
+    metrics = run_dir / "metrics.jsonl"
+    assert wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0, timeout), "training never started"
+
+
+def test_bad_ray_address_is_one_line_error():
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--backend", "ray", "--ray-address",
+                           "127.0.0.1:1", "--max-seconds", "5"], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "actorlearner: error: could not join the Ray cluster at 127.0.0.1:1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture
+def two_node_cluster():
+    """Two Ray nodes on this machine (ray.cluster_utils): a head with two CPUs, a worker with one, and a node
+    health check as a cluster would set it for quick failover (a lost node is declared dead after ~2 s)."""
+    from ray.cluster_utils import Cluster
+
+    config = {"health_check_period_ms": 500, "health_check_failure_threshold": 4}
+    assert os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"  # conftest.py: everything on loopback
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "_system_config": config,
+                                                            "node_ip_address": "127.0.0.1"})
+    try:
+        worker = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+        cluster.wait_for_nodes()
+        yield cluster, worker
+    finally:
+        cluster.shutdown()
+
+
+def test_lost_node_gets_its_actor_replaced_on_the_other_node(tmp_path, two_node_cluster):
+    cluster, worker = two_node_cluster
+    run_dir = tmp_path / "run"
+    proc = start_cli(run_dir, "--ray-address", cluster.address, "--num-actors", "2", "--envs-per-actor", "32",
+                     "--max-seconds", "120", "--eval-every-s", "0")
+    try:
+        wait_training(run_dir)
+        metrics = run_dir / "metrics.jsonl"
+        cluster.remove_node(worker, allow_graceful=False)  # as a machine that goes away: no goodbye
+        lost_at = time.monotonic()
+
+        def replaced_and_training():
+            rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+            after = [r for r in rows if r["actor_restarts"] >= 1]
+            return len(after) >= 2 and after[-1]["env_steps"] > after[0]["env_steps"]
+
+        recovered = wait_for(replaced_and_training, 60)
+        recovery_s = time.monotonic() - lost_at
+        out, _ = proc.communicate(timeout=150)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert "ray: 2 actors on 2 nodes" in out
+    assert recovered, out[-3000:]
+    print(f"node lost -> replaced actor delivering again: {recovery_s:.1f} s")
+    head = cluster.head_node.node_id
+    assert f"now runs on node {head[:8]}" in out, out[-3000:]  # the replacement went to the surviving node
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["solved"] and summary["actor_restarts"] >= 1, summary
+    # The cluster we joined is still up, with every CPU free: nothing of ours holds one.
+    import ray
+
+    ray.init(address=cluster.address)
+    try:
+        assert wait_for(lambda: ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"], 10)
+    finally:
+        ray.shutdown()
