@@ -28,7 +28,7 @@ from .actor import ActorArgs, build_actor
 from .actor_pool import RestartBudget
 from .config import ConfigError
 from .protocol import ActorFailed, UnrollReady
-from .reporting import say
+from .reporting import say, warn
 from .transport import attach_slots, local_channel_pair
 
 
@@ -65,11 +65,15 @@ class RayCluster:
             raise ConfigError(f"could not {where}: {first}") from None
         self.connected = True
 
-    def describe(self) -> str:
+    def describe(self, num_actors: int, cpus_per_actor: int) -> str:
+        """The start-up line about the cluster; warns when the actors will not all find a CPU."""
         import ray
 
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         cpus = int(ray.cluster_resources().get("CPU", 0))
+        if num_actors * cpus_per_actor > cpus:
+            warn(f"{num_actors} actors of {cpus_per_actor} CPU each need more than the cluster's {cpus} CPUs: "
+                 f"those that find none wait (and are reported as stalled); set --num-actors")
         how = f"joined {self.address}" if self.address else "a local instance started for this run"
         return f"Ray: {how}, {len(nodes)} node{'s' if len(nodes) != 1 else ''}, {cpus} CPUs"
 

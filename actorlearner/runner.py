@@ -210,7 +210,7 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
 
         cluster = RayCluster(cfg.ray_address, num_cpus=max(os.cpu_count() or 1, num_actors * cfg.actor_threads))
         cluster.start()
-        say(f"{cluster.describe()}; {_ray_traffic(plan, fields)}")
+        say(f"{cluster.describe(num_actors, cfg.actor_threads)}; {_ray_traffic(plan, fields)}")
     with StopSignals() as signals:
         try:
             if cluster is not None:

@@ -11,7 +11,7 @@ import pytest
 from actorlearner import Config, train
 from actorlearner import checkpoint
 from actorlearner.config import ConfigError, resume_config
-from conftest import ROOT
+from conftest import BACKENDS, ROOT
 
 MODEL = [("dense/kernel", np.arange(6, dtype=np.float32).reshape(2, 3)), ("dense/bias", np.ones(3, np.float32))]
 OPTIM = [("adam/iteration", np.array(7, np.int64)), ("adam/m", np.zeros((2, 3), np.float32))]
@@ -130,14 +130,15 @@ def test_resumed_run_continues_counters_metrics_and_optimizer(tmp_path, no_leaks
     assert max(steps) == second["env_steps"]
 
 
-def test_resume_with_actor_processes_learns_on(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_resume_with_actor_processes_learns_on(tmp_path, backend):
     """Actors of a resumed run must wait for the restored weights: they once read the store's NaN placeholder,
     and the first batch after every process-mode resume stopped the run with a non-finite loss."""
     import subprocess
     import sys
 
     run_dir = str(tmp_path / "run")
-    common = ["--eval-every-s", "0", "--no-stop-at-target"]
+    common = ["--eval-every-s", "0", "--no-stop-at-target", "--backend", backend]
     for args in (["--env", "CartPole-v1", "--max-steps", "40000", "--run-dir", run_dir], ["--resume", run_dir,
                                                                                          "--max-steps", "80000"]):
         proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", *args, *common],
