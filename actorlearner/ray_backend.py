@@ -350,10 +350,11 @@ class RaySource:
         return {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
 
     def give_back(self, ready: Sequence[UnrollReady]) -> None:
+        """The calls are submitted at the next wait(), after the learner has published the weights of the batch
+        these unrolls go into: they then carry the newer version (the actor has another call queued meanwhile)."""
         for r in ready:
             del self._ready[r.slot]  # the object store may free it now
             self._owed[r.actor_id] += 1
-        self._submit()
 
     def fill_fraction(self, n_ready: int) -> float:
         return n_ready / (self.num_actors * self.slots_per_actor)

@@ -146,8 +146,11 @@ def run_train(flags: list[str], run_dir: str, timeout: float = 600) -> dict:
             st = _proc_stat(p)
             pid = p.pid
             if st:
-                rec = seen.setdefault(pid, {"role": _role(p, proc.pid), "first_seen": time.monotonic()})
-                rec["cpu_s"], rec["peak_rss_mb"] = st
+                rec = seen.setdefault(pid, {"first_seen": time.monotonic()})
+                if rec.get("role") != "actor":  # looked at again: an idle Ray worker becomes an actor
+                    rec["role"] = _role(p, proc.pid)
+                # The largest seen: a process on its way out reads as 0 MB.
+                rec["cpu_s"], rec["peak_rss_mb"] = st[0], max(st[1], rec.get("peak_rss_mb", 0.0))
                 rec["last_seen"] = time.monotonic()
         if time.monotonic() - t0 > timeout:
             proc.kill()
