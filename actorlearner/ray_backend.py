@@ -75,7 +75,7 @@ class RayCluster:
             warn(f"{num_actors} actors of {cpus_per_actor} CPU each need more than the cluster's {cpus} CPUs: "
                  f"those that find none wait (and are reported as stalled); set --num-actors")
         how = f"joined {self.address}" if self.address else "a local instance started for this run"
-        return f"Ray: {how}, {len(nodes)} node{'s' if len(nodes) != 1 else ''}, {cpus} CPUs"
+        return f"Ray: {how}, {len(nodes)} node{'s' if len(nodes) != 1 else ''}, {cpus} CPU{'s' if cpus != 1 else ''}"
 
     def close(self) -> None:
         """Shuts a Ray instance we started down; from a joined cluster we only disconnect. Safe to call twice."""
