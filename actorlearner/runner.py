@@ -208,7 +208,9 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
     if cfg.backend == "ray":  # before our signal handlers: ray.init installs a SIGTERM handler of its own
         from .ray_backend import RayCluster
 
-        cluster = RayCluster(cfg.ray_address, num_cpus=max(os.cpu_count() or 1, num_actors * cfg.actor_threads))
+        # As many CPUs as the actors declare: Ray starts a worker per CPU at once, and more compete with the
+        # learner's TensorFlow import for the cores (2 cores, CartPole: start-up +3.6 s with 2, see the README).
+        cluster = RayCluster(cfg.ray_address, num_cpus=num_actors * cfg.actor_threads)
         cluster.start()
         say(f"{cluster.describe(num_actors, cfg.actor_threads)}; {_ray_traffic(plan, fields)}")
     with StopSignals() as signals:
