@@ -54,6 +54,41 @@ class RestartBudget:
                                  f"(last: {how}); stopping instead of restarting it again")
 
 
+class StallClock:
+    """When each actor last delivered (or was started) and its slowest gap between deliveries. Not watching
+    until `watch(stall_s)` (the learner's first step: before it, actors wait for the first weights); from then
+    on `quiet_past_limit(i)` says how long actor i has been silent past its limit (stall_s, or 0: 10 s or 5x its
+    slowest gap, whichever is longer). Shared by the process pool and the Ray backend."""
+
+    def __init__(self, num_actors: int):
+        self.stall_s: Optional[float] = None  # None: not watching
+        self._last_seen = [0.0] * num_actors
+        self._slowest = [0.0] * num_actors
+
+    def started(self, i: int) -> None:
+        self._last_seen[i] = time.monotonic()
+
+    def delivered(self, i: int) -> None:
+        now = time.monotonic()
+        if self.stall_s is not None:  # not the first unrolls, which wait for the first weights
+            self._slowest[i] = max(self._slowest[i], now - self._last_seen[i])
+        self._last_seen[i] = now
+
+    def watch(self, stall_s: float) -> None:
+        """Starts watching; calls after the first change nothing."""
+        if self.stall_s is None:
+            now = time.monotonic()
+            self._last_seen = [max(t, now) for t in self._last_seen]
+            self.stall_s = stall_s
+
+    def quiet_past_limit(self, i: int) -> Optional[float]:
+        """Seconds actor i has delivered nothing, if that is past its limit; else None (also when not watching)."""
+        if self.stall_s is None:
+            return None
+        quiet = time.monotonic() - self._last_seen[i]
+        return quiet if quiet > (self.stall_s or max(10.0, 5 * self._slowest[i])) else None
+
+
 class ActorPool:
     def __init__(self, args_for: Callable[[int, int], ActorArgs], num_actors: int, actor_threads: int,
                  max_restarts: int = 5, restart_window_s: float = 60.0, report: Callable[[str], None] = say):
@@ -70,11 +105,8 @@ class ActorPool:
         self._last_error: list[str] = [""] * num_actors
         self.restarts = 0
         self.stopping = False
-        # Stall watch (from the learner's first step on: before it, actors wait for the first weights).
-        self.stall_s: Optional[float] = None  # None: not watching; 0: automatic (see Config.actor_stall_s)
+        self.clock = StallClock(num_actors)
         self.stalls = 0
-        self._last_seen = [0.0] * num_actors  # (re)start or last delivery, time.monotonic()
-        self._slowest = [0.0] * num_actors  # the longest gap between deliveries seen
         self._stack_paths = [""] * num_actors
 
     def start(self) -> None:
@@ -99,7 +131,7 @@ class ActorPool:
                     os.environ[k] = v
         theirs.close()  # so that the actor's death shows as end-of-file on our end
         self.procs[i], self.conns[i] = proc, ours
-        self._last_seen[i] = time.monotonic()
+        self.clock.started(i)
 
     def give(self, i: int, slot: int) -> None:
         self.holding[i].add(slot)
@@ -116,7 +148,7 @@ class ActorPool:
         for ready in wait_ready(list(conns) + list(sentinels), timeout):
             if ready in conns:
                 out.extend(self._drain(conns[ready]))
-        if self.stall_s is not None and not self.stopping:
+        if not self.stopping:
             self._kill_stalled()
         for i, proc in enumerate(self.procs):
             if proc.exitcode is not None and not self.stopping:
@@ -125,19 +157,13 @@ class ActorPool:
         return out
 
     def watch_stalls(self, stall_s: float) -> None:
-        """From now on an actor that holds slots and delivers nothing for too long is killed and replaced.
-        Calls after the first change nothing."""
-        if self.stall_s is None:
-            now = time.monotonic()
-            self._last_seen = [max(t, now) for t in self._last_seen]
-            self.stall_s = stall_s
+        """From now on an actor that holds slots and delivers nothing for too long is killed and replaced."""
+        self.clock.watch(stall_s)
 
     def _kill_stalled(self) -> None:
-        now = time.monotonic()
         for i, proc in enumerate(self.procs):
-            limit = self.stall_s or max(10.0, 5 * self._slowest[i])
-            quiet = now - self._last_seen[i]
-            if self.holding[i] and proc.exitcode is None and quiet > limit:
+            quiet = self.clock.quiet_past_limit(i)
+            if self.holding[i] and proc.exitcode is None and quiet is not None:
                 self.stalls += 1
                 where = _where_stuck(proc.pid, self._stack_paths[i])
                 self._report(f"actor {i} delivered nothing for {quiet:.0f} s "
@@ -153,10 +179,7 @@ class ActorPool:
                 msg = conn.recv()
                 if isinstance(msg, UnrollReady):
                     self.holding[i].discard(msg.slot)
-                    now = time.monotonic()
-                    if self.stall_s is not None:  # not the first unrolls, which wait for the first weights
-                        self._slowest[i] = max(self._slowest[i], now - self._last_seen[i])
-                    self._last_seen[i] = now
+                    self.clock.delivered(i)
                 elif isinstance(msg, ActorFailed):
                     self._last_error[i] = msg.traceback.strip().splitlines()[-1]
                 out.append(msg)

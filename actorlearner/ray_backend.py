@@ -20,12 +20,12 @@ import logging
 import os
 import signal
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .actor import ActorArgs, build_actor
-from .actor_pool import RestartBudget
+from .actor_pool import RestartBudget, StallClock
 from .config import ConfigError
 from .protocol import ActorFailed, UnrollReady
 from .reporting import say, warn
@@ -195,9 +195,7 @@ class RaySource:
         self._next_handle = 0
         self._budget = RestartBudget(num_actors, max_restarts, restart_window_s)
         self.restarts = self.stalls = 0
-        self.stall_s: Optional[float] = None
-        self._last_seen = [0.0] * num_actors
-        self._slowest = [0.0] * num_actors
+        self.clock = StallClock(num_actors)
         self.stopping = False
         self._told_nodes = False
 
@@ -217,7 +215,7 @@ class RaySource:
         self.hosts[i] = host
         self.nodes[i] = ""
         self._where[host.where.remote()] = (i, self.incarnation[i])
-        self._last_seen[i] = time.monotonic()
+        self.clock.started(i)
 
     def _submit(self) -> None:
         """Submits the fill calls owed, with the newest weights (none before the learner's first publish)."""
@@ -264,7 +262,7 @@ class RaySource:
                 self._placed(ref)
             elif ref in self._pending:
                 out.extend(self._collect(ref))
-        if self.stall_s is not None and not self.stopping:
+        if not self.stopping:
             self._kill_stalled()
         self._submit()
         return out
@@ -310,10 +308,7 @@ class RaySource:
         if inc != self.incarnation[i]:
             self._owed[i] += 1
             return []
-        now = time.monotonic()
-        if self.stall_s is not None:
-            self._slowest[i] = max(self._slowest[i], now - self._last_seen[i])
-        self._last_seen[i] = now
+        self.clock.delivered(i)
         out = []
         for msg in messages:
             if isinstance(msg, UnrollReady):
@@ -325,18 +320,13 @@ class RaySource:
         return out
 
     def watch_stalls(self, stall_s: float) -> None:
-        if self.stall_s is None:
-            now = time.monotonic()
-            self._last_seen = [max(t, now) for t in self._last_seen]
-            self.stall_s = stall_s
+        self.clock.watch(stall_s)
 
     def _kill_stalled(self) -> None:
-        now = time.monotonic()
         busy = {i for (i, inc) in self._pending.values() if inc == self.incarnation[i]}
         for i in busy:
-            limit = self.stall_s or max(10.0, 5 * self._slowest[i])
-            quiet = now - self._last_seen[i]
-            if quiet > limit:
+            quiet = self.clock.quiet_past_limit(i)
+            if quiet is not None:
                 self.stalls += 1
                 placed = "a hung env?" if self.nodes[i] else "never placed: no node with a free CPU for it?"
                 self._report(f"actor {i} delivered nothing for {quiet:.0f} s ({placed}); killing it")

@@ -47,13 +47,17 @@ def run_ours(task: str, seed: int, budget: float) -> dict:
         with open(os.path.join(run_dir, "metrics.jsonl")) as f:
             curve = [(m["time_s"], m["env_steps"], m["mean_return_100"]) for m in map(json.loads, f)
                      if m["mean_return_100"] is not None]
+    with open(os.path.join(run_dir, "config.json")) as f:
+        confirm_episodes = json.load(f)["confirm_episodes"]
     return {"solved_at_s": s["solved_at_s"], "solved_at_steps": s["solved_at_steps"],
-            "mean_return_100": s["mean_return_100"], "env_steps": s["env_steps"], "curve": curve}
+            "mean_return_100": s["mean_return_100"], "env_steps": s["env_steps"], "curve": curve,
+            "confirm_episodes": confirm_episodes, "confirmations_failed": s.get("confirmations_failed")}
 
 
-def run_sb3(env_id: str, target: float, seed: int, budget: float) -> dict:
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "sb3_ppo.py"), "--env", env_id,
-                           "--seed", str(seed), "--target", str(target), "--max-seconds", str(budget)],
+def run_sb3(env_id: str, target: float, seed: int, budget: float, confirm_episodes: int, python: str) -> dict:
+    proc = subprocess.run([python, os.path.join(ROOT, "benchmarks", "sb3_ppo.py"), "--env", env_id,
+                           "--seed", str(seed), "--target", str(target), "--max-seconds", str(budget),
+                           "--confirm-episodes", str(confirm_episodes)],
                           capture_output=True, text=True, cwd=ROOT, timeout=budget + 300)
     if proc.returncode != 0:
         raise RuntimeError(f"SB3 {env_id} seed {seed} failed: {proc.stderr[-2000:]}")
@@ -82,7 +86,11 @@ def main() -> None:
     p.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
                    help=f"comma separated, of {', '.join(TASKS)} (default: all but bipedalwalker)")
     p.add_argument("--seeds", default="1,2,3,4,5")
-    p.add_argument("--compare", choices=["sb3"], help="also run stable-baselines3 PPO, interleaved")
+    p.add_argument("--compare", choices=["sb3"], help="also run stable-baselines3 PPO, interleaved, under the "
+                   "same confirmed criterion (the same --confirm-episodes as the task's run)")
+    p.add_argument("--sb3-python", default=sys.executable,
+                   help="the Python that runs SB3 (a virtual environment with stable-baselines3 and torch, if "
+                        "they are kept out of this one)")
     p.add_argument("--out", default="bench_out")
     a = p.parse_args()
     tasks = [t.strip() for t in a.tasks.split(",")]
@@ -100,10 +108,12 @@ def main() -> None:
             print(f"{task} seed {seed} ours: solved at {r['solved_at_s']} s, {r['solved_at_steps']} steps, "
                   f"final {r['mean_return_100']:.1f}", flush=True)
             if a.compare:
-                theirs.append(run_sb3(env_id, target, seed, sb3_budget))
+                theirs.append(run_sb3(env_id, target, seed, sb3_budget, ours[-1]["confirm_episodes"],
+                                      a.sb3_python))
                 r = theirs[-1]
                 print(f"{task} seed {seed} SB3 PPO: solved at {r['solved_at_s']} s, {r['solved_at_steps']} "
-                      f"steps, final {r['mean_return_100']}", flush=True)
+                      f"steps (window at {r['window_reached_at_s']} s, {r['confirmations_failed']} confirmations "
+                      f"failed), final {r['mean_return_100']}", flush=True)
         results[task] = {"env": env_id, "target": target, "ours": ours, "theirs": theirs,
                          "ours_stats": describe(ours), "theirs_stats": describe(theirs) if theirs else None}
 

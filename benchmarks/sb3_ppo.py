@@ -1,11 +1,15 @@
 """stable-baselines3 PPO with rl-baselines3-zoo's tuned hyperparameters, timed to the same criterion as
-actorlearner: the mean return of the last 100 finished training episodes reaches the target, time counted
-from this process's start. Benchmark-only (`pip install -e .[bench]`): torch and stable-baselines3 are
-never runtime dependencies of actorlearner.
+actorlearner: the mean return of the last 100 finished training episodes reaches the target and then the
+current policy, on --confirm-episodes fresh episodes (sampled actions, as in training; all played at once in
+a vector env, the way actorlearner plays its confirmation), reaches it too; a failed confirmation is counted
+and the next is tried after the next rollout. Time is counted from this process's start, confirmations
+included. Benchmark-only (`pip install -e .[bench]`): torch and stable-baselines3 are never runtime
+dependencies of actorlearner.
 
-    python benchmarks/sb3_ppo.py --env CartPole-v1 --seed 1 --target 475 --max-seconds 120
+    python benchmarks/sb3_ppo.py --env CartPole-v1 --seed 1 --target 475 --max-seconds 120 [--confirm-episodes 20]
 
-Prints one JSON line: solved_at_s, solved_at_steps, mean_return_100, env_steps, curve.
+Prints one JSON line: solved_at_s, solved_at_steps (at the passed confirmation), window_reached_at_s,
+confirmations_failed, confirm_return_mean, mean_return_100, env_steps, curve.
 """
 
 import argparse
@@ -36,12 +40,17 @@ ZOO = {
 }
 
 
+class _Solved(Exception):
+    """Raised from the callback to end learn() once a confirmation passed."""
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", required=True, choices=sorted(ZOO))
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--target", type=float, required=True)
     p.add_argument("--max-seconds", type=float, default=600)
+    p.add_argument("--confirm-episodes", type=int, default=20, help="0: the training window alone decides")
     a = p.parse_args()
 
     # SB3's logger imports TensorBoard, which imports TensorFlow when it is installed (it is, for
@@ -65,8 +74,28 @@ def main() -> None:
         env = VecNormalize(env, gamma=hp["gamma"])
     curve = []
 
+    def confirm(model, k: int) -> float:
+        """Mean return of the current policy over a.confirm_episodes fresh episodes, one per env of a vector
+        env, sampled actions; VecNormalize's statistics as training has them, frozen."""
+        n = a.confirm_episodes
+        venv = make_vec_env(a.env, n_envs=n, seed=a.seed + 10_000 * (k + 1))
+        if normalize:
+            venv = VecNormalize(venv, gamma=hp["gamma"], training=False, norm_reward=False)
+            venv.obs_rms = env.obs_rms
+        obs, returns = venv.reset(), [None] * n
+        while any(r is None for r in returns):
+            actions, _ = model.predict(obs, deterministic=False)
+            obs, _, dones, infos = venv.step(actions)
+            for i, (done, info) in enumerate(zip(dones, infos)):
+                if done and returns[i] is None:
+                    returns[i] = info["episode"]["r"]  # make_vec_env's Monitor: the unnormalized return
+        venv.close()
+        return sum(returns) / n
+
     class Criterion(BaseCallback):
-        solved_at = None
+        solved_at = window_at = confirm_mean = None
+        failed = 0
+        due = False  # the window reached the target: confirm at the end of this rollout
 
         def _on_step(self) -> bool:
             buf = self.model.ep_info_buffer  # the last 100 finished episodes (stats_window_size)
@@ -76,16 +105,37 @@ def main() -> None:
                 if not curve or now - curve[-1][0] >= 1.0:
                     curve.append((now, self.num_timesteps, mean))
                 if mean >= a.target:
-                    Criterion.solved_at = (now, self.num_timesteps, mean)
-                    return False
+                    if Criterion.window_at is None:
+                        Criterion.window_at = now
+                    if not a.confirm_episodes:
+                        Criterion.solved_at = (now, self.num_timesteps, mean)
+                        return False
+                    Criterion.due = True
             return now < a.max_seconds
 
+        def _on_rollout_end(self) -> None:
+            # Between the rollout and its update, as actorlearner confirms between learner steps.
+            if not Criterion.due:
+                return
+            Criterion.due = False
+            Criterion.confirm_mean = confirm(self.model, Criterion.failed)
+            if Criterion.confirm_mean >= a.target:
+                buf = self.model.ep_info_buffer
+                Criterion.solved_at = (time.monotonic() - START, self.num_timesteps, sum(e["r"] for e in buf) / 100)
+                raise _Solved  # before this rollout's update: the weights that passed are the final ones
+            Criterion.failed += 1
+
     model = PPO("MlpPolicy", env, seed=a.seed, device="cpu", verbose=0, **hp)
-    model.learn(total_timesteps=n_timesteps, callback=Criterion())
+    try:
+        model.learn(total_timesteps=n_timesteps, callback=Criterion())
+    except _Solved:
+        pass
     buf = model.ep_info_buffer
     solved = Criterion.solved_at
     print(json.dumps({"env": a.env, "seed": a.seed, "solved_at_s": solved and solved[0],
-                      "solved_at_steps": solved and solved[1], "env_steps": model.num_timesteps,
+                      "solved_at_steps": solved and solved[1], "window_reached_at_s": Criterion.window_at,
+                      "confirmations_failed": Criterion.failed, "confirm_return_mean": Criterion.confirm_mean,
+                      "env_steps": model.num_timesteps,
                       "mean_return_100": sum(e["r"] for e in buf) / len(buf) if buf else None,
                       "wall_s": time.monotonic() - START, "curve": curve}))
 

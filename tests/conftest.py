@@ -1,5 +1,6 @@
 import os
 import pathlib
+import time
 
 import pytest
 
@@ -27,8 +28,8 @@ def no_leaks():
     assert our_segments(os.getpid()) - before == set(), "shared-memory segments left in /dev/shm"
 
 
-def spawned_pids() -> set:
-    """PIDs of live multiprocessing-spawned children (actor processes look like this)."""
+def _pids_whose_cmdline(has) -> set:
+    """PIDs of live processes whose command line (arguments joined by NULs) passes `has`."""
     pids = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -38,38 +39,41 @@ def spawned_pids() -> set:
                 cmd = f.read()
         except OSError:
             continue
-        if b"spawn_main" in cmd:
+        if has(cmd):
             pids.add(int(entry))
     return pids
+
+
+def spawned_pids() -> set:
+    """PIDs of live multiprocessing-spawned children (actor processes look like this)."""
+    return _pids_whose_cmdline(lambda cmd: b"spawn_main" in cmd)
 
 
 def ray_pids() -> set:
     """PIDs of Ray's processes on this machine: its servers (gcs_server, raylet, monitors) and its workers."""
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if any(mark in cmd for mark in (b"ray::", b"gcs_server", b"raylet", b"ray/_private/", b"ray/dashboard/")):
-            pids.add(int(entry))
-    return pids
+    marks = (b"ray::", b"gcs_server", b"raylet", b"ray/_private/", b"ray/dashboard/")
+    return _pids_whose_cmdline(lambda cmd: any(mark in cmd for mark in marks))
 
 
 def ray_actor_pids() -> set:
     """PIDs of our Ray actors (Ray titles a worker's process after the actor class it runs)."""
-    out = set()
-    for pid in ray_pids():
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"ActorHost" in f.read():
-                    out.add(pid)
-        except OSError:
-            pass
-    return out
+    return _pids_whose_cmdline(lambda cmd: cmd.startswith(b"ray::ActorHost"))
+
+
+def wait_for(predicate, timeout, step=0.05) -> bool:
+    """Polls predicate() until it is true (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+def wait_training(run_dir, timeout=90) -> None:
+    """Waits until a CLI run in run_dir has written its first metrics row."""
+    metrics = run_dir / "metrics.jsonl"
+    assert wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0, timeout), "training never started"
 
 
 # The backends a reliability or learning test runs on: local actor processes, and Ray actors where Ray is

@@ -11,29 +11,15 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, wait_for, wait_training
 
 pytest.importorskip("ray", reason="Ray is not installed (the ray extra: pip install -e '.[ray]')")
-
-
-def wait_for(predicate, timeout, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def start_cli(run_dir, *flags):
     return subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--backend", "ray", "--run-dir",
                              str(run_dir), "--seed", "1", *flags],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-
-
-def wait_training(run_dir, timeout=90):
-    metrics = run_dir / "metrics.jsonl"
-    assert wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0, timeout), "training never started"
 
 
 def test_bad_ray_address_is_one_line_error():

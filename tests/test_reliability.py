@@ -14,7 +14,7 @@ import pytest
 from actorlearner import Config, checkpoint, train
 from actorlearner.learner_loop import NonFiniteData
 from actorlearner.transport import remove_stale_segments
-from conftest import BACKENDS, ROOT, our_segments, ray_actor_pids, ray_pids, spawned_pids
+from conftest import BACKENDS, ROOT, our_segments, ray_actor_pids, ray_pids, spawned_pids, wait_for, wait_training
 from envs import CartPoleFailingOnce, CartPoleNanReward
 
 
@@ -39,20 +39,6 @@ def children_of(pid):
 def actors_of(proc, backend):
     """The PIDs of a CLI run's actors: its spawned children, or (Ray) the worker processes of our Ray actors."""
     return children_of(proc.pid) if backend == "local" else ray_actor_pids()
-
-
-def wait_for(predicate, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
-
-
-def wait_training(run_dir, timeout=90):
-    metrics = run_dir / "metrics.jsonl"
-    assert wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0, timeout), "training never started"
 
 
 class LongRun:
