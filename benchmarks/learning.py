@@ -47,8 +47,8 @@ def run_ours(task: str, seed: int, budget: float) -> dict:
         with open(os.path.join(run_dir, "metrics.jsonl")) as f:
             curve = [(m["time_s"], m["env_steps"], m["mean_return_100"]) for m in map(json.loads, f)
                      if m["mean_return_100"] is not None]
-    with open(os.path.join(run_dir, "config.json")) as f:
-        confirm_episodes = json.load(f)["confirm_episodes"]
+        with open(os.path.join(run_dir, "config.json")) as f:
+            confirm_episodes = json.load(f)["confirm_episodes"]
     return {"solved_at_s": s["solved_at_s"], "solved_at_steps": s["solved_at_steps"],
             "mean_return_100": s["mean_return_100"], "env_steps": s["env_steps"], "curve": curve,
             "confirm_episodes": confirm_episodes, "confirmations_failed": s.get("confirmations_failed")}
