@@ -28,6 +28,8 @@ TASKS = {
     "acrobot": ("Acrobot-v1", -100.0, 60, 180),
     "pendulum": ("Pendulum-v1", -200.0, 60, 180),
     "lunarlander": ("LunarLander-v3", 200.0, 300, 600),
+    # Memory: against sb3-contrib's RecurrentPPO (pip install sb3-contrib beside stable-baselines3).
+    "cartpole-novel": ("actorlearner/CartPoleNoVel-v1", 475.0, 60, 400),
     # The stretch task, left out of the default suite: SB3's zoo budget is 5 M steps (hours here).
     "bipedalwalker": ("BipedalWalker-v3", 250.0, 900, 1800),
 }

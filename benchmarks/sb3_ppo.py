@@ -1,9 +1,10 @@
-"""stable-baselines3 PPO with rl-baselines3-zoo's tuned hyperparameters, timed to the same criterion as
-actorlearner: the mean return of the last 100 finished training episodes reaches the target and then the
-current policy, on --confirm-episodes fresh episodes (sampled actions, as in training; all played at once in
-a vector env, the way actorlearner plays its confirmation), reaches it too; a failed confirmation is counted
-and the next is tried after the next rollout. Time is counted from this process's start, confirmations
-included. Benchmark-only (`pip install -e .[bench]`): torch and stable-baselines3 are never runtime
+"""stable-baselines3 PPO (sb3-contrib's RecurrentPPO for actorlearner/CartPoleNoVel-v1) with
+rl-baselines3-zoo's tuned hyperparameters, timed to the same criterion as actorlearner: the mean return of
+the last 100 finished training episodes reaches the target and then the current policy, on
+--confirm-episodes fresh episodes (sampled actions, as in training; all played at once in a vector env, the
+way actorlearner plays its confirmation), reaches it too; a failed confirmation is counted and the next is
+tried after the next rollout. Time is counted from this process's start, confirmations included.
+Benchmark-only (`pip install -e .[bench]`): torch, stable-baselines3 and sb3-contrib are never runtime
 dependencies of actorlearner.
 
     python benchmarks/sb3_ppo.py --env CartPole-v1 --seed 1 --target 475 --max-seconds 120 [--confirm-episodes 20]
@@ -34,6 +35,13 @@ ZOO = {
                         ent_coef=0.0, learning_rate=1e-3, clip_range=0.2, use_sde=True, sde_sample_freq=4),
     "LunarLander-v3": dict(n_envs=16, n_timesteps=1e6, n_steps=1024, batch_size=64, gae_lambda=0.98,
                            gamma=0.999, n_epochs=4, ent_coef=0.01),
+    # rl-baselines3-zoo, hyperparams/ppo_lstm.yml: sb3-contrib's RecurrentPPO on the velocity-free CartPole.
+    "actorlearner/CartPoleNoVel-v1": dict(recurrent=True, n_envs=8, n_timesteps=1e5, normalize=True, n_steps=32,
+                                          batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
+                                          learning_rate="lin_0.001", clip_range="lin_0.2",
+                                          policy_kwargs=dict(ortho_init=False, activation="relu",
+                                                             lstm_hidden_size=64, enable_critic_lstm=True,
+                                                             net_arch=dict(pi=[64], vf=[64]))),
     "BipedalWalker-v3": dict(n_envs=32, n_timesteps=5e6, normalize=True, n_steps=2048, batch_size=64,
                              gae_lambda=0.95, gamma=0.999, n_epochs=10, ent_coef=0.0, learning_rate=3e-4,
                              clip_range=0.18),
@@ -56,6 +64,7 @@ def main() -> None:
     # SB3's logger imports TensorBoard, which imports TensorFlow when it is installed (it is, for
     # actorlearner), and torch and TensorFlow in one process segfault here. SB3 needs neither TF nor TB.
     sys.modules["tensorflow"] = None
+    import numpy as np
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -65,13 +74,22 @@ def main() -> None:
     torch.set_num_threads(1)  # zoo's default on CPU for these MLPs; more threads only contend on 2 cores
     hp = dict(ZOO[a.env])
     n_envs, n_timesteps, normalize = hp.pop("n_envs"), int(hp.pop("n_timesteps")), hp.pop("normalize", False)
+    recurrent = hp.pop("recurrent", False)
+    if "policy_kwargs" in hp:
+        kwargs = dict(hp["policy_kwargs"])
+        kwargs["activation_fn"] = {"relu": torch.nn.ReLU}[kwargs.pop("activation")]
+        hp["policy_kwargs"] = kwargs
+    if a.env.startswith("actorlearner/"):
+        from actorlearner import memory_envs  # registers the package's memory tasks (no TensorFlow)
+
+        memory_envs.register()
     for key in ("learning_rate", "clip_range"):
         if isinstance(hp.get(key), str):
             start = float(hp[key].split("_")[1])
             hp[key] = lambda progress, start=start: progress * start  # SB3 passes 1 -> 0
     env = make_vec_env(a.env, n_envs=n_envs, seed=a.seed)
-    if normalize:
-        env = VecNormalize(env, gamma=hp["gamma"])
+    if normalize:  # the zoo normalizes rewards too, except for the recurrent CartPole (norm_reward: False)
+        env = VecNormalize(env, gamma=hp["gamma"], norm_reward=not recurrent)
     curve = []
 
     def confirm(model, k: int) -> float:
@@ -83,9 +101,11 @@ def main() -> None:
             venv = VecNormalize(venv, gamma=hp["gamma"], training=False, norm_reward=False)
             venv.obs_rms = env.obs_rms
         obs, returns = venv.reset(), [None] * n
+        state, starts = None, np.ones(n, bool)  # a recurrent policy's LSTM state (PPO ignores both)
         while any(r is None for r in returns):
-            actions, _ = model.predict(obs, deterministic=False)
+            actions, state = model.predict(obs, state=state, episode_start=starts, deterministic=False)
             obs, _, dones, infos = venv.step(actions)
+            starts = dones
             for i, (done, info) in enumerate(zip(dones, infos)):
                 if done and returns[i] is None:
                     returns[i] = info["episode"]["r"]  # make_vec_env's Monitor: the unnormalized return
@@ -125,7 +145,12 @@ def main() -> None:
                 raise _Solved  # before this rollout's update: the weights that passed are the final ones
             Criterion.failed += 1
 
-    model = PPO("MlpPolicy", env, seed=a.seed, device="cpu", verbose=0, **hp)
+    if recurrent:
+        from sb3_contrib import RecurrentPPO
+
+        model = RecurrentPPO("MlpLstmPolicy", env, seed=a.seed, device="cpu", verbose=0, **hp)
+    else:
+        model = PPO("MlpPolicy", env, seed=a.seed, device="cpu", verbose=0, **hp)
     try:
         model.learn(total_timesteps=n_timesteps, callback=Criterion())
     except _Solved:
