@@ -7,7 +7,9 @@ The contract (a user's `model_fn(spec: EnvSpec) -> keras.Model` follows it too):
   logits (Discrete) or `[N, 2*D]` = concat(mean, log_std) (Box).
 - Recurrent: a model with a `state_sizes` attribute (a tuple of ints, one per state tensor `[B, size]`),
   called one step at a time as `model([obs_t[B, *obs_shape], *state]) -> [params[B, P], value[B, 1], *state']`.
-  Its state starts at zeros and is reset to zeros where an episode starts.
+  Its state starts at zeros and is reset to zeros where an episode starts. It may also have an `unroll`
+  attribute, a function with `apply_time_major`'s arguments and result that the learner then uses instead
+  of stepping the model (the default LSTM model has one: same result, fewer graph ops).
 
 The learner always goes through `apply_time_major`: time-major observations `[T, B, *obs_shape]`, the
 episode-start flags `first[T, B]` and, for a recurrent model, the state at the first step; a feed-forward
@@ -19,6 +21,8 @@ can run them in actors without TensorFlow, reading the weights in the order of `
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import keras
@@ -105,11 +109,44 @@ def _recurrent(spec: EnvSpec, cfg: Config, kind: str, inputs) -> keras.Model:
         x = _mlp_torso(cfg, _mlp_input(spec, cfg, inputs), "torso", cfg.seed)
     else:
         x = _cnn_torso(spec, cfg, kind, inputs)
-    out, (h, c) = keras.layers.LSTMCell(n, name="core", seed=cfg.seed + 70)(x, [h_in, c_in])
+    torso = keras.Model(inputs, x, name="torso_part")  # the same layers (no new weights), for `unroll`
+    cell = keras.layers.LSTMCell(n, name="core", seed=cfg.seed + 70)
+    out, (h, c) = cell(x, [h_in, c_in])
     policy, value = _heads(spec, cfg, out, out)
     model = keras.Model([inputs, h_in, c_in], [policy, value, h, c], name=f"actor_critic_{kind}_lstm")
     model.state_sizes = (n, n)
+    # A function, not a layer attribute, so Keras does not track the torso as a second copy of its layers.
+    policy_layers = [model.get_layer("policy")] + ([] if spec.discrete else [model.get_layer("log_std")])
+    model.unroll = functools.partial(_lstm_unroll, torso, cell, policy_layers, model.get_layer("value"))
     return model
+
+
+def _lstm_unroll(torso, cell, policy_layers, value_layer, obs, first, state, training: bool = True):
+    """The default recurrent model over a time-major unroll, as `apply_time_major` (same arguments and
+    result) in half the graph ops of stepping the whole model T times: the torso, the cell's input
+    projection and the heads run once on all T*B observations, and only the recurrence h R is stepped.
+    `tests/test_lstm.py` holds it to the stepped model, values and gradients."""
+    T, B, n = obs.shape[0], tf.shape(obs)[1], cell.units
+    x = torso(tf.reshape(obs, tf.concat([[T * B], tf.shape(obs)[2:]], 0)), training=training)
+    # unstack, not xw[t]: each slice's gradient would be a zero-filled [T, B, 4n] tensor, summed T times.
+    xw = tf.unstack(tf.reshape(tf.matmul(x, cell.kernel) + cell.bias, [T, B, 4 * n]))
+    keep = tf.unstack(1.0 - tf.cast(first, tf.float32)[:, :, None])
+    h, c = state if state is not None else (tf.zeros([B, n]), tf.zeros([B, n]))
+    recurrent = tf.convert_to_tensor(cell.recurrent_kernel)  # read once, not once a step
+    outs = []
+    for t in range(T):  # Keras's LSTMCell: gates (i, f, g, o), sigmoid and tanh
+        h, c = h * keep[t], c * keep[t]
+        z_i, z_f, z_g, z_o = tf.split(xw[t] + tf.matmul(h, recurrent), 4, axis=1)
+        c = tf.sigmoid(z_f) * c + tf.sigmoid(z_i) * tf.tanh(z_g)
+        o = tf.sigmoid(z_o)
+        h = o * tf.tanh(c)
+        outs.append(h)
+    feats = tf.reshape(tf.stack(outs), [T * B, n])
+    params = feats
+    for layer in policy_layers:
+        params = layer(params)
+    values = value_layer(feats)
+    return tf.reshape(params, [T, B, -1]), tf.reshape(values, [T, B]), [h, c]
 
 
 def _init(cfg: Config, gain: float, seed: int):
@@ -188,6 +225,15 @@ def apply_time_major(model, obs, first, state=None, training: bool = True):
     if not is_recurrent(model):
         params, values = model(tf.reshape(obs, tf.concat([[T * B], tf.shape(obs)[2:]], 0)), training=training)
         return tf.reshape(params, [T, B, -1]), tf.reshape(values, [T, B]), None
+    if hasattr(model, "unroll"):  # the default LSTM model: a faster route to the same result
+        return model.unroll(obs, first, state, training=training)
+    return step_time_major(model, obs, first, state, training)
+
+
+def step_time_major(model, obs, first, state=None, training: bool = True):
+    """A recurrent model (the contract's) over a time-major unroll, one call a step: `apply_time_major`'s
+    route for any recurrent model without an `unroll` of its own."""
+    T, B = obs.shape[0], tf.shape(obs)[1]
     if state is None:
         state = [tf.zeros([B, n]) for n in model.state_sizes]
     params, values = [], []

@@ -41,8 +41,10 @@ PRESETS: dict[str, dict] = {
                       "minibatches": 4, "normalize_advantages": True, "normalize_obs": True,
                       "learning_rate": 3e-4, "reward_scale": 0.1, "reward_clip": 1.0, "vtrace_lambda": 0.95,
                       "envs_per_actor": 16, "batch_size": 64},
-    # Memory tasks (actorlearner/memory_envs.py): an LSTM core on a shared MLP torso. Untuned starting points.
-    "cartpole-novel": {"env": "actorlearner/CartPoleNoVel-v1", "core": "lstm", "core_size": 64,
+    # Memory tasks (actorlearner/memory_envs.py): an LSTM core on a shared MLP torso. CartPoleNoVel with an
+    # LSTM of 32: seeds 1-3 solved (confirmed) in 8.2-10.1 s against 10.4-12.8 s with 64 in the same run; the
+    # learner's capacity is 1.6x (its step is bound by the LSTM's matmuls, 4 x core_size^2 a sample).
+    "cartpole-novel": {"env": "actorlearner/CartPoleNoVel-v1", "core": "lstm", "core_size": 32,
                        "hidden_sizes": (64,), "envs_per_actor": 64},
     # The cue (step 0) and the query (step 20) must fall in one unroll for the gradient to join them: 40 steps.
     "cue-memory": {"env": "actorlearner/CueMemory-v0", "core": "lstm", "core_size": 32, "hidden_sizes": (32,),

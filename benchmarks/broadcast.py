@@ -73,6 +73,7 @@ def learner_capacity(batch_sizes: list[int], seconds: float, env_id: str = "Cart
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, as the figure says
     from actorlearner.config import Config, preset_config
     from actorlearner.envs import inspect_env, make_env_fn
+    from actorlearner.layout import state_size
     from actorlearner.tf_start import start_tensorflow_quietly
     from actorlearner.trajectory import learner_inputs, unroll_fields
 
@@ -87,7 +88,7 @@ def learner_capacity(batch_sizes: list[int], seconds: float, env_id: str = "Cart
     for batch_size in batch_sizes:
         cfg = base.replace(batch_size=batch_size, learner_threads=1)
         T, K = cfg.unroll_length, cfg.envs_per_actor
-        slots = SlotPool(unroll_fields(spec, T, K), cfg.slots_per_batch, None)
+        slots = SlotPool(unroll_fields(spec, T, K, state_size(cfg)), cfg.slots_per_batch, None)
         rng = np.random.default_rng(0)
         for arr in slots.arrays.values():  # full slots of plausible data
             arr[...] = rng.integers(0, 2, arr.shape) if arr.dtype.kind in "ui" else rng.normal(size=arr.shape)

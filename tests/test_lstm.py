@@ -12,12 +12,13 @@ from actorlearner.env_batch import GymEnvBatch
 from actorlearner.envs import EnvSpec, inspect_env, make_env_fn
 from actorlearner.layout import default_layout, flat_weights, ordered_weights, state_size
 from actorlearner.memory_envs import CUE_MEMORY
-from actorlearner.model import apply_time_major, build_default_model
+from actorlearner.model import apply_time_major, build_default_model, step_time_major
 from actorlearner.policies import make_policy
 from actorlearner.trajectory import unroll_fields
 from actorlearner.transport import SlotPool, WeightStore, local_channel_pair
 
 VEC = EnvSpec((3,), "float32", True, 2, None, None, None, None)
+BOX = EnvSpec((3,), "float32", False, 2, -np.ones(2, np.float32), np.ones(2, np.float32), None, None)
 IMG = EnvSpec((20, 20, 2), "uint8", False, 2, -np.ones(2, np.float32), np.ones(2, np.float32), None, None)
 
 
@@ -49,6 +50,30 @@ def test_numpy_lstm_matches_keras_over_an_unroll_with_episode_starts(spec, model
         params, values, s = policy.forward(obs[t], s)
         np.testing.assert_allclose(params, want_params[t].numpy(), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(values, want_values[t].numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec,model_name", [(VEC, "mlp"), (BOX, "mlp"), (IMG, "impala-shallow")])
+def test_the_learners_unroll_route_is_the_stepped_model(spec, model_name):
+    """The default LSTM model's `unroll` (torso and heads batched over time) gives what stepping the whole
+    model does: outputs, final state and the gradients the learner applies."""
+    cfg = Config(model=model_name, core="lstm", core_size=8, hidden_sizes=(16,), seed=2)
+    model, _ = _random_model(spec, cfg, seed=3)
+    T, B = 9, 4
+    rng = np.random.default_rng(5)
+    obs = tf.constant(rng.integers(0, 256, (T, B, *spec.obs_shape)).astype(np.uint8) if spec.obs_dtype == "uint8"
+                      else rng.normal(size=(T, B, *spec.obs_shape)).astype(np.float32))
+    first = np.zeros((T, B), np.uint8)
+    first[3, 0] = first[0, 2] = first[6, 3] = 1
+    state = [tf.constant(rng.normal(size=(B, 8)).astype(np.float32)) for _ in range(2)]
+    results = []
+    for route in (apply_time_major, step_time_major):
+        with tf.GradientTape() as tape:
+            params, values, final = route(model, obs, tf.constant(first), state)
+            loss = tf.reduce_sum(tf.sin(params)) + tf.reduce_sum(values ** 2) + tf.reduce_sum(final[1])
+        results.append([params, values, *final, *tape.gradient(loss, model.trainable_variables)])
+    assert hasattr(model, "unroll") and len(results[0]) == 4 + len(model.trainable_variables)
+    for fast, stepped in zip(*results):
+        np.testing.assert_allclose(fast.numpy(), stepped.numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_the_state_an_unroll_starts_from_is_recorded_and_carried():
