@@ -39,6 +39,11 @@ class RayCluster:
         self.address, self.num_cpus = address, num_cpus
         self.connected = False
 
+    def check_address(self) -> None:
+        """A one-line ConfigError now if HOST:PORT does not answer (start() would retry it for a minute)."""
+        if self.address and self.address != "auto":
+            _check_reachable(self.address)
+
     def start(self) -> None:
         """Starts or joins Ray. Call it before installing the run's signal handlers: ray.init sets its own
         SIGTERM handler."""
@@ -47,8 +52,7 @@ class RayCluster:
         # No usage report from a run (nothing outside may be reachable, and a run should not phone home).
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         quiet = {"logging_level": logging.ERROR, "log_to_driver": True}
-        if self.address and self.address != "auto":
-            _check_reachable(self.address)
+        self.check_address()
         try:
             if self.address:
                 ray.init(address=self.address, **quiet)

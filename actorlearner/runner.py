@@ -28,6 +28,7 @@ from .env_backends import EnvBatchFactory, resolve_backend
 from .envs import check_env_id, import_env_modules, make_env_fn
 from .layout import default_layout, layout_size, model_kind, state_size
 from .learner_loop import LearnerLoop, Run, build_model
+from .tf_start import start_tensorflow_early
 from .reporting import RunStats, say, warn
 from .run_files import RunDir, check_not_in_use
 from .stopping import Interrupted, StopSignals
@@ -211,6 +212,8 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
         # As many CPUs as the actors declare: Ray starts a worker per CPU at once, and more compete with the
         # learner's TensorFlow import for the cores (2 cores, CartPole: start-up +3.6 s with 2, see the README).
         cluster = RayCluster(cfg.ray_address, num_cpus=num_actors * cfg.actor_threads)
+        cluster.check_address()  # a mistyped address fails here, at once, before anything starts
+        start_tensorflow_early(cfg.resolved_learner_threads(), cfg.reproducible)
         cluster.start()
         say(f"{cluster.describe(num_actors, cfg.actor_threads)}; {_ray_traffic(plan, fields)}")
     with StopSignals() as signals:

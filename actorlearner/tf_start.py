@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 # Set by the `actorlearner` command: this process is ours alone, so imports may be trimmed for start-up.
 LEAN_IMPORT = False
@@ -14,10 +15,48 @@ _TF_IMPORT_NOISE = ("All log messages before absl::InitializeLog()", "oneDNN cus
                     "To enable the following instructions", "Unable to register cu")
 
 
+_early: list = []  # [thread, errors] while start_tensorflow_early's thread is pending
+
+
+def start_tensorflow_early(threads: int, deterministic: bool = False) -> None:
+    """Starts TensorFlow (start_tensorflow_quietly) in a background thread now; the next
+    start_tensorflow_quietly waits for it. --backend ray: the import (~4 s) overlaps ray.init (~2.5 s), which
+    must run in the main thread and mostly waits for Ray's processes to come up."""
+    if "tensorflow" in sys.modules:
+        return  # started already (a custom model is built while planning the run)
+    errors: list = []
+
+    def work():
+        try:
+            _start(threads, deterministic)
+        except BaseException as e:  # noqa: BLE001 - raised again in the thread that asks for TensorFlow
+            errors.append(e)
+
+    # Not a daemon: while it runs, stderr goes to its capture, so the process must not end before it has
+    # passed on what the main thread wrote meanwhile (a failing ray.init's error, say).
+    thread = threading.Thread(target=work, name="tensorflow-start")
+    thread.start()
+    _early[:] = [thread, errors]
+
+
 def start_tensorflow_quietly(threads: int, deterministic: bool = False):
     """Imports the learner (and TensorFlow), sets its threads and starts its runtime, with the C++ start-up
     noise filtered out of stderr; any other line, and everything if this fails, is passed through.
-    deterministic: TensorFlow's op determinism (--reproducible)."""
+    deterministic: TensorFlow's op determinism (--reproducible). Waits for start_tensorflow_early's thread
+    instead, if one is pending."""
+    if _early:
+        thread, errors = _early
+        _early.clear()
+        thread.join()
+        if errors:
+            raise errors[0]
+        from . import learner
+
+        return learner
+    return _start(threads, deterministic)
+
+
+def _start(threads: int, deterministic: bool):
     import tempfile
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
