@@ -3,6 +3,7 @@ and not by the feed-forward one, so the task cannot silently become solvable wit
 training works in serial mode and with actor processes alike."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -28,6 +29,11 @@ def test_lstm_remembers_the_cue(tmp_path, mode):
     # Solved means the last 100 episodes and 20 fresh confirmation episodes both average >= 0.95 of the
     # maximum of 1; chance (no memory) is 0.5.
     assert summary["solved"] and summary["confirm_return_mean"] >= 0.95, out[-3000:]
+    if not mode:  # `actorlearner eval` steps the state too: without it the policy would be at chance (0.5)
+        proc = subprocess.run([sys.executable, "-m", "actorlearner", "eval", str(tmp_path / "run"), "--episodes",
+                               "40", "--deterministic"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+        found = re.search(r"return ([-\d.]+)", proc.stdout)
+        assert proc.returncode == 0 and found and float(found.group(1)) >= 0.9, proc.stdout + proc.stderr[-2000:]
     assert spawned_pids() - before == set()
 
 
