@@ -8,6 +8,7 @@ time counted from the start of each command (both include their interpreter and 
     python benchmarks/learning.py                                  # the suite, 5 seeds, ours only
     python benchmarks/learning.py --compare sb3                    # and SB3 PPO (pip install -e .[bench])
     python benchmarks/learning.py --tasks cartpole,acrobot --seeds 1,2,3
+    python benchmarks/learning.py --seeds 1-10 --final-eval 100   # and each saved policy over 100 episodes
 
 Writes learning.md (the table), learning.json and learning.png (one learning-curve panel per task).
 """
@@ -15,6 +16,7 @@ Writes learning.md (the table), learning.json and learning.png (one learning-cur
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -36,7 +38,18 @@ TASKS = {
 DEFAULT_TASKS = ("cartpole", "acrobot", "pendulum", "lunarlander")
 
 
-def run_ours(task: str, seed: int, budget: float) -> dict:
+def final_eval(run_dir: str, episodes: int) -> float:
+    """Mean return of a finished run's saved policy (policy.npz) over `episodes` fresh episodes with sampled
+    actions, as a user would check it: `actorlearner eval RUN_DIR --episodes N`."""
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "eval", run_dir, "--episodes", str(episodes)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    found = re.search(r": return (-?[\d.]+)", proc.stdout)
+    if proc.returncode != 0 or not found:
+        raise RuntimeError(f"eval of {run_dir} failed: {proc.stdout[-1000:]} {proc.stderr[-2000:]}")
+    return float(found.group(1))
+
+
+def run_ours(task: str, seed: int, budget: float, eval_episodes: int = 0) -> dict:
     with tempfile.TemporaryDirectory() as d:
         run_dir = os.path.join(d, "run")
         proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--preset", task, "--seed", str(seed),
@@ -51,7 +64,8 @@ def run_ours(task: str, seed: int, budget: float) -> dict:
                      if m["mean_return_100"] is not None]
         with open(os.path.join(run_dir, "config.json")) as f:
             confirm_episodes = json.load(f)["confirm_episodes"]
-    return {"solved_at_s": s["solved_at_s"], "solved_at_steps": s["solved_at_steps"],
+        evaluated = final_eval(run_dir, eval_episodes) if eval_episodes and s["solved"] else None
+    return {"final_eval": evaluated, "solved_at_s": s["solved_at_s"], "solved_at_steps": s["solved_at_steps"],
             "mean_return_100": s["mean_return_100"], "env_steps": s["env_steps"], "curve": curve,
             "confirm_episodes": confirm_episodes, "confirmations_failed": s.get("confirmations_failed")}
 
@@ -93,22 +107,28 @@ def main() -> None:
     p.add_argument("--sb3-python", default=sys.executable,
                    help="the Python that runs SB3 (a virtual environment with stable-baselines3 and torch, if "
                         "they are kept out of this one)")
+    p.add_argument("--final-eval", type=int, default=0, metavar="EPISODES",
+                   help="also evaluate each of our solved runs' saved policy over EPISODES sampled episodes "
+                        "afterwards (`actorlearner eval`) and count those at the target")
     p.add_argument("--out", default="bench_out")
     a = p.parse_args()
     tasks = [t.strip() for t in a.tasks.split(",")]
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         p.error(f"unknown task(s) {unknown}; known: {', '.join(TASKS)}")
-    seeds = [int(s) for s in a.seeds.split(",")]
+    seeds = ([int(s) for s in a.seeds.split(",")] if "-" not in a.seeds
+             else list(range(int(a.seeds.split("-")[0]), int(a.seeds.split("-")[1]) + 1)))
     results = {}
     for task in tasks:
         env_id, target, budget, sb3_budget = TASKS[task]
         ours, theirs = [], []
         for seed in seeds:
-            ours.append(run_ours(task, seed, budget))
+            ours.append(run_ours(task, seed, budget, a.final_eval))
             r = ours[-1]
             print(f"{task} seed {seed} ours: solved at {r['solved_at_s']} s, {r['solved_at_steps']} steps, "
-                  f"final {r['mean_return_100']:.1f}", flush=True)
+                  f"final {r['mean_return_100']:.1f}"
+                  + (f", saved policy {r['final_eval']:.1f} over {a.final_eval} episodes"
+                     if r["final_eval"] is not None else ""), flush=True)
             if a.compare:
                 theirs.append(run_sb3(env_id, target, seed, sb3_budget, ours[-1]["confirm_episodes"],
                                       a.sb3_python))
@@ -138,6 +158,13 @@ def main() -> None:
             line += f" {t['solved']}/{t['seeds']} | {fmt_time(t)}{their_steps} | {ratio} |"
         lines.append(line)
     table = "\n".join(lines)
+    if a.final_eval:
+        table += f"\n\nSaved policies of our solved runs, {a.final_eval} sampled episodes each (`actorlearner eval`):\n"
+        for r in results.values():
+            evals = [o["final_eval"] for o in r["ours"] if o["final_eval"] is not None]
+            at = sum(e >= r["target"] for e in evals)
+            table += (f"- {r['env']}: {at}/{len(evals)} at the target {r['target']:g}"
+                      + (f", worst {min(evals):.1f}, median {statistics.median(evals):.1f}" if evals else "") + "\n")
     print("\n" + table)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "learning.md"), "w") as f:
