@@ -129,6 +129,10 @@ class Config:
                                "this many fresh episodes (sampled actions, as in training): the task counts as "
                                "solved, and those weights as the final policy, only if their mean reaches the "
                                "target too (0: the training window alone decides)")
+    confirm_margin_se: float = _f(1.0, "the confirmation's mean must reach the target by this many standard errors "
+                                  "of that mean (0: the mean alone). Seeds 1-10, saved policies at Pendulum's "
+                                  "-200 over 100 episodes afterwards: 7 with 0, 9 with 1 (benchmarks/learning.py "
+                                  "--final-eval 100)")
     log_every_s: float = _f(1.0, "seconds between progress lines and metrics records")
     quiet: bool = _f(False, "print only the start-up lines, warnings, errors and the final line")
     verbose: bool = _f(False, "progress lines also show the loss terms, gradient norm and mean importance "
@@ -208,7 +212,7 @@ def validate(cfg: Config) -> Config:
         if getattr(cfg, name) < 0:
             raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(cfg, name)}")
     for name in ("max_seconds", "eval_every_s", "entropy_cost", "baseline_cost", "checkpoint_every",
-                 "reward_clip", "max_policy_lag", "actor_stall_s"):
+                 "reward_clip", "max_policy_lag", "actor_stall_s", "confirm_margin_se"):
         if not getattr(cfg, name) >= 0:
             raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(cfg, name)}")
     for name in ("learning_rate", "max_grad_norm", "reward_scale", "log_every_s", "wait_timeout_s", "solved_lr_scale",

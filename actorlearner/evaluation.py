@@ -12,6 +12,17 @@ from .envs import EnvSpec
 from .reporting import say
 
 
+def confirmation_passes(returns, target: float, margin_se: float) -> tuple[bool, float, float]:
+    """The confirmed-solve rule: (passed, mean, standard error of the mean) of a confirmation's episode returns.
+    Passed when mean - margin_se * se >= target, se = std / sqrt(n): a mean that only just reaches the target
+    is as likely to come from a policy below it, and 20 episodes of a return that spreads by +-100 (Pendulum)
+    leave an se of ~22. benchmarks/sb3_ppo.py applies the same rule to SB3's policies."""
+    r = np.asarray(returns, np.float64)
+    se = float(r.std() / np.sqrt(len(r))) if len(r) > 1 else 0.0
+    mean = float(r.mean())
+    return mean - margin_se * se >= target, mean, se
+
+
 def run_episodes(policy, env_fn: Callable, spec: EnvSpec, *, episodes: int, seed: int,
                  greedy: bool = True, max_steps: int = 100_000) -> tuple[list[float], list[int]]:
     """Plays `episodes` episodes on one env; returns (returns, lengths). Greedy means argmax / mean."""

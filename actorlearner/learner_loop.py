@@ -17,7 +17,7 @@ import numpy as np
 
 from . import checkpoint, reporting
 from .config import Config
-from .evaluation import run_episodes, run_episodes_together
+from .evaluation import confirmation_passes, run_episodes, run_episodes_together
 from .policies import make_policy
 from .protocol import ActorFailed, EnvError, UnrollReady, UnrollSource
 from .reporting import RunStats, progress_line, say
@@ -158,21 +158,24 @@ class LearnerLoop:
             return True
         if self.latest is None or stats.learner_steps < self.next_confirm_step:
             return False
-        confirmed = self._confirm(self.latest)
-        if confirmed is None:  # stopped by a signal or its deadline
+        returns = self._confirm(self.latest)
+        if returns is None:  # stopped by a signal or its deadline
             return False
-        if confirmed >= stats.target:
-            stats.mark_solved(confirmed)
+        passed, mean, se = confirmation_passes(returns, stats.target, cfg.confirm_margin_se)
+        if passed:
+            stats.mark_solved(mean)
             self.confirmed = self.latest
             return True
         stats.confirmations_failed += 1
         self.next_confirm_step = stats.learner_steps + CONFIRM_EVERY
+        short = (f"{mean:.1f}" if mean < stats.target else
+                 f"{mean:.1f} - {cfg.confirm_margin_se:g} s.e. ({se:.1f}) = {mean - cfg.confirm_margin_se * se:.1f}")
         say(f"[{stats.now():7.1f}s] window {stats.mean_return_100():.1f} ≥ {stats.target:g}, confirmation "
-            f"{confirmed:.1f} < {stats.target:g}: training on")
+            f"{short} < {stats.target:g}: training on")
         return False
 
-    def _confirm(self, flat) -> Optional[float]:
-        """The mean return of the weights `flat` over --confirm-episodes fresh episodes, played together in this
+    def _confirm(self, flat) -> Optional[list]:
+        """The returns of the weights `flat` over --confirm-episodes fresh episodes, played together in this
         process with sampled actions; None if a stop signal or the deadline cut it."""
         cfg = self.cfg
         self.eval_policy.load(flat)
@@ -183,7 +186,7 @@ class LearnerLoop:
                                                    episodes=cfg.confirm_episodes, seed=seed)
         except UserCodeStopped:
             return None
-        return float(np.mean(returns)) if returns else None
+        return list(returns) if returns else None
 
     def _user_code_deadline(self, grace_s: float = 0.0) -> float:
         """Seconds that user code run in this process (evaluation, serial stepping) may take: up to

@@ -63,17 +63,20 @@ def run_ours(task: str, seed: int, budget: float, eval_episodes: int = 0) -> dic
             curve = [(m["time_s"], m["env_steps"], m["mean_return_100"]) for m in map(json.loads, f)
                      if m["mean_return_100"] is not None]
         with open(os.path.join(run_dir, "config.json")) as f:
-            confirm_episodes = json.load(f)["confirm_episodes"]
+            config = json.load(f)
+            confirm_episodes, margin = config["confirm_episodes"], config.get("confirm_margin_se", 0.0)
         evaluated = final_eval(run_dir, eval_episodes) if eval_episodes and s["solved"] else None
     return {"final_eval": evaluated, "solved_at_s": s["solved_at_s"], "solved_at_steps": s["solved_at_steps"],
             "mean_return_100": s["mean_return_100"], "env_steps": s["env_steps"], "curve": curve,
-            "confirm_episodes": confirm_episodes, "confirmations_failed": s.get("confirmations_failed")}
+            "confirm_episodes": confirm_episodes, "confirm_margin_se": margin,
+            "confirmations_failed": s.get("confirmations_failed")}
 
 
-def run_sb3(env_id: str, target: float, seed: int, budget: float, confirm_episodes: int, python: str) -> dict:
+def run_sb3(env_id: str, target: float, seed: int, budget: float, confirm_episodes: int, margin: float,
+            python: str) -> dict:
     proc = subprocess.run([python, os.path.join(ROOT, "benchmarks", "sb3_ppo.py"), "--env", env_id,
                            "--seed", str(seed), "--target", str(target), "--max-seconds", str(budget),
-                           "--confirm-episodes", str(confirm_episodes)],
+                           "--confirm-episodes", str(confirm_episodes), "--confirm-margin-se", str(margin)],
                           capture_output=True, text=True, cwd=ROOT, timeout=budget + 300)
     if proc.returncode != 0:
         raise RuntimeError(f"SB3 {env_id} seed {seed} failed: {proc.stderr[-2000:]}")
@@ -131,6 +134,7 @@ def main() -> None:
                      if r["final_eval"] is not None else ""), flush=True)
             if a.compare:
                 theirs.append(run_sb3(env_id, target, seed, sb3_budget, ours[-1]["confirm_episodes"],
+                                      ours[-1]["confirm_margin_se"],
                                       a.sb3_python))
                 r = theirs[-1]
                 print(f"{task} seed {seed} SB3 PPO: solved at {r['solved_at_s']} s, {r['solved_at_steps']} "

@@ -2,7 +2,8 @@
 rl-baselines3-zoo's tuned hyperparameters, timed to the same criterion as actorlearner: the mean return of
 the last 100 finished training episodes reaches the target and then the current policy, on
 --confirm-episodes fresh episodes (sampled actions, as in training; all played at once in a vector env, the
-way actorlearner plays its confirmation), reaches it too; a failed confirmation is counted and the next is
+way actorlearner plays its confirmation), reaches it too, by --confirm-margin-se standard errors of its mean
+(actorlearner's rule, `evaluation.confirmation_passes`); a failed confirmation is counted and the next is
 tried after the next rollout. Time is counted from this process's start, confirmations included.
 Benchmark-only (`pip install -e .[bench]`): torch, stable-baselines3 and sb3-contrib are never runtime
 dependencies of actorlearner.
@@ -20,6 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from actorlearner.evaluation import confirmation_passes  # noqa: E402  (ours, so both sides share the rule)
 from actorlearner.reporting import process_age_s  # noqa: E402  (no TensorFlow: a light import)
 
 START = time.monotonic() - process_age_s()
@@ -59,6 +61,8 @@ def main() -> None:
     p.add_argument("--target", type=float, required=True)
     p.add_argument("--max-seconds", type=float, default=600)
     p.add_argument("--confirm-episodes", type=int, default=20, help="0: the training window alone decides")
+    p.add_argument("--confirm-margin-se", type=float, default=1.0,
+                   help="the confirmation's mean must reach the target by this many standard errors (as ours)")
     a = p.parse_args()
 
     # SB3's logger imports TensorBoard, which imports TensorFlow when it is installed (it is, for
@@ -92,8 +96,8 @@ def main() -> None:
         env = VecNormalize(env, gamma=hp["gamma"], norm_reward=not recurrent)
     curve = []
 
-    def confirm(model, k: int) -> float:
-        """Mean return of the current policy over a.confirm_episodes fresh episodes, one per env of a vector
+    def confirm(model, k: int) -> list:
+        """Returns of the current policy over a.confirm_episodes fresh episodes, one per env of a vector
         env, sampled actions; VecNormalize's statistics as training has them, frozen."""
         n = a.confirm_episodes
         venv = make_vec_env(a.env, n_envs=n, seed=a.seed + 10_000 * (k + 1))
@@ -110,7 +114,7 @@ def main() -> None:
                 if done and returns[i] is None:
                     returns[i] = info["episode"]["r"]  # make_vec_env's Monitor: the unnormalized return
         venv.close()
-        return sum(returns) / n
+        return returns
 
     class Criterion(BaseCallback):
         solved_at = window_at = confirm_mean = None
@@ -138,8 +142,9 @@ def main() -> None:
             if not Criterion.due:
                 return
             Criterion.due = False
-            Criterion.confirm_mean = confirm(self.model, Criterion.failed)
-            if Criterion.confirm_mean >= a.target:
+            passed, Criterion.confirm_mean, _ = confirmation_passes(confirm(self.model, Criterion.failed), a.target,
+                                                                    a.confirm_margin_se)
+            if passed:
                 buf = self.model.ep_info_buffer
                 Criterion.solved_at = (time.monotonic() - START, self.num_timesteps, sum(e["r"] for e in buf) / 100)
                 raise _Solved  # before this rollout's update: the weights that passed are the final ones

@@ -11,7 +11,7 @@ import numpy as np
 
 from actorlearner.config import Config
 from actorlearner.envs import inspect_env, make_env_fn
-from actorlearner.evaluation import run_episodes, run_episodes_together
+from actorlearner.evaluation import confirmation_passes, run_episodes, run_episodes_together
 from actorlearner.layout import default_layout, layout_size
 from actorlearner.policies import NumpyMLPPolicy
 from conftest import ROOT
@@ -27,6 +27,17 @@ def test_episodes_played_together_are_the_episodes_played_one_by_one():
     together, together_len = run_episodes_together(policy, env_fn, spec, episodes=6, seed=11, greedy=True)
     assert sorted(zip(one, one_len)) == sorted(zip(together, together_len))
     assert len(set(one_len)) > 1  # different episodes, not one repeated
+
+
+def test_a_confirmation_must_clear_the_target_by_its_standard_error():
+    assert confirmation_passes([500.0] * 20, 475, 1.0) == (True, 500.0, 0.0)  # no spread: the mean decides
+    # Pendulum-like: a mean of -190 from returns that spread by +-100 is within one standard error of -200.
+    spread = np.tile([-90.0, -290.0], 10)
+    passed, mean, se = confirmation_passes(spread, -200, 1.0)
+    assert not passed and mean == -190.0 and abs(se - 100 / np.sqrt(20)) < 1e-9
+    assert confirmation_passes(spread, -200, 0.0)[0]  # the mean alone would pass it
+    assert confirmation_passes(spread + 30, -200, 1.0)[0]  # -160 clears -200 by more than 22.4
+    assert not confirmation_passes([470.0] * 20, 475, 0.0)[0]
 
 
 def test_a_window_that_reaches_the_target_is_not_solved_unless_confirmed(tmp_path):
