@@ -14,6 +14,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
+def parse_seeds(text: str) -> list[int]:
+    """--seeds of the benchmarks: a range "1-10" or a list "1,2,3"."""
+    if "-" in text:
+        a, b = text.split("-")
+        return list(range(int(a), int(b) + 1))
+    return [int(s) for s in text.split(",")]
+
+
 def _step_env_only(env_id: str, backend: str, envs: int, seconds: float, out) -> None:
     import numpy as np
 

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 
-from common import ROOT, write_outputs
+from common import ROOT, parse_seeds, write_outputs
 
 # task: (env id, target, our budget s, SB3 budget s). SB3's budgets cover its zoo n_timesteps here.
 TASKS = {
@@ -119,8 +119,7 @@ def main() -> None:
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         p.error(f"unknown task(s) {unknown}; known: {', '.join(TASKS)}")
-    seeds = ([int(s) for s in a.seeds.split(",")] if "-" not in a.seeds
-             else list(range(int(a.seeds.split("-")[0]), int(a.seeds.split("-")[1]) + 1)))
+    seeds = parse_seeds(a.seeds)
     results = {}
     for task in tasks:
         env_id, target, budget, sb3_budget = TASKS[task]

@@ -17,17 +17,10 @@ import subprocess
 import sys
 import tempfile
 
-from common import ROOT, write_outputs
+from common import ROOT, parse_seeds, write_outputs
 
 # task: (target, seconds of training: about 3x the median solve time on 2 cores)
 TASKS = {"cartpole": (475.0, 18), "acrobot": (-100.0, 12), "pendulum": (-200.0, 30), "lunarlander": (200.0, 150)}
-
-
-def seeds(text: str) -> list[int]:
-    if "-" in text:
-        a, b = text.split("-")
-        return list(range(int(a), int(b) + 1))
-    return [int(s) for s in text.split(",")]
 
 
 def run(task: str, seed: int, seconds: float, eval_every: float, episodes: int, greedy: bool,
@@ -68,7 +61,7 @@ def main() -> None:
     for task in a.tasks.split(","):
         target, seconds = TASKS[task]
         runs = [run(task, s, seconds * a.seconds_scale, a.eval_every_s, a.eval_episodes, a.greedy,
-                    shlex.split(a.flags)) for s in seeds(a.seeds)]
+                    shlex.split(a.flags)) for s in parse_seeds(a.seeds)]
         after = [e["return_mean"] for r in runs if r["solved_at_s"] is not None
                  for e in r["evals"] if e["time_s"] > r["solved_at_s"]]
         ok = sum(x >= target for x in after)
