@@ -207,7 +207,7 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
     reporting.console.quiet = cfg.quiet
     first_version = ckpt.meta["policy_version"] if ckpt else 0
     if cfg.backend == "ray":  # before our signal handlers: ray.init installs a SIGTERM handler of its own
-        from .ray_backend import RayCluster
+        from .ray_cluster import RayCluster
 
         # As many CPUs as the actors declare: Ray starts a worker per CPU at once, and more compete with the
         # learner's TensorFlow import for the cores (2 cores, CartPole: start-up +3.6 s with 2, see the README).

@@ -192,7 +192,7 @@ def test_killed_learner_takes_its_actors_with_it(tmp_path, backend):
         if backend == "ray":
             # Ray's servers go with the learner; its two node agents live on, reparented, until the next run
             # that starts Ray removes them (as it removes a killed run's shared memory).
-            from actorlearner.ray_backend import remove_orphaned_ray_agents
+            from actorlearner.ray_cluster import remove_orphaned_ray_agents
 
             servers_gone = wait_for(lambda: all(b"ray::" in _cmdline(p) for p in ray_pids() - run.ray_before), 10)
             assert servers_gone, "the run's Ray servers outlived their learner"
