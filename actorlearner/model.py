@@ -127,7 +127,7 @@ def _lstm_unroll(torso, cell, policy_layers, value_layer, obs, first, state, tra
     projection and the heads run once on all T*B observations, and only the recurrence h R is stepped.
     `tests/test_lstm.py` holds it to the stepped model, values and gradients."""
     T, B, n = obs.shape[0], tf.shape(obs)[1], cell.units
-    x = torso(tf.reshape(obs, tf.concat([[T * B], tf.shape(obs)[2:]], 0)), training=training)
+    x = torso(fold_time(obs), training=training)
     # unstack, not xw[t]: each slice's gradient would be a zero-filled [T, B, 4n] tensor, summed T times.
     xw = tf.unstack(tf.reshape(tf.matmul(x, cell.kernel) + cell.bias, [T, B, 4 * n]))
     keep = tf.unstack(1.0 - tf.cast(first, tf.float32)[:, :, None])
@@ -214,6 +214,11 @@ def is_recurrent(model) -> bool:
     return hasattr(model, "state_sizes")
 
 
+def fold_time(obs):
+    """[T, B, *obs_shape] -> [T*B, *obs_shape] (T static): one model call for every step of an unroll."""
+    return tf.reshape(obs, tf.concat([[obs.shape[0] * tf.shape(obs)[1]], tf.shape(obs)[2:]], 0))
+
+
 def apply_time_major(model, obs, first, state=None, training: bool = True):
     """Applies a model of either contract (module docstring) to a time-major unroll.
 
@@ -223,7 +228,7 @@ def apply_time_major(model, obs, first, state=None, training: bool = True):
     T = obs.shape[0]
     B = tf.shape(obs)[1]
     if not is_recurrent(model):
-        params, values = model(tf.reshape(obs, tf.concat([[T * B], tf.shape(obs)[2:]], 0)), training=training)
+        params, values = model(fold_time(obs), training=training)
         return tf.reshape(params, [T, B, -1]), tf.reshape(values, [T, B]), None
     if hasattr(model, "unroll"):  # the default LSTM model: a faster route to the same result
         return model.unroll(obs, first, state, training=training)
