@@ -12,6 +12,12 @@ _ATARI = {"loss": "appo", "epochs": 2, "minibatches": 2, "learning_rate": 2.5e-4
           "clip_ratio": 0.1, "vtrace_lambda": 0.95, "reward_scale": 1.0, "reward_clip": 1.0, "batch_size": 32,
           "envs_per_actor": 16, "eval_every_s": 0.0, "confirm_episodes": 10, "max_steps": 10_000_000}
 
+# Tasks whose episode returns spread widely (a LunarLander crash, a Pendulum swing-up that fails) confirm a solve
+# on 100 episodes, not 20: a confirmation is retried every few learner steps, and over 20 episodes a policy just
+# below the target passes one of its many tries by luck. With 20, seeds 1-10 left 9 of 10 saved Pendulum
+# policies and 9 of 10 LunarLander ones at the target over 100 episodes afterwards (worst -226 and 188).
+_WIDE_SPREAD = {"confirm_episodes": 100}
+
 PRESETS: dict[str, dict] = {
     # The defaults were tuned on CartPole: unroll 20, batch 64, Adam 3e-3, rewards x0.1. On its vector env one
     # actor of 64 envs (one unroll a batch) keeps the learner busy: seeds 1-5 solved in a median 4.8 s against
@@ -25,14 +31,14 @@ PRESETS: dict[str, dict] = {
     # Needs `pip install -e .[box2d]`.
     "lunarlander": {"env": "LunarLander-v3", "loss": "appo", "epochs": 4, "minibatches": 4,
                     "normalize_advantages": True, "normalize_obs": True, "learning_rate": 1e-3,
-                    "reward_scale": 0.05, "envs_per_actor": 16, "batch_size": 64},
+                    "reward_scale": 0.05, "envs_per_actor": 16, "batch_size": 64, **_WIDE_SPREAD},
     # Continuous: APPO, 4 passes of 4 minibatches over each batch, normalized advantages, a short horizon
     # and a wide starting policy. Plain IMPALA at lr 5e-3 did not learn here in 25 s; lr 1e-3 did, slower.
     # Target -200, confirmed (rl-baselines3-zoo's PPO reaches about -172): seeds 1-3 solved in 9.2-10.8 s, their
     # final policies -177, -199 and -194 over 100 sampled episodes afterwards (-250 let weak policies pass).
     "pendulum": {"env": "Pendulum-v1", "target_return": -200.0, "loss": "appo", "epochs": 4, "minibatches": 4,
                  "normalize_advantages": True, "learning_rate": 1e-3, "gamma": 0.9, "envs_per_actor": 16,
-                 "batch_size": 64, "entropy_cost": 0.0, "init_log_std": 0.5},
+                 "batch_size": 64, "entropy_cost": 0.0, "init_log_std": 0.5, **_WIDE_SPREAD},
     # LunarLander's recipe with lr 3e-4, V-trace lambda 0.95, and scaled rewards clipped to [-1, 1]: that
     # turns the -100 of a fall into -10 (scaled -1), which would otherwise swamp a step's ~0.3. The target
     # is 250 (the suite's criterion); gymnasium's own threshold is 300 (`--target-return 300`). Seeds 1-5
