@@ -5,8 +5,9 @@ it when training starts.
 """
 
 from .config import Config, ConfigError
+from .config_sources import preset_config, resume_config
 from .loading import load_policy
 from .runner import train
 
-__all__ = ["Config", "ConfigError", "train", "load_policy"]
+__all__ = ["Config", "ConfigError", "preset_config", "resume_config", "train", "load_policy"]
 __version__ = "0.1.0"

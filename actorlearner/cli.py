@@ -8,7 +8,8 @@ import sys
 import time
 from typing import Optional
 
-from .config import ConfigError, add_config_arguments, config_from_args
+from .config import ConfigError
+from .config_sources import add_config_arguments, config_from_args
 from .envs import make_env_fn
 from .export import FORMATS
 from .loading import WHICH

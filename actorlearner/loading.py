@@ -9,7 +9,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import checkpoint
-from .config import ConfigError, config_from_dict
+from .config import ConfigError
+from .config_sources import config_from_dict
 from .envs import check_env_id, inspect_env, make_env_fn
 from .layout import default_layout
 from .policies import KerasPolicy, numpy_policy

@@ -22,7 +22,8 @@ import numpy as np
 from . import checkpoint, reporting
 from .actor import ActorArgs
 from .actor_pool import ActorPool, SerialActors, SlotSource
-from .config import RESUME_FIXED, Config, ConfigError, config_from_dict, validate
+from .config import Config, ConfigError, validate
+from .config_sources import RESUME_FIXED, config_from_dict
 from .atari import is_atari
 from .env_backends import EnvBatchFactory, resolve_backend
 from .envs import check_env_id, import_env_modules, make_env_fn
@@ -109,7 +110,7 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     env_fn: optional callable returning a gymnasium.Env (overrides cfg.env; lambdas work).
     model_fn: optional callable `model_fn(spec: EnvSpec) -> keras.Model` (see model.py's convention).
     start_time: time.monotonic() of the command's start, so times include start-up (default: now).
-    With cfg.resume (see config.resume_config), counters, weights and optimizer state continue from the
+    With cfg.resume (see config_sources.resume_config), counters, weights and optimizer state continue from the
     run's newest good checkpoint.
     """
     plan = _plan(cfg, env_fn, model_fn, start_time if start_time is not None else time.monotonic())
@@ -301,7 +302,7 @@ def _resume_point(cfg: Config) -> checkpoint.Checkpoint:
     for name in RESUME_FIXED:
         if getattr(saved, name) != getattr(cfg, name):
             raise ConfigError(f"--resume: the run's {name} is {getattr(saved, name)!r}, this config has "
-                              f"{getattr(cfg, name)!r} (use config.resume_config to start from the run's)")
+                              f"{getattr(cfg, name)!r} (use actorlearner.resume_config to start from the run's)")
     return ckpt
 
 

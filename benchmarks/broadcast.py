@@ -71,7 +71,8 @@ def learner_capacity(batch_sizes: list[int], seconds: float, env_id: str = "Cart
     """Samples/s of the learner's per-batch work on one core, for each batch size (env unrolls), with the
     default model for env_id and the settings of `preset` (None: the defaults)."""
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, as the figure says
-    from actorlearner.config import Config, preset_config
+    from actorlearner.config import Config
+    from actorlearner.config_sources import preset_config
     from actorlearner.envs import inspect_env, make_env_fn
     from actorlearner.layout import state_size
     from actorlearner.tf_start import start_tensorflow_quietly

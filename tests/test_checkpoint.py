@@ -10,7 +10,8 @@ import pytest
 
 from actorlearner import Config, train
 from actorlearner import checkpoint
-from actorlearner.config import ConfigError, resume_config
+from actorlearner.config import ConfigError
+from actorlearner.config_sources import resume_config
 from conftest import BACKENDS, ROOT
 
 MODEL = [("dense/kernel", np.arange(6, dtype=np.float32).reshape(2, 3)), ("dense/bias", np.ones(3, np.float32))]

@@ -6,7 +6,8 @@ import re
 import pytest
 
 from actorlearner.cli import build_parser
-from actorlearner.config import ConfigError, config_from_args
+from actorlearner.config import ConfigError
+from actorlearner.config_sources import config_from_args
 
 
 def parse(*argv):

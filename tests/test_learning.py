@@ -92,7 +92,7 @@ def test_custom_keras_model_trains_with_tensorflow_actors(tmp_path, capsys, no_l
 
 
 def test_acrobot_preset_reaches_its_target(tmp_path, no_leaks):
-    from actorlearner.config import preset_config
+    from actorlearner.config_sources import preset_config
 
     # Serial mode: the same episodes every time. With actor processes seed 1 once never left -500 in 60 s in CI
     # (the policy stopped exploring before any episode reached the goal): a real, rare outcome of the async
@@ -103,7 +103,7 @@ def test_acrobot_preset_reaches_its_target(tmp_path, no_leaks):
 
 
 def test_pendulum_preset_reaches_its_target_with_appo(tmp_path, no_leaks):
-    from actorlearner.config import preset_config
+    from actorlearner.config_sources import preset_config
 
     cfg = preset_config("pendulum", seed=1, max_seconds=60, eval_every_s=0, run_dir=str(tmp_path / "run"))
     assert cfg.loss == "appo" and cfg.target_return == -200

@@ -33,11 +33,11 @@ def test_run_dir_that_cannot_be_used(tmp_path, kind):
 
 
 def test_yaml_exponent_numbers_are_floats(tmp_path):
-    from actorlearner.config import load_config_file
+    from actorlearner.config_sources import load_config_file
 
     path = tmp_path / "c.yaml"
     path.write_text("learning_rate: 1e-3\nadam_epsilon: 1e-7\n")
-    from actorlearner.config import checked_fields
+    from actorlearner.config_sources import checked_fields
 
     assert checked_fields(load_config_file(str(path))) == {"learning_rate": 1e-3, "adam_epsilon": 1e-7}
 

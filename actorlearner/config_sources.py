@@ -1,0 +1,167 @@
+"""Where a Config comes from: command-line flags generated from its fields (each flag's help is the field's
+`help` metadata, so `--help` and the code cannot drift apart), a --config file, a preset, a resumed run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any, Optional
+
+from .config import Config, ConfigError, config_fields, flag_name, show_value, validate
+from .presets import PRESETS, preset_for_env
+
+
+def _parse_sizes(text: str) -> tuple:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma separated integers, got {text!r}") from None
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per Config field, defaults shown in --help; unset flags parse to None (keep the default)."""
+    defaults = Config()
+    for name, f in config_fields().items():
+        default = getattr(defaults, name)
+        help_text = f.metadata["help"] + f" [default: {show_value(default)}]"
+        flag = "--" + flag_name(name)
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+            continue
+        if name == "hidden_sizes":
+            kind = _parse_sizes
+        elif name == "target_return":
+            kind = float
+        elif default is None:  # the other optional fields are strings (paths, names)
+            kind = str
+        else:
+            kind = type(default)
+        parser.add_argument(flag, dest=name, type=kind, default=None, metavar=name.upper(),
+                            choices=f.metadata.get("choices"), help=help_text)
+
+
+
+
+def config_from_args(args: argparse.Namespace, base: Optional[Config] = None) -> Config:
+    """The flags given on the command line over the --config file's values over the preset over `base`
+    (default: Config()); with --resume, over the run's saved config instead of preset and base."""
+    overrides = {name: getattr(args, name) for name in config_fields() if getattr(args, name, None) is not None}
+    if getattr(args, "config", None):  # file values sit under the flags given
+        overrides = {**load_config_file(args.config), **overrides}
+    if overrides.get("resume"):
+        return resume_config(overrides["resume"], overrides)
+    return with_preset(base or Config(), overrides)
+
+
+def with_preset(base: Config, overrides: dict) -> Config:
+    """base, then the preset (named in overrides, or the one of the env in overrides/base), then overrides."""
+    name = overrides.get("preset") or preset_for_env(overrides.get("env", base.env))
+    if name and name != "none":
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+        base = base.replace(**PRESETS[name], preset=name)
+    return base.replace(**overrides)
+
+
+def preset_config(name: str, **overrides: Any) -> Config:
+    """For scripts: `preset_config("acrobot", seed=3)` is what `actorlearner train --preset acrobot --seed 3`
+    runs."""
+    return validate(with_preset(Config(), {"preset": name, **overrides}))
+
+
+# Fields a resumed run cannot change: they decide the env and the shape of the saved weights.
+RESUME_FIXED = ("env", "model", "core", "core_size", "hidden_sizes", "activation")
+
+
+def resume_config(run_dir: str, overrides: Optional[dict] = None) -> Config:
+    """The config to continue RUN_DIR with: its saved config.json, updated by `overrides` (a dict of fields),
+    with `resume` and `run_dir` set to RUN_DIR. The env and model shape cannot change."""
+    path = os.path.join(run_dir, "config.json")
+    try:
+        with open(path) as f:
+            saved = config_from_dict(json.load(f))
+    except FileNotFoundError:
+        raise ConfigError(f"--resume {run_dir}: {path} not found (is it a run directory?)") from None
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"--resume {run_dir}: {path} is not a valid config ({e})") from None
+    overrides = dict(overrides or {})
+    for name in RESUME_FIXED:
+        if name in overrides and overrides[name] != getattr(saved, name):
+            raise ConfigError(f"--{flag_name(name)} cannot change on --resume (the run has "
+                              f"{show_value(getattr(saved, name))})")
+    if overrides.get("run_dir") not in (None, run_dir):
+        raise ConfigError("--resume continues in its own directory; drop --run-dir")
+    return saved.replace(**{**overrides, "resume": run_dir, "run_dir": run_dir})
+
+
+def config_from_dict(d: dict) -> Config:
+    """Builds a Config from a JSON-like dict; unknown keys and wrongly typed values are errors."""
+    return Config(**checked_fields(d))
+
+
+def checked_fields(d: dict, source: str = "config") -> dict:
+    """The dict's values as Config field values: unknown keys (with a suggestion) and values of the wrong
+    type raise ConfigError; ints are accepted for floats, lists for hidden_sizes."""
+    import difflib
+
+    fields, defaults = config_fields(), Config()
+    out = {}
+    for key, value in d.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            raise ConfigError(f"{source}: unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        default = getattr(defaults, key)
+        kind = "float" if key == "target_return" else "str" if default is None else type(default).__name__
+        ok = (value is None and (default is None or key == "target_return")) or {
+            "bool": lambda v: isinstance(v, bool),
+            "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+            "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) or _float_text(v),
+            "str": lambda v: isinstance(v, str),
+            "tuple": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, int) for x in v),
+        }[kind](value)
+        if not ok:
+            raise ConfigError(f"{source}: {key} must be {'a list of ints' if kind == 'tuple' else kind}, "
+                              f"got {value!r}")
+        out[key] = tuple(value) if kind == "tuple" else float(value) if kind == "float" and value is not None \
+            else value
+    return out
+
+
+def _float_text(v) -> bool:
+    """PyYAML reads `1e-3` (an exponent without a dot) as a string: such a string is taken as the float."""
+    if not isinstance(v, str):
+        return False
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def load_config_file(path: str) -> dict:
+    """The fields set in a .yaml/.yml or .json config file (checked like flags)."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".yaml", ".yml", ".json"):
+        raise ConfigError(f"--config {path}: expected a .yaml, .yml or .json file")
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"--config {path}: {e.strerror}") from None
+    try:
+        if ext == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - any parse error is the same one-line complaint
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"--config {path}: not valid {ext[1:].upper()}: {first}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of setting: value at the top level")
+    return checked_fields({k.replace("-", "_"): v for k, v in data.items()}, source=f"--config {path}")
