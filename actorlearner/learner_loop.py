@@ -1,5 +1,6 @@
 """The learner's side of a run: take unrolls from the actors, learn on every whole batch, publish the
-weights, report, evaluate and checkpoint, until a stop condition; `LearnerLoop(run).run()` says why it stopped.
+weights, report, evaluate and confirm (policy_checks.py) and checkpoint, until a stop condition;
+`LearnerLoop(run).run()` says why it stopped.
 
 TensorFlow is imported only when the loop is built, after the actors have been started (see runner.py).
 """
@@ -13,12 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-import numpy as np
-
 from . import checkpoint, reporting
 from .config import Config
-from .evaluation import confirmation_passes, run_episodes, run_episodes_together
-from .policies import make_policy
+from .policy_checks import PolicyChecks
 from .protocol import ActorFailed, EnvError, UnrollReady, UnrollSource
 from .reporting import RunStats, progress_line, say
 from .run_files import RunDir
@@ -29,8 +27,6 @@ from .transport import TransportTimeout, WeightStore
 
 # In skip mode, this many non-finite batches in a row stop the run anyway: the data itself is broken.
 MAX_NONFINITE_IN_A_ROW = 20
-# After a failed confirmation, the next one waits this many learner steps.
-CONFIRM_EVERY = 5
 # --reproducible: a metrics row every this many learner steps (instead of every --log-every-s seconds).
 RECORD_EVERY_STEPS = 10
 # The final evaluation may run this long past --max-seconds before it is cut.
@@ -90,15 +86,13 @@ class LearnerLoop:
             self.learner.restore(run.ckpt)
         run.weights.publish(self.learner.flat_weights())  # the actors' first unrolls wait for this
         self.learner.trace()  # overlaps the first trace with the actors' first unrolls
-        self.eval_policy = make_policy(cfg, run.spec, run.actor_model_fn)
+        self.checks = PolicyChecks(run, self.layout)
         self.board = Board(run.run_dir.path)
         self.ready: list[UnrollReady] = []  # filled unrolls not learned on yet
         self.latest = None  # the newest published weights
         self.nonfinite_in_a_row = 0
         self.logged_failure = False
-        self.next_confirm_step = 0
         self.next_record_step = RECORD_EVERY_STEPS
-        self.confirmed = None  # the weights that passed the confirmation
         self.last_data = time.monotonic()
         now = self.stats.now()
         self.next_log = now + cfg.log_every_s
@@ -136,7 +130,7 @@ class LearnerLoop:
         cfg, stats = self.cfg, self.stats
         if self.ctx.signals.requested:
             return "interrupted"
-        if self._solved() and cfg.stop_at_target:
+        if self.checks.solved(self.latest) and cfg.stop_at_target:
             return "solved"
         if cfg.max_steps and stats.env_steps >= cfg.max_steps:
             return "max_steps"
@@ -144,64 +138,12 @@ class LearnerLoop:
             return "max_seconds"
         return None
 
-    def _solved(self) -> bool:
-        """Solved: the training window reached the target and, with --confirm-episodes, so did the current
-        weights on fresh episodes (then they are the final policy). A failed confirmation is said and counted;
-        the next waits CONFIRM_EVERY learner steps."""
-        cfg, stats = self.cfg, self.stats
-        if stats.solved_at_s is not None:
-            return True
-        if not stats.window_reached():
-            return False
-        if cfg.confirm_episodes == 0:
-            stats.mark_solved(None)
-            return True
-        if self.latest is None or stats.learner_steps < self.next_confirm_step:
-            return False
-        returns = self._confirm(self.latest)
-        if returns is None:  # stopped by a signal or its deadline
-            return False
-        passed, mean, se = confirmation_passes(returns, stats.target, cfg.confirm_margin_se)
-        if passed:
-            stats.mark_solved(mean)
-            self.confirmed = self.latest
-            return True
-        stats.confirmations_failed += 1
-        self.next_confirm_step = stats.learner_steps + CONFIRM_EVERY
-        short = (f"{mean:.1f}" if mean < stats.target else
-                 f"{mean:.1f} - {cfg.confirm_margin_se:g} s.e. ({se:.1f}) = {mean - cfg.confirm_margin_se * se:.1f}")
-        say(f"[{stats.now():7.1f}s] window {stats.mean_return_100():.1f} ≥ {stats.target:g}, confirmation "
-            f"{short} < {stats.target:g}: training on")
-        return False
-
-    def _confirm(self, flat) -> Optional[list]:
-        """The returns of the weights `flat` over --confirm-episodes fresh episodes, played together in this
-        process with sampled actions; None if a stop signal or the deadline cut it."""
-        cfg = self.cfg
-        self.eval_policy.load(flat)
-        seed = cfg.seed + 20_000 + 1_000 * self.stats.confirmations_failed  # fresh episodes at every attempt
-        try:
-            with self.ctx.signals.user_code(self._user_code_deadline()):
-                returns, _ = run_episodes_together(self.eval_policy, self.ctx.env_fn, self.ctx.spec,
-                                                   episodes=cfg.confirm_episodes, seed=seed)
-        except UserCodeStopped:
-            return None
-        return list(returns) if returns else None
-
-    def _user_code_deadline(self, grace_s: float = 0.0) -> float:
-        """Seconds that user code run in this process (evaluation, serial stepping) may take: up to
-        --wait-timeout-s, and not past --max-seconds (+ grace_s, for the final evaluation)."""
-        cfg = self.cfg
-        if not cfg.max_seconds:
-            return cfg.wait_timeout_s
-        return max(0.0, min(cfg.wait_timeout_s, cfg.max_seconds - self.stats.now() + grace_s))
-
     def _wait_for_messages(self, timeout: float) -> list:
         """The source's messages. In serial mode the actors step their envs inside this call, here: a hung
         env is stopped by a stop signal or by the deadline (then the run fails, unless --max-seconds is up)."""
         if not self.cfg.serial:
             return self.ctx.source.wait(timeout)
-        deadline = self._user_code_deadline()
+        deadline = self.checks.deadline()
         try:
             with self.ctx.signals.user_code(deadline):
                 return self.ctx.source.wait(timeout)
@@ -292,7 +234,7 @@ class LearnerLoop:
         ctx, cfg, stats = self.ctx, self.cfg, self.stats
         now = stats.now()
         if now >= self.next_eval and self.latest is not None:
-            self._evaluate(self.latest)
+            self.checks.evaluate(self.latest)
             self.next_eval = stats.now() + cfg.eval_every_s
         if cfg.reproducible and stats.learner_steps >= self.next_record_step:
             # Metrics rows at fixed learner steps, so two runs' rows pair up (the console stays on the clock).
@@ -319,46 +261,14 @@ class LearnerLoop:
         ctx, stats = self.ctx, self.stats
         self.save_checkpoint()
         latest = self.learner.flat_weights()
-        if status == "solved" and self.confirmed is not None:
-            latest = self.confirmed  # the weights that passed (the learner has not stepped since)
+        if status == "solved" and self.checks.confirmed is not None:
+            latest = self.checks.confirmed  # the weights that passed (the learner has not stepped since)
         ctx.run_dir.save_weights(latest, self.layout)
         if status != "interrupted":  # an interrupted user wants out now, not five more episodes
-            self._evaluate(latest, grace_s=FINAL_EVAL_GRACE_S)
+            self.checks.evaluate(latest, grace_s=FINAL_EVAL_GRACE_S)
         ctx.run_dir.log_metrics(stats.record())
         self.board.write(stats.env_steps, {"eval/return": stats.last_eval})
         self.board.close()
-
-    def _evaluate(self, flat, grace_s: float = 0.0) -> None:
-        """Evaluation episodes in this process, stopped by a stop signal or the deadline (a hung env)."""
-        cfg, stats = self.cfg, self.stats
-        self.eval_policy.load(flat)
-        deadline = self._user_code_deadline(grace_s)
-        try:
-            with self.ctx.signals.user_code(deadline):
-                returns, lengths = run_episodes(self.eval_policy, self.ctx.env_fn, self.ctx.spec,
-                                                episodes=cfg.eval_episodes, seed=cfg.seed + 10_000,
-                                                greedy=cfg.eval_greedy)
-        except UserCodeStopped as e:
-            if e.why != "deadline":
-                why = "a stop signal"
-            elif deadline < cfg.wait_timeout_s:  # cut by --max-seconds (plus the final evaluation's grace)
-                why = f"--max-seconds ({deadline:.1f} s were left; `actorlearner eval` plays the saved policy)"
-            else:
-                why = f"its deadline ({deadline:.1f} s; a hung env?)"
-            say(f"evaluation stopped by {why}; no evaluation figure this time")
-            return
-        if not returns:
-            return
-        stats.last_eval = float(np.mean(returns))
-        self.ctx.run_dir.log_eval({"time_s": round(stats.now(), 3), "env_steps": stats.env_steps,
-                                   "return_mean": stats.last_eval, "return_std": float(np.std(returns)),
-                                   "episodes": len(returns)})
-        if stats.best_eval is None or stats.last_eval > stats.best_eval:
-            stats.best_eval = stats.last_eval
-            self.ctx.run_dir.save_weights(flat, self.layout, "best.npz")  # what `eval --which best` plays
-        reporting.console.detail(f"[{stats.now():7.1f}s] eval over {len(returns)} episodes: return "
-                                 f"{stats.last_eval:.1f} ± {float(np.std(returns)):.1f}, "
-                                 f"length {float(np.mean(lengths)):.0f}")
 
 
 def _board_values(stats: RunStats, env_rate: float, learner_rate: float, learner, queue_fill: float) -> dict:
