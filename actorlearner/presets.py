@@ -15,7 +15,8 @@ _ATARI = {"loss": "appo", "epochs": 2, "minibatches": 2, "learning_rate": 2.5e-4
 # Tasks whose episode returns spread widely (a LunarLander crash, a Pendulum swing-up that fails) confirm a solve
 # on 100 episodes, not 20: a confirmation is retried every few learner steps, and over 20 episodes a policy just
 # below the target passes one of its many tries by luck. With 20, seeds 1-10 left 9 of 10 saved Pendulum
-# policies and 9 of 10 LunarLander ones at the target over 100 episodes afterwards (worst -226 and 188).
+# policies and 9 of 10 LunarLander ones at the target over 100 episodes afterwards (worst -226 and 188); with
+# 100, LunarLander 10 of 10 (worst 206.8, median solve 42.4 s).
 _WIDE_SPREAD = {"confirm_episodes": 100}
 
 PRESETS: dict[str, dict] = {
@@ -34,11 +35,14 @@ PRESETS: dict[str, dict] = {
                     "reward_scale": 0.05, "envs_per_actor": 16, "batch_size": 64, **_WIDE_SPREAD},
     # Continuous: APPO, 4 passes of 4 minibatches over each batch, normalized advantages, a short horizon
     # and a wide starting policy. Plain IMPALA at lr 5e-3 did not learn here in 25 s; lr 1e-3 did, slower.
-    # Target -200, confirmed (rl-baselines3-zoo's PPO reaches about -172): seeds 1-3 solved in 9.2-10.8 s, their
-    # final policies -177, -199 and -194 over 100 sampled episodes afterwards (-250 let weak policies pass).
+    # Target -200, confirmed (rl-baselines3-zoo's PPO reaches about -172; -250 let weak policies pass). Its
+    # confirmations fail 3-10 times a seed before one passes, so the one that passes is the luckiest of many:
+    # with 100 episodes and a margin of one standard error, 8 of 10 saved policies held -200 over 100 episodes
+    # afterwards (-202.8, -200.8 missed); with two, 10 of 10 (worst -198.4), median solve 15.1 s against 13.3 s.
     "pendulum": {"env": "Pendulum-v1", "target_return": -200.0, "loss": "appo", "epochs": 4, "minibatches": 4,
                  "normalize_advantages": True, "learning_rate": 1e-3, "gamma": 0.9, "envs_per_actor": 16,
-                 "batch_size": 64, "entropy_cost": 0.0, "init_log_std": 0.5, **_WIDE_SPREAD},
+                 "batch_size": 64, "entropy_cost": 0.0, "init_log_std": 0.5, **_WIDE_SPREAD,
+                 "confirm_margin_se": 2.0},
     # LunarLander's recipe with lr 3e-4, V-trace lambda 0.95, and scaled rewards clipped to [-1, 1]: that
     # turns the -100 of a fall into -10 (scaled -1), which would otherwise swamp a step's ~0.3. The target
     # is 250 (the suite's criterion); gymnasium's own threshold is 300 (`--target-return 300`). Seeds 1-5
