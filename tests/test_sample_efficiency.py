@@ -178,5 +178,6 @@ def test_learning_rate_is_scaled_once_solved():
              "first": np.zeros((5, 4), np.uint8), "mask": np.ones((4, 4), np.float32)}
     learner.step(batch)
     assert float(learner.optimizer.learning_rate.numpy()) == pytest.approx(1e-2)
+    assert cfg.solved_lr_scale < 1
     learner.step(batch, lr_scale=cfg.solved_lr_scale)  # what the loop passes once solved
-    assert float(learner.optimizer.learning_rate.numpy()) == pytest.approx(1e-2 * 0.33)
+    assert float(learner.optimizer.learning_rate.numpy()) == pytest.approx(1e-2 * cfg.solved_lr_scale)
