@@ -107,5 +107,4 @@ class PolicyChecks:
             stats.best_eval = stats.last_eval
             self.run.run_dir.save_weights(flat, self.layout, "best.npz")  # what `eval --which best` plays
         console.detail(f"[{stats.now():7.1f}s] eval over {len(returns)} episodes: return "
-                                 f"{stats.last_eval:.1f} ± {float(np.std(returns)):.1f}, "
-                                 f"length {float(np.mean(lengths)):.0f}")
+                       f"{stats.last_eval:.1f} ± {float(np.std(returns)):.1f}, length {float(np.mean(lengths)):.0f}")
