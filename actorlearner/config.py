@@ -65,9 +65,11 @@ class Config:
                          "actors outrun the learner, so the learner keeps a core of its own)")
     envs_per_actor: int = _f(32, "envs stepped by each actor, their policy inference batched together")
     unroll_length: int = _f(20, "env steps per unroll (T); unrolls overlap by one step for bootstrapping")
-    actor_inference: str = _f("auto", "how actors run the policy: numpy (default MLP only, no TensorFlow in "
-                              "actors, fastest), tensorflow, or auto (numpy when the model allows it)",
-                              choices=("auto", "numpy", "tensorflow"))
+    actor_inference: str = _f("auto", "how actors run the policy: numpy (the default models, no TensorFlow in "
+                              "actors), litert (the default CNNs under LiteRT's XNNPack kernels, ~2.5x numpy's "
+                              "speed; needs ai-edge-litert, in the atari extra), tensorflow (any model), or auto "
+                              "(litert for the default CNNs where it is installed, else numpy; tensorflow for a "
+                              "custom model)", choices=("auto", "numpy", "litert", "tensorflow"))
     actor_threads: int = _f(1, "threads each actor process gives its numeric libraries")
     # --- model ---
     model: str = _f("auto", "the default model: mlp (two tanh torsos, vectors or flattened images), impala-shallow "

@@ -41,9 +41,9 @@ class NumpyLSTMPolicy(Policy):
         self.state_sizes = (cfg.core_size, cfg.core_size)
         self._cnn = None
         if self.kind != "mlp":
-            from .numpy_cnn import NumpyCNNPolicy
+            from .litert_cnn import cnn_policy
 
-            self._cnn = NumpyCNNPolicy(spec, layout, cfg.model)
+            self._cnn = cnn_policy(spec, layout, cfg)
         self.w: dict[str, np.ndarray] = {}
 
     def load(self, flat: np.ndarray) -> None:

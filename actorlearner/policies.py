@@ -1,6 +1,7 @@
 """Policies as the actors run them: load a flat weight vector, act on a batch of observations.
 
-`NumpyMLPPolicy` runs the default Keras MLP in plain numpy (numpy_cnn.NumpyCNNPolicy the default CNNs): a TF
+`NumpyMLPPolicy` runs the default Keras MLP in plain numpy (numpy_cnn.NumpyCNNPolicy the default CNNs, or
+litert_cnn.LiteRTCNNPolicy where ai-edge-litert is installed): a TF
 call costs ~50x a CartPole step while the numpy forward pass of a 2x64 MLP costs about one, and actors that
 never import TensorFlow start faster and use a fraction of the memory. `KerasPolicy` runs any model (a
 user's) under `tf.function`. All expose the same methods, so the actor does not care which it has:
@@ -67,9 +68,9 @@ def numpy_policy(spec: EnvSpec, cfg, layout: list):
         return NumpyLSTMPolicy(spec, layout, cfg)
     if model_kind(spec, cfg.model) == "mlp":
         return NumpyMLPPolicy(spec, layout, cfg.hidden_sizes, cfg.activation)
-    from .numpy_cnn import NumpyCNNPolicy
+    from .litert_cnn import cnn_policy
 
-    return NumpyCNNPolicy(spec, layout, cfg.model)
+    return cnn_policy(spec, layout, cfg)
 
 
 ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import tempfile
 import threading
 
 # Set by the `actorlearner` command: this process is ours alone, so imports may be trimmed for start-up.
@@ -13,6 +15,28 @@ LEAN_IMPORT = False
 _TF_IMPORT_NOISE = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on",
                     "Could not find cuda drivers", "failed call to cuInit", "This TensorFlow binary is optimized",
                     "To enable the following instructions", "Unable to register cu")
+
+
+@contextlib.contextmanager
+def native_stderr_filtered(noise: tuple[str, ...]):
+    """Captures file descriptor 2 for the block (C++ libraries write there directly, past sys.stderr), then
+    passes on every line that contains none of `noise`: everything, if the block raised."""
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode(errors="replace")
+            keep = text if failed else "".join(
+                line for line in text.splitlines(keepends=True) if not any(n in line for n in noise))
+            if keep.strip():
+                os.write(2, keep.encode())
 
 
 _early: list = []  # [thread, errors] while start_tensorflow_early's thread is pending
@@ -57,33 +81,19 @@ def start_tensorflow_quietly(threads: int, deterministic: bool = False):
 
 
 def _start(threads: int, deterministic: bool):
-    import tempfile
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Keras imports matplotlib.pyplot at import time, when matplotlib is installed, for one image-gallery
     # helper we never use: 0.5 s of start-up. The command (not a library user's process) skips it.
     skip_pyplot = LEAN_IMPORT and "matplotlib.pyplot" not in sys.modules
     if skip_pyplot:
         sys.modules["matplotlib.pyplot"] = None  # makes `import matplotlib.pyplot` raise ImportError
-    with tempfile.TemporaryFile(mode="w+b") as captured:
-        saved = os.dup(2)
-        os.dup2(captured.fileno(), 2)
-        failed = True
-        try:
+    try:
+        with native_stderr_filtered(_TF_IMPORT_NOISE):
             from . import learner
 
             learner.configure_tensorflow(threads, deterministic)
             learner.tf.constant(0.0)  # starts the runtime, which prints the rest of its notices
-            failed = False
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            text = captured.read().decode(errors="replace")
-            keep = text if failed else "".join(
-                line for line in text.splitlines(keepends=True) if not any(n in line for n in _TF_IMPORT_NOISE))
-            if keep.strip():
-                os.write(2, keep.encode())
-            if skip_pyplot and sys.modules.get("matplotlib.pyplot", 0) is None:
-                del sys.modules["matplotlib.pyplot"]  # later imports work as usual
+    finally:
+        if skip_pyplot and sys.modules.get("matplotlib.pyplot", 0) is None:
+            del sys.modules["matplotlib.pyplot"]  # later imports work as usual
     return learner

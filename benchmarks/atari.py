@@ -1,8 +1,9 @@
 """Atari from pixels: where the time goes, as ratios measured in the same run.
 
 1. env-only ceiling: ale-py's AtariVectorEnv (16 envs, the preset's), random actions, one process per core;
-2. actor side: the same env batch plus the default CNN (numpy, one thread) choosing every action, one process:
-   its ratio to the one-process ceiling is what inference costs the actors;
+2. actor side: the same env batch plus the default CNN choosing every action, one process, one thread, for each
+   engine actors can run it in (numpy; LiteRT where ai-edge-litert is installed): the ratio to the one-process
+   ceiling is what inference costs the actors;
 3. learner capacity: the learner's per-batch work with the preset's settings on one core (the learner's share
    of a 2-core machine with one actor);
 4. training throughput: `actorlearner train --env ID` for --seconds, env steps/s consumed from the first
@@ -10,10 +11,11 @@
 
     python benchmarks/atari.py [--env ALE/Pong-v5] [--seconds 60]
 
-Not here yet: the return-against-time curves against stable-baselines3 PPO (the pixels issue's item 7).
+The return-against-time curves against stable-baselines3 PPO are atari_curves.py's.
 """
 
 import argparse
+import importlib.util
 import multiprocessing as mp
 import os
 import tempfile
@@ -25,8 +27,9 @@ from common import ceiling, run_train, write_outputs
 ENVS = 16
 
 
-def _actor_side(env_id: str, model: str, seconds: float, out) -> None:
-    """Agent steps/s of one actor's work: step the batch, choose the next actions with the numpy CNN."""
+def _actor_side(env_id: str, model: str, engine: str, seconds: float, out) -> None:
+    """Agent steps/s of one actor's work: step the batch, choose the next actions with the CNN under `engine`
+    (a new weight version every unroll of 20 steps, as a running actor loads them)."""
     import numpy as np
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -38,14 +41,17 @@ def _actor_side(env_id: str, model: str, seconds: float, out) -> None:
 
     factory = EnvBatchFactory("ale", ENVS, env_fn=make_env_fn(env_id), env_id=env_id)
     spec = factory.spec()
-    cfg = Config(model=model)
+    cfg = Config(model=model, actor_inference=engine)
     policy = make_policy(cfg, spec, None)
     rng = np.random.default_rng(0)
-    policy.load(rng.normal(scale=0.01, size=layout_size(default_layout(spec, cfg))).astype(np.float32))
+    versions = [rng.normal(scale=0.01, size=layout_size(default_layout(spec, cfg))).astype(np.float32)
+                for _ in range(2)]
     batch = factory(0, 0, os.getpid(), spec)
     obs = batch.reset()
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
+        if n % (20 * ENVS) == 0:
+            policy.load(versions[n // (20 * ENVS) % 2])
         actions, _ = policy.sample(obs, rng)
         obs = batch.step(actions).obs
         n += ENVS
@@ -53,10 +59,10 @@ def _actor_side(env_id: str, model: str, seconds: float, out) -> None:
     batch.close()
 
 
-def actor_side(env_id: str, model: str, seconds: float) -> float:
+def actor_side(env_id: str, model: str, engine: str, seconds: float) -> float:
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    p = ctx.Process(target=_actor_side, args=(env_id, model, seconds, out))
+    p = ctx.Process(target=_actor_side, args=(env_id, model, engine, seconds, out))
     p.start()
     rate = out.get(timeout=seconds + 120)
     p.join(30)
@@ -74,7 +80,8 @@ def main() -> None:
     cores = os.cpu_count() or 1
     ceil_one = ceiling(a.env, 1, 8.0, backend="ale", envs=ENVS)
     ceil_all = ceiling(a.env, cores, 8.0, backend="ale", envs=ENVS)
-    actor = actor_side(a.env, a.model, 8.0)
+    engines = ["numpy"] + (["litert"] if importlib.util.find_spec("ai_edge_litert") else [])
+    actor = {engine: actor_side(a.env, a.model, engine, 8.0) for engine in engines}
     with mp.get_context("spawn").Pool(1) as pool:  # TensorFlow in a child: this process stays light
         cap = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset))[0]
     with tempfile.TemporaryDirectory() as d:
@@ -84,13 +91,14 @@ def main() -> None:
     rows = [
         ("env-only ceiling, 1 process", ceil_one, "1.00"),
         (f"env-only ceiling, {cores} processes", ceil_all, f"{ceil_all / ceil_one:.2f}"),
-        ("actor side (env + numpy CNN), 1 process", actor, f"{actor / ceil_one:.2f} of the 1-process ceiling"),
+        *((f"actor side (env + {engine} CNN), 1 process", rate, f"{rate / ceil_one:.2f} of the 1-process ceiling")
+          for engine, rate in actor.items()),
         ("learner capacity (batch 32 x 20, 1 core)", cap["samples_per_s"], f"{cap['ms_per_step']:.0f} ms a batch"),
         (f"training ({s['learner_steps']} learner steps)", train,
          f"{train / cap['samples_per_s']:.2f} of the learner's capacity, {train / ceil_all:.2f} of the ceiling"),
     ]
-    print(f"{a.env}, {a.model}, {cores} cores; startup {s['startup_s']:.1f} s, policy lag mean "
-          f"{s['policy_lag_mean']:.2f}")
+    print(f"{a.env}, {a.model}, {cores} cores (training: --actor-inference auto); startup {s['startup_s']:.1f} s, "
+          f"policy lag mean {s['policy_lag_mean']:.2f}")
     print("| what | agent steps/s | ratio |\n|---|---|---|")
     for what, rate, ratio in rows:
         print(f"| {what} | {rate:,.0f} | {ratio} |")

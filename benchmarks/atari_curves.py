@@ -31,11 +31,11 @@ def ours_curve(run_dir: str, minutes: float) -> list:
                 if m["time_s"] <= minutes * 60 + 1]
 
 
-def run_ours(game: str, seed: int, minutes: float) -> list:
+def run_ours(game: str, seed: int, minutes: float, flags: list) -> list:
     with tempfile.TemporaryDirectory() as d:
         run_dir = os.path.join(d, "run")
         proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--preset", game, "--seed", str(seed),
-                               "--max-seconds", str(minutes * 60), "--no-stop-at-target", "--run-dir", run_dir],
+                               "--max-seconds", str(minutes * 60), "--no-stop-at-target", "--run-dir", run_dir, *flags],
                               capture_output=True, text=True, cwd=ROOT, timeout=minutes * 60 + 300)
         if proc.returncode != 0:
             raise RuntimeError(f"ours on {game} failed: {proc.stderr[-2000:]}")
@@ -89,6 +89,8 @@ def main() -> None:
                    help="a Python with stable-baselines3, torch, ale-py and opencv (not actorlearner's deps)")
     p.add_argument("--merge", help="an earlier atari_curves.json to take the sides not run now from")
     p.add_argument("--ours-run", action="append", default=[], metavar="GAME=RUN_DIR")
+    p.add_argument("--ours-flags", default="", help="more `actorlearner train` flags for our side, e.g. "
+                   "'--epochs 4' (the game's preset applies first)")
     p.add_argument("--out", default="bench_out")
     a = p.parse_args()
     games = a.games.split(",")
@@ -105,7 +107,7 @@ def main() -> None:
         results.setdefault(game, {})
         if "ours" in sides:
             results[game]["ours"] = (ours_curve(given[game], a.minutes) if game in given
-                                     else run_ours(game, a.seed, a.minutes))
+                                     else run_ours(game, a.seed, a.minutes, a.ours_flags.split()))
             print(f"{game} ours: {at_minute(results[game]['ours'], a.minutes)}", flush=True)
         if "sb3" in sides:
             results[game]["sb3"] = run_sb3(game, a.seed, a.minutes, a.sb3_python)

@@ -1,6 +1,8 @@
-"""The default CNNs: the numpy twin the actors run gives the Keras model's outputs (1e-4) on the weights the
-learner publishes, at start and after updates; the layout known without TensorFlow is the model's; --model
-is checked against the observation shape."""
+"""The default CNNs: the numpy twin and the LiteRT model the actors run give the Keras model's outputs (1e-4) on
+the weights the learner publishes, at start and after updates; the layout known without TensorFlow is the
+model's; --model is checked against the observation shape."""
+
+import importlib.util
 
 import numpy as np
 import pytest
@@ -11,6 +13,23 @@ from actorlearner.layout import cnn_layout, default_layout, flat_weights, ordere
 from actorlearner.model import build_default_model
 from actorlearner.numpy_cnn import NumpyCNNPolicy, conv2d, conv_kernel, max_pool
 from actorlearner.policies import make_policy
+
+# Each actor engine for the default CNNs; litert only where ai-edge-litert is installed (the atari extra).
+ENGINES = ["numpy", pytest.param("litert", marks=pytest.mark.skipif(
+    not importlib.util.find_spec("ai_edge_litert"),
+    reason="ai-edge-litert is not installed (pip install -e '.[atari]')"))]
+
+
+def _cnn_policy(cfg, spec, engine):
+    """make_policy's policy for --actor-inference ENGINE, checked to be that engine's."""
+    policy = make_policy(cfg.replace(actor_inference=engine), spec, None)
+    if engine == "numpy":
+        assert type(policy) is NumpyCNNPolicy
+    else:
+        from actorlearner.litert_cnn import LiteRTCNNPolicy
+
+        assert isinstance(policy, LiteRTCNNPolicy)
+    return policy
 
 ATARI = EnvSpec((84, 84, 4), "uint8", True, 6, None, None, None, None)
 # Odd sizes exercise 'same' padding's extra pixel at the bottom/right (36 -> 18 -> 9 -> 5).
@@ -36,21 +55,24 @@ def _check(policy, model, obs):
 
 @pytest.mark.parametrize("spec,model_name", [(ATARI, "impala-shallow"), (SMALL, "impala-deep"),
                                              (SMALL, "impala-shallow"), (FLOAT_IMG, "impala-deep")])
-def test_numpy_cnn_matches_keras(spec, model_name):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_actor_cnn_matches_keras(spec, model_name, engine):
     cfg = Config(model=model_name, seed=2)
     model = build_default_model(spec, cfg)
     layout = default_layout(spec, cfg)
     assert sorted(layout) == sorted((v.path, tuple(v.shape)) for v in model.weights)
-    policy = make_policy(cfg, spec, None)
-    assert isinstance(policy, NumpyCNNPolicy)
+    policy = _cnn_policy(cfg, spec, engine)
     rng = np.random.default_rng(0)
     for _ in range(2):  # a second weight version: the kernels cached at load must follow it
         _randomize(model, rng)
         policy.load(flat_weights(ordered_weights(model, layout)))
         _check(policy, model, _obs(spec, rng, 8))
+        _check(policy, model, _obs(spec, rng, 3))  # another batch size: LiteRT's tensors are resized
+    assert not getattr(policy, "fell_back", False)
 
 
-def test_numpy_cnn_follows_the_learners_updates():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_actor_cnn_follows_the_learners_updates(engine):
     """The production path: the learner's published vector, before and after real updates."""
     from actorlearner.learner import Learner
 
@@ -58,7 +80,7 @@ def test_numpy_cnn_follows_the_learners_updates():
     cfg = Config(model="impala-shallow", unroll_length=3, envs_per_actor=2, batch_size=2, learning_rate=1e-2)
     model = build_default_model(spec, cfg)
     learner = Learner(cfg, spec, model)
-    policy = make_policy(cfg, spec, None)
+    policy = _cnn_policy(cfg, spec, engine)
     rng = np.random.default_rng(1)
     T, B = cfg.unroll_length, cfg.batch_size
     flat = learner.flat_weights()

@@ -1,5 +1,5 @@
 """Pixels: the default CNN learns from images, and an Atari id trains out of the box (ALE vector env, uint8
-observations end to end, numpy CNN actors), plays a video of the game's own frames, exports, and leaves no
+observations end to end, CNN actors without TensorFlow), plays a video of the game's own frames, exports, and leaves no
 process or shared-memory segment behind."""
 
 import importlib.util
@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, spawned_pids
+
+# What `--actor-inference auto` runs the default CNN in: LiteRT where ai-edge-litert is installed (the atari extra).
+ENGINE = "LiteRT" if importlib.util.find_spec("ai_edge_litert") else "numpy"
 
 
 def cli(tmp_path, *args, timeout=180):
@@ -27,7 +30,7 @@ def test_default_cnn_solves_an_image_task(tmp_path):
     proc = cli(tmp_path, "train", "--env", "custom_envs:BrightSquare-v0", "--seed", "1", "--max-seconds", "60",
                "--eval-every-s", "0", "--run-dir", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "observations 84x84x1 uint8" in proc.stdout and "numpy (the default impala-shallow model" in proc.stdout
+    assert "observations 84x84x1 uint8" in proc.stdout and f"{ENGINE} (the default impala-shallow model" in proc.stdout
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["solved"] and summary["confirm_return_mean"] >= 9.0, proc.stdout[-3000:]
     assert spawned_pids() - before == set(), "actor processes outlived the run"
@@ -42,7 +45,7 @@ def test_pong_smoke_run_video_and_export(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert "(preset pong)" in out and "ale backend" in out and "observations 84x84x4 uint8" in out, out
-    assert "numpy (the default impala-shallow model" in out and "MB per actor" in out
+    assert f"{ENGINE} (the default impala-shallow model" in out and "MB per actor" in out
     summary = json.loads((run / "summary.json").read_text())
     assert summary["env_steps"] >= 2000 and summary["learner_steps"] >= 2, summary
     with np.load(run / "policy.npz") as saved:

@@ -1,0 +1,249 @@
+"""The default CNNs under LiteRT (`ai-edge-litert`, the `atari` extra), for actors: its XNNPack kernels run the
+IMPALA torso at about twice the numpy twin's speed on one thread, with a 0.1 s import and no TensorFlow.
+
+The model file is written here, from `layout.cnn_layers` with LiteRT's own flatbuffer schema, so no converter
+(and no TensorFlow) is needed, for any image shape. Its input is the observation batch and its output the
+torso's features [B, 256]; the heads (a few hundred multiply-adds an observation) stay in numpy.
+
+Weights are constants of the model: XNNPack packs constant weights once, while weights fed as inputs run ~3x
+slower (measured here). So each weight version writes the new weights into the model's bytes (they sit at
+fixed places of the buffer) and builds a fresh interpreter from them, ~5 ms a version on this machine, which
+actors pay once an unroll. Every version is then checked against the numpy twin on one observation: if they
+ever disagree, the policy says so once and runs on numpy from then on, so a LiteRT change can cost speed,
+never correctness.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+
+from .layout import cnn_layers, conv_out, model_kind
+from .numpy_cnn import NumpyCNNPolicy
+from .reporting import warn
+from .tf_start import native_stderr_filtered
+
+# Printed by LiteRT's C++ side once a process, when the first interpreter takes the XNNPack delegate.
+_LITERT_NOISE = ("Created TensorFlow Lite XNNPACK delegate",)
+_CHECK_TOL = 1e-3  # features that differ by more (atol + rtol) mean the model file is wrong, not rounding
+
+
+def available() -> bool:
+    return importlib.util.find_spec("ai_edge_litert") is not None
+
+
+def engine_for(cfg, kind: str) -> str:
+    """What runs the default model of `kind` (mlp or a CNN) under cfg.actor_inference: 'litert' or 'numpy'."""
+    if kind == "mlp" or cfg.actor_inference == "numpy":
+        return "numpy"
+    return "litert" if available() else "numpy"  # the runner refused --actor-inference litert without it
+
+
+def cnn_policy(spec, layout, cfg) -> NumpyCNNPolicy:
+    """The default CNN as actors and evaluation run it (engine_for decides)."""
+    if engine_for(cfg, model_kind(spec, cfg.model)) == "litert":
+        return LiteRTCNNPolicy(spec, layout, cfg.model)
+    return NumpyCNNPolicy(spec, layout, cfg.model)
+
+
+def torso_model(obs_shape: tuple, obs_dtype: str, kind: str) -> tuple[bytearray, dict[str, tuple]]:
+    """The CNN torso of `kind` as a LiteRT model: (file bytes, {weight path: (buffer index, shape in the model's
+    layout)}). The input is obs [B, H, W, C] (uint8 or float32; B is free), the output features [B, 256] after
+    the torso's ReLU. Weights are zero until `write_weights`."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as S
+
+    tensors, buffers, operators, codes = [], [S.BufferT()], [], []  # buffer 0: the schema's "no data"
+    weights: dict[str, tuple] = {}
+
+    def tensor(name: str, shape, dtype=S.TensorType.FLOAT32, data: bytes | None = None) -> int:
+        t = S.TensorT()
+        t.name, t.shape, t.type = name, list(shape), dtype
+        t.shapeSignature = [-1, *shape[1:]] if name.startswith("act/") else None  # activations: any batch
+        t.buffer = 0
+        if data is not None:
+            buffers.append(_AlignedBuffer(data))
+            t.buffer = len(buffers) - 1
+        tensors.append(t)
+        return len(tensors) - 1
+
+    def weight(path: str, shape) -> int:
+        index = tensor(path, shape, data=bytes(4 * int(np.prod(shape))))
+        weights[path] = (tensors[index].buffer, tuple(shape))
+        return index
+
+    def op(code: int, inputs: list, outputs: list, options_type: int = 0, options=None) -> None:
+        if code not in codes:
+            codes.append(code)
+        o = S.OperatorT()
+        o.opcodeIndex, o.inputs, o.outputs = codes.index(code), inputs, outputs
+        o.builtinOptionsType, o.builtinOptions = options_type, options
+        operators.append(o)
+
+    B = S.BuiltinOperator
+    relu, none = S.ActivationFunctionType.RELU, S.ActivationFunctionType.NONE
+    h, w, c = obs_shape
+    uint8 = np.dtype(obs_dtype) == np.uint8
+    x = obs = tensor("act/obs", (1, h, w, c), S.TensorType.UINT8 if uint8 else S.TensorType.FLOAT32)
+    if uint8:
+        x = tensor("act/cast", (1, h, w, c))
+        op(B.CAST, [obs], [x])
+    deep, residuals, n = kind == "impala-deep", {}, 0
+
+    def activation(shape) -> int:
+        nonlocal n
+        n += 1
+        return tensor(f"act/{n}", shape)
+
+    def relu_of(t: int, shape) -> int:
+        out = activation(shape)
+        op(B.RELU, [t], [out])
+        return out
+
+    for kind_, name, f, k, s, pad in cnn_layers(kind):
+        padding = S.Padding.SAME if pad == "same" else S.Padding.VALID
+        if kind_ == "conv":
+            if deep and name.endswith(("_c0", "_c1")):  # the residual blocks' pre-activation
+                x = relu_of(x, (1, h, w, c))
+            kernel, bias = weight(f"{name}/kernel", (f, k, k, c)), weight(f"{name}/bias", (f,))
+            h, w, c = conv_out(h, k, s, pad), conv_out(w, k, s, pad), f
+            opts = S.Conv2DOptionsT()
+            opts.padding, opts.strideH, opts.strideW = padding, s, s
+            opts.fusedActivationFunction = none if deep else relu
+            out = activation((1, h, w, c))
+            op(B.CONV_2D, [x, kernel, bias], [out], S.BuiltinOptions.Conv2DOptions, opts)
+        elif kind_ == "pool":
+            h, w = conv_out(h, k, s, pad), conv_out(w, k, s, pad)
+            opts = S.Pool2DOptionsT()
+            opts.padding, opts.strideH, opts.strideW, opts.filterHeight, opts.filterWidth = padding, s, s, k, k
+            out = activation((1, h, w, c))
+            op(B.MAX_POOL_2D, [x], [out], S.BuiltinOptions.Pool2DOptions, opts)
+        elif kind_ == "res_start":
+            residuals[name] = x
+            continue
+        else:
+            out = activation((1, h, w, c))
+            op(B.ADD, [residuals.pop(name), x], [out], S.BuiltinOptions.AddOptions, S.AddOptionsT())
+        x = out
+    if deep:
+        x = relu_of(x, (1, h, w, c))
+    flat = h * w * c
+    new_shape = tensor("flatten/shape", (2,), S.TensorType.INT32, np.array([-1, flat], np.int32).tobytes())
+    out = activation((1, flat))
+    op(B.RESHAPE, [x, new_shape], [out])
+    x = out
+    kernel, bias = weight("torso/kernel", (256, flat)), weight("torso/bias", (256,))
+    opts = S.FullyConnectedOptionsT()
+    opts.fusedActivationFunction = relu
+    features = activation((1, 256))
+    op(B.FULLY_CONNECTED, [x, kernel, bias], [features], S.BuiltinOptions.FullyConnectedOptions, opts)
+
+    graph = S.SubGraphT()
+    graph.tensors, graph.inputs, graph.outputs, graph.operators = tensors, [obs], [features], operators
+    graph.name = "torso"
+    model = S.ModelT()
+    model.version, model.description, model.subgraphs, model.buffers = 3, "actorlearner CNN torso", [graph], buffers
+    model.operatorCodes = []
+    for code in codes:
+        oc = S.OperatorCodeT()
+        oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, min(code, 127), 1
+        model.operatorCodes.append(oc)
+    builder = flatbuffers.Builder(1 << 20)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytearray(builder.Output()), weights
+
+
+class _AlignedBuffer:
+    """A schema Buffer whose data starts on a 16-byte boundary of the file (the float weights are read in
+    place); the generated BufferT packs byte vectors with no alignment."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def Pack(self, builder):  # noqa: N802 - the schema's object API calls it by this name
+        from ai_edge_litert import schema_py_generated as S
+
+        n = len(self.data)
+        builder.StartVector(1, n, 16)
+        builder.head -= n
+        builder.Bytes[builder.head:builder.head + n] = self.data
+        data = builder.EndVector()
+        S.BufferStart(builder)
+        S.BufferAddData(builder, data)
+        return S.BufferEnd(builder)
+
+
+def weight_views(model: bytearray, weights: dict[str, tuple]) -> dict[str, np.ndarray]:
+    """{path: a writable float32 view of that weight's bytes inside `model`}."""
+    from ai_edge_litert import schema_py_generated as S
+
+    root = S.Model.GetRootAs(model, 0)
+    views = {}
+    for path, (index, shape) in weights.items():
+        raw = root.Buffers(index).DataAsNumpy()  # a uint8 view into the bytearray
+        views[path] = raw.view(np.float32).reshape(shape)
+    return views
+
+
+def write_weights(views: dict[str, np.ndarray], w: dict[str, np.ndarray], scale: float) -> None:
+    """Keras weights (kernels [k, k, C, F] and [in, out]) into the model's layouts ([F, k, k, C], [out, in]);
+    `scale` multiplies the first convolution's kernel (1/255 for uint8 images, as numpy_cnn folds it)."""
+    first = True
+    for path, view in views.items():
+        value = w[path]
+        if path.endswith("/kernel") and value.ndim == 4:
+            value = value.transpose(3, 0, 1, 2) * np.float32(scale if first else 1.0)
+            first = False
+        elif path == "torso/kernel":
+            value = value.T
+        view[...] = value
+
+
+class LiteRTCNNPolicy(NumpyCNNPolicy):
+    """NumpyCNNPolicy with the torso under LiteRT (module docstring); everything else, and the fallback, numpy."""
+
+    def __init__(self, spec, layout, model: str):
+        super().__init__(spec, layout, model)
+        self._model, weights = torso_model(tuple(spec.obs_shape), spec.obs_dtype, self.kind)
+        self._views = weight_views(self._model, weights)
+        self._interpreter = None
+        self._sized = 0  # the batch the interpreter's tensors are allocated for
+        self.fell_back = False
+        rng = np.random.default_rng(0)  # one fixed observation for the per-version check
+        self._probe = (rng.integers(0, 256, (1, *spec.obs_shape)).astype(np.uint8) if self.scale != 1.0
+                       else rng.normal(size=(1, *spec.obs_shape)).astype(np.float32))
+
+    def load(self, flat: np.ndarray) -> None:
+        super().load(flat)
+        if self.fell_back:
+            return
+        from ai_edge_litert.interpreter import Interpreter
+
+        write_weights(self._views, self.w, self.scale)
+        with native_stderr_filtered(_LITERT_NOISE):  # the delegate is applied at the first run
+            self._interpreter = it = Interpreter(model_content=bytes(self._model), num_threads=1)
+            self._io = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+            self._sized = 0  # not yet allocated
+            got = self._litert_features(self._probe)
+        want = NumpyCNNPolicy.features(self, self._probe)
+        if not np.allclose(got, want, rtol=_CHECK_TOL, atol=_CHECK_TOL):
+            warn(f"LiteRT's CNN features differ from the numpy twin's by {np.abs(got - want).max():.3g}; this "
+                 f"process runs the numpy CNN from now on (--actor-inference numpy avoids LiteRT)")
+            self.fell_back, self._interpreter = True, None
+
+    def _litert_features(self, obs: np.ndarray) -> np.ndarray:
+        it = self._interpreter
+        if obs.shape[0] != self._sized:
+            it.resize_tensor_input(self._io[0], list(obs.shape))
+            it.allocate_tensors()
+            self._sized = obs.shape[0]
+        it.set_tensor(self._io[0], np.ascontiguousarray(obs, self._probe.dtype))
+        it.invoke()
+        return it.get_tensor(self._io[1])
+
+    def features(self, obs: np.ndarray) -> np.ndarray:
+        """obs [B, H, W, C] in the env's dtype -> the torso's output [B, 256]."""
+        if self._interpreter is None:
+            return super().features(obs)
+        return self._litert_features(obs)
