@@ -115,8 +115,9 @@ class Config:
     normalize_obs: bool = _f(False, "normalize observations by their running mean and std (default MLP only; the "
                              "statistics are model variables, so they reach the actors with the weights)")
     orthogonal_init: bool = _f(True, "orthogonal initialization of the default MLP (else Glorot uniform)")
-    learner_threads: int = _f(0, "threads for TensorFlow in the learner (0: the cores the actors leave, at "
-                              "least 1; more threads than free cores spin and slow the actors)")
+    learner_threads: int = _f(0, "threads for TensorFlow in the learner (0: the cores the actors leave, at least "
+                              "1: more threads than free cores spin and slow the actors; but every core for Atari "
+                              "ids, whose learner is the limit while their actors wait for free slots)")
     # --- evaluation and output ---
     eval_every_s: float = _f(5.0, "evaluate the greedy policy every this many seconds (0: only at the end)")
     eval_episodes: int = _f(5, "episodes per evaluation")
