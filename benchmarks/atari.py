@@ -4,8 +4,8 @@
 2. actor side: the same env batch plus the default CNN choosing every action, one process, one thread, for each
    engine actors can run it in (numpy; LiteRT where ai-edge-litert is installed): the ratio to the one-process
    ceiling is what inference costs the actors;
-3. learner capacity: the learner's per-batch work with the preset's settings on one core (the learner's share
-   of a 2-core machine with one actor);
+3. learner capacity: the learner's per-batch work with the preset's settings, with every core to itself (as
+   training gives it every core's threads for Atari ids) and on one core;
 4. training throughput: `actorlearner train --env ID` for --seconds, env steps/s consumed from the first
    learner step on, against (3) and (1).
 
@@ -83,7 +83,9 @@ def main() -> None:
     engines = ["numpy"] + (["litert"] if importlib.util.find_spec("ai_edge_litert") else [])
     actor = {engine: actor_side(a.env, a.model, engine, 8.0) for engine in engines}
     with mp.get_context("spawn").Pool(1) as pool:  # TensorFlow in a child: this process stays light
-        cap = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset))[0]
+        cap = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset, cores))[0]
+    with mp.get_context("spawn").Pool(1) as pool:
+        cap_one = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset, 1))[0]
     with tempfile.TemporaryDirectory() as d:
         s = run_train(["--env", a.env, "--preset", a.preset, "--model", a.model, "--max-seconds", str(a.seconds),
                        "--no-stop-at-target"], os.path.join(d, "run"), timeout=a.seconds + 300)
@@ -93,7 +95,8 @@ def main() -> None:
         (f"env-only ceiling, {cores} processes", ceil_all, f"{ceil_all / ceil_one:.2f}"),
         *((f"actor side (env + {engine} CNN), 1 process", rate, f"{rate / ceil_one:.2f} of the 1-process ceiling")
           for engine, rate in actor.items()),
-        ("learner capacity (batch 32 x 20, 1 core)", cap["samples_per_s"], f"{cap['ms_per_step']:.0f} ms a batch"),
+        (f"learner capacity ({cores} cores to itself)", cap["samples_per_s"], f"{cap['ms_per_step']:.0f} ms a batch"),
+        ("learner capacity (1 core)", cap_one["samples_per_s"], f"{cap_one['ms_per_step']:.0f} ms a batch"),
         (f"training ({s['learner_steps']} learner steps)", train,
          f"{train / cap['samples_per_s']:.2f} of the learner's capacity, {train / ceil_all:.2f} of the ceiling"),
     ]
@@ -103,7 +106,8 @@ def main() -> None:
     for what, rate, ratio in rows:
         print(f"| {what} | {rate:,.0f} | {ratio} |")
     write_outputs("atari", a.out, {"env": a.env, "model": a.model, "ceiling_1": ceil_one, "ceiling_all": ceil_all,
-                                   "actor_side": actor, "learner_capacity": cap, "train_env_steps_per_s": train,
+                                   "actor_side": actor, "learner_capacity": cap, "learner_capacity_1_core": cap_one,
+                                   "train_env_steps_per_s": train,
                                    "summary": {k: v for k, v in s.items() if k != "processes"}})
 
 

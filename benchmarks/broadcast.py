@@ -67,10 +67,10 @@ def broadcast_cost(size: int, repeats: int) -> dict:
 
 
 def learner_capacity(batch_sizes: list[int], seconds: float, env_id: str = "CartPole-v1",
-                     preset: str | None = None) -> list[dict]:
-    """Samples/s of the learner's per-batch work on one core, for each batch size (env unrolls), with the
-    default model for env_id and the settings of `preset` (None: the defaults)."""
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, as the figure says
+                     preset: str | None = None, cores: int = 1) -> list[dict]:
+    """Samples/s of the learner's per-batch work on `cores` cores (that many threads), for each batch size
+    (env unrolls), with the default model for env_id and the settings of `preset` (None: the defaults)."""
+    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))  # the cores the figure says
     from actorlearner.config import Config
     from actorlearner.config_sources import preset_config
     from actorlearner.envs import inspect_env, make_env_fn
@@ -78,7 +78,7 @@ def learner_capacity(batch_sizes: list[int], seconds: float, env_id: str = "Cart
     from actorlearner.tf_start import start_tensorflow_quietly
     from actorlearner.trajectory import learner_inputs, unroll_fields
 
-    start_tensorflow_quietly(1)
+    start_tensorflow_quietly(cores)
     from actorlearner.learner import Learner
     from actorlearner.model import build_default_model
     from actorlearner.transport import SlotPool
@@ -87,7 +87,7 @@ def learner_capacity(batch_sizes: list[int], seconds: float, env_id: str = "Cart
     base = preset_config(preset) if preset else Config()
     rows = []
     for batch_size in batch_sizes:
-        cfg = base.replace(batch_size=batch_size, learner_threads=1)
+        cfg = base.replace(batch_size=batch_size, learner_threads=cores)
         T, K = cfg.unroll_length, cfg.envs_per_actor
         slots = SlotPool(unroll_fields(spec, T, K, state_size(cfg)), cfg.slots_per_batch, None)
         rng = np.random.default_rng(0)
