@@ -7,7 +7,7 @@ torso's features [B, 256]; the heads (a few hundred multiply-adds an observation
 
 Weights are constants of the model: XNNPack packs constant weights once, while weights fed as inputs run ~3x
 slower (measured here). So each weight version writes the new weights into the model's bytes (they sit at
-fixed places of the buffer) and builds a fresh interpreter from them, ~5 ms a version on this machine, which
+fixed places of the buffer) and builds a fresh interpreter from them, 3-4 ms a version on this machine, which
 actors pay once an unroll. Every version is then checked against the numpy twin on one observation: if they
 ever disagree, the policy says so once and runs on numpy from then on, so a LiteRT change can cost speed,
 never correctness.

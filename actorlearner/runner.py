@@ -137,13 +137,12 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     ckpt = _resume_point(cfg) if cfg.resume else None
     run_dir = RunDir(cfg.run_dir or default_run_dir(cfg))
     # The actor count is settled here, once the backend is known, so that every later reader sees one value.
-    # Cheap vectorized envs (classic control) outrun the learner, so it gets a core of its own; Atari's steps
-    # and CNN inference make the actors the limit (2 cores, Pong: one actor 1.3 K steps/s against a learner
-    # capacity of 4.5 K samples/s on one core), so there every core runs an actor.
+    # Cheap vectorized envs (classic control) outrun the learner, so it gets a core of its own. Atari runs an
+    # actor on every core, and the learner's threads take every core too: with its presets' 4 passes a batch the
+    # learner is the limit and the actors wait for free slots much of the time (1.14x the steps/s of one learner
+    # thread on 2 cores).
     cheap = make_batch.backend == "vector" or (make_batch.backend == "envpool" and not is_atari(cfg.env))
-    # Atari's learner (4 passes a batch with its presets) is the limit, and its actors wait for free slots
-    # much of the time, so its threads take every core too: 1.14x the steps/s of one thread on 2 cores.
-    threads = cfg.learner_threads or (os.cpu_count() or 1 if is_atari(cfg.env) else 0)
+    threads = cfg.learner_threads or ((os.cpu_count() or 1) if is_atari(cfg.env) else 0)
     cfg = cfg.replace(run_dir=run_dir.path, num_actors=cfg.resolved_num_actors(cheap), learner_threads=threads)
     if cfg.reproducible and cfg.slots_per_batch % cfg.num_actors:
         raise ConfigError(f"--reproducible takes the same number of unrolls from every actor: --batch-size "

@@ -15,7 +15,6 @@ The return-against-time curves against stable-baselines3 PPO are atari_curves.py
 """
 
 import argparse
-import importlib.util
 import multiprocessing as mp
 import os
 import tempfile
@@ -23,6 +22,8 @@ import time
 
 from broadcast import learner_capacity
 from common import ceiling, run_train, write_outputs
+
+from actorlearner import litert_cnn  # light: no TensorFlow
 
 ENVS = 16
 
@@ -80,7 +81,7 @@ def main() -> None:
     cores = os.cpu_count() or 1
     ceil_one = ceiling(a.env, 1, 8.0, backend="ale", envs=ENVS)
     ceil_all = ceiling(a.env, cores, 8.0, backend="ale", envs=ENVS)
-    engines = ["numpy"] + (["litert"] if importlib.util.find_spec("ai_edge_litert") else [])
+    engines = ["numpy"] + (["litert"] if litert_cnn.available() else [])
     actor = {engine: actor_side(a.env, a.model, engine, 8.0) for engine in engines}
     with mp.get_context("spawn").Pool(1) as pool:  # TensorFlow in a child: this process stays light
         cap = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset, cores))[0]
