@@ -108,6 +108,8 @@ class Config:
                              "batch is formed (0: keep all); counted as stale_dropped. A learner step is one batch: "
                              "with --loss appo, epochs x minibatches optimizer updates")
     reward_clip: float = _f(0.0, "clip scaled rewards to [-c, c] (0: no clipping)")
+    episodic_life: bool = _f(False, "a lost life is terminal for the value (no bootstrap across it), while the "
+                             "episode and its reported return go on to the game's end (ALE/ ids)")
     lr_schedule: str = _f("constant", "learning rate over the run: constant, or linear decay to 0 at --max-steps",
                           choices=("constant", "linear"))
     entropy_schedule: str = _f("constant", "entropy cost over the run: constant, or linear decay to 0 at "

@@ -21,18 +21,19 @@ class EnvBatchFactory:
     entry point) or "ale" (ale-py's AtariVectorEnv for an `ALE/Game-v5` id, preprocessed as atari.py says)."""
 
     def __init__(self, backend: str, num_envs: int, env_fn=None, env_id: Optional[str] = None,
-                 modules: tuple = ()):
+                 modules: tuple = (), episodic_life: bool = False):
         self.backend, self.num_envs, self.env_fn, self.env_id, self.modules = backend, num_envs, env_fn, env_id, modules
+        self.episodic_life = episodic_life
 
     def __call__(self, actor_id: int, incarnation: int, seed: int, spec) -> EnvBatch:
         label = str(actor_id)
         if self.backend == "gymnasium":
             return GymEnvBatch(self.env_fn, self.num_envs, lambda n: env_seed(seed, actor_id, n, incarnation),
                                spec.obs_shape, spec.obs_dtype, spec.discrete, label,
-                               self.env_id if isinstance(self.env_id, str) else "custom env")
+                               self.env_id if isinstance(self.env_id, str) else "custom env", self.episodic_life)
         first_seed = env_seed(seed, actor_id, 0, incarnation)
         return VectorEnvBatch(lambda s: self.make_vec(self.num_envs, s), self.num_envs, first_seed,
-                              self.backend, label, spec.obs_shape, spec.obs_dtype)
+                              self.backend, label, spec.obs_shape, spec.obs_dtype, self.episodic_life)
 
     def make_vec(self, num_envs: int, seed: int = 0):
         """The vector env of this backend (seed: envpool seeds its envs when it builds them)."""

@@ -8,6 +8,10 @@ apart. Implementations:
 
 - `GymEnvBatch`: K single gymnasium envs stepped in a Python loop; an env that raises is reported,
   recreated, and its episode cut like a time limit.
+With `episodic_life`, a step that loses a life (the env's `info["lives"]` falls) comes back terminated too:
+the value does not bootstrap across a lost life (what the Atari baselines' EpisodicLifeEnv does for learning),
+while the episode, its return and the env go on to the game's own end.
+
 - `VectorEnvBatch`: one gymnasium vector env (`gymnasium.make_vec(..., "vector_entry_point")`, e.g.
   CartPoleVectorEnv), ale-py's `AtariVectorEnv` or an envpool pool, all K envs in one call. Its own autoreset
   mode decides where the final observation is: SAME_STEP puts it in `info["final_obs"]`; NEXT_STEP returns it as the
@@ -34,7 +38,8 @@ class BatchStep(NamedTuple):
 
     obs: np.ndarray  # [K, *obs_shape]: each env's observation now (a new episode's first where one ended)
     rewards: np.ndarray  # float32
-    terminated: np.ndarray  # bool: the step ended its episode in a terminal state
+    terminated: np.ndarray  # bool: the step ended its episode in a terminal state (or, with episodic_life, a
+    #                         life: no bootstrap across it, while the episode goes on and `first` stays False)
     truncated: np.ndarray  # bool: the step ended its episode by a time limit or an env error (bootstrap)
     first: np.ndarray  # bool: obs is the first observation of an episode
     valid: Optional[np.ndarray]  # bool, False for a NEXT_STEP vector env's reset step; None: all valid
@@ -103,10 +108,13 @@ class GymEnvBatch:
     backend = "gymnasium"
 
     def __init__(self, env_fn: Callable[[], gym.Env], num_envs: int, seed_of: Callable[[int], int],
-                 obs_shape: tuple, obs_dtype: str, discrete: bool, label: str = "env", name: str = "env"):
+                 obs_shape: tuple, obs_dtype: str, discrete: bool, label: str = "env", name: str = "env",
+                 episodic_life: bool = False):
         """seed_of(n): the seed of the n-th env this batch makes (1, 2, ...). label: names env i as
-        f"{label}.{i}" in error texts; name: the env's id, in them too."""
+        f"{label}.{i}" in error texts; name: the env's id, in them too. episodic_life: see the module."""
         self.num_envs, self.env_fn, self.seed_of, self.label, self.name = num_envs, env_fn, seed_of, label, name
+        self.episodic_life = episodic_life
+        self._lives: list = [None] * num_envs  # env i's lives after its last step (None: not yet known)
         self.obs_shape, self.obs_dtype = tuple(obs_shape), obs_dtype
         self.discrete = discrete
         self.envs: list = [None] * num_envs
@@ -129,6 +137,7 @@ class GymEnvBatch:
         self.envs[i] = None
         self.envs[i] = self.env_fn()
         self._made += 1
+        self._lives[i] = None
         o, _ = self.envs[i].reset(seed=self.seed_of(self._made))
         check_obs(o, self.obs_shape, self.obs_dtype, "reset")
         self.obs[i] = o
@@ -144,7 +153,7 @@ class GymEnvBatch:
         final_idx, final_obs, errors, returns, lengths = [], [], [], [], []
         for i in range(K):
             try:
-                o, r, te, tr, _ = envs[i].step(acts[i])
+                o, r, te, tr, info = envs[i].step(acts[i])
                 check_obs(o, self.obs_shape, self.obs_dtype, "step")
             except Exception as e:  # noqa: BLE001 - a user env may raise anything; recreate it
                 errors.append(self._error_text(i, e, "stepping"))
@@ -159,6 +168,9 @@ class GymEnvBatch:
             rewards[i] = r
             ep_return[i] += r
             ep_len[i] += 1
+            if self.episodic_life:
+                lives, self._lives[i] = self._lives[i], None if te or tr else info["lives"]
+                term[i] = lives is not None and self._lives[i] is not None and self._lives[i] < lives
             if te or tr:
                 term[i], trunc[i], first[i] = te, not te, True
                 returns.append(float(ep_return[i]))
@@ -212,11 +224,14 @@ class VectorEnvBatch:
     """One vector env holding all K envs (gymnasium vector entry points, ale-py's AtariVectorEnv)."""
 
     def __init__(self, make_vec: Callable[[int], "gym.vector.VectorEnv"], num_envs: int, seed: int,
-                 backend: str, label: str = "env", obs_shape: Optional[tuple] = None, obs_dtype: str = "float32"):
+                 backend: str, label: str = "env", obs_shape: Optional[tuple] = None, obs_dtype: str = "float32",
+                 episodic_life: bool = False):
         """make_vec(seed): the vector env of num_envs envs. seed: for its reset (its own RNG then seeds every
         later episode, so the same seed replays the same episodes); envpool takes it when it is built.
-        obs_shape: one observation's, checked at every reset and step (None: not checked)."""
+        obs_shape: one observation's, checked at every reset and step (None: not checked). episodic_life:
+        see the module."""
         self.num_envs, self.make_vec, self.seed, self.backend, self.label = num_envs, make_vec, seed, backend, label
+        self.episodic_life = episodic_life
         self.batch_shape = None if obs_shape is None else (num_envs, *obs_shape)
         self.obs_dtype = obs_dtype
         self.env = None
@@ -236,7 +251,8 @@ class VectorEnvBatch:
             raise ValueError(f"vector env autoreset mode {mode} is not supported (NEXT_STEP or SAME_STEP)")
         self.same_step = mode == gym.vector.AutoresetMode.SAME_STEP
         self._resetting = np.zeros(self.num_envs, bool)  # NEXT_STEP: the next step of these envs is a reset
-        obs, _ = self.env.reset() if self.backend == "envpool" else self.env.reset(seed=seed)
+        obs, info = self.env.reset() if self.backend == "envpool" else self.env.reset(seed=seed)
+        self._lives = np.asarray(info["lives"]) if self.episodic_life else None
         self.obs = np.asarray(obs)
         self._check(self.obs, "reset")
         return self.obs.copy()
@@ -280,6 +296,9 @@ class VectorEnvBatch:
             if valid.all():
                 valid = None
         ended_r, ended_l = self._episodes.add(rewards, counted, ended)
+        if self.episodic_life:  # an ended episode's lives are the next one's (after the autoreset): no loss
+            lives, self._lives = self._lives, np.asarray(info["lives"])
+            term = term | ((self._lives < lives) & counted & ~ended)
         if ended_r:
             self._fails = 0
         self.obs = next_obs

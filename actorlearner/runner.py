@@ -52,7 +52,10 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
     else:
         import_env_modules(cfg.env_modules)
     backend, why = resolve_backend(cfg.env_backend, cfg.env, custom)
-    make_batch = EnvBatchFactory(backend, cfg.envs_per_actor, env_fn=env_fn, env_id=cfg.env, modules=cfg.env_modules)
+    if cfg.episodic_life and (custom or not is_atari(cfg.env)):
+        raise ConfigError(f"--episodic-life needs a game that reports lives (an ALE/ id), not {cfg.env}")
+    make_batch = EnvBatchFactory(backend, cfg.envs_per_actor, env_fn=env_fn, env_id=cfg.env, modules=cfg.env_modules,
+                                 episodic_life=cfg.episodic_life)
     try:
         spec = make_batch.spec()
     except ConfigError:

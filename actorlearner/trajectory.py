@@ -10,7 +10,8 @@ Alignment, written down once (index t = 0..T-1 is a step, arrays are time-major 
     actions[t]        the action taken in obs[t] (unclipped, for Box actions)
     behaviour_logp[t] log mu(actions[t] | obs[t]) under the policy that acted
     rewards[t]        the reward for that step (raw, unscaled)
-    terminated[t]     1 if that step ended the episode in a terminal state (no bootstrap)
+    terminated[t]     1 if that step ended the episode in a terminal state (no bootstrap); with
+                      --episodic-life also where it lost a life, though the episode goes on (first[t+1] 0)
     truncated[t]      1 if that step ended the episode by a time limit (bootstrap from the final obs)
     final_value[t]    where truncated[t]: V(final observation) under the acting policy; else 0
     valid[t]          0 where step t was no transition of the task: a NEXT_STEP vector env spends the step

@@ -27,6 +27,7 @@ def run_cli(*args, timeout=60):
     (["--init-log-std", "nan"], "--init-log-std must be a finite number"),
     (["--learning-rate", "inf"], "--learning-rate must be a finite number"),
     (["--max-seconds", "inf"], "--max-seconds must be a finite number"),
+    (["--episodic-life"], "--episodic-life needs a game that reports lives (an ALE/ id), not CartPole-v1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     before = spawned_pids()

@@ -203,3 +203,35 @@ def test_vector_env_wrong_shape_is_an_error_and_recreates_it():
     assert len(step.errors) == 1 and "BadObservation" in step.errors[0]
     assert "step() returned an observation of shape (3, 2) float32, expected (3, 1) float32" in step.errors[0]
     assert step.truncated.all() and not batch.step(np.ones(K, np.int64)).errors
+
+
+@pytest.mark.parametrize("backend", ["ale", "gymnasium"])
+def test_episodic_life_ends_the_value_horizon_at_each_lost_life_but_not_the_episode(backend):
+    """Breakout has 5 lives: with episodic_life every finished game shows 4 mid-episode terminal steps (first
+    stays False after them) and then its own end; the reported return still spans the whole game. Without it,
+    terminated comes only at the game's end."""
+    if importlib.util.find_spec("ale_py") is None:
+        pytest.skip("ale-py is not installed (pip install 'actorlearner[atari]')")
+    from actorlearner.envs import make_env_fn
+
+    env_id = "ALE/Breakout-v5"
+    for episodic in (True, False):
+        factory = EnvBatchFactory(backend, 2, env_fn=make_env_fn(env_id), env_id=env_id, episodic_life=episodic)
+        batch = factory(0, 0, 3, factory.spec())
+        batch.reset()
+        rng = np.random.default_rng(0)
+        cuts, ret, games = np.zeros(2, int), np.zeros(2), []
+        for _ in range(700):
+            step = batch.step(rng.integers(0, 4, 2))
+            ret += step.rewards
+            for i in range(2):
+                if step.first[i]:  # the game ended at this step (a new one starts)
+                    assert step.terminated[i] and not step.truncated[i]
+                    games.append((int(cuts[i]), float(ret[i])))
+                    cuts[i], ret[i] = 0, 0.0
+                else:
+                    cuts[i] += step.terminated[i]
+            assert sorted(step.ended_returns) == sorted(r for _, r in games[len(games) - len(step.ended_returns):])
+        batch.close()
+        assert len(games) >= 2, "no game of random Breakout ended in 700 steps"
+        assert [c for c, _ in games] == [4 if episodic else 0] * len(games)
