@@ -8,15 +8,15 @@ apart. Implementations:
 
 - `GymEnvBatch`: K single gymnasium envs stepped in a Python loop; an env that raises is reported,
   recreated, and its episode cut like a time limit.
-With `episodic_life`, a step that loses a life (the env's `info["lives"]` falls) comes back terminated too:
-the value does not bootstrap across a lost life (what the Atari baselines' EpisodicLifeEnv does for learning),
-while the episode, its return and the env go on to the game's own end.
-
 - `VectorEnvBatch`: one gymnasium vector env (`gymnasium.make_vec(..., "vector_entry_point")`, e.g.
   CartPoleVectorEnv), ale-py's `AtariVectorEnv` or an envpool pool, all K envs in one call. Its own autoreset
   mode decides where the final observation is: SAME_STEP puts it in `info["final_obs"]`; NEXT_STEP returns it as the
   step's observation and spends the env's next step on the reset, ignoring its action. Such a reset step
   comes back with `valid` False, and the learner masks it out of the loss.
+
+With `episodic_life`, a step that loses a life (the env's `info["lives"]` falls) comes back terminated too:
+the value does not bootstrap across a lost life (what the Atari baselines' EpisodicLifeEnv does for learning),
+while the episode, its return and the env go on to the game's own end.
 
 A batch knows nothing of slots or channels: errors come back as text, and the actor forwards them.
 """

@@ -12,7 +12,10 @@ from __future__ import annotations
 # ones): batches of 32 unrolls of 32 steps, 4 epochs x 4 minibatches. Pong seed 1 reached -15.2 at 1.56 M agent
 # steps with it, against -19 at 1.51 M with 2 x 2 passes over 32 unrolls of 20 (one run each, same machine).
 # A lost life is terminal for the value, as in the Atari baselines (EpisodicLifeEnv): Breakout seed 2 reached 4.9
-# at 5 min and 11.7 at 10 min with it, 4.0 and 9.7 without (one run each, back to back). Pong has no lives.
+# at 5 min and 11.7 at 10 min with it, 4.0 and 9.7 without (Adam 2.5e-4, one run each, back to back). Pong has
+# no lives. Adam 7.5e-4 (was rl-baselines3-zoo's 2.5e-4), one run each, seed 2: Pong was at -12.3 and -12.4 after
+# 1.15 M agent steps, where 2.5e-4 took 1.77 M to reach -12.0; Breakout had 9.9 at 5 min and 19.1 at 10,
+# against 4.9 and 11.7 (and 3.6 and 10.6 in a second run) at 2.5e-4 on the same day.
 _ATARI = {"loss": "appo", "epochs": 4, "minibatches": 4, "learning_rate": 7.5e-4, "normalize_advantages": True,
           "clip_ratio": 0.1, "vtrace_lambda": 0.95, "reward_scale": 1.0, "reward_clip": 1.0, "episodic_life": True,
           "batch_size": 32, "unroll_length": 32, "envs_per_actor": 16, "eval_every_s": 0.0, "confirm_episodes": 10,
@@ -68,9 +71,6 @@ PRESETS: dict[str, dict] = {
     # Atari from pixels (the default model is then IMPALA's shallow CNN, run by the actors in LiteRT or numpy):
     # rewards clipped to [-1, 1] and not scaled, no periodic evaluation (an Atari episode takes the learner
     # seconds to minutes to play). Starting points, not tuned results (the README's Atari section has the figures).
-    # Adam 7.5e-4 (was rl-baselines3-zoo's 2.5e-4), one run each, seed 2: Pong was at -12.3 and -12.4 after
-    # 1.15 M agent steps, where 2.5e-4 took 1.77 M to reach -12.0; Breakout had 9.9 at 5 min and 19.1 at 10,
-    # against 4.9 and 11.7 (and 3.6 and 10.6 in a second run) at 2.5e-4 on the same day.
     "pong": {"env": "ALE/Pong-v5", **_ATARI, "target_return": 18.0},
     "breakout": {"env": "ALE/Breakout-v5", **_ATARI},
 }
