@@ -21,6 +21,7 @@ from .model import apply_time_major
 # core_state [1, B, S]: a recurrent model's state at each unroll's first step (S = 0 for feed-forward models).
 INPUT_NAMES = ("obs", "first", "actions", "behaviour_logp", "rewards", "discounts", "mask", "core_state")
 STAT_NAMES = ("finite", "grad_norm", "total", "policy", "baseline", "entropy", "rho_mean")
+APPO_STAT_NAMES = STAT_NAMES + ("clip_frac",)  # IMPALA's loss has no ratio to clip
 
 
 class NumericalFault(RuntimeError):
@@ -59,6 +60,7 @@ class Learner:
         self.steps = 0
         self._concrete = None
         self._lr_now = cfg.learning_rate
+        self._stat_names = APPO_STAT_NAMES if cfg.loss == "appo" else STAT_NAMES
         by_path = {v.path: v for v in model.weights}
         self._norm = (tuple(by_path[p] for p, _ in OBS_NORM) if cfg.normalize_obs and "obs_norm/mean" in by_path
                       else None)
@@ -90,7 +92,7 @@ class Learner:
         tf.cond(finite, lambda: self._apply(grads, variables), lambda: tf.no_op())
         flat = tf.concat([tf.reshape(w, [-1]) for w in self._published], axis=0)
         # One vector out instead of a dict of scalars: each output tensor costs a host copy per step.
-        stats = tf.stack([tf.cast(finite, tf.float32), grad_norm] + [losses[k] for k in STAT_NAMES[2:]])
+        stats = tf.stack([tf.cast(finite, tf.float32), grad_norm] + [losses[k] for k in self._stat_names[2:]])
         return stats, flat
 
     def flat_weights(self) -> np.ndarray:
@@ -164,7 +166,7 @@ class Learner:
 
     def _update(self, batch: dict, entropy_cost) -> tuple[dict[str, float], np.ndarray]:
         stats, flat = self._concrete(*(tf.constant(batch[k]) for k in INPUT_NAMES), entropy_cost)
-        stats = dict(zip(STAT_NAMES, stats.numpy().tolist()))
+        stats = dict(zip(self._stat_names, stats.numpy().tolist()))
         finite = stats.pop("finite")
         if not finite:
             raise NumericalFault(f"non-finite loss or gradient at learner step {self.steps + 1}: {stats}")

@@ -39,6 +39,11 @@ def _masked(x, mask):
     return x if mask is None else x * mask
 
 
+def _masked_mean(x, mask):
+    """Mean of x over the steps where mask is 1 (all of them when mask is None)."""
+    return tf.reduce_mean(x) if mask is None else tf.reduce_sum(x * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
 def normalize(x, mask=None, eps: float = 1e-8):
     """(x - mean) / (std + eps) over all elements (those where mask is 1); used on advantages, whose scale
     drifts with the returns."""
@@ -56,7 +61,9 @@ def appo_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discount
     """APPO: PPO's clipped surrogate on V-trace advantages (as in Sample Factory and RLlib's APPO), so a
     batch can be used for several passes without the policy running away from the one that acted.
 
-    Same args and returns as `impala_loss` (shapes [T, B], values [T+1, B]); clip_ratio is PPO's epsilon.
+    Same args and returns as `impala_loss` (shapes [T, B], values [T+1, B]), plus clip_frac: the share of
+    (unmasked) samples whose ratio is outside [1 - clip_ratio, 1 + clip_ratio], how far the updates (and the
+    policy lag) have moved the policy from the one that acted. clip_ratio is PPO's epsilon.
     The advantage is A_t = r_t + discount_t * vs_{t+1} - V(x_t) with the V-trace targets vs, without
     V-trace's rho factor: the surrogate's ratio pi/mu already weighs each sample, and clipping it is the
     correction for policy lag.
@@ -76,8 +83,10 @@ def appo_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discount
     surrogate = tf.minimum(ratio * advantages,
                            tf.clip_by_value(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio) * advantages)
     policy_loss = -tf.reduce_mean(_masked(surrogate, mask))
-    return _with_baseline_and_entropy(policy_loss, vs=vt.vs, values=values, entropy=entropy, log_rhos=log_rhos,
-                                      mask=mask, baseline_cost=baseline_cost, entropy_cost=entropy_cost)
+    losses = _with_baseline_and_entropy(policy_loss, vs=vt.vs, values=values, entropy=entropy, log_rhos=log_rhos,
+                                        mask=mask, baseline_cost=baseline_cost, entropy_cost=entropy_cost)
+    clipped = tf.cast(tf.abs(tf.stop_gradient(ratio) - 1.0) > clip_ratio, tf.float32)
+    return {**losses, "clip_frac": _masked_mean(clipped, mask)}
 
 
 def _with_baseline_and_entropy(policy_loss, *, vs, values, entropy, log_rhos, mask, baseline_cost: float,

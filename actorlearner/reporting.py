@@ -184,7 +184,10 @@ def progress_line(stats: RunStats, steps_per_s: float, *, max_steps: int = 0, ma
     if verbose:
         line += (f" (policy {_fmt(losses.get('policy'), '.4f')}, baseline {_fmt(losses.get('baseline'), '.4f')}, "
                  f"entropy {_fmt(losses.get('entropy'), '.3f')}, grad norm {_fmt(losses.get('grad_norm'), '.3f')}, "
-                 f"rho {_fmt(losses.get('rho_mean'), '.3f')})")
+                 f"rho {_fmt(losses.get('rho_mean'), '.3f')}")
+        if "clip_frac" in losses:
+            line += f", clipped {losses['clip_frac']:.1%}"
+        line += ")"
     if left:
         line += f" | left {_duration(min(left))}"
     return line

@@ -43,3 +43,5 @@ def test_progress_line_shows_time_left_and_verbose_terms():
     verbose = progress_line(stats, 100.0, verbose=True)
     assert "(policy 0.1000, baseline 0.8000, entropy 0.600, grad norm 2.000, rho 1.000)" in verbose
     assert "left" not in verbose  # no limit set
+    stats.last_losses["clip_frac"] = 0.125  # appo's
+    assert "rho 1.000, clipped 12.5%)" in progress_line(stats, 100.0, verbose=True)

@@ -56,5 +56,6 @@ def test_tensorboard_event_files_hold_the_listed_tags(run_dir):
             for value in event.summary.value:
                 found.add(value.tag)
                 steps.append(event.step)
-    assert found == set(TAGS), set(TAGS) ^ found
+    expected = set(TAGS) - {"loss/clip_frac"}  # the default (impala) loss has no ratio to clip
+    assert found == expected, expected ^ found
     assert max(steps) > 0  # stepped by env steps

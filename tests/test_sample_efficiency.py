@@ -81,6 +81,18 @@ def test_appo_normalized_advantages_have_zero_mean():
     assert abs(out["policy"].numpy()) < 1e-6  # ratio 1: the loss is minus the mean advantage
 
 
+def test_appo_clip_fraction_counts_the_ratios_outside_the_clip():
+    logp, values, rewards, discounts = on_policy_case(3)
+    shift = np.zeros((T, B), np.float32)
+    shift[0, 0], shift[2, 1], shift[3, 2] = 0.5, -0.5, 0.1  # e^0.1 = 1.105 stays inside [0.8, 1.2]
+    out = appo(tf.constant(logp + shift), logp, values, rewards, discounts)
+    assert out["clip_frac"].numpy() == pytest.approx(2 / (T * B))
+    mask = np.ones((T, B), np.float32)
+    mask[0, 0] = 0  # a left-out step is not counted, clipped or not
+    out = appo(tf.constant(logp + shift), logp, values, rewards, discounts, mask=tf.constant(mask))
+    assert out["clip_frac"].numpy() == pytest.approx(1 / (T * B - 1))
+
+
 def test_schedules():
     assert scheduled(3e-3, "constant", 0.7) == 3e-3
     assert scheduled(1.0, "linear", 0.0) == 1.0
@@ -112,8 +124,9 @@ def test_epochs_and_minibatches_make_that_many_updates():
              "rewards": rng.normal(size=(4, 4)).astype(np.float32), "discounts": np.full((4, 4), 0.9, np.float32),
              "first": np.zeros((5, 4), np.uint8), "mask": np.ones((4, 4), np.float32)}
     before = learner.flat_weights()
-    learner.step(batch)
+    stats, _ = learner.step(batch)
     assert int(learner.optimizer.iterations.numpy()) == 6
+    assert 0 <= stats["clip_frac"] <= 1
     assert not np.array_equal(learner.flat_weights(), before)
 
 
