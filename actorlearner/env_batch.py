@@ -114,7 +114,7 @@ class GymEnvBatch:
         f"{label}.{i}" in error texts; name: the env's id, in them too. episodic_life: see the module."""
         self.num_envs, self.env_fn, self.seed_of, self.label, self.name = num_envs, env_fn, seed_of, label, name
         self.episodic_life = episodic_life
-        self._lives: list = [None] * num_envs  # env i's lives after its last step (None: not yet known)
+        self._lives: list = [None] * num_envs  # env i's lives after its last step or reset (None: not known)
         self.obs_shape, self.obs_dtype = tuple(obs_shape), obs_dtype
         self.discrete = discrete
         self.envs: list = [None] * num_envs
@@ -137,8 +137,8 @@ class GymEnvBatch:
         self.envs[i] = None
         self.envs[i] = self.env_fn()
         self._made += 1
-        self._lives[i] = None
-        o, _ = self.envs[i].reset(seed=self.seed_of(self._made))
+        o, info = self.envs[i].reset(seed=self.seed_of(self._made))
+        self._lives[i] = info.get("lives") if self.episodic_life else None
         check_obs(o, self.obs_shape, self.obs_dtype, "reset")
         self.obs[i] = o
 
@@ -181,8 +181,10 @@ class GymEnvBatch:
                     final_idx.append(i)
                     final_obs.append(o)
                 try:
-                    o, _ = envs[i].reset()
+                    o, reset_info = envs[i].reset()
                     check_obs(o, self.obs_shape, self.obs_dtype, "reset")
+                    if self.episodic_life:  # a life lost at the game's first step counts too
+                        self._lives[i] = reset_info.get("lives")
                 except Exception as e:  # noqa: BLE001
                     errors.append(self._error_text(i, e, "resetting"))
                     o = self._recreate(i, errors)

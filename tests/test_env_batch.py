@@ -10,7 +10,7 @@ import pytest
 import custom_envs  # noqa: F401 - registers CountNext-v0 / CountSame-v0
 from actorlearner.config import ConfigError
 from actorlearner.env_backends import EnvBatchFactory, resolve_backend
-from actorlearner.env_batch import VectorEnvBatch
+from actorlearner.env_batch import GymEnvBatch, VectorEnvBatch
 from actorlearner.envs import spec_from_spaces
 
 K = 3
@@ -235,3 +235,29 @@ def test_episodic_life_ends_the_value_horizon_at_each_lost_life_but_not_the_epis
         batch.close()
         assert len(games) >= 2, "no game of random Breakout ended in 700 steps"
         assert [c for c, _ in games] == [4 if episodic else 0] * len(games)
+
+
+class _LifeEachStep(gym.Env):
+    """3 lives, reported at reset (as ALE does); every step loses one, the last loss ends the game."""
+    observation_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.lives = 3
+        return np.zeros(1, np.float32), {"lives": self.lives}
+
+    def step(self, action):
+        self.lives -= 1
+        return np.zeros(1, np.float32), 1.0, self.lives == 0, False, {"lives": self.lives}
+
+
+def test_episodic_life_on_single_envs_counts_a_life_lost_at_a_games_first_step():
+    """GymEnvBatch knows the lives from the reset, at the start and after each game's end."""
+    batch = GymEnvBatch(_LifeEachStep, 1, seed_of=lambda n: n, obs_shape=(1,), obs_dtype="float32", discrete=True,
+                        episodic_life=True)
+    batch.reset()
+    steps = [batch.step(np.zeros(1, np.int64)) for _ in range(6)]
+    assert [bool(s.terminated[0]) for s in steps] == [True] * 6
+    assert [bool(s.first[0]) for s in steps] == [False, False, True] * 2
+    assert [r for s in steps for r in s.ended_returns] == [3.0, 3.0]
