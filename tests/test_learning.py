@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 
 from actorlearner import Config, load_policy, train
-from conftest import BACKENDS, ROOT, ray_pids, spawned_pids
+from conftest import BACKENDS, ROOT, our_segments, ray_pids, spawned_pids
 from envs import AlwaysTruncated, BestActionHalf
 
 
@@ -48,6 +47,7 @@ def test_cartpole_serial_mode_solves(tmp_path, no_leaks, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_cartpole_multiprocess_solves_from_the_command_line(tmp_path, backend):
     before, ray_before = spawned_pids(), ray_pids()
+    shm_before = our_segments()
     run_dir = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "CartPole-v1", "--seed", "1",
                            "--max-seconds", "90", "--run-dir", str(run_dir), "--backend", backend],
@@ -63,7 +63,7 @@ def test_cartpole_multiprocess_solves_from_the_command_line(tmp_path, backend):
     assert (run_dir / "config.json").exists() and (run_dir / "metrics.jsonl").stat().st_size > 0
     assert "eval over" in proc.stdout
     assert spawned_pids() - before == set(), "actor processes outlived the run"
-    assert not [n for n in os.listdir("/dev/shm") if n.startswith("al_")], "segments left in /dev/shm"
+    assert our_segments() - shm_before == set(), "segments left in /dev/shm"
     if backend == "ray":
         assert "Ray: a local instance started for this run, 1 node" in proc.stdout and "KB per unroll" in proc.stdout
         deadline = time.monotonic() + 10  # ray.shutdown() has returned; its servers may take a moment to exit

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, spawned_pids
+from conftest import ROOT, our_segments, spawned_pids
 
 # What `--actor-inference auto` runs the default CNN in: LiteRT where ai-edge-litert is installed (the atari extra).
 ENGINE = "LiteRT" if importlib.util.find_spec("ai_edge_litert") else "numpy"
@@ -40,6 +40,7 @@ def test_default_cnn_solves_an_image_task(tmp_path):
                     reason="ale-py is not installed (the atari extra: pip install -e '.[atari]')")
 def test_pong_smoke_run_video_and_export(tmp_path):
     before = spawned_pids()
+    shm_before = our_segments()
     run = tmp_path / "run"
     proc = cli(tmp_path, "train", "--env", "ALE/Pong-v5", "--max-seconds", "20", "--run-dir", str(run))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -52,7 +53,7 @@ def test_pong_smoke_run_video_and_export(tmp_path):
         layout = dict((p, tuple(s)) for p, s in json.loads(str(saved["layout"])))
     assert layout["conv_0/kernel"] == (8, 8, 4, 16) and layout["policy/kernel"] == (256, 6)
     assert spawned_pids() - before == set(), "actor processes outlived the run"
-    assert not [n for n in os.listdir("/dev/shm") if n.startswith("al_")], "segments left in /dev/shm"
+    assert our_segments() - shm_before == set(), "segments left in /dev/shm"
 
     proc = cli(tmp_path, "eval", str(run), "--episodes", "1", "--video", str(tmp_path / "pong.gif"))
     assert proc.returncode == 0, proc.stderr[-3000:]
