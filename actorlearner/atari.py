@@ -11,6 +11,7 @@ score; the presets clip them for learning (`--reward-clip 1`).
 from __future__ import annotations
 
 import re
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -108,6 +109,27 @@ class FireReset(gym.Wrapper):
         return obs, info
 
 
+# A frame stack of 2, 4 or 8 uint8 frames is one unsigned integer a pixel once channels are last.
+_PIXEL_WORD = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def frames_last(obs: np.ndarray) -> np.ndarray:
+    """Stacked frames [K, S, H, W] uint8 as images [K, H, W, S] (C-contiguous).
+
+    numpy's transposing copy writes S bytes at a time here (~35 µs an agent step for 16 envs of 84x84x4,
+    a tenth of the env's own cost); on a little-endian machine the S frames are instead shifted into the bytes
+    of one S-byte integer per pixel, a few whole-array passes, 4-5x faster."""
+    k, s, h, w = obs.shape
+    word = _PIXEL_WORD.get(s)
+    if word is None or obs.dtype != np.uint8 or sys.byteorder != "little":
+        return np.ascontiguousarray(obs.transpose(0, 2, 3, 1))
+    packed = obs[:, s - 1].astype(word)
+    for i in range(s - 2, -1, -1):  # frame i becomes byte i of the pixel's word
+        packed <<= 8
+        packed |= obs[:, i]
+    return packed.view(np.uint8).reshape(k, h, w, s)
+
+
 class ChannelsLast(gym.ObservationWrapper):
     """A stack of frames [stack, H, W] as an image [H, W, stack]."""
 
@@ -117,7 +139,7 @@ class ChannelsLast(gym.ObservationWrapper):
         self.observation_space = gym.spaces.Box(0, 255, (h, w, s), np.uint8)
 
     def observation(self, obs):
-        return np.ascontiguousarray(np.moveaxis(obs, 0, -1))
+        return frames_last(obs[None])[0]
 
 
 class ChannelsLastVector(gym.vector.VectorWrapper):
@@ -130,11 +152,11 @@ class ChannelsLastVector(gym.vector.VectorWrapper):
 
     def reset(self, **kw):
         obs, info = self.env.reset(**kw)
-        return np.ascontiguousarray(obs.transpose(0, 2, 3, 1)), info
+        return frames_last(obs), info
 
     def step(self, actions):
         obs, r, te, tr, info = self.env.step(actions)
         if "final_obs" in info:
             info = {**info, "final_obs": np.stack([o.transpose(1, 2, 0) if o is not None else np.zeros(
                 self.single_observation_space.shape, np.uint8) for o in info["final_obs"]])}
-        return np.ascontiguousarray(obs.transpose(0, 2, 3, 1)), r, te, tr, info
+        return frames_last(obs), r, te, tr, info

@@ -261,3 +261,13 @@ def test_episodic_life_on_single_envs_counts_a_life_lost_at_a_games_first_step()
     assert [bool(s.terminated[0]) for s in steps] == [True] * 6
     assert [bool(s.first[0]) for s in steps] == [False, False, True] * 2
     assert [r for s in steps for r in s.ended_returns] == [3.0, 3.0]
+
+
+@pytest.mark.parametrize("stack", [1, 2, 3, 4, 8])
+def test_frames_last_is_the_transpose_of_the_frame_stack(stack):
+    from actorlearner.atari import frames_last
+
+    obs = np.random.default_rng(stack).integers(0, 256, (3, stack, 7, 5), dtype=np.uint8)
+    got = frames_last(obs)
+    assert got.flags.c_contiguous and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, obs.transpose(0, 2, 3, 1))
