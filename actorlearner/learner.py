@@ -14,13 +14,13 @@ from . import distributions as D
 from .checkpoint import Checkpoint, assign, is_learning_rate, variables_state
 from .config import Config
 from .envs import EnvSpec
-from .losses import appo_loss, impala_loss
+from .losses import appo_loss, impala_loss, policy_spread
 from .layout import OBS_NORM, flat_weights, merge_moments, mlp_input, ordered_weights, published_layout
 from .model import apply_time_major
 
 # core_state [1, B, S]: a recurrent model's state at each unroll's first step (S = 0 for feed-forward models).
 INPUT_NAMES = ("obs", "first", "actions", "behaviour_logp", "rewards", "discounts", "mask", "core_state")
-STAT_NAMES = ("finite", "grad_norm", "total", "policy", "baseline", "entropy", "rho_mean")
+STAT_NAMES = ("finite", "grad_norm", "total", "policy", "baseline", "entropy", "rho_mean", "policy_spread")
 APPO_STAT_NAMES = STAT_NAMES + ("clip_frac",)  # IMPALA's loss has no ratio to clip
 
 
@@ -85,6 +85,7 @@ class Learner:
                                    normalize_advantages=cfg.normalize_advantages)
             else:
                 losses = impala_loss(**common, clip_pg_rho=cfg.clip_pg_rho)
+        losses["policy_spread"] = policy_spread(params, mask, discrete=spec.discrete)  # health.CollapseWatch
         grads = tape.gradient(losses["total"], variables)
         grads, grad_norm = tf.clip_by_global_norm(grads, cfg.max_grad_norm)
         finite = tf.math.is_finite(losses["total"]) & tf.math.is_finite(grad_norm)

@@ -16,9 +16,10 @@ from typing import Any, Callable, Optional
 
 from . import checkpoint, reporting
 from .config import Config
+from .health import CollapseWatch, collapse_warning
 from .policy_checks import PolicyChecks
 from .protocol import ActorFailed, EnvError, UnrollReady, UnrollSource
-from .reporting import RunStats, progress_line, say
+from .reporting import RunStats, progress_line, say, warn
 from .run_files import RunDir
 from .stopping import Interrupted, StopSignals, UserCodeStopped
 from .tf_start import start_tensorflow_quietly
@@ -91,6 +92,7 @@ class LearnerLoop:
         self.ready: list[UnrollReady] = []  # filled unrolls not learned on yet
         self.latest = None  # the newest published weights
         self.nonfinite_in_a_row = 0
+        self.collapse = CollapseWatch(peak=self.stats.spread_peak)
         self.logged_failure = False
         self.next_record_step = RECORD_EVERY_STEPS
         self.last_data = time.monotonic()
@@ -228,6 +230,15 @@ class LearnerLoop:
             ctx.weights.publish(self.latest)
             source.watch_stalls(cfg.actor_stall_s)  # the actors have their weights: silence now means stalled
             stats.add_learner_step(cfg.unroll_length * cfg.envs_per_actor * len(taken), lags, losses)
+            self._watch_health(losses.get("policy_spread"))
+
+    def _watch_health(self, spread) -> None:
+        """One warning (and a count in the summary) when the policy stops reading its input (health.py)."""
+        stats = self.stats
+        if self.collapse.update(spread):
+            stats.policy_collapses += 1
+            warn(collapse_warning(spread, self.collapse.peak, stats.learner_steps))
+        stats.spread_peak = self.collapse.peak
 
     def _report(self) -> None:
         """Evaluation, the progress line, metrics and TensorBoard, checkpoints: each when it is due."""
@@ -282,7 +293,8 @@ def _board_values(stats: RunStats, env_rate: float, learner_rate: float, learner
             "loss/grad_norm": losses.get("grad_norm"), "loss/clip_frac": losses.get("clip_frac"),
             "train/learning_rate": float(learner.optimizer.learning_rate.numpy()),
             "speed/env_steps_per_s": env_rate, "speed/learner_steps_per_s": learner_rate,
-            "train/policy_lag_mean": stats.policy_lag_mean(), "train/queue_fill": queue_fill}
+            "train/policy_lag_mean": stats.policy_lag_mean(), "train/queue_fill": queue_fill,
+            "train/policy_spread": losses.get("policy_spread")}
 
 
 def _in_actor_order(ready: list, num_actors: int, per_actor: int) -> Optional[list]:

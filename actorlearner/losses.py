@@ -44,6 +44,24 @@ def _masked_mean(x, mask):
     return tf.reduce_mean(x) if mask is None else tf.reduce_sum(x * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
 
 
+def policy_spread(params, mask=None, *, discrete: bool):
+    """How much the policy's outputs vary across observations: the largest, over output units, of the
+    (masked) standard deviation over the T*B samples. 0 means the policy gives every observation the same
+    action distribution (it no longer reads its input: a collapse, see health.py).
+
+    params: [T, B, P] logits (discrete; each sample's logits are centred first, since adding a constant to
+    all of them changes nothing) or the Gaussian's (mean, log_std); mask: [T, B] or None."""
+    x = tf.stop_gradient(params)
+    if discrete:
+        x = x - tf.reduce_mean(x, axis=-1, keepdims=True)
+    w = tf.ones_like(x[..., 0]) if mask is None else mask
+    w = w[..., None]
+    n = tf.maximum(tf.reduce_sum(w), 1.0)
+    mean = tf.reduce_sum(x * w, axis=[0, 1]) / n
+    var = tf.reduce_sum(tf.square(x - mean) * w, axis=[0, 1]) / n
+    return tf.sqrt(tf.reduce_max(var))
+
+
 def normalize(x, mask=None, eps: float = 1e-8):
     """(x - mean) / (std + eps) over all elements (those where mask is 1); used on advantages, whose scale
     drifts with the returns."""

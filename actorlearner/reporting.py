@@ -31,7 +31,7 @@ class RunStats:
     _STATE = ("env_steps", "learner_steps", "episodes", "solved_at_s", "solved_at_steps", "lag_sum",
               "lag_count", "last_eval", "best_eval", "actor_restarts", "env_errors", "nonfinite_skips",
               "stale_dropped", "nonfinite_unrolls", "actor_stalls", "window_reached_at_s",
-              "confirmations_failed", "confirm_return")
+              "confirmations_failed", "confirm_return", "spread_peak", "policy_collapses")
 
     def __init__(self, t0: float, target_return: Optional[float]):
         self.t0 = t0
@@ -61,6 +61,8 @@ class RunStats:
         self.window_reached_at_s: Optional[float] = None  # the training window first reached the target
         self.confirmations_failed = 0
         self.confirm_return: Optional[float] = None  # the mean return of the confirmation that passed
+        self.spread_peak = 0.0  # the highest policy_spread so far (health.CollapseWatch)
+        self.policy_collapses = 0  # collapse warnings given (health.py)
         self.last_losses: dict = {}
 
     def now(self) -> float:
@@ -126,6 +128,7 @@ class RunStats:
                 "actor_restarts": self.actor_restarts, "env_errors": self.env_errors,
                 "nonfinite_skips": self.nonfinite_skips, "stale_dropped": self.stale_dropped,
                 "nonfinite_unrolls": self.nonfinite_unrolls, "actor_stalls": self.actor_stalls,
+                "policy_collapses": self.policy_collapses,
                 **{f"loss_{k}": v for k, v in self.last_losses.items()}}
 
     def summary(self, env_id: str, seed: int, status: str) -> dict:
@@ -152,6 +155,7 @@ class RunStats:
             "actor_restarts": self.actor_restarts, "env_errors": self.env_errors,
             "nonfinite_skips": self.nonfinite_skips, "stale_dropped": self.stale_dropped,
             "nonfinite_unrolls": self.nonfinite_unrolls, "actor_stalls": self.actor_stalls,
+            "policy_collapses": self.policy_collapses,
             "resumed_from_s": self.time_offset or None,
         }
 
@@ -184,7 +188,7 @@ def progress_line(stats: RunStats, steps_per_s: float, *, max_steps: int = 0, ma
     if verbose:
         line += (f" (policy {_fmt(losses.get('policy'), '.4f')}, baseline {_fmt(losses.get('baseline'), '.4f')}, "
                  f"entropy {_fmt(losses.get('entropy'), '.3f')}, grad norm {_fmt(losses.get('grad_norm'), '.3f')}, "
-                 f"rho {_fmt(losses.get('rho_mean'), '.3f')}")
+                 f"rho {_fmt(losses.get('rho_mean'), '.3f')}, spread {_fmt(losses.get('policy_spread'), '.3g')}")
         if "clip_frac" in losses:
             line += f", clipped {losses['clip_frac']:.1%}"
         line += ")"

@@ -37,11 +37,11 @@ def test_progress_line_shows_time_left_and_verbose_terms():
     stats = RunStats(0.0, 475.0)
     stats.env_steps = 1_000
     stats.last_losses = {"total": 0.5, "policy": 0.1, "baseline": 0.8, "entropy": 0.6, "grad_norm": 2.0,
-                         "rho_mean": 1.0}
+                         "rho_mean": 1.0, "policy_spread": 0.25}
     line = progress_line(stats, 100.0, max_steps=7_000)  # 6,000 steps left at 100/s: 1 minute
     assert line.endswith("| left 1m00s") and "policy" not in line
     verbose = progress_line(stats, 100.0, verbose=True)
-    assert "(policy 0.1000, baseline 0.8000, entropy 0.600, grad norm 2.000, rho 1.000)" in verbose
+    assert "(policy 0.1000, baseline 0.8000, entropy 0.600, grad norm 2.000, rho 1.000, spread 0.25)" in verbose
     assert "left" not in verbose  # no limit set
     stats.last_losses["clip_frac"] = 0.125  # appo's
-    assert "rho 1.000, clipped 12.5%)" in progress_line(stats, 100.0, verbose=True)
+    assert "spread 0.25, clipped 12.5%)" in progress_line(stats, 100.0, verbose=True)

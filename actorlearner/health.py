@@ -1,0 +1,54 @@
+"""Watching a run's health beyond its numbers being finite: the collapse of a policy into one that gives every
+observation the same action distribution.
+
+Seen on Pong (seed 2 at learning rate 7.5e-4 with Adam epsilon 1e-7): after ~0.65 M steps almost every
+torso unit stopped firing on Pong frames, the logits became the same for every frame (their spread 0.0000),
+and the run sat at a return of -20 for the next 2 M steps with finite, quiet losses. Nothing said so. The
+learner reports `policy_spread` (losses.policy_spread) with every step; CollapseWatch turns a long stretch of
+it near zero, after it had been well above, into one warning.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+# A collapse: the spread stays below both of these for COLLAPSE_STEPS learner steps in a row...
+COLLAPSE_FRACTION = 0.01  # ...this share of the highest spread the run has had,
+COLLAPSE_FLOOR = 1e-3  # ...and this absolute level (a freshly initialised policy is already above it);
+COLLAPSE_STEPS = 100
+# ...and only once the run has had a spread of at least this (it once told observations apart).
+MIN_PEAK = 0.05
+# After a warning, the watch re-arms when the spread is back above this share of the peak.
+RECOVERED_FRACTION = 0.1
+
+
+class CollapseWatch:
+    """Feeds on each learner step's policy_spread; `update` returns True at the step that completes a
+    collapse (once, until the spread recovers). `peak` is kept in checkpoints (RunStats.spread_peak)."""
+
+    def __init__(self, peak: float = 0.0):
+        self.peak = peak
+        self.low_steps = 0
+        self.armed = True
+
+    def update(self, spread: Optional[float]) -> bool:
+        if spread is None:
+            return False
+        self.peak = max(self.peak, spread)
+        if spread >= RECOVERED_FRACTION * self.peak:
+            self.armed = True
+        low = self.peak >= MIN_PEAK and spread < min(COLLAPSE_FLOOR, COLLAPSE_FRACTION * self.peak)
+        self.low_steps = self.low_steps + 1 if low else 0
+        if self.armed and self.low_steps >= COLLAPSE_STEPS:
+            self.armed = False
+            return True
+        return False
+
+
+def collapse_warning(spread: float, peak: float, learner_step: int) -> str:
+    """The one-line warning for a collapse found at `learner_step`."""
+    return (f"learner step {learner_step}: the policy has given every observation the same action distribution "
+            f"for the last {COLLAPSE_STEPS} steps (output spread {spread:.2g}, up to {peak:.2g} earlier): it no "
+            f"longer reads its input and rarely recovers. Unless the best action truly does not depend on the "
+            f"observation, restart from an earlier checkpoint or with a lower --learning-rate (a larger "
+            f"--adam-epsilon and a --max-grad-norm like the Atari presets' 1e-5 and 0.5 also help)")
