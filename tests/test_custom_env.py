@@ -28,6 +28,7 @@ def test_custom_env_module_trains_through_the_cli(tmp_path, how):
     # MatchSign pays 10 to a policy that reads its observation and 5 to chance; its threshold is 9.
     assert summary["solved"] and summary["mean_return_100"] >= 9.0, proc.stdout
     assert "gymnasium backend" in proc.stdout
+    assert summary["policy_collapses"] == 0  # the policy learned to read its input: no collapse warning
 
 
 def test_unimportable_env_module_is_one_line(tmp_path):

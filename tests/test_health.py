@@ -1,0 +1,75 @@
+"""The policy-collapse watch (health.py): the spread the learner measures, and when the watch warns."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from actorlearner.config import Config
+from actorlearner.health import COLLAPSE_STEPS, MIN_PEAK, CollapseWatch
+from actorlearner.learner import Learner
+from actorlearner.losses import policy_spread
+
+
+def test_spread_is_zero_when_every_sample_gets_the_same_distribution():
+    rng = np.random.default_rng(0)
+    logits = np.tile(rng.normal(size=(1, 1, 3)), (4, 5, 1))
+    logits += rng.normal(size=(4, 5, 1))  # a per-sample constant: the same distribution
+    assert float(policy_spread(tf.constant(logits, tf.float32), discrete=True)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_spread_is_the_largest_output_std_and_honours_the_mask():
+    params = np.zeros((2, 2, 2), np.float32)  # continuous: (mean, log_std)
+    params[:, :, 0] = [[1.0, -1.0], [1.0, -1.0]]  # mean: std 1 over the samples
+    params[:, :, 1] = [[0.5, 0.5], [0.5, 0.5]]  # a state-independent log_std: std 0
+    assert float(policy_spread(tf.constant(params), discrete=False)) == pytest.approx(1.0)
+    mask = tf.constant([[1.0, 0.0], [1.0, 0.0]])  # only the samples with mean 1 count
+    assert float(policy_spread(tf.constant(params), mask, discrete=False)) == pytest.approx(0.0, abs=1e-6)
+
+
+def _cartpole_learner():
+    from actorlearner.envs import inspect_env, make_env_fn
+    from actorlearner.model import build_default_model
+
+    cfg = Config(unroll_length=4, envs_per_actor=4, batch_size=4)
+    spec = inspect_env(make_env_fn("CartPole-v1"))
+    return Learner(cfg, spec, build_default_model(spec, cfg))
+
+
+def _batch():
+    rng = np.random.default_rng(0)
+    return {"obs": rng.normal(size=(5, 4, 4)).astype(np.float32), "actions": np.zeros((4, 4), np.int32),
+            "behaviour_logp": np.full((4, 4), np.log(0.5), np.float32),
+            "rewards": rng.normal(size=(4, 4)).astype(np.float32), "discounts": np.full((4, 4), 0.9, np.float32),
+            "first": np.zeros((5, 4), np.uint8), "mask": np.ones((4, 4), np.float32)}
+
+
+def test_learner_reports_the_spread_and_it_is_zero_for_a_policy_blind_to_its_input():
+    learner = _cartpole_learner()
+    stats, _ = learner.step(_batch())
+    assert stats["policy_spread"] > 0
+    blind = _cartpole_learner()
+    for v in blind.model.trainable_variables:
+        if v.path == "pi_hidden_0/kernel":  # the policy torso's input weights: its features are constant
+            v.assign(tf.zeros_like(v))
+    stats, _ = blind.step(_batch())
+    assert stats["policy_spread"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_watch_warns_once_after_a_long_collapse_and_again_after_recovery():
+    watch = CollapseWatch()
+    assert not any(watch.update(s) for s in (0.5, 1.0, None, 0.8))
+    fired = [watch.update(0.0) for _ in range(3 * COLLAPSE_STEPS)]
+    assert fired.index(True) == COLLAPSE_STEPS - 1 and fired.count(True) == 1
+    watch.update(0.5)  # back above a tenth of the peak: re-armed
+    assert [watch.update(0.0) for _ in range(COLLAPSE_STEPS)].count(True) == 1
+
+
+def test_watch_stays_quiet_on_a_short_dip_and_on_a_policy_that_never_told_inputs_apart():
+    watch = CollapseWatch()
+    watch.update(1.0)
+    dips = [watch.update(0.0) for _ in range(COLLAPSE_STEPS - 1)] + [watch.update(0.2)]
+    assert not any(dips + [watch.update(0.0) for _ in range(COLLAPSE_STEPS - 1)])
+    fresh = CollapseWatch()  # a freshly initialised CNN on Pong frames: spreads of 1e-4 to 1e-2
+    assert not any(fresh.update(s) for s in np.linspace(MIN_PEAK / 5, 0.0, 5 * COLLAPSE_STEPS))
+    resumed = CollapseWatch(peak=1.0)  # the peak comes back from a checkpoint
+    assert [resumed.update(0.0) for _ in range(COLLAPSE_STEPS)][-1]
