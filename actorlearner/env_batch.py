@@ -137,10 +137,15 @@ class GymEnvBatch:
         self.envs[i] = None
         self.envs[i] = self.env_fn()
         self._made += 1
-        o, info = self.envs[i].reset(seed=self.seed_of(self._made))
-        self._lives[i] = info.get("lives") if self.episodic_life else None
+        self.obs[i] = self._reset(i, seed=self.seed_of(self._made))
+
+    def _reset(self, i: int, seed: Optional[int] = None) -> np.ndarray:
+        """Env i's first observation of a new game, checked; with episodic_life, its lives from the reset
+        info (a life lost at the game's first step counts too)."""
+        o, info = self.envs[i].reset(seed=seed)
         check_obs(o, self.obs_shape, self.obs_dtype, "reset")
-        self.obs[i] = o
+        self._lives[i] = info.get("lives") if self.episodic_life else None
+        return o
 
     def step(self, actions) -> BatchStep:
         """The per-env loop works on Python lists and writes arrays once per step: numpy scalar writes
@@ -181,10 +186,7 @@ class GymEnvBatch:
                     final_idx.append(i)
                     final_obs.append(o)
                 try:
-                    o, reset_info = envs[i].reset()
-                    check_obs(o, self.obs_shape, self.obs_dtype, "reset")
-                    if self.episodic_life:  # a life lost at the game's first step counts too
-                        self._lives[i] = reset_info.get("lives")
+                    o = self._reset(i)
                 except Exception as e:  # noqa: BLE001
                     errors.append(self._error_text(i, e, "resetting"))
                     o = self._recreate(i, errors)
