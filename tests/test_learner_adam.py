@@ -1,0 +1,40 @@
+"""The learner's fused Adam update (Learner._apply) against keras.optimizers.Adam on the same gradients."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from actorlearner.config import Config
+from actorlearner.envs import inspect_env, make_env_fn
+from actorlearner.learner import Learner
+from actorlearner.model import build_default_model
+
+
+def test_fused_adam_matches_keras_adam_over_steps_and_a_learning_rate_change():
+    cfg = Config(learning_rate=3e-3, adam_epsilon=1e-5, hidden_sizes=(8, 8))
+    spec = inspect_env(make_env_fn("CartPole-v1"))
+    learner = Learner(cfg, spec, build_default_model(spec, cfg))
+    variables = learner.model.trainable_variables
+    reference = [tf.Variable(v.numpy()) for v in variables]
+    keras_adam = keras.optimizers.Adam(learning_rate=cfg.learning_rate, epsilon=cfg.adam_epsilon)
+    keras_adam.build(reference)
+
+    @tf.function(autograph=False)
+    def fused(grads):
+        learner._apply(grads, variables)
+
+    rng = np.random.default_rng(0)
+    for step in range(5):
+        if step == 3:  # a schedule's new rate reaches both through their learning-rate variables
+            learner.optimizer.learning_rate.assign(1e-3)
+            keras_adam.learning_rate.assign(1e-3)
+        grads = [tf.constant(rng.normal(scale=10.0 ** -step, size=v.shape).astype(np.float32)) for v in variables]
+        fused(grads)
+        keras_adam.apply_gradients(zip(grads, reference))
+    assert int(learner.optimizer.iterations.numpy()) == 5
+    for v, r in zip(variables, reference):
+        np.testing.assert_allclose(v.numpy(), r.numpy(), rtol=1e-5, atol=1e-6, err_msg=v.path)
+    moments = {v.path: v.numpy() for v in learner.optimizer.variables}
+    for v, r in zip(learner.optimizer.variables, keras_adam.variables):
+        if "iteration" not in v.path and "learning_rate" not in v.path:
+            np.testing.assert_allclose(moments[v.path], r.numpy(), rtol=1e-5, atol=1e-7, err_msg=v.path)
