@@ -73,3 +73,19 @@ def test_watch_stays_quiet_on_a_short_dip_and_on_a_policy_that_never_told_inputs
     assert not any(fresh.update(s) for s in np.linspace(MIN_PEAK / 5, 0.0, 5 * COLLAPSE_STEPS))
     resumed = CollapseWatch(peak=1.0)  # the peak comes back from a checkpoint
     assert [resumed.update(0.0) for _ in range(COLLAPSE_STEPS)][-1]
+
+
+def test_learner_loop_warns_on_stderr_and_counts_the_collapse(capsys):
+    from actorlearner.learner_loop import LearnerLoop
+    from actorlearner.reporting import RunStats
+
+    loop = LearnerLoop.__new__(LearnerLoop)  # only the health watch's state: no run, no processes
+    loop.stats = RunStats(0.0, None)
+    loop.collapse = CollapseWatch()
+    for spread in [1.0] + [0.0] * (2 * COLLAPSE_STEPS):
+        loop.stats.learner_steps += 1
+        loop._watch_health(spread)
+    err = capsys.readouterr().err
+    assert loop.stats.policy_collapses == 1 and loop.stats.spread_peak == 1.0
+    assert err.count("actorlearner: warning: learner step 101: the policy has given every observation") == 1
+    assert loop.stats.state()["policy_collapses"] == 1  # kept in checkpoints, with the peak
