@@ -54,11 +54,10 @@ def policy_spread(params, mask=None, *, discrete: bool):
     x = tf.stop_gradient(params)
     if discrete:
         x = x - tf.reduce_mean(x, axis=-1, keepdims=True)
-    w = tf.ones_like(x[..., 0]) if mask is None else mask
-    w = w[..., None]
-    n = tf.maximum(tf.reduce_sum(w), 1.0)
-    mean = tf.reduce_sum(x * w, axis=[0, 1]) / n
-    var = tf.reduce_sum(tf.square(x - mean) * w, axis=[0, 1]) / n
+    if mask is None:
+        _, var = tf.nn.moments(x, axes=[0, 1])
+    else:
+        _, var = tf.nn.weighted_moments(x, axes=[0, 1], frequency_weights=mask[..., None])
     return tf.sqrt(tf.reduce_max(var))
 
 
