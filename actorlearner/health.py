@@ -25,7 +25,7 @@ RECOVERED_FRACTION = 0.1
 
 class CollapseWatch:
     """Feeds on each learner step's policy_spread; `update` returns True at the step that completes a
-    collapse (once, until the spread recovers). `peak` is kept in checkpoints (RunStats.spread_peak)."""
+    collapse (once, until the spread recovers). RunStats owns one and keeps its `peak` in checkpoints."""
 
     def __init__(self, peak: float = 0.0):
         self.peak = peak

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 from . import checkpoint, reporting
 from .config import Config
-from .health import CollapseWatch, collapse_warning
+from .health import collapse_warning
 from .policy_checks import PolicyChecks
 from .protocol import ActorFailed, EnvError, UnrollReady, UnrollSource
 from .reporting import RunStats, progress_line, say, warn
@@ -92,7 +92,6 @@ class LearnerLoop:
         self.ready: list[UnrollReady] = []  # filled unrolls not learned on yet
         self.latest = None  # the newest published weights
         self.nonfinite_in_a_row = 0
-        self.collapse = CollapseWatch(peak=self.stats.spread_peak)
         self.logged_failure = False
         self.next_record_step = RECORD_EVERY_STEPS
         self.last_data = time.monotonic()
@@ -235,10 +234,9 @@ class LearnerLoop:
     def _watch_health(self, spread) -> None:
         """One warning (and a count in the summary) when the policy stops reading its input (health.py)."""
         stats = self.stats
-        if self.collapse.update(spread):
+        if stats.collapse.update(spread):
             stats.policy_collapses += 1
-            warn(collapse_warning(spread, self.collapse.peak, stats.learner_steps))
-        stats.spread_peak = self.collapse.peak
+            warn(collapse_warning(spread, stats.collapse.peak, stats.learner_steps))
 
     def _report(self) -> None:
         """Evaluation, the progress line, metrics and TensorBoard, checkpoints: each when it is due."""

@@ -11,6 +11,8 @@ import sys
 import time
 from typing import Optional
 
+from .health import CollapseWatch
+
 
 def process_age_s() -> float:
     """Seconds since this process started (so "time to solve" includes interpreter start and imports)."""
@@ -61,9 +63,18 @@ class RunStats:
         self.window_reached_at_s: Optional[float] = None  # the training window first reached the target
         self.confirmations_failed = 0
         self.confirm_return: Optional[float] = None  # the mean return of the confirmation that passed
-        self.spread_peak = 0.0  # the highest policy_spread so far (health.CollapseWatch)
-        self.policy_collapses = 0  # collapse warnings given (health.py)
+        self.collapse = CollapseWatch()  # fed each learner step's policy_spread (health.py)
+        self.policy_collapses = 0  # collapse warnings given
         self.last_losses: dict = {}
+
+    @property
+    def spread_peak(self) -> float:
+        """The highest policy_spread so far: the watch's own, kept in checkpoints through _STATE."""
+        return self.collapse.peak
+
+    @spread_peak.setter
+    def spread_peak(self, value: float) -> None:
+        self.collapse.peak = value
 
     def now(self) -> float:
         return self.time_offset + time.monotonic() - self.t0

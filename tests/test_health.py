@@ -81,11 +81,12 @@ def test_learner_loop_warns_on_stderr_and_counts_the_collapse(capsys):
 
     loop = LearnerLoop.__new__(LearnerLoop)  # only the health watch's state: no run, no processes
     loop.stats = RunStats(0.0, None)
-    loop.collapse = CollapseWatch()
     for spread in [1.0] + [0.0] * (2 * COLLAPSE_STEPS):
         loop.stats.learner_steps += 1
         loop._watch_health(spread)
     err = capsys.readouterr().err
     assert loop.stats.policy_collapses == 1 and loop.stats.spread_peak == 1.0
     assert err.count("actorlearner: warning: learner step 101: the policy has given every observation") == 1
-    assert loop.stats.state()["policy_collapses"] == 1  # kept in checkpoints, with the peak
+    resumed = RunStats(0.0, None)  # a checkpoint keeps the count and the watch's peak
+    resumed.restore(loop.stats.state())
+    assert resumed.policy_collapses == 1 and resumed.collapse.peak == 1.0
