@@ -33,6 +33,17 @@ class NumericalFault(RuntimeError):
         self.weights_damaged = weights_damaged
 
 
+def has_adam_slots(optimizer, variables) -> bool:
+    """Whether a built keras Adam keeps its moments where Learner._apply reads them (Keras 3.0-3.15 do):
+    `_momentums` and `_velocities` indexed by `_get_variable_index`, one per variable of its own shape."""
+    try:
+        slots = [(optimizer._momentums[optimizer._get_variable_index(v)],
+                  optimizer._velocities[optimizer._get_variable_index(v)]) for v in variables]
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return False
+    return all(tuple(m.shape) == tuple(v.shape) == tuple(u.shape) for (m, u), v in zip(slots, variables))
+
+
 class Learner:
     def __init__(self, cfg: Config, spec: EnvSpec, model: keras.Model, layout: list | None = None):
         """layout: (path, shape) list giving the order of the published flat vector (layout.published_layout);
@@ -43,6 +54,7 @@ class Learner:
         layout = layout if layout is not None else published_layout(model, spec, cfg, numpy_actors=True)
         self.optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate, epsilon=cfg.adam_epsilon)
         self.optimizer.build(model.trainable_variables)
+        self._fused_adam = has_adam_slots(self.optimizer, model.trainable_variables)
         self._published = ordered_weights(model, layout)
         T, B = cfg.unroll_length, cfg.batch_size // cfg.minibatches
         self._minibatch = B
@@ -138,8 +150,12 @@ class Learner:
             alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t);  m += (1 - beta_1) (g - m);
             v += (1 - beta_2) (g^2 - v);  w -= alpha * m / (sqrt(v) + epsilon).
         Keras builds that from ~38 graph ops per variable, and on the default MLP's small tensors those ops
-        were ~15 % of a learner step (tests/test_learner_adam.py holds the two to 1e-6)."""
+        were ~15 % of a learner step (tests/test_learner_adam.py holds the two to 1e-6). The slots are Keras'
+        private attributes, so a Keras without them gets its own Adam instead (has_adam_slots)."""
         opt = self.optimizer
+        if not self._fused_adam:
+            opt.apply(grads, variables)
+            return tf.no_op()
         step = tf.cast(opt.iterations + 1, tf.float32)
         beta_1, beta_2 = tf.constant(opt.beta_1, tf.float32), tf.constant(opt.beta_2, tf.float32)
         lr, epsilon = tf.cast(opt.learning_rate, tf.float32), tf.constant(opt.epsilon, tf.float32)

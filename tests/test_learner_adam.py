@@ -2,18 +2,23 @@
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from actorlearner.config import Config
 from actorlearner.envs import inspect_env, make_env_fn
-from actorlearner.learner import Learner
+from actorlearner.learner import Learner, has_adam_slots
 from actorlearner.model import build_default_model
 
 
-def test_fused_adam_matches_keras_adam_over_steps_and_a_learning_rate_change():
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "keras-fallback"])
+def test_fused_adam_matches_keras_adam_over_steps_and_a_learning_rate_change(fused):
     cfg = Config(learning_rate=3e-3, adam_epsilon=1e-5, hidden_sizes=(8, 8))
     spec = inspect_env(make_env_fn("CartPole-v1"))
     learner = Learner(cfg, spec, build_default_model(spec, cfg))
+    assert learner._fused_adam, "this Keras keeps Adam's slots elsewhere: the learner fell back to keras' Adam"
+    assert not has_adam_slots(keras.optimizers.SGD(), learner.model.trainable_variables)
+    learner._fused_adam = fused  # the fallback a Keras without those private slots would take
     variables = learner.model.trainable_variables
     reference = [tf.Variable(v.numpy()) for v in variables]
     keras_adam = keras.optimizers.Adam(learning_rate=cfg.learning_rate, epsilon=cfg.adam_epsilon)
