@@ -43,11 +43,15 @@ def paper_vtrace(log_rhos, discounts, rewards, values, bootstrap_value, clip_rho
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"seed{c['seed']}" for c in CASES])
-@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf.function"])
+@pytest.mark.parametrize("compiled", [False, True, "unknown T"], ids=["eager", "tf.function", "unknown-T"])
 def test_reference_cases(case, compiled):
     args = [np.asarray(case[k], np.float64) for k in INPUTS]
     fn = vtrace.from_importance_weights
-    if compiled:
+    if compiled == "unknown T":  # traced without the unroll length: the doubling runs as a graph loop
+        sig = [tf.TensorSpec([None, None], tf.float64)] * 4 + [tf.TensorSpec([None], tf.float64)]
+        fn = tf.function(lambda *a: vtrace.from_importance_weights(*a, **_kwargs(case)), input_signature=sig)
+        out = fn(*args)
+    elif compiled:
         fn = tf.function(lambda *a: vtrace.from_importance_weights(*a, **_kwargs(case)), reduce_retracing=True)
         out = fn(*args)
     else:
