@@ -114,9 +114,9 @@ class Learner:
     def trace(self) -> None:
         """Compiles the step now (half a second), e.g. while the actors produce the first batch.
 
-        Steps then call the concrete function directly, skipping tf.function's per-call dispatch
-        (signature matching, input conversion), which cost about as much as the math here."""
-        self._concrete = self._step.get_concrete_function()
+        Steps then call the concrete function through its flat entry (flat_caller), skipping tf.function's
+        per-call dispatch (signature matching, input conversion), which cost about as much as the math here."""
+        self._concrete = flat_caller(self._step.get_concrete_function())
 
     def observe(self, obs: np.ndarray) -> None:
         """Folds a batch's observations [T+1, B, obs_dim] (float vectors) into the running statistics of the model's
@@ -208,6 +208,19 @@ class Learner:
             raise NumericalFault(f"non-finite weights after learner step {self.steps + 1}", weights_damaged=True)
         self.steps += 1
         return stats, flat
+
+
+def flat_caller(concrete):
+    """A function calling `concrete` (a ConcreteFunction) with its inputs as positional tensors, through the
+    flat entry that its public call ends in (`_call_flat`, with the captured variables read once here), so
+    not binding them to the structured signature on every call: that binding cost ~0.3 ms per learner step
+    (TF 2.21, 9 inputs: 408 against 116 µs for a call of a near-empty function). A TensorFlow without that
+    private method gets the public call."""
+    call_flat = getattr(concrete, "_call_flat", None)
+    if call_flat is None:
+        return concrete
+    captured = list(concrete.captured_inputs)  # the model's and optimizer's variables: fixed for its life
+    return lambda *args: call_flat(list(args), captured)
 
 
 def scheduled(initial: float, kind: str, progress: float) -> float:

@@ -1,4 +1,5 @@
-"""The learner's fused Adam update (Learner._apply) against keras.optimizers.Adam on the same gradients."""
+"""The learner's fused Adam update (Learner._apply) against keras.optimizers.Adam on the same gradients, and its
+fast call of the compiled step (flat_caller)."""
 
 import keras
 import numpy as np
@@ -7,7 +8,7 @@ import tensorflow as tf
 
 from actorlearner.config import Config
 from actorlearner.envs import inspect_env, make_env_fn
-from actorlearner.learner import Learner, has_adam_slots
+from actorlearner.learner import Learner, flat_caller, has_adam_slots
 from actorlearner.model import build_default_model
 
 
@@ -43,3 +44,23 @@ def test_fused_adam_matches_keras_adam_over_steps_and_a_learning_rate_change(fus
     for v, r in zip(learner.optimizer.variables, keras_adam.variables):
         if "iteration" not in v.path and "learning_rate" not in v.path:
             np.testing.assert_allclose(moments[v.path], r.numpy(), rtol=1e-5, atol=1e-7, err_msg=v.path)
+
+
+def test_flat_caller_gives_the_public_calls_result_and_updates_the_same_variables():
+    v = tf.Variable([1.0, 2.0])
+
+    @tf.function(autograph=False, input_signature=[tf.TensorSpec([2]), tf.TensorSpec([], tf.int32)])
+    def step(x, n):
+        v.assign_add(x)
+        return tf.reduce_sum(v) * tf.cast(n, tf.float32), v * 2.0
+
+    concrete = step.get_concrete_function()
+    fast = flat_caller(concrete)
+    assert fast is not concrete, "this TensorFlow has no ConcreteFunction._call_flat: steps take the public call"
+    got = fast(tf.constant([1.0, 1.0]), tf.constant(3))
+    want = concrete(tf.constant([1.0, 1.0]), tf.constant(3))
+    assert isinstance(got, tuple) and len(got) == 2
+    np.testing.assert_allclose(got[0].numpy(), 15.0)  # v = [2, 3] after the first call
+    np.testing.assert_allclose(want[0].numpy(), 21.0)  # and [3, 4] after the second: one variable, both paths
+    np.testing.assert_allclose(got[1].numpy(), [4.0, 6.0])
+    assert flat_caller(len) is len  # no flat entry: the function itself
