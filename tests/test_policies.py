@@ -58,8 +58,9 @@ def test_behaviour_log_probs_match_learner(kind):
         actions, logp = D.np_sample_discrete(params, rng)
     else:
         actions, logp = D.np_sample_gaussian(params, rng)
-    tf_logp = D.tf_log_prob(tf.constant(params), tf.constant(actions.astype(np.int32 if spec.discrete else np.float32)),
-                            discrete=spec.discrete).numpy()
+    tf_logp, _ = D.tf_log_prob_and_entropy(tf.constant(params), tf.constant(
+        actions.astype(np.int32 if spec.discrete else np.float32)), discrete=spec.discrete)
+    tf_logp = tf_logp.numpy()
     np.testing.assert_allclose(logp, tf_logp, rtol=1e-4, atol=1e-4)
 
 
@@ -71,9 +72,10 @@ def test_discrete_sampling_follows_the_probabilities():
 
 
 def test_entropy_of_uniform_and_gaussian():
-    uniform = D.tf_entropy(tf.zeros([1, 4]), discrete=True).numpy()[0]
+    uniform = D.tf_log_prob_and_entropy(tf.zeros([1, 4]), tf.constant([2]), discrete=True)[1].numpy()[0]
     assert abs(uniform - np.log(4)) < 1e-6
-    gauss = D.tf_entropy(tf.constant([[0.0, 0.0]]), discrete=False).numpy()[0]  # mean 0, log_std 0
+    gauss = D.tf_log_prob_and_entropy(tf.constant([[0.0, 0.0]]), tf.constant([[0.3]]),  # mean 0, log_std 0
+                                      discrete=False)[1].numpy()[0]
     assert abs(gauss - 0.5 * np.log(2 * np.pi * np.e)) < 1e-6
 
 
