@@ -3,6 +3,7 @@ seed by seed interleaved, start-up against a bare `import tensorflow`, and the l
 
     git worktree add /tmp/base <commit>
     python benchmarks/side_by_side.py --baseline /tmp/base [--seeds 1,2,3,4,5]
+    python benchmarks/side_by_side.py --baseline /tmp/base --capacity-only --capacity-repeats 6
 
 Each tree runs its own code (`python -m actorlearner` with the tree as working directory; the learner capacity
 through the tree's own benchmarks/broadcast.py), in the same Python environment unless `--baseline-python` names
@@ -57,12 +58,14 @@ def main() -> None:
     p.add_argument("--seeds", default="1,2,3,4,5")
     p.add_argument("--max-seconds", type=float, default=60.0)
     p.add_argument("--capacity-repeats", type=int, default=3)
+    p.add_argument("--capacity-only", action="store_true",
+                   help="only the learner capacity (alternated --capacity-repeats times): a few minutes")
     a = p.parse_args()
     trees = {"baseline": os.path.abspath(a.baseline), "this": HERE}
     pythons = {"baseline": a.baseline_python, "this": sys.executable}
     runs = {k: [] for k in trees}
     imports = {k: [] for k in trees}
-    for seed in (int(s) for s in a.seeds.split(",")):
+    for seed in ([] if a.capacity_only else (int(s) for s in a.seeds.split(","))):
         for name, tree in trees.items():
             imports[name].append(import_tf_s(pythons[name]))
             s = solve(pythons[name], tree, seed, a.max_seconds)
@@ -73,6 +76,13 @@ def main() -> None:
     for _ in range(a.capacity_repeats):  # alternated, as the machine's speed drifts
         for name, tree in trees.items():
             caps[name].append(capacity(pythons[name], tree, 64, 5.0))
+            print(f"capacity {name}: {caps[name][-1]:,.0f} samples/s", flush=True)
+    if a.capacity_only:
+        med = {k: statistics.median(v) for k, v in caps.items()}
+        for name in trees:
+            print(f"{name}: median {med[name]:,.0f} samples/s ({', '.join(f'{c:,.0f}' for c in caps[name])})")
+        print(f"\nthis / baseline: learner capacity {med['this'] / med['baseline']:.2f} (batch 64, one core)")
+        return
     bare = {k: statistics.median(v) for k, v in imports.items()}
     for name in trees:
         print(f"\nbare `import tensorflow` ({name}'s Python): median {bare[name]:.2f} s "
