@@ -63,9 +63,10 @@ def np_greedy(params: np.ndarray, discrete: bool) -> np.ndarray:
 def tf_log_prob_and_entropy(params, actions, *, discrete: bool):
     """params [N, A] or [N, 2D]; actions [N] int or [N, D] float32 -> (log-probs [N], entropies [N]).
 
-    One function for both so that a Discrete policy's log-softmax is computed (and differentiated) once; the
-    taken action's log-prob is picked by a one-hot product, whose gradient is a product too (a batched gather's
-    is a scatter, and both were slower on the learner's [T*B, A] logits)."""
+    One function for both so that a Discrete policy's log-softmax (the slowest small kernel of the learner's
+    step) is computed and differentiated once. The taken action's log-prob is picked by a one-hot product,
+    whose gradient is a product too (a batched gather's is a scatter); an action outside [0, A) would pick 0
+    instead of raising, which the actors' sampling never produces."""
     import tensorflow as tf
 
     if discrete:
