@@ -80,6 +80,7 @@ def test_wrong_shape_from_step_is_counted_and_the_run_goes_on(tmp_path):
     assert summary["status"] == "max_steps", summary
     assert summary["env_errors"] >= 1 and summary["learner_steps"] > 10, summary
     assert "(custom_envs:WrongShapeStep-v0): step() returned an observation of shape (3,) float32" in proc.stdout
+    assert proc.took < 60, proc.took
     assert spawned_pids() - before == set() and our_segments() - segments == set()
 
 
