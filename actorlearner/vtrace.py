@@ -82,8 +82,7 @@ def from_importance_weights(log_rhos, discounts, rewards, values, bootstrap_valu
     else:  # T unknown when traced (e.g. reduce_retracing): the same steps in a graph loop
         _, _, b = tf.while_loop(lambda s, a, b: s < tf.shape(b)[0],
                                 lambda s, a, b: (2 * s, *_doubling_step(a, b, s)), (tf.constant(1), a, b))
-    vs_minus_v = b
-    vs = vs_minus_v + values
+    vs = b + values
 
     vs_tp1 = tf.concat([vs[1:], bootstrap_value[None]], axis=0)
     clipped_pg_rhos = rhos if clip_pg_rho_threshold is None else tf.minimum(
