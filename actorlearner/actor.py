@@ -90,6 +90,8 @@ class Actor:
         self.slots.set_version(slot, self.version)
         if self.state:  # the learner re-runs the core from here, resetting where `first` says, as below
             a["core_state"][slot][0] = np.concatenate(self.state, axis=1)
+        fval_out[:] = 0.0
+        valid_out[:] = 1
         returns, lengths = [], []
         for t in range(self.cfg.unroll_length):
             obs_out[t] = self.obs
@@ -104,8 +106,8 @@ class Actor:
             rew_out[t] = step.rewards
             term_out[t] = step.terminated
             trunc_out[t] = step.truncated
-            valid_out[t] = 1 if step.valid is None else step.valid
-            fval_out[t] = 0.0
+            if step.valid is not None:
+                valid_out[t] = step.valid
             if step.final_idx:  # the core steps on to the final observation from the state it reached
                 fval_out[t, step.final_idx] = self.policy.value_at(step.final_obs, [s[step.final_idx] for s in state])
             returns += step.ended_returns

@@ -7,12 +7,23 @@ from __future__ import annotations
 from typing import Optional
 
 import gymnasium as gym
+import numpy as np
 
 from . import atari
 from .atari import MAX_FRAMES, STICKY_ACTIONS, ChannelsLastVector
 from .config import ConfigError
 from .env_batch import EnvBatch, GymEnvBatch, VectorEnvBatch, _close_quietly, env_seed
 from .envs import import_env_modules, inspect_env, registered_id, spec_from_spaces
+
+class SampledActions(gym.spaces.MultiDiscrete):
+    """A vector env's batched Discrete action space whose `contains` checks the batch's shape and integer dtype
+    only. An actor steps its envs with actions its sampler drew, in range by construction
+    (distributions.np_sample_discrete); gymnasium's full check, an assert in every CartPoleVectorEnv.step, cost
+    ~17 µs of a ~110 µs step of 64 envs here."""
+
+    def contains(self, x) -> bool:
+        return isinstance(x, np.ndarray) and x.shape == self.shape and x.dtype.kind in "iu"
+
 
 class EnvBatchFactory:
     """Picklable recipe for an actor's env batch: `factory(actor_id, incarnation, seed)` -> EnvBatch.
@@ -40,7 +51,11 @@ class EnvBatchFactory:
         import_env_modules(self.modules, self.env_id)
         rid = registered_id(self.env_id)
         if self.backend == "vector":
-            return gym.make_vec(rid, num_envs=num_envs, vectorization_mode="vector_entry_point")
+            env = gym.make_vec(rid, num_envs=num_envs, vectorization_mode="vector_entry_point")
+            if type(env.action_space) is gym.spaces.MultiDiscrete:
+                env.action_space = SampledActions(env.action_space.nvec, env.action_space.dtype,
+                                                  start=env.action_space.start)
+            return env
         if self.backend == "envpool":
             import warnings
 

@@ -271,3 +271,20 @@ def test_frames_last_is_the_transpose_of_the_frame_stack(stack):
     got = frames_last(obs)
     assert got.flags.c_contiguous and got.dtype == np.uint8
     np.testing.assert_array_equal(got, obs.transpose(0, 2, 3, 1))
+
+
+def test_vector_backend_checks_only_the_shape_of_sampled_actions_and_steps_as_gymnasium():
+    ours = EnvBatchFactory("vector", 4, env_id="CartPole-v1").make_vec(4)
+    theirs = gym.make_vec("CartPole-v1", num_envs=4, vectorization_mode="vector_entry_point")
+    space = ours.action_space
+    assert space.contains(np.zeros(4, np.int64)) and space.nvec.tolist() == [2] * 4
+    assert not space.contains(np.zeros(3, np.int64)) and not space.contains(np.zeros(4, np.float32))
+    assert not space.contains([0, 1, 0, 1])
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(ours.reset(seed=3)[0], theirs.reset(seed=3)[0])
+    for _ in range(100):
+        actions = rng.integers(0, 2, 4)
+        for a, b in zip(ours.step(actions)[:4], theirs.step(actions)[:4]):
+            np.testing.assert_array_equal(a, b)
+    ours.close()
+    theirs.close()
