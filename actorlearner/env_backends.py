@@ -46,6 +46,10 @@ class EnvBatchFactory:
         return VectorEnvBatch(lambda s: self.make_vec(self.num_envs, s), self.num_envs, first_seed,
                               self.backend, label, spec.obs_shape, spec.obs_dtype, self.episodic_life)
 
+    def vector_batch(self, num_envs: int, seed: int) -> VectorEnvBatch:
+        """num_envs envs of this (vector) backend in one batch, reset with `seed`: evaluation's, not an actor's."""
+        return VectorEnvBatch(lambda s: self.make_vec(num_envs, s), num_envs, seed, self.backend, "evaluation")
+
     def make_vec(self, num_envs: int, seed: int = 0):
         """The vector env of this backend (seed: envpool seeds its envs when it builds them)."""
         import_env_modules(self.modules, self.env_id)

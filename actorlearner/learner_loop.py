@@ -51,6 +51,8 @@ class Run:
     ckpt: Optional[checkpoint.Checkpoint]  # the checkpoint this run resumes from
     generation: int  # 0 for a fresh run, +1 for each resume
     report: Callable[[str], None]  # console lines that may repeat (reporting.Repeats.say)
+    # (num_envs, seed) -> an EnvBatch of the run's vector backend for confirmations; None: single envs
+    confirm_batch: Optional[Callable] = None
 
 
 def build_model(cfg: Config, spec, model_fn: Optional[Callable]):

@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from .evaluation import confirmation_passes, run_episodes, run_episodes_together
+from .evaluation import confirmation_passes, run_episodes, run_episodes_together, run_first_episodes
 from .policies import make_policy
 from .reporting import console, say
 from .stopping import UserCodeStopped
@@ -64,8 +64,15 @@ class PolicyChecks:
         seed = cfg.seed + 20_000 + 1_000 * self.stats.confirmations_failed  # fresh episodes at every attempt
         try:
             with self.run.signals.user_code(self.deadline()):
-                returns, _ = run_episodes_together(self.policy, self.run.env_fn, self.run.spec,
-                                                   episodes=cfg.confirm_episodes, seed=seed)
+                if self.run.confirm_batch is None:
+                    returns, _ = run_episodes_together(self.policy, self.run.env_fn, self.run.spec,
+                                                       episodes=cfg.confirm_episodes, seed=seed)
+                else:
+                    batch = self.run.confirm_batch(cfg.confirm_episodes, seed)
+                    try:
+                        returns, _ = run_first_episodes(self.policy, batch, self.run.spec, seed=seed)
+                    finally:
+                        batch.close()
         except UserCodeStopped:
             return None
         return list(returns) if returns else None

@@ -8,10 +8,13 @@ import sys
 
 import gymnasium as gym
 import numpy as np
+import pytest
 
 from actorlearner.config import Config
 from actorlearner.envs import inspect_env, make_env_fn
-from actorlearner.evaluation import confirmation_passes, run_episodes, run_episodes_together
+from actorlearner.env_backends import EnvBatchFactory
+from actorlearner.env_batch import VectorEnvBatch
+from actorlearner.evaluation import confirmation_passes, run_episodes, run_episodes_together, run_first_episodes
 from actorlearner.layout import default_layout, layout_size
 from actorlearner.policies import NumpyMLPPolicy
 from conftest import ROOT
@@ -27,6 +30,31 @@ def test_episodes_played_together_are_the_episodes_played_one_by_one():
     together, together_len = run_episodes_together(policy, env_fn, spec, episodes=6, seed=11, greedy=True)
     assert sorted(zip(one, one_len)) == sorted(zip(together, together_len))
     assert len(set(one_len)) > 1  # different episodes, not one repeated
+
+
+class _Ones:
+    """A feed-forward policy that always takes action 1."""
+
+    def initial_state(self, n):
+        return []
+
+    def act(self, obs, state, rng, greedy=False):
+        return np.ones(len(obs), np.int64), None, state
+
+
+@pytest.mark.parametrize("kind", ["Next", "Same"])
+def test_a_vector_batch_confirmation_counts_the_first_episode_of_each_env(kind):
+    import custom_envs  # noqa: F401 - registers CountNext-v0 / CountSame-v0
+
+    factory = EnvBatchFactory("vector", 3, env_id=f"Count{kind}-v0")
+    batch = factory.vector_batch(4, seed=0)
+    # Every env's episode 0 is rewarded 1 + 2 + 3 and terminates; episode 1 (return 10, 4 steps) must not count.
+    assert run_first_episodes(_Ones(), batch, factory.spec(), seed=0) == ([6.0] * 4, [3] * 4)
+    batch.close()
+    # An error at the second step cuts every episode: none is the policy's to count.
+    failing = VectorEnvBatch(lambda s: custom_envs.CountVectorEnv(4, f"{kind}Step", fail_at=2), 4, 0, "vector")
+    assert run_first_episodes(_Ones(), failing, factory.spec(), seed=0) == ([], [])
+    failing.close()
 
 
 def test_a_confirmation_must_clear_the_target_by_its_standard_error():
