@@ -119,6 +119,7 @@ class LearnerLoop:
             self.board.close()
             _try(self.save_checkpoint, "a final checkpoint")  # keep the finished work, then report the failure
             raise
+        self.stats.train_end_s = self.stats.now()
         self._finish(status)
         return status
 

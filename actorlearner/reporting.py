@@ -47,6 +47,7 @@ class RunStats:
         self.solved_at_s: Optional[float] = None
         self.solved_at_steps: Optional[int] = None
         self.first_step_s: Optional[float] = None
+        self.train_end_s: Optional[float] = None  # when the learner loop stopped (before the final evaluation)
         self.first_step_env_steps = 0
         self.lag_sum = 0.0
         self.lag_count = 0
@@ -145,7 +146,10 @@ class RunStats:
     def summary(self, env_id: str, seed: int, status: str) -> dict:
         wall = self.now()
         mr = self.mean_return_100()
-        train_s = wall - self.first_step_s if self.first_step_s is not None else 0.0
+        # Training throughput: from the first learner step to the loop's end; the final checkpoint and
+        # evaluation after it consume no env steps.
+        end = self.train_end_s if self.train_end_s is not None else wall
+        train_s = end - self.first_step_s if self.first_step_s is not None else 0.0
         return {
             "env_id": env_id, "seed": seed, "status": status, "wall_s": wall,
             "env_steps": self.env_steps, "env_steps_per_s": self.env_steps / wall if wall > 0 else 0.0,

@@ -45,3 +45,12 @@ def test_progress_line_shows_time_left_and_verbose_terms():
     assert "left" not in verbose  # no limit set
     stats.last_losses["clip_frac"] = 0.125  # appo's
     assert "spread 0.25, clipped 12.5%)" in progress_line(stats, 100.0, verbose=True)
+
+
+def test_training_throughput_runs_from_the_first_learner_step_to_the_loops_end():
+    import time
+
+    stats = RunStats(time.monotonic(), 475.0)
+    stats.first_step_s, stats.first_step_env_steps, stats.env_steps = 1.0, 1_000, 11_000
+    stats.train_end_s = 6.0  # the final checkpoint and evaluation after it are not training
+    assert stats.summary("CartPole-v1", 1, "max_seconds")["train_env_steps_per_s"] == 2_000
