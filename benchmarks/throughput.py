@@ -5,8 +5,10 @@ For each (actors, envs per actor) in the sweep, trains the env (--env-backend as
 --seconds without stopping at the target and reports env steps/s consumed by the learner (from the first
 learner step on), learner steps/s, mean and p95 policy lag, CPU use and peak RSS of every process, and
 throughput against (a) the env-only ceiling of the fastest backend for the id on all cores and (b) the
-learner's own capacity on one core at the default batch (benchmarks/broadcast.py's measurement). With a
-vectorized env the learner, not the actors, should be the limit: (b) near 1.
+learner's own capacity on one core at the default batch (benchmarks/broadcast.py's measurement), taken just
+before and just after each configuration's training and averaged: a shared VM's speed drifts within minutes,
+and the two figures (both in the table) show how far. With a vectorized env the learner, not the actors,
+should be the limit: (b) near 1.
 
     python benchmarks/throughput.py [--sweep 2x32,2x16,2x64] (the first: the defaults on 2 cores) [--seconds 10]
 
@@ -42,8 +44,12 @@ def main() -> None:
     ceil = ceilings[fastest]
     for b, c in ceilings.items():
         print(f"ceiling ({a.env}, env only, {b} backend, {os.cpu_count()} processes x 32 envs): {c:,.0f} steps/s")
-    with mp.get_context("spawn").Pool(1) as pool:  # TensorFlow in a child: this process stays light
-        capacity = pool.apply(learner_capacity, ([64], 5.0))[0]["samples_per_s"]
+
+    def measure_capacity() -> float:
+        with mp.get_context("spawn").Pool(1) as pool:  # TensorFlow in a child: this process stays light
+            return pool.apply(learner_capacity, ([64], 5.0))[0]["samples_per_s"]
+
+    capacity = before = measure_capacity()
     print(f"learner capacity (default MLP, batch 64 unrolls, one core): {capacity:,.0f} samples/s")
     rows = []
     runs = [(item, backend) for item in a.sweep.split(",")
@@ -59,10 +65,13 @@ def main() -> None:
         actor_rss = [r["peak_rss_mb"] for r in procs if r["role"] == "actor"]
         learner = next(r for r in procs if r["role"] == "learner")
         train_s = s["wall_s"] - s["startup_s"]
+        after = measure_capacity()
+        bracket = (before + after) / 2
         row = {"backend": backend, "actors": actors, "envs_per_actor": envs,
                "env_steps_per_s": s["train_env_steps_per_s"],
                "ratio_to_ceiling": s["train_env_steps_per_s"] / ceil,
-               "ratio_to_learner": s["train_env_steps_per_s"] / capacity,
+               "learner_capacity_before": before, "learner_capacity_after": after,
+               "ratio_to_learner": s["train_env_steps_per_s"] / bracket,
                "learner_steps_per_s": s["learner_steps"] / max(1e-9, train_s),
                "samples_per_s_consumed": s["train_env_steps_per_s"],
                "policy_lag_mean": s["policy_lag_mean"], "policy_lag_p95": s["policy_lag_p95"],
@@ -72,6 +81,7 @@ def main() -> None:
                "total_peak_rss_mb": learner["peak_rss_mb"] + sum(actor_rss),
                "ray_cpu": sum(r["cpu_frac"] for r in procs if r["role"] == "ray")}
         rows.append(row)
+        before = after  # the next configuration's "before"
         if backend == "ray":
             local = rows[-2]
             row["ray_to_local"] = row["env_steps_per_s"] / local["env_steps_per_s"]
@@ -81,7 +91,8 @@ def main() -> None:
                   f"{local['startup_s']:.1f} s (+{row['startup_extra_s']:.1f} s); policy lag "
                   f"{row['policy_lag_mean']:.2f} against {local['policy_lag_mean']:.2f}")
     cols = [("backend", "{}"), ("actors", "{:d}"), ("envs_per_actor", "{:d}"), ("env_steps_per_s", "{:,.0f}"),
-            ("ratio_to_ceiling", "{:.2f}"), ("ratio_to_learner", "{:.2f}"), ("learner_steps_per_s", "{:.0f}"),
+            ("ratio_to_ceiling", "{:.2f}"), ("learner_capacity_before", "{:,.0f}"),
+            ("learner_capacity_after", "{:,.0f}"), ("ratio_to_learner", "{:.2f}"), ("learner_steps_per_s", "{:.0f}"),
             ("policy_lag_mean", "{:.2f}"),
             ("policy_lag_p95", "{:.0f}"), ("startup_s", "{:.2f}"), ("learner_cpu", "{:.2f}"),
             ("actor_cpu_mean", "{:.2f}"), ("learner_peak_rss_mb", "{:.0f}"), ("actor_peak_rss_mb_max", "{:.0f}"),
