@@ -290,31 +290,26 @@ class VectorEnvBatch:
         trunc = np.greater(trunc, term)  # trunc & ~term, a new array
         ended = term | trunc
         any_ended = bool(ended.any())
-        final_idx, final_obs = [], None
+        final_idx = trunc.nonzero()[0].tolist() if any_ended else []
+        final_obs = None
+        if final_idx:  # SAME_STEP: in the info; NEXT_STEP: this step's observation (the reset comes next step)
+            final_obs = np.asarray(info["final_obs"][trunc].tolist(), obs.dtype) if self.same_step else obs[trunc]
         if self.same_step:
             valid = counted = None
-            if any_ended:
-                final_idx = trunc.nonzero()[0].tolist()
-                if final_idx:
-                    final_obs = np.asarray(info["final_obs"][trunc].tolist(), obs.dtype)
             first = ended
         else:
             # NEXT_STEP: the envs that ended last step were reset by this one (action ignored, reward 0).
-            if any_ended:
-                final_idx = trunc.nonzero()[0].tolist()
-                if final_idx:
-                    final_obs = obs[trunc]
             if self._any_resetting:
                 valid = counted = ~self._resetting
                 first = self._resetting
-                term, trunc, masked = term & valid, trunc & valid, ended & valid
-                any_ended = bool(masked.any())
+                term, trunc = term & valid, trunc & valid
             else:
                 valid = counted = None
                 first = self._no_first
-                masked = ended
-            self._resetting, self._any_resetting = ended, bool(ended.any()) if valid is not None else any_ended
-            ended = masked
+            self._resetting, self._any_resetting = ended, any_ended
+            if valid is not None:
+                ended = ended & valid
+                any_ended = bool(ended.any())
         ended_r, ended_l = self._episodes.add(rewards, counted, ended if any_ended else None)
         if self.episodic_life:  # an ended episode's lives are the next one's (after the autoreset): no loss
             lives, self._lives = self._lives, np.asarray(info["lives"])
