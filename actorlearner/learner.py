@@ -75,6 +75,7 @@ class Learner:
         self._entropy_now = (None, None)  # (scheduled entropy cost, the same as a tensor)
         self.steps = 0
         self._concrete = None
+        self._executor = ""  # TensorFlow's executor for the step (executor_for)
         self._lr_now = cfg.learning_rate
         self._stat_names = APPO_STAT_NAMES if cfg.loss == "appo" else STAT_NAMES
         by_path = {v.path: v for v in model.weights}
@@ -103,11 +104,10 @@ class Learner:
             else:
                 losses = impala_loss(**common, clip_pg_rho=cfg.clip_pg_rho)
         losses["policy_spread"] = policy_spread(params, mask, discrete=spec.discrete)  # health.CollapseWatch
-        grads = tape.gradient(losses["total"], variables)
-        grads, grad_norm = tf.clip_by_global_norm(grads, cfg.max_grad_norm)
-        finite = tf.math.is_finite(losses["total"]) & tf.math.is_finite(grad_norm)
+        grads, grad_norm, finite = clipped_gradients(tape.gradient(losses["total"], variables), losses["total"],
+                                                     cfg.max_grad_norm)
         # A non-finite update is never applied, so the published weights stay the last good ones.
-        tf.cond(finite, lambda: self._apply(grads, variables), lambda: tf.no_op())
+        self._apply(grads, variables, finite)
         flat = tf.concat([tf.reshape(w, [-1]) for w in self._published], axis=0)
         # One vector out instead of a dict of scalars: each output tensor costs a host copy per step.
         stats = tf.stack([tf.cast(finite, tf.float32), grad_norm] + [losses[k] for k in self._stat_names[2:]])
@@ -121,7 +121,9 @@ class Learner:
 
         Steps then call the concrete function through its flat entry (flat_caller), skipping tf.function's
         per-call dispatch (signature matching, input conversion), which cost about as much as the math here."""
-        self._concrete = flat_caller(self._step.get_concrete_function())
+        concrete = self._step.get_concrete_function()
+        self._concrete = flat_caller(concrete)
+        self._executor = executor_for(concrete.graph)
 
     def observe(self, obs: np.ndarray) -> None:
         """Folds a batch's observations [T+1, B, obs_dim] (float vectors) into the running statistics of the model's
@@ -149,29 +151,36 @@ class Learner:
         assign(self.optimizer.variables, ckpt.optim, "optimizer", skip=is_learning_rate)
         self.steps = int(ckpt.meta["stats"]["learner_steps"])
 
-    def _apply(self, grads, variables):
+    def _apply(self, grads, variables, finite):
         """Adam, one fused kernel per variable (ResourceApplyAdam) on Keras' own moments and step count, so
         checkpoints are unchanged. The maths is keras.optimizers.Adam's (its update_step):
             alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t);  m += (1 - beta_1) (g - m);
             v += (1 - beta_2) (g^2 - v);  w -= alpha * m / (sqrt(v) + epsilon).
         Keras builds that from ~38 graph ops per variable, and on the default MLP's small tensors those ops
         were ~15 % of a learner step (tests/test_learner_adam.py holds the two to 1e-6). The slots are Keras'
-        private attributes, so a Keras without them gets its own Adam instead (has_adam_slots)."""
+        private attributes, so a Keras without them gets its own Adam instead (has_adam_slots).
+
+        finite: a bool tensor; False leaves weights, moments and step count exactly as they were. The fused
+        update skips without a branch (beta_1 = beta_2 = 1 and lr = 0 keep m, v and w, and the gradients are
+        zeros, see clipped_gradients): a tf.cond costs a nested function call per step, and a graph without
+        one can run on the single-threaded executor (Learner.step). Keras' own Adam keeps the tf.cond."""
         opt = self.optimizer
         if not self._fused_adam:
-            opt.apply(grads, variables)
-            return tf.no_op()
+            tf.cond(finite, lambda: opt.apply(grads, variables) or tf.no_op(), lambda: tf.no_op())
+            return
+        one = tf.constant(1.0, tf.float32)
         step = tf.cast(opt.iterations + 1, tf.float32)
         beta_1, beta_2 = tf.constant(opt.beta_1, tf.float32), tf.constant(opt.beta_2, tf.float32)
         lr, epsilon = tf.cast(opt.learning_rate, tf.float32), tf.constant(opt.epsilon, tf.float32)
         beta_1_power, beta_2_power = tf.pow(beta_1, step), tf.pow(beta_2, step)
+        beta_1, beta_2 = tf.where(finite, beta_1, one), tf.where(finite, beta_2, one)
+        lr = tf.where(finite, lr, tf.zeros_like(lr))
         for grad, var in zip(grads, variables):
             i = opt._get_variable_index(var)
             tf.raw_ops.ResourceApplyAdam(var=var.handle, m=opt._momentums[i].handle, v=opt._velocities[i].handle,
                                          beta1_power=beta_1_power, beta2_power=beta_2_power, lr=lr, beta1=beta_1,
                                          beta2=beta_2, epsilon=epsilon, grad=grad)
-        opt.iterations.assign_add(1)
-        return tf.no_op()
+        opt.iterations.assign_add(tf.cast(finite, opt.iterations.dtype))
 
     def step(self, batch: dict[str, np.ndarray], progress: float = 0.0,
              lr_scale: float = 1.0) -> tuple[dict[str, float], np.ndarray]:
@@ -206,8 +215,9 @@ class Learner:
     def _update(self, batch: dict, entropy_cost) -> tuple[dict[str, float], np.ndarray]:
         rows = np.stack([batch[k] for k in ROW_NAMES], dtype=np.float32)
         state = tf.constant(batch["core_state"]) if "core_state" in batch else self._no_state
-        stats, flat = self._concrete(tf.constant(batch["obs"]), tf.constant(batch["first"]),
-                                     tf.constant(batch["actions"]), tf.constant(rows), state, entropy_cost)
+        with tf.experimental.function_executor_type(self._executor):
+            stats, flat = self._concrete(tf.constant(batch["obs"]), tf.constant(batch["first"]),
+                                         tf.constant(batch["actions"]), tf.constant(rows), state, entropy_cost)
         stats = dict(zip(self._stat_names, stats.numpy().tolist()))
         finite = stats.pop("finite")
         if not finite:
@@ -217,6 +227,33 @@ class Learner:
             raise NumericalFault(f"non-finite weights after learner step {self.steps + 1}", weights_damaged=True)
         self.steps += 1
         return stats, flat
+
+
+def clipped_gradients(grads: list, loss, max_norm: float):
+    """(grads scaled to a global norm of at most max_norm, their global norm before, finite) where finite is
+    whether loss and that norm are finite. The scale is tf.clip_by_global_norm's, to the bit; where not
+    finite every gradient is 0 (multiply_no_nan: a NaN or Inf gradient times 0 gives 0, not NaN), so an
+    update that reads them stays finite. grads: tensors of the variables' shapes; loss: a scalar."""
+    norm = tf.linalg.global_norm(grads)
+    finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
+    clip = tf.constant(max_norm, norm.dtype)
+    scale = clip * tf.minimum(1.0 / norm, tf.constant(1.0, norm.dtype) / clip)
+    scale = tf.where(finite, scale, tf.zeros_like(scale))
+    return [tf.math.multiply_no_nan(g, scale) for g in grads], norm, finite
+
+
+CONTROL_FLOW_OPS = frozenset({"If", "StatelessIf", "While", "StatelessWhile", "Case", "StatelessCase",
+                               "Switch", "Merge", "Enter", "Exit", "NextIteration"})
+
+
+def executor_for(graph) -> str:
+    """The executor a compiled step runs on: TensorFlow's single-threaded one where the graph has no control
+    flow (it runs each kernel inline, in order: ~9 % of the default CartPole step was the default executor's
+    scheduling of ~240 small kernels), else the default (""). Control flow there hung a step in a probe
+    (a tf.cond's nested call). Kernels keep their own intra-op threads either way."""
+    if any(op.type in CONTROL_FLOW_OPS for op in graph.get_operations()):
+        return ""
+    return "SINGLE_THREADED_EXECUTOR"
 
 
 def flat_caller(concrete):

@@ -27,7 +27,7 @@ def test_fused_adam_matches_keras_adam_over_steps_and_a_learning_rate_change(fus
 
     @tf.function(autograph=False)
     def fused(grads):
-        learner._apply(grads, variables)
+        learner._apply(grads, variables, tf.constant(True))
 
     rng = np.random.default_rng(0)
     for step in range(5):
@@ -64,3 +64,22 @@ def test_flat_caller_gives_the_public_calls_result_and_updates_the_same_variable
     np.testing.assert_allclose(want[0].numpy(), 21.0)  # and [3, 4] after the second: one variable, both paths
     np.testing.assert_allclose(got[1].numpy(), [4.0, 6.0])
     assert flat_caller(len) is len  # no flat entry: the function itself
+
+
+def test_steps_without_control_flow_run_on_the_single_threaded_executor():
+    from actorlearner.learner import executor_for
+
+    @tf.function(autograph=False, input_signature=[tf.TensorSpec([], tf.float32)])
+    def branchy(x):
+        return tf.cond(x > 0, lambda: x, lambda: -x)
+
+    assert executor_for(branchy.get_concrete_function().graph) == ""
+    cfg = Config(hidden_sizes=(8, 8))
+    spec = inspect_env(make_env_fn("CartPole-v1"))
+    learner = Learner(cfg, spec, build_default_model(spec, cfg))
+    learner.trace()
+    assert learner._executor == "SINGLE_THREADED_EXECUTOR"  # the fused Adam skips a bad update without a branch
+    keras_adam = Learner(cfg, spec, build_default_model(spec, cfg))
+    keras_adam._fused_adam = False
+    keras_adam.trace()
+    assert keras_adam._executor == ""  # Keras' Adam sits in a tf.cond
