@@ -280,10 +280,10 @@ def scheduled(initial: float, kind: str, progress: float) -> float:
 
 
 def configure_tensorflow(threads: int, deterministic: bool = False) -> None:
-    """Learner-process TF settings. Grappler's graph rewrites cost ~0.15 s on the first step and buy
-    nothing measurable for a graph this small, so they are off (start-up time is most of a solve).
-    deterministic: --reproducible, every op's result independent of thread timing."""
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    """Learner-process TF settings. Grappler's graph rewrites stay on: its remapper fuses each dense layer's
+    MatMul, BiasAdd and activation into one kernel, 3-4 % of the default CartPole step (1.60 -> 1.55 ms in
+    alternated runs), for ~0.05 s more on the first step. deterministic: --reproducible, every op's result
+    independent of thread timing."""
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     if threads:
