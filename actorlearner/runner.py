@@ -205,8 +205,9 @@ def _banner(plan: Plan) -> None:
 
 
 def _slots_per_actor(cfg: Config) -> int:
-    """Unroll slots each actor gets: its share of a batch, one more to fill while the learner reads."""
-    return max(2, math.ceil(cfg.slots_per_batch / cfg.num_actors) + 1)
+    """Unroll slots each actor gets: twice its share of a batch, so it fills a whole next share while the
+    learner steps on this one (the learner gives slots back only after publishing the step's weights)."""
+    return 2 * math.ceil(cfg.slots_per_batch / cfg.num_actors)
 
 
 def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
