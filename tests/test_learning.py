@@ -61,6 +61,10 @@ def test_cartpole_multiprocess_solves_from_the_command_line(tmp_path, backend):
         assert key in summary
     assert summary["eval_return_mean"] is not None and summary["policy_lag_mean"] >= 0
     assert (run_dir / "config.json").exists() and (run_dir / "metrics.jsonl").stat().st_size > 0
+    if backend == "local" and json.loads((run_dir / "config.json").read_text())["num_actors"] == 1:
+        # Slots go back after the publish, so one actor's unrolls trail by at most one step (at ~2, a
+        # CartPole policy collapsed in ~15 % of seeds).
+        assert summary["policy_lag_p95"] <= 1 and summary["policy_lag_mean"] <= 1, summary
     assert "eval over" in proc.stdout
     assert spawned_pids() - before == set(), "actor processes outlived the run"
     assert our_segments() - shm_before == set(), "segments left in /dev/shm"
