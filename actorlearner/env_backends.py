@@ -46,6 +46,12 @@ class EnvBatchFactory:
         return VectorEnvBatch(lambda s: self.make_vec(self.num_envs, s), self.num_envs, first_seed,
                               self.backend, label, spec.obs_shape, spec.obs_dtype, self.episodic_life)
 
+    @property
+    def confirm_batches(self):
+        """vector_batch where solve confirmations can play on this backend (gymnasium's own vector entry
+        points), else None (single envs then): ALE's episodic life would end an episode at a lost life."""
+        return self.vector_batch if self.backend == "vector" else None
+
     def vector_batch(self, num_envs: int, seed: int) -> VectorEnvBatch:
         """num_envs envs of this (vector) backend in one batch, reset with `seed`: evaluation's, not an actor's."""
         return VectorEnvBatch(lambda s: self.make_vec(num_envs, s), num_envs, seed, self.backend, "evaluation")

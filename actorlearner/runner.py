@@ -254,10 +254,9 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
                                        cfg.actor_threads, report=repeats.say)
                 pool = SlotSource(actors, slots, num_actors, slots_per_actor)
             pool.start()  # before the learner imports TensorFlow: the actors' start overlaps it
-            # Confirmations play on the vector backend where the run has one (gymnasium's own vector entry points).
-            confirm_batch = plan.make_batch.vector_batch if plan.make_batch.backend == "vector" else None
             status = LearnerLoop(Run(cfg, spec, plan.env_fn, plan.actor_model_fn, plan.model, pool, weights, stats,
-                                     plan.run_dir, signals, ckpt, plan.generation, repeats.say, confirm_batch)).run()
+                                     plan.run_dir, signals, ckpt, plan.generation, repeats.say,
+                                     plan.make_batch.confirm_batches)).run()
         except Interrupted:
             status = "interrupted"
         except Exception as e:

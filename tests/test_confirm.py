@@ -47,7 +47,10 @@ def test_a_vector_batch_confirmation_counts_the_first_episode_of_each_env(kind):
     import custom_envs  # noqa: F401 - registers CountNext-v0 / CountSame-v0
 
     factory = EnvBatchFactory("vector", 3, env_id=f"Count{kind}-v0")
-    batch = factory.vector_batch(4, seed=0)
+    assert factory.confirm_batches == factory.vector_batch  # what the runner hands the learner loop
+    assert EnvBatchFactory("gymnasium", 3, env_fn=make_env_fn("CartPole-v1")).confirm_batches is None
+    assert EnvBatchFactory("ale", 3, env_id="ALE/Pong-v5").confirm_batches is None  # episodic life: single envs
+    batch = factory.confirm_batches(4, seed=0)
     # Every env's episode 0 is rewarded 1 + 2 + 3 and terminates; episode 1 (return 10, 4 steps) must not count.
     assert run_first_episodes(_Ones(), batch, factory.spec(), seed=0) == ([6.0] * 4, [3] * 4)
     batch.close()
