@@ -134,6 +134,10 @@ class ActorPool:
         self.clock.started(i)
 
     def give(self, i: int, slot: int) -> None:
+        if not self.holding[i]:
+            # It held no slot (the learner gives them back only after publishing): waiting for one is not
+            # silence, so its clock starts now, not at its last delivery a learner step ago.
+            self.clock.started(i)
         self.holding[i].add(slot)
         try:
             self.conns[i].send(slot)

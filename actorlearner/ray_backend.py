@@ -167,7 +167,10 @@ class RaySource:
         payload = self._weights.payload
         if payload is None or self.stopping:
             return
+        busy = {i for (i, inc) in self._pending.values() if inc == self.incarnation[i]}
         for i in range(self.num_actors):
+            if self._owed[i] > 0 and i not in busy:
+                self.clock.started(i)  # an actor without a call was waiting on us, not silent (ActorPool.give)
             while self._owed[i] > 0:
                 self._owed[i] -= 1
                 self._pending[self.hosts[i].fill.remote(self._weights.version, payload)] = (i, self.incarnation[i])

@@ -53,3 +53,34 @@ def test_frozen_actor_process_is_killed_and_replaced(tmp_path):
     os.kill(kids[-1], signal.SIGSTOP)  # frozen: alive, silent
     summary = check_end(tmp_path, proc, before, t0)
     assert "(a frozen process, or a hung env?); killing it" in summary["stdout"]  # it cannot answer
+
+
+def test_an_actor_waiting_for_a_slot_is_not_stalled(monkeypatch):
+    """The learner gives slots back after its step: an actor that delivered and then held no slot for longer
+    than the stall limit starts its clock when it gets one, and is killed only if it then stays silent."""
+    from actorlearner import actor_pool
+
+    class Proc:
+        exitcode, pid, killed = None, 0, False
+
+        def kill(self):
+            self.killed = True
+
+        def join(self, timeout=None):
+            pass
+
+    class Conn:
+        def send(self, slot):
+            pass
+
+    monkeypatch.setattr(actor_pool, "_where_stuck", lambda pid, path: "")
+    pool = actor_pool.ActorPool(None, num_actors=1, actor_threads=1, report=lambda text: None)
+    pool.procs, pool.conns = [Proc()], [Conn()]
+    pool.clock.watch(1.0)
+    pool.clock._last_seen[0] = time.monotonic() - 5.0  # its last delivery, 5 s ago; no slot since
+    pool.give(0, 0)
+    pool._kill_stalled()
+    assert not pool.procs[0].killed and pool.stalls == 0
+    pool.clock._last_seen[0] = time.monotonic() - 5.0  # now holding the slot and silent past the limit
+    pool._kill_stalled()
+    assert pool.procs[0].killed and pool.stalls == 1
