@@ -167,7 +167,7 @@ class RaySource:
         payload = self._weights.payload
         if payload is None or self.stopping:
             return
-        busy = {i for (i, inc) in self._pending.values() if inc == self.incarnation[i]}
+        busy = self._busy() if any(self._owed) else set()
         for i in range(self.num_actors):
             if self._owed[i] > 0 and i not in busy:
                 self.clock.started(i)  # an actor without a call was waiting on us, not silent (ActorPool.give)
@@ -270,9 +270,12 @@ class RaySource:
     def watch_stalls(self, stall_s: float) -> None:
         self.clock.watch(stall_s)
 
+    def _busy(self) -> set:
+        """The actors with a fill call of their current incarnation in flight."""
+        return {i for (i, inc) in self._pending.values() if inc == self.incarnation[i]}
+
     def _kill_stalled(self) -> None:
-        busy = {i for (i, inc) in self._pending.values() if inc == self.incarnation[i]}
-        for i in busy:
+        for i in self._busy():
             quiet = self.clock.quiet_past_limit(i)
             if quiet is not None:
                 self.stalls += 1

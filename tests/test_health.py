@@ -26,7 +26,6 @@ def test_spread_is_the_largest_output_std_and_honours_the_mask():
     assert float(policy_spread(tf.constant(params), mask, discrete=False)) == pytest.approx(0.0, abs=1e-6)
 
 
-
 @pytest.mark.parametrize("discrete", [True, False])
 def test_spread_matches_numpy_on_random_outputs_and_mask(discrete):
     rng = np.random.default_rng(1)
@@ -40,6 +39,7 @@ def test_spread_matches_numpy_on_random_outputs_and_mask(discrete):
     assert got == pytest.approx(kept.std(axis=0).max(), rel=1e-5)
     got = float(policy_spread(tf.constant(params), discrete=discrete))
     assert got == pytest.approx(x.std(axis=0).max(), rel=1e-5)
+
 
 def _cartpole_learner():
     from actorlearner.envs import inspect_env, make_env_fn
