@@ -53,15 +53,17 @@ class Run:
     report: Callable[[str], None]  # console lines that may repeat (reporting.Repeats.say)
     # (num_envs, seed) -> an EnvBatch of the run's vector backend for confirmations; None: single envs
     confirm_batch: Optional[Callable] = None
+    precision: str = "float32"  # the default model's number format in the learner (precision.py)
 
 
-def build_model(cfg: Config, spec, model_fn: Optional[Callable]):
-    """The learner's Keras model: model_fn(spec), or the default one. Starts TensorFlow."""
+def build_model(cfg: Config, spec, model_fn: Optional[Callable], precision: str = "float32"):
+    """The learner's Keras model: model_fn(spec), or the default one in `precision` (the learner's, see
+    precision.py; float32 for export). Starts TensorFlow."""
     start_tensorflow_quietly(cfg.resolved_learner_threads(), cfg.reproducible)
     if model_fn is None:
         from .model import build_default_model
 
-        return build_default_model(spec, cfg)
+        return build_default_model(spec, cfg, precision)
     return model_fn(spec)
 
 
@@ -78,7 +80,7 @@ class LearnerLoop:
         cfg = self.cfg
         # First: build_model imports TensorFlow with its start-up noise filtered (tf_start.py); the imports
         # below would import it unfiltered.
-        model = run.model if run.model is not None else build_model(cfg, run.spec, None)
+        model = run.model if run.model is not None else build_model(cfg, run.spec, None, run.precision)
         from .learner import Learner
         from .layout import published_layout
         from .tensorboard import Board

@@ -81,16 +81,22 @@ class ObsToFloat(keras.layers.Layer):
         return keras.ops.reshape(x, (-1, int(np.prod(x.shape[1:]))))
 
 
-def build_default_model(spec: EnvSpec, cfg: Config) -> keras.Model:
+def build_default_model(spec: EnvSpec, cfg: Config, precision: str = "float32") -> keras.Model:
     """The default model of `--model` (layout.model_kind): the MLP or one of IMPALA's CNNs, with the LSTM
-    core of `--core lstm` between torso and heads."""
+    core of `--core lstm` between torso and heads.
+
+    precision: "bfloat16" computes a CNN torso in bfloat16 (Keras' mixed_bfloat16: float32 variables, so
+    the weights' paths, shapes and dtypes are the float32 model's) and casts its features to float32 for
+    the core and heads; the learner's choice (precision.py). Actors, evaluation and export use float32."""
     kind = model_kind(spec, cfg.model)
     keras.utils.set_random_seed(cfg.seed)
     inputs = keras.Input(spec.obs_shape, dtype=spec.obs_dtype, name="obs")
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"precision must be float32 or bfloat16, got {precision!r}")
     if cfg.core == "lstm":
-        return _recurrent(spec, cfg, kind, inputs)
+        return _recurrent(spec, cfg, kind, inputs, precision)
     if kind != "mlp":
-        x = _cnn_torso(spec, cfg, kind, inputs)
+        x = _cnn_torso(spec, cfg, kind, inputs, precision)
         policy, value = _heads(spec, cfg, x, x)
         return keras.Model(inputs, [policy, value], name=f"actor_critic_{kind}")
     # Two MLP torsos, one per head: with a shared torso the value loss (returns in the hundreds) swamps the
@@ -100,7 +106,7 @@ def build_default_model(spec: EnvSpec, cfg: Config) -> keras.Model:
     return keras.Model(inputs, [policy, value], name="actor_critic")
 
 
-def _recurrent(spec: EnvSpec, cfg: Config, kind: str, inputs) -> keras.Model:
+def _recurrent(spec: EnvSpec, cfg: Config, kind: str, inputs, precision: str) -> keras.Model:
     """torso -> LSTM cell -> both heads, called one step at a time as `model([obs, h, c]) -> [params, value,
     h', c']` (model.py's recurrent contract). One torso for both heads: the core's state is one."""
     n = cfg.core_size
@@ -108,7 +114,7 @@ def _recurrent(spec: EnvSpec, cfg: Config, kind: str, inputs) -> keras.Model:
     if kind == "mlp":
         x = _mlp_torso(cfg, _mlp_input(spec, cfg, inputs), "torso", cfg.seed)
     else:
-        x = _cnn_torso(spec, cfg, kind, inputs)
+        x = _cnn_torso(spec, cfg, kind, inputs, precision)
     torso = keras.Model(inputs, x, name="torso_part")  # the same layers (no new weights), for `unroll`
     cell = keras.layers.LSTMCell(n, name="core", seed=cfg.seed + 70)
     out, (h, c) = cell(x, [h_in, c_in])
@@ -167,11 +173,13 @@ def _heads(spec: EnvSpec, cfg: Config, pi_features, vf_features):
     return policy, value
 
 
-def _cnn_torso(spec: EnvSpec, cfg: Config, kind: str, inputs):
+def _cnn_torso(spec: EnvSpec, cfg: Config, kind: str, inputs, precision: str = "float32"):
     """IMPALA's CNN (layout.cnn_layers: shallow or deep) and a dense layer of 256. Shared by the heads, as in
     IMPALA: on Atari the clipped rewards keep the value loss from swamping the policy's features. uint8
-    images are scaled to [0, 1] in-graph, so they travel as uint8."""
-    x = keras.layers.Rescaling(1.0 / 255.0 if spec.obs_dtype == "uint8" else 1.0, name="scale")(inputs)
+    images are scaled to [0, 1] in-graph, so they travel as uint8. The features are float32 whatever the
+    torso computes in (precision, see build_default_model)."""
+    dtype = "mixed_bfloat16" if precision == "bfloat16" else None  # None: Keras' default, float32
+    x = keras.layers.Rescaling(1.0 / 255.0 if spec.obs_dtype == "uint8" else 1.0, name="scale", dtype=dtype)(inputs)
     res_in = {}
     for i, (op, name, filters, k, stride, pad) in enumerate(cnn_layers(kind)):
         if op == "conv":
@@ -179,20 +187,23 @@ def _cnn_torso(spec: EnvSpec, cfg: Config, kind: str, inputs):
             # residual convs (pre-activation), as in the paper's figure.
             act = "relu" if kind == "impala-shallow" else None
             if kind == "impala-deep" and name.endswith(("_c0", "_c1")):
-                x = keras.layers.ReLU(name=f"{name}_relu")(x)
-            x = keras.layers.Conv2D(filters, k, stride, pad, activation=act, name=name,
+                x = keras.layers.ReLU(name=f"{name}_relu", dtype=dtype)(x)
+            x = keras.layers.Conv2D(filters, k, stride, pad, activation=act, name=name, dtype=dtype,
                                     kernel_initializer=_init(cfg, np.sqrt(2.0), cfg.seed + i))(x)
         elif op == "pool":
-            x = keras.layers.MaxPooling2D(k, stride, pad, name=name)(x)
+            x = keras.layers.MaxPooling2D(k, stride, pad, name=name, dtype=dtype)(x)
         elif op == "res_start":
             res_in[name] = x
         else:
-            x = keras.layers.Add(name=f"{name}_add")([res_in.pop(name), x])
+            x = keras.layers.Add(name=f"{name}_add", dtype=dtype)([res_in.pop(name), x])
     if kind == "impala-deep":
-        x = keras.layers.ReLU(name="torso_in_relu")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    return keras.layers.Dense(CNN_WIDTH, activation="relu", name="torso",
-                              kernel_initializer=_init(cfg, np.sqrt(2.0), cfg.seed + 90))(x)
+        x = keras.layers.ReLU(name="torso_in_relu", dtype=dtype)(x)
+    x = keras.layers.Flatten(name="flatten", dtype=dtype)(x)
+    x = keras.layers.Dense(CNN_WIDTH, activation="relu", name="torso", dtype=dtype,
+                           kernel_initializer=_init(cfg, np.sqrt(2.0), cfg.seed + 90))(x)
+    if dtype is None:
+        return x
+    return keras.layers.Activation("linear", name="torso_float32", dtype="float32")(x)  # Keras casts the input
 
 
 def _mlp_input(spec: EnvSpec, cfg: Config, inputs):

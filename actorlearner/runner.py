@@ -29,6 +29,7 @@ from .env_backends import EnvBatchFactory, resolve_backend
 from .envs import check_env_id, import_env_modules, make_env_fn
 from .layout import default_layout, layout_size, model_kind, state_size
 from .learner_loop import LearnerLoop, Run, build_model
+from .precision import learner_precision
 from .tf_start import start_tensorflow_early
 from .reporting import RunStats, say, warn
 from .run_files import RunDir, check_not_in_use
@@ -111,6 +112,8 @@ class Plan:
     model: Any  # the Keras model, built already when the actors run it (custom models)
     n_params: int
     state_size: int  # floats of recurrent state per env (0: feed-forward)
+    precision: str  # the learner model's number format (precision.learner_precision)
+    precision_why: str
 
 
 def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None, *,
@@ -161,6 +164,7 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
         generation = int(ckpt.meta["rng"]["generation"]) + 1
         say(f"resuming from {ckpt.path}: {stats.env_steps} env steps, {stats.learner_steps} learner steps, "
             f"{stats.episodes} episodes, {stats.time_offset:.1f} s trained")
+    precision, precision_why = learner_precision(cfg, model_kind(spec, cfg.model), model_fn is not None)
     numpy_actors = model_fn is None and cfg.actor_inference != "tensorflow"
     # What actors (and evaluation) run when not numpy: the user's model or the default one in TensorFlow.
     actor_model_fn = None if numpy_actors else (model_fn or _DefaultModel(cfg))
@@ -170,10 +174,10 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     else:  # the actors run the model itself, so its size is known only once it is built
         from .layout import param_layout
 
-        model = build_model(cfg, spec, model_fn)
+        model = build_model(cfg, spec, model_fn, precision)
         n_params, state = layout_size(param_layout(model)), sum(getattr(model, "state_sizes", ()))
     return Plan(cfg, env_fn, make_batch, backend_why, spec, target, ckpt, run_dir, stats, generation,
-                actor_model_fn, model, n_params, state)
+                actor_model_fn, model, n_params, state, precision, precision_why)
 
 
 def _banner(plan: Plan) -> None:
@@ -199,7 +203,8 @@ def _banner(plan: Plan) -> None:
              f"actors{hint})" if plan.actor_model_fn is None else "TensorFlow")
     say(f"actorlearner: {cfg.env}{preset} | {n} actor{'s' if n > 1 else ''}{where} x "
         f"{cfg.envs_per_actor} envs, {plan.make_batch.backend} backend ({plan.backend_why}), observations {obs}, "
-        f"unroll {cfg.unroll_length}, batch {cfg.batch_size}, learner threads {cfg.resolved_learner_threads()} | "
+        f"unroll {cfg.unroll_length}, batch {cfg.batch_size}, learner threads {cfg.resolved_learner_threads()} "
+        f"in {plan.precision} ({plan.precision_why}) | "
         f"actors run the policy in {model}; unroll slots {slot_mb:.1f} MB per actor | "
         f"target return {plan.target} | run dir {plan.run_dir.path}")
 
@@ -256,7 +261,7 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
             pool.start()  # before the learner imports TensorFlow: the actors' start overlaps it
             status = LearnerLoop(Run(cfg, spec, plan.env_fn, plan.actor_model_fn, plan.model, pool, weights, stats,
                                      plan.run_dir, signals, ckpt, plan.generation, repeats.say,
-                                     plan.make_batch.confirm_batches)).run()
+                                     plan.make_batch.confirm_batches, plan.precision)).run()
         except Interrupted:
             status = "interrupted"
         except Exception as e:

@@ -67,9 +67,10 @@ def broadcast_cost(size: int, repeats: int) -> dict:
 
 
 def learner_capacity(batch_sizes: list[int], seconds: float, env_id: str = "CartPole-v1",
-                     preset: str | None = None, cores: int = 1) -> list[dict]:
+                     preset: str | None = None, cores: int = 1, precision: str = "auto") -> list[dict]:
     """Samples/s of the learner's per-batch work on `cores` cores (that many threads), for each batch size
-    (env unrolls), with the default model for env_id and the settings of `preset` (None: the defaults)."""
+    (env unrolls), with the default model for env_id and the settings of `preset` (None: the defaults), in the
+    number format `precision` (auto: the one a run picks, see actorlearner/precision.py)."""
     os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))  # the cores the figure says
     from actorlearner.config import Config
     from actorlearner.config_sources import preset_config
@@ -80,7 +81,9 @@ def learner_capacity(batch_sizes: list[int], seconds: float, env_id: str = "Cart
 
     start_tensorflow_quietly(cores)
     from actorlearner.learner import Learner
+    from actorlearner.layout import model_kind
     from actorlearner.model import build_default_model
+    from actorlearner.precision import learner_precision
     from actorlearner.transport import SlotPool
 
     spec = inspect_env(make_env_fn(env_id))
@@ -96,7 +99,9 @@ def learner_capacity(batch_sizes: list[int], seconds: float, env_id: str = "Cart
         for name in ("terminated", "truncated"):
             slots.arrays[name][...] = rng.random(slots.arrays[name].shape) < 0.02
         slots.arrays["behaviour_logp"][...] = np.log(0.5)
-        model = build_default_model(spec, cfg)
+        cfg = cfg.replace(learner_precision=precision)
+        fmt = learner_precision(cfg, model_kind(spec, cfg.model), custom_model=False)[0]
+        model = build_default_model(spec, cfg, fmt)
         learner = Learner(cfg, spec, model)
         learner.trace()
         store = WeightStore(learner.flat_weights().size, None)
@@ -116,7 +121,7 @@ def learner_capacity(batch_sizes: list[int], seconds: float, env_id: str = "Cart
         dt = time.perf_counter() - t0
         rows.append({"batch_unrolls": batch_size, "samples_per_batch": batch_size * T,
                      "learner_steps_per_s": n / dt, "samples_per_s": n * batch_size * T / dt,
-                     "ms_per_step": dt / n * 1e3})
+                     "ms_per_step": dt / n * 1e3, "precision": fmt})
         slots.close()
         store.close()
     return rows

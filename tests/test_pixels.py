@@ -11,10 +11,12 @@ import sys
 import numpy as np
 import pytest
 
+from actorlearner.precision import cpu_flags
 from conftest import ROOT, our_segments, spawned_pids
 
 # What `--actor-inference auto` runs the default CNN in: LiteRT where ai-edge-litert is installed (the atari extra).
 ENGINE = "LiteRT" if importlib.util.find_spec("ai_edge_litert") else "numpy"
+AMX = "amx_bf16" in cpu_flags()  # what --learner-precision auto looks for (actorlearner/precision.py)
 
 
 def cli(tmp_path, *args, timeout=180):
@@ -23,14 +25,19 @@ def cli(tmp_path, *args, timeout=180):
                           timeout=timeout, cwd=tmp_path, env=env)
 
 
-def test_default_cnn_solves_an_image_task(tmp_path):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_default_cnn_solves_an_image_task(tmp_path, precision):
     """BrightSquare: the rewarded action is the quadrant a bright square is drawn in, in an 84x84 frame;
-    chance earns 2.5 of 10. Solved (confirmed on 20 fresh episodes) within 60 s by the default model."""
+    chance earns 2.5 of 10. Solved (confirmed on 20 fresh episodes) within 60 s by the default model, with the
+    learner's torso in either number format."""
+    if precision == "bfloat16" and not AMX:
+        pytest.skip("the CPU has no AMX-BF16: bfloat16 would run emulated, far slower than the 60 s budget assumes")
     before = spawned_pids()
     proc = cli(tmp_path, "train", "--env", "custom_envs:BrightSquare-v0", "--seed", "1", "--max-seconds", "60",
-               "--eval-every-s", "0", "--run-dir", str(tmp_path / "run"))
+               "--eval-every-s", "0", "--learner-precision", precision, "--run-dir", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "observations 84x84x1 uint8" in proc.stdout and f"{ENGINE} (the default impala-shallow model" in proc.stdout
+    assert f"in {precision} (--learner-precision)" in proc.stdout
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["solved"] and summary["confirm_return_mean"] >= 9.0, proc.stdout[-3000:]
     assert spawned_pids() - before == set(), "actor processes outlived the run"
@@ -47,6 +54,7 @@ def test_pong_smoke_run_video_and_export(tmp_path):
     out = proc.stdout
     assert "(preset pong)" in out and "ale backend" in out and "observations 84x84x4 uint8" in out, out
     assert f"{ENGINE} (the default impala-shallow model" in out and "MB per actor" in out
+    assert ("in bfloat16 (auto: a CNN, and the CPU has AMX-BF16)" if AMX else "in float32 (auto: the CPU has no") in out
     summary = json.loads((run / "summary.json").read_text())
     assert summary["env_steps"] >= 2000 and summary["learner_steps"] >= 2, summary
     with np.load(run / "policy.npz") as saved:

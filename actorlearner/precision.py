@@ -1,0 +1,44 @@
+"""The learner's number format (--learner-precision): which one a run gets, and why.
+
+bfloat16 pays where the matrix work is large and the CPU multiplies bfloat16 in hardware: with AMX, oneDNN's
+bfloat16 convolutions and matmuls run 3-4x faster than float32 ones, and the default CNN's learner step
+(Pong preset, 2 cores) ~1.3x faster in all. The default MLP's matmuls are too small for that: the casts
+around them cost more than they save (1.63-1.67 ms against 1.51-1.53 ms a CartPole step), so auto keeps it in
+float32. Weights, gradients, Adam and the heads stay float32 either way (Keras' mixed_bfloat16 policy on the
+torso only), so checkpoints, the published weights and the actors are the same for both.
+"""
+
+from __future__ import annotations
+
+from .config import Config, ConfigError
+
+FORMATS = ("float32", "bfloat16")
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset:
+    """The CPU's feature flags (Linux; empty elsewhere, which keeps auto on float32)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def learner_precision(cfg: Config, kind: str, custom_model: bool, flags: frozenset | None = None) -> tuple[str, str]:
+    """(format, why) for the learner's model. kind: layout.model_kind's (mlp or a CNN); custom_model: the run
+    has a model_fn, whose layers set their own dtype policy. Raises ConfigError for bfloat16 with a custom
+    model (there is nothing of ours to set it on)."""
+    if cfg.learner_precision == "bfloat16" and custom_model:
+        raise ConfigError("--learner-precision bfloat16 applies to the default models; a custom model sets its own "
+                          "Keras dtype policy")
+    if cfg.learner_precision != "auto":
+        return cfg.learner_precision, "--learner-precision"
+    if custom_model or kind == "mlp":
+        return "float32", "auto: " + ("a custom model" if custom_model else "the MLP is faster in float32")
+    flags = cpu_flags() if flags is None else flags
+    if "amx_bf16" in flags:
+        return "bfloat16", "auto: a CNN, and the CPU has AMX-BF16"
+    return "float32", "auto: the CPU has no AMX-BF16"

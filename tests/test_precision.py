@@ -1,0 +1,65 @@
+"""--learner-precision: which number format a run's learner gets, and the bfloat16 torso keeps the float32
+model's weights (paths, shapes, dtypes) and gives its outputs within bfloat16's rounding."""
+
+import numpy as np
+import pytest
+
+from actorlearner.config import Config, ConfigError
+from actorlearner.envs import EnvSpec
+from actorlearner.model import apply_time_major, build_default_model
+from actorlearner.precision import cpu_flags, learner_precision
+
+AMX = frozenset({"avx512f", "amx_bf16", "amx_tile"})
+NO_AMX = frozenset({"avx2", "fma"})
+ATARI = EnvSpec((84, 84, 4), "uint8", True, 6, None, None, None, None)
+
+
+def test_auto_picks_bfloat16_only_for_a_default_cnn_on_an_amx_cpu():
+    auto = Config()
+    assert learner_precision(auto, "impala-shallow", False, AMX)[0] == "bfloat16"
+    assert learner_precision(auto, "impala-deep", False, AMX)[0] == "bfloat16"
+    assert learner_precision(auto, "impala-shallow", False, NO_AMX) == ("float32", "auto: the CPU has no AMX-BF16")
+    assert learner_precision(auto, "mlp", False, AMX)[0] == "float32"
+    assert learner_precision(auto, "impala-shallow", True, AMX)[0] == "float32"  # a custom model: its own policy
+
+
+def test_explicit_formats_and_the_custom_model_error():
+    assert learner_precision(Config(learner_precision="bfloat16"), "mlp", False, NO_AMX) == (
+        "bfloat16", "--learner-precision")
+    assert learner_precision(Config(learner_precision="float32"), "impala-shallow", False, AMX)[0] == "float32"
+    with pytest.raises(ConfigError, match="custom model sets its own"):
+        learner_precision(Config(learner_precision="bfloat16"), "mlp", True, AMX)
+
+
+def test_cpu_flags_reads_the_flags_line(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx512f amx_bf16 amx_tile\nbugs\t: none\n")
+    assert cpu_flags(str(info)) == frozenset({"fpu", "avx512f", "amx_bf16", "amx_tile"})
+    assert cpu_flags(str(tmp_path / "missing")) == frozenset()
+
+
+@pytest.mark.parametrize("model, core", [("impala-shallow", "none"), ("impala-deep", "none"),
+                                         ("impala-shallow", "lstm")])
+def test_bfloat16_torso_has_the_float32_weights_and_close_outputs(model, core):
+    cfg = Config(model=model, core=core, core_size=32)
+    exact, mixed = build_default_model(ATARI, cfg), build_default_model(ATARI, cfg, "bfloat16")
+    assert [(w.path, tuple(w.shape), w.dtype) for w in mixed.weights] == [
+        (w.path, tuple(w.shape), w.dtype) for w in exact.weights]
+    assert {w.dtype for w in mixed.weights} == {"float32"}
+    mixed.set_weights(exact.get_weights())
+    rng = np.random.default_rng(0)
+    obs = rng.integers(0, 256, (3, 4, *ATARI.obs_shape), dtype=np.uint8)
+    first = np.zeros((3, 4), np.uint8)
+    (p32, v32, _), (p16, v16, _) = apply_time_major(exact, obs, first), apply_time_major(mixed, obs, first)
+    assert p16.dtype == v16.dtype == "float32"  # the heads and what the loss sees stay float32
+    for a, b in ((p32, p16), (v32, v16)):
+        a, b = a.numpy(), b.numpy()
+        scale = np.abs(a).max()
+        # bfloat16 keeps 8 significant bits (~0.4 %); the errors of a few layers add up to a few percent.
+        assert np.abs(a - b).max() <= 0.05 * scale + 1e-6, (np.abs(a - b).max(), scale)
+        assert np.abs(a - b).max() > 0  # it did compute in bfloat16
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="float32 or bfloat16"):
+        build_default_model(ATARI, Config(), "float16")
