@@ -14,7 +14,7 @@ from . import distributions as D
 from .checkpoint import Checkpoint, assign, is_learning_rate, variables_state
 from .config import Config
 from .envs import EnvSpec
-from .losses import appo_loss, impala_loss, policy_spread
+from .losses import appo_loss, first_rows, impala_loss, policy_spread
 from .layout import OBS_NORM, flat_weights, merge_moments, mlp_input, ordered_weights, published_layout
 from .model import apply_time_major
 
@@ -90,7 +90,7 @@ class Learner:
         state = tf.split(core_state[0], self.state_sizes, axis=1) if self.state_sizes else None
         with tf.GradientTape() as tape:
             params, values, _ = apply_time_major(self.model, obs, first, state)
-            params = params[:T]
+            params = first_rows(params)  # [T, B, P]: the last row only bootstraps the value
             flat_params = tf.reshape(params, [T * B, -1])
             flat_actions = tf.reshape(actions, [T * B] if spec.discrete else [T * B, spec.action_dim])
             target_logp, entropy = (tf.reshape(x, [T, B]) for x in D.tf_log_prob_and_entropy(

@@ -35,6 +35,12 @@ def impala_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discou
                                       mask=mask, baseline_cost=baseline_cost, entropy_cost=entropy_cost)
 
 
+def first_rows(x):
+    """x[:-1] for a tensor whose leading axis is static, as tf.slice: the gradient of a slice is a Pad, that of
+    Python's x[:-1] (a strided slice) a StridedSliceGrad, ~10-20 µs more each in the default learner step."""
+    return tf.slice(x, [0] * len(x.shape), [x.shape[0] - 1] + [-1] * (len(x.shape) - 1))
+
+
 def _masked(x, mask):
     return x if mask is None else x * mask
 
@@ -116,7 +122,7 @@ def _with_baseline_and_entropy(policy_loss, *, vs, values, entropy, log_rhos, ma
                                entropy_cost) -> dict:
     """The loss dict both losses return: the policy term plus baseline_cost * 0.5 * mean((vs - V)^2) minus
     entropy_cost * mean entropy. vs, values[:-1], entropy, log_rhos, mask: [T, B]."""
-    baseline_loss = 0.5 * tf.reduce_mean(_masked(tf.square(vs - values[:-1]), mask))
+    baseline_loss = 0.5 * tf.reduce_mean(_masked(tf.square(vs - first_rows(values)), mask))
     mean_entropy = tf.reduce_mean(_masked(entropy, mask))
     total = policy_loss + baseline_cost * baseline_loss - entropy_cost * mean_entropy
     return {"total": total, "policy": policy_loss, "baseline": baseline_loss, "entropy": mean_entropy,

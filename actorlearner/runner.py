@@ -281,6 +281,7 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
             if pool is not None:
                 stats.actor_restarts, stats.actor_stalls = pool.restarts, pool.stalls
             summary = stats.summary(cfg.env, cfg.seed, status)
+            summary["learner_precision"] = plan.precision  # what auto resolved to on this machine
             if status == "interrupted":
                 summary["stop_signal"] = signals.requested or "SIGINT"
             if error is not None:

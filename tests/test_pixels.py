@@ -40,6 +40,7 @@ def test_default_cnn_solves_an_image_task(tmp_path, precision):
     assert f"in {precision} (--learner-precision)" in proc.stdout
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["solved"] and summary["confirm_return_mean"] >= 9.0, proc.stdout[-3000:]
+    assert summary["learner_precision"] == precision
     assert spawned_pids() - before == set(), "actor processes outlived the run"
 
 
