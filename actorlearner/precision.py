@@ -12,9 +12,6 @@ from __future__ import annotations
 
 from .config import Config, ConfigError
 
-FORMATS = ("float32", "bfloat16")
-
-
 def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset:
     """The CPU's feature flags (Linux; empty elsewhere, which keeps auto on float32)."""
     try:
@@ -30,10 +27,11 @@ def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset:
 def learner_precision(cfg: Config, kind: str, custom_model: bool, flags: frozenset | None = None) -> tuple[str, str]:
     """(format, why) for the learner's model. kind: layout.model_kind's (mlp or a CNN); custom_model: the run
     has a model_fn, whose layers set their own dtype policy. Raises ConfigError for bfloat16 with a custom
-    model (there is nothing of ours to set it on)."""
-    if cfg.learner_precision == "bfloat16" and custom_model:
-        raise ConfigError("--learner-precision bfloat16 applies to the default models; a custom model sets its own "
-                          "Keras dtype policy")
+    model (there is nothing of ours to set it on) or the MLP (which has no bfloat16 variant: it would be slower)."""
+    if cfg.learner_precision == "bfloat16" and (custom_model or kind == "mlp"):
+        raise ConfigError("--learner-precision bfloat16 applies to the default CNNs; " + (
+            "a custom model sets its own Keras dtype policy" if custom_model else
+            "the MLP runs in float32 (its layers are too small for bfloat16 to pay)"))
     if cfg.learner_precision != "auto":
         return cfg.learner_precision, "--learner-precision"
     if custom_model or kind == "mlp":

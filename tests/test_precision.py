@@ -24,11 +24,13 @@ def test_auto_picks_bfloat16_only_for_a_default_cnn_on_an_amx_cpu():
 
 
 def test_explicit_formats_and_the_custom_model_error():
-    assert learner_precision(Config(learner_precision="bfloat16"), "mlp", False, NO_AMX) == (
+    assert learner_precision(Config(learner_precision="bfloat16"), "impala-deep", False, NO_AMX) == (
         "bfloat16", "--learner-precision")
     assert learner_precision(Config(learner_precision="float32"), "impala-shallow", False, AMX)[0] == "float32"
     with pytest.raises(ConfigError, match="custom model sets its own"):
-        learner_precision(Config(learner_precision="bfloat16"), "mlp", True, AMX)
+        learner_precision(Config(learner_precision="bfloat16"), "impala-shallow", True, AMX)
+    with pytest.raises(ConfigError, match="the MLP runs in float32"):
+        learner_precision(Config(learner_precision="bfloat16"), "mlp", False, AMX)
 
 
 def test_cpu_flags_reads_the_flags_line(tmp_path):

@@ -78,3 +78,11 @@ def test_env_constructor_that_raises_is_named(tmp_path):
     assert len(lines) == 1, proc.stderr
     assert "could not create the env custom_envs:RaisesOnCreate-v0" in lines[0]
     assert "RuntimeError: no licence for this simulator" in lines[0]
+
+
+def test_bfloat16_on_the_mlp_is_refused_before_start(tmp_path):
+    proc = run_cli("train", "--env", "CartPole-v1", "--learner-precision", "bfloat16",
+                   "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--learner-precision bfloat16 applies to the default CNNs" in lines[0], proc.stderr
