@@ -88,11 +88,11 @@ def build_default_model(spec: EnvSpec, cfg: Config, precision: str = "float32") 
     precision: "bfloat16" computes a CNN torso in bfloat16 (Keras' mixed_bfloat16: float32 variables, so
     the weights' paths, shapes and dtypes are the float32 model's) and casts its features to float32 for
     the core and heads; the learner's choice (precision.py). Actors, evaluation and export use float32."""
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"precision must be float32 or bfloat16, got {precision!r}")
     kind = model_kind(spec, cfg.model)
     keras.utils.set_random_seed(cfg.seed)
     inputs = keras.Input(spec.obs_shape, dtype=spec.obs_dtype, name="obs")
-    if precision not in ("float32", "bfloat16"):
-        raise ValueError(f"precision must be float32 or bfloat16, got {precision!r}")
     if cfg.core == "lstm":
         return _recurrent(spec, cfg, kind, inputs, precision)
     if kind != "mlp":

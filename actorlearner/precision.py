@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .config import Config, ConfigError
 
+
 def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset:
     """The CPU's feature flags (Linux; empty elsewhere, which keeps auto on float32)."""
     try:

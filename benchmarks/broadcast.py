@@ -87,7 +87,8 @@ def learner_capacity(batch_sizes: list[int], seconds: float, env_id: str = "Cart
     from actorlearner.transport import SlotPool
 
     spec = inspect_env(make_env_fn(env_id))
-    base = preset_config(preset) if preset else Config()
+    base = (preset_config(preset) if preset else Config()).replace(learner_precision=precision)
+    fmt = learner_precision(base, model_kind(spec, base.model), custom_model=False)[0]  # as a run resolves it
     rows = []
     for batch_size in batch_sizes:
         cfg = base.replace(batch_size=batch_size, learner_threads=cores)
@@ -99,8 +100,6 @@ def learner_capacity(batch_sizes: list[int], seconds: float, env_id: str = "Cart
         for name in ("terminated", "truncated"):
             slots.arrays[name][...] = rng.random(slots.arrays[name].shape) < 0.02
         slots.arrays["behaviour_logp"][...] = np.log(0.5)
-        cfg = cfg.replace(learner_precision=precision)
-        fmt = learner_precision(cfg, model_kind(spec, cfg.model), custom_model=False)[0]
         model = build_default_model(spec, cfg, fmt)
         learner = Learner(cfg, spec, model)
         learner.trace()

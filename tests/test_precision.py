@@ -5,13 +5,12 @@ import numpy as np
 import pytest
 
 from actorlearner.config import Config, ConfigError
-from actorlearner.envs import EnvSpec
 from actorlearner.model import apply_time_major, build_default_model
 from actorlearner.precision import cpu_flags, learner_precision
+from test_cnn import ATARI  # the Atari-shaped spec (84x84x4 uint8, 6 actions)
 
 AMX = frozenset({"avx512f", "amx_bf16", "amx_tile"})
 NO_AMX = frozenset({"avx2", "fma"})
-ATARI = EnvSpec((84, 84, 4), "uint8", True, 6, None, None, None, None)
 
 
 def test_auto_picks_bfloat16_only_for_a_default_cnn_on_an_amx_cpu():
