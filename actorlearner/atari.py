@@ -21,10 +21,6 @@ MAX_FRAMES = 108_000
 FRAMESKIP, SIZE, STACK, NOOP_MAX = 4, 84, 4, 30
 
 
-def is_atari(env_id) -> bool:
-    return isinstance(env_id, str) and env_id.split(":", 1)[-1].startswith("ALE/")
-
-
 def game_name(rid: str) -> str:
     """`ALE/SpaceInvaders-v5` -> `space_invaders` (ale-py's ROM name)."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", rid.split("/", 1)[1].split("-v", 1)[0]).lower()

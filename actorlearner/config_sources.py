@@ -9,7 +9,7 @@ import os
 from typing import Any, Optional
 
 from .config import Config, ConfigError, config_fields, flag_name, show_value, validate
-from .presets import PRESETS, preset_for_env
+from .presets import PRESETS, is_atari, preset_for_env
 
 
 def _parse_sizes(text: str) -> tuple:
@@ -57,10 +57,13 @@ def config_from_args(args: argparse.Namespace, base: Optional[Config] = None) ->
 
 def with_preset(base: Config, overrides: dict) -> Config:
     """base, then the preset (named in overrides, or the one of the env in overrides/base), then overrides."""
-    name = overrides.get("preset") or preset_for_env(overrides.get("env", base.env))
+    env = overrides.get("env", base.env)
+    name = overrides.get("preset") or preset_for_env(env)
     if name and name != "none":
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+        if name == "atari" and not is_atari(env):
+            raise ConfigError(f"--preset atari is for ALE ids (--env ALE/Game-v5), not {env!r}")
         base = base.replace(**PRESETS[name], preset=name)
     return base.replace(**overrides)
 

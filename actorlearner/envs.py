@@ -11,15 +11,17 @@ from __future__ import annotations
 import difflib
 import importlib
 import math
+import re
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
 
-from .atari import is_atari, single_env
+from .atari import game_name, single_env
 from .config import ConfigError
 from .memory_envs import register as _register_memory_envs
+from .presets import is_atari
 
 EnvFn = Callable[[], gym.Env]
 _register_memory_envs()  # actorlearner/CartPoleNoVel-v1 and CueMemory-v0, wherever envs are made
@@ -154,10 +156,30 @@ def check_env_id(env_id: str, modules: Sequence[str] = ()) -> None:
     """Imports the env modules (`module:` prefix, --env-module), then checks the id is registered."""
     import_env_modules(modules, env_id)
     env_id = registered_id(env_id)
+    ale = _ale_id_for(env_id)
+    if ale:
+        raise ConfigError(f"{env_id} is one of ale-py's older ids (raw frames, no sticky actions); Atari games train "
+                          f"here as {ale}, with frameskip 4, sticky actions 0.25 and the standard preprocessing")
     if env_id not in gym.registry:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
+        known = [k for k, v in gym.registry.items() if k.startswith("ALE/") or "ale_py" not in str(v.entry_point)]
+        close = difflib.get_close_matches(env_id, known, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ConfigError(f"unknown gymnasium env id {env_id!r}{hint}")
+
+
+def _ale_id_for(env_id: str) -> str:
+    """`ALE/Pong-v5` for ale-py's older ids (`PongNoFrameskip-v4`, `Pong-v0`, ...: raw 210x160 RGB frames, no
+    sticky actions, known to gymnasium once ale_py is imported); "" if env_id is not one (or ale-py is missing)."""
+    match = re.fullmatch(r"([A-Z][A-Za-z]*?)(?:NoFrameskip)?-v[04]", env_id)
+    registered = gym.registry.get(env_id)
+    if not match or (registered is not None and "ale_py" not in str(registered.entry_point)):
+        return ""
+    try:
+        from ale_py.roms import get_all_rom_ids  # not ale_py's registration: the old ids stay unknown here
+    except ImportError:
+        return ""
+    ale = f"ALE/{match.group(1)}-v5"
+    return ale if game_name(ale) in get_all_rom_ids() else ""
 
 
 def inspect_env(env_fn: EnvFn, name: str = "") -> EnvSpec:

@@ -79,9 +79,19 @@ PRESETS: dict[str, dict] = {
     # seconds to minutes to play). Starting points, not tuned results (the README's Atari section has the figures).
     "pong": {"env": "ALE/Pong-v5", **_ATARI, "target_return": 18.0},
     "breakout": {"env": "ALE/Breakout-v5", **_ATARI},
+    # Every other ALE game: the same settings (the defaults were tuned on CartPole: rewards x0.1 and unclipped,
+    # Adam 3e-3, which an Atari game does not learn from). The one preset that names no env: it is for ALE ids.
+    "atari": dict(_ATARI),
 }
 
 
+
+def is_atari(env_id) -> bool:
+    """An ALE game id, `ALE/Game-v5` (or `module:ALE/Game-v5`)."""
+    return isinstance(env_id, str) and env_id.split(":", 1)[-1].startswith("ALE/")
+
+
 def preset_for_env(env_id: str):
-    """The name of the preset whose env is env_id, or None."""
-    return next((name for name, p in PRESETS.items() if p.get("env") == env_id), None)
+    """The name of the preset whose env is env_id; "atari" for any other ALE game; else None."""
+    exact = next((name for name, p in PRESETS.items() if p.get("env") == env_id), None)
+    return "atari" if exact is None and is_atari(env_id) else exact

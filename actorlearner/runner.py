@@ -24,12 +24,12 @@ from .actor import ActorArgs
 from .actor_pool import ActorPool, SerialActors, SlotSource
 from .config import Config, ConfigError, validate
 from .config_sources import RESUME_FIXED, config_from_dict
-from .atari import is_atari
 from .env_backends import EnvBatchFactory, resolve_backend
 from .envs import check_env_id, import_env_modules, make_env_fn
 from .layout import default_layout, layout_size, model_kind, state_size
 from .learner_loop import LearnerLoop, Run, build_model
 from .precision import learner_precision
+from .presets import is_atari
 from .tf_start import start_tensorflow_early
 from .reporting import RunStats, say, warn
 from .run_files import RunDir, check_not_in_use

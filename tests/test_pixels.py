@@ -44,8 +44,21 @@ def test_default_cnn_solves_an_image_task(tmp_path, precision):
     assert spawned_pids() - before == set(), "actor processes outlived the run"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ale_py") is None,
-                    reason="ale-py is not installed (the atari extra: pip install -e '.[atari]')")
+NEEDS_ALE = pytest.mark.skipif(importlib.util.find_spec("ale_py") is None,
+                               reason="ale-py is not installed (the atari extra: pip install -e '.[atari]')")
+
+
+@NEEDS_ALE
+def test_old_atari_ids_point_to_the_v5_one(tmp_path):
+    """ale-py's v0/v4 ids (raw frames, no sticky actions) would train without the Atari preprocessing: refused in
+    one line that names the id to use, before anything starts."""
+    proc = cli(tmp_path, "train", "--env", "PongNoFrameskip-v4", "--run-dir", str(tmp_path / "run"))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "ALE/Pong-v5" in lines[0], proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@NEEDS_ALE
 def test_pong_smoke_run_video_and_export(tmp_path):
     before = spawned_pids()
     shm_before = our_segments()

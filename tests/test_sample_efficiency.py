@@ -2,6 +2,7 @@
 several passes per batch, schedules, reward clipping, the policy-lag bound, and presets."""
 
 import argparse
+import dataclasses
 
 import numpy as np
 import pytest
@@ -163,13 +164,30 @@ def parse(*argv):
 def test_presets_apply_by_env_and_explicit_flags_win():
     for name, fields in PRESETS.items():  # every preset is a valid config
         cfg = validate(Config().replace(**fields))
-        assert parse("--preset", name).env == cfg.env
+        if "env" in fields:
+            assert parse("--preset", name).env == cfg.env
     acro = parse("--env", "Acrobot-v1")
     assert acro.preset == "acrobot"
     assert acro == Config().replace(**PRESETS["acrobot"], preset="acrobot")
     assert parse("--env", "Acrobot-v1", "--seed", "7").seed == 7
     assert parse("--env", "Acrobot-v1", "--preset", "none").preset == "none"
     assert parse("--env", "MountainCar-v0").preset is None
+
+
+def test_every_other_atari_game_gets_the_atari_settings():
+    """An ALE game without a preset of its own learns with Pong's settings, not CartPole's (rewards x0.1)."""
+    invaders = parse("--env", "ALE/SpaceInvaders-v5")
+    assert invaders.preset == "atari" and invaders.env == "ALE/SpaceInvaders-v5"
+    pong = parse("--env", "ALE/Pong-v5")
+    assert pong.preset == "pong"
+    differs = {"env", "preset", "target_return"}
+    fields = [f.name for f in dataclasses.fields(Config) if f.name not in differs]
+    assert [getattr(invaders, f) for f in fields] == [getattr(pong, f) for f in fields]
+    assert invaders.reward_clip == 1.0 and invaders.loss == "appo"
+    assert parse("--env", "ALE/SpaceInvaders-v5", "--preset", "none").reward_clip != 1.0
+    assert parse("--env", "ALE/SpaceInvaders-v5", "--learning-rate", "1e-4").learning_rate == 1e-4
+    with pytest.raises(ConfigError, match="--preset atari is for ALE ids"):
+        parse("--preset", "atari")
 
 
 def test_impala_refuses_several_passes():
