@@ -206,7 +206,13 @@ def _banner(plan: Plan) -> None:
         f"unroll {cfg.unroll_length}, batch {cfg.batch_size}, learner threads {cfg.resolved_learner_threads()} "
         f"in {plan.precision} ({plan.precision_why}) | "
         f"actors run the policy in {model}; unroll slots {slot_mb:.1f} MB per actor | "
-        f"target return {plan.target} | run dir {plan.run_dir.path}")
+        f"{_target_text(plan)} | run dir {plan.run_dir.path}")
+
+
+def _target_text(plan: Plan) -> str:
+    if plan.target is None:
+        return "no target return (the env registers none; --target-return sets one)"
+    return f"target return {plan.target:g}" + ("" if plan.cfg.stop_at_target else " (not stopping there)")
 
 
 def _slots_per_actor(cfg: Config) -> int:

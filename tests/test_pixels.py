@@ -67,6 +67,7 @@ def test_pong_smoke_run_video_and_export(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert "(preset pong)" in out and "ale backend" in out and "observations 84x84x4 uint8" in out, out
+    assert "target return 18 |" in out, out
     assert f"{ENGINE} (the default impala-shallow model" in out and "MB per actor" in out
     assert ("in bfloat16 (auto: a CNN, and the CPU has AMX-BF16)" if AMX else "in float32 (auto: the CPU has no") in out
     summary = json.loads((run / "summary.json").read_text())
