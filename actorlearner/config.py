@@ -118,12 +118,13 @@ class Config:
     normalize_obs: bool = _f(False, "normalize observations by their running mean and std (default MLP only; the "
                              "statistics are model variables, so they reach the actors with the weights)")
     orthogonal_init: bool = _f(True, "orthogonal initialization of the default MLP (else Glorot uniform)")
-    learner_precision: str = _f("auto", "number format of the learner's CNN torso (the default image models): "
+    learner_precision: str = _f("float32", "number format of the learner's CNN torso (the default image models): "
                                 "bfloat16 runs its convolutions and dense layer in bfloat16 with float32 weights, "
-                                "gradients and heads (with AMX: the Pong learner's samples/s 1.2-1.3x on 2 cores, "
-                                "~1.45x on one); auto: bfloat16 where the CPU has AMX-BF16 and the model is a "
-                                "default CNN, else float32 (the MLP is faster in float32: its casts cost more than "
-                                "its small matmuls save)", choices=("auto", "float32", "bfloat16"))
+                                "gradients and heads (with AMX: the Pong learner's samples/s 1.2-1.5x, but Pong "
+                                "learned slower per step and per minute in it, two seeds); auto: bfloat16 where the "
+                                "CPU has AMX-BF16 and the model is a default CNN, else float32 (the MLP is faster "
+                                "in float32: its casts cost more than its small matmuls save)",
+                                choices=("float32", "bfloat16", "auto"))
     learner_threads: int = _f(0, "threads for TensorFlow in the learner (0: the cores the actors leave, at least "
                               "1: more threads than free cores spin and slow the actors; but every core for Atari "
                               "ids, whose learner is the limit while their actors wait for free slots)")

@@ -5,8 +5,8 @@
    engine actors can run it in (numpy; LiteRT where ai-edge-litert is installed): the ratio to the one-process
    ceiling is what inference costs the actors;
 3. learner capacity: the learner's per-batch work with the preset's settings, with every core to itself (as
-   training gives it every core's threads for Atari ids) and on one core, in the number format a run picks
-   (--learner-precision auto), and in float32 too where that is bfloat16;
+   training gives it every core's threads for Atari ids) and on one core, in a run's default number format
+   (float32), and in bfloat16 too where the CPU has AMX-BF16 (--learner-precision auto would pick it);
 4. training throughput: `actorlearner train --env ID` for --seconds, env steps/s consumed from the first
    learner step on, against (3) and (1).
 
@@ -25,6 +25,7 @@ from broadcast import learner_capacity
 from common import ceiling, run_train, write_outputs
 
 from actorlearner import litert_cnn  # light: no TensorFlow
+from actorlearner.precision import cpu_flags
 
 ENVS = 16
 
@@ -88,10 +89,11 @@ def main() -> None:
         cap = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset, cores))[0]
     with mp.get_context("spawn").Pool(1) as pool:
         cap_one = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset, 1))[0]
-    cap32 = None  # where auto picked bfloat16 (actorlearner/precision.py): float32's figure beside it
-    if cap["precision"] != "float32":
+    other = None  # the other number format's capacity where this CPU multiplies bfloat16 in hardware
+    if "amx_bf16" in cpu_flags():
+        fmt = "float32" if cap["precision"] == "bfloat16" else "bfloat16"
         with mp.get_context("spawn").Pool(1) as pool:
-            cap32 = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset, cores, "float32"))[0]
+            other = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset, cores, fmt))[0]
     with tempfile.TemporaryDirectory() as d:
         s = run_train(["--env", a.env, "--preset", a.preset, "--model", a.model, "--max-seconds", str(a.seconds),
                        "--no-stop-at-target"], os.path.join(d, "run"), timeout=a.seconds + 300)
@@ -103,9 +105,9 @@ def main() -> None:
           for engine, rate in actor.items()),
         (f"learner capacity ({cores} cores to itself, {cap['precision']})", cap["samples_per_s"],
          f"{cap['ms_per_step']:.0f} ms a batch"),
-        *(((f"learner capacity ({cores} cores, float32)", cap32["samples_per_s"],
-            f"{cap32['ms_per_step']:.0f} ms a batch; {cap['samples_per_s'] / cap32['samples_per_s']:.2f}x in "
-            f"{cap['precision']}"),) if cap32 else ()),
+        *(((f"learner capacity ({cores} cores, {other['precision']})", other["samples_per_s"],
+            f"{other['ms_per_step']:.0f} ms a batch; {other['samples_per_s'] / cap['samples_per_s']:.2f}x "
+            f"the {cap['precision']} one"),) if other else ()),
         (f"learner capacity (1 core, {cap_one['precision']})", cap_one["samples_per_s"],
          f"{cap_one['ms_per_step']:.0f} ms a batch"),
         (f"training ({s['learner_steps']} learner steps)", train,
@@ -118,7 +120,7 @@ def main() -> None:
         print(f"| {what} | {rate:,.0f} | {ratio} |")
     write_outputs("atari", a.out, {"env": a.env, "model": a.model, "ceiling_1": ceil_one, "ceiling_all": ceil_all,
                                    "actor_side": actor, "learner_capacity": cap, "learner_capacity_1_core": cap_one,
-                                   "learner_capacity_float32": cap32,
+                                   "learner_capacity_other_format": other,
                                    "train_env_steps_per_s": train,
                                    "summary": {k: v for k, v in s.items() if k != "processes"}})
 

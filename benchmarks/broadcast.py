@@ -67,10 +67,10 @@ def broadcast_cost(size: int, repeats: int) -> dict:
 
 
 def learner_capacity(batch_sizes: list[int], seconds: float, env_id: str = "CartPole-v1",
-                     preset: str | None = None, cores: int = 1, precision: str = "auto") -> list[dict]:
+                     preset: str | None = None, cores: int = 1, precision: str | None = None) -> list[dict]:
     """Samples/s of the learner's per-batch work on `cores` cores (that many threads), for each batch size
     (env unrolls), with the default model for env_id and the settings of `preset` (None: the defaults), in the
-    number format `precision` (auto: the one a run picks, see actorlearner/precision.py)."""
+    number format `precision` (None: a run's default; see actorlearner/precision.py)."""
     os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))  # the cores the figure says
     from actorlearner.config import Config
     from actorlearner.config_sources import preset_config
@@ -87,7 +87,8 @@ def learner_capacity(batch_sizes: list[int], seconds: float, env_id: str = "Cart
     from actorlearner.transport import SlotPool
 
     spec = inspect_env(make_env_fn(env_id))
-    base = (preset_config(preset) if preset else Config()).replace(learner_precision=precision)
+    base = preset_config(preset) if preset else Config()
+    base = base.replace(learner_precision=precision or base.learner_precision)
     fmt = learner_precision(base, model_kind(spec, base.model), custom_model=False)[0]  # as a run resolves it
     rows = []
     for batch_size in batch_sizes:
