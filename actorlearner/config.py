@@ -121,7 +121,7 @@ class Config:
     learner_precision: str = _f("float32", "number format of the learner's CNN torso (the default image models): "
                                 "bfloat16 runs its convolutions and dense layer in bfloat16 with float32 weights, "
                                 "gradients and heads (with AMX: the Pong learner's samples/s 1.2-1.5x, but Pong "
-                                "learned slower per step and per minute in it, two seeds); auto: bfloat16 where the "
+                                "needed more steps for each return in it, two seeds); auto: bfloat16 where the "
                                 "CPU has AMX-BF16 and the model is a default CNN, else float32 (the MLP is faster "
                                 "in float32: its casts cost more than its small matmuls save)",
                                 choices=("float32", "bfloat16", "auto"))

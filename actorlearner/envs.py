@@ -161,10 +161,15 @@ def check_env_id(env_id: str, modules: Sequence[str] = ()) -> None:
         raise ConfigError(f"{env_id} is one of ale-py's older ids (raw frames, no sticky actions); Atari games train "
                           f"here as {ale}, with frameskip 4, sticky actions 0.25 and the standard preprocessing")
     if env_id not in gym.registry:
-        known = [k for k, v in gym.registry.items() if k.startswith("ALE/") or "ale_py" not in str(v.entry_point)]
+        known = [k for k, v in gym.registry.items() if k.startswith("ALE/") or not _from_ale_py(v)]
         close = difflib.get_close_matches(env_id, known, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ConfigError(f"unknown gymnasium env id {env_id!r}{hint}")
+
+
+def _from_ale_py(spec: gym.envs.registration.EnvSpec) -> bool:
+    """A registry entry made by ale-py's registration (its ALE/ ids and its older ones)."""
+    return "ale_py" in str(spec.entry_point)
 
 
 def _ale_id_for(env_id: str) -> str:
@@ -172,7 +177,7 @@ def _ale_id_for(env_id: str) -> str:
     sticky actions, known to gymnasium once ale_py is imported); "" if env_id is not one (or ale-py is missing)."""
     match = re.fullmatch(r"([A-Z][A-Za-z]*?)(?:NoFrameskip)?-v[04]", env_id)
     registered = gym.registry.get(env_id)
-    if not match or (registered is not None and "ale_py" not in str(registered.entry_point)):
+    if not match or (registered is not None and not _from_ale_py(registered)):
         return ""
     try:
         from ale_py.roms import get_all_rom_ids  # not ale_py's registration: the old ids stay unknown here

@@ -7,9 +7,9 @@ around them cost more than they save (1.63-1.67 ms against 1.51-1.53 ms a CartPo
 float32. Weights, gradients, Adam and the heads stay float32 either way (Keras' mixed_bfloat16 policy on the
 torso only), so checkpoints, the published weights and the actors are the same for both.
 
-The default is float32, not auto: on Pong the bfloat16 learner reached each return later, in agent steps and
-in minutes, on both seeds run (seed 1: -10 at 2.22 M steps and -3 at 3.05 M, where float32 had -10 at 1.80 M
-and 0 at 2.06 M; seed 2: 0 at 2.64 M against 1.66 M); Breakout was about even per minute.
+The default is float32, not auto: on Pong the bfloat16 learner needed more agent steps for each return on both
+seeds run (seed 1, one session: -10 at 2.22 M steps against 1.74 M, -3.0 at 3.05 M against -2.9 at 2.26 M, the
+same return at each minute mark; seed 2: 0 at 2.64 M against 1.66 M); Breakout was about even per minute.
 """
 
 from __future__ import annotations
@@ -29,6 +29,11 @@ def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset:
     return frozenset()
 
 
+def has_amx_bf16(flags: frozenset | None = None) -> bool:
+    """Whether the CPU multiplies bfloat16 in hardware (flags: cpu_flags()'s, read when None)."""
+    return "amx_bf16" in (cpu_flags() if flags is None else flags)
+
+
 def learner_precision(cfg: Config, kind: str, custom_model: bool, flags: frozenset | None = None) -> tuple[str, str]:
     """(format, why) for the learner's model. kind: layout.model_kind's (mlp or a CNN); custom_model: the run
     has a model_fn, whose layers set their own dtype policy. Raises ConfigError for bfloat16 with a custom
@@ -38,7 +43,7 @@ def learner_precision(cfg: Config, kind: str, custom_model: bool, flags: frozens
             "a custom model sets its own Keras dtype policy" if custom_model else
             "the MLP runs in float32 (its layers are too small for bfloat16 to pay)"))
     default_cnn = not custom_model and kind != "mlp"
-    amx = default_cnn and "amx_bf16" in (cpu_flags() if flags is None else flags)
+    amx = default_cnn and has_amx_bf16(flags)
     if cfg.learner_precision == "float32":
         return "float32", "--learner-precision" + (
             "; bfloat16 steps faster on this CPU's AMX but learned Pong slower per step" if amx else "")

@@ -85,7 +85,6 @@ PRESETS: dict[str, dict] = {
 }
 
 
-
 def is_atari(env_id) -> bool:
     """An ALE game id, `ALE/Game-v5` (or `module:ALE/Game-v5`)."""
     return isinstance(env_id, str) and env_id.split(":", 1)[-1].startswith("ALE/")

@@ -287,7 +287,7 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
             if pool is not None:
                 stats.actor_restarts, stats.actor_stalls = pool.restarts, pool.stalls
             summary = stats.summary(cfg.env, cfg.seed, status)
-            summary["learner_precision"] = plan.precision  # what auto resolved to on this machine
+            summary["learner_precision"] = plan.precision  # the learner's format (auto resolves it per machine)
             if status == "interrupted":
                 summary["stop_signal"] = signals.requested or "SIGINT"
             if error is not None:

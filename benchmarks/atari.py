@@ -25,7 +25,7 @@ from broadcast import learner_capacity
 from common import ceiling, run_train, write_outputs
 
 from actorlearner import litert_cnn  # light: no TensorFlow
-from actorlearner.precision import cpu_flags
+from actorlearner.precision import has_amx_bf16
 
 ENVS = 16
 
@@ -90,7 +90,7 @@ def main() -> None:
     with mp.get_context("spawn").Pool(1) as pool:
         cap_one = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset, 1))[0]
     other = None  # the other number format's capacity where this CPU multiplies bfloat16 in hardware
-    if "amx_bf16" in cpu_flags():
+    if has_amx_bf16():
         fmt = "float32" if cap["precision"] == "bfloat16" else "bfloat16"
         with mp.get_context("spawn").Pool(1) as pool:
             other = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset, cores, fmt))[0]

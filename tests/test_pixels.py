@@ -11,12 +11,12 @@ import sys
 import numpy as np
 import pytest
 
-from actorlearner.precision import cpu_flags
+from actorlearner.precision import has_amx_bf16
 from conftest import ROOT, our_segments, spawned_pids
 
 # What `--actor-inference auto` runs the default CNN in: LiteRT where ai-edge-litert is installed (the atari extra).
 ENGINE = "LiteRT" if importlib.util.find_spec("ai_edge_litert") else "numpy"
-AMX = "amx_bf16" in cpu_flags()  # what --learner-precision auto looks for (actorlearner/precision.py)
+AMX = has_amx_bf16()  # what --learner-precision auto looks for (actorlearner/precision.py)
 
 
 def cli(tmp_path, *args, timeout=180):
