@@ -58,21 +58,33 @@ class StallClock:
     """When each actor last delivered (or was started) and its slowest gap between deliveries. Not watching
     until `watch(stall_s)` (the learner's first step: before it, actors wait for the first weights); from then
     on `quiet_past_limit(i)` says how long actor i has been silent past its limit (stall_s, or 0: 10 s or 5x its
-    slowest gap, whichever is longer). Shared by the process pool and the Ray backend."""
+    slowest gap, whichever is longer). An actor started and not yet delivered gets `startup_s` more: a
+    replacement imports its libraries and makes its envs before its first unroll (an actor running TensorFlow
+    takes 4 s or more to import it), which a short --actor-stall-s would count as a stall and restart in a loop.
+    Shared by the process pool and the Ray backend."""
 
-    def __init__(self, num_actors: int):
+    def __init__(self, num_actors: int, startup_s: float = 30.0):
         self.stall_s: Optional[float] = None  # None: not watching
+        self.startup_s = startup_s
         self._last_seen = [0.0] * num_actors
         self._slowest = [0.0] * num_actors
+        self._starting = [True] * num_actors  # started, nothing delivered since
 
     def started(self, i: int) -> None:
+        """Actor i's process (or Ray actor) was just started."""
+        self._last_seen[i] = time.monotonic()
+        self._starting[i] = True
+
+    def resumed(self, i: int) -> None:
+        """Actor i was given work after holding none: waiting on us was not silence, so its clock starts now."""
         self._last_seen[i] = time.monotonic()
 
     def delivered(self, i: int) -> None:
         now = time.monotonic()
-        if self.stall_s is not None:  # not the first unrolls, which wait for the first weights
+        if self.stall_s is not None and not self._starting[i]:  # not the first unrolls (weights, start-up)
             self._slowest[i] = max(self._slowest[i], now - self._last_seen[i])
         self._last_seen[i] = now
+        self._starting[i] = False
 
     def watch(self, stall_s: float) -> None:
         """Starts watching; calls after the first change nothing."""
@@ -86,7 +98,8 @@ class StallClock:
         if self.stall_s is None:
             return None
         quiet = time.monotonic() - self._last_seen[i]
-        return quiet if quiet > (self.stall_s or max(10.0, 5 * self._slowest[i])) else None
+        limit = (self.stall_s or max(10.0, 5 * self._slowest[i])) + (self.startup_s if self._starting[i] else 0.0)
+        return quiet if quiet > limit else None
 
 
 class ActorPool:
@@ -137,7 +150,7 @@ class ActorPool:
         if not self.holding[i]:
             # It held no slot (the learner gives them back only after publishing): waiting for one is not
             # silence, so its clock starts now, not at its last delivery a learner step ago.
-            self.clock.started(i)
+            self.clock.resumed(i)
         self.holding[i].add(slot)
         try:
             self.conns[i].send(slot)

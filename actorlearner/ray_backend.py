@@ -170,7 +170,7 @@ class RaySource:
         busy = self._busy() if any(self._owed) else set()
         for i in range(self.num_actors):
             if self._owed[i] > 0 and i not in busy:
-                self.clock.started(i)  # an actor without a call was waiting on us, not silent (ActorPool.give)
+                self.clock.resumed(i)  # an actor without a call was waiting on us, not silent (ActorPool.give)
             while self._owed[i] > 0:
                 self._owed[i] -= 1
                 self._pending[self.hosts[i].fill.remote(self._weights.version, payload)] = (i, self.incarnation[i])

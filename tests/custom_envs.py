@@ -220,9 +220,11 @@ class HangOnceInActor(gym.Wrapper):
 
         type(self).steps_in_process += 1
         marker = os.environ.get("HANG_MARKER")
-        if (multiprocessing.parent_process() is not None and marker and type(self).steps_in_process >= 3000
-                and not os.path.exists(marker)):
-            open(marker, "w").close()
+        if multiprocessing.parent_process() is not None and marker and type(self).steps_in_process == 3000:
+            try:  # created atomically: both actors reach step 3000 within ms of each other, and only one may hang
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                return self.env.step(action)
             time.sleep(3600)
         return self.env.step(action)
 

@@ -23,7 +23,8 @@ def check_end(tmp_path, proc, before, t0):
     assert proc.returncode == 0, err
     assert time.monotonic() - t0 < 20 + 15  # --max-seconds, start-up and teardown: the stall did not hold it
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["actor_stalls"] == 1 and summary["actor_restarts"] >= 1, summary
+    lines = "\n".join(line for line in out.splitlines() if "actor" in line)  # what it reported, if this fails
+    assert summary["actor_stalls"] == 1 and summary["actor_restarts"] >= 1, lines
     assert "delivered nothing for" in out
     assert spawned_pids() - before == set() and our_segments(proc.pid) == set()
     summary["stdout"] = out
@@ -77,6 +78,7 @@ def test_an_actor_waiting_for_a_slot_is_not_stalled(monkeypatch):
     pool = actor_pool.ActorPool(None, num_actors=1, actor_threads=1, report=lambda text: None)
     pool.procs, pool.conns = [Proc()], [Conn()]
     pool.clock.watch(1.0)
+    pool.clock.delivered(0)
     pool.clock._last_seen[0] = time.monotonic() - 5.0  # its last delivery, 5 s ago; no slot since
     pool.give(0, 0)
     pool._kill_stalled()
@@ -84,3 +86,23 @@ def test_an_actor_waiting_for_a_slot_is_not_stalled(monkeypatch):
     pool.clock._last_seen[0] = time.monotonic() - 5.0  # now holding the slot and silent past the limit
     pool._kill_stalled()
     assert pool.procs[0].killed and pool.stalls == 1
+
+
+def test_a_starting_actor_gets_time_to_start():
+    """A replacement imports its libraries and makes its envs before its first unroll: silence then counts
+    against stall_s plus the start-up allowance; after its first delivery, against stall_s alone."""
+    from actorlearner.actor_pool import StallClock
+
+    clock = StallClock(1, startup_s=30.0)
+    clock.watch(3.0)
+    clock.started(0)
+    clock._last_seen[0] = time.monotonic() - 10.0
+    assert clock.quiet_past_limit(0) is None  # 10 s into its start: within 3 + 30
+    clock._last_seen[0] = time.monotonic() - 34.0
+    assert clock.quiet_past_limit(0) > 33  # a start that hangs is still caught
+    clock.delivered(0)
+    clock._last_seen[0] = time.monotonic() - 4.0
+    assert clock.quiet_past_limit(0) > 3  # started: the plain limit
+    clock.resumed(0)  # given work after waiting for it: not a restart, no allowance
+    clock._last_seen[0] = time.monotonic() - 4.0
+    assert clock.quiet_past_limit(0) > 3
