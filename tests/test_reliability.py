@@ -90,7 +90,7 @@ def interrupt(proc, times: int):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_killed_actor_is_replaced_and_training_finishes(tmp_path, backend):
     run_dir = tmp_path / "run"
-    proc = start_cli(run_dir, "--max-seconds", "15", "--no-stop-at-target", "--eval-every-s", "0", backend=backend)
+    proc = start_cli(run_dir, "--max-seconds", "10", "--no-stop-at-target", "--eval-every-s", "0", backend=backend)
     try:
         wait_training(run_dir)
         victim = sorted(actors_of(proc, backend))[0]
