@@ -171,7 +171,8 @@ class Config:
     wait_timeout_s: float = _f(30.0, "a wait on the other side that takes longer than this is an error")
     actor_stall_s: float = _f(0.0, "an actor that holds work and delivers nothing for this long (a hung env, a "
                               "frozen process) is reported, killed and replaced; 0: 10 s or 5 times its slowest "
-                              "unroll so far, whichever is longer")
+                              "unroll so far, whichever is longer. A newly started actor gets 30 s more for its "
+                              "first unroll (imports, env creation)")
 
     # ---------------------------------------------------------------------------------------------
     @property

@@ -47,6 +47,16 @@ def observations(spec, n=5):
     return rng.normal(size=(n, *spec.obs_shape)).astype(np.float32)
 
 
+def tflite_interpreter(path: str):
+    """LiteRT's interpreter, as the README loads the export, where ai-edge-litert is installed (the atari extra);
+    else TensorFlow's (deprecated, same runtime)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        Interpreter = tf.lite.Interpreter  # noqa: N806
+    return Interpreter(model_path=path)
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_exported_policy_gives_the_trained_outputs(tmp_path, case):
     run = fake_run(tmp_path, CASES[case])
@@ -56,8 +66,7 @@ def test_exported_policy_gives_the_trained_outputs(tmp_path, case):
 
     saved = tf.saved_model.load(export_policy(run, "savedmodel"))
     out = {k: v.numpy() for k, v in saved.signatures["serving_default"](obs=tf.constant(obs)).items()}
-    interpreter = tf.lite.Interpreter(model_path=export_policy(run, "tflite"))
-    lite = interpreter.get_signature_runner()(obs=obs)
+    lite = tflite_interpreter(export_policy(run, "tflite")).get_signature_runner()(obs=obs)
     for got in (out, lite):
         np.testing.assert_allclose(got["params"], want_params, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(got["value"], want_value, rtol=1e-4, atol=1e-4)
