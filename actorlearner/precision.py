@@ -1,4 +1,4 @@
-"""The learner's number format (--learner-precision): which one a run gets, and why.
+"""The learner's number format (--learner-precision) and TensorFlow kernels: which a run gets, and why.
 
 bfloat16 pays where the matrix work is large and the CPU multiplies bfloat16 in hardware: with AMX, oneDNN's
 bfloat16 convolutions and matmuls run 3-4x faster than float32 ones, and the default CNN's learner step
@@ -13,6 +13,8 @@ same return at each minute mark; seed 2: 0 at 2.64 M against 1.66 M); Breakout w
 """
 
 from __future__ import annotations
+
+from typing import Mapping
 
 from .config import Config, ConfigError
 
@@ -54,3 +56,20 @@ def learner_precision(cfg: Config, kind: str, custom_model: bool, flags: frozens
     if amx:
         return "bfloat16", "auto: a CNN, and the CPU has AMX-BF16"
     return "float32", "auto: the CPU has no AMX-BF16"
+
+
+def onednn_kernels(kind: str, custom_model: bool, environ: Mapping[str, str], tf_imported: bool) -> tuple[bool, str]:
+    """(turn on, note for the start-up line): whether the run sets TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is
+    imported. TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX512-VNNI, AVX512-BF16 or AMX;
+    elsewhere it runs the CNNs' convolutions in Eigen, much slower: on an AVX2-only AMD EPYC (2 cores, Pong
+    preset, 2026-12-03) the learner stepped 904 samples/s with oneDNN against 499 and 548 without, 734 against
+    296 on one core. The MLP is left as TensorFlow sets it: oneDNN made its step slower there (191 K against
+    231 K samples/s at batch 32, one core). A value the user set is kept; once TensorFlow is imported (a library
+    user's process) it is too late to change."""
+    if custom_model or kind == "mlp":
+        return False, ""
+    if "TF_ENABLE_ONEDNN_OPTS" in environ:
+        return False, f"TF_ENABLE_ONEDNN_OPTS={environ['TF_ENABLE_ONEDNN_OPTS']} as set"
+    if tf_imported:
+        return False, ""
+    return True, "oneDNN kernels"

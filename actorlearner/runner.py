@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,9 +29,9 @@ from .env_backends import EnvBatchFactory, resolve_backend
 from .envs import check_env_id, import_env_modules, make_env_fn
 from .layout import default_layout, layout_size, model_kind, state_size
 from .learner_loop import LearnerLoop, Run, build_model
-from .precision import learner_precision
+from .precision import learner_precision, onednn_kernels
 from .presets import is_atari
-from .tf_start import start_tensorflow_early
+from .tf_start import onednn_in_use, start_tensorflow_early
 from .reporting import RunStats, say, warn
 from .run_files import RunDir, check_not_in_use
 from .stopping import Interrupted, StopSignals
@@ -114,6 +115,7 @@ class Plan:
     state_size: int  # floats of recurrent state per env (0: feed-forward)
     precision: str  # the learner model's number format (precision.learner_precision)
     precision_why: str
+    kernels: str  # the learner's TensorFlow kernels, where the run chose them (precision.onednn_kernels)
 
 
 def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None, *,
@@ -164,7 +166,11 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
         generation = int(ckpt.meta["rng"]["generation"]) + 1
         say(f"resuming from {ckpt.path}: {stats.env_steps} env steps, {stats.learner_steps} learner steps, "
             f"{stats.episodes} episodes, {stats.time_offset:.1f} s trained")
-    precision, precision_why = learner_precision(cfg, model_kind(spec, cfg.model), model_fn is not None)
+    kind = model_kind(spec, cfg.model)
+    precision, precision_why = learner_precision(cfg, kind, model_fn is not None)
+    onednn, kernels = onednn_kernels(kind, model_fn is not None, os.environ, "tensorflow" in sys.modules)
+    if onednn:  # read once, at TensorFlow's import; actors that run TensorFlow inherit it
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
     numpy_actors = model_fn is None and cfg.actor_inference != "tensorflow"
     # What actors (and evaluation) run when not numpy: the user's model or the default one in TensorFlow.
     actor_model_fn = None if numpy_actors else (model_fn or _DefaultModel(cfg))
@@ -177,7 +183,7 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
         model = build_model(cfg, spec, model_fn, precision)
         n_params, state = layout_size(param_layout(model)), sum(getattr(model, "state_sizes", ()))
     return Plan(cfg, env_fn, make_batch, backend_why, spec, target, ckpt, run_dir, stats, generation,
-                actor_model_fn, model, n_params, state, precision, precision_why)
+                actor_model_fn, model, n_params, state, precision, precision_why, kernels)
 
 
 def _banner(plan: Plan) -> None:
@@ -204,7 +210,7 @@ def _banner(plan: Plan) -> None:
     say(f"actorlearner: {cfg.env}{preset} | {n} actor{'s' if n > 1 else ''}{where} x "
         f"{cfg.envs_per_actor} envs, {plan.make_batch.backend} backend ({plan.backend_why}), observations {obs}, "
         f"unroll {cfg.unroll_length}, batch {cfg.batch_size}, learner threads {cfg.resolved_learner_threads()} "
-        f"in {plan.precision} ({plan.precision_why}) | "
+        f"in {plan.precision} ({plan.precision_why}){', ' + plan.kernels if plan.kernels else ''} | "
         f"actors run the policy in {model}; unroll slots {slot_mb:.1f} MB per actor | "
         f"{_target_text(plan)} | run dir {plan.run_dir.path}")
 
@@ -288,6 +294,7 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
                 stats.actor_restarts, stats.actor_stalls = pool.restarts, pool.stalls
             summary = stats.summary(cfg.env, cfg.seed, status)
             summary["learner_precision"] = plan.precision  # the learner's format (auto resolves it per machine)
+            summary["learner_onednn"] = onednn_in_use()  # its kernels, which TensorFlow too sets per machine
             if status == "interrupted":
                 summary["stop_signal"] = signals.requested or "SIGINT"
             if error is not None:

@@ -97,3 +97,13 @@ def _start(threads: int, deterministic: bool):
         if skip_pyplot and sys.modules.get("matplotlib.pyplot", 0) is None:
             del sys.modules["matplotlib.pyplot"]  # later imports work as usual
     return learner
+
+
+def onednn_in_use() -> bool | None:
+    """Whether this process's TensorFlow runs its oneDNN kernels (see precision.onednn_kernels); None when
+    TensorFlow has not finished importing or its (private) check has moved. Imports nothing."""
+    port = sys.modules.get("tensorflow.python.util._pywrap_util_port")
+    try:
+        return None if port is None else bool(port.IsMklEnabled())
+    except AttributeError:
+        return None

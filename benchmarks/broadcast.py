@@ -15,6 +15,7 @@ import argparse
 import multiprocessing as mp
 import os
 import statistics
+import sys
 import tempfile
 import time
 
@@ -79,17 +80,20 @@ def learner_capacity(batch_sizes: list[int], seconds: float, env_id: str = "Cart
     from actorlearner.tf_start import start_tensorflow_quietly
     from actorlearner.trajectory import learner_inputs, unroll_fields
 
-    start_tensorflow_quietly(cores)
-    from actorlearner.learner import Learner
     from actorlearner.layout import model_kind
-    from actorlearner.model import build_default_model
-    from actorlearner.precision import learner_precision
-    from actorlearner.transport import SlotPool
+    from actorlearner.precision import learner_precision, onednn_kernels
 
     spec = inspect_env(make_env_fn(env_id))
     base = preset_config(preset) if preset else Config()
     base = base.replace(learner_precision=precision or base.learner_precision)
-    fmt = learner_precision(base, model_kind(spec, base.model), custom_model=False)[0]  # as a run resolves it
+    kind = model_kind(spec, base.model)
+    fmt = learner_precision(base, kind, custom_model=False)[0]  # as a run resolves it, and its kernels too
+    if onednn_kernels(kind, False, os.environ, "tensorflow" in sys.modules)[0]:
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
+    start_tensorflow_quietly(cores)
+    from actorlearner.learner import Learner
+    from actorlearner.model import build_default_model
+    from actorlearner.transport import SlotPool
     rows = []
     for batch_size in batch_sizes:
         cfg = base.replace(batch_size=batch_size, learner_threads=cores)

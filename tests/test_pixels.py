@@ -41,6 +41,8 @@ def test_default_cnn_solves_an_image_task(tmp_path, precision):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["solved"] and summary["confirm_return_mean"] >= 9.0, proc.stdout[-3000:]
     assert summary["learner_precision"] == precision
+    if "TF_ENABLE_ONEDNN_OPTS" not in os.environ:  # the run turns oneDNN on for the CNN, whatever the CPU
+        assert ", oneDNN kernels |" in proc.stdout and summary["learner_onednn"] is True, summary
     assert spawned_pids() - before == set(), "actor processes outlived the run"
 
 

@@ -6,11 +6,23 @@ import pytest
 
 from actorlearner.config import Config, ConfigError
 from actorlearner.model import apply_time_major, build_default_model
-from actorlearner.precision import cpu_flags, learner_precision
+from actorlearner.precision import cpu_flags, learner_precision, onednn_kernels
 from test_cnn import ATARI  # the Atari-shaped spec (84x84x4 uint8, 6 actions)
 
 AMX = frozenset({"avx512f", "amx_bf16", "amx_tile"})
 NO_AMX = frozenset({"avx2", "fma"})
+
+
+def test_the_default_cnns_get_onednn_kernels_unless_the_user_chose():
+    """TensorFlow leaves oneDNN off on CPUs without AVX512-VNNI or AMX, where its Eigen convolutions are ~2x
+    slower; the run turns it on for the default CNNs before TensorFlow is imported, and says so."""
+    assert onednn_kernels("impala-shallow", False, {}, tf_imported=False) == (True, "oneDNN kernels")
+    assert onednn_kernels("impala-deep", False, {}, tf_imported=False)[0]
+    assert onednn_kernels("mlp", False, {}, tf_imported=False) == (False, "")  # slower for the MLP
+    assert onednn_kernels("impala-shallow", True, {}, tf_imported=False) == (False, "")  # a custom model
+    assert onednn_kernels("impala-shallow", False, {}, tf_imported=True) == (False, "")  # too late to change
+    assert onednn_kernels("impala-shallow", False, {"TF_ENABLE_ONEDNN_OPTS": "0"}, tf_imported=False) == (
+        False, "TF_ENABLE_ONEDNN_OPTS=0 as set")
 
 
 def test_the_default_is_float32_and_names_the_faster_choice_on_an_amx_cpu():
