@@ -114,7 +114,7 @@ def main() -> None:
          f"{train / cap['samples_per_s']:.2f} of the learner's capacity, {train / ceil_all:.2f} of the ceiling"),
     ]
     print(f"{a.env}, {a.model}, {cores} cores (training: --actor-inference auto); startup {s['startup_s']:.1f} s, "
-          f"policy lag mean {s['policy_lag_mean']:.2f}")
+          f"policy lag mean {s['policy_lag_mean']:.2f}, learner's oneDNN kernels {s.get('learner_onednn')}")
     print("| what | agent steps/s | ratio |\n|---|---|---|")
     for what, rate, ratio in rows:
         print(f"| {what} | {rate:,.0f} | {ratio} |")
