@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -29,9 +28,9 @@ from .env_backends import EnvBatchFactory, resolve_backend
 from .envs import check_env_id, import_env_modules, make_env_fn
 from .layout import default_layout, layout_size, model_kind, state_size
 from .learner_loop import LearnerLoop, Run, build_model
-from .precision import learner_precision, onednn_kernels
+from .precision import learner_precision
 from .presets import is_atari
-from .tf_start import onednn_in_use, start_tensorflow_early
+from .tf_start import choose_onednn, onednn_in_use, start_tensorflow_early
 from .reporting import RunStats, say, warn
 from .run_files import RunDir, check_not_in_use
 from .stopping import Interrupted, StopSignals
@@ -168,9 +167,7 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
             f"{stats.episodes} episodes, {stats.time_offset:.1f} s trained")
     kind = model_kind(spec, cfg.model)
     precision, precision_why = learner_precision(cfg, kind, model_fn is not None)
-    onednn, kernels = onednn_kernels(kind, model_fn is not None, os.environ, "tensorflow" in sys.modules)
-    if onednn:  # read once, at TensorFlow's import; actors that run TensorFlow inherit it
-        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
+    kernels = choose_onednn(kind, model_fn is not None)
     numpy_actors = model_fn is None and cfg.actor_inference != "tensorflow"
     # What actors (and evaluation) run when not numpy: the user's model or the default one in TensorFlow.
     actor_model_fn = None if numpy_actors else (model_fn or _DefaultModel(cfg))

@@ -99,6 +99,17 @@ def _start(threads: int, deterministic: bool):
     return learner
 
 
+def choose_onednn(kind: str, custom_model: bool) -> str:
+    """Sets TF_ENABLE_ONEDNN_OPTS=1 where precision.onednn_kernels says so (before TensorFlow is imported: it
+    reads the variable once; actors that run TensorFlow inherit it). Returns the start-up line's note."""
+    from .precision import onednn_kernels
+
+    turn_on, note = onednn_kernels(kind, custom_model, os.environ, "tensorflow" in sys.modules)
+    if turn_on:
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
+    return note
+
+
 def onednn_in_use() -> bool | None:
     """Whether this process's TensorFlow runs its oneDNN kernels (see precision.onednn_kernels); None when
     TensorFlow has not finished importing or its (private) check has moved. Imports nothing."""

@@ -15,7 +15,6 @@ import argparse
 import multiprocessing as mp
 import os
 import statistics
-import sys
 import tempfile
 import time
 
@@ -77,19 +76,18 @@ def learner_capacity(batch_sizes: list[int], seconds: float, env_id: str = "Cart
     from actorlearner.config_sources import preset_config
     from actorlearner.envs import inspect_env, make_env_fn
     from actorlearner.layout import state_size
-    from actorlearner.tf_start import start_tensorflow_quietly
+    from actorlearner.tf_start import choose_onednn, start_tensorflow_quietly
     from actorlearner.trajectory import learner_inputs, unroll_fields
 
     from actorlearner.layout import model_kind
-    from actorlearner.precision import learner_precision, onednn_kernels
+    from actorlearner.precision import learner_precision
 
     spec = inspect_env(make_env_fn(env_id))
     base = preset_config(preset) if preset else Config()
     base = base.replace(learner_precision=precision or base.learner_precision)
     kind = model_kind(spec, base.model)
     fmt = learner_precision(base, kind, custom_model=False)[0]  # as a run resolves it, and its kernels too
-    if onednn_kernels(kind, False, os.environ, "tensorflow" in sys.modules)[0]:
-        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
+    choose_onednn(kind, custom_model=False)
     start_tensorflow_quietly(cores)
     from actorlearner.learner import Learner
     from actorlearner.model import build_default_model
