@@ -177,8 +177,12 @@ class ActorArgs:
 
 def build_actor(args: ActorArgs, slots, channel, weights) -> Actor:
     """The actor of `args` (its env batch and policy made here, in the process that runs it), writing into
-    `slots`, talking through `channel`, reading weights from `weights`: the same for a process and a Ray actor."""
+    `slots`, talking through `channel`, reading weights from `weights`: the same for a process and a Ray actor.
+    Lowers this process's CPU priority by cfg.actor_nice (serial mode builds its Actor without this)."""
     import cloudpickle
+
+    if args.cfg.actor_nice and hasattr(os, "nice"):
+        os.nice(args.cfg.actor_nice)
 
     make_batch = cloudpickle.loads(args.batch_blob)
     model_fn = cloudpickle.loads(args.model_fn_blob) if args.model_fn_blob else None

@@ -34,6 +34,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             kind = _parse_sizes
         elif name == "target_return":
             kind = float
+        elif name == "actor_nice":
+            kind = int
         elif default is None:  # the other optional fields are strings (paths, names)
             kind = str
         else:

@@ -123,6 +123,21 @@ if "MatchSign-v0" not in gym.registry:
     gym.register("MatchSign-v0", entry_point=MatchSign, reward_threshold=9.0, max_episode_steps=10)
 
 
+class NiceProbe(MatchSign):
+    """MatchSign that appends 'pid niceness' to the file named by $AL_TEST_NICE_FILE when made: which
+    processes made envs, at what CPU priority."""
+
+    def __init__(self):
+        import os
+
+        with open(os.environ["AL_TEST_NICE_FILE"], "a") as f:
+            f.write(f"{os.getpid()} {os.nice(0)}\n")
+
+
+if "NiceProbe-v0" not in gym.registry:
+    gym.register("NiceProbe-v0", entry_point=NiceProbe, reward_threshold=9.0, max_episode_steps=10)
+
+
 class BrightSquare(gym.Env):
     """An 84x84 grey image, black but for a bright 10x10 square drawn in one of its four quadrants (at a random
     place inside it); the action naming that quadrant earns 1, any other 0; 10 steps an episode, a new square

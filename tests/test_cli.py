@@ -23,6 +23,7 @@ def run_cli(*args, timeout=60):
     (["--gamma", "1.5"], "--gamma must be in [0, 1]"),
     (["--learning-rate", "-1"], "--learning-rate must be > 0"),
     (["--seed", "-1"], "--seed must be in [0, 2**31)"),
+    (["--actor-nice", "20"], "--actor-nice must be in [0, 19]"),
     (["--target-return", "nan"], "--target-return must be a finite number"),
     (["--init-log-std", "nan"], "--init-log-std must be a finite number"),
     (["--learning-rate", "inf"], "--learning-rate must be a finite number"),

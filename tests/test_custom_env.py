@@ -11,8 +11,8 @@ import pytest
 from conftest import ROOT
 
 
-def train(tmp_path, *args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}  # custom_envs.py is importable, not installed
+def train(tmp_path, *args, **environ):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), **environ}  # custom_envs.py is importable
     proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--run-dir", str(tmp_path / "run"),
                            "--max-seconds", "60", "--eval-every-s", "0", *args],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
@@ -37,3 +37,17 @@ def test_unimportable_env_module_is_one_line(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "could not import env module 'no_such_module_xyz'" in lines[0], proc.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="no Unix niceness on this OS")
+def test_actor_processes_run_below_the_learners_priority(tmp_path):
+    """--actor-nice 7: the actor processes (not the launcher, which makes an env to read its spaces) run at
+    the launcher's niceness + 7; the start-up line says so."""
+    probe = tmp_path / "nice.txt"
+    proc, summary = train(tmp_path, "--env", "custom_envs:NiceProbe-v0", "--num-actors", "2", "--actor-nice", "7",
+                          AL_TEST_NICE_FILE=str(probe))
+    assert summary["solved"], summary
+    base = os.nice(0)  # the launcher inherited this process's
+    seen = {int(n) for n in (line.split()[1] for line in probe.read_text().splitlines())}
+    assert seen == {base, min(base + 7, 19)}, probe.read_text()
+    assert "2 actors (processes, nice +7)" in proc.stdout
