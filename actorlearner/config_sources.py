@@ -30,16 +30,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text)
             continue
-        if name == "hidden_sizes":
-            kind = _parse_sizes
-        elif name == "target_return":
-            kind = float
-        elif name == "actor_nice":
-            kind = int
-        elif default is None:  # the other optional fields are strings (paths, names)
-            kind = str
-        else:
-            kind = type(default)
+        kind = _parse_sizes if name == "hidden_sizes" else {"int": int, "float": float, "str": str}[field_kind(f)]
         parser.add_argument(flag, dest=name, type=kind, default=None, metavar=name.upper(),
                             choices=f.metadata.get("choices"), help=help_text)
 
@@ -106,6 +97,11 @@ def config_from_dict(d: dict) -> Config:
     return Config(**checked_fields(d))
 
 
+def field_kind(f) -> str:
+    """A Config field's value type, Optional[...] unwrapped: 'bool', 'int', 'float', 'str' or 'tuple'."""
+    return str(f.type).removeprefix("Optional[").removesuffix("]")
+
+
 def checked_fields(d: dict, source: str = "config") -> dict:
     """The dict's values as Config field values: unknown keys (with a suggestion) and values of the wrong
     type raise ConfigError; ints are accepted for floats, lists for hidden_sizes."""
@@ -117,9 +113,8 @@ def checked_fields(d: dict, source: str = "config") -> dict:
         if key not in fields:
             close = difflib.get_close_matches(key, fields, n=1)
             raise ConfigError(f"{source}: unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        default = getattr(defaults, key)
-        kind = "float" if key == "target_return" else "str" if default is None else type(default).__name__
-        ok = (value is None and (default is None or key == "target_return")) or {
+        kind = field_kind(fields[key])
+        ok = (value is None and getattr(defaults, key) is None) or {
             "bool": lambda v: isinstance(v, bool),
             "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
             "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) or _float_text(v),

@@ -16,11 +16,12 @@ def parse(*argv):
 
 def test_yaml_file_with_a_flag_override(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text("env: Acrobot-v1\nlearning-rate: 0.001\nhidden_sizes: [32, 32]\nseed: 4\n")
+    path.write_text("env: Acrobot-v1\nlearning-rate: 0.001\nhidden_sizes: [32, 32]\nseed: 4\nactor_nice: 5\n")
     cfg = parse("--config", str(path), "--seed", "9")
     assert cfg.env == "Acrobot-v1" and cfg.preset == "acrobot"  # the file's env brings its preset
     assert cfg.learning_rate == 0.001 and cfg.hidden_sizes == (32, 32)
     assert cfg.seed == 9  # the flag wins over the file
+    assert cfg.actor_nice == 5 and cfg.target_return is None  # optional fields: int given, default None kept
     assert "learning_rate=0.001" in cfg.describe_changes() and "seed=9" in cfg.describe_changes()
 
 
@@ -35,6 +36,7 @@ def test_json_file_and_a_preset_under_it(tmp_path):
     ("learning_rat: 0.1\n", "unknown key 'learning_rat' (did you mean 'learning_rate'?)"),
     ("seed: one\n", "seed must be int, got 'one'"),
     ("stop_at_target: 1\n", "stop_at_target must be bool"),
+    ("actor_nice: high\n", "actor_nice must be int, got 'high'"),
     ("- a\n- b\n", "expected a mapping"),
     ("env: [unclosed\n", "not valid YAML"),
 ])
