@@ -151,8 +151,9 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     cheap = make_batch.backend == "vector" or (make_batch.backend == "envpool" and not is_atari(cfg.env))
     threads = cfg.learner_threads or ((os.cpu_count() or 1) if is_atari(cfg.env) else 0)
     # Where the learner is the limit, actors below its priority give its threads the cores when they are ready
-    # (Pong, 2 cores, 5 alternated 60-s runs: 1,016 against 919 agent steps/s, start-up 8.1 against 9.0 s, its
-    # TensorFlow import winning too). Where actors are the limit they only lose by it (Acrobot: ~10 % fewer steps/s).
+    # (Pong, 2 cores, 60-s runs alternated: all 8 pairs of two sessions 1.04-1.15x the agent steps/s, start-up
+    # 0.3-0.9 s shorter, its TensorFlow import winning too). Where actors are the limit they only lose by it
+    # (Acrobot: ~10 % fewer steps/s).
     nice = cfg.actor_nice if cfg.actor_nice is not None else (10 if cheap or is_atari(cfg.env) else 0)
     cfg = cfg.replace(run_dir=run_dir.path, num_actors=cfg.resolved_num_actors(cheap), learner_threads=threads,
                       actor_nice=nice)
