@@ -195,8 +195,8 @@ def _banner(plan: Plan) -> None:
     for stale in remove_stale_segments():
         say(f"removed a shared-memory segment left by a killed run: /dev/shm/{stale}")
     n = cfg.num_actors
-    nice = f", nice +{cfg.actor_nice}" if cfg.actor_nice else ""
-    where = {"ray": " (Ray actors)", "local": " (serial mode, in this process)" if cfg.serial
+    nice = f", nice +{cfg.actor_nice}" if cfg.actor_nice else ""  # build_actor applies it, Ray actors too
+    where = {"ray": f" (Ray actors{nice})", "local": " (serial mode, in this process)" if cfg.serial
              else f" (processes{nice})"}[cfg.backend]
     preset = f" (preset {cfg.preset})" if cfg.preset not in (None, "none") else ""
     obs = "x".join(str(d) for d in spec.obs_shape) + f" {spec.obs_dtype}"

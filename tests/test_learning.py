@@ -66,8 +66,8 @@ def test_cartpole_multiprocess_solves_from_the_command_line(tmp_path, backend):
         # CartPole policy collapsed in ~15 % of seeds).
         assert summary["policy_lag_p95"] <= 1 and summary["policy_lag_mean"] <= 1, summary
     assert "eval over" in proc.stdout
-    if backend == "local":  # the learner is the limit on the vector backend: actors below its CPU priority
-        assert "(processes, nice +10)" in proc.stdout
+    # The learner is the limit on the vector backend: actors below its CPU priority, Ray's too.
+    assert ("(processes, nice +10)" if backend == "local" else "(Ray actors, nice +10)") in proc.stdout
     assert spawned_pids() - before == set(), "actor processes outlived the run"
     assert our_segments() - shm_before == set(), "segments left in /dev/shm"
     if backend == "ray":
