@@ -33,6 +33,18 @@ def make_env_fn(env_id: str, render_mode: Optional[str] = None, modules: Sequenc
     return _RegisteredEnv(env_id, render_mode, tuple(modules))
 
 
+def _register_ale_ids() -> bool:
+    """Registers ale-py's ALE/ ids with gymnasium (it does so only once ale_py is imported, in every process
+    that makes one); False where ale-py is not installed."""
+    try:
+        import ale_py
+    except ImportError:
+        return False
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # not its banner in every process
+    gym.register_envs(ale_py)
+    return True
+
+
 def import_env_modules(modules: Sequence[str], env_id: Optional[str] = None) -> None:
     """Imports `modules` and the module of a `module:Env-v0` id, so their gymnasium registrations run in
     this process. Raises ConfigError naming a module that cannot be imported."""
@@ -40,15 +52,8 @@ def import_env_modules(modules: Sequence[str], env_id: Optional[str] = None) -> 
     if isinstance(env_id, str) and ":" in env_id:
         names.append(env_id.split(":", 1)[0])
     rid = registered_id(env_id) if isinstance(env_id, str) else ""
-    if rid.startswith("ALE/") and rid not in gym.registry:
-        # gymnasium registers the ALE/ ids only once ale_py is imported (in every process that makes one).
-        try:
-            import ale_py
-
-            ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # not its banner in every process
-            gym.register_envs(ale_py)
-        except ImportError:
-            raise ConfigError(f"{env_id} needs ale-py: pip install 'actorlearner[atari]'") from None
+    if rid.startswith("ALE/") and rid not in gym.registry and not _register_ale_ids():
+        raise ConfigError(f"{env_id} needs ale-py: pip install 'actorlearner[atari]'")
     for name in names:
         try:
             importlib.import_module(name)
@@ -161,10 +166,28 @@ def check_env_id(env_id: str, modules: Sequence[str] = ()) -> None:
         raise ConfigError(f"{env_id} is one of ale-py's older ids (raw frames, no sticky actions); Atari games train "
                           f"here as {ale}, with frameskip 4, sticky actions 0.25 and the standard preprocessing")
     if env_id not in gym.registry:
+        _register_ale_ids()  # so that `Pong` can be pointed to ALE/Pong-v5
         known = [k for k, v in gym.registry.items() if k.startswith("ALE/") or not _from_ale_py(v)]
-        close = difflib.get_close_matches(env_id, known, n=3)
+        close = difflib.get_close_matches(env_id, known, n=3) or _same_name(env_id, known)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ConfigError(f"unknown gymnasium env id {env_id!r}{hint}")
+
+
+def _same_name(env_id: str, known: Sequence[str]) -> list[str]:
+    """The newest version of each known id whose name (no namespace, no version) is env_id's, ignoring case:
+    `pong` or `Pong-v4` -> `ALE/Pong-v5`, `cartpole` -> `CartPole-v1`, which a close-match on the whole id misses."""
+    from gymnasium.envs.registration import parse_env_id
+
+    try:
+        want = parse_env_id(env_id)[1].lower()
+    except gym.error.Error:
+        return []
+    newest: dict[tuple, tuple[int, str]] = {}
+    for k in known:
+        namespace, name, version = parse_env_id(k)
+        if name.lower() == want and (version or 0) >= newest.get((namespace, name), (-1, ""))[0]:
+            newest[(namespace, name)] = (version or 0, k)
+    return sorted(k for _, k in newest.values())[:3]
 
 
 def _from_ale_py(spec: gym.envs.registration.EnvSpec) -> bool:

@@ -61,6 +61,19 @@ def test_old_atari_ids_point_to_the_v5_one(tmp_path):
 
 
 @NEEDS_ALE
+def test_a_game_named_without_its_namespace_points_to_its_id():
+    """`pong` or `SpaceInvaders` is not an id; the error names the one that is (a close match on the whole id
+    finds nothing there)."""
+    from actorlearner.config import ConfigError
+    from actorlearner.envs import check_env_id
+
+    for name, hint in (("pong", "ALE/Pong-v5"), ("SpaceInvaders", "ALE/SpaceInvaders-v5"),
+                       ("mountaincar", "MountainCar-v0")):
+        with pytest.raises(ConfigError, match=f"unknown gymnasium env id '{name}' \\(did you mean {hint}"):
+            check_env_id(name)
+
+
+@NEEDS_ALE
 def test_pong_smoke_run_video_and_export(tmp_path):
     before = spawned_pids()
     shm_before = our_segments()
