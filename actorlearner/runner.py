@@ -35,7 +35,8 @@ from .reporting import RunStats, say, warn
 from .run_files import RunDir, check_not_in_use
 from .stopping import Interrupted, StopSignals
 from .trajectory import unroll_fields
-from .transport import SlotPool, WeightStore, new_run_token, remove_stale_segments
+from .transport import (SharedMemoryFull, SlotPool, WeightStore, full_message, new_run_token, remove_stale_segments,
+                        segments_bytes, shared_memory_free)
 
 
 def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None):
@@ -142,7 +143,6 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     """Checks the input, settles the config and the run directory, and restores a resumed run's counters."""
     env_fn, make_batch, spec, target, backend_why = prepare(cfg, env_fn, model_fn)
     ckpt = _resume_point(cfg) if cfg.resume else None
-    run_dir = RunDir(cfg.run_dir or default_run_dir(cfg))
     # The actor count is settled here, once the backend is known, so that every later reader sees one value.
     # Cheap vectorized envs (classic control) outrun the learner, so it gets a core of its own. Atari runs an
     # actor on every core, and the learner's threads take every core too: with its presets' 4 passes a batch the
@@ -155,22 +155,12 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     # 0.3-0.9 s shorter, its TensorFlow import winning too). Where actors are the limit they only lose by it
     # (Acrobot: ~10 % fewer steps/s).
     nice = cfg.actor_nice if cfg.actor_nice is not None else (10 if cheap or is_atari(cfg.env) else 0)
-    cfg = cfg.replace(run_dir=run_dir.path, num_actors=cfg.resolved_num_actors(cheap), learner_threads=threads,
-                      actor_nice=nice)
+    cfg = cfg.replace(run_dir=cfg.run_dir or default_run_dir(cfg), num_actors=cfg.resolved_num_actors(cheap),
+                      learner_threads=threads, actor_nice=nice)
     if cfg.reproducible and cfg.slots_per_batch % cfg.num_actors:
         raise ConfigError(f"--reproducible takes the same number of unrolls from every actor: --batch-size "
                           f"({cfg.batch_size}) must be a multiple of the actors ({cfg.num_actors}) x "
                           f"--envs-per-actor ({cfg.envs_per_actor})")
-    run_dir.write_json("config.json", cfg.to_json())
-    say(f"config: {cfg.describe_changes()} (all settings: {os.path.join(run_dir.path, 'config.json')})")
-    stats = RunStats(t0, target)
-    stats.updates_per_step = cfg.epochs * cfg.minibatches
-    generation = 0
-    if ckpt is not None:
-        stats.restore(ckpt.meta["stats"])
-        generation = int(ckpt.meta["rng"]["generation"]) + 1
-        say(f"resuming from {ckpt.path}: {stats.env_steps} env steps, {stats.learner_steps} learner steps, "
-            f"{stats.episodes} episodes, {stats.time_offset:.1f} s trained")
     kind = model_kind(spec, cfg.model)
     precision, precision_why = learner_precision(cfg, kind, model_fn is not None)
     kernels = choose_onednn(kind, model_fn is not None)
@@ -185,15 +175,44 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
 
         model = build_model(cfg, spec, model_fn, precision)
         n_params, state = layout_size(param_layout(model)), sum(getattr(model, "state_sizes", ()))
+    for stale in remove_stale_segments():  # first: their room counts as free below
+        say(f"removed a shared-memory segment left by a killed run: /dev/shm/{stale}")
+    if not cfg.serial and cfg.backend != "ray":  # the runs that keep slots and weights in /dev/shm
+        _check_shared_memory(cfg, spec, n_params, state)
+    run_dir = RunDir(cfg.run_dir)  # once the input is known to be good: a refused run leaves no directory
+    run_dir.write_json("config.json", cfg.to_json())
+    say(f"config: {cfg.describe_changes()} (all settings: {os.path.join(run_dir.path, 'config.json')})")
+    stats = RunStats(t0, target)
+    stats.updates_per_step = cfg.epochs * cfg.minibatches
+    generation = 0
+    if ckpt is not None:
+        stats.restore(ckpt.meta["stats"])
+        generation = int(ckpt.meta["rng"]["generation"]) + 1
+        say(f"resuming from {ckpt.path}: {stats.env_steps} env steps, {stats.learner_steps} learner steps, "
+            f"{stats.episodes} episodes, {stats.time_offset:.1f} s trained")
     return Plan(cfg, env_fn, make_batch, backend_why, spec, target, ckpt, run_dir, stats, generation,
                 actor_model_fn, model, n_params, state, precision, precision_why, kernels)
+
+
+def _shared_bytes(cfg: Config, spec, n_params: int, state: int) -> int:
+    """What the run's unroll slots and weights take in /dev/shm."""
+    fields = unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor, state)
+    return (segments_bytes(SlotPool.specs(fields, _slots_per_actor(cfg) * cfg.num_actors))
+            + segments_bytes(WeightStore.specs(n_params)))
+
+
+def _check_shared_memory(cfg: Config, spec, n_params: int, state: int) -> None:
+    """ConfigError where /dev/shm cannot hold the run's segments (transport.py: past its limit the first
+    process to touch a page dies of SIGBUS)."""
+    free = shared_memory_free()
+    needed = _shared_bytes(cfg, spec, n_params, state)
+    if free is not None and needed > free:
+        raise ConfigError(full_message(needed, free))
 
 
 def _banner(plan: Plan) -> None:
     """The start-up line: what runs where, and why that env backend."""
     cfg, spec = plan.cfg, plan.spec
-    for stale in remove_stale_segments():
-        say(f"removed a shared-memory segment left by a killed run: /dev/shm/{stale}")
     n = cfg.num_actors
     nice = f", nice +{cfg.actor_nice}" if cfg.actor_nice else ""  # build_actor applies it, Ray actors too
     where = {"ray": f" (Ray actors{nice})", "local": " (serial mode, in this process)" if cfg.serial
@@ -264,8 +283,15 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
                 pool = RaySource(_args_for(plan, actor_cfg, (fields, 1, None), None, None), num_actors,
                                  slots_per_actor, weights, cfg.actor_threads, cfg.wait_timeout_s, report=repeats.say)
             else:
-                slots = SlotPool(fields, slots_per_actor * num_actors, token)
-                weights = WeightStore(plan.n_params, token, first_version=first_version)
+                try:
+                    slots = SlotPool(fields, slots_per_actor * num_actors, token)
+                    weights = WeightStore(plan.n_params, token, first_version=first_version)
+                except SharedMemoryFull:  # /dev/shm filled up since _check_shared_memory
+                    if slots is not None:  # so that the free space said is what the run had
+                        slots.close()
+                        slots = None
+                    raise SharedMemoryFull(full_message(_shared_bytes(cfg, spec, plan.n_params, plan.state_size),
+                                                        shared_memory_free())) from None
                 if cfg.serial:
                     actors = SerialActors(actor_cfg, spec, num_actors, slots, weights, plan.make_batch,
                                           plan.actor_model_fn)

@@ -11,11 +11,17 @@ reader can never use a half-written vector.
 
 Every segment's name starts with `al_<pid of the creating process>_<random>_`, unique per run; the
 creator unlinks them in `close()`, and `remove_stale_segments` removes those whose creator is dead.
+
+/dev/shm is a tmpfs with a size limit (Docker's default is 64 MB), and the kernel grants a segment of any size:
+the first process to touch a page past the limit dies of SIGBUS, with no message and its segments left behind.
+So the creator reserves every page at creation (`SharedMemoryFull` names what is needed and what is free), and
+the runner checks the run's total against the free space before anything starts (`segments_bytes`).
 """
 
 from __future__ import annotations
 
 import collections
+import errno
 import os
 import secrets
 import time
@@ -34,6 +40,52 @@ class TransportTimeout(RuntimeError):
     """A wait on the other side took longer than its limit."""
 
 
+class SharedMemoryFull(RuntimeError):
+    """/dev/shm has no room for a run's segments."""
+
+
+def shared_memory_free() -> Optional[int]:
+    """Bytes free in /dev/shm; None where there is none (macOS: Python's segments live elsewhere)."""
+    try:
+        st = os.statvfs(SHM_DIR)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def full_message(needed: int, free: Optional[int]) -> str:
+    """The one-line error for a /dev/shm without room for `needed` bytes."""
+    have = "" if free is None else f" and {free / 2**20:.1f} MB are free"
+    return (f"shared memory ({SHM_DIR}) is too small: the run's unroll slots and weights need {needed / 2**20:.1f} MB"
+            f"{have}; fewer --num-actors or --envs-per-actor, a shorter --unroll-length, or a larger {SHM_DIR} "
+            f"(Docker: docker run --shm-size=1g) make it fit")
+
+
+def segments_bytes(specs: dict[str, tuple[tuple, np.dtype]]) -> int:
+    """What segments of these (shape, dtype) specs take in /dev/shm: each rounded up to whole pages."""
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+    return sum(-(-_nbytes(shape, dtype) // page) * page for shape, dtype in specs.values())
+
+
+def _nbytes(shape: tuple, dtype) -> int:
+    return max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
+
+
+def _reserve(seg: shared_memory.SharedMemory, nbytes: int) -> None:
+    """Backs a new segment's pages now (module docstring), so a full /dev/shm is an error here, not a SIGBUS
+    later. Where the platform or file system has no fallocate, the pages stay lazily backed, as before."""
+    fd = getattr(seg, "_fd", -1)  # CPython's POSIX SharedMemory keeps its descriptor here
+    if fd < 0 or not hasattr(os, "posix_fallocate"):
+        return
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.ENOMEM):
+            raise SharedMemoryFull(f"no room for a {nbytes / 2**20:.1f} MB segment in {SHM_DIR}") from None
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV):
+            raise
+
+
 def new_run_token() -> str:
     return f"{SHM_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
 
@@ -48,12 +100,14 @@ class _Arrays:
         self.arrays: dict[str, np.ndarray] = {}
         try:
             for name, (shape, dtype) in specs.items():
-                nbytes = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
+                nbytes = _nbytes(shape, dtype)
                 if token is None:
                     self.arrays[name] = np.zeros(shape, dtype)
                     continue
                 seg = shared_memory.SharedMemory(name=f"{token}_{name}", create=create, size=nbytes)
                 self._segments.append(seg)
+                if create:
+                    _reserve(seg, nbytes)
                 self.arrays[name] = np.ndarray(shape, dtype, buffer=seg.buf)
         except BaseException:
             self.close()
@@ -82,7 +136,7 @@ class WeightStore:
         """first_version: the version counter to start from (a resumed run continues its versions)."""
         self.size = size
         self.token = token
-        self._mem = _Arrays({"weights": ((size + 3,), np.float64)}, token and f"{token}_w", create)
+        self._mem = _Arrays(self.specs(size), token and f"{token}_w", create)
         raw = self._mem.arrays["weights"]
         # int64 header (seqlock counter, the version the store started at) then the float32 vector, in one segment.
         self._seq = raw[:1].view(np.int64)
@@ -92,6 +146,11 @@ class WeightStore:
             self._seq[0] = 2 * first_version
             self._base[0] = first_version
             self._vec[:] = SENTINEL
+
+    @staticmethod
+    def specs(size: int) -> dict[str, tuple[tuple, np.dtype]]:
+        """The store's one segment: an int64 header (seqlock counter, start version) and `size` float32s."""
+        return {"weights": ((size + 3,), np.float64)}
 
     def spec(self) -> tuple:
         return (self.size, self.token)
@@ -142,15 +201,20 @@ class SlotPool:
         self.fields = fields
         self.n_slots = n_slots
         self.token = token
-        specs = {k: ((n_slots, *shape), dtype) for k, (shape, dtype) in fields.items()}
-        specs["meta"] = ((n_slots, 1), np.int64)
-        self._mem = _Arrays(specs, token and f"{token}_s", create)
+        self._mem = _Arrays(self.specs(fields, n_slots), token and f"{token}_s", create)
         self.arrays = {k: v for k, v in self._mem.arrays.items() if k != "meta"}
         self.meta = self._mem.arrays["meta"]
         if create:
             for arr in self.arrays.values():
                 arr.fill(SENTINEL if arr.dtype.kind == "f" else np.iinfo(arr.dtype).max)  # junk until written
             self.meta[:] = 0
+
+    @staticmethod
+    def specs(fields: dict[str, tuple[tuple, np.dtype]], n_slots: int) -> dict[str, tuple[tuple, np.dtype]]:
+        """One segment a field, `[n_slots, *shape]`, and `meta` [n_slots, 1] int64."""
+        specs = {k: ((n_slots, *shape), dtype) for k, (shape, dtype) in fields.items()}
+        specs["meta"] = ((n_slots, 1), np.int64)
+        return specs
 
     def spec(self) -> tuple:
         return (self.fields, self.n_slots, self.token)
