@@ -33,6 +33,10 @@ class CheckpointError(ConfigError):
     """A checkpoint is missing, truncated, corrupt or does not fit this run (one-line message)."""
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (a full or read-only disk); the ones before it are untouched."""
+
+
 @dataclass
 class Checkpoint:
     """A loaded checkpoint. `model` and `optim` are lists of (path, array) in the saved order."""
@@ -87,9 +91,13 @@ def save(run_dir: str, step: int, meta: dict, model_vars: list, optim_vars: list
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
-    except BaseException:  # a full disk, a second Ctrl-C: the previous checkpoints stay as they were
+    except BaseException as e:  # a full disk, a second Ctrl-C: the previous checkpoints stay as they were
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError):  # a full or read-only disk: one line, not numpy's zipfile traceback
+            kept = list_checkpoints(run_dir)
+            raise CheckpointWriteError(f"could not write checkpoint {final}: {e.strerror or e} (the newest one "
+                                       f"kept: {kept[-1] if kept else 'none'})") from None
         raise
     _fsync_dir(d)
     for old in list_checkpoints(run_dir)[:-keep]:

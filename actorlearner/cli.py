@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import time
@@ -16,6 +17,7 @@ from .loading import WHICH
 from .reporting import process_age_s
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # a run directory that cannot take more
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,6 +167,13 @@ def _train(args: argparse.Namespace, start: float) -> int:
         return EXIT_USAGE
     except (ActorCrashLoop, RuntimeError, TimeoutError) as e:
         print(f"actorlearner: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:
+            raise
+        # A full or read-only disk under the run directory: the traceback says nothing more than this line.
+        print(f"actorlearner: error: could not write {e.filename or 'to the run directory'}: {e.strerror}",
+              file=sys.stderr)
         return EXIT_ERROR
     if summary["status"] == "interrupted":  # the shell's convention: 128 + the signal's number
         return EXIT_TERMINATED if summary.get("stop_signal") == "SIGTERM" else EXIT_INTERRUPTED

@@ -36,12 +36,17 @@ class RunDir:
         """Atomic: a reader sees the old file or the new one, never half of one."""
         final = os.path.join(self.path, name)
         tmp = final + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(obj if isinstance(obj, str) else json.dumps(obj, indent=2))
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
+        try:
+            with open(tmp, "w") as f:
+                f.write(obj if isinstance(obj, str) else json.dumps(obj, indent=2))
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except BaseException:  # a full disk: no half-written temporary file left beside the old one
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
 
     def save_weights(self, flat, layout: list, name: str = "policy.npz") -> None:
         """policy.npz: the flat weights and their layout, plain arrays only (loaded without pickle)."""
@@ -69,7 +74,10 @@ class RunDir:
         self._metrics.write(json.dumps(record) + "\n")
 
     def close(self) -> None:
-        self._metrics.close()
+        try:
+            self._metrics.close()  # flushes the last line
+        except OSError as e:  # a full disk: the run's error says so already; the lock is released below
+            warn(f"could not finish {self._metrics.name}: {e.strerror or e}")
         if self._lock is not None:
             self._lock.truncate(0)  # no pid left behind: the run ended cleanly
             fcntl.flock(self._lock, fcntl.LOCK_UN)

@@ -329,7 +329,10 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
                 summary["stop_signal"] = signals.requested or "SIGINT"
             if error is not None:
                 summary["error"] = f"{type(error).__name__}: {error}"
-            plan.run_dir.write_json("summary.json", summary)
+            try:
+                plan.run_dir.write_json("summary.json", summary)
+            except OSError as e:  # a full disk: the rest of the cleanup still runs
+                warn(f"could not write {os.path.join(plan.run_dir.path, 'summary.json')}: {e.strerror or e}")
             plan.run_dir.close()
             if cluster is not None:
                 cluster.close()

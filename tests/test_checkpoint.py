@@ -12,7 +12,7 @@ from actorlearner import Config, train
 from actorlearner import checkpoint
 from actorlearner.config import ConfigError
 from actorlearner.config_sources import resume_config
-from conftest import BACKENDS, ROOT
+from conftest import BACKENDS, ROOT, spawned_pids, with_small_tmpfs
 
 MODEL = [("dense/kernel", np.arange(6, dtype=np.float32).reshape(2, 3)), ("dense/bias", np.ones(3, np.float32))]
 OPTIM = [("adam/iteration", np.array(7, np.int64)), ("adam/m", np.zeros((2, 3), np.float32))]
@@ -178,3 +178,30 @@ def test_cli_resume_without_a_run_dir(tmp_path):
     out = run_cli("--resume", str(tmp_path / "nowhere"))
     assert out.returncode == 2
     assert "config.json not found" in out.stderr.strip().splitlines()[-1]
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(tmp_path):
+    """The run directory on a 300 KB file system: the first checkpoint (~180 KB) fits, the next does not. The run
+    stops with one line naming the checkpoint it could not write and the newest one kept, no traceback; that
+    checkpoint loads, no temporary file is left, and neither are processes or shared memory."""
+    code = """
+import glob, json, os, subprocess, sys
+from actorlearner import checkpoint
+run = sys.argv[1]
+p = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "CartPole-v1", "--max-seconds", "30",
+                    "--checkpoint-every", "1", "--no-stop-at-target", "--run-dir", run], capture_output=True, text=True)
+kept = checkpoint.list_checkpoints(run)
+print(json.dumps({"rc": p.returncode, "stderr": p.stderr, "kept": kept, "loads": bool(kept) and
+                  checkpoint.load(kept[-1]).meta["step"] > 0, "tmp": glob.glob(run + "/**/*.tmp*", recursive=True),
+                  "segments": [n for n in os.listdir("/dev/shm") if n.startswith(f"al_{p.pid}_")]}))
+"""
+    disk, before = tmp_path / "disk", spawned_pids()
+    proc = with_small_tmpfs("300k", str(disk), ["-c", code, str(disk / "run")])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = out["stderr"].strip().splitlines()
+    assert out["rc"] == 1 and "Traceback" not in out["stderr"], out["stderr"][-3000:]
+    assert lines[-1].startswith("actorlearner: error: could not write checkpoint "), lines[-1]
+    assert "No space left on device" in lines[-1] and f"(the newest one kept: {out['kept'][-1]})" in lines[-1]
+    assert out["loads"] and out["tmp"] == [] and out["segments"] == [], out
+    assert spawned_pids() - before == set(), "actor processes outlived the run"

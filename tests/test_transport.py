@@ -1,16 +1,12 @@
 """The weight store never yields a torn vector; slots hold sentinels until written; names are unique."""
 
 import multiprocessing as mp
-import shutil
-import subprocess
-import sys
 import time
 
 import numpy as np
-import pytest
 
 from actorlearner.transport import SlotPool, WeightStore, new_run_token, remove_stale_segments
-from conftest import ROOT
+from conftest import with_small_tmpfs
 
 SIZE = 1_000_000  # big enough that a copy takes long compared with a publish
 
@@ -139,17 +135,6 @@ def test_segment_names_unique_and_stale_ones_removed(no_leaks):
     live.close()
 
 
-def _in_small_shm(size: str, code: str, *args: str) -> subprocess.CompletedProcess:
-    """Runs `python -c code args` with /dev/shm a tmpfs of `size` (Docker's default is 64m), in a mount namespace
-    of its own, so the machine's /dev/shm is not touched. Skips where making one needs rights the test lacks."""
-    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
-    if shutil.which("unshare") is None or probe.returncode != 0:
-        pytest.skip("a private mount namespace (unshare -m) needs root or CAP_SYS_ADMIN here")
-    script = f'mount -t tmpfs -o size={size} tmpfs /dev/shm && exec "$@"'
-    return subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", sys.executable, "-c", code, *args],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
-
-
 def test_a_full_dev_shm_is_an_error_at_creation_not_a_sigbus_later():
     """The kernel grants a tmpfs segment of any size and kills the first process that touches a page past the
     limit with SIGBUS. Created segments have their pages reserved, so a pool that does not fit raises
@@ -174,7 +159,7 @@ assert segments_bytes(WeightStore.specs(1000)) == 8192
 store.close()
 print("ok")
 """
-    proc = _in_small_shm("32m", code)
+    proc = with_small_tmpfs("32m", "/dev/shm", ["-c", code])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "full: no room for a" in proc.stdout and proc.stdout.strip().endswith("ok"), proc.stdout
 
@@ -182,8 +167,8 @@ print("ok")
 def test_a_run_that_does_not_fit_in_dev_shm_is_refused_in_one_line(tmp_path):
     """Before any process starts or the run directory is made: what is needed, what is free, and what helps."""
     run = tmp_path / "run"
-    proc = _in_small_shm("64k", "from actorlearner.cli import main; raise SystemExit(main())", "train", "--env",
-                         "CartPole-v1", "--run-dir", str(run))
+    proc = with_small_tmpfs("64k", "/dev/shm", ["-m", "actorlearner", "train", "--env", "CartPole-v1", "--run-dir",
+                                                str(run)])
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-3000:]
     assert "shared memory (/dev/shm) is too small" in lines[0] and "--shm-size" in lines[0], lines[0]
