@@ -197,9 +197,12 @@ def build_actor(args: ActorArgs, slots, channel, weights) -> Actor:
 
 def actor_process_main(args: ActorArgs, channel) -> None:
     """Body of an actor process. Exits when told to (None), when the learner is gone (end-of-file on the
-    channel, or a new parent), or after reporting a fatal error. SIGINT is ignored: the parent owns
-    shutdown, so Ctrl-C in a terminal does not kill actors mid-write."""
+    channel, or a new parent), or after reporting a fatal error. SIGINT and SIGHUP are ignored: the parent
+    owns shutdown, so neither Ctrl-C in a terminal nor its hangup (both reach the whole process group) kills
+    actors mid-write."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     stack_file = None
     if args.stack_path:
         import faulthandler

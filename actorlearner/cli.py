@@ -14,9 +14,9 @@ from .config_sources import add_config_arguments, config_from_args
 from .envs import make_env_fn
 from .export import FORMATS
 from .loading import WHICH
-from .reporting import process_age_s
+from .reporting import process_age_s, write_line
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # a run directory that cannot take more
 
 
@@ -159,24 +159,26 @@ def _train(args: argparse.Namespace, start: float) -> int:
             summary = train(cfg, start_time=start)
         finally:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            if hasattr(signal, "SIGHUP"):  # likewise a hangup during the teardown, the run being over
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
     except KeyboardInterrupt:  # Ctrl-C before the run installed its own handling: nothing to clean up yet
-        print("actorlearner: interrupted before training started", file=sys.stderr)
+        write_line("actorlearner: interrupted before training started", sys.stderr)
         return EXIT_INTERRUPTED
     except ConfigError as e:
-        print(f"actorlearner: error: {e}", file=sys.stderr)
+        write_line(f"actorlearner: error: {e}", sys.stderr)
         return EXIT_USAGE
     except (ActorCrashLoop, RuntimeError, TimeoutError) as e:
-        print(f"actorlearner: error: {e}", file=sys.stderr)
+        write_line(f"actorlearner: error: {e}", sys.stderr)
         return EXIT_ERROR
     except OSError as e:
         if e.errno not in DISK_ERRORS:
             raise
         # A full or read-only disk under the run directory: the traceback says nothing more than this line.
-        print(f"actorlearner: error: could not write {e.filename or 'to the run directory'}: {e.strerror}",
-              file=sys.stderr)
+        write_line(f"actorlearner: error: could not write {e.filename or 'to the run directory'}: {e.strerror}",
+                   sys.stderr)
         return EXIT_ERROR
     if summary["status"] == "interrupted":  # the shell's convention: 128 + the signal's number
-        return EXIT_TERMINATED if summary.get("stop_signal") == "SIGTERM" else EXIT_INTERRUPTED
+        return 128 + getattr(signal, summary.get("stop_signal", "SIGINT"), signal.SIGINT)
     return EXIT_OK
 
 

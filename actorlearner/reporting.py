@@ -239,8 +239,11 @@ class Console:
             return
         if _isatty(self.stream):
             width = shutil.get_terminal_size((120, 20)).columns - 1
-            self.stream.write("\r\033[K" + text[:width])
-            self.stream.flush()
+            try:
+                self.stream.write("\r\033[K" + text[:width])
+                self.stream.flush()
+            except OSError:
+                output_lost()
             self._line_open = True
         else:
             self.say(text)
@@ -252,16 +255,37 @@ class Console:
 
     def say(self, text: str) -> None:
         if self._line_open:
-            self.stream.write("\r\033[K")
+            text = "\r\033[K" + text
             self._line_open = False
-        print(text, file=self.stream, flush=True)
+        write_line(text, self.stream)
 
     def close(self) -> None:
         """Ends the live line, leaving the last report on screen."""
         if self._line_open:
-            self.stream.write("\n")
-            self.stream.flush()
             self._line_open = False
+            write_line("", self.stream)
+
+
+def write_line(text: str, stream=None) -> None:
+    """Prints a line (to stdout unless `stream`), flushed; a terminal or pipe that has gone away silences the
+    process's output (output_lost) instead of raising in the middle of a run or its cleanup."""
+    try:
+        print(text, file=stream or sys.stdout, flush=True)
+    except OSError:
+        output_lost()
+
+
+def output_lost() -> None:
+    """The terminal hung up (writes to it fail with EIO) or the reader of a pipe left (EPIPE): this process's
+    stdout and stderr go to /dev/null from now on, so no later write fails, a library's or Python's own flush
+    at exit included (which would turn the exit status into 120)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+    except OSError:
+        pass
 
 
 def _isatty(stream) -> bool:
@@ -318,4 +342,4 @@ class Repeats:
 
 def warn(text: str) -> None:
     """A warning on stderr, prefixed like the command's errors."""
-    print(f"actorlearner: warning: {text}", file=sys.stderr)
+    write_line(f"actorlearner: warning: {text}", sys.stderr)

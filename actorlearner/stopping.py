@@ -1,5 +1,7 @@
-"""Stopping a run by signal: the first SIGINT/SIGTERM asks for a graceful stop, a second SIGINT for an
-immediate one (the run still removes its processes and shared memory).
+"""Stopping a run by signal: the first SIGINT/SIGTERM/SIGHUP asks for a graceful stop, a second SIGINT for an
+immediate one (the run still removes its processes and shared memory). SIGHUP is what a run gets when its
+terminal goes away (an ssh connection that drops): by default it killed the process on the spot, with no final
+checkpoint and its shared memory left behind. Where SIGHUP is ignored (`nohup`), it stays ignored.
 
 User code that runs in the learner process (evaluation episodes, serial-mode stepping) can hang, and a
 hung env never returns to the loop that would see the request. Such code runs inside
@@ -17,6 +19,10 @@ from typing import Optional
 from .reporting import say
 
 
+# SIGHUP where the platform has it (not Windows).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
+
+
 class Interrupted(BaseException):
     """Raised inside the loop on a second Ctrl-C: stop now, still cleaning up."""
 
@@ -30,7 +36,7 @@ class UserCodeStopped(BaseException):
 
 
 class StopSignals:
-    """First SIGINT/SIGTERM asks for a graceful stop; a second SIGINT stops at once (still cleaning up)."""
+    """First SIGINT/SIGTERM/SIGHUP asks for a graceful stop; a second SIGINT stops at once (still cleaning up)."""
 
     def __init__(self):
         self.requested: Optional[str] = None
@@ -40,7 +46,9 @@ class StopSignals:
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
+                if sig not in (signal.SIGINT, signal.SIGTERM) and signal.getsignal(sig) is signal.SIG_IGN:
+                    continue  # nohup: the user asked for the run to outlive its terminal
                 self._saved[sig] = signal.signal(sig, self._handle)
         return self
 
