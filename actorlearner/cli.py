@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import sys
 import time
@@ -84,13 +85,33 @@ def main(argv: Optional[list] = None) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from .plotting import plot_runs
 
-    return _one_line_errors(lambda: f"wrote {plot_runs(args.run_dirs, args.out)}")
+    def plot() -> str:
+        check_out_path("--out", args.out)
+        return f"wrote {plot_runs(args.run_dirs, args.out)}"
+
+    return _one_line_errors(plot)
+
+
+def check_out_path(flag: str, path: Optional[str]) -> None:
+    """ConfigError where `path` (a file or directory to write) cannot be made: its directory is missing or not
+    writable. Checked before the work, which otherwise ended in a traceback after it."""
+    if not path:
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ConfigError(f"{flag} {path}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"{flag} {path}: the directory {parent} is not writable")
 
 
 def _export(args: argparse.Namespace) -> int:
     from .export import export_policy
 
-    return _one_line_errors(lambda: f"wrote {export_policy(args.run_dir, args.format, args.out, which=args.which)}")
+    def export() -> str:
+        check_out_path("--out", args.out)
+        return f"wrote {export_policy(args.run_dir, args.format, args.out, which=args.which)}"
+
+    return _one_line_errors(export)
 
 
 def _one_line_errors(action) -> int:
@@ -114,6 +135,7 @@ def _eval(args: argparse.Namespace) -> int:
             raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
         if args.video and not args.video.lower().endswith((".mp4", ".gif")):
             raise ConfigError(f"--video {args.video}: the file name must end in .mp4 or .gif")
+        check_out_path("--video", args.video)
         cfg, spec, env_fn = run_config(args.run_dir)
         policy = load_policy(args.run_dir, which=args.which)
         greedy = args.deterministic

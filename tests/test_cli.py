@@ -41,6 +41,23 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     assert spawned_pids() - before == set()
 
 
+@pytest.mark.parametrize("args", [
+    ["eval", "RUN", "--video", "NOWHERE/episode.mp4"],
+    ["export", "RUN", "--format", "tflite", "-o", "NOWHERE/policy.tflite"],
+    ["export", "RUN", "--format", "savedmodel", "-o", "NOWHERE/policy"],
+    ["plot", "RUN", "-o", "NOWHERE/curves.png"],
+])
+def test_an_output_path_in_a_missing_directory_is_one_line_before_the_work(args, tmp_path):
+    """(The run directory does not exist either: the output path is checked first.) It was a traceback after the
+    episodes were played or the model exported."""
+    missing = tmp_path / "missing"
+    args = [a.replace("RUN", str(tmp_path / "run")).replace("NOWHERE", str(missing)) for a in args]
+    proc = run_cli(*args)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert f"the directory {missing} does not exist" in lines[0], lines[0]
+
+
 def test_argparse_type_errors_exit_2():
     proc = run_cli("train", "--seed", "abc")
     assert proc.returncode == 2 and "invalid int value" in proc.stderr
