@@ -85,6 +85,17 @@ class RunDir:
             self._lock = None
 
 
+def check_fresh(path: str) -> None:
+    """ConfigError where a new run would go into a directory that holds a run already (its config.json): it
+    appended to the old metrics.jsonl and mixed its checkpoints with the old ones (a checkpoint of the same step
+    overwritten; --keep-checkpoints, --resume and `eval --which latest` going by step number across both runs).
+    A live run there is named as such first."""
+    check_not_in_use(path)
+    if os.path.isfile(os.path.join(path, "config.json")):
+        raise ConfigError(f"--run-dir {path} holds a run already: --resume {path} continues it, and a new run "
+                          f"needs a directory of its own (another --run-dir, or this one deleted)")
+
+
 def check_not_in_use(path: str) -> None:
     """Raises ConfigError if a live run holds RUN_DIR's lock (checked before reading a run to --resume it)."""
     lock = os.path.join(path, ".lock")

@@ -32,7 +32,7 @@ from .precision import learner_precision
 from .presets import is_atari
 from .tf_start import choose_onednn, onednn_in_use, start_tensorflow_early
 from .reporting import RunStats, say, warn
-from .run_files import RunDir, check_not_in_use
+from .run_files import RunDir, check_fresh, check_not_in_use
 from .stopping import Interrupted, StopSignals
 from .trajectory import unroll_fields
 from .transport import (SharedMemoryFull, SlotPool, WeightStore, full_message, new_run_token, remove_stale_segments,
@@ -143,6 +143,8 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     """Checks the input, settles the config and the run directory, and restores a resumed run's counters."""
     env_fn, make_batch, spec, target, backend_why = prepare(cfg, env_fn, model_fn)
     ckpt = _resume_point(cfg) if cfg.resume else None
+    if ckpt is None and cfg.run_dir:
+        check_fresh(cfg.run_dir)
     # The actor count is settled here, once the backend is known, so that every later reader sees one value.
     # Cheap vectorized envs (classic control) outrun the learner, so it gets a core of its own. Atari runs an
     # actor on every core, and the learner's threads take every core too: with its presets' 4 passes a batch the

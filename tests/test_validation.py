@@ -45,11 +45,11 @@ def test_yaml_exponent_numbers_are_floats(tmp_path):
 def test_one_run_per_run_directory(tmp_path):
     run_dir = tmp_path / "run"
     first = subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--run-dir", str(run_dir),
-                              "--max-seconds", "60", "--no-stop-at-target"],
+                              "--max-seconds", "60", "--no-stop-at-target", "--checkpoint-every", "1"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     try:
         deadline = time.monotonic() + 30
-        while not (run_dir / "config.json").exists():
+        while not list(run_dir.glob("checkpoints/ckpt-*.npz")):
             assert time.monotonic() < deadline and first.poll() is None
             time.sleep(0.1)
         for again in (["--run-dir", str(run_dir)], ["--resume", str(run_dir)]):
@@ -61,11 +61,31 @@ def test_one_run_per_run_directory(tmp_path):
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     time.sleep(1.5)  # its actors notice the dead learner and leave
-    # The dead run's lock is taken over, with a warning naming it.
-    proc = run_cli("train", "--run-dir", str(run_dir), "--max-steps", "2000", "--eval-every-s", "0", timeout=120)
+    # A new run cannot go there (it would mix with the dead run's files); the dead run's lock is taken over by
+    # its --resume, with a warning naming it.
+    proc = run_cli("train", "--run-dir", str(run_dir), "--max-steps", "2000")
+    assert proc.returncode == 2 and f"--run-dir {run_dir} holds a run already: --resume" in proc.stderr, proc.stderr
+    proc = run_cli("train", "--resume", str(run_dir), "--max-seconds", "3", "--eval-every-s", "0", timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert f"taking over the lock of process {first.pid}" in proc.stderr + proc.stdout
     assert (run_dir / ".lock").read_text() == ""  # released at the end
+
+
+def test_a_new_run_in_a_finished_runs_directory_is_refused(tmp_path):
+    """It appended to the old metrics and overwrote or mixed with its checkpoints; --resume is the way in."""
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.json").write_text("{}")
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    proc = run_cli("train", "--run-dir", str(run_dir))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert f"--run-dir {run_dir} holds a run already: --resume {run_dir} continues it" in lines[0]
+    assert sorted(p.name for p in run_dir.rglob("*")) == before  # nothing written
+    empty = tmp_path / "empty"
+    empty.mkdir()  # a directory made for the run is fine
+    proc = run_cli("train", "--run-dir", str(empty), "--max-steps", "1000", "--eval-every-s", "0", timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_env_constructor_that_raises_is_named(tmp_path):
