@@ -164,6 +164,8 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
                           f"({cfg.batch_size}) must be a multiple of the actors ({cfg.num_actors}) x "
                           f"--envs-per-actor ({cfg.envs_per_actor})")
     kind = model_kind(spec, cfg.model)
+    for flags, why in unused_settings(cfg, spec.discrete, kind, model_fn is not None):
+        warn(f"{flags} not used by this run: {why}")
     precision, precision_why = learner_precision(cfg, kind, model_fn is not None)
     kernels = choose_onednn(kind, model_fn is not None)
     numpy_actors = model_fn is None and cfg.actor_inference != "tensorflow"
@@ -194,6 +196,26 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
             f"{stats.episodes} episodes, {stats.time_offset:.1f} s trained")
     return Plan(cfg, env_fn, make_batch, backend_why, spec, target, ckpt, run_dir, stats, generation,
                 actor_model_fn, model, n_params, state, precision, precision_why, kernels)
+
+
+def unused_settings(cfg: Config, discrete: bool, kind: str, custom_model: bool) -> list[tuple[str, str]]:
+    """[(flags, why)] for settings moved from their defaults that this run does not read, said at start-up so an
+    experiment does not run for hours on a setting it never applied (`--hidden-sizes` with a CNN)."""
+    groups = []
+    if custom_model or kind != "mlp":
+        groups.append((("hidden_sizes", "activation"), "a custom model builds its own layers" if custom_model
+                       else f"they shape the default MLP, and this run's model is {kind}"))
+    if custom_model or cfg.core == "none":
+        groups.append((("core_size",), "it sizes the default model's --core lstm"))
+    if custom_model or discrete:
+        groups.append((("init_log_std",), "a custom model's policy has its own spread" if custom_model
+                       else "it starts the Gaussian policy of Box actions, and these actions are discrete"))
+    base, out = Config(), []
+    for names, why in groups:
+        moved = [f"--{n.replace('_', '-')}" for n in names if getattr(cfg, n) != getattr(base, n)]
+        if moved:
+            out.append((" and ".join(moved), why))
+    return out
 
 
 def _shared_bytes(cfg: Config, spec, n_params: int, state: int) -> int:

@@ -106,3 +106,32 @@ def test_bfloat16_on_the_mlp_is_refused_before_start(tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--learner-precision bfloat16 applies to the default CNNs" in lines[0], proc.stderr
+
+
+def test_settings_a_run_does_not_read_are_named():
+    """Said at start-up (a warning): `--hidden-sizes` with a CNN trained for 78 s here with no word that it did
+    nothing. Defaults and every preset (with its env's model) say nothing."""
+    import importlib.util
+
+    from actorlearner.config import Config
+    from actorlearner.config_sources import preset_config
+    from actorlearner.envs import inspect_env, make_env_fn
+    from actorlearner.layout import model_kind
+    from actorlearner.presets import PRESETS
+    from actorlearner.runner import unused_settings
+
+    said = unused_settings(Config(hidden_sizes=(32,), activation="relu", core_size=64), True, "impala-deep", False)
+    assert [flags for flags, _ in said] == ["--hidden-sizes and --activation", "--core-size"]
+    assert "this run's model is impala-deep" in said[0][1]
+    assert [f for f, _ in unused_settings(Config(init_log_std=0.5), True, "mlp", False)] == ["--init-log-std"]
+    assert unused_settings(Config(init_log_std=0.5), False, "mlp", False) == []  # Box actions read it
+    assert [f for f, _ in unused_settings(Config(activation="relu"), True, "mlp", True)] == ["--activation"]
+    assert unused_settings(Config(), True, "impala-shallow", True) == []
+    for name in PRESETS:
+        cfg = preset_config(name, env=PRESETS[name].get("env", "ALE/Breakout-v5"))  # `atari`: every other game
+        if cfg.env.startswith("ALE/") and importlib.util.find_spec("ale_py") is None:
+            continue
+        if cfg.env.startswith(("LunarLander", "BipedalWalker")) and importlib.util.find_spec("Box2D") is None:
+            continue
+        spec = inspect_env(make_env_fn(cfg.env))
+        assert unused_settings(cfg, spec.discrete, model_kind(spec, cfg.model), False) == [], name
