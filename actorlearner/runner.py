@@ -35,8 +35,8 @@ from .reporting import RunStats, say, warn
 from .run_files import RunDir, check_fresh, check_not_in_use
 from .stopping import Interrupted, StopSignals
 from .trajectory import unroll_fields
-from .transport import (SharedMemoryFull, SlotPool, WeightStore, full_message, new_run_token, remove_stale_segments,
-                        segments_bytes, shared_memory_free)
+from .transport import (SHM_DIR, SharedMemoryFull, SlotPool, WeightStore, full_message, new_run_token,
+                        remove_stale_segments, segments_bytes, shared_memory_free)
 
 
 def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None):
@@ -229,6 +229,9 @@ def _check_shared_memory(cfg: Config, spec, n_params: int, state: int) -> None:
     """ConfigError where /dev/shm cannot hold the run's segments (transport.py: past its limit the first
     process to touch a page dies of SIGBUS)."""
     free = shared_memory_free()
+    if free is not None and not os.access(SHM_DIR, os.W_OK):  # read-only, or not ours: a cryptic error later
+        raise ConfigError(f"shared memory ({SHM_DIR}) is not writable here, and actor processes exchange unrolls "
+                          f"and weights through it: --serial runs in one process without it")
     needed = _shared_bytes(cfg, spec, n_params, state)
     if free is not None and needed > free:
         raise ConfigError(full_message(needed, free))

@@ -86,12 +86,13 @@ BACKENDS = ["local", pytest.param("ray", marks=pytest.mark.skipif(
     reason="Ray is not installed (the ray extra: pip install -e '.[ray]')"))]
 
 
-def with_small_tmpfs(size: str, mount_point: str, argv: list, **kwargs) -> subprocess.CompletedProcess:
-    """Runs `python argv...` with a tmpfs of `size` (`64m`, `300k`) mounted at `mount_point` in a mount namespace
-    of its own (the machine's file systems are not touched): /dev/shm as Docker sizes it, a full disk. Skips
-    where making one needs rights the test lacks."""
+def with_small_tmpfs(size: str, mount_point: str, argv: list, options: str = "",
+                     **kwargs) -> subprocess.CompletedProcess:
+    """Runs `python argv...` with a tmpfs of `size` (`64m`, `300k`; `options` more mount options, as `,ro`) mounted at
+    `mount_point` in a mount namespace of its own (the machine's file systems are not touched): /dev/shm as Docker
+    sizes it, a full disk. Skips where making one needs rights the test lacks."""
     if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
         pytest.skip("a private mount namespace (unshare -m) needs root or CAP_SYS_ADMIN here")
-    script = f'mkdir -p {mount_point} && mount -t tmpfs -o size={size} tmpfs {mount_point} && exec "$@"'
+    script = f'mkdir -p {mount_point} && mount -t tmpfs -o size={size}{options} tmpfs {mount_point} && exec "$@"'
     return subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", sys.executable, *argv], capture_output=True,
                           text=True, cwd=ROOT, **{"timeout": 180, **kwargs})

@@ -174,3 +174,14 @@ def test_a_run_that_does_not_fit_in_dev_shm_is_refused_in_one_line(tmp_path):
     assert "shared memory (/dev/shm) is too small" in lines[0] and "--shm-size" in lines[0], lines[0]
     assert "MB are free" in lines[0]
     assert not run.exists()
+
+
+def test_a_read_only_dev_shm_is_one_line_before_anything_starts(tmp_path):
+    """It was `could not write /al_<pid>_<token>_s_obs: Read-only file system`, after the start-up lines."""
+    run = tmp_path / "run"
+    proc = with_small_tmpfs("1m", "/dev/shm", ["-m", "actorlearner", "train", "--env", "CartPole-v1", "--run-dir",
+                                               str(run)], options=",ro")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-3000:]
+    assert "shared memory (/dev/shm) is not writable here" in lines[0] and "--serial" in lines[0], lines[0]
+    assert not run.exists()
