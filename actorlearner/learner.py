@@ -6,6 +6,8 @@ vector; where batches come from and where weights go is the runner's business.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 import keras
@@ -233,36 +235,32 @@ def to_tensor(array: np.ndarray):
     """An eager tensor of a numpy array, for the step's inputs: the EagerTensor constructor that tf.constant ends
     in, without its Python layers (shape, dtype and argument checks a numpy array does not need): ~10 against
     ~21 µs an input here. tf.constant where that private class has moved or takes other arguments."""
-    global _eager_tensor
-    if _eager_tensor is None:  # decided at the first call: the eager context must not start at import
-        _eager_tensor = _working_eager_tensor()
-    if not _eager_tensor:
+    eager = _eager_tensor()
+    if eager is None:
         return tf.constant(array)
-    ctx = _context.context()
+    make, context = eager
+    ctx = context.context()
     ctx.ensure_initialized()
-    return _eager_tensor(array, ctx.device_name, None)
+    return make(array, ctx.device_name, None)
 
 
-_eager_tensor = None
-try:
-    from tensorflow.python.eager import context as _context
-except ImportError:
-    _eager_tensor = False
-
-
-def _working_eager_tensor():
-    """TensorFlow's EagerTensor class if it makes the tensor tf.constant makes, else False."""
+@functools.cache
+def _eager_tensor():
+    """(TensorFlow's EagerTensor class, its eager context module) if the class makes the tensor tf.constant makes,
+    else None. Decided at the first step, not at import: the eager context must not start before the learner's
+    thread settings."""
     try:
+        from tensorflow.python.eager import context
         from tensorflow.python.framework.ops import EagerTensor
 
         probe = np.arange(6, dtype=np.float32).reshape(2, 3)
-        _context.context().ensure_initialized()
-        made = EagerTensor(probe, _context.context().device_name, None)
+        context.context().ensure_initialized()
+        made = EagerTensor(probe, context.context().device_name, None)
         if made.dtype == tf.float32 and made.shape == (2, 3) and np.array_equal(made.numpy(), probe):
-            return EagerTensor
-    except Exception:  # noqa: BLE001 - any change in a private class: the public way
+            return EagerTensor, context
+    except Exception:  # noqa: BLE001 - any change in private classes: the public way
         pass
-    return False
+    return None
 
 
 def clipped_gradients(grads: list, loss, max_norm: float):
