@@ -1,6 +1,6 @@
-"""All the wiring of a training run: `train(cfg, env_fn=None, model_fn=None)` plans it (`_plan`: input checked,
-config settled), says what will run (`_banner`), and owns its resources from creation to release (`_run`);
-the learner's loop itself is in learner_loop.py.
+"""All the wiring of a training run: `train(cfg, env_fn=None, model_fn=None)` plans it (`_plan`: input checked
+by preflight.py, config settled), says what will run (`_banner`), and owns its resources from creation to
+release (`_run`); the learner's loop itself is in learner_loop.py.
 
 Order matters for start-up time: actors are spawned before the learner imports TensorFlow (they need
 only numpy and gymnasium), so their start overlaps the ~2 s TensorFlow import.
@@ -8,7 +8,6 @@ only numpy and gymnasium), so their start overlaps the ~2 s TensorFlow import.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import tempfile
@@ -22,72 +21,21 @@ import numpy as np
 from . import checkpoint, litert_cnn, reporting
 from .actor import ActorArgs
 from .actor_pool import ActorPool, SerialActors, SlotSource
-from .config import Config, ConfigError, validate
-from .config_sources import RESUME_FIXED, config_from_dict
-from .env_backends import EnvBatchFactory, resolve_backend
-from .envs import check_env_id, import_env_modules, make_env_fn
+from .config import Config, ConfigError
+from .env_backends import EnvBatchFactory
 from .layout import default_layout, layout_size, model_kind, state_size
 from .learner_loop import LearnerLoop, Run, build_model
 from .precision import learner_precision
+from .preflight import (check_shared_memory, prepare, resume_point, shared_bytes, slots_per_actor,
+                        unused_settings)
 from .presets import is_atari
 from .tf_start import choose_onednn, onednn_in_use, start_tensorflow_early
 from .reporting import RunStats, say, warn
-from .run_files import RunDir, check_fresh, check_not_in_use
+from .run_files import RunDir, check_fresh
 from .stopping import Interrupted, StopSignals
 from .trajectory import unroll_fields
-from .transport import (SHM_DIR, SharedMemoryFull, SlotPool, WeightStore, full_message, new_run_token,
-                        remove_stale_segments, segments_bytes, shared_memory_free)
-
-
-def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None):
-    """Validates everything a run needs, before any process starts. Raises ConfigError.
-
-    Returns (single-env factory for evaluation, env-batch factory for actors, EnvSpec, target return,
-    why that backend)."""
-    validate(cfg)
-    custom = env_fn is not None
-    if not custom:
-        check_env_id(cfg.env, cfg.env_modules)
-        env_fn = make_env_fn(cfg.env, modules=cfg.env_modules)
-    elif not callable(env_fn):
-        raise ConfigError("env_fn must be a callable that returns a gymnasium.Env")
-    else:
-        import_env_modules(cfg.env_modules)
-    backend, why = resolve_backend(cfg.env_backend, cfg.env, custom)
-    if cfg.episodic_life and (custom or not is_atari(cfg.env)):
-        raise ConfigError(f"--episodic-life needs a game that reports lives (an ALE/ id), not {cfg.env}")
-    make_batch = EnvBatchFactory(backend, cfg.envs_per_actor, env_fn=env_fn, env_id=cfg.env, modules=cfg.env_modules,
-                                 episodic_life=cfg.episodic_life)
-    try:
-        spec = make_batch.spec()
-    except ConfigError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any failure to build the env is a user-input error here
-        raise ConfigError(f"could not create the env {cfg.env} ({backend} backend): {type(e).__name__}: {e}") from None
-    if model_fn is not None and cfg.normalize_obs:
-        raise ConfigError("--normalize-obs works on the default model; a custom model can normalize inside itself")
-    if model_fn is not None and cfg.core != "none":
-        raise ConfigError("--core adds a recurrent core to the default models; a custom model is recurrent "
-                          "through its own state_sizes (model.py's contract)")
-    if model_fn is not None and cfg.actor_inference in ("numpy", "litert"):
-        raise ConfigError(f"--actor-inference {cfg.actor_inference} runs only the default models; a custom model "
-                          f"needs tensorflow (or auto)")
-    if model_fn is None:
-        try:  # the default model fits the observations (a CNN wants images, large enough)
-            default_layout(spec, cfg)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-    if model_fn is None and cfg.actor_inference == "litert":
-        if model_kind(spec, cfg.model) == "mlp":
-            raise ConfigError("--actor-inference litert runs the default CNNs; the MLP is fastest in numpy "
-                              "(--actor-inference numpy or auto)")
-        if not litert_cnn.available():
-            raise ConfigError("--actor-inference litert needs ai-edge-litert: pip install -e '.[atari]' "
-                              "(or pip install ai-edge-litert)")
-    if model_fn is None and cfg.normalize_obs and model_kind(spec, cfg.model) != "mlp":
-        raise ConfigError("--normalize-obs works on the MLP only (the CNNs scale uint8 images to [0, 1])")
-    target = cfg.target_return if cfg.target_return is not None else spec.reward_threshold
-    return env_fn, make_batch, spec, target, why
+from .transport import (SharedMemoryFull, SlotPool, WeightStore, full_message, new_run_token,
+                        remove_stale_segments, shared_memory_free)
 
 
 def default_run_dir(cfg: Config) -> str:
@@ -142,7 +90,7 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
 def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     """Checks the input, settles the config and the run directory, and restores a resumed run's counters."""
     env_fn, make_batch, spec, target, backend_why = prepare(cfg, env_fn, model_fn)
-    ckpt = _resume_point(cfg) if cfg.resume else None
+    ckpt = resume_point(cfg) if cfg.resume else None
     if ckpt is None and cfg.run_dir:
         check_fresh(cfg.run_dir)
     # The actor count is settled here, once the backend is known, so that every later reader sees one value.
@@ -182,7 +130,7 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     for stale in remove_stale_segments():  # first: their room counts as free below
         say(f"removed a shared-memory segment left by a killed run: /dev/shm/{stale}")
     if not cfg.serial and cfg.backend != "ray":  # the runs that keep slots and weights in /dev/shm
-        _check_shared_memory(cfg, spec, n_params, state)
+        check_shared_memory(cfg, spec, n_params, state)
     run_dir = RunDir(cfg.run_dir)  # once the input is known to be good: a refused run leaves no directory
     run_dir.write_json("config.json", cfg.to_json())
     say(f"config: {cfg.describe_changes()} (all settings: {os.path.join(run_dir.path, 'config.json')})")
@@ -198,45 +146,6 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
                 actor_model_fn, model, n_params, state, precision, precision_why, kernels)
 
 
-def unused_settings(cfg: Config, discrete: bool, kind: str, custom_model: bool) -> list[tuple[str, str]]:
-    """[(flags, why)] for settings moved from their defaults that this run does not read, said at start-up so an
-    experiment does not run for hours on a setting it never applied (`--hidden-sizes` with a CNN)."""
-    groups = []
-    if custom_model or kind != "mlp":
-        groups.append((("hidden_sizes", "activation"), "a custom model builds its own layers" if custom_model
-                       else f"they shape the default MLP, and this run's model is {kind}"))
-    if custom_model or cfg.core == "none":
-        groups.append((("core_size",), "it sizes the default model's --core lstm"))
-    if custom_model or discrete:
-        groups.append((("init_log_std",), "a custom model's policy has its own spread" if custom_model
-                       else "it starts the Gaussian policy of Box actions, and these actions are discrete"))
-    base, out = Config(), []
-    for names, why in groups:
-        moved = [f"--{n.replace('_', '-')}" for n in names if getattr(cfg, n) != getattr(base, n)]
-        if moved:
-            out.append((" and ".join(moved), why))
-    return out
-
-
-def _shared_bytes(cfg: Config, spec, n_params: int, state: int) -> int:
-    """What the run's unroll slots and weights take in /dev/shm."""
-    fields = unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor, state)
-    return (segments_bytes(SlotPool.specs(fields, _slots_per_actor(cfg) * cfg.num_actors))
-            + segments_bytes(WeightStore.specs(n_params)))
-
-
-def _check_shared_memory(cfg: Config, spec, n_params: int, state: int) -> None:
-    """ConfigError where /dev/shm cannot hold the run's segments (transport.py: past its limit the first
-    process to touch a page dies of SIGBUS)."""
-    free = shared_memory_free()
-    if free is not None and not os.access(SHM_DIR, os.W_OK):  # read-only, or not ours: a cryptic error later
-        raise ConfigError(f"shared memory ({SHM_DIR}) is not writable here, and actor processes exchange unrolls "
-                          f"and weights through it: --serial runs in one process without it")
-    needed = _shared_bytes(cfg, spec, n_params, state)
-    if free is not None and needed > free:
-        raise ConfigError(full_message(needed, free))
-
-
 def _banner(plan: Plan) -> None:
     """The start-up line: what runs where, and why that env backend."""
     cfg, spec = plan.cfg, plan.spec
@@ -246,7 +155,7 @@ def _banner(plan: Plan) -> None:
              else f" (processes{nice})"}[cfg.backend]
     preset = f" (preset {cfg.preset})" if cfg.preset not in (None, "none") else ""
     obs = "x".join(str(d) for d in spec.obs_shape) + f" {spec.obs_dtype}"
-    slot_mb = _slots_per_actor(cfg) * sum(
+    slot_mb = slots_per_actor(cfg) * sum(
         int(np.prod(shape)) * np.dtype(dtype).itemsize
         for shape, dtype in unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor, plan.state_size).values()
     ) / 2**20
@@ -271,18 +180,12 @@ def _target_text(plan: Plan) -> str:
     return f"target return {plan.target:g}" + ("" if plan.cfg.stop_at_target else " (not stopping there)")
 
 
-def _slots_per_actor(cfg: Config) -> int:
-    """Unroll slots each actor gets: twice its share of a batch, so it fills a whole next share while the
-    learner steps on this one (the learner gives slots back only after publishing the step's weights)."""
-    return 2 * math.ceil(cfg.slots_per_batch / cfg.num_actors)
-
-
 def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
     """The run's resources, from creation to release: shared memory, actors, the learner loop; summary.json
     is written whatever happens. Returns (status, summary, the error that ended the run or None)."""
     cfg, spec, stats, ckpt = plan.cfg, plan.spec, plan.stats, plan.ckpt
     num_actors = cfg.num_actors
-    slots_per_actor = _slots_per_actor(cfg)
+    per_actor = slots_per_actor(cfg)
     token = None if cfg.serial else new_run_token()
     fields = unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor, plan.state_size)
     actor_cfg = _actor_config(cfg, plan.generation)
@@ -308,16 +211,16 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
 
                 weights = RayWeights(first_version)
                 pool = RaySource(_args_for(plan, actor_cfg, (fields, 1, None), None, None), num_actors,
-                                 slots_per_actor, weights, cfg.actor_threads, cfg.wait_timeout_s, report=repeats.say)
+                                 per_actor, weights, cfg.actor_threads, cfg.wait_timeout_s, report=repeats.say)
             else:
                 try:
-                    slots = SlotPool(fields, slots_per_actor * num_actors, token)
+                    slots = SlotPool(fields, per_actor * num_actors, token)
                     weights = WeightStore(plan.n_params, token, first_version=first_version)
-                except SharedMemoryFull:  # /dev/shm filled up since _check_shared_memory
+                except SharedMemoryFull:  # /dev/shm filled up since check_shared_memory
                     if slots is not None:  # so that the free space said is what the run had
                         slots.close()
                         slots = None
-                    raise SharedMemoryFull(full_message(_shared_bytes(cfg, spec, plan.n_params, plan.state_size),
+                    raise SharedMemoryFull(full_message(shared_bytes(cfg, spec, plan.n_params, plan.state_size),
                                                         shared_memory_free())) from None
                 if cfg.serial:
                     actors = SerialActors(actor_cfg, spec, num_actors, slots, weights, plan.make_batch,
@@ -326,7 +229,7 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
                     stacks = tempfile.mkdtemp(prefix="actorlearner-stacks-")  # removed at the end
                     actors = ActorPool(_args_for(plan, actor_cfg, slots.spec(), weights.spec(), stacks), num_actors,
                                        cfg.actor_threads, report=repeats.say)
-                pool = SlotSource(actors, slots, num_actors, slots_per_actor)
+                pool = SlotSource(actors, slots, num_actors, per_actor)
             pool.start()  # before the learner imports TensorFlow: the actors' start overlaps it
             status = LearnerLoop(Run(cfg, spec, plan.env_fn, plan.actor_model_fn, plan.model, pool, weights, stats,
                                      plan.run_dir, signals, ckpt, plan.generation, repeats.say,
@@ -384,23 +287,6 @@ def _args_for(plan: Plan, actor_cfg: Config, slot_spec: tuple, weight_spec: Opti
                          os.getpid(), os.path.join(stacks, f"actor-{i}.txt") if stacks else "")
 
     return args_for
-
-
-def _resume_point(cfg: Config) -> checkpoint.Checkpoint:
-    """The checkpoint to resume from, checked against cfg before any process starts."""
-    if cfg.run_dir not in (None, cfg.resume):
-        raise ConfigError("--resume continues in its own directory; drop --run-dir")
-    check_not_in_use(cfg.resume)
-    ckpt = checkpoint.load_latest(cfg.resume, warn=warn)
-    try:
-        saved = config_from_dict(ckpt.meta["config"])
-    except (ConfigError, TypeError) as e:
-        raise checkpoint.CheckpointError(f"checkpoint {ckpt.path} holds an unusable config ({e})") from None
-    for name in RESUME_FIXED:
-        if getattr(saved, name) != getattr(cfg, name):
-            raise ConfigError(f"--resume: the run's {name} is {getattr(saved, name)!r}, this config has "
-                              f"{getattr(cfg, name)!r} (use actorlearner.resume_config to start from the run's)")
-    return ckpt
 
 
 def _actor_config(cfg: Config, generation: int) -> Config:

@@ -123,7 +123,7 @@ def test_cnn_layout_sizes():
 
 
 def test_model_must_fit_the_observations():
-    from actorlearner.runner import prepare
+    from actorlearner.preflight import prepare
 
     with pytest.raises(ConfigError, match="impala-shallow is a CNN for H x W x C images"):
         prepare(Config(env="CartPole-v1", model="impala-shallow"))
@@ -132,7 +132,7 @@ def test_model_must_fit_the_observations():
 def test_images_too_small_for_the_cnn_are_one_line():
     import gymnasium as gym
 
-    from actorlearner.runner import prepare
+    from actorlearner.preflight import prepare
 
     class Tiny(gym.Env):
         observation_space = gym.spaces.Box(0, 255, (10, 10, 1), np.uint8)

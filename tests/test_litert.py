@@ -57,7 +57,7 @@ def test_auto_picks_litert_for_cnns_only_where_it_is_installed(monkeypatch):
 
 
 def test_litert_requests_it_cannot_serve_are_one_line(monkeypatch):
-    from actorlearner.runner import prepare
+    from actorlearner.preflight import prepare
 
     with pytest.raises(ConfigError, match="--actor-inference litert runs the default CNNs"):
         prepare(Config(env="CartPole-v1", actor_inference="litert"))

@@ -118,7 +118,7 @@ def test_settings_a_run_does_not_read_are_named():
     from actorlearner.envs import inspect_env, make_env_fn
     from actorlearner.layout import model_kind
     from actorlearner.presets import PRESETS
-    from actorlearner.runner import unused_settings
+    from actorlearner.preflight import unused_settings
 
     said = unused_settings(Config(hidden_sizes=(32,), activation="relu", core_size=64), True, "impala-deep", False)
     assert [flags for flags, _ in said] == ["--hidden-sizes and --activation", "--core-size"]

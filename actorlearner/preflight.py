@@ -1,0 +1,135 @@
+"""What a training run needs, checked before anything starts (no process, shared memory or run directory yet):
+the input (`prepare`), the run to resume (`resume_point`), settings the run would not read (`unused_settings`),
+and room in /dev/shm for its slots and weights (`check_shared_memory`). Every refusal is a one-line ConfigError.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Callable, Optional
+
+from . import checkpoint, litert_cnn
+from .config import Config, ConfigError, validate
+from .config_sources import RESUME_FIXED, config_from_dict
+from .env_backends import EnvBatchFactory, resolve_backend
+from .envs import check_env_id, import_env_modules, make_env_fn
+from .layout import default_layout, model_kind
+from .presets import is_atari
+from .reporting import warn
+from .run_files import check_not_in_use
+from .trajectory import unroll_fields
+from .transport import SHM_DIR, SlotPool, WeightStore, full_message, segments_bytes, shared_memory_free
+
+
+def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None):
+    """Validates everything a run needs, before any process starts. Raises ConfigError.
+
+    Returns (single-env factory for evaluation, env-batch factory for actors, EnvSpec, target return,
+    why that backend)."""
+    validate(cfg)
+    custom = env_fn is not None
+    if not custom:
+        check_env_id(cfg.env, cfg.env_modules)
+        env_fn = make_env_fn(cfg.env, modules=cfg.env_modules)
+    elif not callable(env_fn):
+        raise ConfigError("env_fn must be a callable that returns a gymnasium.Env")
+    else:
+        import_env_modules(cfg.env_modules)
+    backend, why = resolve_backend(cfg.env_backend, cfg.env, custom)
+    if cfg.episodic_life and (custom or not is_atari(cfg.env)):
+        raise ConfigError(f"--episodic-life needs a game that reports lives (an ALE/ id), not {cfg.env}")
+    make_batch = EnvBatchFactory(backend, cfg.envs_per_actor, env_fn=env_fn, env_id=cfg.env, modules=cfg.env_modules,
+                                 episodic_life=cfg.episodic_life)
+    try:
+        spec = make_batch.spec()
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure to build the env is a user-input error here
+        raise ConfigError(f"could not create the env {cfg.env} ({backend} backend): {type(e).__name__}: {e}") from None
+    if model_fn is not None and cfg.normalize_obs:
+        raise ConfigError("--normalize-obs works on the default model; a custom model can normalize inside itself")
+    if model_fn is not None and cfg.core != "none":
+        raise ConfigError("--core adds a recurrent core to the default models; a custom model is recurrent "
+                          "through its own state_sizes (model.py's contract)")
+    if model_fn is not None and cfg.actor_inference in ("numpy", "litert"):
+        raise ConfigError(f"--actor-inference {cfg.actor_inference} runs only the default models; a custom model "
+                          f"needs tensorflow (or auto)")
+    if model_fn is None:
+        try:  # the default model fits the observations (a CNN wants images, large enough)
+            default_layout(spec, cfg)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    if model_fn is None and cfg.actor_inference == "litert":
+        if model_kind(spec, cfg.model) == "mlp":
+            raise ConfigError("--actor-inference litert runs the default CNNs; the MLP is fastest in numpy "
+                              "(--actor-inference numpy or auto)")
+        if not litert_cnn.available():
+            raise ConfigError("--actor-inference litert needs ai-edge-litert: pip install -e '.[atari]' "
+                              "(or pip install ai-edge-litert)")
+    if model_fn is None and cfg.normalize_obs and model_kind(spec, cfg.model) != "mlp":
+        raise ConfigError("--normalize-obs works on the MLP only (the CNNs scale uint8 images to [0, 1])")
+    target = cfg.target_return if cfg.target_return is not None else spec.reward_threshold
+    return env_fn, make_batch, spec, target, why
+
+
+def resume_point(cfg: Config) -> checkpoint.Checkpoint:
+    """The checkpoint to resume from, checked against cfg before any process starts."""
+    if cfg.run_dir not in (None, cfg.resume):
+        raise ConfigError("--resume continues in its own directory; drop --run-dir")
+    check_not_in_use(cfg.resume)
+    ckpt = checkpoint.load_latest(cfg.resume, warn=warn)
+    try:
+        saved = config_from_dict(ckpt.meta["config"])
+    except (ConfigError, TypeError) as e:
+        raise checkpoint.CheckpointError(f"checkpoint {ckpt.path} holds an unusable config ({e})") from None
+    for name in RESUME_FIXED:
+        if getattr(saved, name) != getattr(cfg, name):
+            raise ConfigError(f"--resume: the run's {name} is {getattr(saved, name)!r}, this config has "
+                              f"{getattr(cfg, name)!r} (use actorlearner.resume_config to start from the run's)")
+    return ckpt
+
+
+def unused_settings(cfg: Config, discrete: bool, kind: str, custom_model: bool) -> list[tuple[str, str]]:
+    """[(flags, why)] for settings moved from their defaults that this run does not read, said at start-up so an
+    experiment does not run for hours on a setting it never applied (`--hidden-sizes` with a CNN)."""
+    groups = []
+    if custom_model or kind != "mlp":
+        groups.append((("hidden_sizes", "activation"), "a custom model builds its own layers" if custom_model
+                       else f"they shape the default MLP, and this run's model is {kind}"))
+    if custom_model or cfg.core == "none":
+        groups.append((("core_size",), "it sizes the default model's --core lstm"))
+    if custom_model or discrete:
+        groups.append((("init_log_std",), "a custom model's policy has its own spread" if custom_model
+                       else "it starts the Gaussian policy of Box actions, and these actions are discrete"))
+    base, out = Config(), []
+    for names, why in groups:
+        moved = [f"--{n.replace('_', '-')}" for n in names if getattr(cfg, n) != getattr(base, n)]
+        if moved:
+            out.append((" and ".join(moved), why))
+    return out
+
+
+def shared_bytes(cfg: Config, spec, n_params: int, state: int) -> int:
+    """What the run's unroll slots and weights take in /dev/shm."""
+    fields = unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor, state)
+    return (segments_bytes(SlotPool.specs(fields, slots_per_actor(cfg) * cfg.num_actors))
+            + segments_bytes(WeightStore.specs(n_params)))
+
+
+def check_shared_memory(cfg: Config, spec, n_params: int, state: int) -> None:
+    """ConfigError where /dev/shm cannot hold the run's segments (transport.py: past its limit the first
+    process to touch a page dies of SIGBUS)."""
+    free = shared_memory_free()
+    if free is not None and not os.access(SHM_DIR, os.W_OK):  # read-only, or not ours: a cryptic error later
+        raise ConfigError(f"shared memory ({SHM_DIR}) is not writable here, and actor processes exchange unrolls "
+                          f"and weights through it: --serial runs in one process without it")
+    needed = shared_bytes(cfg, spec, n_params, state)
+    if free is not None and needed > free:
+        raise ConfigError(full_message(needed, free))
+
+
+def slots_per_actor(cfg: Config) -> int:
+    """Unroll slots each actor gets: twice its share of a batch, so it fills a whole next share while the
+    learner steps on this one (the learner gives slots back only after publishing the step's weights)."""
+    return 2 * math.ceil(cfg.slots_per_batch / cfg.num_actors)
