@@ -24,6 +24,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .config import ConfigError
+from .run_files import atomic_file
 
 FORMAT = 1
 _NAME = re.compile(r"^ckpt-(\d+)\.npz$")
@@ -84,21 +85,13 @@ def save(run_dir: str, step: int, meta: dict, model_vars: list, optim_vars: list
     if policy is not None:
         arrays["policy/flat"] = np.asarray(policy[0], np.float32)
     final = os.path.join(d, f"ckpt-{int(step):09d}.npz")
-    tmp = final + ".tmp"
-    try:
-        with open(tmp, "wb") as f:
+    try:  # a full disk, a second Ctrl-C: the previous checkpoints stay as they were
+        with atomic_file(final, "wb") as f:
             np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException as e:  # a full disk, a second Ctrl-C: the previous checkpoints stay as they were
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        if isinstance(e, OSError):  # a full or read-only disk: one line, not numpy's zipfile traceback
-            kept = list_checkpoints(run_dir)
-            raise CheckpointWriteError(f"could not write checkpoint {final}: {e.strerror or e} (the newest one "
-                                       f"kept: {kept[-1] if kept else 'none'})") from None
-        raise
+    except OSError as e:  # a full or read-only disk: one line, not numpy's zipfile traceback
+        kept = list_checkpoints(run_dir)
+        raise CheckpointWriteError(f"could not write checkpoint {final}: {e.strerror or e} (the newest one "
+                                   f"kept: {kept[-1] if kept else 'none'})") from None
     _fsync_dir(d)
     for old in list_checkpoints(run_dir)[:-keep]:
         os.remove(old)

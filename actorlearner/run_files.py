@@ -3,6 +3,7 @@ summary.json (checkpoints are checkpoint.py's), and the lock that keeps one run 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -10,6 +11,24 @@ import time
 
 from .config import ConfigError
 from .reporting import warn
+
+
+@contextlib.contextmanager
+def atomic_file(final: str, mode: str):
+    """Writes `final` through a temporary file beside it, fsynced and renamed over it at the end, so a reader sees
+    the old file or the new one, never half of one. On any failure (a full disk, a second Ctrl-C) the temporary
+    file is removed and the old file stays as it was."""
+    tmp = final + ".tmp"
+    try:
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 class RunDir:
@@ -34,19 +53,9 @@ class RunDir:
 
     def write_json(self, name: str, obj) -> None:
         """Atomic: a reader sees the old file or the new one, never half of one."""
-        final = os.path.join(self.path, name)
-        tmp = final + ".tmp"
-        try:
-            with open(tmp, "w") as f:
-                f.write(obj if isinstance(obj, str) else json.dumps(obj, indent=2))
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except BaseException:  # a full disk: no half-written temporary file left beside the old one
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_file(os.path.join(self.path, name), "w") as f:
+            f.write(obj if isinstance(obj, str) else json.dumps(obj, indent=2))
+            f.write("\n")
 
     def save_weights(self, flat, layout: list, name: str = "policy.npz") -> None:
         """policy.npz: the flat weights and their layout, plain arrays only (loaded without pickle)."""
