@@ -14,6 +14,7 @@ from typing import Callable, Optional
 
 from .config import ConfigError
 from .layout import unflatten
+from .run_files import atomic_file
 
 FORMATS = ("savedmodel", "tflite")
 
@@ -42,9 +43,8 @@ def export_policy(run_dir: str, fmt: str, path: Optional[str] = None, *, which: 
         _replace(tmp, path)
         return path
     data = _tflite(serve)
-    with open(path + ".tmp", "wb") as f:
+    with atomic_file(path, "wb") as f:
         f.write(data)
-    os.replace(path + ".tmp", path)
     return path
 
 

@@ -61,11 +61,9 @@ class RunDir:
         """policy.npz: the flat weights and their layout, plain arrays only (loaded without pickle)."""
         import numpy as np
 
-        final = os.path.join(self.path, name)
-        tmp = final + ".tmp.npz"
-        np.savez(tmp, flat=np.asarray(flat, np.float32),
-                 layout=np.array(json.dumps([[p, list(s)] for p, s in layout])))
-        os.replace(tmp, final)
+        with atomic_file(os.path.join(self.path, name), "wb") as f:
+            np.savez(f, flat=np.asarray(flat, np.float32),
+                     layout=np.array(json.dumps([[p, list(s)] for p, s in layout])))
 
     def log_actor_failure(self, actor_id: int, traceback_text: str) -> str:
         """Appends an actor's traceback to RUN_DIR/actors.log (the console gets one line); returns the path."""
