@@ -134,7 +134,8 @@ class Config:
                               "1: more threads than free cores spin and slow the actors; but every core for Atari "
                               "ids, whose learner is the limit while their actors wait for free slots)")
     # --- evaluation and output ---
-    eval_every_s: float = _f(5.0, "evaluate the greedy policy every this many seconds (0: only at the end)")
+    eval_every_s: float = _f(5.0, "evaluate the greedy policy every this many seconds (0: only at the end); "
+                             "evaluations that take long are spaced further, to at most 10 %% of the run")
     eval_episodes: int = _f(5, "episodes per evaluation")
     eval_greedy: bool = _f(True, "evaluations act greedily (argmax / Gaussian mean); --no-eval-greedy samples the "
                            "policy as training and the confirmation do")
@@ -173,7 +174,8 @@ class Config:
     ray_address: str = _f("", "--backend ray: the cluster to join ('auto': the one `ray start` made on this "
                           "machine, or HOST:PORT of its head); empty: start a Ray instance on this machine for the "
                           "run and shut it down at the end")
-    wait_timeout_s: float = _f(30.0, "a wait on the other side that takes longer than this is an error")
+    wait_timeout_s: float = _f(30.0, "a wait on the other side that takes longer than this is an error, and so "
+                               "is an env step in the learner process (evaluation, confirmation)")
     actor_stall_s: float = _f(0.0, "an actor that holds work and delivers nothing for this long (a hung env, a "
                               "frozen process) is reported, killed and replaced; 0: 10 s or 5 times its slowest "
                               "unroll so far, whichever is longer. A newly started actor gets 30 s more for its "

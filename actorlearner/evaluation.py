@@ -10,6 +10,7 @@ import numpy as np
 from .config import ConfigError
 from .envs import EnvSpec
 from .reporting import say
+from .stopping import no_step_limit
 
 
 def confirmation_passes(returns, target: float, margin_se: float) -> tuple[bool, float, float]:
@@ -23,16 +24,18 @@ def confirmation_passes(returns, target: float, margin_se: float) -> tuple[bool,
     return mean - margin_se * se >= target, mean, se
 
 
-def run_episodes(policy, env_fn: Callable, spec: EnvSpec, *, episodes: int, seed: int,
-                 greedy: bool = True, max_steps: int = 100_000) -> tuple[list[float], list[int]]:
-    """Plays `episodes` episodes on one env; returns (returns, lengths). Greedy means argmax / mean."""
+def run_episodes(policy, env_fn: Callable, spec: EnvSpec, *, episodes: int, seed: int, greedy: bool = True,
+                 max_steps: int = 100_000,
+                 on_step: Callable[[], None] = no_step_limit) -> tuple[list[float], list[int]]:
+    """Plays `episodes` episodes on one env; returns (returns, lengths). Greedy means argmax / mean. on_step is
+    called after every env step (StopSignals.user_code's watchdog)."""
     rng = np.random.default_rng(seed)
     env = env_fn()
     returns, lengths = [], []
     try:
         for ep in range(episodes):
             try:
-                total, n = _play(policy, env, spec, rng, seed + ep, greedy, max_steps)
+                total, n = _play(policy, env, spec, rng, seed + ep, greedy, max_steps, on_step=on_step)
             except Exception as e:  # noqa: BLE001 - a user env may raise; one bad episode is not fatal
                 say(f"evaluation env raised: {type(e).__name__}: {e}; episode skipped, env recreated")
                 env.close()
@@ -46,10 +49,12 @@ def run_episodes(policy, env_fn: Callable, spec: EnvSpec, *, episodes: int, seed
 
 
 def run_episodes_together(policy, env_fn: Callable, spec: EnvSpec, *, episodes: int, seed: int,
-                          greedy: bool = False, max_steps: int = 100_000) -> tuple[list[float], list[int]]:
+                          greedy: bool = False, max_steps: int = 100_000,
+                          on_step: Callable[[], None] = no_step_limit) -> tuple[list[float], list[int]]:
     """Plays `episodes` episodes at once, one env each, with one batched policy call per step (a confirmation
     of 20 CartPole episodes takes ~0.1 s this way). Returns (returns, lengths) of the episodes that finished;
-    an env that raises loses its episode (reported), the others go on. Sampled actions unless greedy."""
+    an env that raises loses its episode (reported), the others go on. Sampled actions unless greedy. on_step
+    is called after every env step."""
     from .env_batch import check_obs
 
     rng = np.random.default_rng(seed)
@@ -83,6 +88,7 @@ def run_episodes_together(policy, env_fn: Callable, spec: EnvSpec, *, episodes: 
                 except Exception as e:  # noqa: BLE001 - a user env may fail; that episode is lost
                     say(f"evaluation env failed: {type(e).__name__}: {e}; episode left out")
                     continue
+                on_step()
                 totals[i] += float(r)
                 lengths[i] += 1
                 if terminated or truncated:
@@ -102,11 +108,12 @@ def run_episodes_together(policy, env_fn: Callable, spec: EnvSpec, *, episodes: 
                 pass
 
 
-def run_first_episodes(policy, batch, spec: EnvSpec, *, seed: int, greedy: bool = False,
-                       max_steps: int = 100_000) -> tuple[list[float], list[int]]:
+def run_first_episodes(policy, batch, spec: EnvSpec, *, seed: int, greedy: bool = False, max_steps: int = 100_000,
+                       on_step: Callable[[], None] = no_step_limit) -> tuple[list[float], list[int]]:
     """Plays the first episode of every env of `batch` (an env_batch.EnvBatch: a vector backend steps them all
     in one call; 20 CartPole episodes take ~0.1 s, against ~0.25 s on single envs); returns (returns, lengths)
-    of those that finished. Episodes cut by an env error are left out. Sampled actions unless greedy."""
+    of those that finished. Episodes cut by an env error are left out. Sampled actions unless greedy. on_step
+    is called after every batch step."""
     rng = np.random.default_rng(seed)
     k = batch.num_envs
     obs = batch.reset()
@@ -117,6 +124,7 @@ def run_first_episodes(policy, batch, spec: EnvSpec, *, seed: int, greedy: bool 
     for _ in range(max_steps):
         actions, _, state = policy.act(obs, state, rng, greedy)
         step = batch.step(actions if spec.discrete else np.clip(actions, spec.action_low, spec.action_high))
+        on_step()
         if step.errors:  # the envs an error cut come back truncated: their episodes are not the policy's
             playing &= ~step.truncated
         counted = playing if step.valid is None else playing & step.valid
@@ -162,7 +170,7 @@ def record_video(policy, env_fn: Callable, spec: EnvSpec, path: str, *, seed: in
 
 
 def _play(policy, env, spec: EnvSpec, rng, seed: int, greedy: bool, max_steps: int,
-          frames: Optional[list] = None) -> tuple[float, int]:
+          frames: Optional[list] = None, on_step: Callable[[], None] = no_step_limit) -> tuple[float, int]:
     """One episode; with `frames`, appends env.render() after the reset and after every step."""
     obs, _ = env.reset(seed=seed)
     if frames is not None:
@@ -175,6 +183,7 @@ def _play(policy, env, spec: EnvSpec, rng, seed: int, greedy: bool, max_steps: i
         action = actions[0]
         action = int(action) if spec.discrete else np.clip(action, spec.action_low, spec.action_high)
         obs, r, terminated, truncated, _ = env.step(action)
+        on_step()
         if frames is not None:
             frames.append(env.render())
         total += float(r)

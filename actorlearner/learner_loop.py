@@ -252,8 +252,8 @@ class LearnerLoop:
         ctx, cfg, stats = self.ctx, self.cfg, self.stats
         now = stats.now()
         if now >= self.next_eval and self.latest is not None:
-            self.checks.evaluate(self.latest)
-            self.next_eval = stats.now() + cfg.eval_every_s
+            self.checks.evaluate(self.latest, periodic=True)
+            self.next_eval = stats.now() + max(cfg.eval_every_s, self.checks.eval_wait_s)
         if cfg.reproducible and stats.learner_steps >= self.next_record_step:
             # Metrics rows at fixed learner steps, so two runs' rows pair up (the console stays on the clock).
             ctx.run_dir.log_metrics(stats.record())

@@ -1,9 +1,15 @@
 """The learner's weights played in the learner process: the confirmation of a solve (the weights that pass
 are the run's final policy) and the periodic and final evaluations, each under a deadline and the stop
-signals (`StopSignals.user_code`), since they run user env code."""
+signals (`StopSignals.user_code`), since they run user env code.
+
+They block the learner while they play, so they are spaced by how long they take: an evaluation at most
+EVAL_SHARE of the run's time, confirmations at most CONFIRM_SHARE. CartPole's take 0.02-0.1 s and are not
+spaced further; a CarRacing evaluation (5 episodes of 1,000 steps at 7 ms) takes ~40 s, and every 5 s
+(--eval-every-s) it held the learner 90 % of the time."""
 
 from __future__ import annotations
 
+import time
 from typing import Optional
 
 import numpy as np
@@ -15,6 +21,14 @@ from .stopping import UserCodeStopped
 
 # After a failed confirmation, the next one waits this many learner steps.
 CONFIRM_EVERY = 5
+# The most of the run's time that the periodic evaluations and the confirmations may take (see above).
+EVAL_SHARE = 0.1
+CONFIRM_SHARE = 0.5
+
+
+def spacing(took_s: float, share: float) -> float:
+    """Seconds to wait after a check that took `took_s` so that checks take at most `share` of the time."""
+    return took_s * (1.0 - share) / share
 
 
 class PolicyChecks:
@@ -24,6 +38,8 @@ class PolicyChecks:
         self.run, self.cfg, self.stats, self.layout = run, run.cfg, run.stats, layout
         self.policy = make_policy(run.cfg, run.spec, run.actor_model_fn)
         self.next_confirm_step = 0
+        self.next_confirm_s = 0.0  # and not before this run time (CONFIRM_SHARE)
+        self.eval_wait_s = 0.0  # the least time between evaluations that EVAL_SHARE asks for
         self.confirmed = None  # the weights that passed the confirmation
 
     def solved(self, latest) -> bool:
@@ -38,10 +54,12 @@ class PolicyChecks:
         if cfg.confirm_episodes == 0:
             stats.mark_solved(None)
             return True
-        if latest is None or stats.learner_steps < self.next_confirm_step:
+        if latest is None or stats.learner_steps < self.next_confirm_step or stats.now() < self.next_confirm_s:
             return False
+        t = time.monotonic()
         returns = self._confirm(latest)
-        if returns is None:  # stopped by a signal or its deadline
+        self.next_confirm_s = stats.now() + spacing(time.monotonic() - t, CONFIRM_SHARE)
+        if returns is None:  # stopped by a signal, --max-seconds or a hung env
             return False
         passed, mean, se = confirmation_passes(returns, stats.target, cfg.confirm_margin_se)
         if passed:
@@ -58,54 +76,76 @@ class PolicyChecks:
 
     def _confirm(self, flat) -> Optional[list]:
         """The returns of the weights `flat` over --confirm-episodes fresh episodes, played together in this
-        process with sampled actions; None if a stop signal or the deadline cut it."""
+        process with sampled actions; None if a stop signal, --max-seconds or a hung env cut it."""
         cfg = self.cfg
         self.policy.load(flat)
         seed = cfg.seed + 20_000 + 1_000 * self.stats.confirmations_failed  # fresh episodes at every attempt
         try:
-            with self.run.signals.user_code(self.deadline()):
+            with self.run.signals.user_code(*self.limits()) as on_step:
                 if self.run.confirm_batch is None:
                     returns, _ = run_episodes_together(self.policy, self.run.env_fn, self.run.spec,
-                                                       episodes=cfg.confirm_episodes, seed=seed)
+                                                       episodes=cfg.confirm_episodes, seed=seed, on_step=on_step)
                 else:
                     batch = self.run.confirm_batch(cfg.confirm_episodes, seed)
                     try:
-                        returns, _ = run_first_episodes(self.policy, batch, self.run.spec, seed=seed)
+                        returns, _ = run_first_episodes(self.policy, batch, self.run.spec, seed=seed,
+                                                        on_step=on_step)
                     finally:
                         batch.close()
-        except UserCodeStopped:
+        except UserCodeStopped as e:
+            if e.why == "stalled":
+                say(f"confirmation stopped by {self._stalled()}")
             return None
         return list(returns) if returns else None
 
-    def deadline(self, grace_s: float = 0.0) -> float:
-        """Seconds that user code run in this process (evaluation, serial stepping) may take: up to
-        --wait-timeout-s, and not past --max-seconds (+ grace_s, for the final evaluation)."""
+    def deadline(self) -> float:
+        """Seconds that a serial-mode wait (the actors' env steps, in this process) may take: up to
+        --wait-timeout-s, and not past --max-seconds."""
         cfg = self.cfg
         if not cfg.max_seconds:
             return cfg.wait_timeout_s
-        return max(0.0, min(cfg.wait_timeout_s, cfg.max_seconds - self.stats.now() + grace_s))
+        return max(0.0, min(cfg.wait_timeout_s, cfg.max_seconds - self.stats.now()))
 
-    def evaluate(self, flat, grace_s: float = 0.0) -> None:
-        """Evaluation episodes in this process, stopped by a stop signal or the deadline (a hung env)."""
-        cfg, stats = self.cfg, self.stats
+    def limits(self, grace_s: float = 0.0) -> tuple[Optional[float], float]:
+        """(deadline, step_s) for StopSignals.user_code around episodes played here: the whole not past
+        --max-seconds (+ grace_s, for the final evaluation; None without it), and no env step longer than
+        --wait-timeout-s (a hung env). Episodes are not cut for being long."""
+        cfg = self.cfg
+        deadline = max(0.0, cfg.max_seconds - self.stats.now() + grace_s) if cfg.max_seconds else None
+        return deadline, cfg.wait_timeout_s
+
+    def _stalled(self) -> str:
+        return f"an env step that took over {self.cfg.wait_timeout_s:g} s (--wait-timeout-s; a hung env?)"
+
+    def evaluate(self, flat, grace_s: float = 0.0, periodic: bool = False) -> None:
+        """Evaluation episodes in this process, stopped by a stop signal, --max-seconds or a hung env. A
+        periodic one (periodic=True) then sets eval_wait_s, the least time to the next (EVAL_SHARE)."""
+        cfg = self.cfg
         self.policy.load(flat)
-        deadline = self.deadline(grace_s)
+        deadline, _ = limits = self.limits(grace_s)
+        t = time.monotonic()
         try:
-            with self.run.signals.user_code(deadline):
+            with self.run.signals.user_code(*limits) as on_step:
                 returns, lengths = run_episodes(self.policy, self.run.env_fn, self.run.spec,
                                                 episodes=cfg.eval_episodes, seed=cfg.seed + 10_000,
-                                                greedy=cfg.eval_greedy)
+                                                greedy=cfg.eval_greedy, on_step=on_step)
         except UserCodeStopped as e:
-            if e.why != "deadline":
-                why = "a stop signal"
-            elif deadline < cfg.wait_timeout_s:  # cut by --max-seconds (plus the final evaluation's grace)
+            if e.why == "stalled":
+                why = self._stalled()
+            elif e.why == "deadline":
                 why = f"--max-seconds ({deadline:.1f} s were left; `actorlearner eval` plays the saved policy)"
             else:
-                why = f"its deadline ({deadline:.1f} s; a hung env?)"
+                why = "a stop signal"
             say(f"evaluation stopped by {why}; no evaluation figure this time")
-            return
-        if not returns:
-            return
+            returns, lengths = [], []
+        if returns:
+            self._record(flat, returns, lengths)
+        if periodic:
+            self._space_evaluations(time.monotonic() - t)
+
+    def _record(self, flat, returns: list, lengths: list) -> None:
+        """An evaluation's figures: evals.jsonl, best.npz when it is the best yet, and the console."""
+        stats = self.stats
         stats.last_eval = float(np.mean(returns))
         self.run.run_dir.log_eval({"time_s": round(stats.now(), 3), "env_steps": stats.env_steps,
                                    "return_mean": stats.last_eval, "return_std": float(np.std(returns)),
@@ -115,3 +155,12 @@ class PolicyChecks:
             self.run.run_dir.save_weights(flat, self.layout, "best.npz")  # what `eval --which best` plays
         console.detail(f"[{stats.now():7.1f}s] eval over {len(returns)} episodes: return "
                        f"{stats.last_eval:.1f} ± {float(np.std(returns)):.1f}, length {float(np.mean(lengths)):.0f}")
+
+    def _space_evaluations(self, took_s: float) -> None:
+        """Sets eval_wait_s from the evaluation that took `took_s`; says so the first time it exceeds
+        --eval-every-s."""
+        wait = spacing(took_s, EVAL_SHARE)
+        if wait > self.cfg.eval_every_s and self.eval_wait_s <= self.cfg.eval_every_s:
+            say(f"an evaluation took {took_s:.1f} s: the next ones wait {wait:.0f} s or more (not --eval-every-s "
+                f"{self.cfg.eval_every_s:g}), so that evaluations take at most {EVAL_SHARE:.0%} of the run")
+        self.eval_wait_s = wait

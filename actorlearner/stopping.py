@@ -5,15 +5,18 @@ checkpoint and its shared memory left behind. Where SIGHUP is ignored (`nohup`),
 
 User code that runs in the learner process (evaluation episodes, serial-mode stepping) can hang, and a
 hung env never returns to the loop that would see the request. Such code runs inside
-`StopSignals.user_code(deadline)`: a stop signal, or its deadline (SIGALRM), raises `UserCodeStopped` in it.
+`StopSignals.user_code(deadline, step_s)`: a stop signal, its deadline, or a stretch of over step_s seconds
+without a finished env step (SIGALRM) raises `UserCodeStopped` in it.
 Both exceptions are BaseExceptions, so no `except Exception` around an env's call can swallow them as an
 env error."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import threading
+import time
 from typing import Optional
 
 from .reporting import say
@@ -28,7 +31,8 @@ class Interrupted(BaseException):
 
 
 class UserCodeStopped(BaseException):
-    """Raised inside user code run under `StopSignals.user_code`: `why` is the signal's name or "deadline"."""
+    """Raised inside user code run under `StopSignals.user_code`: `why` is the signal's name, "deadline" or
+    "stalled" (no env step finished for step_s seconds)."""
 
     def __init__(self, why: str):
         super().__init__(why)
@@ -43,6 +47,7 @@ class StopSignals:
         self.cleaning = False  # set once cleanup starts: it is short and must finish, so no raising then
         self._saved = {}
         self._in_user_code = False
+        self._ends_at = math.inf  # the monotonic time of the running user code's deadline
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -64,22 +69,32 @@ class StopSignals:
             raise UserCodeStopped(self.requested)
 
     @contextlib.contextmanager
-    def user_code(self, deadline_s: Optional[float]):
+    def user_code(self, deadline_s: Optional[float], step_s: Optional[float] = None):
         """Runs a block of user code that may hang. A stop signal raises UserCodeStopped in it at once, and so
-        does the deadline (seconds from now; None: none). Outside the main thread signals cannot be used:
-        the block then runs as it is."""
+        does the deadline (seconds from now for the whole block; None: none). With step_s, the block gets a
+        function to call after every env step, and going over step_s seconds between two calls raises it too
+        ("stalled"): a hung env is told apart from a slow one whose episodes are long (CarRacing: 7 ms a step,
+        ~7 s an episode), which a deadline on the whole block would cut every time. Outside the main thread
+        signals cannot be used: the block then runs as it is."""
         if not self._saved:
-            yield
+            yield no_step_limit
             return
         if self.requested:
             raise UserCodeStopped(self.requested)
+        ends_at = math.inf if deadline_s is None else time.monotonic() + max(deadline_s, 0.001)
+        step_s = math.inf if step_s is None else step_s
+
+        def arm():  # the alarm at the nearer of the deadline and step_s from now; ~2 µs a call
+            signal.setitimer(signal.ITIMER_REAL, max(min(ends_at - time.monotonic(), step_s), 0.001))
+
         saved_alarm = None
-        if deadline_s is not None:
+        if ends_at < math.inf or step_s < math.inf:
             saved_alarm = signal.signal(signal.SIGALRM, self._alarm)
-            signal.setitimer(signal.ITIMER_REAL, max(deadline_s, 0.001))
+            self._ends_at = ends_at
+            arm()
         self._in_user_code = True
         try:
-            yield
+            yield arm if step_s < math.inf else no_step_limit
         finally:
             self._in_user_code = False
             if saved_alarm is not None:
@@ -88,9 +103,13 @@ class StopSignals:
 
     def _alarm(self, signum, frame):
         if self._in_user_code:
-            raise UserCodeStopped("deadline")
+            raise UserCodeStopped("deadline" if time.monotonic() >= self._ends_at - 0.01 else "stalled")
 
     def __exit__(self, *exc):
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)
         return False
+
+
+def no_step_limit() -> None:
+    """The step callback where no step limit is kept."""

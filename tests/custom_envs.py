@@ -279,6 +279,32 @@ if "ResetFails-v0" not in gym.registry:
                  max_episode_steps=500)
 
 
+class SlowInLearner(gym.Env):
+    """100 steps an episode; in the launching process (evaluation, confirmation) every step takes 20 ms, so an
+    episode takes 2 s there: slow, but never hung."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        import multiprocessing
+
+        self.t, self.in_learner = 0, multiprocessing.parent_process() is None
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        import time
+
+        if self.in_learner:
+            time.sleep(0.02)
+        self.t += 1
+        return np.zeros(1, np.float32), 1.0, False, self.t >= 100, {}
+
+
+if "SlowInLearner-v0" not in gym.registry:
+    gym.register("SlowInLearner-v0", entry_point=SlowInLearner, max_episode_steps=100)
+
+
 class EasyOnlyInActors(gym.Env):
     """Ten steps an episode, reward 1 a step in an actor process and 0 in the launching one (where the
     confirmation episodes are played): the training window reaches the target 9, the confirmation never."""

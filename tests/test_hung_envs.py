@@ -1,5 +1,6 @@
 """An env that hangs inside the learner process (evaluation, serial mode) cannot hold the run: --max-seconds,
-SIGTERM and the wait timeout still end it within seconds, with its summary written and nothing left behind."""
+SIGTERM and the wait timeout still end it within seconds, with its summary written and nothing left behind.
+An env that is only slow there is not taken for a hung one, and its evaluations are spaced out."""
 
 import json
 import os
@@ -8,12 +9,15 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+from actorlearner.stopping import StopSignals, UserCodeStopped
 from conftest import ROOT, our_segments, spawned_pids
 
 
-def start(tmp_path, *args):
+def start(tmp_path, *args, env_id="custom_envs:HangInLearner-v0"):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
-    return subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--env", "custom_envs:HangInLearner-v0",
+    return subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--env", env_id,
                              "--run-dir", str(tmp_path / "run"), "--no-stop-at-target", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
 
@@ -39,6 +43,53 @@ def test_hung_evaluation_env_does_not_outlast_max_seconds(tmp_path):
     assert "evaluation stopped by --max-seconds" in out, out
     assert took < 8 + 5 + 8, took  # the run, the final evaluation's grace, start-up and teardown
     assert spawned_pids() - before == set(), out
+    assert our_segments(proc.pid) == set()
+
+
+def test_user_code_watchdog_stops_a_stall_not_a_slow_block():
+    with StopSignals() as signals:
+        t = time.monotonic()
+        with signals.user_code(None, step_s=0.2) as on_step:
+            for _ in range(10):  # 0.5 s in all, 0.05 s between steps: slow, alive
+                time.sleep(0.05)
+                on_step()
+        assert time.monotonic() - t >= 0.5
+        with pytest.raises(UserCodeStopped) as stopped:
+            with signals.user_code(None, step_s=0.2) as on_step:
+                on_step()
+                time.sleep(5)  # a hung step
+        assert stopped.value.why == "stalled"
+        t = time.monotonic()
+        with pytest.raises(UserCodeStopped) as stopped:
+            with signals.user_code(0.3, step_s=10) as on_step:
+                while True:
+                    time.sleep(0.01)
+                    on_step()
+        assert stopped.value.why == "deadline" and 0.29 < time.monotonic() - t < 1.0
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_slow_evaluation_env_is_played_out_and_spaced(tmp_path):
+    """Evaluation episodes of 2 s each, 4 s in all, over a 3-s --wait-timeout-s: played to the end (the timeout
+    is per env step), and the next periodic evaluation waits 9x as long as it took, so the run of 10 s has
+    the first periodic one and the final one only."""
+    proc = start(tmp_path, "--max-seconds", "10", "--eval-every-s", "1", "--eval-episodes", "2",
+                 "--wait-timeout-s", "3", env_id="custom_envs:SlowInLearner-v0")
+    code, out, err, _ = finish(proc, 90)
+    assert code == 0, err
+    assert "evaluation stopped" not in out, out
+    assert "so that evaluations take at most 10% of the run" in out, out
+    evals = [json.loads(line) for line in (tmp_path / "run" / "evals.jsonl").read_text().splitlines()]
+    assert [e["return_mean"] for e in evals] == [100.0, 100.0], out
+    assert our_segments(proc.pid) == set()
+
+
+def test_hung_evaluation_env_is_stopped_by_the_step_watchdog(tmp_path):
+    proc = start(tmp_path, "--max-seconds", "6", "--eval-every-s", "1", "--wait-timeout-s", "2")
+    code, out, err, _ = finish(proc, 60)
+    assert code == 0, err
+    assert "evaluation stopped by an env step that took over 2 s (--wait-timeout-s; a hung env?)" in out, out
+    assert summary(tmp_path)["status"] == "max_seconds"
     assert our_segments(proc.pid) == set()
 
 
