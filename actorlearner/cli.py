@@ -15,7 +15,7 @@ from .config_sources import add_config_arguments, config_from_args
 from .envs import make_env_fn
 from .export import FORMATS
 from .loading import WHICH
-from .reporting import process_age_s, write_line
+from .reporting import fmt_return, process_age_s, write_line
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # a run directory that cannot take more
@@ -142,12 +142,13 @@ def _eval(args: argparse.Namespace) -> int:
         returns, lengths = run_episodes(policy, env_fn, spec, episodes=args.episodes, seed=args.seed,
                                         greedy=greedy)
         mode = "deterministic" if greedy else "sampled actions"
-        print(f"{cfg.env}, {args.which} weights, {mode}: return {np.mean(returns):.1f} ± {np.std(returns):.1f} "
+        spread = f"{fmt_return(float(np.mean(returns)))} ± {fmt_return(float(np.std(returns)))}"
+        print(f"{cfg.env}, {args.which} weights, {mode}: return {spread} "
               f"over {len(returns)} episodes, length {np.mean(lengths):.0f} ± {np.std(lengths):.0f}")
         if args.video:
             total, n, frames = record_video(policy, make_env_fn(cfg.env, render_mode="rgb_array"), spec,
                                             args.video, seed=args.seed + args.episodes, greedy=greedy)
-            print(f"video: {args.video} ({frames} frames, an episode of return {total:.1f}, length {n})")
+            print(f"video: {args.video} ({frames} frames, an episode of return {fmt_return(total)}, length {n})")
     except ConfigError as e:
         print(f"actorlearner: error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -8,6 +8,7 @@ before any env is made, in the launcher and in every actor (`import_env_modules`
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import math
@@ -87,7 +88,33 @@ class _RegisteredEnv:
         spec = env.spec
         while isinstance(env, _CHECKING_WRAPPERS):
             env = env.env
-        return LeanTimeLimit(env, spec)
+        return flat_observations(LeanTimeLimit(env, spec))
+
+
+def flat_observations(env: gym.Env) -> gym.Env:
+    """`env`, wrapped in gymnasium's FlattenObservation where its observations are not a Box of rank 1 or 3
+    but flatten to a vector: Discrete -> one-hot (FrozenLake, Taxi, CliffWalking), Tuple and Dict -> their parts'
+    flattenings concatenated (Blackjack), MultiDiscrete/MultiBinary, a Box of rank 0, 2 or 4+. The vector's
+    integer dtype is carried as float32. A space with an image in it, or one that does not flatten to a Box
+    (Graph, Sequence, Text), is left as it is, for spec_from_spaces to name."""
+    space = env.observation_space
+    if isinstance(space, gym.spaces.Box) and len(space.shape) in (1, 3):
+        return env
+    if not _flattens_to_a_vector(space):
+        return env
+    return gym.wrappers.FlattenObservation(env)
+
+
+def _flattens_to_a_vector(space) -> bool:
+    if isinstance(space, gym.spaces.Box):
+        return len(space.shape) != 3  # an image inside a Tuple/Dict is not flattened into a vector
+    if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
+        return True
+    if isinstance(space, gym.spaces.Tuple):
+        return all(_flattens_to_a_vector(s) for s in space.spaces)
+    if isinstance(space, gym.spaces.Dict):
+        return all(_flattens_to_a_vector(s) for s in space.spaces.values())
+    return False
 
 
 class LeanTimeLimit(gym.Wrapper):
@@ -129,6 +156,9 @@ class EnvSpec:
     action_high: Optional[np.ndarray]
     reward_threshold: Optional[float]
     max_episode_steps: Optional[int]
+    # The env's own observation space where flat_observations flattened it into the vector above, for the
+    # start-up line and the export's input; None where observations are as the env gives them.
+    flattened_from: Optional[str] = None
 
     @property
     def obs_dim(self) -> int:
@@ -143,8 +173,11 @@ _KEPT_DTYPES = ("uint8", "float32")
 def spec_from_spaces(obs_space, act_space, threshold=None, max_steps=None) -> EnvSpec:
     """The EnvSpec of one env's spaces; raises ConfigError naming a space we do not support."""
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) not in (1, 3):
-        raise ConfigError(f"unsupported observation space {obs_space}: only Box vectors (rank 1) and "
-                          f"images (rank 3, H x W x C) are supported")
+        hint = ("; an env given by id is flattened to a vector, one made by your own function is not: wrap it "
+                "in gymnasium.wrappers.FlattenObservation" if _flattens_to_a_vector(obs_space) else "")
+        raise ConfigError(f"unsupported observation space {obs_space}: only Box vectors (rank 1), images "
+                          f"(rank 3, H x W x C) and spaces that flatten to a vector without an image are "
+                          f"supported{hint}")
     dtype = np.dtype(obs_space.dtype).name
     obs = (tuple(int(n) for n in obs_space.shape), dtype if dtype in _KEPT_DTYPES else "float32")
     if isinstance(act_space, gym.spaces.Discrete):
@@ -224,6 +257,9 @@ def inspect_env(env_fn: EnvFn, name: str = "") -> EnvSpec:
         spec = getattr(env, "spec", None)
         threshold = getattr(spec, "reward_threshold", None) if spec else None
         max_steps = getattr(spec, "max_episode_steps", None) if spec else None
-        return spec_from_spaces(env.observation_space, env.action_space, threshold, max_steps)
+        flat = spec_from_spaces(env.observation_space, env.action_space, threshold, max_steps)
+        if isinstance(env, gym.wrappers.FlattenObservation):
+            flat = dataclasses.replace(flat, flattened_from=str(env.env.observation_space))
+        return flat
     finally:
         env.close()

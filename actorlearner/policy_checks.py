@@ -16,7 +16,7 @@ import numpy as np
 
 from .evaluation import confirmation_passes, run_episodes, run_episodes_together, run_first_episodes
 from .policies import make_policy
-from .reporting import console, say
+from .reporting import console, fmt_return, say
 from .stopping import UserCodeStopped
 
 # After a failed confirmation, the next one waits this many learner steps.
@@ -68,9 +68,9 @@ class PolicyChecks:
             return True
         stats.confirmations_failed += 1
         self.next_confirm_step = stats.learner_steps + CONFIRM_EVERY
-        short = (f"{mean:.1f}" if mean < stats.target else
-                 f"{mean:.1f} - {cfg.confirm_margin_se:g} s.e. ({se:.1f}) = {mean - cfg.confirm_margin_se * se:.1f}")
-        say(f"[{stats.now():7.1f}s] window {stats.mean_return_100():.1f} ≥ {stats.target:g}, confirmation "
+        short = (fmt_return(mean) if mean < stats.target else f"{fmt_return(mean)} - {cfg.confirm_margin_se:g} s.e. "
+                 f"({fmt_return(se)}) = {fmt_return(mean - cfg.confirm_margin_se * se)}")
+        say(f"[{stats.now():7.1f}s] window {fmt_return(stats.mean_return_100())} ≥ {stats.target:g}, confirmation "
             f"{short} < {stats.target:g}: training on")
         return False
 
@@ -153,8 +153,8 @@ class PolicyChecks:
         if stats.best_eval is None or stats.last_eval > stats.best_eval:
             stats.best_eval = stats.last_eval
             self.run.run_dir.save_weights(flat, self.layout, "best.npz")  # what `eval --which best` plays
-        console.detail(f"[{stats.now():7.1f}s] eval over {len(returns)} episodes: return "
-                       f"{stats.last_eval:.1f} ± {float(np.std(returns)):.1f}, length {float(np.mean(lengths)):.0f}")
+        console.detail(f"[{stats.now():7.1f}s] eval over {len(returns)} episodes: return {fmt_return(stats.last_eval)} "
+                       f"± {fmt_return(float(np.std(returns)))}, length {float(np.mean(lengths)):.0f}")
 
     def _space_evaluations(self, took_s: float) -> None:
         """Sets eval_wait_s from the evaluation that took `took_s`; says so the first time it exceeds

@@ -66,6 +66,11 @@ PRESETS: dict[str, dict] = {
                       "minibatches": 4, "normalize_advantages": True, "normalize_obs": True,
                       "learning_rate": 3e-4, "reward_scale": 0.1, "reward_clip": 1.0, "vtrace_lambda": 0.95,
                       "envs_per_actor": 16, "batch_size": 64},
+    # Discrete observations, one-hot (envs.flat_observations); slippery, rewarded only at the goal. With the
+    # default entropy cost 0.01 the policy stayed near uniform (seeds 1-3: return(100) 0.00-0.02 after 60 s,
+    # 0.16-0.32 with 0.003); with 0.001 and unscaled rewards seeds 1-5 confirmed 0.7 in 4.3-5.2 s, and their
+    # saved policies play 0.698-0.724 sampled and 0.729-0.733 greedy over 2,000 episodes (the optimum is ~0.74).
+    "frozenlake": {"env": "FrozenLake-v1", "entropy_cost": 0.001, "reward_scale": 1.0},
     # Memory tasks (actorlearner/memory_envs.py): an LSTM core on a shared MLP torso. CartPoleNoVel with an
     # LSTM of 32: seeds 1-3 solved (confirmed) in 8.2-10.1 s against 10.4-12.8 s with 64 in the same run; the
     # learner's capacity is 1.6x (its step is bound by the LSTM's matmuls, 4 x core_size^2 a sample).

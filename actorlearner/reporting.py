@@ -179,6 +179,14 @@ def _fmt(x: Optional[float], spec: str = ".1f") -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
+def fmt_return(x: Optional[float]) -> str:
+    """A return (or its spread) for the console: one decimal from 10 up (475.9, -19.9), three significant digits
+    below (0.712, 5.25), where one decimal would print FrozenLake's 0.74 and 0.66 both as 0.7."""
+    if x is None or math.isnan(x):
+        return "-"
+    return f"{x:.1f}" if abs(x) >= 10 else f"{x:.3g}"
+
+
 def _si(n: float) -> str:
     for unit, scale in (("M", 1e6), ("K", 1e3)):
         if abs(n) >= scale:
@@ -198,7 +206,7 @@ def progress_line(stats: RunStats, steps_per_s: float, *, max_steps: int = 0, ma
         left.append(max(0.0, (max_steps - stats.env_steps) / steps_per_s))
     losses = stats.last_losses
     line = (f"[{now:7.1f}s] steps {_si(stats.env_steps):>7} ({_si(steps_per_s)}/s) | "
-            f"episodes {stats.episodes} | return(100) {_fmt(stats.mean_return_100())} | "
+            f"episodes {stats.episodes} | return(100) {fmt_return(stats.mean_return_100())} | "
             f"lag {_fmt(stats.policy_lag_mean(), '.2f')} | loss {_fmt(losses.get('total'), '.4f')}")
     if verbose:
         line += (f" (policy {_fmt(losses.get('policy'), '.4f')}, baseline {_fmt(losses.get('baseline'), '.4f')}, "

@@ -30,7 +30,7 @@ from .preflight import (check_shared_memory, prepare, resume_point, shared_bytes
                         unused_settings)
 from .presets import is_atari
 from .tf_start import choose_onednn, onednn_in_use, start_tensorflow_early
-from .reporting import RunStats, say, warn
+from .reporting import RunStats, fmt_return, say, warn
 from .run_files import RunDir, check_fresh
 from .stopping import Interrupted, StopSignals
 from .trajectory import unroll_fields
@@ -83,7 +83,7 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
         raise error
     solved_at = "-" if summary["solved_at_s"] is None else f"{summary['solved_at_s']:.1f} s"
     say(f"done ({status}): {plan.stats.env_steps} env steps in {summary['wall_s']:.1f} s, mean return(100) "
-        f"{summary['mean_return_100']}, solved at {solved_at}; results in {plan.run_dir.path}")
+        f"{fmt_return(summary['mean_return_100'])}, solved at {solved_at}; results in {plan.run_dir.path}")
     return summary
 
 
@@ -155,6 +155,8 @@ def _banner(plan: Plan) -> None:
              else f" (processes{nice})"}[cfg.backend]
     preset = f" (preset {cfg.preset})" if cfg.preset not in (None, "none") else ""
     obs = "x".join(str(d) for d in spec.obs_shape) + f" {spec.obs_dtype}"
+    if spec.flattened_from:
+        obs += f" (flattened from {spec.flattened_from}; Discrete parts one-hot)"
     slot_mb = slots_per_actor(cfg) * sum(
         int(np.prod(shape)) * np.dtype(dtype).itemsize
         for shape, dtype in unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor, plan.state_size).values()

@@ -18,7 +18,6 @@ def run_cli(*args, timeout=60):
 @pytest.mark.parametrize("args, message", [
     (["--unroll-length", "0"], "--unroll-length must be >= 1"),
     (["--env", "CartPole-v9"], "unknown gymnasium env id 'CartPole-v9' (did you mean CartPole-v1"),
-    (["--env", "Blackjack-v1"], "unsupported observation space"),
     (["--batch-size", "50"], "must be a multiple of --envs-per-actor"),
     (["--gamma", "1.5"], "--gamma must be in [0, 1]"),
     (["--learning-rate", "-1"], "--learning-rate must be > 0"),

@@ -11,7 +11,7 @@ import custom_envs  # noqa: F401 - registers CountNext-v0 / CountSame-v0
 from actorlearner.config import ConfigError
 from actorlearner.env_backends import EnvBatchFactory, resolve_backend
 from actorlearner.env_batch import GymEnvBatch, VectorEnvBatch
-from actorlearner.envs import spec_from_spaces
+from actorlearner.envs import flat_observations, inspect_env, spec_from_spaces
 
 K = 3
 
@@ -170,8 +170,46 @@ def test_auto_picks_the_vector_entry_point_and_says_why():
 def test_only_vectors_and_images_are_supported():
     spec = spec_from_spaces(gym.spaces.Box(0, 255, (8, 8, 3), np.uint8), gym.spaces.Discrete(2))
     assert spec.obs_shape == (8, 8, 3) and spec.obs_dtype == "uint8" and spec.obs_dim == 192
-    with pytest.raises(ConfigError, match=r"unsupported observation space Box\(.*\(8, 8\)"):
+    with pytest.raises(ConfigError, match=r"unsupported observation space Box\(.*\(8, 8\).*FlattenObservation"):
         spec_from_spaces(gym.spaces.Box(0, 1, (8, 8), np.float32), gym.spaces.Discrete(2))
+
+
+class _SpaceEnv(gym.Env):
+    """An env with the given observation space, for flat_observations."""
+
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, space):
+        self.observation_space = space
+
+    def reset(self, *, seed=None, options=None):
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+def test_observations_that_flatten_to_a_vector_are_flattened_and_images_are_not():
+    discrete = flat_observations(_SpaceEnv(gym.spaces.Discrete(5)))
+    obs, _ = discrete.reset(seed=0)
+    assert obs.shape == (5,) and obs.sum() == 1  # one-hot
+    mixed = gym.spaces.Dict({"goal": gym.spaces.Discrete(3), "pos": gym.spaces.Box(-1, 1, (2,), np.float32),
+                             "flags": gym.spaces.MultiBinary(4)})
+    assert flat_observations(_SpaceEnv(mixed)).observation_space.shape == (9,)
+    spec = inspect_env(lambda: flat_observations(_SpaceEnv(gym.spaces.Tuple((gym.spaces.Discrete(32),
+                                                                             gym.spaces.Discrete(11))))))
+    assert spec.obs_shape == (43,) and spec.obs_dtype == "float32"  # int64 one-hots carried as float32
+    assert spec.flattened_from == "Tuple(Discrete(32), Discrete(11))"
+    for kept in (gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)):
+        env = _SpaceEnv(kept)
+        assert flat_observations(env) is env
+        assert inspect_env(lambda env=env: flat_observations(env)).flattened_from is None
+    with_image = gym.spaces.Dict({"frame": gym.spaces.Box(0, 255, (8, 8, 3), np.uint8), "goal": gym.spaces.Discrete(3)})
+    env = _SpaceEnv(with_image)
+    assert flat_observations(env) is env  # an image is not flattened into a vector: named as unsupported
+    with pytest.raises(ConfigError, match="unsupported observation space Dict") as err:
+        inspect_env(lambda: flat_observations(env))
+    assert "FlattenObservation" not in str(err.value)
 
 
 def test_ale_ids_resolve_in_a_fresh_process_to_the_ale_backend():

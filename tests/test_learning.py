@@ -44,6 +44,26 @@ def test_cartpole_serial_mode_solves(tmp_path, no_leaks, backend):
     assert summary["mean_return_100"] >= 475
 
 
+def test_frozenlake_discrete_observations_are_one_hot_and_learned(tmp_path):
+    """FrozenLake's Discrete(16) observations reach the MLP one-hot (envs.flat_observations), its preset applies
+    by id, and the saved policy holds the target: serial mode, so the same episodes every run (seeds 1-2 solved
+    in ~6 s; with actor processes seeds 1-5 in 4.3-5.2 s)."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "FrozenLake-v1", "--seed", "1",
+                           "--serial", "--max-seconds", "60", "--eval-every-s", "0", "--run-dir", str(run_dir)],
+                          capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "(preset frozenlake)" in proc.stdout
+    assert "observations 16 float32 (flattened from Discrete(16); Discrete parts one-hot)" in proc.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["solved"] and summary["mean_return_100"] >= 0.7, summary
+    played = subprocess.run([sys.executable, "-m", "actorlearner", "eval", str(run_dir), "--episodes", "300"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert played.returncode == 0, played.stderr
+    mean = float(played.stdout.split(": return ")[1].split(" ")[0])
+    assert mean >= 0.6, played.stdout  # a random policy gets ~0.015; the saved ones 0.70-0.72 over 2,000
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_cartpole_multiprocess_solves_from_the_command_line(tmp_path, backend):
     before, ray_before = spawned_pids(), ray_pids()
