@@ -81,7 +81,7 @@ def test_a_window_that_reaches_the_target_is_not_solved_unless_confirmed(tmp_pat
     assert summary["status"] == "max_seconds" and not summary["solved"] and summary["solved_at_s"] is None
     assert summary["window_reached_at_s"] is not None and summary["confirmations_failed"] >= 1
     assert summary["mean_return_100"] >= 9.0  # the window alone would have called it solved
-    assert "window 10.0 ≥ 9, confirmation 0.0 < 9: training on" in proc.stdout
+    assert "window 10.0 ≥ 9, confirmation 0 < 9: training on" in proc.stdout
 
 
 def test_confirmation_off_trusts_the_window(tmp_path):
