@@ -11,7 +11,8 @@ from conftest import with_small_tmpfs
 SIZE = 1_000_000  # big enough that a copy takes long compared with a publish
 
 
-READS = 20  # each reader's consistent reads of distinct versions while the writer publishes back to back
+READS = 20  # each reader's consistent reads of distinct versions while the writer publishes
+GAP_S = 0.001  # the writer's pause between publishes: a learner step (>= 1.5 ms on CartPole) comes between two
 
 
 def _writer(spec, ready, stop):
@@ -25,6 +26,10 @@ def _writer(spec, ready, stop):
         v += 1
         vec.fill(v)
         store.publish(vec)
+        # Without a pause a reader's 4-MB copy fits only where the writer happens to be descheduled: on 2
+        # cores, with 3 processes, a reader once found none in read_if_newer's 5 s and timed out. Copies
+        # still overlap writes in most attempts, which is what the seqlock must survive.
+        time.sleep(GAP_S)
     store.close()
 
 
