@@ -1,4 +1,5 @@
-"""`actorlearner plot`: learning curves of one or more runs, from their metrics.jsonl, as one PNG."""
+"""`actorlearner plot`: learning curves of one or more runs, from their metrics.jsonl and evals.jsonl, as one
+PNG."""
 
 from __future__ import annotations
 
@@ -10,19 +11,31 @@ from .config import ConfigError
 SIZE_IN, DPI = (12.0, 4.5), 100  # the PNG is 1200 x 450 pixels
 
 
-def read_curve(run_dir: str) -> dict:
-    """{"name", "time_s", "env_steps", "returns", "target"} of a run; ConfigError if it has no metrics."""
-    path = os.path.join(run_dir, "metrics.jsonl")
+def _records(path: str) -> list[dict]:
+    """The JSON lines of `path`; [] where the file does not exist."""
     try:
         with open(path) as f:
-            records = [json.loads(line) for line in f if line.strip()]
-    except OSError:
-        raise ConfigError(f"{path} not found: is {run_dir} a run directory?") from None
+            return [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise ConfigError(f"could not read {path}: {e.strerror or e}") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path} is not JSON lines ({e})") from None
-    points = [r for r in records if r.get("mean_return_100") is not None]
-    if not points:
-        raise ConfigError(f"{run_dir} has no finished episodes to plot yet")
+
+
+def read_curve(run_dir: str) -> dict:
+    """{"name", "time_s", "env_steps", "returns", "evals", "target"} of a run, "evals" being its evaluations
+    ({"time_s", "env_steps", "return_mean", "return_std"} each); ConfigError if it has neither a finished
+    training episode nor an evaluation. A run whose episodes are long (CarRacing: 1,000 steps) can have
+    evaluations before any training episode has finished in every actor's count."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        raise ConfigError(f"{path} not found: is {run_dir} a run directory?")
+    points = [r for r in _records(path) if r.get("mean_return_100") is not None]
+    evals = [r for r in _records(os.path.join(run_dir, "evals.jsonl")) if r.get("return_mean") is not None]
+    if not points and not evals:
+        raise ConfigError(f"{run_dir} has no finished episodes or evaluations to plot yet")
     target = None
     summary = os.path.join(run_dir, "summary.json")
     if os.path.exists(summary):
@@ -30,12 +43,13 @@ def read_curve(run_dir: str) -> dict:
             target = json.load(f).get("target_return")
     return {"name": os.path.basename(os.path.normpath(run_dir)), "time_s": [r["time_s"] for r in points],
             "env_steps": [r["env_steps"] for r in points], "returns": [r["mean_return_100"] for r in points],
-            "target": target}
+            "evals": evals, "target": target}
 
 
 def plot_runs(run_dirs: list[str], out: str) -> str:
     """Mean return of the last 100 episodes against env steps and against wall time, the runs overlaid and
-    named, the solved threshold dashed; writes `out` (PNG) and returns it."""
+    named, each evaluation a point with its standard deviation in the run's colour, the solved threshold
+    dashed; writes `out` (PNG) and returns it."""
     curves = [read_curve(d) for d in run_dirs]
     try:
         import matplotlib
@@ -48,11 +62,15 @@ def plot_runs(run_dirs: list[str], out: str) -> str:
     for ax, x, label in ((axes[0], "env_steps", "env steps"), (axes[1], "time_s", "seconds from command start")):
         for c in curves:
             few = len(c["returns"]) < 30  # a short run has a point a second: show them
-            ax.plot(c[x], c["returns"], label=c["name"], lw=1.2, marker="o" if few else None, ms=3)
+            (line,) = ax.plot(c[x], c["returns"], label=c["name"], lw=1.2, marker="o" if few else None, ms=3)
+            if c["evals"]:
+                ax.errorbar([e[x] for e in c["evals"]], [e["return_mean"] for e in c["evals"]],
+                            yerr=[e.get("return_std", 0.0) for e in c["evals"]], fmt="s", ms=4, capsize=2,
+                            color=line.get_color(), label=f"{c['name']} (evaluations)")
         for target in {c["target"] for c in curves if c["target"] is not None}:
             ax.axhline(target, color="k", ls="--", lw=0.8, label=f"solved ({target:g})")
         ax.set_xlabel(label)
-        ax.set_ylabel("mean return, last 100 episodes")
+        ax.set_ylabel("mean return (last 100 episodes; evaluations)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()

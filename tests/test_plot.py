@@ -47,3 +47,28 @@ def test_plot_of_a_missing_run_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"actorlearner: error: {tmp_path / 'nope'}/metrics.jsonl not found: is {tmp_path / 'nope'} a run directory?"]
+
+
+def test_evaluations_are_plotted_and_enough_without_a_finished_episode(tmp_path):
+    """A run of long episodes (CarRacing) can have evaluations before its first 100-episode mean."""
+    run = fake_run(tmp_path / "long", [None, None])
+    with open(tmp_path / "long" / "evals.jsonl", "w") as f:
+        for i, r in enumerate([-40.0, 13.4]):
+            f.write(json.dumps({"time_s": 30.0 * i, "env_steps": 5000 * i, "return_mean": r, "return_std": 9.0,
+                                "episodes": 5}) + "\n")
+    out = tmp_path / "curves.png"
+    proc = plot_cli(run, "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert png_size(out) == (1200, 450)
+
+    from actorlearner.plotting import read_curve
+
+    curve = read_curve(run)
+    assert curve["returns"] == [] and [e["return_mean"] for e in curve["evals"]] == [-40.0, 13.4]
+
+
+def test_a_run_with_nothing_to_plot_says_so(tmp_path):
+    run = fake_run(tmp_path / "new", [None])
+    proc = plot_cli(run)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"actorlearner: error: {run} has no finished episodes or evaluations to plot yet"
