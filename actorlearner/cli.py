@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--which", choices=WHICH, default="final", help="which weights, as for eval [default: final]")
     pl = sub.add_parser("plot", help="plot learning curves", allow_abbrev=False,
                         description="Plot the mean return of the last 100 episodes against env steps and wall "
-                                    "time for one or more runs (overlaid, named by their directories), with "
+                                    "time for one or more runs (overlaid, named by their directories), their "
+                                    "evaluations (evals.jsonl) as points with their standard deviation, and "
                                     "the solved threshold.")
     pl.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="run directories (hold metrics.jsonl)")
     pl.add_argument("-o", "--out", default="curves.png", help="PNG to write [default: curves.png]")
@@ -125,11 +126,10 @@ def _one_line_errors(action) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from .evaluation import record_video, run_episodes
+    from .evaluation import play_episodes, record_video
     from .loading import load_policy, run_config
 
+    played = []
     try:
         if args.episodes < 1:
             raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
@@ -139,12 +139,13 @@ def _eval(args: argparse.Namespace) -> int:
         cfg, spec, env_fn = run_config(args.run_dir)
         policy = load_policy(args.run_dir, which=args.which)
         greedy = args.deterministic
-        returns, lengths = run_episodes(policy, env_fn, spec, episodes=args.episodes, seed=args.seed,
-                                        greedy=greedy)
         mode = "deterministic" if greedy else "sampled actions"
-        spread = f"{fmt_return(float(np.mean(returns)))} ± {fmt_return(float(np.std(returns)))}"
-        print(f"{cfg.env}, {args.which} weights, {mode}: return {spread} "
-              f"over {len(returns)} episodes, length {np.mean(lengths):.0f} ± {np.std(lengths):.0f}")
+        played.extend(play_episodes(policy, env_fn, spec, episodes=args.episodes, seed=args.seed, greedy=greedy))
+        if not played:
+            write_line(f"actorlearner: error: no episode of {cfg.env} finished: its env raised in every one "
+                       "(see above)", sys.stderr)
+            return EXIT_ERROR
+        print(f"{cfg.env}, {args.which} weights, {mode}: {_episode_figures(played)}")
         if args.video:
             total, n, frames = record_video(policy, make_env_fn(cfg.env, render_mode="rgb_array"), spec,
                                             args.video, seed=args.seed + args.episodes, greedy=greedy)
@@ -152,7 +153,20 @@ def _eval(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"actorlearner: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # the episodes played so far are still worth a line; a video in the making is not
+        done = f" after {len(played)} of {args.episodes} episodes: {_episode_figures(played)}" if played else ""
+        write_line(f"actorlearner: interrupted{done}", sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_OK
+
+
+def _episode_figures(played: list) -> str:
+    """'return M ± S over N episodes, length L ± D' of (return, length) pairs."""
+    import numpy as np
+
+    returns, lengths = np.array([r for r, _ in played]), np.array([n for _, n in played])
+    return (f"return {fmt_return(float(returns.mean()))} ± {fmt_return(float(returns.std()))} over {len(played)} "
+            f"episodes, length {lengths.mean():.0f} ± {lengths.std():.0f}")
 
 
 def _train(args: argparse.Namespace, start: float) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -29,9 +29,18 @@ def run_episodes(policy, env_fn: Callable, spec: EnvSpec, *, episodes: int, seed
                  on_step: Callable[[], None] = no_step_limit) -> tuple[list[float], list[int]]:
     """Plays `episodes` episodes on one env; returns (returns, lengths). Greedy means argmax / mean. on_step is
     called after every env step (StopSignals.user_code's watchdog)."""
+    played = list(play_episodes(policy, env_fn, spec, episodes=episodes, seed=seed, greedy=greedy,
+                                max_steps=max_steps, on_step=on_step))
+    return [r for r, _ in played], [n for _, n in played]
+
+
+def play_episodes(policy, env_fn: Callable, spec: EnvSpec, *, episodes: int, seed: int, greedy: bool = True,
+                  max_steps: int = 100_000, on_step: Callable[[], None] = no_step_limit) -> Iterator[tuple[float, int]]:
+    """run_episodes one episode at a time: yields (return, length) as each finishes, so that a caller stopped
+    part way (`actorlearner eval` on Ctrl-C) still has the episodes played. An env that raises loses its
+    episode (reported) and is recreated."""
     rng = np.random.default_rng(seed)
     env = env_fn()
-    returns, lengths = [], []
     try:
         for ep in range(episodes):
             try:
@@ -41,11 +50,9 @@ def run_episodes(policy, env_fn: Callable, spec: EnvSpec, *, episodes: int, seed
                 env.close()
                 env = env_fn()
                 continue
-            returns.append(total)
-            lengths.append(n)
+            yield total, n
     finally:
         env.close()
-    return returns, lengths
 
 
 def run_episodes_together(policy, env_fn: Callable, spec: EnvSpec, *, episodes: int, seed: int,

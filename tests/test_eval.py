@@ -34,6 +34,22 @@ def test_eval_prints_returns_and_writes_videos(run_dir, tmp_path):
         assert (tmp_path / f"{which}.gif").stat().st_size > 1000
 
 
+def test_eval_stopped_by_ctrl_c_reports_the_episodes_played(run_dir):
+    import re
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "actorlearner", "eval", run_dir, "--episodes", "100000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    time.sleep(8)  # start-up (no TensorFlow) and a few hundred CartPole episodes
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert re.fullmatch(r"actorlearner: interrupted after \d+ of 100000 episodes: return [\d.]+ ± [\d.]+ over \d+ "
+                        r"episodes, length \d+ ± \d+", err.strip()), err
+    assert out == ""
+
+
 def test_eval_errors_are_one_line(tmp_path):
     out = eval_cli(str(tmp_path / "missing"))
     assert out.returncode == 2
