@@ -110,11 +110,15 @@ def unused_settings(cfg: Config, discrete: bool, kind: str, custom_model: bool) 
     return out
 
 
+def slot_bytes(cfg: Config, spec, state: int) -> int:
+    """What the unroll slots of all the run's actors take in /dev/shm."""
+    fields = unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor, state)
+    return segments_bytes(SlotPool.specs(fields, slots_per_actor(cfg) * cfg.num_actors))
+
+
 def shared_bytes(cfg: Config, spec, n_params: int, state: int) -> int:
     """What the run's unroll slots and weights take in /dev/shm."""
-    fields = unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor, state)
-    return (segments_bytes(SlotPool.specs(fields, slots_per_actor(cfg) * cfg.num_actors))
-            + segments_bytes(WeightStore.specs(n_params)))
+    return slot_bytes(cfg, spec, state) + segments_bytes(WeightStore.specs(n_params))
 
 
 def check_shared_memory(cfg: Config, spec, n_params: int, state: int) -> None:

@@ -26,7 +26,7 @@ from .env_backends import EnvBatchFactory
 from .layout import default_layout, layout_size, model_kind, state_size
 from .learner_loop import LearnerLoop, Run, build_model
 from .precision import learner_precision
-from .preflight import (check_shared_memory, prepare, resume_point, shared_bytes, slots_per_actor,
+from .preflight import (check_shared_memory, prepare, resume_point, shared_bytes, slot_bytes, slots_per_actor,
                         unused_settings)
 from .presets import is_atari
 from .tf_start import choose_onednn, onednn_in_use, start_tensorflow_early
@@ -157,10 +157,7 @@ def _banner(plan: Plan) -> None:
     obs = "x".join(str(d) for d in spec.obs_shape) + f" {spec.obs_dtype}"
     if spec.flattened_from:
         obs += f" (flattened from {spec.flattened_from}; Discrete parts one-hot)"
-    slot_mb = slots_per_actor(cfg) * sum(
-        int(np.prod(shape)) * np.dtype(dtype).itemsize
-        for shape, dtype in unroll_fields(spec, cfg.unroll_length, cfg.envs_per_actor, plan.state_size).values()
-    ) / 2**20
+    slot_mb = slot_bytes(cfg, spec, plan.state_size) / n / 2**20
     core = " + LSTM core" if cfg.core == "lstm" else ""
     kind = model_kind(spec, cfg.model)
     engine = litert_cnn.engine_for(cfg, kind)
