@@ -76,10 +76,14 @@ def main(argv: Optional[list] = None) -> int:
         return _train(args, start)
     if args.command == "eval":
         return _eval(args)
-    if args.command == "export":
-        return _export(args)
-    if args.command == "plot":
-        return _plot(args)
+    try:
+        if args.command == "export":
+            return _export(args)
+        if args.command == "plot":
+            return _plot(args)
+    except KeyboardInterrupt:  # nothing half-written is left (export and plot write through temporary files)
+        write_line("actorlearner: interrupted", sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_USAGE
 
 

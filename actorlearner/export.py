@@ -39,7 +39,12 @@ def export_policy(run_dir: str, fmt: str, path: Optional[str] = None, *, which: 
         module = tf.Module()
         module.model, module.serve = model, serve  # tracked, so the variables are saved with the function
         tmp = path.rstrip("/") + ".tmp"
-        tf.saved_model.save(module, tmp, signatures={"serving_default": serve})
+        _remove(tmp)  # left by an export that was killed
+        try:
+            tf.saved_model.save(module, tmp, signatures={"serving_default": serve})
+        except BaseException:  # a full disk, Ctrl-C: no half-written directory left beside the export
+            _remove(tmp)
+            raise
         _replace(tmp, path)
         return path
     data = _tflite(serve)

@@ -7,6 +7,7 @@ import json
 import os
 
 from .config import ConfigError
+from .run_files import atomic_file
 
 SIZE_IN, DPI = (12.0, 4.5), 100  # the PNG is 1200 x 450 pixels
 
@@ -74,6 +75,7 @@ def plot_runs(run_dirs: list[str], out: str) -> str:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
+    with atomic_file(out, "wb") as f:  # an interrupted plot leaves the previous PNG, not half of one
+        fig.savefig(f, format="png", dpi=DPI)
     plt.close(fig)
     return out

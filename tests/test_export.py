@@ -85,3 +85,19 @@ def test_export_cli_and_its_errors(tmp_path):
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].endswith("a run directory?"), proc.stderr
     with pytest.raises(ConfigError, match="--format must be one of"):
         export_policy(run, "onnx")
+
+
+def test_an_interrupted_savedmodel_export_leaves_no_half_written_directory(tmp_path, monkeypatch):
+    run = fake_run(tmp_path, CASES["mlp-discrete"])
+    old = export_policy(run, "savedmodel")  # an earlier export, which must survive the interrupted one
+    real_save = tf.saved_model.save
+
+    def save_then_interrupt(obj, export_dir, **kw):
+        real_save(obj, export_dir, **kw)  # the files are there, as part way through a real save
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tf.saved_model, "save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        export_policy(run, "savedmodel")
+    assert not (tmp_path / "run" / "policy_savedmodel.tmp").exists()
+    assert tf.saved_model.load(old).signatures["serving_default"] is not None
