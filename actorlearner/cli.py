@@ -15,7 +15,7 @@ from .config_sources import add_config_arguments, config_from_args
 from .envs import make_env_fn
 from .export import FORMATS
 from .loading import WHICH
-from .reporting import fmt_return, process_age_s, write_line
+from .reporting import Console, isatty, fmt_return, process_age_s, write_line
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # a run directory that cannot take more
@@ -144,7 +144,18 @@ def _eval(args: argparse.Namespace) -> int:
         policy = load_policy(args.run_dir, which=args.which)
         greedy = args.deterministic
         mode = "deterministic" if greedy else "sampled actions"
-        played.extend(play_episodes(policy, env_fn, spec, episodes=args.episodes, seed=args.seed, greedy=greedy))
+        # On a terminal a live line tells how far it is (ten Pong episodes take half an hour); elsewhere the
+        # output stays the one result line.
+        live = Console(stream=sys.stderr) if isatty(sys.stderr) else None
+        try:
+            for episode in play_episodes(policy, env_fn, spec, episodes=args.episodes, seed=args.seed,
+                                         greedy=greedy):
+                played.append(episode)
+                if live:
+                    live.progress(f"{len(played)}/{args.episodes} episodes: {_episode_figures(played)}")
+        finally:
+            if live:
+                live.close()
         if not played:
             write_line(f"actorlearner: error: no episode of {cfg.env} finished: its env raised in every one "
                        "(see above)", sys.stderr)

@@ -245,7 +245,7 @@ class Console:
     def progress(self, text: str) -> None:
         if self.quiet:
             return
-        if _isatty(self.stream):
+        if isatty(self.stream):
             width = shutil.get_terminal_size((120, 20)).columns - 1
             try:
                 self.stream.write("\r\033[K" + text[:width])
@@ -296,7 +296,8 @@ def output_lost() -> None:
         pass
 
 
-def _isatty(stream) -> bool:
+def isatty(stream) -> bool:
+    """Whether `stream` is a terminal (False for a stream without a file, or a closed one)."""
     try:
         return stream.isatty()
     except (AttributeError, ValueError):

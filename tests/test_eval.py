@@ -50,6 +50,33 @@ def test_eval_stopped_by_ctrl_c_reports_the_episodes_played(run_dir):
     assert out == ""
 
 
+def test_eval_on_a_terminal_shows_a_live_line_and_elsewhere_only_the_result(run_dir):
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "actorlearner", "eval", run_dir, "--episodes", "3"],
+                            stdout=subprocess.PIPE, stderr=follower, text=True, cwd=ROOT)
+    os.close(follower)
+    seen = b""
+    while True:  # until the child closes its end (EIO on Linux)
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    terminal = seen.decode()
+    assert "1/3 episodes: return" in terminal and "3/3 episodes: return" in terminal, terminal
+    assert out.count("\n") == 1 and "over 3 episodes" in out  # stdout: the one result line
+    piped = eval_cli(run_dir, "--episodes", "3")
+    assert piped.returncode == 0 and piped.stderr == "", piped.stderr
+
+
 def test_eval_errors_are_one_line(tmp_path):
     out = eval_cli(str(tmp_path / "missing"))
     assert out.returncode == 2
