@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ from typing import Any, Callable, Optional
 
 from . import checkpoint, reporting
 from .config import Config
+from .flow import SlotFlow
 from .health import collapse_warning
 from .policy_checks import PolicyChecks
+from .preflight import slots_per_actor
 from .protocol import ActorFailed, EnvError, UnrollReady, UnrollSource
 from .reporting import RunStats, progress_line, say, warn
 from .run_files import RunDir
@@ -94,6 +97,8 @@ class LearnerLoop:
         self.checks = PolicyChecks(run, self.layout)
         self.board = Board(run.run_dir.path)
         self.ready: list[UnrollReady] = []  # filled unrolls not learned on yet
+        self.flow = _slot_flow(cfg, run.source.num_actors)
+        self.flow_said = False
         self.latest = None  # the newest published weights
         self.nonfinite_in_a_row = 0
         self.logged_failure = False
@@ -210,6 +215,7 @@ class LearnerLoop:
                     stats.add_episodes(r.returns, r.lengths)
             else:
                 taken, self.ready = self.ready[:cfg.slots_per_batch], self.ready[cfg.slots_per_batch:]
+            t_step = time.monotonic()
             versions = source.versions(taken)
             batch = source.batch(taken)  # copied out: the slots go back once the new weights are published
             self.learner.observe(batch["obs"])  # --normalize-obs: the statistics the step will use
@@ -234,11 +240,17 @@ class LearnerLoop:
             ctx.weights.publish(self.latest)
             # Given back after the publish, so each refill acts with these weights. Given back before the step,
             # an actor faster than the learner refilled them with the previous ones: a policy lag of ~2 steps,
-            # at which CartPole's default policy collapsed (a return of 9) in ~15 % of seeds.
-            source.give_back(taken)
+            # at which CartPole's default policy collapsed (a return of 9) in ~15 % of seeds. Held back while
+            # two batches still wait (flow.py).
+            source.give_back(self.flow.after_step(taken, len(self.ready), time.monotonic() - t_step))
+            if self.flow.parked and not self.flow_said:
+                self.flow_said = True
+                say(f"the actors fill unrolls faster than the learner uses them: their slots are held back (at most "
+                    f"{self.flow.cap} unrolls filled or filling at once) to keep the policy lag low")
             source.watch_stalls(cfg.actor_stall_s)  # the actors have their weights: silence now means stalled
             stats.add_learner_step(cfg.unroll_length * cfg.envs_per_actor * len(taken), lags, losses)
             self._watch_health(losses.get("policy_spread"))
+        source.give_back(self.flow.while_short(len(self.ready), time.monotonic()))
 
     def _watch_health(self, spread) -> None:
         """One warning (and a count in the summary) when the policy stops reading its input (health.py)."""
@@ -302,6 +314,16 @@ def _board_values(stats: RunStats, env_rate: float, learner_rate: float, learner
             "speed/env_steps_per_s": env_rate, "speed/learner_steps_per_s": learner_rate,
             "train/policy_lag_mean": stats.policy_lag_mean(), "train/queue_fill": queue_fill,
             "train/policy_spread": losses.get("policy_spread")}
+
+
+def _slot_flow(cfg: Config, num_actors: int) -> SlotFlow:
+    """flow.SlotFlow for the run: its cap is the cores the actor processes have (the learner keeps one); Ray's
+    actors have their own nodes, so there only queued unrolls are parked. Serial and reproducible runs form
+    their batches in a fixed order: they park nothing."""
+    total = slots_per_actor(cfg) * num_actors
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cap = total if cfg.backend == "ray" else max(1, cores - 1)
+    return SlotFlow(cfg.slots_per_batch, total, cap, enabled=not (cfg.serial or cfg.reproducible))
 
 
 def _in_actor_order(ready: list, num_actors: int, per_actor: int) -> Optional[list]:
