@@ -94,7 +94,8 @@ def main() -> None:
     for name in trees:
         times = [r["solved_at_s"] for r in runs[name] if r["solved"]]
         start = statistics.median(r["startup_s"] for r in runs[name])
-        med[name] = (statistics.median(times) if times else float("nan"), statistics.median(caps[name]))
+        med[name] = (statistics.median(times) if times else float("nan"),
+                     statistics.median(caps[name]) if caps[name] else float("nan"))  # --capacity-repeats 0
         spread = f"({min(times):.2f}-{max(times):.2f})" if times else ""
         each = ", ".join(f"{c:,.0f}" for c in caps[name])
         print(f"| {name} | {len(times)}/{len(runs[name])} | {med[name][0]:.2f} s {spread} | {start:.2f} s | "
