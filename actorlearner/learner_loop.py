@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from .config import Config
 from .flow import SlotFlow
 from .health import collapse_warning
 from .policy_checks import PolicyChecks
-from .preflight import slots_per_actor
+from .preflight import slots_per_actor, usable_cores
 from .protocol import ActorFailed, EnvError, UnrollReady, UnrollSource
 from .reporting import RunStats, progress_line, say, warn
 from .run_files import RunDir
@@ -321,8 +320,7 @@ def _slot_flow(cfg: Config, num_actors: int) -> SlotFlow:
     actors have their own nodes, so there only queued unrolls are parked. Serial and reproducible runs form
     their batches in a fixed order: they park nothing."""
     total = slots_per_actor(cfg) * num_actors
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    cap = total if cfg.backend == "ray" else max(1, cores - 1)
+    cap = total if cfg.backend == "ray" else max(1, usable_cores() - 1)
     return SlotFlow(cfg.slots_per_batch, total, cap, enabled=not (cfg.serial or cfg.reproducible))
 
 

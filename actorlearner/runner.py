@@ -26,8 +26,8 @@ from .env_backends import EnvBatchFactory
 from .layout import default_layout, layout_size, model_kind, state_size
 from .learner_loop import LearnerLoop, Run, build_model
 from .precision import learner_precision
-from .preflight import (check_shared_memory, prepare, resume_point, shared_bytes, slot_bytes, slots_per_actor,
-                        unused_settings)
+from .preflight import (check_shared_memory, crowded_actors, prepare, resume_point, shared_bytes, slot_bytes,
+                        slots_per_actor, unused_settings)
 from .presets import is_atari
 from .tf_start import choose_onednn, onednn_in_use, start_tensorflow_early
 from .reporting import RunStats, fmt_return, say, warn
@@ -114,6 +114,9 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     kind = model_kind(spec, cfg.model)
     for flags, why in unused_settings(cfg, spec.discrete, kind, model_fn is not None):
         warn(f"{flags} not used by this run: {why}")
+    crowded = crowded_actors(cfg)
+    if crowded:
+        warn(crowded)
     precision, precision_why = learner_precision(cfg, kind, model_fn is not None)
     kernels = choose_onednn(kind, model_fn is not None)
     numpy_actors = model_fn is None and cfg.actor_inference != "tensorflow"

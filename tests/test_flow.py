@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+from actorlearner import preflight
+from actorlearner.config import Config
 from actorlearner.flow import SlotFlow
 from conftest import ROOT
 
@@ -57,3 +59,11 @@ def test_many_actors_keep_the_policy_lag_low_and_learn(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["policy_lag_mean"] < 3.0, summary["policy_lag_mean"]
     assert summary["solved"], summary["mean_return_100"]
+
+
+def test_actor_processes_many_times_the_cores_are_warned(monkeypatch):
+    monkeypatch.setattr(preflight, "usable_cores", lambda: 2)
+    assert preflight.crowded_actors(Config(num_actors=8)) is None  # 4 a core: still quiet
+    text = preflight.crowded_actors(Config(num_actors=60))
+    assert text.startswith("60 actor processes on 2 cores") and "--envs-per-actor" in text
+    assert preflight.crowded_actors(Config(num_actors=60, serial=True)) is None  # one process: nothing starts
