@@ -239,8 +239,8 @@ class LearnerLoop:
             ctx.weights.publish(self.latest)
             # Given back after the publish, so each refill acts with these weights. Given back before the step,
             # an actor faster than the learner refilled them with the previous ones: a policy lag of ~2 steps,
-            # at which CartPole's default policy collapsed (a return of 9) in ~15 % of seeds. Held back while
-            # two batches still wait (flow.py).
+            # at which CartPole's default policy collapsed (a return of 9) in ~15 % of seeds. Held back while two
+            # batches still wait or more unrolls are out than the actors have cores (flow.py).
             source.give_back(self.flow.after_step(taken, len(self.ready), time.monotonic() - t_step))
             if self.flow.parked and not self.flow_said:
                 self.flow_said = True
