@@ -29,6 +29,12 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, as taskset or a container's cpuset sets it
+    (os.cpu_count() counts the host's, so a 2-core container on a 16-core host would start 15 actors)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class Config:
     # --- task ---
@@ -194,11 +200,11 @@ class Config:
         """cheap_envs: the actors step a vectorized backend of cheap envs, which outruns the learner.
         Measured on 2 cores (CartPole, vector backend): one actor of 64 envs trained at 0.70 of the learner's
         capacity, two of 32 at 0.52."""
-        cores = os.cpu_count() or 1
+        cores = usable_cores()
         return self.num_actors or max(1, cores - 1 if cheap_envs else cores)
 
     def resolved_learner_threads(self) -> int:
-        return self.learner_threads or max(1, (os.cpu_count() or 1) - self.resolved_num_actors())
+        return self.learner_threads or max(1, usable_cores() - self.resolved_num_actors())
 
     def to_json(self) -> str:
         d = dataclasses.asdict(self)

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from . import checkpoint, reporting
-from .config import Config
+from .config import Config, usable_cores
 from .flow import SlotFlow
 from .health import collapse_warning
 from .policy_checks import PolicyChecks
-from .preflight import slots_per_actor, usable_cores
+from .preflight import slots_per_actor
 from .protocol import ActorFailed, EnvError, UnrollReady, UnrollSource
 from .reporting import RunStats, progress_line, say, warn
 from .run_files import RunDir

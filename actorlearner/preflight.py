@@ -10,7 +10,7 @@ import os
 from typing import Callable, Optional
 
 from . import checkpoint, litert_cnn
-from .config import Config, ConfigError, validate
+from .config import Config, ConfigError, usable_cores, validate
 from .config_sources import RESUME_FIXED, config_from_dict
 from .env_backends import EnvBatchFactory, resolve_backend
 from .envs import check_env_id, import_env_modules, make_env_fn
@@ -140,11 +140,6 @@ def slots_per_actor(cfg: Config) -> int:
 
 
 CROWDED = 4  # actor processes per core past which a run is warned
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, as taskset or a container's cpuset sets it)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def crowded_actors(cfg: Config) -> Optional[str]:

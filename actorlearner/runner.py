@@ -21,7 +21,7 @@ import numpy as np
 from . import checkpoint, litert_cnn, reporting
 from .actor import ActorArgs
 from .actor_pool import ActorPool, SerialActors, SlotSource
-from .config import Config, ConfigError
+from .config import Config, ConfigError, usable_cores
 from .env_backends import EnvBatchFactory
 from .layout import default_layout, layout_size, model_kind, state_size
 from .learner_loop import LearnerLoop, Run, build_model
@@ -99,7 +99,7 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     # learner is the limit and the actors wait for free slots much of the time (1.14x the steps/s of one learner
     # thread on 2 cores).
     cheap = make_batch.backend == "vector" or (make_batch.backend == "envpool" and not is_atari(cfg.env))
-    threads = cfg.learner_threads or ((os.cpu_count() or 1) if is_atari(cfg.env) else 0)
+    threads = cfg.learner_threads or (usable_cores() if is_atari(cfg.env) else 0)
     # Where the learner is the limit, actors below its priority give its threads the cores when they are ready
     # (Pong, 2 cores, 60-s runs alternated: all 8 pairs of two sessions 1.04-1.15x the agent steps/s, start-up
     # 0.3-0.9 s shorter, its TensorFlow import winning too). Where actors are the limit they only lose by it

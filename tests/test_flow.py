@@ -1,6 +1,7 @@
 """flow.SlotFlow: slots are held back from the actors while the learner has more waiting than it can use or
 more are out than the actors have cores; they go back when the learner runs short."""
 
+import os
 import json
 import subprocess
 import sys
@@ -67,3 +68,13 @@ def test_actor_processes_many_times_the_cores_are_warned(monkeypatch):
     text = preflight.crowded_actors(Config(num_actors=60))
     assert text.startswith("60 actor processes on 2 cores") and "--envs-per-actor" in text
     assert preflight.crowded_actors(Config(num_actors=60, serial=True)) is None  # one process: nothing starts
+
+
+def test_default_actor_and_thread_counts_follow_the_cpu_affinity(monkeypatch):
+    # A container's cpuset or taskset limits the cores while os.cpu_count() still counts the host's.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert Config().resolved_num_actors() == 4
+    assert Config().resolved_num_actors(cheap_envs=True) == 3
+    assert Config(num_actors=2).resolved_learner_threads() == 2
+    assert preflight.crowded_actors(Config(num_actors=17)) is not None  # 17 > 4 x 4 cores
