@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 from . import checkpoint, reporting
 from .config import Config, usable_cores
 from .flow import SlotFlow
-from .health import collapse_warning
+from .health import EntropyWatch, collapse_warning, deterministic_warning
 from .policy_checks import PolicyChecks
 from .preflight import slots_per_actor
 from .protocol import ActorFailed, EnvError, UnrollReady, UnrollSource
@@ -98,6 +98,7 @@ class LearnerLoop:
         self.ready: list[UnrollReady] = []  # filled unrolls not learned on yet
         self.flow = _slot_flow(cfg, run.source.num_actors)
         self.flow_said = False
+        self.entropy_watch = EntropyWatch(run.spec.action_dim if run.spec.discrete else None)
         self.latest = None  # the newest published weights
         self.nonfinite_in_a_row = 0
         self.logged_failure = False
@@ -248,15 +249,19 @@ class LearnerLoop:
                     f"{self.flow.cap} unrolls filled or filling at once) to keep the policy lag low")
             source.watch_stalls(cfg.actor_stall_s)  # the actors have their weights: silence now means stalled
             stats.add_learner_step(cfg.unroll_length * cfg.envs_per_actor * len(taken), lags, losses)
-            self._watch_health(losses.get("policy_spread"))
+            self._watch_health(losses.get("policy_spread"), losses.get("entropy"))
         source.give_back(self.flow.while_short(len(self.ready), time.monotonic()))
 
-    def _watch_health(self, spread) -> None:
-        """One warning (and a count in the summary) when the policy stops reading its input (health.py)."""
+    def _watch_health(self, spread, entropy) -> None:
+        """One warning (and a count in the summary) when the policy stops reading its input or stops exploring
+        (health.py)."""
         stats = self.stats
         if stats.collapse.update(spread):
             stats.policy_collapses += 1
             warn(collapse_warning(spread, stats.collapse.peak, stats.learner_steps))
+        if self.entropy_watch.update(entropy, solved=stats.solved_at_s is not None):
+            stats.policy_collapses += 1
+            warn(deterministic_warning(entropy, self.entropy_watch.uniform, stats.learner_steps))
 
     def _report(self) -> None:
         """Evaluation, the progress line, metrics and TensorBoard, checkpoints: each when it is due."""

@@ -1,13 +1,18 @@
-"""The policy-collapse watch (health.py): the spread the learner measures, and when the watch warns."""
+"""The policy-collapse watches (health.py): the spread the learner measures, the entropy, and when they warn."""
+
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from actorlearner.config import Config
-from actorlearner.health import COLLAPSE_STEPS, MIN_PEAK, CollapseWatch
+from actorlearner.health import COLLAPSE_STEPS, DETERMINISTIC_FRACTION, MIN_PEAK, CollapseWatch, EntropyWatch
 from actorlearner.learner import Learner
 from actorlearner.losses import policy_spread
+from conftest import ROOT
 
 
 def test_spread_is_zero_when_every_sample_gets_the_same_distribution():
@@ -96,12 +101,48 @@ def test_learner_loop_warns_on_stderr_and_counts_the_collapse(capsys):
 
     loop = LearnerLoop.__new__(LearnerLoop)  # only the health watch's state: no run, no processes
     loop.stats = RunStats(0.0, None)
+    loop.entropy_watch = EntropyWatch(2)
     for spread in [1.0] + [0.0] * (2 * COLLAPSE_STEPS):
         loop.stats.learner_steps += 1
-        loop._watch_health(spread)
+        loop._watch_health(spread, 0.5)
     err = capsys.readouterr().err
     assert loop.stats.policy_collapses == 1 and loop.stats.spread_peak == 1.0
     assert err.count("actorlearner: warning: learner step 101: the policy has given every observation") == 1
     resumed = RunStats(0.0, None)  # a checkpoint keeps the count and the watch's peak
     resumed.restore(loop.stats.state())
     assert resumed.policy_collapses == 1 and resumed.collapse.peak == 1.0
+
+
+def test_entropy_watch_warns_once_on_a_deterministic_policy_and_again_after_recovery():
+    watch = EntropyWatch(3)
+    low = DETERMINISTIC_FRACTION * np.log(3) / 10
+    assert not any(watch.update(e) for e in (1.0, None, 0.3))
+    fired = [watch.update(low) for _ in range(3 * COLLAPSE_STEPS)]
+    assert fired.index(True) == COLLAPSE_STEPS - 1 and fired.count(True) == 1
+    watch.update(0.5)  # exploring again: re-armed
+    assert [watch.update(0.0) for _ in range(COLLAPSE_STEPS)].count(True) == 1
+
+
+def test_entropy_watch_stays_quiet_on_healthy_entropy_short_dips_and_continuous_actions():
+    watch = EntropyWatch(2)  # CartPole after solving keeps ~0.55 of its 0.69 nats
+    assert not any(watch.update(e) for e in np.linspace(0.69, 0.3, 5 * COLLAPSE_STEPS))
+    dips = [watch.update(0.0) for _ in range(COLLAPSE_STEPS - 1)] + [watch.update(0.1)]
+    assert not any(dips + [watch.update(0.0) for _ in range(COLLAPSE_STEPS - 1)])
+    solved = EntropyWatch(4)  # FrozenLake's solved policy is deterministic, and right to be
+    assert not any(solved.update(1e-4, solved=True) for _ in range(2 * COLLAPSE_STEPS))
+    assert not any(EntropyWatch(None).update(-5.0) for _ in range(2 * COLLAPSE_STEPS))  # a Gaussian
+    assert not any(EntropyWatch(1).update(0.0) for _ in range(2 * COLLAPSE_STEPS))  # one action: always 0
+
+
+def test_a_run_whose_policy_saturates_on_one_action_is_warned(tmp_path):
+    # CartPole at 10x the preset's learning rate: within ~1 s of learning every observation gets one action at
+    # probability ~1 (entropy 1e-6 to 1e-18 nats, return ~9.4) while the centred logits still differ across
+    # observations, so only the entropy watch sees it.
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "CartPole-v1", "--seed", "1",
+                           "--learning-rate", "0.05", "--max-seconds", "8", "--run-dir", str(run), "--quiet"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["mean_return_100"] < 20 and summary["policy_collapses"] >= 1, summary
+    assert "the policy has been deterministic for the last 100 steps" in proc.stderr
