@@ -2,8 +2,10 @@
 
 1. env-only ceiling: ale-py's AtariVectorEnv (16 envs, the preset's), random actions, one process per core;
 2. actor side: the same env batch plus the default CNN choosing every action, one process, one thread, for each
-   engine actors can run it in (numpy; LiteRT where ai-edge-litert is installed): the ratio to the one-process
-   ceiling is what inference costs the actors;
+   engine actors can run it in (numpy; LiteRT where ai-edge-litert is installed), in blocks of 100 steps
+   alternated with blocks of env-only stepping in the same process: the ratio of the two is what inference
+   costs the actors, free of the machine's drift (on these VMs the env alone ran at 323 and 429 µs an agent
+   step minutes apart, which moved a ratio taken against the separately measured ceiling from 0.80 to 0.63);
 3. learner capacity: the learner's per-batch work with the preset's settings, with every core to itself (as
    training gives it every core's threads for Atari ids) and on one core, in a run's default number format
    (float32), and in bfloat16 too where the CPU has AMX-BF16 (--learner-precision auto would pick it);
@@ -30,9 +32,13 @@ from actorlearner.precision import has_amx_bf16
 ENVS = 16
 
 
+BLOCK = 100  # env steps of a batch in each alternated block: 5 unrolls
+
+
 def _actor_side(env_id: str, model: str, engine: str, seconds: float, out) -> None:
-    """Agent steps/s of one actor's work: step the batch, choose the next actions with the CNN under `engine`
-    (a new weight version every unroll of 20 steps, as a running actor loads them)."""
+    """(env-only, actor-side) agent steps/s, in alternated blocks of BLOCK steps: random actions, then one
+    actor's work (step the batch, choose the next actions with the CNN under `engine`, a new weight version
+    every unroll of 20 steps as a running actor loads them)."""
     import numpy as np
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -51,18 +57,25 @@ def _actor_side(env_id: str, model: str, engine: str, seconds: float, out) -> No
                 for _ in range(2)]
     batch = factory(0, 0, os.getpid(), spec)
     obs = batch.reset()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        if n % (20 * ENVS) == 0:
-            policy.load(versions[n // (20 * ENVS) % 2])
-        actions, _ = policy.sample(obs, rng)
-        obs = batch.step(actions).obs
-        n += ENVS
-    out.put(n / (time.perf_counter() - t0))
+    env_s = act_s = 0.0
+    blocks = unrolls = 0
+    while env_s + act_s < seconds or blocks < 2:
+        t0 = time.perf_counter()
+        for _ in range(BLOCK):
+            obs = batch.step(rng.integers(0, spec.action_dim, ENVS)).obs
+        t1 = time.perf_counter()
+        for i in range(BLOCK):
+            if i % 20 == 0:
+                policy.load(versions[unrolls % 2])
+                unrolls += 1
+            actions, _ = policy.sample(obs, rng)
+            obs = batch.step(actions).obs
+        env_s, act_s, blocks = env_s + t1 - t0, act_s + time.perf_counter() - t1, blocks + 1
+    out.put((blocks * BLOCK * ENVS / env_s, blocks * BLOCK * ENVS / act_s))
     batch.close()
 
 
-def actor_side(env_id: str, model: str, engine: str, seconds: float) -> float:
+def actor_side(env_id: str, model: str, engine: str, seconds: float) -> tuple[float, float]:
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     p = ctx.Process(target=_actor_side, args=(env_id, model, engine, seconds, out))
@@ -84,7 +97,7 @@ def main() -> None:
     ceil_one = ceiling(a.env, 1, 8.0, backend="ale", envs=ENVS)
     ceil_all = ceiling(a.env, cores, 8.0, backend="ale", envs=ENVS)
     engines = ["numpy"] + (["litert"] if litert_cnn.available() else [])
-    actor = {engine: actor_side(a.env, a.model, engine, 8.0) for engine in engines}
+    actor = {engine: actor_side(a.env, a.model, engine, 16.0) for engine in engines}  # (env only, actor side)
     with mp.get_context("spawn").Pool(1) as pool:  # TensorFlow in a child: this process stays light
         cap = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset, cores))[0]
     with mp.get_context("spawn").Pool(1) as pool:
@@ -101,8 +114,9 @@ def main() -> None:
     rows = [
         ("env-only ceiling, 1 process", ceil_one, "1.00"),
         (f"env-only ceiling, {cores} processes", ceil_all, f"{ceil_all / ceil_one:.2f}"),
-        *((f"actor side (env + {engine} CNN), 1 process", rate, f"{rate / ceil_one:.2f} of the 1-process ceiling")
-          for engine, rate in actor.items()),
+        *((f"actor side (env + {engine} CNN), 1 process", rate,
+           f"{rate / env:.2f} of env-only stepping alternated with it ({env:,.0f}/s)")
+          for engine, (env, rate) in actor.items()),
         (f"learner capacity ({cores} cores to itself, {cap['precision']})", cap["samples_per_s"],
          f"{cap['ms_per_step']:.0f} ms a batch"),
         *(((f"learner capacity ({cores} cores, {other['precision']})", other["samples_per_s"],
@@ -119,7 +133,8 @@ def main() -> None:
     for what, rate, ratio in rows:
         print(f"| {what} | {rate:,.0f} | {ratio} |")
     write_outputs("atari", a.out, {"env": a.env, "model": a.model, "ceiling_1": ceil_one, "ceiling_all": ceil_all,
-                                   "actor_side": actor, "learner_capacity": cap, "learner_capacity_1_core": cap_one,
+                                   "actor_side": {e: {"env_only": v[0], "actor_side": v[1]} for e, v in actor.items()},
+                                   "learner_capacity": cap, "learner_capacity_1_core": cap_one,
                                    "learner_capacity_other_format": other,
                                    "train_env_steps_per_s": train,
                                    "summary": {k: v for k, v in s.items() if k != "processes"}})
