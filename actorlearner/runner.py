@@ -82,8 +82,11 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     if error is not None:
         raise error
     solved_at = "-" if summary["solved_at_s"] is None else f"{summary['solved_at_s']:.1f} s"
+    # A collapse warning may have scrolled far up a long run's progress lines: the last line repeats it.
+    collapses = summary.get("policy_collapses") or 0
+    health = f", {collapses} policy collapse warning{'s' if collapses > 1 else ''}" if collapses else ""
     say(f"done ({status}): {plan.stats.env_steps} env steps in {summary['wall_s']:.1f} s, mean return(100) "
-        f"{fmt_return(summary['mean_return_100'])}, solved at {solved_at}; results in {plan.run_dir.path}")
+        f"{fmt_return(summary['mean_return_100'])}, solved at {solved_at}{health}; results in {plan.run_dir.path}")
     return summary
 
 

@@ -146,3 +146,5 @@ def test_a_run_whose_policy_saturates_on_one_action_is_warned(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["mean_return_100"] < 20 and summary["policy_collapses"] >= 1, summary
     assert "the policy has been deterministic for the last 100 steps" in proc.stderr
+    done = [line for line in proc.stdout.splitlines() if line.startswith("done (")]
+    assert done and "policy collapse warning" in done[0], proc.stdout  # repeated where a long run ends
