@@ -69,7 +69,8 @@ class Config:
     # --- actors ---
     num_actors: int = _f(0, "actor processes (0: one per CPU core where the actors are the limit: single envs, "
                          "Atari; one less than the cores with vectorized cheap envs (--env-backend vector), whose "
-                         "actors outrun the learner, so the learner keeps a core of its own)")
+                         "actors outrun the learner, so the learner keeps a core of its own. Cores: those this "
+                         "process may run on, as taskset or a container's cpuset limits them)")
     envs_per_actor: int = _f(32, "envs stepped by each actor, their policy inference batched together")
     unroll_length: int = _f(20, "env steps per unroll (T); unrolls overlap by one step for bootstrapping")
     actor_inference: str = _f("auto", "how actors run the policy: numpy (the default models, no TensorFlow in "
