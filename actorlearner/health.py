@@ -30,27 +30,38 @@ MIN_PEAK = 0.05
 RECOVERED_FRACTION = 0.1
 
 
+class _Stretch:
+    """Counts learner steps in a row that are low; True at the step that completes COLLAPSE_STEPS of them, once,
+    until a recovered step re-arms it. What the two watches share."""
+
+    def __init__(self):
+        self.low_steps = 0
+        self.armed = True
+
+    def step(self, low: bool, recovered: bool) -> bool:
+        if recovered:
+            self.armed = True
+        self.low_steps = self.low_steps + 1 if low else 0
+        if self.armed and self.low_steps >= COLLAPSE_STEPS:
+            self.armed = False
+            return True
+        return False
+
+
 class CollapseWatch:
     """Feeds on each learner step's policy_spread; `update` returns True at the step that completes a
     collapse (once, until the spread recovers). RunStats owns one and keeps its `peak` in checkpoints."""
 
     def __init__(self, peak: float = 0.0):
         self.peak = peak
-        self.low_steps = 0
-        self.armed = True
+        self.stretch = _Stretch()
 
     def update(self, spread: Optional[float]) -> bool:
         if spread is None:
             return False
         self.peak = max(self.peak, spread)
-        if spread >= RECOVERED_FRACTION * self.peak:
-            self.armed = True
         low = self.peak >= MIN_PEAK and spread < min(COLLAPSE_FLOOR, COLLAPSE_FRACTION * self.peak)
-        self.low_steps = self.low_steps + 1 if low else 0
-        if self.armed and self.low_steps >= COLLAPSE_STEPS:
-            self.armed = False
-            return True
-        return False
+        return self.stretch.step(low, recovered=spread >= RECOVERED_FRACTION * self.peak)
 
 
 def collapse_warning(spread: float, peak: float, learner_step: int) -> str:
@@ -75,23 +86,17 @@ class EntropyWatch:
 
     def __init__(self, num_actions: Optional[int]):
         self.uniform = math.log(num_actions) if num_actions and num_actions > 1 else 0.0
-        self.low_steps = 0
-        self.armed = True
+        self.stretch = _Stretch()
 
     def update(self, entropy: Optional[float], solved: bool = False) -> bool:
         """solved: the run has solved its task, where a deterministic policy is an answer, not a trap (FrozenLake's
         solved policy kept 9e-4 of log(4) when training went on); the watch is off from then on. Not the mean
         return against the target now: FrozenLake's window of 100 episodes falls below it by chance."""
         if entropy is None or self.uniform == 0.0 or solved:
-            self.low_steps = 0
+            self.stretch.low_steps = 0
             return False
-        if entropy >= RECOVERED_FRACTION * self.uniform:
-            self.armed = True
-        self.low_steps = self.low_steps + 1 if entropy < DETERMINISTIC_FRACTION * self.uniform else 0
-        if self.armed and self.low_steps >= COLLAPSE_STEPS:
-            self.armed = False
-            return True
-        return False
+        return self.stretch.step(entropy < DETERMINISTIC_FRACTION * self.uniform,
+                                 recovered=entropy >= RECOVERED_FRACTION * self.uniform)
 
 
 def deterministic_warning(entropy: float, uniform: float, learner_step: int) -> str:
