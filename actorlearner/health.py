@@ -93,8 +93,7 @@ class EntropyWatch:
         solved policy kept 9e-4 of log(4) when training went on); the watch is off from then on. Not the mean
         return against the target now: FrozenLake's window of 100 episodes falls below it by chance."""
         if entropy is None or self.uniform == 0.0 or solved:
-            self.stretch.low_steps = 0
-            return False
+            return self.stretch.step(False, recovered=False)  # not a low step: the stretch starts again
         return self.stretch.step(entropy < DETERMINISTIC_FRACTION * self.uniform,
                                  recovered=entropy >= RECOVERED_FRACTION * self.uniform)
 

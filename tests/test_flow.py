@@ -1,15 +1,13 @@
 """flow.SlotFlow: slots are held back from the actors while the learner has more waiting than it can use or
 more are out than the actors have cores; they go back when the learner runs short."""
 
-import os
 import json
-import subprocess
-import sys
+import os
 
 from actorlearner import preflight
 from actorlearner.config import Config
 from actorlearner.flow import SlotFlow
-from conftest import ROOT
+from test_cli import run_cli
 
 
 def test_queued_unrolls_park_the_slots_of_the_next_batches():
@@ -53,9 +51,8 @@ def test_many_actors_keep_the_policy_lag_low_and_learn(tmp_path):
     """8 CartPole actors on the vector backend outrun the learner; with every slot circulating they ran at a
     mean lag of ~10 and 5 seeds of 6 collapsed to a return of 9.4."""
     run = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "CartPole-v1", "--num-actors", "8",
-                           "--seed", "2", "--max-seconds", "60", "--run-dir", str(run), "--quiet"],
-                          capture_output=True, text=True, timeout=150, cwd=ROOT)
+    proc = run_cli("train", "--env", "CartPole-v1", "--num-actors", "8", "--seed", "2", "--max-seconds", "60",
+                   "--run-dir", str(run), "--quiet", timeout=150)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["policy_lag_mean"] < 3.0, summary["policy_lag_mean"]

@@ -1,8 +1,6 @@
 """The policy-collapse watches (health.py): the spread the learner measures, the entropy, and when they warn."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ from actorlearner.config import Config
 from actorlearner.health import COLLAPSE_STEPS, DETERMINISTIC_FRACTION, MIN_PEAK, CollapseWatch, EntropyWatch
 from actorlearner.learner import Learner
 from actorlearner.losses import policy_spread
-from conftest import ROOT
+from test_cli import run_cli
 
 
 def test_spread_is_zero_when_every_sample_gets_the_same_distribution():
@@ -139,9 +137,8 @@ def test_a_run_whose_policy_saturates_on_one_action_is_warned(tmp_path):
     # probability ~1 (entropy 1e-6 to 1e-18 nats, return ~9.4) while the centred logits still differ across
     # observations, so only the entropy watch sees it.
     run = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "CartPole-v1", "--seed", "1",
-                           "--learning-rate", "0.05", "--max-seconds", "8", "--run-dir", str(run), "--quiet"],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = run_cli("train", "--env", "CartPole-v1", "--seed", "1", "--learning-rate", "0.05", "--max-seconds", "8",
+                   "--run-dir", str(run), "--quiet", timeout=120)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["mean_return_100"] < 20 and summary["policy_collapses"] >= 1, summary
