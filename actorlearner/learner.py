@@ -327,3 +327,10 @@ def configure_tensorflow(threads: int, deterministic: bool = False) -> None:
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         except RuntimeError:
             pass  # TensorFlow already runs in this process (a notebook, a test): its threads stay as they are
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            # Take GPU memory as the learner needs it, not nearly all of it at start: `actorlearner export` or a
+            # second run on the same GPU can then start beside a training run.
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # the GPU was initialised before this call (a notebook, a test): its memory policy stays

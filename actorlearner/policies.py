@@ -25,10 +25,10 @@ from .layout import default_layout, mlp_input, model_kind, normalize_obs, param_
 def make_policy(cfg, spec: EnvSpec, model_fn: Callable | None, *, own_process: bool = False):
     """The policy actors and evaluation run: the default model in numpy (model_fn None), else the Keras model
     model_fn(spec) in TensorFlow. own_process: this process is an actor's own, so it may set TensorFlow's
-    thread counts."""
+    thread counts and devices."""
     if model_fn is None:
         return numpy_policy(spec, cfg, default_layout(spec, cfg))
-    return KerasPolicy(spec, model_fn, cfg.actor_threads if own_process else 0)
+    return KerasPolicy(spec, model_fn, cfg.actor_threads if own_process else 0, own_process=own_process)
 
 
 class Policy:
@@ -146,12 +146,17 @@ class KerasPolicy(FeedForward):
     """Runs an arbitrary Keras model in the actor; costs a TensorFlow import and ~0.4 ms per call. A model
     with `state_sizes` (model.py's recurrent contract) is stepped with its state."""
 
-    def __init__(self, spec: EnvSpec, model_fn: Callable, threads: int):
+    def __init__(self, spec: EnvSpec, model_fn: Callable, threads: int, own_process: bool = False):
         import tensorflow as tf
 
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(threads)
+        if own_process:
+            # An actor runs its model on the CPU: TensorFlow would otherwise give each actor process a context on
+            # every GPU and reserve nearly all of its memory, so with a GPU the second actor (or the learner) runs
+            # out of it. Must come before the model's first op; a CPU-only machine lists no GPU to hide.
+            tf.config.set_visible_devices([], "GPU")
         self.spec = spec
         self.model = model_fn(spec)
         self.state_sizes = tuple(getattr(self.model, "state_sizes", ()))

@@ -107,3 +107,35 @@ def test_learner_observe_moves_the_statistics_into_the_published_weights():
     assert policy.w["obs_norm/count"][0] == len(seen)
     np.testing.assert_allclose(normalize_obs(seen, policy.w["obs_norm/mean"], policy.w["obs_norm/var"]).mean(axis=0),
                                0.0, atol=1e-5)
+
+
+def test_an_actor_runs_a_keras_model_off_the_gpu_and_the_learner_grows_its_gpu_memory(monkeypatch):
+    """With a GPU, TensorFlow would give every actor process a context on it and reserve nearly all its memory.
+    This machine has no GPU, so the calls are recorded: an actor's own process hides the GPUs before its model's
+    first op, a policy in a shared process (serial mode, the learner's checks) leaves them, and the learner asks
+    for memory growth on each GPU it finds."""
+    from actorlearner import learner
+    from actorlearner.policies import make_policy
+
+    calls = []
+    monkeypatch.setattr(tf.config, "set_visible_devices", lambda devices, kind: calls.append((kind, devices)))
+    monkeypatch.setattr(tf.config.threading, "set_intra_op_parallelism_threads", lambda n: calls.append(n))
+    monkeypatch.setattr(tf.config.threading, "set_inter_op_parallelism_threads", lambda n: calls.append(n))
+    spec, cfg = SPECS["discrete"], Config(hidden_sizes=(8,), seed=1)
+
+    def model_fn(s):
+        calls.append("model")
+        return build_default_model(s, cfg)
+
+    make_policy(cfg, spec, model_fn, own_process=True)
+    assert calls == [1, 1, ("GPU", []), "model"]
+    calls.clear()
+    make_policy(cfg, spec, model_fn)
+    assert calls == ["model"]
+
+    fake_gpu = tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [fake_gpu] if kind == "GPU" else [])
+    monkeypatch.setattr(tf.config.experimental, "set_memory_growth", lambda d, on: calls.append((d.name, on)))
+    calls.clear()
+    learner.configure_tensorflow(threads=0)
+    assert calls == [("/physical_device:GPU:0", True)]
