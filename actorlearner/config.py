@@ -132,10 +132,10 @@ class Config:
     orthogonal_init: bool = _f(True, "orthogonal initialization of the default MLP (else Glorot uniform)")
     learner_precision: str = _f("float32", "number format of the learner's CNN torso (the default image models): "
                                 "bfloat16 runs its convolutions and dense layer in bfloat16 with float32 weights, "
-                                "gradients and heads (with AMX: the Pong learner's samples/s 1.2-1.5x, but Pong "
-                                "needed more steps for each return in it, two seeds); auto: bfloat16 where the "
-                                "CPU has AMX-BF16 and the model is a default CNN, else float32 (the MLP is faster "
-                                "in float32: its casts cost more than its small matmuls save)",
+                                "gradients and heads (with AMX or AVX512-BF16: the Pong learner's samples/s 1.2-1.5x, "
+                                "but Pong needed more steps for each return in it, two seeds); auto: bfloat16 where "
+                                "the CPU has AMX-BF16 or AVX512-BF16 and the model is a default CNN, else float32 (the "
+                                "MLP is faster in float32: its casts cost more than its small matmuls save)",
                                 choices=("float32", "bfloat16", "auto"))
     learner_threads: int = _f(0, "threads for TensorFlow in the learner (0: the cores the actors leave, at least "
                               "1: more threads than free cores spin and slow the actors; but every core for Atari "

@@ -8,7 +8,8 @@
    step minutes apart, which moved a ratio taken against the separately measured ceiling from 0.80 to 0.63);
 3. learner capacity: the learner's per-batch work with the preset's settings, with every core to itself (as
    training gives it every core's threads for Atari ids) and on one core, in a run's default number format
-   (float32), and in bfloat16 too where the CPU has AMX-BF16 (--learner-precision auto would pick it);
+   (float32), and in bfloat16 too where the CPU has AMX-BF16 or AVX512-BF16 (--learner-precision auto would
+   pick it);
 4. training throughput: `actorlearner train --env ID` for --seconds, env steps/s consumed from the first
    learner step on, against (3) and (1).
 
@@ -27,7 +28,7 @@ from broadcast import learner_capacity
 from common import ceiling, run_train, write_outputs
 
 from actorlearner import litert_cnn  # light: no TensorFlow
-from actorlearner.precision import has_amx_bf16
+from actorlearner.precision import bf16_hardware
 
 ENVS = 16
 
@@ -103,7 +104,7 @@ def main() -> None:
     with mp.get_context("spawn").Pool(1) as pool:
         cap_one = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset, 1))[0]
     other = None  # the other number format's capacity where this CPU multiplies bfloat16 in hardware
-    if has_amx_bf16():
+    if bf16_hardware():
         fmt = "float32" if cap["precision"] == "bfloat16" else "bfloat16"
         with mp.get_context("spawn").Pool(1) as pool:
             other = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset, cores, fmt))[0]

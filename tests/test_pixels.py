@@ -11,12 +11,12 @@ import sys
 import numpy as np
 import pytest
 
-from actorlearner.precision import has_amx_bf16
+from actorlearner.precision import bf16_hardware
 from conftest import ROOT, our_segments, spawned_pids
 
 # What `--actor-inference auto` runs the default CNN in: LiteRT where ai-edge-litert is installed (the atari extra).
 ENGINE = "LiteRT" if importlib.util.find_spec("ai_edge_litert") else "numpy"
-AMX = has_amx_bf16()  # what --learner-precision auto looks for (actorlearner/precision.py)
+BF16_HARDWARE = bf16_hardware()  # what --learner-precision auto looks for (actorlearner/precision.py)
 
 
 def cli(tmp_path, *args, timeout=180):
@@ -30,8 +30,9 @@ def test_default_cnn_solves_an_image_task(tmp_path, precision):
     """BrightSquare: the rewarded action is the quadrant a bright square is drawn in, in an 84x84 frame;
     chance earns 2.5 of 10. Solved (confirmed on 20 fresh episodes) within 60 s by the default model, with the
     learner's torso in either number format."""
-    if precision == "bfloat16" and not AMX:
-        pytest.skip("the CPU has no AMX-BF16: bfloat16 would run emulated, far slower than the 60 s budget assumes")
+    if precision == "bfloat16" and not BF16_HARDWARE:
+        pytest.skip("the CPU has neither AMX-BF16 nor AVX512-BF16: bfloat16 would run emulated, far slower than "
+                    "the 60 s budget assumes")
     before = spawned_pids()
     proc = cli(tmp_path, "train", "--env", "custom_envs:BrightSquare-v0", "--seed", "1", "--max-seconds", "60",
                "--eval-every-s", "0", "--learner-precision", precision, "--run-dir", str(tmp_path / "run"))
@@ -84,7 +85,7 @@ def test_pong_smoke_run_video_and_export(tmp_path):
     assert "(preset pong)" in out and "ale backend" in out and "observations 84x84x4 uint8" in out, out
     assert "target return 18 |" in out, out
     assert f"{ENGINE} (the default impala-shallow model" in out and "MB per actor" in out
-    assert "in float32 (--learner-precision" in out  # the default (auto would pick bfloat16 on an AMX CPU)
+    assert "in float32 (--learner-precision" in out  # the default, whatever auto would pick
     summary = json.loads((run / "summary.json").read_text())
     assert summary["env_steps"] >= 2000 and summary["learner_steps"] >= 2, summary
     with np.load(run / "policy.npz") as saved:

@@ -9,8 +9,9 @@ from actorlearner.model import apply_time_major, build_default_model
 from actorlearner.precision import cpu_flags, learner_precision, onednn_kernels
 from test_cnn import ATARI  # the Atari-shaped spec (84x84x4 uint8, 6 actions)
 
-AMX = frozenset({"avx512f", "amx_bf16", "amx_tile"})
-NO_AMX = frozenset({"avx2", "fma"})
+AMX = frozenset({"avx512f", "amx_bf16", "amx_tile"})  # Intel Sapphire Rapids and later
+ZEN4 = frozenset({"avx512f", "avx512_vnni", "avx512_bf16"})  # AMD Zen 4, Intel Cooper Lake
+NO_AMX = frozenset({"avx2", "fma"})  # nor AVX512-BF16: bfloat16 is emulated
 
 
 def test_the_default_cnns_get_onednn_kernels_unless_the_user_chose():
@@ -25,20 +26,25 @@ def test_the_default_cnns_get_onednn_kernels_unless_the_user_chose():
         False, "TF_ENABLE_ONEDNN_OPTS=0 as set")
 
 
-def test_the_default_is_float32_and_names_the_faster_choice_on_an_amx_cpu():
+def test_the_default_is_float32_and_names_the_faster_choice_on_a_cpu_with_bfloat16_hardware():
     default = Config()
     assert default.learner_precision == "float32"
     fmt, why = learner_precision(default, "impala-shallow", False, AMX)
-    assert fmt == "float32" and "bfloat16 steps faster on this CPU's AMX but learned Pong slower per step" in why
+    assert fmt == "float32" and "bfloat16 steps faster on this CPU's AMX-BF16 but learned Pong slower per step" in why
+    assert "this CPU's AVX512-BF16" in learner_precision(default, "impala-shallow", False, ZEN4)[1]
     assert learner_precision(default, "impala-shallow", False, NO_AMX) == ("float32", "--learner-precision")
     assert learner_precision(default, "mlp", False, AMX) == ("float32", "--learner-precision")
 
 
-def test_auto_picks_bfloat16_only_for_a_default_cnn_on_an_amx_cpu():
+def test_auto_picks_bfloat16_only_for_a_default_cnn_on_a_cpu_with_bfloat16_hardware():
     auto = Config(learner_precision="auto")
-    assert learner_precision(auto, "impala-shallow", False, AMX)[0] == "bfloat16"
+    assert learner_precision(auto, "impala-shallow", False, AMX) == (
+        "bfloat16", "auto: a CNN, and the CPU has AMX-BF16")
     assert learner_precision(auto, "impala-deep", False, AMX)[0] == "bfloat16"
-    assert learner_precision(auto, "impala-shallow", False, NO_AMX) == ("float32", "auto: the CPU has no AMX-BF16")
+    assert learner_precision(auto, "impala-shallow", False, ZEN4) == (
+        "bfloat16", "auto: a CNN, and the CPU has AVX512-BF16")
+    assert learner_precision(auto, "impala-shallow", False, NO_AMX) == (
+        "float32", "auto: the CPU has neither AMX-BF16 nor AVX512-BF16")
     assert learner_precision(auto, "mlp", False, AMX)[0] == "float32"
     assert learner_precision(auto, "impala-shallow", True, AMX)[0] == "float32"  # a custom model: its own policy
 
