@@ -282,10 +282,13 @@ CONTROL_FLOW_OPS = frozenset({"If", "StatelessIf", "While", "StatelessWhile", "C
 
 def executor_for(graph) -> str:
     """The executor a compiled step runs on: TensorFlow's single-threaded one where the graph has no control
-    flow (it runs each kernel inline, in order, where the default one schedules each of the step's ~240 small
-    kernels: with the tf.cond gone, 3-5 % of the default CartPole step in alternated runs), else the default
-    (""). Control flow there hung a step in a probe (a tf.cond's nested call). Kernels keep their own intra-op
-    threads either way."""
+    flow and no GPU is visible (it runs each kernel inline, in order, where the default one schedules each of
+    the step's ~240 small kernels: with the tf.cond gone, 3-5 % of the default CartPole step in alternated
+    runs), else the default (""). Control flow there hung a step in a probe (a tf.cond's nested call); a GPU
+    step is a graph partitioned between host and GPU, whose send/recv nodes that executor refuses
+    ("does not support partitioned graphs"). Kernels keep their own intra-op threads either way."""
+    if tf.config.list_logical_devices("GPU"):
+        return ""
     if any(op.type in CONTROL_FLOW_OPS for op in graph.get_operations()):
         return ""
     return "SINGLE_THREADED_EXECUTOR"

@@ -83,3 +83,16 @@ def test_steps_without_control_flow_run_on_the_single_threaded_executor():
     keras_adam._fused_adam = False
     keras_adam.trace()
     assert keras_adam._executor == ""  # Keras' Adam sits in a tf.cond
+
+
+def test_a_step_on_a_gpu_runs_on_the_default_executor(monkeypatch):
+    """On a GPU the step's graph is partitioned between host and GPU, and the single-threaded executor refuses
+    the send/recv nodes that joins them. No GPU here: one is listed by a stand-in."""
+    from actorlearner.learner import executor_for
+
+    plain = tf.function(lambda x: x * 2.0, autograph=False, input_signature=[tf.TensorSpec([], tf.float32)])
+    graph = plain.get_concrete_function().graph
+    assert executor_for(graph) == "SINGLE_THREADED_EXECUTOR"
+    gpu = tf.config.LogicalDevice("/device:GPU:0", "GPU")
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: [gpu] if kind == "GPU" else [])
+    assert executor_for(graph) == ""
