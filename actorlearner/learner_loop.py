@@ -24,7 +24,7 @@ from .protocol import ActorFailed, EnvError, UnrollReady, UnrollSource
 from .reporting import RunStats, progress_line, say, warn
 from .run_files import RunDir
 from .stopping import Interrupted, StopSignals, UserCodeStopped
-from .tf_start import start_tensorflow_quietly
+from .tf_start import learner_device, start_tensorflow_quietly
 from .trajectory import learner_inputs
 from .transport import TransportTimeout, WeightStore
 
@@ -89,6 +89,9 @@ class LearnerLoop:
 
         self.layout = published_layout(model, run.spec, cfg, numpy_actors=run.actor_model_fn is None)
         self.learner = Learner(cfg, run.spec, model, self.layout)
+        device = learner_device()
+        if device not in ("CPU", None):
+            run.report(f"the learner runs on {device}")
         if run.ckpt is not None:
             self.learner.restore(run.ckpt)
         run.weights.publish(self.learner.flat_weights())  # the actors' first unrolls wait for this

@@ -116,6 +116,26 @@ def choose_onednn(kind: str, custom_model: bool) -> str:
     return note
 
 
+def learner_device() -> str | None:
+    """Where this process's TensorFlow runs the learner step: "CPU", or its GPUs, named ("GPU:0 NVIDIA H200"),
+    for the run's summary and a line at start-up (TensorFlow places ops on the first GPU by itself); None when
+    TensorFlow is not imported (imports nothing)."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not hasattr(tf, "config"):
+        return None
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "CPU"
+    names = []
+    for gpu in gpus:
+        try:
+            detail = tf.config.experimental.get_device_details(gpu).get("device_name", "")
+        except (RuntimeError, ValueError):
+            detail = ""
+        names.append(" ".join(filter(None, [gpu.name.split("physical_device:")[-1], detail])))
+    return ", ".join(names)
+
+
 def onednn_in_use() -> bool | None:
     """Whether this process's TensorFlow runs its oneDNN kernels (see precision.onednn_kernels); None when
     TensorFlow has not finished importing or its (private) check has moved. Imports nothing."""

@@ -41,7 +41,8 @@ def test_default_cnn_solves_an_image_task(tmp_path, precision):
     assert f"in {precision} (--learner-precision" in proc.stdout
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["solved"] and summary["confirm_return_mean"] >= 9.0, proc.stdout[-3000:]
-    assert summary["learner_precision"] == precision
+    assert summary["learner_precision"] == precision and summary["learner_device"] == "CPU"
+    assert "the learner runs on" not in proc.stdout  # said only for a GPU
     if "TF_ENABLE_ONEDNN_OPTS" not in os.environ:  # the run turns oneDNN on for the CNN, whatever the CPU
         assert ", oneDNN kernels |" in proc.stdout and summary["learner_onednn"] is True, summary
     assert spawned_pids() - before == set(), "actor processes outlived the run"

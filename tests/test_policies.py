@@ -139,3 +139,16 @@ def test_an_actor_runs_a_keras_model_off_the_gpu_and_the_learner_grows_its_gpu_m
     calls.clear()
     learner.configure_tensorflow(threads=0)
     assert calls == [("/physical_device:GPU:0", True)]
+
+
+def test_the_learner_names_the_gpus_it_runs_on(monkeypatch):
+    """A run's summary says where the learner ran, and a line at start-up names the GPU. No GPU here: the
+    devices are stand-ins."""
+    from actorlearner.tf_start import learner_device
+
+    assert learner_device() == "CPU"
+    gpus = [tf.config.PhysicalDevice(f"/physical_device:GPU:{i}", "GPU") for i in range(2)]
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: gpus if kind == "GPU" else [])
+    monkeypatch.setattr(tf.config.experimental, "get_device_details",
+                        lambda d: {"device_name": "NVIDIA H200"} if d.name.endswith("0") else {})
+    assert learner_device() == "GPU:0 NVIDIA H200, GPU:1"
