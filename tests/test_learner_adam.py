@@ -66,8 +66,10 @@ def test_flat_caller_gives_the_public_calls_result_and_updates_the_same_variable
     assert flat_caller(len) is len  # no flat entry: the function itself
 
 
-def test_steps_without_control_flow_run_on_the_single_threaded_executor():
+def test_steps_without_control_flow_run_on_the_single_threaded_executor(monkeypatch):
     from actorlearner.learner import executor_for
+
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: [])  # as on a machine without GPU
 
     @tf.function(autograph=False, input_signature=[tf.TensorSpec([], tf.float32)])
     def branchy(x):
@@ -92,7 +94,8 @@ def test_a_step_on_a_gpu_runs_on_the_default_executor(monkeypatch):
 
     plain = tf.function(lambda x: x * 2.0, autograph=False, input_signature=[tf.TensorSpec([], tf.float32)])
     graph = plain.get_concrete_function().graph
+    gpus = []
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: gpus if kind == "GPU" else [])
     assert executor_for(graph) == "SINGLE_THREADED_EXECUTOR"
-    gpu = tf.config.LogicalDevice("/device:GPU:0", "GPU")
-    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: [gpu] if kind == "GPU" else [])
+    gpus.append(tf.config.LogicalDevice("/device:GPU:0", "GPU"))
     assert executor_for(graph) == ""
