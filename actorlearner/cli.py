@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "the solved threshold.")
     pl.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="run directories (hold metrics.jsonl)")
     pl.add_argument("-o", "--out", default="curves.png", help="PNG to write [default: curves.png]")
+    sub.add_parser("info", help="print versions, CPU and cores (for a bug report)", allow_abbrev=False,
+                   description="Print the Python, platform, CPU (cores usable, bfloat16 hardware), /dev/shm space and "
+                               "the versions of the packages that decide a run's results and speed, as a run records "
+                               "them in summary.json (\"system\"). Imports no TensorFlow.")
     return parser
 
 
@@ -76,6 +80,11 @@ def main(argv: Optional[list] = None) -> int:
         return _train(args, start)
     if args.command == "eval":
         return _eval(args)
+    if args.command == "info":
+        from .system_info import describe, system_info
+
+        print("\n".join(describe(system_info())))
+        return EXIT_OK
     try:
         if args.command == "export":
             return _export(args)

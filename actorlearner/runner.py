@@ -29,6 +29,7 @@ from .precision import learner_precision
 from .preflight import (check_shared_memory, crowded_actors, prepare, resume_point, shared_bytes, slot_bytes,
                         slots_per_actor, unused_settings)
 from .presets import is_atari
+from .system_info import system_info
 from .tf_start import choose_onednn, learner_device, onednn_in_use, start_tensorflow_early
 from .reporting import RunStats, fmt_return, say, warn
 from .run_files import RunDir, check_fresh
@@ -261,6 +262,7 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
             summary["learner_precision"] = plan.precision  # the learner's format (auto resolves it per machine)
             summary["learner_onednn"] = onednn_in_use()  # its kernels, which TensorFlow too sets per machine
             summary["learner_device"] = learner_device()  # "CPU", or the GPUs TensorFlow saw
+            summary["system"] = system_info()  # versions, CPU and cores: at the end, off the start-up path
             if status == "interrupted":
                 summary["stop_signal"] = signals.requested or "SIGINT"
             if error is not None:

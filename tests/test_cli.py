@@ -1,6 +1,8 @@
 """Bad input: a one-line error and exit status 2 before any process starts; --help explains every flag."""
 
 import dataclasses
+import importlib.util
+import json
 import subprocess
 import sys
 
@@ -97,3 +99,32 @@ def test_a_run_prints_no_tensorflow_start_up_noise_and_skips_matplotlib(tmp_path
     assert not noise, proc.stderr
     assert "imported: []" in proc.stdout  # matplotlib is in the test extra; OpenCV is checked where installed
     assert "after: matplotlib.pyplot" in proc.stdout
+    # What the run ran on, recorded at its end (off the start-up path), as `actorlearner info` prints it.
+    system = json.loads((tmp_path / "r" / "summary.json").read_text())["system"]
+    import tensorflow as tf
+
+    assert system["packages"]["tensorflow"] == tf.__version__ and system["cores_usable"] >= 1, system
+    assert (system["packages"]["envpool"] is None) == (importlib.util.find_spec("envpool") is None), system
+
+
+def test_info_prints_what_a_run_records():
+    from actorlearner.system_info import describe, system_info
+
+    proc = run_cli("info")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    info = system_info()
+    assert proc.stdout.splitlines() == describe(info)
+    assert f"tensorflow {info['packages']['tensorflow']}" in proc.stdout and "cores" in proc.stdout
+
+
+def test_cpu_model_and_bf16_hardware_are_read_from_cpuinfo(tmp_path):
+    from actorlearner.system_info import cpu_model, describe
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu avx512_bf16\n")
+    assert cpu_model(str(cpuinfo)) == "AMD EPYC 9R14"
+    lines = describe({"python": "3.11.7", "platform": "Linux", "cpu": "AMD EPYC 9R14", "cores": 16, "cores_usable": 2,
+                      "bf16_hardware": "AVX512-BF16", "shm_free_mb": 64,
+                      "packages": {"tensorflow": "2.21.0", "envpool": None}})
+    assert lines[1] == "CPU: AMD EPYC 9R14, 2 of 16 cores usable, bfloat16 hardware: AVX512-BF16; /dev/shm 64 MB free"
+    assert lines[2:] == ["packages: tensorflow 2.21.0", "not installed: envpool"]
