@@ -22,16 +22,21 @@ from typing import Mapping
 from .config import Config, ConfigError
 
 
-def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset:
-    """The CPU's feature flags (Linux; empty elsewhere, which keeps auto on float32)."""
+def cpuinfo_field(name: str, path: str = "/proc/cpuinfo") -> str | None:
+    """The value of the first processor's `name` line in /proc/cpuinfo (Linux; None elsewhere)."""
     try:
         with open(path) as f:
             for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
+                if line.startswith(name):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset:
+    """The CPU's feature flags (Linux; empty elsewhere, which keeps auto on float32)."""
+    return frozenset((cpuinfo_field("flags", path) or "").split())
 
 
 # The CPU features that multiply bfloat16 in hardware, as /proc/cpuinfo names them, and as the start-up line does.

@@ -9,7 +9,7 @@ import os
 import platform
 
 from .config import usable_cores
-from .precision import bf16_hardware
+from .precision import bf16_hardware, cpuinfo_field
 from .transport import shared_memory_free
 
 # The packages whose versions change a run's results or speed; None where one is not installed.
@@ -31,14 +31,7 @@ def package_versions() -> dict[str, str | None]:
 
 def cpu_model(path: str = "/proc/cpuinfo") -> str:
     """The CPU's model name (Linux's /proc/cpuinfo; platform.processor() elsewhere, which may be empty)."""
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    return cpuinfo_field("model name", path) or platform.processor()
 
 
 def system_info() -> dict:
