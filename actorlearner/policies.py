@@ -28,7 +28,7 @@ def make_policy(cfg, spec: EnvSpec, model_fn: Callable | None, *, own_process: b
     thread counts and devices."""
     if model_fn is None:
         return numpy_policy(spec, cfg, default_layout(spec, cfg))
-    return KerasPolicy(spec, model_fn, cfg.actor_threads if own_process else 0, own_process=own_process)
+    return KerasPolicy(spec, model_fn, cfg.actor_threads if own_process else 0)
 
 
 class Policy:
@@ -144,15 +144,17 @@ class NumpyMLPPolicy(FeedForward):
 
 class KerasPolicy(FeedForward):
     """Runs an arbitrary Keras model in the actor; costs a TensorFlow import and ~0.4 ms per call. A model
-    with `state_sizes` (model.py's recurrent contract) is stepped with its state."""
+    with `state_sizes` (model.py's recurrent contract) is stepped with its state.
 
-    def __init__(self, spec: EnvSpec, model_fn: Callable, threads: int, own_process: bool = False):
+    threads: in an actor's own process, its TensorFlow's thread count (>= 1, and the GPUs are hidden); 0 in a
+    process shared with others (serial mode, the learner's checks, evaluation), whose settings stay as they are."""
+
+    def __init__(self, spec: EnvSpec, model_fn: Callable, threads: int):
         import tensorflow as tf
 
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(threads)
-        if own_process:
             # An actor runs its model on the CPU: TensorFlow would otherwise give each actor process a context on
             # every GPU and reserve nearly all of its memory, so with a GPU the second actor (or the learner) runs
             # out of it. Must come before the model's first op; a CPU-only machine lists no GPU to hide.
