@@ -15,7 +15,7 @@
 
     python benchmarks/atari.py [--env ALE/Pong-v5] [--seconds 60]
 
-The return-against-time curves against stable-baselines3 PPO are atari_curves.py's.
+The return-against-time curves against stable-baselines3 PPO are curves.py's.
 """
 
 import argparse

@@ -179,7 +179,7 @@ def main() -> None:
             for who, runs, color in (("actorlearner", r["ours"], "C0"), ("SB3 PPO", r["theirs"], "C1")):
                 for i, run in enumerate(runs):
                     if run["curve"]:
-                        t, _, ret = zip(*run["curve"])
+                        t, ret = [c[0] for c in run["curve"]], [c[2] for c in run["curve"]]
                         ax.plot(t, ret, color=color, lw=0.8, label=who if i == 0 else None)
             ax.axhline(r["target"], color="k", ls="--", lw=0.8)
             ax.set_title(r["env"])

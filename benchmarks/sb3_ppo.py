@@ -11,7 +11,8 @@ dependencies of actorlearner.
     python benchmarks/sb3_ppo.py --env CartPole-v1 --seed 1 --target 475 --max-seconds 120 [--confirm-episodes 20]
 
 Prints one JSON line: solved_at_s, solved_at_steps (at the passed confirmation), window_reached_at_s,
-confirmations_failed, confirm_return_mean, mean_return_100, env_steps, curve.
+confirmations_failed, confirm_return_mean, mean_return_100, env_steps, curve [(time_s, env_steps,
+mean return of the last (up to) 100 episodes, episodes)], a point a second from the first finished episode.
 """
 
 import argparse
@@ -25,6 +26,10 @@ from actorlearner.evaluation import confirmation_passes  # noqa: E402  (ours, so
 from actorlearner.reporting import process_age_s  # noqa: E402  (no TensorFlow: a light import)
 
 START = time.monotonic() - process_age_s()
+
+# The zoo's policy for its tuned MuJoCo entries: two ReLU layers of 256 per side, log std -2 at the start.
+_ZOO_MUJOCO_NET = dict(log_std_init=-2, ortho_init=False, activation="relu",
+                       net_arch=dict(pi=[256, 256], vf=[256, 256]))
 
 # rl-baselines3-zoo, hyperparams/ppo.yml (n_envs and normalize are used to build the vectorized env;
 # "lin_X" is a linear schedule from X to 0 over n_timesteps).
@@ -47,6 +52,17 @@ ZOO = {
     "BipedalWalker-v3": dict(n_envs=32, n_timesteps=5e6, normalize=True, n_steps=2048, batch_size=64,
                              gae_lambda=0.95, gamma=0.999, n_epochs=10, ent_coef=0.0, learning_rate=3e-4,
                              clip_range=0.18),
+    # The zoo's tuned MuJoCo entries (HalfCheetah-v3, Hopper-v3, Walker2d-v3; v5 has the same dynamics and
+    # rewards), on gymnasium's v5 ids.
+    "HalfCheetah-v5": dict(n_envs=1, n_timesteps=1e6, normalize=True, batch_size=64, n_steps=512, gamma=0.98,
+                           learning_rate=2.0633e-05, ent_coef=0.000401762, clip_range=0.1, n_epochs=20,
+                           gae_lambda=0.92, max_grad_norm=0.8, vf_coef=0.58096, policy_kwargs=_ZOO_MUJOCO_NET),
+    "Hopper-v5": dict(n_envs=1, n_timesteps=1e6, normalize=True, batch_size=32, n_steps=512, gamma=0.999,
+                      learning_rate=9.80828e-05, ent_coef=0.00229519, clip_range=0.2, n_epochs=5, gae_lambda=0.99,
+                      max_grad_norm=0.7, vf_coef=0.835671, policy_kwargs=_ZOO_MUJOCO_NET),
+    "Walker2d-v5": dict(n_envs=1, n_timesteps=1e6, normalize=True, batch_size=32, n_steps=512, gamma=0.99,
+                        learning_rate=5.05041e-05, ent_coef=0.000585045, clip_range=0.1, n_epochs=20,
+                        gae_lambda=0.95, max_grad_norm=1, vf_coef=0.871923),
 }
 
 
@@ -118,16 +134,17 @@ def main() -> None:
 
     class Criterion(BaseCallback):
         solved_at = window_at = confirm_mean = None
-        failed = 0
+        failed = episodes = 0
         due = False  # the window reached the target: confirm at the end of this rollout
 
         def _on_step(self) -> bool:
             buf = self.model.ep_info_buffer  # the last 100 finished episodes (stats_window_size)
             now = time.monotonic() - START
+            Criterion.episodes += int(sum(self.locals["dones"]))
+            if buf and (not curve or now - curve[-1][0] >= 1.0):  # as ours: the mean of up to 100
+                curve.append((now, self.num_timesteps, sum(e["r"] for e in buf) / len(buf), Criterion.episodes))
             if len(buf) == 100:
                 mean = sum(e["r"] for e in buf) / 100
-                if not curve or now - curve[-1][0] >= 1.0:
-                    curve.append((now, self.num_timesteps, mean))
                 if mean >= a.target:
                     if Criterion.window_at is None:
                         Criterion.window_at = now

@@ -1,13 +1,15 @@
-"""Return against wall clock on Atari: actorlearner (the game's preset) against stable-baselines3 PPO with
-rl-baselines3-zoo's Atari hyperparameters (`sb3_atari.py`), run back to back on the same machine for the same
-minutes; the mean return of the last (up to) 100 finished training episodes sampled at every minute.
+"""Return against wall clock on Atari and MuJoCo: actorlearner (`train --env ID`, so the env's preset) against
+stable-baselines3 PPO with rl-baselines3-zoo's hyperparameters (`sb3_atari.py` for ALE games, `sb3_ppo.py` with
+the zoo's tuned MuJoCo entries), run back to back on the same machine for the same minutes; the mean return of
+the last (up to) 100 finished training episodes sampled at every minute.
 
-    python benchmarks/atari_curves.py --games pong,breakout --minutes 20 --sb3-python /path/to/sb3venv/bin/python
+    python benchmarks/curves.py --games pong,breakout --minutes 20 --sb3-python /path/to/sb3venv/bin/python
+    python benchmarks/curves.py --games hopper,halfcheetah --minutes 10   # pip install -e ".[bench,mujoco]"
 
 --sides ours|sb3 runs one side only; --merge FILE.json takes the other side's curves from an earlier
-atari_curves.json (say so when you quote such a table: the sides then ran at different hours).
+curves.json (or atari_curves.json) (say so when you quote such a table: the sides then ran at different hours).
 --ours-run GAME=RUN_DIR reads our side from a finished run's metrics.jsonl (cut at --minutes) instead of
-training, e.g. the first 20 minutes of a longer run. Writes atari_curves.json, .md (the table) and .png.
+training, e.g. the first 20 minutes of a longer run. Writes curves.json, .md (the table) and .png.
 """
 
 import argparse
@@ -20,7 +22,8 @@ import tempfile
 from common import write_outputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GAMES = {"pong": "ALE/Pong-v5", "breakout": "ALE/Breakout-v5"}
+GAMES = {"pong": "ALE/Pong-v5", "breakout": "ALE/Breakout-v5", "halfcheetah": "HalfCheetah-v5",
+         "hopper": "Hopper-v5", "walker2d": "Walker2d-v5"}
 MARKS = (5, 10, 15, 20)
 
 
@@ -34,7 +37,7 @@ def ours_curve(run_dir: str, minutes: float) -> list:
 def run_ours(game: str, seed: int, minutes: float, flags: list) -> list:
     with tempfile.TemporaryDirectory() as d:
         run_dir = os.path.join(d, "run")
-        proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--preset", game, "--seed", str(seed),
+        proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", GAMES[game], "--seed", str(seed),
                                "--max-seconds", str(minutes * 60), "--no-stop-at-target", "--run-dir", run_dir, *flags],
                               capture_output=True, text=True, cwd=ROOT, timeout=minutes * 60 + 300)
         if proc.returncode != 0:
@@ -43,8 +46,12 @@ def run_ours(game: str, seed: int, minutes: float, flags: list) -> list:
 
 
 def run_sb3(game: str, seed: int, minutes: float, python: str) -> list:
-    proc = subprocess.run([python, os.path.join(ROOT, "benchmarks", "sb3_atari.py"), "--env", GAMES[game],
-                           "--seed", str(seed), "--max-seconds", str(minutes * 60)],
+    """SB3's curve: the zoo's Atari settings for an ALE game; else its tuned entry in sb3_ppo.py, never stopped
+    by a target."""
+    script, more = ("sb3_atari.py", []) if GAMES[game].startswith("ALE/") else \
+        ("sb3_ppo.py", ["--target", "inf", "--confirm-episodes", "0"])
+    proc = subprocess.run([python, os.path.join(ROOT, "benchmarks", script), "--env", GAMES[game],
+                           "--seed", str(seed), "--max-seconds", str(minutes * 60), *more],
                           capture_output=True, text=True, cwd=ROOT, timeout=minutes * 60 + 300)
     if proc.returncode != 0:
         raise RuntimeError(f"SB3 on {game} failed: {proc.stderr[-2000:]}")
@@ -86,11 +93,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--sides", default="ours,sb3")
     p.add_argument("--sb3-python", default=sys.executable,
-                   help="a Python with stable-baselines3, torch, ale-py and opencv (not actorlearner's deps)")
-    p.add_argument("--merge", help="an earlier atari_curves.json to take the sides not run now from")
+                   help="a Python with stable-baselines3 and torch, and ale-py and opencv for Atari or mujoco "
+                   "for MuJoCo (not actorlearner's deps)")
+    p.add_argument("--merge", help="an earlier curves.json to take the sides not run now from")
     p.add_argument("--ours-run", action="append", default=[], metavar="GAME=RUN_DIR")
     p.add_argument("--ours-flags", default="", help="more `actorlearner train` flags for our side, e.g. "
-                   "'--epochs 4' (the game's preset applies first)")
+                   "'--epochs 4' (the env's preset applies first)")
     p.add_argument("--out", default="bench_out")
     a = p.parse_args()
     games = a.games.split(",")
@@ -116,7 +124,7 @@ def main() -> None:
     md = table(complete, a.minutes)
     print(md)
     os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, "atari_curves.md"), "w") as f:
+    with open(os.path.join(a.out, "curves.md"), "w") as f:
         f.write(md + "\n")
 
     def plot(plt):
@@ -132,7 +140,7 @@ def main() -> None:
             ax.legend()
         return fig
 
-    write_outputs("atari_curves", a.out, {"minutes": a.minutes, "seed": a.seed, "results": results},
+    write_outputs("curves", a.out, {"minutes": a.minutes, "seed": a.seed, "results": results},
                   plot if complete else None)
 
 
