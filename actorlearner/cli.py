@@ -149,6 +149,8 @@ def _eval(args: argparse.Namespace) -> int:
         if args.video and not args.video.lower().endswith((".mp4", ".gif")):
             raise ConfigError(f"--video {args.video}: the file name must end in .mp4 or .gif")
         check_out_path("--video", args.video)
+        if args.video:
+            headless_mujoco_rendering(os.environ, sys.platform)
         cfg, spec, env_fn = run_config(args.run_dir)
         policy = load_policy(args.run_dir, which=args.which)
         greedy = args.deterministic
@@ -182,6 +184,14 @@ def _eval(args: argparse.Namespace) -> int:
         write_line(f"actorlearner: interrupted{done}", sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK
+
+
+def headless_mujoco_rendering(environ, platform: str) -> None:
+    """MuJoCo draws through GLFW unless MUJOCO_GL says otherwise, and GLFW needs a display: without one,
+    `eval --video` of a MuJoCo task failed with a traceback. EGL draws off-screen (Mesa's, or a GPU driver's).
+    Set before MuJoCo is imported (it reads the variable once); a user's own MUJOCO_GL is kept."""
+    if platform.startswith("linux") and not environ.get("DISPLAY") and not environ.get("MUJOCO_GL"):
+        environ["MUJOCO_GL"] = "egl"
 
 
 def _episode_figures(played: list) -> str:

@@ -73,6 +73,12 @@ def registered_id(env_id: str) -> str:
 _CHECKING_WRAPPERS = (gym.wrappers.TimeLimit, gym.wrappers.OrderEnforcing, gym.wrappers.PassiveEnvChecker)
 
 
+# gymnasium's MuJoCo models with a camera named "track" that follows the body: their default view is a fixed
+# one, which a running HalfCheetah leaves within a second of a video.
+MUJOCO_TRACKING_CAMERA = frozenset({"Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup", "Swimmer",
+                                    "Walker2d"})
+
+
 class _RegisteredEnv:
     def __init__(self, env_id: str, render_mode: Optional[str] = None, modules: tuple = ()):
         self.env_id = env_id
@@ -84,6 +90,8 @@ class _RegisteredEnv:
         if is_atari(self.env_id):
             return single_env(registered_id(self.env_id), self.render_mode)
         extra = {"render_mode": self.render_mode} if self.render_mode else {}
+        if self.render_mode and registered_id(self.env_id).rpartition("-v")[0] in MUJOCO_TRACKING_CAMERA:
+            extra["camera_name"] = "track"
         env = gym.make(registered_id(self.env_id), disable_env_checker=True, **extra)
         spec = env.spec
         while isinstance(env, _CHECKING_WRAPPERS):

@@ -160,11 +160,16 @@ def record_video(policy, env_fn: Callable, spec: EnvSpec, path: str, *, seed: in
     # No window and no sound device is needed to draw into an array; without these SDL complains on stderr.
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    env = env_fn()
     frames: list = []
+    try:
+        env = env_fn()
+    except Exception as e:  # noqa: BLE001 - a renderer that cannot start is the user's setup: say what failed
+        raise ConfigError(f"could not make the env for the video: {_render_failure(e)}") from None
     try:
         total, n = _play(policy, env, spec, np.random.default_rng(seed), seed, greedy, max_steps, frames)
         fps = env.metadata.get("render_fps") or 30
+    except Exception as e:  # noqa: BLE001 - as above; the episodes already played were reported
+        raise ConfigError(f"could not record the video: {_render_failure(e)}") from None
     finally:
         env.close()
     if not frames or frames[0] is None:
@@ -174,6 +179,15 @@ def record_video(policy, env_fn: Callable, spec: EnvSpec, path: str, *, seed: in
     else:
         imageio.mimsave(path, frames, fps=fps, macro_block_size=1)
     return total, n, len(frames)
+
+
+def _render_failure(e: Exception) -> str:
+    """The error in one line, with what to try where MuJoCo could not open OpenGL."""
+    text = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    if "OpenGL" in str(e) or "mujoco" in type(e).__module__:
+        text += (" (MuJoCo draws with OpenGL: MUJOCO_GL=egl, the default here without a display, needs libEGL; "
+                 "MUJOCO_GL=osmesa needs libOSMesa and PyOpenGL)")
+    return text
 
 
 def _play(policy, env, spec: EnvSpec, rng, seed: int, greedy: bool, max_steps: int,

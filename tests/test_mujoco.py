@@ -1,6 +1,8 @@
 """gymnasium's MuJoCo tasks (the `mujoco` extra): the preset applies by id, and a task is learned."""
 
+import ctypes.util
 import json
+import os
 import subprocess
 import sys
 
@@ -23,19 +25,50 @@ def test_mujoco_ids_get_the_mujoco_preset():
     assert with_preset(Config(), {"env": "Hopper-v5", "preset": "none"}).loss == Config().loss
 
 
-def test_inverted_pendulum_is_solved_with_the_mujoco_preset(tmp_path, no_leaks):
-    """From the command line, as a user runs it: the preset by id, gymnasium's target (950), a confirmed solve,
-    and the saved policy holds it when played afresh."""
+@pytest.fixture(scope="module")
+def pendulum_run(tmp_path_factory):
+    """InvertedPendulum-v5 trained from the command line, as a user runs it: (run dir, its stdout)."""
     pytest.importorskip("mujoco", reason="the mujoco extra is not installed (pip install -e .[mujoco])")
-    run_dir = tmp_path / "run"
+    run_dir = tmp_path_factory.mktemp("mujoco") / "run"
     proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "InvertedPendulum-v5", "--seed",
                            "1", "--max-seconds", "60", "--run-dir", str(run_dir)],
                           capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "(preset mujoco)" in proc.stdout
+    return run_dir, proc.stdout
+
+
+def test_inverted_pendulum_is_solved_with_the_mujoco_preset(pendulum_run):
+    """The preset by id, gymnasium's target (950, of at most 1,000), a confirmed solve, and the saved policy
+    holds it when played afresh (a random policy lasts ~5-10 steps)."""
+    run_dir, stdout = pendulum_run
+    assert "(preset mujoco)" in stdout
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["solved"] and summary["mean_return_100"] >= 950, summary
     played = subprocess.run([sys.executable, "-m", "actorlearner", "eval", str(run_dir), "--episodes", "20"],
                             capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert played.returncode == 0, played.stderr[-3000:]
     assert float(played.stdout.split(": return ")[1].split(" ")[0]) >= 950, played.stdout
+
+
+def test_video_of_a_mujoco_task_without_a_display(pendulum_run, tmp_path):
+    """MuJoCo draws through GLFW by default, which needs a display: `eval --video` picks EGL without one
+    (cli.headless_mujoco_rendering), where it failed with a traceback before."""
+    if ctypes.util.find_library("EGL") is None:
+        pytest.skip("no libEGL on this machine (MuJoCo's off-screen OpenGL)")
+    run_dir, _ = pendulum_run
+    video = tmp_path / "pendulum.mp4"
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "MUJOCO_GL")}
+    played = subprocess.run([sys.executable, "-m", "actorlearner", "eval", str(run_dir), "--episodes", "1",
+                             "--video", str(video)], capture_output=True, text=True, timeout=180, cwd=ROOT, env=env)
+    assert played.returncode == 0, played.stderr[-3000:]
+    assert "video: " in played.stdout and "(1001 frames" in played.stdout, played.stdout  # reset + 1,000 steps
+    assert video.stat().st_size > 10_000
+
+
+def test_headless_rendering_choice():
+    from actorlearner.cli import headless_mujoco_rendering
+
+    for environ, platform, expected in (({}, "linux", "egl"), ({"DISPLAY": ":0"}, "linux", None),
+                                        ({"MUJOCO_GL": "osmesa"}, "linux", "osmesa"), ({}, "darwin", None)):
+        headless_mujoco_rendering(environ, platform)
+        assert environ.get("MUJOCO_GL") == expected, (environ, platform)
