@@ -201,6 +201,14 @@ def test_a_closed_output_pipe_does_not_end_the_run(tmp_path):
     assert summary["status"] == "max_seconds" and summary["learner_steps"] > 0, summary
 
 
+def _terminal_child(fcntl, termios) -> None:
+    """In the child, before the run starts: the pty becomes its controlling terminal, and SIGHUP gets its default
+    disposition back, as in a run started from a shell. Under `nohup pytest` the run would inherit SIGHUP ignored
+    and rightly keep it so (stopping.py), and this test would fail for the wrong reason."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 def test_terminal_hangup_stops_cleanly_with_status_129(tmp_path):
     """An ssh connection that drops: the run's terminal hangs up, every write to it fails from then on (EIO), and
     SIGHUP reaches the run and (from the shell that started it) its whole process group. The run stops as on
@@ -217,7 +225,7 @@ def test_terminal_hangup_stops_cleanly_with_status_129(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--run-dir", str(run_dir), "--max-seconds",
                              "120", "--no-stop-at-target"], stdin=slave, stdout=slave, stderr=slave, cwd=ROOT,
                             start_new_session=True,  # the run leads a session whose terminal is the pty:
-                            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+                            preexec_fn=lambda: _terminal_child(fcntl, termios))
     os.close(slave)
     try:
         metrics, deadline = run_dir / "metrics.jsonl", time.monotonic() + 90
