@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import os
 import signal
@@ -21,9 +22,38 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # a run directory that cannot take more
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse whose usage errors are one line that points to --help: `train`'s usage runs to ~55 lines, which
+    buried the line that said what was wrong."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """An unknown flag is named by its command (`actorlearner train: error: ...`, not the top level's) with
+        the nearest known flag, `--max_seconds` -> `--max-seconds`."""
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            command = self.commands[parsed.command]
+            command.error(f"unrecognized arguments: {' '.join(unknown)}{nearest_flag(unknown, command)}")
+        return parsed
+
+
+def nearest_flag(unknown: list, parser: argparse.ArgumentParser) -> str:
+    """' (did you mean --x?)' for the first unknown flag that is close to one of parser's, else ''. Only close
+    spellings (difflib ratio >= 0.75): a guess from a prefix would repeat what allow_abbrev=False prevents."""
+    known = [flag for action in parser._actions for flag in action.option_strings]
+    for arg in unknown:
+        if arg.startswith("-"):
+            close = difflib.get_close_matches(arg.split("=", 1)[0], known, n=1, cutoff=0.75)
+            if close:
+                return f" (did you mean {close[0]}?)"
+    return ""
+
+
 def build_parser() -> argparse.ArgumentParser:
     # allow_abbrev=False everywhere: with abbreviations, `--lr nan` was read as --lr-schedule.
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         prog="actorlearner", allow_abbrev=False,
         description="Asynchronous actor-learner (IMPALA with V-trace) training for gymnasium environments.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -70,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                    description="Print the Python, platform, CPU (cores usable, bfloat16 hardware), /dev/shm space and "
                                "the versions of the packages that decide a run's results and speed, as a run records "
                                "them in summary.json (\"system\"). Imports no TensorFlow.")
+    parser.commands = dict(sub.choices)
     return parser
 
 

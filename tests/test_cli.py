@@ -59,9 +59,22 @@ def test_an_output_path_in_a_missing_directory_is_one_line_before_the_work(args,
     assert f"the directory {missing} does not exist" in lines[0], lines[0]
 
 
-def test_argparse_type_errors_exit_2():
-    proc = run_cli("train", "--seed", "abc")
-    assert proc.returncode == 2 and "invalid int value" in proc.stderr
+@pytest.mark.parametrize("args, message", [
+    (["train", "--seed", "abc"], "actorlearner train: error: argument --seed: invalid int value: 'abc'; see "
+                                 "`actorlearner train --help`"),
+    (["train", "--max_seconds", "3"], "actorlearner train: error: unrecognized arguments: --max_seconds 3 (did you "
+                                      "mean --max-seconds?); see `actorlearner train --help`"),
+    (["train", "-q"], "actorlearner train: error: unrecognized arguments: -q; see"),
+    (["eval", "RUN", "--episode", "3"], "actorlearner eval: error: unrecognized arguments: --episode 3 (did you mean "
+                                        "--episodes?)"),
+    (["eval"], "actorlearner eval: error: the following arguments are required: RUN_DIR"),
+    ([], "actorlearner: error: the following arguments are required: COMMAND; see `actorlearner --help`"),
+])
+def test_usage_errors_are_one_line_that_names_the_command(args, message):
+    """argparse printed train's ~55-line usage above the error, and an unknown flag under the top level's usage."""
+    proc = run_cli(*args)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and lines == [lines[0]] and message in lines[0], proc.stderr
 
 
 def test_help_explains_every_flag():
