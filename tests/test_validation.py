@@ -117,7 +117,7 @@ def test_settings_a_run_does_not_read_are_named():
     from actorlearner.config_sources import preset_config
     from actorlearner.envs import inspect_env, make_env_fn
     from actorlearner.layout import model_kind
-    from actorlearner.presets import PRESETS
+    from actorlearner.presets import PRESETS, is_mujoco
     from actorlearner.preflight import unused_settings
 
     said = unused_settings(Config(hidden_sizes=(32,), activation="relu", core_size=64), True, "impala-deep", False)
@@ -132,7 +132,7 @@ def test_settings_a_run_does_not_read_are_named():
         cfg = preset_config(name, env=PRESETS[name].get("env") or for_every[name])
         if cfg.env.startswith("ALE/") and importlib.util.find_spec("ale_py") is None:
             continue
-        if name == "mujoco" and importlib.util.find_spec("mujoco") is None:
+        if is_mujoco(cfg.env) and importlib.util.find_spec("mujoco") is None:
             continue
         if cfg.env.startswith(("LunarLander", "BipedalWalker")) and importlib.util.find_spec("Box2D") is None:
             continue
