@@ -34,7 +34,7 @@ class OneLineErrors(argparse.ArgumentParser):
         the nearest known flag, `--max_seconds` -> `--max-seconds`."""
         parsed, unknown = self.parse_known_args(args, namespace)
         if unknown:
-            command = self.commands[parsed.command]
+            command = getattr(self, "commands", {}).get(getattr(parsed, "command", None), self)
             command.error(f"unrecognized arguments: {' '.join(unknown)}{nearest_flag(unknown, command)}")
         return parsed
 
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                    description="Print the Python, platform, CPU (cores usable, bfloat16 hardware), /dev/shm space and "
                                "the versions of the packages that decide a run's results and speed, as a run records "
                                "them in summary.json (\"system\"). Imports no TensorFlow.")
-    parser.commands = dict(sub.choices)
+    parser.commands = dict(sub.choices)  # OneLineErrors.parse_args names the command of an unknown flag
     return parser
 
 
