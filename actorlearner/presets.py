@@ -9,6 +9,8 @@ are in the README's learning table (benchmarks/learning.py).
 
 from __future__ import annotations
 
+from typing import Optional
+
 # Atari: APPO with PPO's update density (rl-baselines3-zoo's Atari PPO: 16 updates of 256 samples per 1,024 new
 # ones): batches of 32 unrolls of 32 steps, 4 epochs x 4 minibatches. Pong seed 1 reached -15.2 at 1.56 M agent
 # steps with it, against -19 at 1.51 M with 2 x 2 passes over 32 unrolls of 20 (one run each, same machine).
@@ -126,13 +128,18 @@ MUJOCO_TASKS = frozenset({"Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidS
                           "InvertedPendulum", "Pusher", "Reacher", "Swimmer", "Walker2d"})
 
 
-def is_mujoco(env_id) -> bool:
-    """One of gymnasium's MuJoCo tasks, `Hopper-v5` and the like (any version). Decided from the id alone, so
-    the launcher needs no import to pick the preset."""
+def mujoco_task(env_id) -> Optional[str]:
+    """The task's name ("Hopper") where env_id is one of gymnasium's MuJoCo tasks, `Hopper-v5` and the like (any
+    version, `module:` prefix allowed); else None. Decided from the id alone, so the launcher needs no import to
+    pick the preset."""
     if not isinstance(env_id, str):
-        return False
+        return None
     name, _, version = env_id.split(":", 1)[-1].rpartition("-v")
-    return name in MUJOCO_TASKS and version.isdigit()
+    return name if name in MUJOCO_TASKS and version.isdigit() else None
+
+
+def is_mujoco(env_id) -> bool:
+    return mujoco_task(env_id) is not None
 
 
 def preset_for_env(env_id: str):
