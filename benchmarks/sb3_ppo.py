@@ -60,6 +60,7 @@ ZOO = {
     "Hopper-v5": dict(n_envs=1, n_timesteps=1e6, normalize=True, batch_size=32, n_steps=512, gamma=0.999,
                       learning_rate=9.80828e-05, ent_coef=0.00229519, clip_range=0.2, n_epochs=5, gae_lambda=0.99,
                       max_grad_norm=0.7, vf_coef=0.835671, policy_kwargs=_ZOO_MUJOCO_NET),
+    # Walker2d's entry names no policy_kwargs: SB3's default network (64x64 tanh, log std 0), not _ZOO_MUJOCO_NET.
     "Walker2d-v5": dict(n_envs=1, n_timesteps=1e6, normalize=True, batch_size=32, n_steps=512, gamma=0.99,
                         learning_rate=5.05041e-05, ent_coef=0.000585045, clip_range=0.1, n_epochs=20,
                         gae_lambda=0.95, max_grad_norm=1, vf_coef=0.871923),
