@@ -36,9 +36,10 @@ _ATARI = {"loss": "appo", "epochs": 4, "minibatches": 4, "learning_rate": 7.5e-4
 # 1,718; at -0.5, Hopper 1,661 and 1,537, and HalfCheetah reached gymnasium's 4,800 (confirmed) in 86 s on both;
 # at -1, HalfCheetah sooner but Hopper 944 and 1,396. Hopper at 300 s, seed 1: 2,044 with this, 1,969 at lr
 # 3e-4, 2,417 with the rate decayed linearly to 0 at 3.5 M steps: each swung between ~900-1,300 and 2,300-2,600
-# in its last 150 s, so neither steadied it. Evaluations every 30 s, not the default 5: five 1,000-step episodes
-# take the learner ~0.5 s (~10 % of its time at 5 s, ~2 % at 30), and they keep best.npz, the best policy of a
-# task whose return swings (Hopper).
+# in its last 150 s, so neither steadied it; nor did --clip-ratio 0.1 or --max-grad-norm 0.5 (240-s runs, seeds
+# 1-2: each still swung by ~1,000 in its last 120 s). Evaluations every 30 s, not the default 5: five 1,000-step
+# episodes take the learner ~0.5 s (~10 % of its time at 5 s, ~2 % at 30), and they keep best.npz, the best policy
+# of a task whose return swings (Hopper).
 _MUJOCO = {"loss": "appo", "epochs": 4, "minibatches": 4, "normalize_advantages": True, "normalize_obs": True,
            "learning_rate": 1e-3, "reward_scale": 0.1, "vtrace_lambda": 0.95, "entropy_cost": 0.0,
            "init_log_std": -0.5, "envs_per_actor": 16, "batch_size": 64, "eval_every_s": 30.0}
