@@ -11,7 +11,8 @@
    (float32), and in bfloat16 too where the CPU has AMX-BF16 or AVX512-BF16 (--learner-precision auto would
    pick it);
 4. training throughput: `actorlearner train --env ID` for --seconds, env steps/s consumed from the first
-   learner step on, against (3) and (1).
+   learner step on, against (1) and against (3)'s capacity on every core, measured again after the training:
+   the ratio is to the mean of the two, as the VM's speed can move by the ratio's margin in a minute.
 
     python benchmarks/atari.py [--env ALE/Pong-v5] [--seconds 60]
 
@@ -111,7 +112,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         s = run_train(["--env", a.env, "--preset", a.preset, "--model", a.model, "--max-seconds", str(a.seconds),
                        "--no-stop-at-target"], os.path.join(d, "run"), timeout=a.seconds + 300)
+    # The capacity again, after the training: the VM's speed drifts by as much as the ratio's margin within
+    # minutes, so training is divided by the mean of the capacities measured either side of it.
+    with mp.get_context("spawn").Pool(1) as pool:
+        cap_after = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset, cores))[0]
     train = s["train_env_steps_per_s"]
+    around = (cap["samples_per_s"] + cap_after["samples_per_s"]) / 2
     rows = [
         ("env-only ceiling, 1 process", ceil_one, "1.00"),
         (f"env-only ceiling, {cores} processes", ceil_all, f"{ceil_all / ceil_one:.2f}"),
@@ -125,8 +131,12 @@ def main() -> None:
             f"the {cap['precision']} one"),) if other else ()),
         (f"learner capacity (1 core, {cap_one['precision']})", cap_one["samples_per_s"],
          f"{cap_one['ms_per_step']:.0f} ms a batch"),
+        (f"learner capacity ({cores} cores, {cap_after['precision']}), again after the training",
+         cap_after["samples_per_s"], f"{cap_after['ms_per_step']:.0f} ms a batch"),
         (f"training ({s['learner_steps']} learner steps)", train,
-         f"{train / cap['samples_per_s']:.2f} of the learner's capacity, {train / ceil_all:.2f} of the ceiling"),
+         f"{train / around:.2f} of the learner's {cores}-core capacity (the mean of before and after; "
+         f"{train / cap['samples_per_s']:.2f} and {train / cap_after['samples_per_s']:.2f}), "
+         f"{train / ceil_all:.2f} of the ceiling"),
     ]
     print(f"{a.env}, {a.model}, {cores} cores (training: --actor-inference auto); startup {s['startup_s']:.1f} s, "
           f"policy lag mean {s['policy_lag_mean']:.2f}, learner's oneDNN kernels {s.get('learner_onednn')}")
@@ -137,6 +147,7 @@ def main() -> None:
                                    "actor_side": {e: {"env_only": v[0], "actor_side": v[1]} for e, v in actor.items()},
                                    "learner_capacity": cap, "learner_capacity_1_core": cap_one,
                                    "learner_capacity_other_format": other,
+                                   "learner_capacity_after_training": cap_after,
                                    "train_env_steps_per_s": train,
                                    "summary": {k: v for k, v in s.items() if k != "processes"}})
 
