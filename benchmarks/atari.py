@@ -87,6 +87,13 @@ def actor_side(env_id: str, model: str, engine: str, seconds: float) -> tuple[fl
     return rate
 
 
+def capacity(env_id: str, preset: str, cores: int, precision: str | None = None) -> dict:
+    """broadcast.learner_capacity's row for the preset's batch (32 unrolls, 10 s), in a fresh child process:
+    TensorFlow's threads are set once a process, and this process stays light."""
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(learner_capacity, ([32], 10.0, env_id, preset, cores, precision))[0]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="ALE/Pong-v5")
@@ -100,22 +107,18 @@ def main() -> None:
     ceil_all = ceiling(a.env, cores, 8.0, backend="ale", envs=ENVS)
     engines = ["numpy"] + (["litert"] if litert_cnn.available() else [])
     actor = {engine: actor_side(a.env, a.model, engine, 16.0) for engine in engines}  # (env only, actor side)
-    with mp.get_context("spawn").Pool(1) as pool:  # TensorFlow in a child: this process stays light
-        cap = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset, cores))[0]
-    with mp.get_context("spawn").Pool(1) as pool:
-        cap_one = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset, 1))[0]
+    cap = capacity(a.env, a.preset, cores)
+    cap_one = capacity(a.env, a.preset, 1)
     other = None  # the other number format's capacity where this CPU multiplies bfloat16 in hardware
     if bf16_hardware():
         fmt = "float32" if cap["precision"] == "bfloat16" else "bfloat16"
-        with mp.get_context("spawn").Pool(1) as pool:
-            other = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset, cores, fmt))[0]
+        other = capacity(a.env, a.preset, cores, fmt)
     with tempfile.TemporaryDirectory() as d:
         s = run_train(["--env", a.env, "--preset", a.preset, "--model", a.model, "--max-seconds", str(a.seconds),
                        "--no-stop-at-target"], os.path.join(d, "run"), timeout=a.seconds + 300)
     # The capacity again, after the training: the VM's speed drifts by as much as the ratio's margin within
     # minutes, so training is divided by the mean of the capacities measured either side of it.
-    with mp.get_context("spawn").Pool(1) as pool:
-        cap_after = pool.apply(learner_capacity, ([32], 10.0, a.env, a.preset, cores))[0]
+    cap_after = capacity(a.env, a.preset, cores)
     train = s["train_env_steps_per_s"]
     around = (cap["samples_per_s"] + cap_after["samples_per_s"]) / 2
     rows = [
