@@ -26,6 +26,8 @@ class OneLineErrors(argparse.ArgumentParser):
     """argparse whose usage errors are one line that points to --help: `train`'s usage runs to ~55 lines, which
     buried the line that said what was wrong."""
 
+    commands: dict = {}  # the subcommands' parsers by name, which build_parser sets; none for any other parser
+
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
 
@@ -34,7 +36,7 @@ class OneLineErrors(argparse.ArgumentParser):
         the nearest known flag, `--max_seconds` -> `--max-seconds`."""
         parsed, unknown = self.parse_known_args(args, namespace)
         if unknown:
-            command = getattr(self, "commands", {}).get(getattr(parsed, "command", None), self)
+            command = self.commands.get(getattr(parsed, "command", None), self)
             command.error(f"unrecognized arguments: {' '.join(unknown)}{nearest_flag(unknown, command)}")
         return parsed
 
@@ -100,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                    description="Print the Python, platform, CPU (cores usable, bfloat16 hardware), /dev/shm space and "
                                "the versions of the packages that decide a run's results and speed, as a run records "
                                "them in summary.json (\"system\"). Imports no TensorFlow.")
-    parser.commands = dict(sub.choices)  # OneLineErrors.parse_args names the command of an unknown flag
+    parser.commands = dict(sub.choices)
     return parser
 
 
