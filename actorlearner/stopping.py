@@ -85,7 +85,12 @@ class StopSignals:
         step_s = math.inf if step_s is None else step_s
 
         def arm():  # the alarm at the nearer of the deadline and step_s from now; ~2 µs a call
-            signal.setitimer(signal.ITIMER_REAL, max(min(ends_at - time.monotonic(), step_s), 0.001))
+            left = ends_at - time.monotonic()
+            if left <= 0.0:
+                # Past the deadline: stop here. Re-arming with a floor (it was 1 ms) pushed the alarm past the
+                # next step of an env that steps faster than that, so a 5-s deadline ran on for 7-40 s.
+                raise UserCodeStopped("deadline")
+            signal.setitimer(signal.ITIMER_REAL, min(left, step_s))
 
         saved_alarm = None
         if ends_at < math.inf or step_s < math.inf:

@@ -66,6 +66,12 @@ def test_user_code_watchdog_stops_a_stall_not_a_slow_block():
                     time.sleep(0.01)
                     on_step()
         assert stopped.value.why == "deadline" and 0.29 < time.monotonic() - t < 1.0
+        t = time.monotonic()
+        with pytest.raises(UserCodeStopped) as stopped:
+            with signals.user_code(0.3, step_s=10) as on_step:
+                while True:  # steps far under a millisecond apart (a toy-text env steps in ~15 µs)
+                    on_step()
+        assert stopped.value.why == "deadline" and 0.29 < time.monotonic() - t < 1.0
         assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
