@@ -142,8 +142,9 @@ class Config:
                               "1: more threads than free cores spin and slow the actors; but every core for Atari "
                               "ids, whose learner is the limit while their actors wait for free slots)")
     # --- evaluation and output ---
-    eval_every_s: float = _f(5.0, "evaluate the greedy policy every this many seconds (0: only at the end); "
-                             "evaluations that take long are spaced further, to at most 10 %% of the run")
+    eval_every_s: float = _f(5.0, "evaluate the greedy policy every this many seconds after the last one ended "
+                             "(0: only at the end); an evaluation is played between learner steps, at most "
+                             "10 %% of the time")
     eval_episodes: int = _f(5, "episodes per evaluation")
     eval_greedy: bool = _f(True, "evaluations act greedily (argmax / Gaussian mean); --no-eval-greedy samples the "
                            "policy as training and the confirmation do")

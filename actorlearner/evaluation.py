@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Callable, Iterator, Optional
+import time
+from typing import Callable, Generator, Iterator, Optional
 
 import numpy as np
 
@@ -39,18 +41,60 @@ def play_episodes(policy, env_fn: Callable, spec: EnvSpec, *, episodes: int, see
     """run_episodes one episode at a time: yields (return, length) as each finishes, so that a caller stopped
     part way (`actorlearner eval` on Ctrl-C) still has the episodes played. An env that raises loses its
     episode (reported) and is recreated."""
+    with contextlib.closing(_episode_steps(policy, env_fn, spec, episodes, seed, greedy, max_steps)) as steps:
+        for played in steps:
+            if played is None:
+                on_step()
+            else:
+                yield played
+
+
+class SlicedEvaluation:
+    """run_episodes played a slice of time at a time, so that the learner can step between slices: a slow
+    env's evaluation (CarRacing: 5 episodes of 1,000 steps at 7 ms, ~35 s) no longer holds the learner for its
+    whole length. The same episodes as run_episodes with the same arguments, however it is sliced. `policy`
+    must keep its weights until the evaluation is done."""
+
+    def __init__(self, policy, env_fn: Callable, spec: EnvSpec, *, episodes: int, seed: int, greedy: bool = True,
+                 max_steps: int = 100_000):
+        self.returns: list[float] = []
+        self.lengths: list[int] = []
+        self._steps = _episode_steps(policy, env_fn, spec, episodes, seed, greedy, max_steps)
+
+    def play(self, seconds: float, on_step: Callable[[], None] = no_step_limit) -> bool:
+        """Plays env steps for about `seconds` (at least one); True once every episode has been played.
+        An exception from the env or on_step ends the evaluation (its env closed)."""
+        until = time.monotonic() + seconds
+        for played in self._steps:
+            if played is not None:
+                self.returns.append(played[0])
+                self.lengths.append(played[1])
+                continue
+            on_step()
+            if time.monotonic() >= until:
+                return False
+        return True
+
+    def close(self) -> None:
+        self._steps.close()
+
+
+def _episode_steps(policy, env_fn: Callable, spec: EnvSpec, episodes: int, seed: int, greedy: bool,
+                   max_steps: int) -> Iterator[Optional[tuple[float, int]]]:
+    """The episodes of play_episodes a step at a time: yields None after every env step and (return, length)
+    after each episode. An env that raises loses its episode (reported) and is recreated."""
     rng = np.random.default_rng(seed)
     env = env_fn()
     try:
         for ep in range(episodes):
             try:
-                total, n = _play(policy, env, spec, rng, seed + ep, greedy, max_steps, on_step=on_step)
+                played = yield from _episode(policy, env, spec, rng, seed + ep, greedy, max_steps)
             except Exception as e:  # noqa: BLE001 - a user env may raise; one bad episode is not fatal
                 say(f"evaluation env raised: {type(e).__name__}: {e}; episode skipped, env recreated")
                 env.close()
                 env = env_fn()
                 continue
-            yield total, n
+            yield played
     finally:
         env.close()
 
@@ -191,8 +235,20 @@ def _render_failure(e: Exception) -> str:
 
 
 def _play(policy, env, spec: EnvSpec, rng, seed: int, greedy: bool, max_steps: int,
-          frames: Optional[list] = None, on_step: Callable[[], None] = no_step_limit) -> tuple[float, int]:
-    """One episode; with `frames`, appends env.render() after the reset and after every step."""
+          frames: Optional[list] = None) -> tuple[float, int]:
+    """One episode played through; with `frames`, appends env.render() after the reset and after every step."""
+    steps = _episode(policy, env, spec, rng, seed, greedy, max_steps, frames)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as end:
+            return end.value
+
+
+def _episode(policy, env, spec: EnvSpec, rng, seed: int, greedy: bool, max_steps: int,
+             frames: Optional[list] = None) -> Generator[None, None, tuple[float, int]]:
+    """One episode, a step at a time: yields after every env step, returns (return, length). With `frames`,
+    appends env.render() after the reset and after every step."""
     obs, _ = env.reset(seed=seed)
     if frames is not None:
         frames.append(env.render())
@@ -204,10 +260,10 @@ def _play(policy, env, spec: EnvSpec, rng, seed: int, greedy: bool, max_steps: i
         action = actions[0]
         action = int(action) if spec.discrete else np.clip(action, spec.action_low, spec.action_high)
         obs, r, terminated, truncated, _ = env.step(action)
-        on_step()
         if frames is not None:
             frames.append(env.render())
         total += float(r)
         n += 1
         done = terminated or truncated
+        yield
     return total, n

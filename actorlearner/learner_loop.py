@@ -129,6 +129,8 @@ class LearnerLoop:
             self.board.close()
             _try(self.save_checkpoint, "a final checkpoint")  # keep the finished work, then report the failure
             raise
+        finally:
+            self.checks.close()  # a periodic evaluation under way is dropped
         self.stats.train_end_s = self.stats.now()
         self._finish(status)
         return status
@@ -270,9 +272,9 @@ class LearnerLoop:
         """Evaluation, the progress line, metrics and TensorBoard, checkpoints: each when it is due."""
         ctx, cfg, stats = self.ctx, self.cfg, self.stats
         now = stats.now()
-        if now >= self.next_eval and self.latest is not None:
-            self.checks.evaluate(self.latest, periodic=True)
-            self.next_eval = stats.now() + max(cfg.eval_every_s, self.checks.eval_wait_s)
+        if self.checks.periodic is not None or (now >= self.next_eval and self.latest is not None):
+            if self.checks.evaluate_slice(self.latest):  # played in slices between learner steps
+                self.next_eval = stats.now() + cfg.eval_every_s
         if cfg.reproducible and stats.learner_steps >= self.next_record_step:
             # Metrics rows at fixed learner steps, so two runs' rows pair up (the console stays on the clock).
             ctx.run_dir.log_metrics(stats.record())

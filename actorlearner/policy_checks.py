@@ -2,10 +2,11 @@
 are the run's final policy) and the periodic and final evaluations, each under a deadline and the stop
 signals (`StopSignals.user_code`), since they run user env code.
 
-They block the learner while they play, so they are spaced by how long they take: an evaluation at most
-EVAL_SHARE of the run's time, confirmations at most CONFIRM_SHARE. CartPole's take 0.02-0.1 s and are not
-spaced further; a CarRacing evaluation (5 episodes of 1,000 steps at 7 ms) takes ~40 s, and every 5 s
-(--eval-every-s) it held the learner 90 % of the time."""
+A confirmation blocks the learner while it plays, so confirmations are spaced to take at most CONFIRM_SHARE
+of the run. A periodic evaluation is played in slices between learner steps, at most EVAL_SHARE of the time
+and MAX_SLICE_S at once: CartPole's (0.02-0.1 s) and MuJoCo's (~0.5 s) fit in one slice, while a CarRacing
+one (5 episodes of 1,000 steps at 7 ms, ~35 s) held the learner for all of it when it was played in one go,
+the run's first ~35 s on its first evaluation."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from typing import Optional
 
 import numpy as np
 
-from .evaluation import confirmation_passes, run_episodes, run_episodes_together, run_first_episodes
+from .evaluation import (SlicedEvaluation, confirmation_passes, run_episodes, run_episodes_together,
+                         run_first_episodes)
 from .policies import make_policy
 from .reporting import console, fmt_return, say
 from .stopping import UserCodeStopped
@@ -24,6 +26,9 @@ CONFIRM_EVERY = 5
 # The most of the run's time that the periodic evaluations and the confirmations may take (see above).
 EVAL_SHARE = 0.1
 CONFIRM_SHARE = 0.5
+# The longest slice of a periodic evaluation; credit for more (EVAL_SHARE of the time trained) is not kept,
+# so that an --eval-every-s of minutes does not save up a long stop of the learner.
+MAX_SLICE_S = 1.0
 
 
 def spacing(took_s: float, share: float) -> float:
@@ -39,8 +44,13 @@ class PolicyChecks:
         self.policy = make_policy(run.cfg, run.spec, run.actor_model_fn)
         self.next_confirm_step = 0
         self.next_confirm_s = 0.0  # and not before this run time (CONFIRM_SHARE)
-        self.eval_wait_s = 0.0  # the least time between evaluations that EVAL_SHARE asks for
         self.confirmed = None  # the weights that passed the confirmation
+        self.periodic: Optional[SlicedEvaluation] = None  # the periodic evaluation under way
+        self.periodic_flat = None  # its weights, a copy: it plays them to its end
+        self.periodic_at = (0.0, 0)  # the run time and env steps of those weights
+        self._periodic_policy = None  # its own policy: a confirmation between slices loads other weights
+        self._slice_credit = 0.0  # seconds of evaluation that EVAL_SHARE allows now (MAX_SLICE_S at most)
+        self._slice_end = time.monotonic()
 
     def solved(self, latest) -> bool:
         """Solved: the training window reached the target and, with --confirm-episodes, so did the current
@@ -117,37 +127,85 @@ class PolicyChecks:
     def _stalled(self) -> str:
         return f"an env step that took over {self.cfg.wait_timeout_s:g} s (--wait-timeout-s; a hung env?)"
 
-    def evaluate(self, flat, grace_s: float = 0.0, periodic: bool = False) -> None:
-        """Evaluation episodes in this process, stopped by a stop signal, --max-seconds or a hung env. A
-        periodic one (periodic=True) then sets eval_wait_s, the least time to the next (EVAL_SHARE)."""
-        cfg = self.cfg
+    def evaluate(self, flat, grace_s: float = 0.0) -> None:
+        """Evaluation episodes played through in this process (the final evaluation), stopped by a stop signal,
+        --max-seconds (+ grace_s) or a hung env."""
         self.policy.load(flat)
         deadline, _ = limits = self.limits(grace_s)
-        t = time.monotonic()
         try:
             with self.run.signals.user_code(*limits) as on_step:
                 returns, lengths = run_episodes(self.policy, self.run.env_fn, self.run.spec,
-                                                episodes=cfg.eval_episodes, seed=cfg.seed + 10_000,
-                                                greedy=cfg.eval_greedy, on_step=on_step)
+                                                episodes=self.cfg.eval_episodes, seed=self.cfg.seed + 10_000,
+                                                greedy=self.cfg.eval_greedy, on_step=on_step)
         except UserCodeStopped as e:
-            if e.why == "stalled":
-                why = self._stalled()
-            elif e.why == "deadline":
-                why = f"--max-seconds ({deadline:.1f} s were left; `actorlearner eval` plays the saved policy)"
-            else:
-                why = "a stop signal"
-            say(f"evaluation stopped by {why}; no evaluation figure this time")
-            returns, lengths = [], []
+            self._say_stopped(e, deadline)
+            return
         if returns:
-            self._record(flat, returns, lengths)
-        if periodic:
-            self._space_evaluations(time.monotonic() - t)
+            self._record(flat, returns, lengths, (self.stats.now(), self.stats.env_steps))
 
-    def _record(self, flat, returns: list, lengths: list) -> None:
-        """An evaluation's figures: evals.jsonl, best.npz when it is the best yet, and the console."""
+    def evaluate_slice(self, flat) -> bool:
+        """Plays the periodic evaluation on for as long as EVAL_SHARE allows (at least one env step when any
+        time is due, at most MAX_SLICE_S), first starting one with the weights `flat` if none is under way.
+        True once it has ended: played through and recorded, or stopped (said)."""
+        t = time.monotonic()
+        self._slice_credit = min(MAX_SLICE_S, self._slice_credit
+                                 + (t - self._slice_end) * EVAL_SHARE / (1.0 - EVAL_SHARE))
+        self._slice_end = t
+        if self._slice_credit <= 0.0:
+            return False
+        cfg = self.cfg
+        if self.periodic is None:
+            if self._periodic_policy is None:
+                self._periodic_policy = make_policy(cfg, self.run.spec, self.run.actor_model_fn)
+            self.periodic_flat, self.periodic_at = np.array(flat), (self.stats.now(), self.stats.env_steps)
+            self._periodic_policy.load(self.periodic_flat)
+            self.periodic = SlicedEvaluation(self._periodic_policy, self.run.env_fn, self.run.spec,
+                                             episodes=cfg.eval_episodes, seed=cfg.seed + 10_000,
+                                             greedy=cfg.eval_greedy)
+        deadline, _ = limits = self.limits()
+        try:
+            with self.run.signals.user_code(*limits) as on_step:
+                done = self.periodic.play(self._slice_credit, on_step)
+        except UserCodeStopped as e:
+            if e.why != "deadline":  # at --max-seconds the run ends, and its final evaluation is said
+                self._say_stopped(e, deadline)
+            done = True
+            self.periodic.returns.clear()
+        finally:
+            self._slice_end = time.monotonic()
+            self._slice_credit -= self._slice_end - t
+            self.stats.evaluation_s += self._slice_end - t
+        if done:
+            if self.periodic.returns:
+                self._record(self.periodic_flat, self.periodic.returns, self.periodic.lengths,
+                             self.periodic_at)
+            self.close()
+        return done
+
+    def close(self) -> None:
+        """Ends a periodic evaluation under way (its env closed)."""
+        periodic, self.periodic = self.periodic, None
+        if periodic is not None:
+            try:
+                periodic.close()
+            except Exception as e:  # noqa: BLE001 - a user env's close may fail; the run goes on or ends anyway
+                say(f"closing the evaluation env raised {type(e).__name__}: {e}")
+
+    def _say_stopped(self, e: UserCodeStopped, deadline: Optional[float]) -> None:
+        if e.why == "stalled":
+            why = self._stalled()
+        elif e.why == "deadline":
+            why = f"--max-seconds ({deadline:.1f} s were left; `actorlearner eval` plays the saved policy)"
+        else:
+            why = "a stop signal"
+        say(f"evaluation stopped by {why}; no evaluation figure this time")
+
+    def _record(self, flat, returns: list, lengths: list, at: tuple[float, int]) -> None:
+        """An evaluation's figures: evals.jsonl (at the run time and env steps `at` of its weights), best.npz
+        when it is the best yet, and the console."""
         stats = self.stats
         stats.last_eval = float(np.mean(returns))
-        self.run.run_dir.log_eval({"time_s": round(stats.now(), 3), "env_steps": stats.env_steps,
+        self.run.run_dir.log_eval({"time_s": round(at[0], 3), "env_steps": at[1],
                                    "return_mean": stats.last_eval, "return_std": float(np.std(returns)),
                                    "episodes": len(returns)})
         if stats.best_eval is None or stats.last_eval > stats.best_eval:
@@ -155,12 +213,3 @@ class PolicyChecks:
             self.run.run_dir.save_weights(flat, self.layout, "best.npz")  # what `eval --which best` plays
         console.detail(f"[{stats.now():7.1f}s] eval over {len(returns)} episodes: return {fmt_return(stats.last_eval)} "
                        f"± {fmt_return(float(np.std(returns)))}, length {float(np.mean(lengths)):.0f}")
-
-    def _space_evaluations(self, took_s: float) -> None:
-        """Sets eval_wait_s from the evaluation that took `took_s`; says so the first time it exceeds
-        --eval-every-s."""
-        wait = spacing(took_s, EVAL_SHARE)
-        if wait > self.cfg.eval_every_s and self.eval_wait_s <= self.cfg.eval_every_s:
-            say(f"an evaluation took {took_s:.1f} s: the next ones wait {wait:.0f} s or more (not --eval-every-s "
-                f"{self.cfg.eval_every_s:g}), so that evaluations take at most {EVAL_SHARE:.0%} of the run")
-        self.eval_wait_s = wait

@@ -66,6 +66,7 @@ class RunStats:
         self.confirm_return: Optional[float] = None  # the mean return of the confirmation that passed
         self.collapse = CollapseWatch()  # fed each learner step's policy_spread (health.py)
         self.policy_collapses = 0  # collapse warnings given
+        self.evaluation_s = 0.0  # seconds the periodic evaluations held the learner (policy_checks.EVAL_SHARE)
         self.last_losses: dict = {}
 
     @property
@@ -170,7 +171,7 @@ class RunStats:
             "actor_restarts": self.actor_restarts, "env_errors": self.env_errors,
             "nonfinite_skips": self.nonfinite_skips, "stale_dropped": self.stale_dropped,
             "nonfinite_unrolls": self.nonfinite_unrolls, "actor_stalls": self.actor_stalls,
-            "policy_collapses": self.policy_collapses,
+            "policy_collapses": self.policy_collapses, "evaluation_s": round(self.evaluation_s, 3),
             "resumed_from_s": self.time_offset or None,
         }
 

@@ -14,7 +14,8 @@ from actorlearner.config import Config
 from actorlearner.envs import inspect_env, make_env_fn
 from actorlearner.env_backends import EnvBatchFactory
 from actorlearner.env_batch import VectorEnvBatch
-from actorlearner.evaluation import confirmation_passes, run_episodes, run_episodes_together, run_first_episodes
+from actorlearner.evaluation import (SlicedEvaluation, confirmation_passes, run_episodes, run_episodes_together,
+                                    run_first_episodes)
 from actorlearner.layout import default_layout, layout_size
 from actorlearner.policies import NumpyMLPPolicy
 from conftest import ROOT
@@ -30,6 +31,22 @@ def test_episodes_played_together_are_the_episodes_played_one_by_one():
     together, together_len = run_episodes_together(policy, env_fn, spec, episodes=6, seed=11, greedy=True)
     assert sorted(zip(one, one_len)) == sorted(zip(together, together_len))
     assert len(set(one_len)) > 1  # different episodes, not one repeated
+
+
+def test_an_evaluation_played_in_slices_plays_the_same_episodes():
+    env_fn = make_env_fn("CartPole-v1")
+    spec, cfg = inspect_env(env_fn), Config()
+    layout = default_layout(spec, cfg)
+    policy = NumpyMLPPolicy(spec, layout, cfg.hidden_sizes, cfg.activation)
+    policy.load(np.random.default_rng(3).normal(scale=0.5, size=layout_size(layout)).astype(np.float32))
+    # Sampled actions: the rng's draws must follow the same order however the episodes are sliced.
+    whole = run_episodes(policy, env_fn, spec, episodes=3, seed=11, greedy=False)
+    sliced, slices, steps = SlicedEvaluation(policy, env_fn, spec, episodes=3, seed=11, greedy=False), 0, []
+    while not sliced.play(0.0, on_step=lambda: steps.append(1)):  # 0 s: one env step a slice
+        slices += 1
+    assert (sliced.returns, sliced.lengths) == whole and len(set(whole[1])) > 1
+    assert slices == len(steps) == sum(whole[1])  # one step a slice, on_step after every step
+    sliced.close()
 
 
 class _Ones:
