@@ -22,6 +22,7 @@ import numpy as np
 from .atari import game_name, single_env
 from .config import ConfigError
 from .memory_envs import register as _register_memory_envs
+from .mujoco_warnings import say_mujoco_warnings_once
 from .presets import is_atari, mujoco_task
 
 EnvFn = Callable[[], gym.Env]
@@ -90,6 +91,8 @@ class _RegisteredEnv:
         if is_atari(self.env_id):
             return single_env(registered_id(self.env_id), self.render_mode)
         extra = {"render_mode": self.render_mode} if self.render_mode else {}
+        if mujoco_task(self.env_id):
+            say_mujoco_warnings_once()
         if self.render_mode and mujoco_task(self.env_id) in MUJOCO_TRACKING_CAMERA:
             extra["camera_name"] = "track"
         env = gym.make(registered_id(self.env_id), disable_env_checker=True, **extra)

@@ -314,6 +314,13 @@ def say(text: str) -> None:
     console.say(text)
 
 
+def line_kind(text: str) -> str:
+    """The text with its numbers replaced by #: lines that differ only in their numbers are one kind."""
+    import re
+
+    return re.sub(r"\d+(\.\d+)?", "#", text)
+
+
 class Repeats:
     """Console lines that repeat (an env failing every reset, an actor failing at every start): the first
     `first` lines of a kind in `window_s` are printed, the rest counted and summed up in one line when the
@@ -325,10 +332,8 @@ class Repeats:
         self._seen: dict[str, list] = {}  # kind -> [window start, shown, suppressed, example]
 
     def say(self, text: str) -> None:
-        import re
-
         now = time.monotonic()
-        kind = re.sub(r"\d+(\.\d+)?", "#", text)
+        kind = line_kind(text)
         rec = self._seen.get(kind)
         if rec is None or now - rec[0] > self.window_s:
             self._summarize(rec)

@@ -74,3 +74,44 @@ def test_headless_rendering_choice():
                                         ({"MUJOCO_GL": "osmesa"}, "linux", "osmesa"), ({}, "darwin", None)):
         headless_mujoco_rendering(environ, platform)
         assert environ.get("MUJOCO_GL") == expected, (environ, platform)
+
+
+_UNSTABLE = '''
+import multiprocessing as mp, sys
+import mujoco, numpy as np
+from actorlearner.envs import make_env_fn
+
+def unstable_steps(n):  # MuJoCo warns of a NaN velocity at each step, its time in the text
+    model = mujoco.MjModel.from_xml_string("<mujoco><worldbody><body><joint type='slide'/><geom size='.1'/>"
+                                           "</body></worldbody></mujoco>")
+    for i in range(n):
+        data = mujoco.MjData(model)
+        data.qvel[0], data.time = np.nan, i
+        mujoco.mj_step(model, data)
+
+def actor():
+    make_env_fn("InvertedPendulum-v5")().close()
+    unstable_steps(2)
+
+if __name__ == "__main__":
+    make_env_fn("InvertedPendulum-v5")().close()  # sets the callback
+    unstable_steps(3)
+    print("child", flush=True)
+    p = mp.get_context("spawn").Process(target=actor)
+    p.start(); p.join(60)
+    sys.exit(p.exitcode)
+'''
+
+
+def test_mujoco_warnings_are_said_once_and_leave_no_log_file(tmp_path):
+    pytest.importorskip("mujoco", reason="the mujoco extra is not installed (pip install -e .[mujoco])")
+    (tmp_path / "unstable.py").write_text(_UNSTABLE)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("ACTORLEARNER_MUJOCO_WARNED", None)
+    out = subprocess.run([sys.executable, "unstable.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    said = [line for line in (out.stdout + out.stderr).splitlines() if "MuJoCo warning" in line]
+    assert len(said) == 1 and "QVEL" in said[0], out  # three warnings of one kind; the actor's too
+    assert out.stdout.index("MuJoCo warning") < out.stdout.index("child"), out.stdout
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
