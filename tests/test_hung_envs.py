@@ -88,7 +88,7 @@ def test_slow_evaluation_env_is_played_in_slices_beside_training(tmp_path):
     evals = [json.loads(line) for line in (tmp_path / "run" / "evals.jsonl").read_text().splitlines()]
     assert [e["return_mean"] for e in evals] == [100.0], out  # the final evaluation's
     s = summary(tmp_path)
-    assert 0.1 < s["evaluation_s"] <= 0.1 * s["wall_s"] + 0.1, s  # + one 20-ms step of overshoot, and slack
+    assert 0.02 <= s["evaluation_s"] <= 0.1 * s["wall_s"] + 0.1, s  # played (a 20-ms step at least), within 10 %
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     trained = [r["learner_steps"] for r in rows if r["time_s"] > 3.0]
     assert trained and trained[-1] - trained[0] > 20, rows  # the learner stepped all through the evaluation
