@@ -21,12 +21,18 @@ from actorlearner.policies import NumpyMLPPolicy
 from conftest import ROOT
 
 
-def test_episodes_played_together_are_the_episodes_played_one_by_one():
+def random_cartpole_policy():
+    """(env_fn, spec, policy): CartPole and the default MLP with random weights (episodes of varied lengths)."""
     env_fn = make_env_fn("CartPole-v1")
     spec, cfg = inspect_env(env_fn), Config()
     layout = default_layout(spec, cfg)
     policy = NumpyMLPPolicy(spec, layout, cfg.hidden_sizes, cfg.activation)
     policy.load(np.random.default_rng(3).normal(scale=0.5, size=layout_size(layout)).astype(np.float32))
+    return env_fn, spec, policy
+
+
+def test_episodes_played_together_are_the_episodes_played_one_by_one():
+    env_fn, spec, policy = random_cartpole_policy()
     one, one_len = run_episodes(policy, env_fn, spec, episodes=6, seed=11, greedy=True)
     together, together_len = run_episodes_together(policy, env_fn, spec, episodes=6, seed=11, greedy=True)
     assert sorted(zip(one, one_len)) == sorted(zip(together, together_len))
@@ -34,11 +40,7 @@ def test_episodes_played_together_are_the_episodes_played_one_by_one():
 
 
 def test_an_evaluation_played_in_slices_plays_the_same_episodes():
-    env_fn = make_env_fn("CartPole-v1")
-    spec, cfg = inspect_env(env_fn), Config()
-    layout = default_layout(spec, cfg)
-    policy = NumpyMLPPolicy(spec, layout, cfg.hidden_sizes, cfg.activation)
-    policy.load(np.random.default_rng(3).normal(scale=0.5, size=layout_size(layout)).astype(np.float32))
+    env_fn, spec, policy = random_cartpole_policy()
     # Sampled actions: the rng's draws must follow the same order however the episodes are sliced.
     whole = run_episodes(policy, env_fn, spec, episodes=3, seed=11, greedy=False)
     sliced, slices, steps = SlicedEvaluation(policy, env_fn, spec, episodes=3, seed=11, greedy=False), 0, []
