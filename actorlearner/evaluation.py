@@ -62,8 +62,9 @@ class SlicedEvaluation:
         self._steps = _episode_steps(policy, env_fn, spec, episodes, seed, greedy, max_steps)
 
     def play(self, seconds: float, on_step: Callable[[], None] = no_step_limit) -> bool:
-        """Plays env steps for about `seconds` (at least one); True once every episode has been played.
-        An exception from the env or on_step ends the evaluation (its env closed)."""
+        """Plays env steps for about `seconds` (at least one); True once every episode has been played. An env
+        that raises loses its episode (reported, env recreated); an exception from on_step (a stop) or from
+        making the env ends the evaluation, its env closed."""
         until = time.monotonic() + seconds
         for played in self._steps:
             if played is not None:
