@@ -23,14 +23,17 @@ _TF_IMPORT_NOISE = ("All log messages before absl::InitializeLog()", "oneDNN cus
 @contextlib.contextmanager
 def native_stderr_filtered(noise: tuple[str, ...]):
     """Captures file descriptor 2 for the block (C++ libraries write there directly, past sys.stderr), then
-    passes on every line that contains none of `noise`: everything, if the block raised."""
+    passes on every line that contains none of `noise`: everything, if the block failed (an Exception; a stop
+    by Ctrl-C, a BaseException, is not a failure whose cause the noise might hold)."""
     with tempfile.TemporaryFile(mode="w+b") as captured:
         saved = os.dup(2)
         os.dup2(captured.fileno(), 2)
-        failed = True
+        failed = False
         try:
             yield
-            failed = False
+        except Exception:
+            failed = True
+            raise
         finally:
             os.dup2(saved, 2)
             os.close(saved)

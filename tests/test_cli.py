@@ -3,6 +3,7 @@
 import dataclasses
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -143,3 +144,20 @@ def test_cpu_model_and_bf16_hardware_are_read_from_cpuinfo(tmp_path):
                       "packages": {"tensorflow": "2.21.0", "envpool": None}})
     assert lines[1] == "CPU: AMD EPYC 9R14, 2 of 16 cores usable, bfloat16 hardware: AVX512-BF16; /dev/shm 64 MB free"
     assert lines[2:] == ["packages: tensorflow 2.21.0", "not installed: envpool"]
+
+
+@pytest.mark.parametrize("raised, shown", [(None, "keep\n"), (ValueError, "noise 1\nkeep\n"),
+                                           (KeyboardInterrupt, "keep\n")])
+def test_native_stderr_keeps_the_noise_only_when_the_block_failed(capfd, raised, shown):
+    """TensorFlow's import notices are dropped, unless the import failed (they may say why); a Ctrl-C during
+    the import is no failure of it."""
+    from actorlearner.tf_start import native_stderr_filtered
+
+    try:
+        with native_stderr_filtered(("noise",)):
+            os.write(2, b"noise 1\nkeep\n")
+            if raised:
+                raise raised()
+    except (ValueError, KeyboardInterrupt):
+        pass
+    assert capfd.readouterr().err == shown
