@@ -237,9 +237,11 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
                                        cfg.actor_threads, report=repeats.say)
                 pool = SlotSource(actors, slots, num_actors, per_actor)
             pool.start()  # before the learner imports TensorFlow: the actors' start overlaps it
-            status = LearnerLoop(Run(cfg, spec, plan.env_fn, plan.actor_model_fn, plan.model, pool, weights, stats,
-                                     plan.run_dir, signals, ckpt, plan.generation, repeats.say,
-                                     plan.make_batch.confirm_batches, plan.precision)).run()
+            with signals.at_once():  # nothing learned yet: Ctrl-C need not wait for TensorFlow's import
+                loop = LearnerLoop(Run(cfg, spec, plan.env_fn, plan.actor_model_fn, plan.model, pool, weights,
+                                       stats, plan.run_dir, signals, ckpt, plan.generation, repeats.say,
+                                       plan.make_batch.confirm_batches, plan.precision))
+            status = loop.run()
         except Interrupted:
             status = "interrupted"
         except Exception as e:

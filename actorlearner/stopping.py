@@ -48,6 +48,7 @@ class StopSignals:
         self._saved = {}
         self._in_user_code = False
         self._ends_at = math.inf  # the monotonic time of the running user code's deadline
+        self._at_once = False  # a stop signal raises Interrupted at once (see at_once)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -64,9 +65,25 @@ class StopSignals:
         if self.requested is not None and signum == signal.SIGINT:
             raise Interrupted("second interrupt")
         self.requested = signal.Signals(signum).name
+        if self._at_once:
+            say(f"{self.requested}: stopping")
+            raise Interrupted(self.requested)
         say(f"{self.requested}: stopping (press Ctrl-C again to stop at once)")
         if self._in_user_code:
             raise UserCodeStopped(self.requested)
+
+    @contextlib.contextmanager
+    def at_once(self):
+        """A block in which a stop signal stops at once (Interrupted), as a second Ctrl-C does: the run's
+        start-up (TensorFlow's import, ~3 s), when nothing is learned yet that a graceful stop would save. A
+        stop asked for before the block raises at its start."""
+        if self.requested:
+            raise Interrupted(self.requested)
+        self._at_once = True
+        try:
+            yield
+        finally:
+            self._at_once = False
 
     @contextlib.contextmanager
     def user_code(self, deadline_s: Optional[float], step_s: Optional[float] = None):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from actorlearner.stopping import StopSignals, UserCodeStopped
+from actorlearner.stopping import Interrupted, StopSignals, UserCodeStopped
 from conftest import ROOT, our_segments, spawned_pids
 
 
@@ -136,3 +136,24 @@ def test_hung_env_in_serial_mode_stops_at_max_seconds(tmp_path):
     assert summary(tmp_path)["status"] == "max_seconds"
     assert time.monotonic() - t0 < 6 + 10
     assert our_segments(proc.pid) == set()
+
+
+def test_a_stop_at_start_up_is_at_once():
+    """In `at_once` (the run's start-up: nothing learned yet to save) the first stop signal raises Interrupted
+    where the main thread is, as a second Ctrl-C does later; a stop asked for before the block raises at its
+    start; after it, a first signal only asks."""
+    with StopSignals() as signals:
+        with pytest.raises(Interrupted):
+            with signals.at_once():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # TensorFlow's import, say
+        assert signals.requested == "SIGINT"
+        with pytest.raises(Interrupted):
+            with signals.at_once():
+                pass
+    with StopSignals() as signals:
+        with signals.at_once():
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        assert signals.requested == "SIGTERM"  # asked, nothing raised
