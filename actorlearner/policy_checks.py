@@ -45,6 +45,9 @@ class PolicyChecks:
         self.next_confirm_step = 0
         self.next_confirm_s = 0.0  # and not before this run time (CONFIRM_SHARE)
         self.confirmed = None  # the weights that passed the confirmation
+        # The episodes of every evaluation, periodic and final: the same seeds, so their figures compare.
+        self.eval_episodes = dict(episodes=run.cfg.eval_episodes, seed=run.cfg.seed + 10_000,
+                                  greedy=run.cfg.eval_greedy)
         self.periodic: Optional[SlicedEvaluation] = None  # the periodic evaluation under way
         self.periodic_flat = None  # its weights, a copy: it plays them to its end
         self.periodic_at = (0.0, 0)  # the run time and env steps of those weights
@@ -134,9 +137,8 @@ class PolicyChecks:
         deadline, _ = limits = self.limits(grace_s)
         try:
             with self.run.signals.user_code(*limits) as on_step:
-                returns, lengths = run_episodes(self.policy, self.run.env_fn, self.run.spec,
-                                                episodes=self.cfg.eval_episodes, seed=self.cfg.seed + 10_000,
-                                                greedy=self.cfg.eval_greedy, on_step=on_step)
+                returns, lengths = run_episodes(self.policy, self.run.env_fn, self.run.spec, **self.eval_episodes,
+                                                on_step=on_step)
         except UserCodeStopped as e:
             self._say_stopped(e, deadline)
             return
@@ -153,30 +155,28 @@ class PolicyChecks:
         self._slice_end = t
         if self._slice_credit <= 0.0:
             return False
-        cfg = self.cfg
         if self.periodic is None:
             if self._periodic_policy is None:
-                self._periodic_policy = make_policy(cfg, self.run.spec, self.run.actor_model_fn)
+                self._periodic_policy = make_policy(self.cfg, self.run.spec, self.run.actor_model_fn)
             self.periodic_flat, self.periodic_at = np.array(flat), (self.stats.now(), self.stats.env_steps)
             self._periodic_policy.load(self.periodic_flat)
             self.periodic = SlicedEvaluation(self._periodic_policy, self.run.env_fn, self.run.spec,
-                                             episodes=cfg.eval_episodes, seed=cfg.seed + 10_000,
-                                             greedy=cfg.eval_greedy)
+                                             **self.eval_episodes)
         deadline, _ = limits = self.limits()
+        stopped = False
         try:
             with self.run.signals.user_code(*limits) as on_step:
                 done = self.periodic.play(self._slice_credit, on_step)
         except UserCodeStopped as e:
             if e.why != "deadline":  # at --max-seconds the run ends, and its final evaluation is said
                 self._say_stopped(e, deadline)
-            done = True
-            self.periodic.returns.clear()
+            done = stopped = True
         finally:
             self._slice_end = time.monotonic()
             self._slice_credit -= self._slice_end - t
             self.stats.evaluation_s += self._slice_end - t
         if done:
-            if self.periodic.returns:
+            if not stopped and self.periodic.returns:
                 self._record(self.periodic_flat, self.periodic.returns, self.periodic.lengths,
                              self.periodic_at)
             self.close()
