@@ -21,6 +21,7 @@ import numpy as np
 
 from .atari import game_name, single_env
 from .config import ConfigError
+from .env_batch import BadObservation, check_obs
 from .memory_envs import register as _register_memory_envs
 from .mujoco_warnings import say_mujoco_warnings_once
 from .presets import is_atari, mujoco_task
@@ -271,6 +272,59 @@ def inspect_env(env_fn: EnvFn, name: str = "") -> EnvSpec:
         flat = spec_from_spaces(env.observation_space, env.action_space, threshold, max_steps)
         if isinstance(env, gym.wrappers.FlattenObservation):
             flat = dataclasses.replace(flat, flattened_from=str(env.env.observation_space))
+        check_api(env, flat, name)
         return flat
     finally:
         env.close()
+
+
+def check_api(env: gym.Env, spec: EnvSpec, name: str = "") -> None:
+    """One reset and one step of `env`, checked against gymnasium's API and the env's own spaces; raises
+    ConfigError with one line naming the env and what is wrong. Without it, an env that breaks the API (the
+    old gym's 4-value step, a reward in an array, observations of another shape) fails in every actor
+    process, each restarted five times before the run gives up."""
+    what = f"the env {name}" if name else "the env"
+    call = "reset"
+    try:
+        out = env.reset(seed=0)
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise _ApiError(f"reset() returned {_count(out)}, expected 2 (observation, info)")
+        check_obs(out[0], spec.obs_shape, spec.obs_dtype, "reset")
+        call = "step"
+        env.action_space.seed(0)
+        action = env.action_space.sample()
+        out = env.step(int(action) if spec.discrete else np.asarray(action, np.float32))
+        if not (isinstance(out, tuple) and len(out) == 5):
+            got = _count(out)
+            raise _ApiError(f"step() returned {got}, expected 5{_OLD_GYM if got == '4 values' else _FIVE}")
+        check_obs(out[0], spec.obs_shape, spec.obs_dtype, "step")
+        reward = out[1]
+        if np.ndim(reward) != 0 or np.asarray(reward).dtype.kind not in "fiub":
+            raise _ApiError(f"step() returned a reward of {_describe(reward)}, expected a number")
+    except (_ApiError, BadObservation) as e:
+        raise ConfigError(f"{what} does not follow gymnasium's API: {e}") from None
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a user env may raise anything; here it is a user-input error
+        unpack = re.search(r"values to unpack \(expected 5, got (\d+)\)", str(e)) if call == "step" else None
+        if unpack:  # a wrapper (gym.make's, or our time limit) unpacked the env's own step
+            raise ConfigError(f"{what} does not follow gymnasium's API: step() returned {unpack.group(1)} values, "
+                              f"expected 5{_OLD_GYM if unpack.group(1) == '4' else ''}") from None
+        raise ConfigError(f"{what} raised in its first {call}(): {type(e).__name__}: {e}") from None
+
+
+_FIVE = " (observation, reward, terminated, truncated, info)"
+_OLD_GYM = _FIVE + "; an env written for the old gym API (before 0.26)?"
+
+
+class _ApiError(ValueError):
+    pass
+
+
+def _count(out) -> str:
+    return f"{len(out)} values" if isinstance(out, tuple) else f"a {type(out).__name__}"
+
+
+def _describe(x) -> str:
+    shape = getattr(x, "shape", None)
+    return f"type {type(x).__name__}" + (f" of shape {shape}" if shape is not None else "")

@@ -7,6 +7,8 @@ Env i of a batch: obs = [1000 * i + 10 * episode + t]; reward t at step t (1, 2,
 terminate after 3 steps, odd ones are truncated after 4. Every backend must turn these into the same valid
 transitions, whatever its autoreset mode. `fail_at`: the vector env raises at that step call (once)."""
 
+import multiprocessing
+
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
@@ -177,7 +179,6 @@ class HangInLearner(gym.Wrapper):
         self.steps = 0
 
     def step(self, action):
-        import multiprocessing
         import time
 
         self.steps += 1
@@ -191,9 +192,10 @@ if "HangInLearner-v0" not in gym.registry:
 
 
 class WrongShape(gym.Wrapper):
-    """CartPole whose observations lose their last value: from every reset (`where="reset"`), or from the
-    30th step of every 10th env made in the process (`where="step"`: a bug the env's replacement usually
-    does not hit), as a buggy env would."""
+    """CartPole whose observations lose their last value: from every reset (`where="reset"`), from every reset
+    in an actor process (`where="actorreset"`: the launcher's check passes), or from the 30th step of every
+    10th env made in the process (`where="step"`: a bug the env's replacement usually does not hit), as a
+    buggy env would."""
 
     made = 0
 
@@ -205,7 +207,8 @@ class WrongShape(gym.Wrapper):
 
     def reset(self, **kw):
         obs, info = self.env.reset(**kw)
-        return (obs[:3] if self.where == "reset" else obs), info
+        in_actor = multiprocessing.parent_process() is not None
+        return (obs[:3] if self.where == "reset" or (self.where == "actorreset" and in_actor) else obs), info
 
     def step(self, action):
         obs, r, te, tr, info = self.env.step(action)
@@ -213,7 +216,7 @@ class WrongShape(gym.Wrapper):
         return (obs[:3] if self.where == "step" and self.buggy and self.steps == 30 else obs), r, te, tr, info
 
 
-for _where in ("Reset", "Step"):
+for _where in ("Reset", "ActorReset", "Step"):
     if f"WrongShape{_where}-v0" not in gym.registry:
         gym.register(f"WrongShape{_where}-v0", entry_point=WrongShape, kwargs={"where": _where.lower()},
                      reward_threshold=475.0, max_episode_steps=500)
@@ -229,7 +232,6 @@ class HangOnceInActor(gym.Wrapper):
         super().__init__(gym.make("CartPole-v1"))
 
     def step(self, action):
-        import multiprocessing
         import os
         import time
 
@@ -287,7 +289,6 @@ class SlowInLearner(gym.Env):
     action_space = gym.spaces.Discrete(2)
 
     def reset(self, *, seed=None, options=None):
-        import multiprocessing
 
         self.t, self.in_learner = 0, multiprocessing.parent_process() is None
         return np.zeros(1, np.float32), {}
@@ -313,7 +314,6 @@ class EasyOnlyInActors(gym.Env):
     action_space = gym.spaces.Discrete(2)
 
     def reset(self, *, seed=None, options=None):
-        import multiprocessing
 
         self.t, self.pays = 0, float(multiprocessing.parent_process() is not None)
         return np.zeros(1, np.float32), {}

@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 
 import custom_envs
+import gymnasium as gym
+from actorlearner.config import ConfigError
 from actorlearner.env_batch import GymEnvBatch, check_obs, BadObservation
+from actorlearner.envs import inspect_env
 from conftest import ROOT, our_segments, spawned_pids
 
 
@@ -35,6 +38,46 @@ def test_check_obs_names_the_call_and_both_shapes():
         check_obs(np.zeros((2, 2, 1), np.float32), (2, 2, 1), "uint8", "reset")
 
 
+class _Api(gym.Env):
+    """An env that breaks gymnasium's API as `how` says."""
+
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, how: str):
+        self.how = how
+
+    def reset(self, *, seed=None, options=None):
+        if self.how == "reset raises":
+            raise OSError("simulator not running")
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        obs = np.zeros(2, np.float32)
+        if self.how == "old gym":
+            return obs, 1.0, False, {}
+        reward = {"array reward": np.ones(1), "text reward": "1"}.get(self.how, 1.0)
+        return (obs[:1] if self.how == "step obs" else obs), reward, False, False, {}
+
+
+@pytest.mark.parametrize("how, says", [
+    ("old gym", "does not follow gymnasium's API: step() returned 4 values, expected 5 (observation, reward, "
+                "terminated, truncated, info); an env written for the old gym API (before 0.26)?"),
+    ("array reward", "does not follow gymnasium's API: step() returned a reward of type ndarray of shape (1,), "
+                     "expected a number"),
+    ("text reward", "does not follow gymnasium's API: step() returned a reward of type str, expected a number"),
+    ("step obs", "does not follow gymnasium's API: step() returned an observation of shape (1,) float32, "
+                 "expected (2,) float32"),
+    ("reset raises", "raised in its first reset(): OSError: simulator not running"),
+])
+def test_the_launchers_env_is_checked_against_gymnasiums_api(how, says):
+    for env_fn in (lambda: _Api(how), lambda: gym.wrappers.TimeLimit(_Api(how), 10)):  # bare, and wrapped
+        with pytest.raises(ConfigError) as e:
+            inspect_env(env_fn, "Odd-v0")
+        assert str(e.value) == f"the env Odd-v0 {says}"
+    assert inspect_env(lambda: _Api("fine"), "Odd-v0").obs_shape == (2,)
+
+
 def test_wrong_shape_from_step_recreates_the_env():
     batch = GymEnvBatch(_buggy, 1, lambda n: n, (4,), "float32", True, "0", "WrongShapeStep-v0")
     batch.reset()
@@ -51,13 +94,26 @@ def _buggy(steps_done: int = 0):
     return env
 
 
-def test_wrong_shape_from_reset_stops_the_run_with_that_line(tmp_path):
-    before, segments = spawned_pids(), our_segments()
+def test_wrong_shape_from_reset_is_one_line_before_anything_starts(tmp_path):
+    before = spawned_pids()
     proc = train(tmp_path, "custom_envs:WrongShapeReset-v0", "--max-seconds", "60", "--num-actors", "1")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "actorlearner: error: the env custom_envs:WrongShapeReset-v0 does not follow gymnasium's API: reset() "
+        "returned an observation of shape (3,) float32, expected (4,) float32"], proc.stderr
+    assert proc.stdout == "" and not (tmp_path / "run").exists()
+    assert spawned_pids() - before == set()
+
+
+def test_wrong_shape_from_reset_in_actors_stops_the_run_with_that_line(tmp_path):
+    """The launcher's env passes its check, the actors' envs fail at their first reset: five quick deaths, then
+    one line."""
+    before, segments = spawned_pids(), our_segments()
+    proc = train(tmp_path, "custom_envs:WrongShapeActorReset-v0", "--max-seconds", "60", "--num-actors", "1")
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert "could not be started" in lines[0] and "custom_envs:WrongShapeReset-v0" in lines[0]
+    assert "could not be started" in lines[0] and "custom_envs:WrongShapeActorReset-v0" in lines[0]
     assert "reset() returned an observation of shape (3,) float32, expected (4,) float32" in lines[0]
     assert "Traceback" not in proc.stdout + proc.stderr  # tracebacks go to actors.log
     log = (tmp_path / "run" / "actors.log").read_text()
