@@ -40,9 +40,11 @@ class Config:
     # --- task ---
     env: str = _f("CartPole-v1", "gymnasium environment id: any registered id with a Box observation (a vector "
                   "or an H x W x C image) and a Discrete or Box action space; 'module:Env-v0' imports the module "
-                  "first (its registration runs), in this process and in every actor")
+                  "first (its registration runs), in this process and in every actor; a module is looked for on "
+                  "sys.path, then in the working directory")
     env_module: Optional[str] = _f(None, "modules to import before any env is made (comma separated), in this "
-                                   "process and in every actor: for envs a module registers on import")
+                                   "process and in every actor: for envs a module registers on "
+                                   "import (looked for as --env's module is)")
     env_backend: str = _f("auto", "how an actor steps its envs: gymnasium (single envs in a loop; any env), vector "
                           "(the id's gymnasium vector entry point, all envs in one call), ale (ale-py's "
                           "AtariVectorEnv for ALE/ ids), envpool (if installed: its C++ pool), or auto (the "

@@ -11,8 +11,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import importlib.util
 import math
+import os
 import re
+import sys
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -58,10 +61,29 @@ def import_env_modules(modules: Sequence[str], env_id: Optional[str] = None) -> 
     if rid.startswith("ALE/") and rid not in gym.registry and not _register_ale_ids():
         raise ConfigError(f"{env_id} needs ale-py: pip install 'actorlearner[atari]'")
     for name in names:
+        _look_in_working_directory(name)
         try:
             importlib.import_module(name)
         except Exception as e:  # noqa: BLE001 - any failure to import a user module is a user-input error
             raise ConfigError(f"could not import env module {name!r}: {type(e).__name__}: {e}") from None
+
+
+def _look_in_working_directory(name: str) -> None:
+    """Makes the current directory importable (last on sys.path) where it holds the module `name` and no
+    other place does. `python -m actorlearner` has it on the path already; the `actorlearner` command does
+    not, and `--env my_envs:GridWorld-v0` beside my_envs.py would fail there. Put last so that it shadows
+    no installed package; actor processes inherit the path (spawn passes it on)."""
+    top = name.split(".", 1)[0]
+    cwd = os.getcwd()
+    if cwd in sys.path or not (os.path.isfile(os.path.join(cwd, top + ".py"))
+                               or os.path.isdir(os.path.join(cwd, top))):
+        return
+    try:
+        if importlib.util.find_spec(top) is not None:
+            return
+    except (ImportError, ValueError):
+        pass
+    sys.path.append(cwd)
 
 
 def registered_id(env_id: str) -> str:

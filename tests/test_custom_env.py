@@ -3,8 +3,10 @@ envs, in the launcher and in every actor process, and the run trains on it."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +31,22 @@ def test_custom_env_module_trains_through_the_cli(tmp_path, how):
     assert summary["solved"] and summary["mean_return_100"] >= 9.0, proc.stdout
     assert "gymnasium backend" in proc.stdout
     assert summary["policy_collapses"] == 0  # the policy learned to read its input: no collapse warning
+
+
+def test_the_actorlearner_command_finds_an_env_module_in_the_working_directory(tmp_path):
+    """The README's `actorlearner train --env my_envs:GridWorld-v0`, run beside my_envs.py: the console script,
+    unlike `python -m`, does not put the working directory on sys.path, and the module was not found."""
+    command = Path(sys.executable).parent / "actorlearner"
+    if not command.exists():
+        pytest.skip(f"no actorlearner command beside {sys.executable} (the package is not pip-installed)")
+    shutil.copy(ROOT / "tests" / "custom_envs.py", tmp_path / "my_envs.py")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([str(command), "train", "--env", "my_envs:MatchSign-v0", "--run-dir", str(tmp_path / "run"),
+                           "--max-seconds", "60", "--eval-every-s", "0", "--num-actors", "2"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["solved"] and summary["actor_restarts"] == 0, summary  # the actor processes found it too
 
 
 def test_unimportable_env_module_is_one_line(tmp_path):
