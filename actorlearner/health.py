@@ -105,3 +105,19 @@ def deterministic_warning(entropy: float, uniform: float, learner_step: int) -> 
             f"take are never tried, so it no longer learns about them and rarely recovers. Unless its return is "
             f"where you want it, restart from an earlier checkpoint or with a lower --learning-rate or a higher "
             f"--entropy-cost")
+
+
+# No episode has ended after this many env steps per env: an env with no time limit that never ends one (a custom
+# env registered without max_episode_steps). The longest episodes of the envs here are Atari's 27 K agent steps at
+# 108 K frames, which an untrained agent never plays; classic control's limits are 200-1,000.
+ENDLESS_STEPS_PER_ENV = 10_000
+
+
+def endless_warning(env_steps: int, episodes: int, num_envs: int) -> Optional[str]:
+    """The one-line warning for a run none of whose `num_envs` envs has ended an episode in `env_steps`; None
+    while that is not (yet) so."""
+    if episodes > 0 or env_steps < ENDLESS_STEPS_PER_ENV * num_envs:
+        return None
+    return (f"no episode has ended in {env_steps} env steps ({env_steps // num_envs} per env): the env may never "
+            f"end one (no terminal state, no time limit). Without ended episodes there is no return to report, to "
+            f"solve on or to evaluate: register it with max_episode_steps or wrap it in gymnasium's TimeLimit")

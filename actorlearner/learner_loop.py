@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 from . import checkpoint, reporting
 from .config import Config, usable_cores
 from .flow import SlotFlow
-from .health import EntropyWatch, collapse_warning, deterministic_warning
+from .health import EntropyWatch, collapse_warning, deterministic_warning, endless_warning
 from .policy_checks import PolicyChecks
 from .preflight import slots_per_actor
 from .protocol import ActorFailed, EnvError, UnrollReady, UnrollSource
@@ -101,6 +101,7 @@ class LearnerLoop:
         self.ready: list[UnrollReady] = []  # filled unrolls not learned on yet
         self.flow = _slot_flow(cfg, run.source.num_actors)
         self.flow_said = False
+        self.endless_said = False
         self.entropy_watch = EntropyWatch(run.spec.action_dim if run.spec.discrete else None)
         self.latest = None  # the newest published weights
         self.nonfinite_in_a_row = 0
@@ -291,6 +292,11 @@ class LearnerLoop:
             self.board.write(stats.env_steps, _board_values(stats, rate, learner_rate, self.learner,
                                                             ctx.source.fill_fraction(len(self.ready))))
             self.next_log = now + cfg.log_every_s
+            if not self.endless_said:
+                said = endless_warning(stats.env_steps, stats.episodes, cfg.num_actors * cfg.envs_per_actor)
+                if said:
+                    self.endless_said = True
+                    warn(said)
         if now >= self.next_ckpt:
             self.save_checkpoint()
             self.next_ckpt = stats.now() + cfg.checkpoint_every

@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 
 from actorlearner.config import Config
-from actorlearner.health import COLLAPSE_STEPS, DETERMINISTIC_FRACTION, MIN_PEAK, CollapseWatch, EntropyWatch
+from actorlearner.health import (COLLAPSE_STEPS, DETERMINISTIC_FRACTION, ENDLESS_STEPS_PER_ENV, MIN_PEAK, CollapseWatch,
+                                 EntropyWatch, endless_warning)
 from actorlearner.learner import Learner
 from actorlearner.losses import policy_spread
 from test_cli import run_cli
@@ -145,3 +146,14 @@ def test_a_run_whose_policy_saturates_on_one_action_is_warned(tmp_path):
     assert "the policy has been deterministic for the last 100 steps" in proc.stderr
     done = [line for line in proc.stdout.splitlines() if line.startswith("done (")]
     assert done and "policy collapse warning" in done[0], proc.stdout  # repeated where a long run ends
+
+
+def test_a_run_whose_envs_never_end_an_episode_is_warned():
+    """An env with no terminal state and no time limit (a custom env registered without max_episode_steps) shows
+    `return(100) -` forever; past ENDLESS_STEPS_PER_ENV steps per env with no episode ended, it is said."""
+    per_env = ENDLESS_STEPS_PER_ENV
+    assert endless_warning(64 * per_env - 1, 0, 64) is None  # not yet
+    assert endless_warning(64 * per_env, 1, 64) is None  # one episode ended: the env does end them
+    said = endless_warning(64 * per_env, 0, 64)
+    assert said.startswith(f"no episode has ended in {64 * per_env} env steps ({per_env} per env)")
+    assert "max_episode_steps" in said and "TimeLimit" in said
