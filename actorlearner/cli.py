@@ -172,7 +172,7 @@ def _one_line_errors(action) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .evaluation import play_episodes, record_video
+    from .evaluation import check_renders, play_episodes, record_video
     from .loading import load_policy, run_config
 
     played = []
@@ -185,6 +185,8 @@ def _eval(args: argparse.Namespace) -> int:
         if args.video:
             headless_mujoco_rendering(os.environ, sys.platform)
         cfg, spec, env_fn = run_config(args.run_dir)
+        if args.video:
+            check_renders(cfg.env)
         policy = load_policy(args.run_dir, which=args.which)
         greedy = args.deterministic
         mode = "deterministic" if greedy else "sampled actions"

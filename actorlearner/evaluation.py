@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
+import warnings
 from typing import Callable, Generator, Iterator, Optional
 
 import numpy as np
@@ -206,10 +208,20 @@ def record_video(policy, env_fn: Callable, spec: EnvSpec, path: str, *, seed: in
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     frames: list = []
-    try:
-        env = env_fn()
-    except Exception as e:  # noqa: BLE001 - a renderer that cannot start is the user's setup: say what failed
-        raise ConfigError(f"could not make the env for the video: {_render_failure(e)}") from None
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        try:
+            env = env_fn()
+        except Exception as e:  # noqa: BLE001 - a renderer that cannot start is the user's setup: say what failed
+            modes = [str(w.message) for w in said if "possible render_modes" in str(w.message)]
+            if modes:  # gymnasium's warning says why: the env declares no rgb_array mode (and then fails on it)
+                listed = re.search(r"possible render_modes \((.*)\)", modes[0])
+                raise ConfigError(f"the env cannot draw frames for a video: render_mode='rgb_array' is not among "
+                                  f"its render_modes ({listed.group(1) if listed else '?'})") from None
+            raise ConfigError(f"could not make the env for the video: {_render_failure(e)}") from None
+    for w in said:  # passed on: only an env that failed needed them explained
+        if "possible render_modes" not in str(w.message):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     try:
         total, n = _play(policy, env, spec, np.random.default_rng(seed), seed, greedy, max_steps, frames)
         fps = env.metadata.get("render_fps") or 30
@@ -224,6 +236,40 @@ def record_video(policy, env_fn: Callable, spec: EnvSpec, path: str, *, seed: in
     else:
         imageio.mimsave(path, frames, fps=fps, macro_block_size=1)
     return total, n, len(frames)
+
+
+def check_renders(env_id) -> None:
+    """ConfigError where a registered id's env class lists its render modes without rgb_array and takes no
+    render_mode, so that `eval --video` says so before it plays its episodes, not after. Other ids (a function
+    entry point, a class that takes render_mode) pass: making the video's env finds out."""
+    import gymnasium as gym
+
+    from .envs import import_env_modules, registered_id
+
+    if not isinstance(env_id, str):
+        return
+    import_env_modules((), env_id)
+    entry = getattr(gym.registry.get(registered_id(env_id)), "entry_point", None)
+    try:
+        creator = gym.envs.registration.load_env_creator(entry) if isinstance(entry, str) else entry
+    except Exception:  # noqa: BLE001 - an entry point that does not load fails where the env is made, said there
+        return
+    meta = getattr(creator, "metadata", None)  # a wrapper class has a property here: not known
+    modes = meta.get("render_modes") if isinstance(meta, dict) else None
+    if isinstance(creator, type) and modes is not None and "rgb_array" not in modes and not _takes_render_mode(creator):
+        raise ConfigError(f"--video: the env {env_id} cannot draw frames: render_mode='rgb_array' is not among its "
+                          f"render_modes ({list(modes)})")
+
+
+def _takes_render_mode(cls: type) -> bool:
+    """cls(render_mode=...) is accepted: an env may draw without declaring the mode (gymnasium only warns)."""
+    import inspect
+
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return True  # not known: let making it tell
+    return any(p.name == "render_mode" or p.kind == p.VAR_KEYWORD for p in params)
 
 
 def _render_failure(e: Exception) -> str:

@@ -3,9 +3,12 @@
 import subprocess
 import sys
 
+import gymnasium as gym
+import numpy as np
 import pytest
 
 from actorlearner import Config, train
+from actorlearner.config import ConfigError
 from conftest import ROOT
 
 
@@ -84,6 +87,36 @@ def test_eval_errors_are_one_line(tmp_path):
                                                f"found: is {tmp_path / 'missing'} a run directory?"]
     out = eval_cli(str(tmp_path), "--video", "x.avi")
     assert out.returncode == 2 and "must end in .mp4 or .gif" in out.stderr
+
+
+class _NoFrames(gym.Env):
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+
+class _DrawsUndeclared(_NoFrames):
+    def __init__(self, render_mode=None):
+        self.render_mode = render_mode
+
+
+def test_video_of_an_env_that_cannot_draw_is_refused_before_the_episodes():
+    """A registered env class whose render_modes lack rgb_array and that takes no render_mode: refused up front
+    (`eval --video` played its episodes first, then failed in gymnasium with a TypeError under a warning)."""
+    from actorlearner.evaluation import check_renders, record_video
+
+    gym.register("test_eval/NoFrames-v0", entry_point=_NoFrames)
+    gym.register("test_eval/DrawsUndeclared-v0", entry_point=_DrawsUndeclared)
+    with pytest.raises(ConfigError, match=r"--video: the env test_eval/NoFrames-v0 cannot draw frames: "
+                                          r"render_mode='rgb_array' is not among its render_modes \(\[\]\)"):
+        check_renders("test_eval/NoFrames-v0")
+    with pytest.raises(ConfigError, match="the env actorlearner/CueMemory-v0 cannot draw frames"):
+        check_renders("actorlearner/CueMemory-v0")
+    for env_id in ("CartPole-v1", "actorlearner/CartPoleNoVel-v1", "test_eval/DrawsUndeclared-v0"):
+        check_renders(env_id)  # they draw, or may: making the env will tell
+    # Made anyway (the Python API), the failure says the same instead of a TypeError.
+    with pytest.raises(ConfigError, match=r"^the env cannot draw frames for a video: render_mode='rgb_array' is not "
+                                          r"among its render_modes \(\[\]\)$"):
+        record_video(None, lambda: gym.make("test_eval/NoFrames-v0", render_mode="rgb_array"), None, "x.mp4", seed=0)
 
 
 def test_tensorboard_event_files_hold_the_listed_tags(run_dir):
