@@ -141,5 +141,8 @@ def test_images_too_small_for_the_cnn_are_one_line():
         def reset(self, *, seed=None, options=None):
             return np.zeros((10, 10, 1), np.uint8), {}
 
+        def step(self, action):
+            return np.zeros((10, 10, 1), np.uint8), 0.0, True, False, {}
+
     with pytest.raises(ConfigError, match="impala-shallow needs larger images than 10x10"):
         prepare(Config(env="tiny"), env_fn=Tiny)
