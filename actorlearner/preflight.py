@@ -87,7 +87,26 @@ def resume_point(cfg: Config) -> checkpoint.Checkpoint:
         if getattr(saved, name) != getattr(cfg, name):
             raise ConfigError(f"--resume: the run's {name} is {getattr(saved, name)!r}, this config has "
                               f"{getattr(cfg, name)!r} (use actorlearner.resume_config to start from the run's)")
+    done = stopped_already(cfg, ckpt.meta["stats"])
+    if done:
+        raise ConfigError(f"--resume {cfg.resume}: {done}")
     return ckpt
+
+
+def stopped_already(cfg: Config, stats: dict) -> Optional[str]:
+    """Why a run resumed with cfg from a checkpoint's counters (`RunStats.state()`) would stop at once, its limits
+    counting from the run's start; None if it would train. Such a resume started every process, trained nothing
+    and said 'done'."""
+    if cfg.stop_at_target and stats.get("solved_at_s") is not None:
+        return (f"the run solved its task already (at {stats['solved_at_s']:.1f} s, {stats['solved_at_steps']} env "
+                f"steps): --no-stop-at-target trains on")
+    if cfg.max_steps and stats["env_steps"] >= cfg.max_steps:
+        return (f"the run has {stats['env_steps']} env steps already, and --max-steps ({cfg.max_steps}) counts from "
+                f"its start: raise it (or 0: no limit) to train on")
+    if cfg.max_seconds and stats["elapsed_s"] >= cfg.max_seconds:
+        return (f"the run has trained {stats['elapsed_s']:.1f} s already, and --max-seconds ({cfg.max_seconds:g}) "
+                f"counts from its start: raise it (or 0: no limit) to train on")
+    return None
 
 
 def unused_settings(cfg: Config, discrete: bool, kind: str, custom_model: bool) -> list[tuple[str, str]]:

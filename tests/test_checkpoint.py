@@ -12,6 +12,7 @@ from actorlearner import Config, train
 from actorlearner import checkpoint
 from actorlearner.config import ConfigError
 from actorlearner.config_sources import resume_config
+from actorlearner.preflight import resume_point
 from conftest import BACKENDS, ROOT, spawned_pids, with_small_tmpfs
 
 MODEL = [("dense/kernel", np.arange(6, dtype=np.float32).reshape(2, 3)), ("dense/bias", np.ones(3, np.float32))]
@@ -111,6 +112,11 @@ def test_resumed_run_continues_counters_metrics_and_optimizer(tmp_path, no_leaks
     ckpt1 = checkpoint.load(checkpoint.list_checkpoints(run_dir)[-1])
     assert ckpt1.meta["stats"]["learner_steps"] == first["learner_steps"]
 
+    with pytest.raises(ConfigError, match=r"^--resume .*/run: the run has \d+ env steps already, and --max-steps "
+                                          r"\(6400\) counts from its start: raise it"):
+        resume_point(resume_config(run_dir))  # it would stop at once: said before anything starts
+    with pytest.raises(ConfigError, match=r"--max-seconds \(0.001\) counts from its start"):
+        resume_point(resume_config(run_dir, {"max_steps": 0, "max_seconds": 0.001}))
     cfg = resume_config(run_dir, {"max_steps": 12_800})
     assert cfg.seed == 3 and cfg.log_every_s == 0.2  # the run's own config, with the override
     second = train(cfg)

@@ -65,7 +65,11 @@ def test_one_run_per_run_directory(tmp_path):
     # its --resume, with a warning naming it.
     proc = run_cli("train", "--run-dir", str(run_dir), "--max-steps", "2000")
     assert proc.returncode == 2 and f"--run-dir {run_dir} holds a run already: --resume" in proc.stderr, proc.stderr
-    proc = run_cli("train", "--resume", str(run_dir), "--max-seconds", "3", "--eval-every-s", "0", timeout=120)
+    from actorlearner import checkpoint
+
+    trained = checkpoint.load_latest(str(run_dir), print).meta["stats"]["elapsed_s"]  # --max-seconds: from the start
+    proc = run_cli("train", "--resume", str(run_dir), "--max-seconds", f"{trained + 3:.1f}", "--eval-every-s", "0",
+                   timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert f"taking over the lock of process {first.pid}" in proc.stderr + proc.stdout
     assert (run_dir / ".lock").read_text() == ""  # released at the end
