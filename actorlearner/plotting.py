@@ -7,22 +7,38 @@ import json
 import os
 
 from .config import ConfigError
+from .reporting import warn
 from .run_files import atomic_file
 
 SIZE_IN, DPI = (12.0, 4.5), 100  # the PNG is 1200 x 450 pixels
 
 
 def _records(path: str) -> list[dict]:
-    """The JSON lines of `path`; [] where the file does not exist."""
+    """The JSON lines of `path`; [] where the file does not exist. A last line without its newline is one being
+    written (a run in progress) and is left out; a line cut in the middle (a run killed while writing it, a full
+    disk, then resumed) is skipped with a warning. A file none of whose lines is JSON is an error."""
     try:
         with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
+            text = f.read()
     except FileNotFoundError:
         return []
-    except OSError as e:
-        raise ConfigError(f"could not read {path}: {e.strerror or e}") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path} is not JSON lines ({e})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"could not read {path}: {getattr(e, 'strerror', None) or e}") from None
+    lines = text.split("\n")[:-1]  # the part after the last newline is still being written
+    records, bad = [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            bad.append((number, e))
+    if bad and not records:
+        raise ConfigError(f"{path} is not JSON lines (line {bad[0][0]}: {bad[0][1]})")
+    if bad:
+        warn(f"skipped {len(bad)} unreadable line{'s' if len(bad) > 1 else ''} of {path} (line {bad[0][0]}: "
+             f"{bad[0][1]}), as a run cut while writing leaves")
+    return records
 
 
 def read_curve(run_dir: str) -> dict:

@@ -5,6 +5,8 @@ import struct
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 
@@ -72,3 +74,28 @@ def test_a_run_with_nothing_to_plot_says_so(tmp_path):
     proc = plot_cli(run)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"actorlearner: error: {run} has no finished episodes or evaluations to plot yet"
+
+
+def test_a_line_being_written_is_left_out_and_a_cut_one_skipped_with_a_warning(tmp_path, capsys):
+    """`plot` of a run in progress could meet its last line half written, and a run killed while writing (a full
+    disk), then resumed, has a cut line in the middle: either stopped the plot with 'not JSON lines'."""
+    from actorlearner.config import ConfigError
+    from actorlearner.plotting import read_curve
+
+    run = fake_run(tmp_path / "live", [10, 20, 30])
+    metrics = tmp_path / "live" / "metrics.jsonl"
+    with open(metrics, "a") as f:
+        f.write('{"time_s": 1.5, "env_st')  # being written: no newline yet
+    assert read_curve(run)["returns"] == [10, 20, 30]
+    assert capsys.readouterr().err == ""
+    with open(metrics, "a") as f:  # cut there, then a resumed run's lines appended
+        f.write(json.dumps({"time_s": 2.0, "env_steps": 4000, "mean_return_100": 40}) + "\n")
+    assert read_curve(run)["returns"] == [10, 20, 30]  # the cut line swallowed the next one's start
+    with open(metrics, "a") as f:
+        f.write(json.dumps({"time_s": 2.5, "env_steps": 5000, "mean_return_100": 50}) + "\n")
+    assert read_curve(run)["returns"] == [10, 20, 30, 50]
+    err = capsys.readouterr().err
+    assert f"skipped 1 unreadable line of {metrics} (line 4: " in err
+    metrics.write_text("not json\n")
+    with pytest.raises(ConfigError, match=r"metrics.jsonl is not JSON lines \(line 1: "):
+        read_curve(run)
