@@ -34,6 +34,26 @@ class ActorCrashLoop(RuntimeError):
     """An actor died too often in a short time; restarting it again would only loop."""
 
 
+class ScriptNotGuarded(ActorCrashLoop):
+    """The user's script started a run from its top level, without a `__main__` guard (MAIN_GUARD)."""
+
+
+# The exit status of an actor process that found itself running the user's script's train() call: spawn imports
+# the main module in every process it starts, and a script without a `__main__` guard calls train() again there.
+# Each replacement would do the same, so the first such exit stops the run with MAIN_GUARD.
+MAIN_REIMPORTED = 78
+MAIN_GUARD = ("the actor processes ran your script's call to train() again: they are started with spawn, which "
+              "imports the main module in each of them; call train() under `if __name__ == \"__main__\":`")
+
+
+def exit_if_main_reimported() -> None:
+    """Called at train()'s start. In a process that spawn is still starting (importing the main script, which
+    multiprocessing's own check tells by the same flag), exits with MAIN_REIMPORTED at once. The call went on to
+    find the run directory locked by the real run: every actor died with that traceback, five restarts each."""
+    if getattr(mp.current_process(), "_inheriting", False):
+        os._exit(MAIN_REIMPORTED)
+
+
 class RestartBudget:
     """Each actor's deaths within a sliding window: one too many means a crash loop, and restarting again
     would only loop (shared by the process pool and the Ray backend)."""
@@ -208,6 +228,8 @@ class ActorPool:
         proc = self.procs[i]
         proc.join(timeout=1.0)
         code = proc.exitcode
+        if code == MAIN_REIMPORTED:
+            raise ScriptNotGuarded(MAIN_GUARD)
         how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit status {code}"
         error = f": {self._last_error[i]}" if self._last_error[i] else ""
         self._budget.died(i, how + error)

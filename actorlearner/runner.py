@@ -20,7 +20,7 @@ import numpy as np
 
 from . import checkpoint, litert_cnn, reporting
 from .actor import ActorArgs
-from .actor_pool import ActorPool, SerialActors, SlotSource
+from .actor_pool import ActorPool, SerialActors, SlotSource, exit_if_main_reimported
 from .config import Config, ConfigError, usable_cores
 from .env_backends import EnvBatchFactory
 from .layout import default_layout, layout_size, model_kind, state_size
@@ -77,6 +77,7 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     With cfg.resume (see config_sources.resume_config), counters, weights and optimizer state continue from the
     run's newest good checkpoint.
     """
+    exit_if_main_reimported()
     plan = _plan(cfg, env_fn, model_fn, start_time if start_time is not None else time.monotonic())
     _banner(plan)
     status, summary, error = _run(plan)

@@ -142,3 +142,25 @@ def test_settings_a_run_does_not_read_are_named():
             continue
         spec = inspect_env(make_env_fn(cfg.env))
         assert unused_settings(cfg, spec.discrete, model_kind(spec, cfg.model), False) == [], name
+
+
+def test_a_script_that_calls_train_without_a_main_guard_is_told_so(tmp_path):
+    """spawn imports the main script in every actor process; a script that calls train() at its top level called
+    it again there, and each actor died on the run directory's lock: 5 restarts of tracebacks, then 'actor 0 died
+    5 times'. The first such actor now stops the run with what to do."""
+    from conftest import our_segments, spawned_pids
+
+    script = tmp_path / "unguarded.py"
+    script.write_text("from actorlearner import Config, train\n"
+                      f"train(Config(max_seconds=60, eval_every_s=0, run_dir={str(tmp_path / 'run')!r}))\n")
+    before, segments = spawned_pids(), our_segments()
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "actorlearner.actor_pool.ScriptNotGuarded: the actor processes ran your script's call to train() again: they "
+        "are started with spawn, which imports the main module in each of them; call train() under "
+        "`if __name__ == \"__main__\":`")
+    assert "in use by another run" not in proc.stderr and "restart" not in proc.stdout
+    assert time.monotonic() - t0 < 60
+    assert spawned_pids() - before == set() and our_segments() - segments == set()
