@@ -223,7 +223,10 @@ class Learner:
         stats = dict(zip(self._stat_names, stats.numpy().tolist()))
         finite = stats.pop("finite")
         if not finite:
-            raise NumericalFault(f"non-finite loss or gradient at learner step {self.steps + 1}: {stats}")
+            figures = ", ".join(f"{k} {v:.3g}" for k, v in stats.items())
+            raise NumericalFault(f"non-finite loss or gradient at learner step {self.steps + 1} ({figures}); the "
+                                 f"weights were left as they were. Often a --learning-rate or --reward-scale too "
+                                 f"large for the task")
         flat = flat.numpy()
         if not np.isfinite(flat).all():
             raise NumericalFault(f"non-finite weights after learner step {self.steps + 1}", weights_damaged=True)
