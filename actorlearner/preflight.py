@@ -47,6 +47,9 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
         raise
     except Exception as e:  # noqa: BLE001 - any failure to build the env is a user-input error here
         raise ConfigError(f"could not create the env {cfg.env} ({backend} backend): {type(e).__name__}: {e}") from None
+    if not cfg.serial:
+        for name, fn in (("env_fn", env_fn if custom else None), ("model_fn", model_fn)):
+            _check_picklable(name, fn)
     if model_fn is not None and cfg.normalize_obs:
         raise ConfigError("--normalize-obs works on the default model; a custom model can normalize inside itself")
     if model_fn is not None and cfg.core != "none":
@@ -71,6 +74,21 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
         raise ConfigError("--normalize-obs works on the MLP only (the CNNs scale uint8 images to [0, 1])")
     target = cfg.target_return if cfg.target_return is not None else spec.reward_threshold
     return env_fn, make_batch, spec, target, why
+
+
+def _check_picklable(name: str, fn: Optional[Callable]) -> None:
+    """ConfigError where `fn` cannot be sent to actor processes (cloudpickle: lambdas and closures can; what they
+    hold must pickle too). It failed after the run had started, as a bare TypeError from the pickler."""
+    if fn is None:
+        return
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(fn)
+    except Exception as e:  # noqa: BLE001 - the pickler raises TypeError, PicklingError, AttributeError...
+        raise ConfigError(f"{name} cannot be sent to the actor processes ({type(e).__name__}: {e}): it and what it "
+                          f"refers to (globals of __main__ too) must pickle; make locks, files and connections "
+                          f"inside it, or use serial=True") from None
 
 
 def resume_point(cfg: Config) -> checkpoint.Checkpoint:

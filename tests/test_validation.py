@@ -164,3 +164,27 @@ def test_a_script_that_calls_train_without_a_main_guard_is_told_so(tmp_path):
     assert "in use by another run" not in proc.stderr and "restart" not in proc.stdout
     assert time.monotonic() - t0 < 60
     assert spawned_pids() - before == set() and our_segments() - segments == set()
+
+
+def test_an_env_fn_or_model_fn_that_cannot_reach_the_actors_is_refused_before_start():
+    """A factory holding a lock (a global of __main__, pickled with it by value) failed after the run had
+    started, with a bare 'TypeError: cannot pickle _thread.lock object' from the pickler."""
+    import threading
+
+    import gymnasium as gym
+
+    from actorlearner.config import Config, ConfigError
+    from actorlearner.preflight import prepare
+
+    lock = threading.Lock()
+
+    def env_fn():
+        with lock:
+            return gym.make("CartPole-v1")
+
+    with pytest.raises(ConfigError, match=r"^env_fn cannot be sent to the actor processes \(TypeError: cannot pickle "
+                                          r"'_thread.lock' object\): it and what it refers to"):
+        prepare(Config(), env_fn=env_fn)
+    with pytest.raises(ConfigError, match=r"^model_fn cannot be sent to the actor processes"):
+        prepare(Config(), model_fn=lambda spec: lock)
+    assert prepare(Config(serial=True), env_fn=env_fn)[2].obs_shape == (4,)  # one process: nothing to send
