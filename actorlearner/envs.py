@@ -61,6 +61,10 @@ def import_env_modules(modules: Sequence[str], env_id: Optional[str] = None) -> 
     if rid.startswith("ALE/") and rid not in gym.registry and not _register_ale_ids():
         raise ConfigError(f"{env_id} needs ale-py: pip install 'actorlearner[atari]'")
     for name in names:
+        if name.endswith(".py") or "/" in name or os.sep in name:
+            module = os.path.splitext(os.path.basename(name))[0]
+            raise ConfigError(f"env module {name!r} is a file name: give the module's name ({module!r}), importable "
+                              f"from the working directory or PYTHONPATH")
         _look_in_working_directory(name)
         try:
             importlib.import_module(name)

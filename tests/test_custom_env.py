@@ -3,6 +3,7 @@ envs, in the launcher and in every actor process, and the run trains on it."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -69,3 +70,13 @@ def test_actor_processes_run_below_the_learners_priority(tmp_path):
     seen = {int(n) for n in (line.split()[1] for line in probe.read_text().splitlines())}
     assert seen == {base, min(base + 7, 19)}, probe.read_text()
     assert "2 actors (processes, nice +7)" in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["my_envs.py", "./my_envs", "envs/my_envs.py"])
+def test_a_file_name_for_an_env_module_says_to_give_the_module_name(name):
+    from actorlearner.config import ConfigError
+    from actorlearner.envs import import_env_modules
+
+    with pytest.raises(ConfigError, match=rf"^env module '{re.escape(name)}' is a file name: give the module's name "
+                                          r"\('my_envs'\)"):
+        import_env_modules((), f"{name}:GridWorld-v0")
