@@ -206,7 +206,10 @@ def _eval(args: argparse.Namespace) -> int:
             write_line(f"actorlearner: error: no episode of {cfg.env} finished: its env raised in every one "
                        "(see above)", sys.stderr)
             return EXIT_ERROR
-        print(f"{cfg.env}, {args.which} weights, {mode}: {_episode_figures(played)}")
+        which = f"{args.which} weights"
+        if args.which == "final" and not os.path.exists(os.path.join(args.run_dir, "policy.npz")):
+            which = "the newest checkpoint's weights (no final ones: the run goes on, or was killed)"
+        print(f"{cfg.env}, {which}, {mode}: {_episode_figures(played)}")
         if args.video:
             total, n, frames = record_video(policy, make_env_fn(cfg.env, render_mode="rgb_array"), spec,
                                             args.video, seed=args.seed + args.episodes, greedy=greedy)

@@ -37,6 +37,20 @@ def test_eval_prints_returns_and_writes_videos(run_dir, tmp_path):
         assert (tmp_path / f"{which}.gif").stat().st_size > 1000
 
 
+def test_eval_of_a_run_with_no_final_weights_says_it_plays_the_newest_checkpoint(run_dir, tmp_path):
+    """A run still going (or killed) has no policy.npz: the newest checkpoint is played, and the line says so
+    instead of 'final weights'."""
+    import shutil
+
+    live = tmp_path / "live"
+    shutil.copytree(run_dir, live)
+    (live / "policy.npz").unlink()
+    out = eval_cli(str(live), "--episodes", "1")
+    assert out.returncode == 0, out.stderr
+    assert ("CartPole-v1, the newest checkpoint's weights (no final ones: the run goes on, or was killed), sampled "
+            "actions: return") in out.stdout
+
+
 def test_eval_stopped_by_ctrl_c_reports_the_episodes_played(run_dir):
     import re
     import signal
