@@ -244,7 +244,7 @@ def _episode_figures(played: list) -> str:
 def _train(args: argparse.Namespace, start: float) -> int:
     from . import tf_start
     from .actor_pool import ActorCrashLoop
-    from .runner import train
+    from .runner import train_to_summary
 
     tf_start.LEAN_IMPORT = True
 
@@ -265,7 +265,7 @@ def _train(args: argparse.Namespace, start: float) -> int:
         cfg = config_from_args(args)
         in_train = True
         try:
-            summary = train(cfg, start_time=start)
+            summary = train_to_summary(cfg, start_time=start)
         finally:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             if hasattr(signal, "SIGHUP"):  # likewise a hangup during the teardown, the run being over

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -67,16 +68,33 @@ class Plan:
     kernels: str  # the learner's TensorFlow kernels, where the run chose them (precision.onednn_kernels)
 
 
-def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None, *,
-          start_time: Optional[float] = None) -> dict:
+def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None) -> dict:
     """Trains until solved or a limit; returns the summary (also written to RUN_DIR/summary.json).
 
     env_fn: optional callable returning a gymnasium.Env (overrides cfg.env; lambdas work).
     model_fn: optional callable `model_fn(spec: EnvSpec) -> keras.Model` (see model.py's convention).
-    start_time: time.monotonic() of the command's start, so times include start-up (default: now).
     With cfg.resume (see config_sources.resume_config), counters, weights and optimizer state continue from the
     run's newest good checkpoint.
+
+    A stop signal stops the run gracefully (final checkpoint, policy.npz, summary.json with status
+    "interrupted"), then goes on as it would have without the run: Ctrl-C raises KeyboardInterrupt, SIGTERM and
+    SIGHUP SystemExit(128 + the signal's number). Returning the summary instead let a script that trains in a
+    loop (seeds, a sweep) go on to its next run after every Ctrl-C, and past a scheduler's SIGTERM.
     """
+    summary = train_to_summary(cfg, env_fn, model_fn)
+    if summary["status"] == "interrupted":
+        stop = summary.get("stop_signal", "SIGINT")
+        if stop == "SIGINT":
+            raise KeyboardInterrupt
+        raise SystemExit(128 + getattr(signal, stop, signal.SIGTERM))
+    return summary
+
+
+def train_to_summary(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None, *,
+                     start_time: Optional[float] = None) -> dict:
+    """`train`, but an interrupted run returns its summary too (status "interrupted"): the command line's way,
+    which turns it into its exit status. start_time: time.monotonic() of the command's start, so times include
+    start-up (default: now)."""
     exit_if_main_reimported()
     plan = _plan(cfg, env_fn, model_fn, start_time if start_time is not None else time.monotonic())
     _banner(plan)

@@ -346,3 +346,36 @@ def test_nan_observation_stays_out_of_the_normalizer(tmp_path, capsys, no_leaks)
     assert "gave a non-finite observation (nan)" in capsys.readouterr().out
     weights = np.load(tmp_path / "run" / "policy.npz")["flat"]
     assert np.isfinite(weights).all()
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_stop_signal_stops_a_script_that_trains_in_a_loop(tmp_path, sig):
+    """train() stops its run gracefully, then passes the signal on (KeyboardInterrupt; SystemExit(143) for
+    SIGTERM): it returned the summary, and a script looping over seeds went on to its next run each time."""
+    from conftest import our_segments, spawned_pids
+
+    script = tmp_path / "sweep.py"
+    script.write_text(
+        "from actorlearner import Config, train\n"
+        "if __name__ == '__main__':\n"
+        "    try:\n"
+        "        for seed in (1, 2):\n"
+        f"            train(Config(env='LunarLander-v3', seed=seed, max_seconds=60, eval_every_s=0, quiet=True,\n"
+        f"                         run_dir={str(tmp_path)!r} + f'/run{{seed}}'))\n"
+        "    except KeyboardInterrupt:\n"
+        "        raise SystemExit(7)\n")
+    before, segments = spawned_pids(), our_segments()
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=tmp_path)
+    deadline, metrics = time.monotonic() + 60, tmp_path / "run1" / "metrics.jsonl"
+    while not metrics.exists() or not metrics.stat().st_size:  # training, past start-up
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()[0]
+        time.sleep(0.2)
+    proc.send_signal(getattr(signal, sig))
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == (7 if sig == "SIGINT" else 143), out[-3000:]
+    summary = json.loads((tmp_path / "run1" / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["stop_signal"] == sig
+    assert (tmp_path / "run1" / "policy.npz").exists()  # the graceful stop's work, before the signal went on
+    assert not (tmp_path / "run2").exists()  # the loop stopped with it
+    assert spawned_pids() - before == set() and our_segments() - segments == set()
