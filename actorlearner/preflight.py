@@ -15,7 +15,7 @@ from .config_sources import RESUME_FIXED, config_from_dict
 from .env_backends import EnvBatchFactory, resolve_backend
 from .envs import check_env_id, import_env_modules, make_env_fn
 from .layout import default_layout, model_kind
-from .presets import is_atari
+from .presets import PRESETS, is_atari
 from .reporting import warn
 from .run_files import check_not_in_use
 from .trajectory import unroll_fields
@@ -38,6 +38,9 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
         import_env_modules(cfg.env_modules)
     backend, why = resolve_backend(cfg.env_backend, cfg.env, custom)
     if cfg.episodic_life and (custom or not is_atari(cfg.env)):
+        if PRESETS.get(cfg.preset or "", {}).get("episodic_life"):  # not asked for by name: say where it came from
+            raise ConfigError(f"--preset {cfg.preset} is tuned for Atari games (ALE/ ids), not {cfg.env}: it sets "
+                              f"--episodic-life, and the game must report lives")
         raise ConfigError(f"--episodic-life needs a game that reports lives (an ALE/ id), not {cfg.env}")
     make_batch = EnvBatchFactory(backend, cfg.envs_per_actor, env_fn=env_fn, env_id=cfg.env, modules=cfg.env_modules,
                                  episodic_life=cfg.episodic_life)

@@ -31,6 +31,8 @@ def run_cli(*args, timeout=60):
     (["--learning-rate", "inf"], "--learning-rate must be a finite number"),
     (["--max-seconds", "inf"], "--max-seconds must be a finite number"),
     (["--episodic-life"], "--episodic-life needs a game that reports lives (an ALE/ id), not CartPole-v1"),
+    (["--preset", "pong", "--env", "CartPole-v1"], "--preset pong is tuned for Atari games (ALE/ ids), not "
+                                                   "CartPole-v1: it sets --episodic-life"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     before = spawned_pids()
