@@ -15,6 +15,7 @@ from .envs import check_env_id, inspect_env, make_env_fn
 from .layout import default_layout
 from .policies import KerasPolicy, numpy_policy
 from .reporting import warn
+from .run_files import custom_env_error, trained_on_custom_env
 
 
 WHICH = ("final", "best", "latest")
@@ -49,6 +50,8 @@ def run_config(run_dir: str, env_fn: Optional[Callable] = None):
     with open(cfg_path) as f:
         cfg = config_from_dict(json.load(f))
     if env_fn is None:
+        if trained_on_custom_env(run_dir):
+            raise custom_env_error(run_dir, cfg.env, "loading its policy")
         check_env_id(cfg.env)
         env_fn = make_env_fn(cfg.env)
     return cfg, inspect_env(env_fn), env_fn

@@ -17,7 +17,7 @@ from .envs import check_env_id, import_env_modules, make_env_fn
 from .layout import default_layout, model_kind
 from .presets import PRESETS, is_atari
 from .reporting import warn
-from .run_files import check_not_in_use
+from .run_files import check_not_in_use, custom_env_error, trained_on_custom_env
 from .trajectory import unroll_fields
 from .transport import SHM_DIR, SlotPool, WeightStore, full_message, segments_bytes, shared_memory_free
 
@@ -94,10 +94,13 @@ def _check_picklable(name: str, fn: Optional[Callable]) -> None:
                           f"inside it, or use serial=True") from None
 
 
-def resume_point(cfg: Config) -> checkpoint.Checkpoint:
-    """The checkpoint to resume from, checked against cfg before any process starts."""
+def resume_point(cfg: Config, custom_env: bool = False) -> checkpoint.Checkpoint:
+    """The checkpoint to resume from, checked against cfg before any process starts. custom_env: this call has an
+    env factory (env_fn)."""
     if cfg.run_dir not in (None, cfg.resume):
         raise ConfigError("--resume continues in its own directory; drop --run-dir")
+    if not custom_env and trained_on_custom_env(cfg.resume):
+        raise custom_env_error(cfg.resume, cfg.env, "resuming it")
     check_not_in_use(cfg.resume)
     ckpt = checkpoint.load_latest(cfg.resume, warn=warn)
     try:

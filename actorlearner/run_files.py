@@ -13,6 +13,22 @@ from .config import ConfigError
 from .reporting import warn
 
 
+# Written where a run trains on an env factory (env_fn) instead of its config's env id: eval, export and --resume
+# then ask for that factory instead of making the id's env (CartPole-v1, the default) and using the run's policy
+# on it, or training on, unasked.
+CUSTOM_ENV_FILE = "custom_env.json"
+
+
+def custom_env_error(run_dir: str, env_id, what: str) -> ConfigError:
+    """The error for `what` (an action) on a run that trained on an env factory, done without one."""
+    return ConfigError(f"{run_dir} trained on an env factory (env_fn), not on the env id {env_id!r} its config "
+                       f"names: {what} needs that factory again (env_fn=...), which the command line cannot make")
+
+
+def trained_on_custom_env(run_dir: str) -> bool:
+    return os.path.exists(os.path.join(run_dir, CUSTOM_ENV_FILE))
+
+
 @contextlib.contextmanager
 def atomic_file(final: str, mode: str):
     """Writes `final` through a temporary file beside it, fsynced and renamed over it at the end, so a reader sees

@@ -33,7 +33,7 @@ from .presets import is_atari
 from .system_info import system_info
 from .tf_start import choose_onednn, learner_device, onednn_in_use, start_tensorflow_early
 from .reporting import RunStats, fmt_return, say, warn
-from .run_files import RunDir, check_fresh
+from .run_files import CUSTOM_ENV_FILE, RunDir, check_fresh
 from .stopping import Interrupted, StopSignals
 from .trajectory import unroll_fields
 from .transport import (SharedMemoryFull, SlotPool, WeightStore, full_message, new_run_token,
@@ -112,8 +112,9 @@ def train_to_summary(cfg: Config, env_fn: Optional[Callable] = None, model_fn: O
 
 def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     """Checks the input, settles the config and the run directory, and restores a resumed run's counters."""
+    custom_env = env_fn is not None
     env_fn, make_batch, spec, target, backend_why = prepare(cfg, env_fn, model_fn)
-    ckpt = resume_point(cfg) if cfg.resume else None
+    ckpt = resume_point(cfg, custom_env) if cfg.resume else None
     if ckpt is None and cfg.run_dir:
         check_fresh(cfg.run_dir)
     # The actor count is settled here, once the backend is known, so that every later reader sees one value.
@@ -159,6 +160,8 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
         check_shared_memory(cfg, spec, n_params, state)
     run_dir = RunDir(cfg.run_dir)  # once the input is known to be good: a refused run leaves no directory
     run_dir.write_json("config.json", cfg.to_json())
+    if custom_env:
+        run_dir.write_json(CUSTOM_ENV_FILE, {"env": cfg.env, "env_fn": True})
     say(f"config: {cfg.describe_changes()} (all settings: {os.path.join(run_dir.path, 'config.json')})")
     stats = RunStats(t0, target)
     stats.updates_per_step = cfg.epochs * cfg.minibatches

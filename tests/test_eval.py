@@ -149,3 +149,25 @@ def test_tensorboard_event_files_hold_the_listed_tags(run_dir):
     expected = set(TAGS) - {"loss/clip_frac"}  # the default (impala) loss has no ratio to clip
     assert found == expected, expected ^ found
     assert max(steps) > 0  # stepped by env steps
+
+
+def test_a_run_on_an_env_factory_is_not_played_on_its_config_env_id(tmp_path):
+    """A run trained on env_fn keeps its config's env id (CartPole-v1, the default, unless named): eval, export,
+    load_policy and --resume made that id's env and used the policy on it, or trained on it, unasked."""
+    from actorlearner import load_policy, resume_config
+    from actorlearner.preflight import resume_point
+
+    run = str(tmp_path / "run")
+    make = lambda: gym.wrappers.TimeLimit(gym.make("CartPole-v1").unwrapped, 50)  # noqa: E731 - a factory
+    train(Config(serial=True, max_steps=1280, eval_every_s=0, run_dir=run), env_fn=make)
+    says = rf"^{run} trained on an env factory \(env_fn\), not on the env id 'CartPole-v1' its config names: "
+    with pytest.raises(ConfigError, match=says + "loading its policy needs that factory again"):
+        load_policy(run)
+    assert load_policy(run, env_fn=make).greedy(np.zeros((1, 4), np.float32)).shape == (1,)
+    with pytest.raises(ConfigError, match=says + "resuming it needs that factory again"):
+        resume_point(resume_config(run, {"max_steps": 2560}))
+    resume_point(resume_config(run, {"max_steps": 2560}), custom_env=True)  # with the factory: fine
+    out = eval_cli(run, "--episodes", "1")
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"actorlearner: error: {run} trained on an env factory (env_fn), not on the env id 'CartPole-v1' its config "
+        f"names: loading its policy needs that factory again (env_fn=...), which the command line cannot make"]
