@@ -13,6 +13,7 @@ user's) under `tf.function`. All expose the same methods, so the actor does not 
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import numpy as np
@@ -150,17 +151,23 @@ class KerasPolicy(FeedForward):
     process shared with others (serial mode, the learner's checks, evaluation), whose settings stay as they are."""
 
     def __init__(self, spec: EnvSpec, model_fn: Callable, threads: int):
-        import tensorflow as tf
+        from .tf_start import TF_IMPORT_NOISE, native_stderr_filtered
 
-        if threads:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
-            # An actor runs its model on the CPU: TensorFlow would otherwise give each actor process a context on
-            # every GPU and reserve nearly all of its memory, so with a GPU the second actor (or the learner) runs
-            # out of it. Must come before the model's first op; a CPU-only machine lists no GPU to hide.
-            tf.config.set_visible_devices([], "GPU")
-        self.spec = spec
-        self.model = model_fn(spec)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as the learner's: actors start before it sets it
+        # TensorFlow's C++ start-up notices (oneDNN, no CUDA driver, a failed cuInit) came from every actor process
+        # that runs TensorFlow, ~7 lines each; they are filtered here as in the learner.
+        with native_stderr_filtered(TF_IMPORT_NOISE):
+            import tensorflow as tf
+
+            if threads:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(threads)
+                # An actor runs its model on the CPU: TensorFlow would otherwise give each actor process a context
+                # on every GPU and reserve nearly all of its memory, so with a GPU the second actor (or the learner)
+                # runs out of it. Must come before the model's first op; a CPU-only machine lists no GPU to hide.
+                tf.config.set_visible_devices([], "GPU")
+            self.spec = spec
+            self.model = model_fn(spec)  # its first op starts the runtime, which prints the rest of the notices
         self.state_sizes = tuple(getattr(self.model, "state_sizes", ()))
         self._fwd = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
 

@@ -15,7 +15,7 @@ LEAN_IMPORT = False
 _LEAN_SKIPS = ("matplotlib", "cv2")
 
 # What TensorFlow's C++ side prints at import on a CPU-only machine, before its log level applies.
-_TF_IMPORT_NOISE = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on",
+TF_IMPORT_NOISE = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on",
                     "Could not find cuda drivers", "failed call to cuInit", "This TensorFlow binary is optimized",
                     "To enable the following instructions", "Unable to register cu")
 
@@ -96,7 +96,7 @@ def _start(threads: int, deterministic: bool):
     for name in skipped:
         sys.modules[name] = None
     try:
-        with native_stderr_filtered(_TF_IMPORT_NOISE):
+        with native_stderr_filtered(TF_IMPORT_NOISE):
             from . import learner
 
             learner.configure_tensorflow(threads, deterministic)

@@ -97,11 +97,11 @@ def test_launch_script_is_the_same_command():
 
 
 def test_a_run_prints_no_tensorflow_start_up_noise_and_skips_matplotlib(tmp_path):
-    """The command filters TensorFlow's C++ start-up notices and keeps Keras from importing matplotlib and
-    OpenCV (0.5-0.7 s of start-up); importing TensorFlow anywhere before tf_start would undo both. Both
-    import as usual after TensorFlow has."""
+    """The command filters TensorFlow's C++ start-up notices (in the learner, and in actors that run TensorFlow)
+    and keeps Keras from importing matplotlib and OpenCV (0.5-0.7 s of start-up); importing TensorFlow anywhere
+    before tf_start would undo both. Both import as usual after TensorFlow has."""
     code = ("import sys; from actorlearner.cli import main; "
-            f"rc = main(['train', '--max-steps', '1000', '--eval-every-s', '0', "
+            f"rc = main(['train', '--max-steps', '1000', '--eval-every-s', '0', '--actor-inference', 'tensorflow', "
             f"'--run-dir', {str(tmp_path / 'r')!r}]); "
             "import importlib.util as u; here = [m for m in ('matplotlib', 'cv2') if u.find_spec(m)]; "
             "print('imported:', [m for m in here if m in sys.modules]); "
@@ -109,9 +109,9 @@ def test_a_run_prints_no_tensorflow_start_up_noise_and_skips_matplotlib(tmp_path
             "sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    from actorlearner.tf_start import _TF_IMPORT_NOISE
+    from actorlearner.tf_start import TF_IMPORT_NOISE
 
-    noise = [n for n in _TF_IMPORT_NOISE if n in proc.stdout + proc.stderr]
+    noise = [n for n in TF_IMPORT_NOISE if n in proc.stdout + proc.stderr]
     assert not noise, proc.stderr
     assert "imported: []" in proc.stdout  # matplotlib is in the test extra; OpenCV is checked where installed
     assert "after: matplotlib.pyplot" in proc.stdout
