@@ -182,6 +182,15 @@ def slots_per_actor(cfg: Config) -> int:
     return 2 * math.ceil(cfg.slots_per_batch / cfg.num_actors)
 
 
+def clock_stop_warning(cfg: Config) -> Optional[str]:
+    """A warning where a --reproducible run may stop at --max-seconds: the step it stops at depends on the clock,
+    so two runs end with different weights and metrics, the promise --reproducible makes. None otherwise."""
+    if not (cfg.reproducible and cfg.max_seconds):
+        return None
+    return (f"--reproducible with --max-seconds {cfg.max_seconds:g}: a stop at a time comes at a different step in "
+            f"each run, so two runs end with different weights; --max-steps stops them at the same one")
+
+
 CROWDED = 4  # actor processes per core past which a run is warned
 
 

@@ -27,8 +27,8 @@ from .env_backends import EnvBatchFactory
 from .layout import default_layout, layout_size, model_kind, state_size
 from .learner_loop import LearnerLoop, Run, build_model
 from .precision import learner_precision
-from .preflight import (check_shared_memory, crowded_actors, prepare, resume_point, shared_bytes, slot_bytes,
-                        slots_per_actor, unused_settings)
+from .preflight import (check_shared_memory, clock_stop_warning, crowded_actors, prepare, resume_point, shared_bytes,
+                        slot_bytes, slots_per_actor, unused_settings)
 from .presets import is_atari
 from .system_info import system_info
 from .tf_start import choose_onednn, learner_device, onednn_in_use, start_tensorflow_early
@@ -138,9 +138,9 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     kind = model_kind(spec, cfg.model)
     for flags, why in unused_settings(cfg, spec.discrete, kind, model_fn is not None):
         warn(f"{flags} not used by this run: {why}")
-    crowded = crowded_actors(cfg)
-    if crowded:
-        warn(crowded)
+    for said in (crowded_actors(cfg), clock_stop_warning(cfg)):
+        if said:
+            warn(said)
     precision, precision_why = learner_precision(cfg, kind, model_fn is not None)
     kernels = choose_onednn(kind, model_fn is not None)
     numpy_actors = model_fn is None and cfg.actor_inference != "tensorflow"

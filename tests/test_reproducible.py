@@ -36,3 +36,13 @@ def test_two_runs_are_identical(tmp_path):
     np.testing.assert_array_equal(w1, w2)
     for key in ("env_steps", "episodes", "mean_return_100", "policy_lag_mean"):
         assert s1[key] == s2[key], key
+
+
+def test_a_reproducible_run_that_stops_on_the_clock_is_warned():
+    from actorlearner.config import Config
+    from actorlearner.preflight import clock_stop_warning
+
+    said = clock_stop_warning(Config(reproducible=True, max_seconds=5))
+    assert said.startswith("--reproducible with --max-seconds 5: a stop at a time comes at a different step")
+    assert clock_stop_warning(Config(reproducible=True, max_steps=20_000)) is None
+    assert clock_stop_warning(Config(max_seconds=5)) is None
