@@ -234,6 +234,47 @@ def _mlp_torso(cfg: Config, obs, prefix: str, seed: int):
     return h
 
 
+def check_contract(model, spec: EnvSpec) -> None:
+    """Raises ConfigError, one line, where a user's model breaks the contract (module docstring): not a Keras
+    model, not callable on observations of the env's shape and dtype, or outputs of other shapes than the
+    action space needs. Called once on a batch of two zero observations before anything starts. Without it,
+    logits of the wrong width trained on (the actors sampled actions the env does not have), and the other
+    faults surfaced in the learner's graph as errors about symbolic tensors or reshapes."""
+    from .config import ConfigError
+
+    if not isinstance(model, keras.Model):
+        raise ConfigError(f"model_fn must return a keras.Model, got {type(model).__name__}")
+    n, sizes = 2, tuple(getattr(model, "state_sizes", ()))
+    obs = np.zeros((n, *spec.obs_shape), spec.obs_dtype)
+    state = [np.zeros((n, int(size)), np.float32) for size in sizes]
+    want = 2 + len(sizes)
+    try:
+        out = model([obs, *state] if is_recurrent(model) else obs, training=False)
+    except Exception as e:  # noqa: BLE001 - a user's model may fail in any way; say where, in one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ConfigError(f"model_fn's model fails on observations [{n}, {', '.join(map(str, spec.obs_shape))}] "
+                          f"{spec.obs_dtype}{' and its state' if sizes else ''}: {type(e).__name__}: {first}") from None
+    outputs = list(out) if isinstance(out, (list, tuple)) else [out]
+    if len(outputs) != want:
+        what = "(policy params, value" + ", *state')" if sizes else "(policy params, value)"
+        raise ConfigError(f"model_fn's model returns {len(outputs)} output{'s' if len(outputs) != 1 else ''}, "
+                          f"the contract {want}: {what}")
+    width = spec.action_dim if spec.discrete else 2 * spec.action_dim
+    params_shape, value_shape = tuple(outputs[0].shape), tuple(outputs[1].shape)
+    if params_shape != (n, width):
+        need = (f"{spec.action_dim} logits for its {spec.action_dim} actions" if spec.discrete else
+                f"{width} values for its {spec.action_dim}-dim Box actions: mean and log std, concatenated")
+        raise ConfigError(f"model_fn's policy output has shape [N, {', '.join(map(str, params_shape[1:]))}]; the "
+                          f"env needs [N, {width}]: {need}")
+    if value_shape not in ((n, 1), (n,)):
+        raise ConfigError(f"model_fn's value output has shape [N, {', '.join(map(str, value_shape[1:]))}]; the "
+                          f"contract is [N, 1] or [N]")
+    for i, (size, s) in enumerate(zip(sizes, outputs[2:])):
+        if tuple(s.shape) != (n, int(size)):
+            raise ConfigError(f"model_fn's state output {i} has shape [N, {', '.join(map(str, tuple(s.shape)[1:]))}]"
+                              f"; its state_sizes say [N, {size}]")
+
+
 def is_recurrent(model) -> bool:
     return hasattr(model, "state_sizes")
 

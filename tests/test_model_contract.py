@@ -2,6 +2,7 @@
 model as one folded call, a recurrent one stepped through time with its state reset where an episode starts."""
 
 import keras
+import pytest
 import numpy as np
 import tensorflow as tf
 
@@ -52,3 +53,40 @@ def test_recurrent_model_resets_its_state_where_an_episode_starts():
     no_reset, _, _ = apply_time_major(model, tf.constant(obs), tf.zeros((T, B), tf.uint8), state=start)
     assert not np.allclose(no_reset.numpy()[3:, 0], params.numpy()[3:, 0])
     np.testing.assert_allclose(no_reset.numpy()[:, 1], params.numpy()[:, 1], rtol=1e-6)
+
+
+def _dense_model(obs_dim, widths):
+    x = keras.Input((obs_dim,))
+    outs = [keras.layers.Dense(w)(x) for w in widths]
+    return keras.Model(x, outs if len(outs) > 1 else outs[0])
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda: 42, "model_fn must return a keras.Model, got int"),
+    (lambda: _dense_model(2, [2]), "model_fn's model returns 1 output, the contract 2: (policy params, value)"),
+    (lambda: _dense_model(2, [7, 1]), "model_fn's policy output has shape [N, 7]; the env needs [N, 2]: 2 logits "
+                                      "for its 2 actions"),
+    (lambda: _dense_model(2, [2, 3]), "model_fn's value output has shape [N, 3]; the contract is [N, 1] or [N]"),
+    (lambda: _dense_model(5, [2, 1]), "model_fn's model fails on observations [2, 2] float32: ValueError: "),
+    (lambda: _recurrent_with_wrong_state(), "model_fn's model fails on observations [2, 2] float32 and its state: "),
+])
+def test_a_model_that_breaks_the_contract_is_one_line(make, says):
+    """Logits of the wrong width trained on (the actors sampled actions the env does not have); the other faults
+    surfaced in the learner's graph as errors about symbolic tensors or reshapes."""
+    from actorlearner.config import ConfigError
+    from actorlearner.model import check_contract
+
+    spec = EnvSpec((2,), "float32", True, 2, None, None, None, None)
+    with pytest.raises(ConfigError) as e:
+        check_contract(make(), spec)
+    assert str(e.value).startswith(says), str(e.value)
+    check_contract(_dense_model(2, [2, 1]), spec)  # and the right ones pass
+    check_contract(tiny_recurrent_model(), spec)
+    box = EnvSpec((2,), "float32", False, 3, None, None, None, None)
+    check_contract(_dense_model(2, [6, 1]), box)  # mean and log std of a 3-dim action
+
+
+def _recurrent_with_wrong_state():
+    model = tiny_recurrent_model(size=3)
+    model.state_sizes = (5,)  # says 5, returns 3
+    return model
