@@ -151,10 +151,11 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
         n_params, state = layout_size(default_layout(spec, cfg)), state_size(cfg)
     else:  # the actors run the model itself, so its size is known only once it is built
         from .layout import param_layout
-        from .model import check_contract  # TensorFlow is imported by now (build_model)
 
-        model = build_model(cfg, spec, model_fn, precision)
+        model = build_model(cfg, spec, model_fn, precision)  # imports TensorFlow, its start-up notices filtered
         if model_fn is not None:
+            from .model import check_contract  # imports TensorFlow: only once build_model has
+
             check_contract(model, spec)
         n_params, state = layout_size(param_layout(model)), sum(getattr(model, "state_sizes", ()))
     for stale in remove_stale_segments():  # first: their room counts as free below
