@@ -26,7 +26,7 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
     """Validates everything a run needs, before any process starts. Raises ConfigError.
 
     Returns (single-env factory for evaluation, env-batch factory for actors, EnvSpec, target return,
-    why that backend)."""
+    why that backend, (env-batch factory, model_fn or b"") pickled for actor processes or None in serial mode)."""
     validate(cfg)
     custom = env_fn is not None
     if not custom:
@@ -50,9 +50,11 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
         raise
     except Exception as e:  # noqa: BLE001 - any failure to build the env is a user-input error here
         raise ConfigError(f"could not create the env {cfg.env} ({backend} backend): {type(e).__name__}: {e}") from None
+    # What actor processes get, pickled once, here: a factory that cannot be pickled is refused before anything
+    # starts (it failed after the run had started, as a bare TypeError). Serial mode sends nothing.
+    blobs = None
     if not cfg.serial:
-        for name, fn in (("env_fn", env_fn if custom else None), ("model_fn", model_fn)):
-            _check_picklable(name, fn)
+        blobs = (_pickled("env_fn", make_batch), _pickled("model_fn", model_fn) if model_fn is not None else b"")
     if model_fn is not None and cfg.normalize_obs:
         raise ConfigError("--normalize-obs works on the default model; a custom model can normalize inside itself")
     if model_fn is not None and cfg.core != "none":
@@ -76,18 +78,16 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
     if model_fn is None and cfg.normalize_obs and model_kind(spec, cfg.model) != "mlp":
         raise ConfigError("--normalize-obs works on the MLP only (the CNNs scale uint8 images to [0, 1])")
     target = cfg.target_return if cfg.target_return is not None else spec.reward_threshold
-    return env_fn, make_batch, spec, target, why
+    return env_fn, make_batch, spec, target, why, blobs
 
 
-def _check_picklable(name: str, fn: Optional[Callable]) -> None:
-    """ConfigError where `fn` cannot be sent to actor processes (cloudpickle: lambdas and closures can; what they
-    hold must pickle too). It failed after the run had started, as a bare TypeError from the pickler."""
-    if fn is None:
-        return
+def _pickled(name: str, obj) -> bytes:
+    """`obj` pickled for actor processes (cloudpickle: lambdas and closures can be; what they hold must pickle
+    too); ConfigError naming `name`, the user's callable in it, where it cannot be."""
     import cloudpickle
 
     try:
-        cloudpickle.dumps(fn)
+        return cloudpickle.dumps(obj)
     except Exception as e:  # noqa: BLE001 - the pickler raises TypeError, PicklingError, AttributeError...
         raise ConfigError(f"{name} cannot be sent to the actor processes ({type(e).__name__}: {e}): it and what it "
                           f"refers to (globals of __main__ too) must pickle; make locks, files and connections "

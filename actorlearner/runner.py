@@ -60,6 +60,7 @@ class Plan:
     stats: RunStats
     generation: int
     actor_model_fn: Optional[Callable]  # None: actors run the default MLP in numpy
+    blobs: Optional[tuple]  # (make_batch, actor_model_fn or b"") pickled for actor processes; None: serial mode
     model: Any  # the Keras model, built already when the actors run it (custom models)
     n_params: int
     state_size: int  # floats of recurrent state per env (0: feed-forward)
@@ -113,7 +114,7 @@ def train_to_summary(cfg: Config, env_fn: Optional[Callable] = None, model_fn: O
 def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     """Checks the input, settles the config and the run directory, and restores a resumed run's counters."""
     custom_env = env_fn is not None
-    env_fn, make_batch, spec, target, backend_why = prepare(cfg, env_fn, model_fn)
+    env_fn, make_batch, spec, target, backend_why, blobs = prepare(cfg, env_fn, model_fn)
     ckpt = resume_point(cfg, custom_env) if cfg.resume else None
     if ckpt is None and cfg.run_dir:
         check_fresh(cfg.run_dir)
@@ -146,6 +147,8 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     numpy_actors = model_fn is None and cfg.actor_inference != "tensorflow"
     # What actors (and evaluation) run when not numpy: the user's model or the default one in TensorFlow.
     actor_model_fn = None if numpy_actors else (model_fn or _DefaultModel(cfg))
+    if blobs is not None and model_fn is None and actor_model_fn is not None:  # the default model in TensorFlow
+        blobs = (blobs[0], cloudpickle.dumps(actor_model_fn))
     model = None
     if numpy_actors:
         n_params, state = layout_size(default_layout(spec, cfg)), state_size(cfg)
@@ -176,7 +179,7 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
         say(f"resuming from {ckpt.path}: {stats.env_steps} env steps, {stats.learner_steps} learner steps, "
             f"{stats.episodes} episodes, {stats.time_offset:.1f} s trained")
     return Plan(cfg, env_fn, make_batch, backend_why, spec, target, ckpt, run_dir, stats, generation,
-                actor_model_fn, model, n_params, state, precision, precision_why, kernels)
+                actor_model_fn, blobs, model, n_params, state, precision, precision_why, kernels)
 
 
 def _banner(plan: Plan) -> None:
@@ -314,9 +317,8 @@ def _ray_traffic(plan: Plan, fields: dict) -> str:
 def _args_for(plan: Plan, actor_cfg: Config, slot_spec: tuple, weight_spec: Optional[tuple],
               stacks: Optional[str]) -> Callable[[int, int], ActorArgs]:
     """args_for(actor, incarnation): what an actor process (or Ray actor: its own one-slot pool, weights
-    brought by each call, no stack file) is started with; callables pickled once."""
-    batch_blob = cloudpickle.dumps(plan.make_batch)
-    model_blob = b"" if plan.actor_model_fn is None else cloudpickle.dumps(plan.actor_model_fn)
+    brought by each call, no stack file) is started with; callables pickled once, in planning."""
+    batch_blob, model_blob = plan.blobs
 
     def args_for(i: int, incarnation: int) -> ActorArgs:
         return ActorArgs(i, incarnation, actor_cfg, plan.spec, batch_blob, model_blob, slot_spec, weight_spec,
