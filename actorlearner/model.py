@@ -256,7 +256,7 @@ def check_contract(model, spec: EnvSpec) -> None:
                           f"{spec.obs_dtype}{' and its state' if sizes else ''}: {type(e).__name__}: {first}") from None
     outputs = list(out) if isinstance(out, (list, tuple)) else [out]
     if len(outputs) != want:
-        what = "(policy params, value" + ", *state')" if sizes else "(policy params, value)"
+        what = "(policy params, value, *state')" if sizes else "(policy params, value)"
         raise ConfigError(f"model_fn's model returns {len(outputs)} output{'s' if len(outputs) != 1 else ''}, "
                           f"the contract {want}: {what}")
     width = spec.action_dim if spec.discrete else 2 * spec.action_dim
