@@ -11,7 +11,9 @@ from __future__ import annotations
 import collections
 import multiprocessing as mp
 import os
+import shutil
 import signal
+import tempfile
 import time
 from multiprocessing.connection import wait as wait_ready
 from typing import Callable, Optional, Sequence
@@ -22,7 +24,7 @@ from .actor import Actor, ActorArgs, actor_process_main
 from .policies import make_policy
 from .protocol import ActorFailed, UnrollReady
 from .reporting import say
-from .transport import SlotPool, local_channel_pair
+from .transport import SlotPool, local_channel_pair, pid_alive
 
 # Numeric libraries read these at import: set them for the child before it starts, so each actor's
 # BLAS/OpenMP uses `actor_threads` threads instead of one per core each (oversubscription).
@@ -269,6 +271,37 @@ class ActorPool:
             if conn is not None:
                 conn.close()
         self.conns = [None] * len(self.conns)
+
+
+STACKS_PREFIX = "actorlearner-stacks-"
+
+
+def make_stack_dir() -> str:
+    """A new temporary directory for the actors' stack files (`_where_stuck`). Its name carries this process's
+    pid: if this process is killed (SIGKILL: no cleanup runs), a later run removes it (`remove_stale_stack_dirs`)."""
+    return tempfile.mkdtemp(prefix=f"{STACKS_PREFIX}{os.getpid()}-")
+
+
+def remove_stale_stack_dirs() -> list[str]:
+    """Removes the stack directories of runs whose process is gone; returns their paths. Live runs' are left."""
+    removed = []
+    tmp = tempfile.gettempdir()
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(STACKS_PREFIX):
+            continue
+        try:
+            pid = int(name[len(STACKS_PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if not pid_alive(pid):
+            path = os.path.join(tmp, name)
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def _where_stuck(pid: int, stack_path: str, wait_s: float = 0.3) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -21,7 +20,8 @@ import numpy as np
 
 from . import checkpoint, litert_cnn, reporting
 from .actor import ActorArgs
-from .actor_pool import ActorPool, SerialActors, SlotSource, exit_if_main_reimported
+from .actor_pool import (ActorPool, SerialActors, SlotSource, exit_if_main_reimported, make_stack_dir,
+                         remove_stale_stack_dirs)
 from .config import Config, ConfigError, usable_cores
 from .env_backends import EnvBatchFactory
 from .layout import default_layout, layout_size, model_kind, state_size
@@ -163,6 +163,7 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
         n_params, state = layout_size(param_layout(model)), sum(getattr(model, "state_sizes", ()))
     for stale in remove_stale_segments():  # first: their room counts as free below
         say(f"removed a shared-memory segment left by a killed run: /dev/shm/{stale}")
+    remove_stale_stack_dirs()  # a killed run's stack files (empty unless an actor stalled): not worth a line
     if not cfg.serial and cfg.backend != "ray":  # the runs that keep slots and weights in /dev/shm
         check_shared_memory(cfg, spec, n_params, state)
     run_dir = RunDir(cfg.run_dir)  # once the input is known to be good: a refused run leaves no directory
@@ -261,7 +262,7 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
                     actors = SerialActors(actor_cfg, spec, num_actors, slots, weights, plan.make_batch,
                                           plan.actor_model_fn)
                 else:
-                    stacks = tempfile.mkdtemp(prefix="actorlearner-stacks-")  # removed at the end
+                    stacks = make_stack_dir()  # removed at the end (if this process is killed: by a later run)
                     actors = ActorPool(_args_for(plan, actor_cfg, slots.spec(), weights.spec(), stacks), num_actors,
                                        cfg.actor_threads, report=repeats.say)
                 pool = SlotSource(actors, slots, num_actors, per_actor)

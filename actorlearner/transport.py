@@ -287,7 +287,7 @@ def remove_stale_segments() -> list[str]:
             pid = int(name[len(SHM_PREFIX):].split("_", 1)[0])
         except ValueError:
             continue
-        if _pid_alive(pid):
+        if pid_alive(pid):
             continue
         try:
             os.unlink(os.path.join(SHM_DIR, name))
@@ -297,7 +297,7 @@ def remove_stale_segments() -> list[str]:
     return removed
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

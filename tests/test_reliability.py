@@ -1,17 +1,20 @@
 """Supervision and shutdown: killed actors are replaced, env errors are survived, Ctrl-C and a killed
 learner leave nothing behind, and a non-finite update is never published."""
 
+import glob
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 import pytest
 
 from actorlearner import Config, checkpoint, train
+from actorlearner.actor_pool import STACKS_PREFIX, remove_stale_stack_dirs
 from actorlearner.learner_loop import NonFiniteData
 from actorlearner.transport import remove_stale_segments
 from conftest import BACKENDS, ROOT, our_segments, ray_actor_pids, ray_pids, spawned_pids, wait_for, wait_training
@@ -61,6 +64,7 @@ class LongRun:
         gone = wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in self.actors), 5)
         assert gone, "actor processes remain"
         assert not [s for s in our_segments() if s.startswith(f"al_{self.proc.pid}_")], "segments left in /dev/shm"
+        assert not glob.glob(os.path.join(tempfile.gettempdir(), f"{STACKS_PREFIX}{self.proc.pid}-*"))
         if self.backend == "ray":  # the Ray instance the run started is shut down, all its processes
             assert wait_for(lambda: not ray_pids() - self.ray_before, 10), "Ray processes outlived the run"
 
@@ -271,9 +275,13 @@ def test_killed_learner_takes_its_actors_with_it(tmp_path, backend):
     finally:
         proc.kill()
     assert gone, "actors (or the run's Ray instance) outlived their learner"
-    # Whatever segments the killed run left are removed by the next start (remove_stale_segments).
+    # Whatever segments (and actors' stack-file directory) the killed run left are removed by the next start.
     remove_stale_segments()
     assert not [s for s in our_segments() if s.startswith(f"al_{proc.pid}_")]
+    stack_dirs = glob.glob(os.path.join(tempfile.gettempdir(), f"{STACKS_PREFIX}{proc.pid}-*"))
+    assert len(stack_dirs) == (1 if backend == "local" else 0), stack_dirs  # no cleanup ran: it was killed
+    assert set(stack_dirs) <= set(remove_stale_stack_dirs())
+    assert not any(os.path.exists(d) for d in stack_dirs)
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused-adam", "keras-adam"])
