@@ -88,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "action. The README shows how to load and call both.")
     ex.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holds config.json)")
     ex.add_argument("--format", choices=FORMATS, required=True, help="savedmodel (a directory) or tflite (a file)")
-    ex.add_argument("-o", "--out", metavar="PATH", help="where to write [default: RUN_DIR/policy_savedmodel or "
-                    "RUN_DIR/policy.tflite]")
+    ex.add_argument("-o", "--out", metavar="PATH", help="the file or SavedModel directory to write; an existing "
+                    "directory (not an earlier SavedModel) gets the default name inside it [default: "
+                    "RUN_DIR/policy_savedmodel or RUN_DIR/policy.tflite]")
     ex.add_argument("--which", choices=WHICH, default="final", help="which weights, as for eval [default: final]")
     pl = sub.add_parser("plot", help="plot learning curves", allow_abbrev=False,
                         description="Plot the mean return of the last 100 episodes against env steps and wall "

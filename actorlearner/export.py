@@ -17,20 +17,22 @@ from .layout import unflatten
 from .run_files import atomic_file
 
 FORMATS = ("savedmodel", "tflite")
+DEFAULT_NAMES = {"savedmodel": "policy_savedmodel", "tflite": "policy.tflite"}
 
 
 def export_policy(run_dir: str, fmt: str, path: Optional[str] = None, *, which: str = "final",
                   model_fn: Optional[Callable] = None, env_fn: Optional[Callable] = None) -> str:
     """Writes the run's policy (`which` weights, as loading.load_policy) in `fmt`; returns the path written
-    (default: RUN_DIR/policy_savedmodel or RUN_DIR/policy.tflite). model_fn/env_fn: as load_policy's, for
-    a run that trained a custom model or env factory."""
+    (default: RUN_DIR/policy_savedmodel or RUN_DIR/policy.tflite; an existing directory other than an earlier
+    SavedModel gets that name inside it). model_fn/env_fn: as load_policy's, for a run that trained a custom
+    model or env factory."""
     from .loading import run_config, saved_weights
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     cfg, spec, _ = run_config(run_dir, env_fn)
     flat, layout = saved_weights(run_dir, which)
-    path = path or os.path.join(run_dir, "policy_savedmodel" if fmt == "savedmodel" else "policy.tflite")
+    path = output_path(path or run_dir, fmt)
     model = _model_with_weights(cfg, spec, model_fn, flat, layout, run_dir)
     import tensorflow as tf
 
@@ -38,7 +40,7 @@ def export_policy(run_dir: str, fmt: str, path: Optional[str] = None, *, which: 
     if fmt == "savedmodel":
         module = tf.Module()
         module.model, module.serve = model, serve  # tracked, so the variables are saved with the function
-        tmp = path.rstrip("/") + ".tmp"
+        tmp = path.rstrip("/") + ".export-tmp"  # a name of ours alone: it is removed before and after
         _remove(tmp)  # left by an export that was killed
         try:
             tf.saved_model.save(module, tmp, signatures={"serving_default": serve})
@@ -51,6 +53,27 @@ def export_policy(run_dir: str, fmt: str, path: Optional[str] = None, *, which: 
     with atomic_file(path, "wb") as f:
         f.write(data)
     return path
+
+
+def output_path(path: str, fmt: str) -> str:
+    """Where an export asked to go to `path` is written. An existing directory is written into (under the
+    format's default name) unless it is an earlier SavedModel, which a SavedModel export replaces: replacing
+    any directory would delete what it holds (`-o .`, `-o RUN_DIR`). ConfigError for a path that an export
+    must not replace: a file where a SavedModel (a directory) goes, or a directory that is no SavedModel
+    where a file goes."""
+    if os.path.isdir(path) and not _is_savedmodel(path):
+        path = os.path.join(path, DEFAULT_NAMES[fmt])
+    if fmt == "savedmodel" and os.path.exists(path) and not _is_savedmodel(path):
+        what = "a directory that holds no SavedModel" if os.path.isdir(path) else "a file"
+        raise ConfigError(f"{path} is {what}; a SavedModel export replaces only an earlier SavedModel: "
+                          "give -o a new path")
+    if fmt == "tflite" and os.path.isdir(path):
+        raise ConfigError(f"{path} is a directory; a TFLite export is a file: give -o a file's path")
+    return path
+
+
+def _is_savedmodel(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "saved_model.pb"))
 
 
 def _model_with_weights(cfg, spec, model_fn, flat, layout, run_dir):

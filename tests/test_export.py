@@ -1,6 +1,7 @@
 """`actorlearner export`: the SavedModel and the TFLite model of a run give the outputs of the policy the run
 saved (what `eval` plays), for every default model, discrete and continuous; bad input is one line."""
 
+import os
 import subprocess
 import sys
 
@@ -99,5 +100,26 @@ def test_an_interrupted_savedmodel_export_leaves_no_half_written_directory(tmp_p
     monkeypatch.setattr(tf.saved_model, "save", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         export_policy(run, "savedmodel")
-    assert not (tmp_path / "run" / "policy_savedmodel.tmp").exists()
+    assert not (tmp_path / "run" / "policy_savedmodel.export-tmp").exists()
     assert tf.saved_model.load(old).signatures["serving_default"] is not None
+
+
+def test_export_into_an_existing_directory_keeps_what_it_holds(tmp_path):
+    """-o DIR once replaced DIR whole: `-o .` or `-o RUN_DIR` deleted everything in it, checkpoints too."""
+    run = fake_run(tmp_path, CASES["mlp-discrete"])
+    kept = sorted(os.listdir(run))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    assert export_policy(run, "savedmodel", str(mine)) == str(mine / "policy_savedmodel")
+    assert export_policy(run, "tflite", str(mine)) == str(mine / "policy.tflite")
+    assert export_policy(run, "savedmodel", run) == os.path.join(run, "policy_savedmodel")
+    assert (mine / "notes.txt").read_text() == "precious"
+    assert set(kept) <= set(os.listdir(run))
+    old = export_policy(run, "savedmodel", str(mine / "policy_savedmodel"))  # an earlier SavedModel: replaced
+    assert tf.saved_model.load(old).signatures["serving_default"] is not None
+    with pytest.raises(ConfigError, match="is a file; a SavedModel export replaces only an earlier SavedModel"):
+        export_policy(run, "savedmodel", str(mine / "notes.txt"))
+    with pytest.raises(ConfigError, match="is a directory; a TFLite export is a file"):
+        export_policy(run, "tflite", str(mine / "policy_savedmodel"))
+    assert (mine / "notes.txt").read_text() == "precious"
