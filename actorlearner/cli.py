@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "evaluations (evals.jsonl) as points with their standard deviation, and "
                                     "the solved threshold.")
     pl.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="run directories (hold metrics.jsonl)")
-    pl.add_argument("-o", "--out", default="curves.png", help="PNG to write [default: curves.png]")
+    pl.add_argument("-o", "--out", default="curves.png", help="PNG to write (a .png path, or a directory to "
+                    "write curves.png in) [default: curves.png]")
     sub.add_parser("info", help="print versions, CPU and cores (for a bug report)", allow_abbrev=False,
                    description="Print the Python, platform, CPU (cores usable, bfloat16 hardware), /dev/shm space and "
                                "the versions of the packages that decide a run's results and speed, as a run records "

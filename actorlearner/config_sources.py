@@ -75,13 +75,9 @@ def resume_config(run_dir: str, overrides: Optional[dict] = None) -> Config:
     """The config to continue RUN_DIR with: its saved config.json, updated by `overrides` (a dict of fields),
     with `resume` and `run_dir` set to RUN_DIR. The env and model shape cannot change."""
     path = os.path.join(run_dir, "config.json")
-    try:
-        with open(path) as f:
-            saved = config_from_dict(json.load(f))
-    except FileNotFoundError:
-        raise ConfigError(f"--resume {run_dir}: {path} not found (is it a run directory?)") from None
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"--resume {run_dir}: {path} is not a valid config ({e})") from None
+    if not os.path.exists(path):
+        raise ConfigError(f"--resume {run_dir}: {path} not found (is it a run directory?)")
+    saved = saved_config(path)
     overrides = dict(overrides or {})
     for name in RESUME_FIXED:
         if name in overrides and overrides[name] != getattr(saved, name):
@@ -90,6 +86,22 @@ def resume_config(run_dir: str, overrides: Optional[dict] = None) -> Config:
     if overrides.get("run_dir") not in (None, run_dir):
         raise ConfigError("--resume continues in its own directory; drop --run-dir")
     return saved.replace(**{**overrides, "resume": run_dir, "run_dir": run_dir})
+
+
+def saved_config(path: str) -> Config:
+    """The Config in a run's config.json; ConfigError (one line) for a file that is not one: cut short by a
+    full disk, overwritten (a plot written over it), edited by hand."""
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read().decode("utf-8"))
+    except ValueError as e:  # not UTF-8, or not JSON
+        raise ConfigError(f"{path} is not a valid run config (not JSON: {e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is not a valid run config (not a mapping of setting: value)")
+    try:
+        return config_from_dict(data)
+    except (ValueError, TypeError) as e:  # ConfigError among them: an unknown key, a value of the wrong type
+        raise ConfigError(f"{path} is not a valid run config ({e})") from None
 
 
 def config_from_dict(d: dict) -> Config:

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import checkpoint
 from .config import ConfigError
-from .config_sources import config_from_dict
+from .config_sources import saved_config
 from .envs import check_env_id, inspect_env, make_env_fn
 from .layout import default_layout
 from .policies import KerasPolicy, numpy_policy
@@ -47,8 +47,7 @@ def run_config(run_dir: str, env_fn: Optional[Callable] = None):
     cfg_path = os.path.join(run_dir, "config.json")
     if not os.path.exists(cfg_path):
         raise ConfigError(f"{cfg_path} not found: is {run_dir} a run directory?")
-    with open(cfg_path) as f:
-        cfg = config_from_dict(json.load(f))
+    cfg = saved_config(cfg_path)
     if env_fn is None:
         if trained_on_custom_env(run_dir):
             raise custom_env_error(run_dir, cfg.env, "loading its policy")

@@ -56,8 +56,11 @@ def read_curve(run_dir: str) -> dict:
     target = None
     summary = os.path.join(run_dir, "summary.json")
     if os.path.exists(summary):
-        with open(summary) as f:
-            target = json.load(f).get("target_return")
+        try:
+            with open(summary, "rb") as f:
+                target = json.loads(f.read().decode("utf-8")).get("target_return")
+        except (ValueError, AttributeError):  # not JSON, or not a mapping: the curves need no summary
+            warn(f"{summary} is unreadable: its run is plotted without the solved threshold")
     return {"name": os.path.basename(os.path.normpath(run_dir)), "time_s": [r["time_s"] for r in points],
             "env_steps": [r["env_steps"] for r in points], "returns": [r["mean_return_100"] for r in points],
             "evals": evals, "target": target}
@@ -66,7 +69,10 @@ def read_curve(run_dir: str) -> dict:
 def plot_runs(run_dirs: list[str], out: str) -> str:
     """Mean return of the last 100 episodes against env steps and against wall time, the runs overlaid and
     named, each evaluation a point with its standard deviation in the run's colour, the solved threshold
-    dashed; writes `out` (PNG) and returns it."""
+    dashed; writes `out` (a .png file, or an existing directory: curves.png in it) and returns its path."""
+    out = os.path.join(out, "curves.png") if os.path.isdir(out) else out
+    if not out.lower().endswith(".png"):  # so that a slip (-o RUN_DIR/config.json) overwrites no other file
+        raise ConfigError(f"--out {out}: the plot is a PNG image: give a path ending in .png (or a directory)")
     curves = [read_curve(d) for d in run_dirs]
     try:
         import matplotlib

@@ -101,6 +101,18 @@ def test_eval_errors_are_one_line(tmp_path):
                                                f"found: is {tmp_path / 'missing'} a run directory?"]
     out = eval_cli(str(tmp_path), "--video", "x.avi")
     assert out.returncode == 2 and "must end in .mp4 or .gif" in out.stderr
+    # A config.json that is not one (a plot written over it, a disk that filled while it was written) was a
+    # UnicodeDecodeError or JSONDecodeError traceback.
+    config = tmp_path / "config.json"
+    for text, says in ((b"\x89PNG\r\n\x1a\n", "not JSON: 'utf-8' codec can't decode"), (b'{"env": "Cart', "not JSON"),
+                       (b"[1, 2]", "not a mapping"), (b'{"lr": 1}', "unknown")):
+        config.write_bytes(text)
+        for out in (eval_cli(str(tmp_path)), subprocess.run(
+                [sys.executable, "-m", "actorlearner", "train", "--resume", str(tmp_path)], capture_output=True,
+                text=True, cwd=ROOT, timeout=120)):
+            lines = out.stderr.strip().splitlines()
+            assert out.returncode == 2 and len(lines) == 1, out.stderr
+            assert f"{config} is not a valid run config (" in lines[0] and says in lines[0], lines
 
 
 class _NoFrames(gym.Env):

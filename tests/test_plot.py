@@ -99,3 +99,26 @@ def test_a_line_being_written_is_left_out_and_a_cut_one_skipped_with_a_warning(t
     metrics.write_text("not json\n")
     with pytest.raises(ConfigError, match=r"metrics.jsonl is not JSON lines \(line 1: "):
         read_curve(run)
+
+
+def test_out_is_a_png_or_a_directory_to_put_one_in(tmp_path):
+    """-o RUN_DIR was a traceback (IsADirectoryError), and -o RUN_DIR/config.json overwrote the config with a PNG."""
+    run = fake_run(tmp_path / "run", [10, 30])
+    proc = plot_cli(run, "-o", run)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"wrote {run}/curves.png", proc.stderr
+    assert png_size(f"{run}/curves.png") == (1200, 450)
+    config = tmp_path / "run" / "summary.json"
+    before = config.read_text()
+    proc = plot_cli(run, "-o", str(config))
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        f"actorlearner: error: --out {config}: the plot is a PNG image: give a path ending in .png (or a directory)")
+    assert config.read_text() == before
+
+
+def test_an_unreadable_summary_costs_only_the_threshold_line(tmp_path):
+    run = fake_run(tmp_path / "run", [10, 30])
+    (tmp_path / "run" / "summary.json").write_bytes(b'{"target_ret')  # cut short by a full disk
+    proc = plot_cli(run, "-o", str(tmp_path / "c.png"))
+    assert proc.returncode == 0, proc.stderr
+    assert "summary.json is unreadable: its run is plotted without the solved threshold" in proc.stderr
+    assert png_size(tmp_path / "c.png") == (1200, 450)
