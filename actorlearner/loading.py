@@ -61,9 +61,15 @@ def saved_weights(run_dir: str, which: str) -> tuple[np.ndarray, list]:
     if which not in WHICH:
         raise ConfigError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
     name = {"final": "policy.npz", "best": "best.npz"}.get(which)
-    if name and os.path.exists(os.path.join(run_dir, name)):
-        with np.load(os.path.join(run_dir, name), allow_pickle=False) as data:
-            return data["flat"], _layout(json.loads(str(data["layout"])))
+    path = os.path.join(run_dir, name) if name else ""
+    if path and os.path.exists(path):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return data["flat"], _layout(json.loads(str(data["layout"])))
+        except Exception as e:  # noqa: BLE001 - zip, CRC, JSON and key errors all mean the same: unusable
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ConfigError(f"{path} is corrupt or truncated ({type(e).__name__}: {reason}); --which latest "
+                              "uses the newest checkpoint instead") from None
     if which == "best":
         raise ConfigError(f"{run_dir}/best.npz not found: the run made no evaluation (--eval-every-s 0?)")
     ckpt = checkpoint.load_latest(run_dir, warn=warn)

@@ -51,6 +51,24 @@ def test_eval_of_a_run_with_no_final_weights_says_it_plays_the_newest_checkpoint
             "actions: return") in out.stdout
 
 
+def test_damaged_weight_files_are_one_line_that_names_a_way_on(run_dir, tmp_path):
+    """A policy.npz or best.npz cut short (a full disk, a copy interrupted) was a BadZipFile traceback."""
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run_dir, damaged)
+    (damaged / "policy.npz").write_bytes((damaged / "policy.npz").read_bytes()[:300])
+    (damaged / "best.npz").write_bytes(b"garbage")
+    for which, name in (("final", "policy.npz"), ("best", "best.npz")):
+        out = eval_cli(str(damaged), "--which", which, "--episodes", "1")
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and len(lines) == 1, out.stderr
+        assert lines[0].startswith(f"actorlearner: error: {damaged / name} is corrupt or truncated (")
+        assert lines[0].endswith("); --which latest uses the newest checkpoint instead")
+    out = eval_cli(str(damaged), "--which", "latest", "--episodes", "1")
+    assert out.returncode == 0, out.stderr
+
+
 def test_eval_stopped_by_ctrl_c_reports_the_episodes_played(run_dir):
     import re
     import signal
