@@ -23,8 +23,8 @@ WHICH = ("final", "best", "latest")
 
 def load_policy(run_dir: str, *, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None,
                 which: str = "final"):
-    """The policy of a run, ready to call: `policy.greedy(obs[None])`, `policy.sample(obs, rng)`,
-    `policy.value(obs)` on batches `[B, *obs_shape]` in the env's dtype.
+    """The policy of a run, ready to call (a `LoadedPolicy`): `policy.greedy(obs)`, `policy.sample(obs, rng)`,
+    `policy.value(obs)` on one observation or a batch `[B, *obs_shape]`; recurrent ones `policy.step(obs, state)`.
 
     which: "final" (policy.npz, written when the run stopped; the newest checkpoint if there is none),
     "best" (best.npz, the weights of the best evaluation), or "latest" (the newest good checkpoint).
@@ -39,7 +39,87 @@ def load_policy(run_dir: str, *, env_fn: Optional[Callable] = None, model_fn: Op
     else:
         policy = KerasPolicy(spec, model_fn, threads=0)
     policy.load(flat)
-    return policy
+    return LoadedPolicy(policy, spec)
+
+
+class LoadedPolicy:
+    """A run's policy behind checks of what a user's code passes it (the actors call the policy itself, unchecked).
+
+    Every call takes a batch `[B, *obs_shape]` or one observation `[*obs_shape]`, answered without the batch axis
+    (as an env's `step` wants it); an array or nested lists in any numeric dtype (converted to the env's). Any
+    other shape is a ValueError naming the shape expected, where the policy's own code would fail inside a matmul.
+    Recurrent policies carry a state: `step(obs, state)` and `act`; `greedy`, `sample` and `value` are for
+    feed-forward ones."""
+
+    def __init__(self, policy, spec):
+        self.policy, self.spec = policy, spec
+        self.state_sizes = policy.state_sizes
+        self._rng = None
+
+    def _batch(self, obs) -> tuple[np.ndarray, bool]:
+        """(obs as a batch in the env's dtype, whether it was one observation)."""
+        x = np.asarray(obs)
+        shape = tuple(self.spec.obs_shape)
+        one = x.shape == shape
+        if not one and x.shape[1:] != shape:
+            raise ValueError(f"observations of shape {list(x.shape)}: this policy takes one observation of shape "
+                             f"{list(shape)} or a batch [B, {', '.join(map(str, shape))}]")
+        x = x.astype(self.spec.obs_dtype, copy=False)
+        return (x[None], True) if one else (x, False)
+
+    def _stateless(self, what: str) -> None:
+        if self.state_sizes:
+            raise TypeError(f"policy.{what}(obs) is for feed-forward policies; this one is recurrent: "
+                            "action, state = policy.step(obs, state), from state = policy.initial_state(1)")
+
+    def _default_rng(self, rng):
+        if rng is None:
+            self._rng = self._rng or np.random.default_rng()
+            rng = self._rng
+        return rng
+
+    def initial_state(self, n: int = 1) -> list[np.ndarray]:
+        """The state at an episode's start, for n envs: zeros, [] for a feed-forward policy."""
+        return self.policy.initial_state(n)
+
+    def greedy(self, obs):
+        """The most likely action (Discrete) or the Gaussian mean (Box), per observation."""
+        self._stateless("greedy")
+        x, one = self._batch(obs)
+        actions = self.policy.greedy(x)
+        return actions[0] if one else actions
+
+    def sample(self, obs, rng: Optional[np.random.Generator] = None):
+        """(sampled actions, their log-probabilities); rng: a numpy Generator (default: one of the policy's)."""
+        self._stateless("sample")
+        x, one = self._batch(obs)
+        actions, logp = self.policy.sample(x, self._default_rng(rng))
+        return (actions[0], logp[0]) if one else (actions, logp)
+
+    def value(self, obs):
+        """The value estimate per observation."""
+        self._stateless("value")
+        x, one = self._batch(obs)
+        values = self.policy.value(x)
+        return values[0] if one else values
+
+    def act(self, obs, state: list, rng: Optional[np.random.Generator] = None, greedy: bool = False):
+        """(actions, log-probabilities or None when greedy, next state); any policy."""
+        x, one = self._batch(obs)
+        actions, logp, state = self.policy.act(x, state, self._default_rng(rng) if not greedy else rng, greedy)
+        if one:
+            actions, logp = actions[0], (None if logp is None else logp[0])
+        return actions, logp, state
+
+    def step(self, obs, state: list):
+        """(the greedy action, the next state); any policy (a feed-forward one passes its empty state through)."""
+        actions, _, state = self.act(obs, state, greedy=True)
+        return actions, state
+
+    def value_at(self, obs, state: list):
+        x, one = self._batch(obs)
+        values = self.policy.value_at(x, state)
+        return values[0] if one else values
 
 
 def run_config(run_dir: str, env_fn: Optional[Callable] = None):

@@ -69,6 +69,25 @@ def test_damaged_weight_files_are_one_line_that_names_a_way_on(run_dir, tmp_path
     assert out.returncode == 0, out.stderr
 
 
+def test_a_loaded_policy_takes_one_observation_or_a_batch_and_names_the_shape_it_needs(run_dir):
+    """policy.greedy(obs) with the env's own observation was a matmul error ('mismatch in its core dimension')."""
+    from actorlearner import load_policy
+
+    policy = load_policy(run_dir)
+    batch = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    actions = policy.greedy(batch)
+    assert actions.shape == (5,)
+    assert [policy.greedy(o) for o in batch] == list(actions)  # one observation: one action, no batch axis
+    assert policy.greedy(batch.tolist()).tolist() == actions.tolist()  # lists and float64 are converted
+    assert policy.value(batch[0]).shape == () and policy.value(batch).shape == (5,)
+    action, logp = policy.sample(batch[0])  # without an rng: the policy's own
+    assert action in (0, 1) and logp < 0
+    assert policy.step(batch[0], policy.initial_state(1))[0] == actions[0]
+    with pytest.raises(ValueError, match=r"observations of shape \[1, 5\]: this policy takes one observation of "
+                                         r"shape \[4\] or a batch \[B, 4\]"):
+        policy.greedy(np.zeros((1, 5)))
+
+
 def test_eval_stopped_by_ctrl_c_reports_the_episodes_played(run_dir):
     import re
     import signal

@@ -63,7 +63,7 @@ def test_exported_policy_gives_the_trained_outputs(tmp_path, case):
     run = fake_run(tmp_path, CASES[case])
     policy = load_policy(run)
     obs = observations(policy.spec)
-    want_params, want_value, want_action = policy.policy_params(obs), policy.value(obs), policy.greedy(obs)
+    want_params, want_value, want_action = policy.policy.policy_params(obs), policy.value(obs), policy.greedy(obs)
 
     saved = tf.saved_model.load(export_policy(run, "savedmodel"))
     out = {k: v.numpy() for k, v in saved.signatures["serving_default"](obs=tf.constant(obs)).items()}

@@ -129,6 +129,8 @@ def test_load_policy_steps_the_state_and_export_carries_it(tmp_path):
     obs = np.eye(3, dtype=np.float32)[:2]
     action, state = policy.step(obs, state)
     assert action.shape == (2,) and np.abs(state[0]).max() > 0
+    with pytest.raises(TypeError, match="this one is recurrent: action, state = policy.step"):
+        policy.greedy(obs)
 
     serve = tf.saved_model.load(export_policy(run.path, "savedmodel")).signatures["serving_default"]
     out = serve(obs=tf.constant(obs), state=tf.zeros((2, 12)))
