@@ -203,6 +203,9 @@ def actor_process_main(args: ActorArgs, channel) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # A non-finite observation is reported as one line (--on-nonfinite); numpy's RuntimeWarnings from the
+    # policy's matmul on it ("invalid value encountered") would only come first and say less.
+    np.seterr(all="ignore")
     stack_file = None
     if args.stack_path:
         import faulthandler

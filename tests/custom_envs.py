@@ -325,3 +325,23 @@ class EasyOnlyInActors(gym.Env):
 
 if "EasyOnlyInActors-v0" not in gym.registry:
     gym.register("EasyOnlyInActors-v0", entry_point=EasyOnlyInActors, reward_threshold=9.0, max_episode_steps=10)
+
+
+class InfAtFifthStep(gym.Env):
+    """An observation of inf at each episode's fifth step (past the launcher's one-step API check)."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.full(3, np.inf if self.t == 5 else 0.0, np.float32), 1.0, self.t >= 10, False, {}
+
+
+if "InfAtFifthStep-v0" not in gym.registry:
+    gym.register("InfAtFifthStep-v0", entry_point=InfAtFifthStep, max_episode_steps=50)

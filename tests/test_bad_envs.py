@@ -169,3 +169,14 @@ def test_env_that_never_finishes_an_episode_stops_the_run_with_one_line():
         for _ in range(10):
             batch.step(np.zeros(1, np.int64))
 
+
+
+def test_a_non_finite_observation_in_an_actor_is_one_line_without_numpy_warnings(tmp_path):
+    """The error line came after numpy's RuntimeWarnings ('invalid value encountered in matmul') from the
+    actor's policy forward on the inf observation."""
+    proc = train(tmp_path, "custom_envs:InfAtFifthStep-v0", "--max-seconds", "60", "--num-actors", "1")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "actorlearner: error: env 0.0 (custom_envs:InfAtFifthStep-v0) gave a non-finite observation (inf) at unroll "
+        "step 5; --on-nonfinite skip drops such unrolls instead"], proc.stderr
+    assert "RuntimeWarning" not in proc.stdout
