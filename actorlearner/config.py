@@ -285,6 +285,10 @@ def validate(cfg: Config) -> Config:
 
         if importlib.util.find_spec("ray") is None:
             raise ConfigError("--backend ray needs Ray: pip install 'actorlearner[ray]'")
+        host, _, port = cfg.ray_address.rpartition(":")
+        if cfg.ray_address not in ("", "auto") and not (host and port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError(f"--ray-address must be 'auto' or HOST:PORT of the cluster's head, got "
+                              f"{cfg.ray_address!r}")
     elif cfg.ray_address:
         raise ConfigError("--ray-address goes with --backend ray")
     for name, f in config_fields().items():

@@ -20,14 +20,9 @@ class RayCluster:
         self.address, self.num_cpus = address, num_cpus
         self.connected = False
 
-    def check_address(self) -> None:
-        """A one-line ConfigError now if HOST:PORT does not answer (start() would retry it for a minute)."""
-        if self.address and self.address != "auto":
-            _check_reachable(self.address)
-
     def start(self) -> None:
-        """Starts or joins Ray, after check_address. Call it before installing the run's signal handlers:
-        ray.init sets its own SIGTERM handler."""
+        """Starts or joins Ray (check_reachable first: before the run directory is made). Call it before
+        installing the run's signal handlers: ray.init sets its own SIGTERM handler."""
         import ray
 
         # No usage report from a run (nothing outside may be reachable, and a run should not phone home).
@@ -99,14 +94,15 @@ def remove_orphaned_ray_agents() -> list[int]:
     return removed
 
 
-def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """Raises ConfigError unless HOST:PORT accepts a connection: ray.init retries an unreachable head for a
-    minute or more, and a mistyped address deserves a one-line error at once."""
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Raises ConfigError unless HOST:PORT (as config validates it; "" and 'auto' pass) accepts a connection:
+    ray.init retries an unreachable head for a minute or more, and a mistyped address deserves a one-line error
+    at once, before the run directory is made."""
     import socket
 
+    if address in ("", "auto"):
+        return
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"--ray-address must be 'auto' or HOST:PORT of the cluster's head, got {address!r}")
     try:  # where Ray will really connect: it replaces a loopback host by this machine's address
         from ray._private.services import resolve_ip_for_localhost
 

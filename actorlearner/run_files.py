@@ -96,6 +96,20 @@ class RunDir:
     def log_metrics(self, record: dict) -> None:
         self._metrics.write(json.dumps(record) + "\n")
 
+    def discard(self) -> None:
+        """Closes a new run that never started (its Ray cluster could not be joined) and removes what it wrote,
+        so the same command can be run again; the directory too when nothing else is in it."""
+        self.close()
+        for name in ("config.json", "metrics.jsonl", CUSTOM_ENV_FILE, ".lock"):
+            try:
+                os.remove(os.path.join(self.path, name))
+            except FileNotFoundError:
+                pass
+        try:
+            os.rmdir(self.path)
+        except OSError:  # it held something else (it existed before, not empty): it stays
+            pass
+
     def close(self) -> None:
         try:
             self._metrics.close()  # flushes the last line

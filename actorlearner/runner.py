@@ -166,6 +166,10 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     remove_stale_stack_dirs()  # a killed run's stack files (empty unless an actor stalled): not worth a line
     if not cfg.serial and cfg.backend != "ray":  # the runs that keep slots and weights in /dev/shm
         check_shared_memory(cfg, spec, n_params, state)
+    if cfg.backend == "ray":  # a head that does not answer is one line at once (ray.init retries for a minute)
+        from .ray_cluster import check_reachable
+
+        check_reachable(cfg.ray_address)
     run_dir = RunDir(cfg.run_dir)  # once the input is known to be good: a refused run leaves no directory
     run_dir.write_json("config.json", cfg.to_json())
     if custom_env:
@@ -236,9 +240,15 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
         # As many CPUs as the actors declare: Ray starts a worker per CPU at once, and more compete with the
         # learner's TensorFlow import for the cores (2 cores, CartPole: start-up +3.6 s with 2, see the README).
         cluster = RayCluster(cfg.ray_address, num_cpus=num_actors * cfg.actor_threads)
-        cluster.check_address()  # a mistyped address fails here, at once, before anything starts
         start_tensorflow_early(cfg.resolved_learner_threads(), cfg.reproducible)
-        cluster.start()
+        try:
+            cluster.start()
+        except BaseException:  # nothing ran: a fresh run's directory must not block the same command's retry
+            if plan.ckpt is None:
+                plan.run_dir.discard()
+            else:
+                plan.run_dir.close()
+            raise
         say(f"{cluster.describe(num_actors, cfg.actor_threads)}; {_ray_traffic(plan, fields)}")
     with StopSignals() as signals:
         try:

@@ -22,13 +22,36 @@ def start_cli(run_dir, *flags):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
 
 
-def test_bad_ray_address_is_one_line_error():
+@pytest.mark.parametrize("address, says", [
+    ("127.0.0.1:1", "could not join the Ray cluster at 127.0.0.1:1: nothing answers there"),
+    ("nonsense", "--ray-address must be 'auto' or HOST:PORT of the cluster's head, got 'nonsense'")])
+def test_bad_ray_address_is_one_line_error_before_the_run_directory(tmp_path, address, says):
+    """Both were found after the banner, in a run directory made already, which then refused the corrected
+    command ('holds a run already')."""
     proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--backend", "ray", "--ray-address",
-                           "127.0.0.1:1", "--max-seconds", "5"], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT)
+                           address, "--max-seconds", "5", "--run-dir", str(tmp_path / "run")], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "actorlearner: error: could not join the Ray cluster at 127.0.0.1:1" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"actorlearner: error: {says}") and proc.stdout == "", lines
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_cluster_that_cannot_be_joined_leaves_no_run_directory(tmp_path, monkeypatch):
+    """A head that answers but is no Ray head of ours (another service, another Ray version) fails in
+    ray.init, after the run directory is made: a fresh run's directory is removed and its lock released."""
+    from actorlearner import Config, ConfigError, train
+    from actorlearner.ray_cluster import RayCluster
+
+    def refuse(self):
+        raise ConfigError("could not join the Ray cluster at 127.0.0.1:6379: Failed to connect")
+
+    monkeypatch.setattr(RayCluster, "start", refuse)
+    cfg = Config(backend="ray", max_steps=1000, run_dir=str(tmp_path / "run"))
+    for _ in range(2):  # the second attempt is not refused by the first one's directory or lock
+        with pytest.raises(ConfigError, match="could not join"):
+            train(cfg)
+        assert not (tmp_path / "run").exists()
 
 
 @pytest.fixture
