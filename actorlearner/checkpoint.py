@@ -125,7 +125,7 @@ def load_latest(run_dir: str, warn: Callable[[str], None]) -> Checkpoint:
     is tried. Raises CheckpointError if there is none, or if none is usable (naming the newest file)."""
     paths = list_checkpoints(run_dir)
     if not paths:
-        raise CheckpointError(f"no checkpoint in {checkpoint_dir(run_dir)}: nothing to resume")
+        raise CheckpointError(f"no checkpoint in {checkpoint_dir(run_dir)}: the run stopped before its first one")
     first_error: Optional[CheckpointError] = None
     for path in reversed(paths):
         try:

@@ -102,6 +102,9 @@ def resume_point(cfg: Config, custom_env: bool = False) -> checkpoint.Checkpoint
     if not custom_env and trained_on_custom_env(cfg.resume):
         raise custom_env_error(cfg.resume, cfg.env, "resuming it")
     check_not_in_use(cfg.resume)
+    if not checkpoint.list_checkpoints(cfg.resume):  # stopped (or killed) before its first checkpoint
+        raise ConfigError(f"--resume {cfg.resume}: the run stopped before its first checkpoint, so there is nothing "
+                          f"to resume: start a new run (another --run-dir, or this one deleted)")
     ckpt = checkpoint.load_latest(cfg.resume, warn=warn)
     try:
         saved = config_from_dict(ckpt.meta["config"])

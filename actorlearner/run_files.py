@@ -122,15 +122,20 @@ class RunDir:
             self._lock = None
 
 
-def check_fresh(path: str) -> None:
+def check_fresh(path: str, resumable: bool) -> None:
     """ConfigError where a new run would go into a directory that holds a run already (its config.json): it
     appended to the old metrics.jsonl and mixed its checkpoints with the old ones (a checkpoint of the same step
     overwritten; --keep-checkpoints, --resume and `eval --which latest` going by step number across both runs).
-    A live run there is named as such first."""
+    A live run there is named as such first. resumable: the run there has a checkpoint (else --resume, which
+    the error would suggest, has nothing to resume)."""
     check_not_in_use(path)
-    if os.path.isfile(os.path.join(path, "config.json")):
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        return
+    if resumable:
         raise ConfigError(f"--run-dir {path} holds a run already: --resume {path} continues it, and a new run "
                           f"needs a directory of its own (another --run-dir, or this one deleted)")
+    raise ConfigError(f"--run-dir {path} holds a run that stopped before its first checkpoint (nothing to resume): "
+                      f"a new run needs another --run-dir, or this one deleted")
 
 
 def check_not_in_use(path: str) -> None:

@@ -117,7 +117,7 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     env_fn, make_batch, spec, target, backend_why, blobs = prepare(cfg, env_fn, model_fn)
     ckpt = resume_point(cfg, custom_env) if cfg.resume else None
     if ckpt is None and cfg.run_dir:
-        check_fresh(cfg.run_dir)
+        check_fresh(cfg.run_dir, resumable=bool(checkpoint.list_checkpoints(cfg.run_dir)))
     # The actor count is settled here, once the backend is known, so that every later reader sees one value.
     # Cheap vectorized envs (classic control) outrun the learner, so it gets a core of its own. Atari runs an
     # actor on every core, and the learner's threads take every core too: with its presets' 4 passes a batch the

@@ -1,5 +1,6 @@
 """Bad values and a shared run directory: one line, exit status 2, before any process starts."""
 
+import json
 import os
 import signal
 import subprocess
@@ -79,6 +80,7 @@ def test_a_new_run_in_a_finished_runs_directory_is_refused(tmp_path):
     """It appended to the old metrics and overwrote or mixed with its checkpoints; --resume is the way in."""
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "ckpt-000000010.npz").write_bytes(b"")
     (run_dir / "config.json").write_text("{}")
     before = sorted(p.name for p in run_dir.rglob("*"))
     proc = run_cli("train", "--run-dir", str(run_dir))
@@ -86,6 +88,18 @@ def test_a_new_run_in_a_finished_runs_directory_is_refused(tmp_path):
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert f"--run-dir {run_dir} holds a run already: --resume {run_dir} continues it" in lines[0]
     assert sorted(p.name for p in run_dir.rglob("*")) == before  # nothing written
+    # A run stopped before its first checkpoint: --resume cannot continue it, so neither error sends there (each
+    # sent the user to the other: 'holds a run already: --resume', then 'no checkpoint: nothing to resume').
+    (run_dir / "checkpoints" / "ckpt-000000010.npz").unlink()
+    proc = run_cli("train", "--run-dir", str(run_dir))
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"actorlearner: error: --run-dir {run_dir} holds a run that stopped before its first checkpoint (nothing to "
+        "resume): a new run needs another --run-dir, or this one deleted"], proc.stderr
+    (run_dir / "config.json").write_text(json.dumps({"env": "CartPole-v1"}))
+    proc = run_cli("train", "--resume", str(run_dir))
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"actorlearner: error: --resume {run_dir}: the run stopped before its first checkpoint, so there is nothing "
+        "to resume: start a new run (another --run-dir, or this one deleted)"], proc.stderr
     empty = tmp_path / "empty"
     empty.mkdir()  # a directory made for the run is fine
     proc = run_cli("train", "--run-dir", str(empty), "--max-steps", "1000", "--eval-every-s", "0", timeout=120)
