@@ -27,15 +27,24 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
 
     Returns (single-env factory for evaluation, env-batch factory for actors, EnvSpec, target return,
     why that backend, (env-batch factory, model_fn or b"") pickled for actor processes or None in serial mode)."""
+    if not isinstance(cfg, Config):  # train("CartPole-v1") or a dict was an AttributeError from deep inside
+        raise ConfigError(f"train() takes a Config, e.g. actorlearner.Config(env='CartPole-v1'), not a "
+                          f"{type(cfg).__name__}")
     validate(cfg)
     custom = env_fn is not None
     if not custom:
         check_env_id(cfg.env, cfg.env_modules)
         env_fn = make_env_fn(cfg.env, modules=cfg.env_modules)
     elif not callable(env_fn):
-        raise ConfigError("env_fn must be a callable that returns a gymnasium.Env")
+        got = "an env itself" if hasattr(env_fn, "step") else f"a value of type {type(env_fn).__name__}"
+        raise ConfigError(f"env_fn must be a callable that returns a gymnasium.Env, e.g. lambda: gym.make(...); got "
+                          f"{got} (each actor makes its own envs with it; an env id goes in Config(env=...))")
     else:
         import_env_modules(cfg.env_modules)
+    if model_fn is not None and (not callable(model_fn) or hasattr(model_fn, "layers")):  # a Keras model is callable
+        got = "a model itself" if hasattr(model_fn, "layers") else f"a value of type {type(model_fn).__name__}"
+        raise ConfigError(f"model_fn must be a function that builds the model, model_fn(spec) -> keras.Model; got "
+                          f"{got} (each process builds its own model with it)")
     backend, why = resolve_backend(cfg.env_backend, cfg.env, custom)
     if cfg.episodic_life and (custom or not is_atari(cfg.env)):
         if PRESETS.get(cfg.preset or "", {}).get("episodic_life"):  # not asked for by name: say where it came from

@@ -202,3 +202,30 @@ def test_an_env_fn_or_model_fn_that_cannot_reach_the_actors_is_refused_before_st
     with pytest.raises(ConfigError, match=r"^model_fn cannot be sent to the actor processes"):
         prepare(Config(), model_fn=lambda spec: lock)
     assert prepare(Config(serial=True), env_fn=env_fn)[2].obs_shape == (4,)  # one process: nothing to send
+
+
+def test_python_api_mistakes_are_named(tmp_path):
+    """train('CartPole-v1') and train({...}) were AttributeErrors from deep inside; an env instance passed as
+    env_fn, or a model instance (callable: Keras models are) as model_fn, failed later and less clearly."""
+    import gymnasium as gym
+
+    from actorlearner import Config, ConfigError, train
+
+    cfg = Config(max_steps=1000, run_dir=str(tmp_path / "run"))
+    for wrong in ("CartPole-v1", {"env": "CartPole-v1"}):
+        with pytest.raises(ConfigError, match=r"train\(\) takes a Config, e.g. actorlearner.Config\(env="):
+            train(wrong)
+    with pytest.raises(ConfigError, match="env_fn must be a callable .* got an env itself"):
+        train(cfg, env_fn=gym.make("CartPole-v1"))
+
+    class ModelLike:  # what matters of a keras.Model here: callable, with layers
+        layers = []
+
+        def __call__(self, x):
+            return x
+
+    with pytest.raises(ConfigError, match="model_fn must be a function that builds the model.* got a model itself"):
+        train(cfg, model_fn=ModelLike())
+    with pytest.raises(ConfigError, match="got a value of type int"):
+        train(cfg, model_fn=3)
+    assert not (tmp_path / "run").exists()
