@@ -85,7 +85,26 @@ def resume_config(run_dir: str, overrides: Optional[dict] = None) -> Config:
                               f"{show_value(getattr(saved, name))})")
     if overrides.get("run_dir") not in (None, run_dir):
         raise ConfigError("--resume continues in its own directory; drop --run-dir")
-    return saved.replace(**{**overrides, "resume": run_dir, "run_dir": run_dir})
+    resumed = saved.replace(**{**overrides, "resume": run_dir, "run_dir": run_dir})
+    try:
+        validate(resumed)
+    except ConfigError as e:  # a clash with a setting the user did not give: say where it comes from
+        default = Config()
+        kept = [name for name in config_fields() if name not in overrides and f"--{flag_name(name)}" in str(e)
+                and getattr(saved, name) != getattr(default, name)]
+        if not kept:
+            raise
+        said = ", ".join(_as_flag(n, getattr(saved, n)) for n in kept)
+        raise ConfigError(f"{e} ({said}: the run's own setting, which a resumed run keeps unless a flag changes it)") \
+            from None
+    return resumed
+
+
+def _as_flag(name: str, value: Any) -> str:
+    """A setting as the flag that gives it: --serial, --no-serial, --num-actors 4."""
+    if isinstance(value, bool):
+        return f"--{'' if value else 'no-'}{flag_name(name)}"
+    return f"--{flag_name(name)} {show_value(value)}"
 
 
 def saved_config(path: str) -> Config:

@@ -229,3 +229,18 @@ def test_python_api_mistakes_are_named(tmp_path):
     with pytest.raises(ConfigError, match="got a value of type int"):
         train(cfg, model_fn=3)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resumed_runs_own_setting_that_clashes_is_named(tmp_path):
+    """A run resumed once with --serial keeps it; resuming it again with --backend ray said '--serial ... does not
+    go with --backend ray' to a user who had not given --serial."""
+    from actorlearner import Config, ConfigError, resume_config
+    from actorlearner.run_files import RunDir
+
+    run = RunDir(str(tmp_path / "run"))
+    run.write_json("config.json", Config(serial=True, run_dir=run.path).to_json())
+    run.close()
+    with pytest.raises(ConfigError, match=r"does not go with --backend ray \(--serial: the run's own setting, which a "
+                                          r"resumed run keeps unless a flag changes it\)"):
+        resume_config(run.path, {"backend": "ray"})
+    assert resume_config(run.path, {"backend": "ray", "serial": False}).backend == "ray"
