@@ -65,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "updates. Stops when solved (mean return of the last 100 episodes reaches the target), "
                     "or at --max-seconds / --max-steps, or on Ctrl-C. Results go to the run directory: "
                     "config.json, metrics.jsonl, summary.json.")
-    train.add_argument("--config", metavar="FILE", help="settings from a .yaml or .json file (keys are the "
-                       "flag names, with - or _); flags given on the command line override them")
+    train.add_argument("--config", metavar="FILE", action="append", help="settings from a .yaml or .json file "
+                       "(keys are the flag names, with - or _); flags given on the command line override them; "
+                       "given more than once, later files override earlier ones")
     add_config_arguments(train)
     ev = sub.add_parser(
         "eval", help="play a trained policy", allow_abbrev=False,

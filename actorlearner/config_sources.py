@@ -35,14 +35,15 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                             choices=f.metadata.get("choices"), help=help_text)
 
 
-
-
 def config_from_args(args: argparse.Namespace, base: Optional[Config] = None) -> Config:
     """The flags given on the command line over the --config file's values over the preset over `base`
     (default: Config()); with --resume, over the run's saved config instead of preset and base."""
     overrides = {name: getattr(args, name) for name in config_fields() if getattr(args, name, None) is not None}
-    if getattr(args, "config", None):  # file values sit under the flags given
-        overrides = {**load_config_file(args.config), **overrides}
+    files = getattr(args, "config", None) or []  # a list (--config may be given more than once)
+    from_files: dict = {}
+    for path in [files] if isinstance(files, str) else files:  # later files over earlier ones
+        from_files.update(load_config_file(path))
+    overrides = {**from_files, **overrides}  # file values sit under the flags given
     if overrides.get("resume"):
         return resume_config(overrides["resume"], overrides)
     return with_preset(base or Config(), overrides)

@@ -25,6 +25,15 @@ def test_yaml_file_with_a_flag_override(tmp_path):
     assert "learning_rate=0.001" in cfg.describe_changes() and "seed=9" in cfg.describe_changes()
 
 
+def test_config_files_given_twice_are_merged_in_order(tmp_path):
+    """A second --config replaced the first whole (argparse keeps the last value), its settings lost unsaid."""
+    base, sweep = tmp_path / "base.yaml", tmp_path / "sweep.json"
+    base.write_text("env: Acrobot-v1\nseed: 4\nlearning_rate: 0.001\n")
+    sweep.write_text('{"seed": 5, "epochs": 2}')
+    cfg = parse("--config", str(base), "--config", str(sweep), "--epochs", "3")
+    assert (cfg.env, cfg.learning_rate, cfg.seed, cfg.epochs) == ("Acrobot-v1", 0.001, 5, 3)
+
+
 def test_json_file_and_a_preset_under_it(tmp_path):
     path = tmp_path / "run.json"
     path.write_text('{"preset": "pendulum", "epochs": 2}')
