@@ -72,6 +72,9 @@ def check_obs(obs, shape: tuple, dtype: str, call: str) -> None:
     """Raises BadObservation unless obs has `shape` and a dtype that fits `dtype` (a uint8 space takes uint8
     only; a float32 space any real number type, which the slots cast). Cheap: no per-step `contains`."""
     got_shape = getattr(obs, "shape", None)
+    if got_shape is None:  # a list or tuple: Box.contains takes them, the slots and policies want arrays
+        raise BadObservation(f"{call}() returned an observation that is a {type(obs).__name__}, not a numpy array "
+                             f"of shape {shape} {dtype}: np.asarray(obs, np.{dtype}) in the env fixes it")
     got = np.dtype(getattr(obs, "dtype", object))
     if got_shape != shape or (got != np.uint8 if dtype == "uint8" else got.kind not in "fiub"):
         raise BadObservation(f"{call}() returned an observation of shape {got_shape} {got}, expected {shape} {dtype}")

@@ -180,3 +180,14 @@ def test_a_non_finite_observation_in_an_actor_is_one_line_without_numpy_warnings
         "actorlearner: error: env 0.0 (custom_envs:InfAtFifthStep-v0) gave a non-finite observation (inf) at unroll "
         "step 5; --on-nonfinite skip drops such unrolls instead"], proc.stderr
     assert "RuntimeWarning" not in proc.stdout
+
+
+def test_an_observation_that_is_a_list_is_named_as_one():
+    """It was 'returned an observation of shape None object'."""
+    from actorlearner.env_batch import BadObservation, check_obs
+
+    says = (r"^step\(\) returned an observation that is a list, not a numpy array of shape \(3,\) float32: "
+            r"np.asarray\(obs, np.float32\) in the env fixes it$")
+    with pytest.raises(BadObservation, match=says):
+        check_obs([0.0, 1.0, 2.0], (3,), "float32", "step")
+    check_obs(np.zeros(3), (3,), "float32", "step")  # float64 arrays are fine: the slots cast them
