@@ -24,7 +24,7 @@ from .actor import Actor, ActorArgs, actor_process_main
 from .policies import make_policy
 from .protocol import ActorFailed, UnrollReady
 from .reporting import say
-from .transport import SlotPool, local_channel_pair, pid_alive
+from .transport import SlotPool, left_by_dead_processes, local_channel_pair
 
 # Numeric libraries read these at import: set them for the child before it starts, so each actor's
 # BLAS/OpenMP uses `actor_threads` threads instead of one per core each (oversubscription).
@@ -284,23 +284,10 @@ def make_stack_dir() -> str:
 
 def remove_stale_stack_dirs() -> list[str]:
     """Removes the stack directories of runs whose process is gone; returns their paths. Live runs' are left."""
-    removed = []
     tmp = tempfile.gettempdir()
-    try:
-        names = os.listdir(tmp)
-    except OSError:
-        return removed
-    for name in names:
-        if not name.startswith(STACKS_PREFIX):
-            continue
-        try:
-            pid = int(name[len(STACKS_PREFIX):].split("-", 1)[0])
-        except ValueError:
-            continue
-        if not pid_alive(pid):
-            path = os.path.join(tmp, name)
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+    removed = [os.path.join(tmp, name) for name in left_by_dead_processes(tmp, STACKS_PREFIX, "-")]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
     return removed
 
 

@@ -276,25 +276,33 @@ def remove_stale_segments() -> list[str]:
 
     Returns the names removed. Segments of live runs are left alone."""
     removed = []
-    try:
-        names = os.listdir(SHM_DIR)
-    except OSError:
-        return removed
-    for name in names:
-        if not name.startswith(SHM_PREFIX):
-            continue
-        try:
-            pid = int(name[len(SHM_PREFIX):].split("_", 1)[0])
-        except ValueError:
-            continue
-        if pid_alive(pid):
-            continue
+    for name in left_by_dead_processes(SHM_DIR, SHM_PREFIX, "_"):
         try:
             os.unlink(os.path.join(SHM_DIR, name))
             removed.append(name)
         except OSError:
             pass
     return removed
+
+
+def left_by_dead_processes(directory: str, prefix: str, sep: str) -> list[str]:
+    """Names in `directory` of the form PREFIX + PID + SEP + ... whose process PID is gone: what a run killed by
+    SIGKILL left (its cleanup never ran). A name whose process lives, or that does not parse, is left out."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    dead = []
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        try:
+            pid = int(name[len(prefix):].split(sep, 1)[0])
+        except ValueError:
+            continue
+        if not pid_alive(pid):
+            dead.append(name)
+    return dead
 
 
 def pid_alive(pid: int) -> bool:
