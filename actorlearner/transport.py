@@ -300,12 +300,12 @@ def left_by_dead_processes(directory: str, prefix: str, sep: str) -> list[str]:
             pid = int(name[len(prefix):].split(sep, 1)[0])
         except ValueError:
             continue
-        if not pid_alive(pid):
+        if not _pid_alive(pid):
             dead.append(name)
     return dead
 
 
-def pid_alive(pid: int) -> bool:
+def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
