@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list] = None) -> int:
     start = time.monotonic() - process_age_s()
+    for stream in (sys.stdout, sys.stderr):  # an ASCII-only terminal gets '?' for a '±', not a UnicodeEncodeError
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
     args = build_parser().parse_args(argv)
     if args.command == "train":
         return _train(args, start)

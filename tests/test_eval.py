@@ -131,6 +131,16 @@ def test_eval_on_a_terminal_shows_a_live_line_and_elsewhere_only_the_result(run_
     assert piped.returncode == 0 and piped.stderr == "", piped.stderr
 
 
+def test_an_ascii_only_output_gets_question_marks_not_a_traceback(run_dir):
+    """The result line's '±' was a UnicodeEncodeError under PYTHONIOENCODING=ascii (an ASCII-only terminal)."""
+    import os
+
+    out = subprocess.run([sys.executable, "-m", "actorlearner", "eval", run_dir, "--episodes", "2"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120,
+                         env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert out.returncode == 0 and " ? " in out.stdout and "return" in out.stdout, out.stderr
+
+
 def test_eval_errors_are_one_line(tmp_path):
     out = eval_cli(str(tmp_path / "missing"))
     assert out.returncode == 2
