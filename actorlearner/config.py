@@ -193,6 +193,14 @@ class Config:
                               "first unroll (imports, env creation)")
 
     # ---------------------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        # "~/runs/x" from a config file or the Python API: only a shell expands "~", and a run went to a
+        # directory named "~" in the working directory.
+        for name in ("run_dir", "resume"):
+            value = getattr(self, name)
+            if isinstance(value, str) and value.startswith("~"):
+                object.__setattr__(self, name, os.path.expanduser(value))
+
     @property
     def slots_per_batch(self) -> int:
         return self.batch_size // self.envs_per_actor

@@ -75,6 +75,7 @@ RESUME_FIXED = ("env", "model", "core", "core_size", "hidden_sizes", "activation
 def resume_config(run_dir: str, overrides: Optional[dict] = None) -> Config:
     """The config to continue RUN_DIR with: its saved config.json, updated by `overrides` (a dict of fields),
     with `resume` and `run_dir` set to RUN_DIR. The env and model shape cannot change."""
+    run_dir = os.path.expanduser(run_dir)  # "~/runs/x" from a config file or a script: no shell expanded it
     path = os.path.join(run_dir, "config.json")
     if not os.path.exists(path):
         raise ConfigError(f"--resume {run_dir}: {path} not found (is it a run directory?)")
@@ -84,7 +85,7 @@ def resume_config(run_dir: str, overrides: Optional[dict] = None) -> Config:
         if name in overrides and overrides[name] != getattr(saved, name):
             raise ConfigError(f"--{flag_name(name)} cannot change on --resume (the run has "
                               f"{show_value(getattr(saved, name))})")
-    if overrides.get("run_dir") not in (None, run_dir):
+    if overrides.get("run_dir") is not None and os.path.expanduser(overrides["run_dir"]) != run_dir:
         raise ConfigError("--resume continues in its own directory; drop --run-dir")
     resumed = saved.replace(**{**overrides, "resume": run_dir, "run_dir": run_dir})
     try:

@@ -67,3 +67,21 @@ def test_missing_or_unknown_kind_of_file(tmp_path):
 def test_namespace_without_config_attribute_still_works():
     ns = argparse.Namespace(env="CartPole-v1")
     assert config_from_args(ns).env == "CartPole-v1"
+
+
+def test_a_home_relative_run_dir_from_a_file_or_script_is_expanded(tmp_path, monkeypatch):
+    """Only a shell expands '~': `run_dir: ~/runs/x` in a config file made a directory named '~' in the working
+    directory."""
+    from actorlearner import Config, resume_config
+    from actorlearner.run_files import RunDir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path = tmp_path / "run.yaml"
+    path.write_text("run_dir: ~/runs/x\n")
+    assert parse("--config", str(path)).run_dir == str(tmp_path / "runs" / "x")
+    assert Config(run_dir="~/y").replace(seed=2).run_dir == str(tmp_path / "y")
+    run = RunDir(str(tmp_path / "old"))
+    run.write_json("config.json", Config(run_dir=run.path).to_json())
+    run.close()
+    resumed = resume_config("~/old", {"run_dir": "~/old"})
+    assert resumed.resume == resumed.run_dir == str(tmp_path / "old")
