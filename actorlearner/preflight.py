@@ -17,6 +17,7 @@ from .envs import check_env_id, import_env_modules, make_env_fn
 from .layout import default_layout, model_kind
 from .presets import PRESETS, is_atari
 from .reporting import warn
+from .stopping import TimedOut, time_limit
 from .run_files import check_not_in_use, custom_env_error, trained_on_custom_env
 from .trajectory import unroll_fields
 from .transport import SHM_DIR, SlotPool, WeightStore, full_message, segments_bytes, shared_memory_free
@@ -54,7 +55,12 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
     make_batch = EnvBatchFactory(backend, cfg.envs_per_actor, env_fn=env_fn, env_id=cfg.env, modules=cfg.env_modules,
                                  episodic_life=cfg.episodic_life)
     try:
-        spec = make_batch.spec()
+        with time_limit(cfg.wait_timeout_s):  # made, reset and stepped once here: an env that hangs would hang us
+            spec = make_batch.spec()
+    except TimedOut:
+        raise ConfigError(f"the env {cfg.env} was not made, reset and stepped once within {cfg.wait_timeout_s:g} s "
+                          f"(the launcher's check of it, before anything starts): does it hang? --wait-timeout-s "
+                          f"gives it longer") from None
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - any failure to build the env is a user-input error here

@@ -133,5 +133,35 @@ class StopSignals:
         return False
 
 
+class TimedOut(BaseException):
+    """Raised inside a `time_limit` block when its time is up (a BaseException: an env's `except Exception`
+    around the hung call cannot swallow it)."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Raises TimedOut in the block once `seconds` have passed (SIGALRM): for user code run before the run's
+    StopSignals exist (the launcher's first look at its env), which would otherwise hang it without a word.
+    Python code is interrupted; a call stuck in C code that never returns to Python is not. Outside the main
+    thread (no signals there) the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def alarm(signum, frame):
+        raise TimedOut(f"over {seconds:g} s")
+
+    saved = signal.signal(signal.SIGALRM, alarm)
+    t0 = time.monotonic()
+    theirs, _ = signal.setitimer(signal.ITIMER_REAL, seconds)  # a script's own alarm is put back afterwards
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, saved)
+        if theirs:
+            signal.setitimer(signal.ITIMER_REAL, max(theirs - (time.monotonic() - t0), 0.001))
+
+
 def no_step_limit() -> None:
     """The step callback where no step limit is kept."""

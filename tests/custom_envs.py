@@ -345,3 +345,19 @@ class InfAtFifthStep(gym.Env):
 
 if "InfAtFifthStep-v0" not in gym.registry:
     gym.register("InfAtFifthStep-v0", entry_point=InfAtFifthStep, max_episode_steps=50)
+
+
+class HangsAtFirstReset(gym.Env):
+    """Its reset never returns (waits for a server that is not there)."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        import time
+
+        time.sleep(3600)
+
+
+if "HangsAtFirstReset-v0" not in gym.registry:
+    gym.register("HangsAtFirstReset-v0", entry_point=HangsAtFirstReset)

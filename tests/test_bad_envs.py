@@ -191,3 +191,14 @@ def test_an_observation_that_is_a_list_is_named_as_one():
     with pytest.raises(BadObservation, match=says):
         check_obs([0.0, 1.0, 2.0], (3,), "float32", "step")
     check_obs(np.zeros(3), (3,), "float32", "step")  # float64 arrays are fine: the slots cast them
+
+
+def test_an_env_that_hangs_in_the_launchers_check_is_one_line_after_the_wait_timeout(tmp_path):
+    """The launcher resets and steps its env once before anything starts; an env that hung there hung the
+    command, silent (nothing is printed before the check)."""
+    proc = train(tmp_path, "custom_envs:HangsAtFirstReset-v0", "--wait-timeout-s", "2")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "actorlearner: error: the env custom_envs:HangsAtFirstReset-v0 was not made, reset and stepped once within "
+        "2 s (the launcher's check of it, before anything starts): does it hang? --wait-timeout-s gives it longer"]
+    assert proc.took < 30 and not (tmp_path / "run").exists()
