@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+import numpy as np
+
 # A collapse: the spread stays below both of these for COLLAPSE_STEPS learner steps in a row...
 COLLAPSE_FRACTION = 0.01  # ...this share of the highest spread the run has had,
 COLLAPSE_FLOOR = 1e-3  # ...and this absolute level (Pong's collapsed policy had 0.0000);
@@ -105,6 +107,48 @@ def deterministic_warning(entropy: float, uniform: float, learner_step: int) -> 
             f"take are never tried, so it no longer learns about them and rarely recovers. Unless its return is "
             f"where you want it, restart from an earlier checkpoint or with a lower --learning-rate or a higher "
             f"--entropy-cost")
+
+
+# Box actions: the share of sampled action components outside the env's bounds (clipped when the env is stepped).
+# A Gaussian policy whose mean has left the bounds gets the same clipped action from nearly every sample, so the
+# samples carry no gradient to bring it back. Seen (2 cores, 2026-12-04) with bounds [-1, 1], a best action of 0.3
+# in each of 2 dims (tests/envs.py BestActionsNearBound) and the IMPALA defaults: with actor processes (a policy
+# lag of ~0.5 steps) the mean ran off to +25-40 in 300 learner steps (return -196, every action at the bound),
+# while serial and --reproducible runs (no lag), IMPALA with unclipped importance weights, and APPO all learned
+# ~0.4 towards 0.3 (return -85 to -88). The same task on bounds [-1000, 1000] learned 0.30. At the bounds
+# legitimately: LunarLanderContinuous under APPO had 97 % outside while learning (return 118 at 60 s), and
+# MountainCarContinuous's solved bang-bang policy 97 %: hence 99 %, and the watch is off once the task is solved.
+CLIPPED_FRACTION = 0.99
+CLIP_RECOVERED_FRACTION = 0.5
+
+
+class ClipWatch:
+    """Feeds on each learner step's batch of sampled (unclipped) Box actions; `update` returns the share outside
+    the bounds at the step that completes COLLAPSE_STEPS of them at or above CLIPPED_FRACTION (once, until it
+    falls below CLIP_RECOVERED_FRACTION), else None."""
+
+    def __init__(self, low: np.ndarray, high: np.ndarray):
+        self.low, self.high = np.asarray(low, np.float32), np.asarray(high, np.float32)
+        self.stretch = _Stretch()
+
+    def update(self, actions: np.ndarray, solved: bool = False) -> Optional[float]:
+        """actions [T, B, D]; solved: the run has solved its task (bang-bang control is an answer then)."""
+        if solved:
+            self.stretch.step(False, recovered=False)
+            return None
+        outside = float(np.mean((actions < self.low) | (actions > self.high)))
+        fired = self.stretch.step(outside >= CLIPPED_FRACTION, recovered=outside < CLIP_RECOVERED_FRACTION)
+        return outside if fired else None
+
+
+def clipped_warning(outside: float, learner_step: int) -> str:
+    """The one-line warning for a policy found sampling outside its action bounds at `learner_step`."""
+    return (f"learner step {learner_step}: {outside:.0%} of the sampled actions have fallen outside the action "
+            f"bounds for the last {COLLAPSE_STEPS} steps and are clipped to them: the policy's mean has left the "
+            f"action space, where every sample gives the same clipped action and no gradient brings it back. Unless "
+            f"the best actions truly sit at the bounds (bang-bang control), restart with --loss appo --epochs 4 "
+            f"--minibatches 4 (as the presets for continuous tasks have it), or a lower --reward-scale or "
+            f"--init-log-std")
 
 
 # No episode has ended after this many env steps per env: an env with no time limit that never ends one (a custom

@@ -14,10 +14,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+import numpy as np
+
 from . import checkpoint, reporting
 from .config import Config, usable_cores
 from .flow import SlotFlow
-from .health import EntropyWatch, collapse_warning, deterministic_warning, endless_warning
+from .health import ClipWatch, EntropyWatch, clipped_warning, collapse_warning, deterministic_warning, endless_warning
 from .policy_checks import PolicyChecks
 from .preflight import slots_per_actor
 from .protocol import ActorFailed, EnvError, UnrollReady, UnrollSource
@@ -103,6 +105,7 @@ class LearnerLoop:
         self.flow_said = False
         self.endless_said = False
         self.entropy_watch = EntropyWatch(run.spec.action_dim if run.spec.discrete else None)
+        self.clip_watch = None if run.spec.discrete else ClipWatch(run.spec.action_low, run.spec.action_high)
         self.latest = None  # the newest published weights
         self.nonfinite_in_a_row = 0
         self.logged_failure = False
@@ -255,17 +258,22 @@ class LearnerLoop:
                     f"{self.flow.cap} unrolls filled or filling at once) to keep the policy lag low")
             source.watch_stalls(cfg.actor_stall_s)  # the actors have their weights: silence now means stalled
             stats.add_learner_step(cfg.unroll_length * cfg.envs_per_actor * len(taken), lags, losses)
-            self._watch_health(losses.get("policy_spread"), losses.get("entropy"))
+            self._watch_health(losses.get("policy_spread"), losses.get("entropy"), batch["actions"])
         source.give_back(self.flow.while_short(len(self.ready), time.monotonic()))
 
-    def _watch_health(self, spread, entropy) -> None:
-        """One warning (and a count in the summary) when the policy stops reading its input or stops exploring
-        (health.py)."""
+    def _watch_health(self, spread, entropy, actions: np.ndarray) -> None:
+        """One warning (and a count in the summary) when the policy stops reading its input, stops exploring, or
+        samples Box actions outside their bounds (health.py)."""
         stats = self.stats
+        solved = stats.solved_at_s is not None
+        outside = self.clip_watch.update(actions, solved) if self.clip_watch is not None else None
+        if outside is not None:
+            stats.policy_collapses += 1
+            warn(clipped_warning(outside, stats.learner_steps))
         if stats.collapse.update(spread):
             stats.policy_collapses += 1
             warn(collapse_warning(spread, stats.collapse.peak, stats.learner_steps))
-        if self.entropy_watch.update(entropy, solved=stats.solved_at_s is not None):
+        if self.entropy_watch.update(entropy, solved=solved):
             stats.policy_collapses += 1
             warn(deterministic_warning(entropy, self.entropy_watch.uniform, stats.learner_steps))
 

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from actorlearner.config import Config
-from actorlearner.health import (COLLAPSE_STEPS, DETERMINISTIC_FRACTION, ENDLESS_STEPS_PER_ENV, MIN_PEAK, CollapseWatch,
-                                 EntropyWatch, endless_warning)
+from actorlearner.health import (COLLAPSE_STEPS, DETERMINISTIC_FRACTION, ENDLESS_STEPS_PER_ENV, MIN_PEAK, ClipWatch,
+                                 CollapseWatch, EntropyWatch, endless_warning)
 from actorlearner.learner import Learner
 from actorlearner.losses import policy_spread
 from test_cli import run_cli
@@ -101,9 +101,10 @@ def test_learner_loop_warns_on_stderr_and_counts_the_collapse(capsys):
     loop = LearnerLoop.__new__(LearnerLoop)  # only the health watch's state: no run, no processes
     loop.stats = RunStats(0.0, None)
     loop.entropy_watch = EntropyWatch(2)
+    loop.clip_watch = None  # discrete actions
     for spread in [1.0] + [0.0] * (2 * COLLAPSE_STEPS):
         loop.stats.learner_steps += 1
-        loop._watch_health(spread, 0.5)
+        loop._watch_health(spread, 0.5, np.zeros((20, 4), np.int32))
     err = capsys.readouterr().err
     assert loop.stats.policy_collapses == 1 and loop.stats.spread_peak == 1.0
     assert err.count("actorlearner: warning: learner step 101: the policy has given every observation") == 1
@@ -157,3 +158,20 @@ def test_a_run_whose_envs_never_end_an_episode_is_warned():
     said = endless_warning(64 * per_env, 0, 64)
     assert said.startswith(f"no episode has ended in {64 * per_env} env steps ({per_env} per env)")
     assert "max_episode_steps" in said and "TimeLimit" in said
+
+
+def test_clip_watch_warns_once_after_a_long_stretch_outside_the_bounds_and_rearms():
+    watch = ClipWatch(np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
+    outside = np.full((20, 8, 2), 3.0, np.float32)
+    inside = np.zeros((20, 8, 2), np.float32)
+    mostly = outside.copy()
+    mostly[0, 0, 0] = 0.0  # 1 of 320 inside: 99.7 % outside
+    fired = [watch.update(mostly) for _ in range(COLLAPSE_STEPS)]
+    assert fired[:-1] == [None] * (COLLAPSE_STEPS - 1) and fired[-1] > 0.99
+    assert all(watch.update(outside) is None for _ in range(3 * COLLAPSE_STEPS))  # once
+    watch.update(inside)  # back inside: re-armed
+    assert [watch.update(outside) for _ in range(COLLAPSE_STEPS)][-1] == 1.0
+    half = np.concatenate([outside[:10], inside[:10]])
+    assert all(watch.update(half) is None for _ in range(2 * COLLAPSE_STEPS))  # 50 %: bang-bang control, fine
+    solved = ClipWatch(np.array([-1.0]), np.array([1.0]))
+    assert all(solved.update(outside[..., :1], solved=True) is None for _ in range(2 * COLLAPSE_STEPS))

@@ -11,7 +11,7 @@ import pytest
 
 from actorlearner import Config, load_policy, train
 from conftest import BACKENDS, ROOT, our_segments, ray_pids, spawned_pids
-from envs import AlwaysTruncated, BestActionHalf
+from envs import BestActionsNearBound, AlwaysTruncated, BestActionHalf
 
 
 def test_truncation_is_bootstrapped_not_terminal(tmp_path, no_leaks):
@@ -33,6 +33,22 @@ def test_continuous_best_action_is_learned(tmp_path, no_leaks):
     action = float(policy.greedy(np.zeros((1, 2), np.float32))[0, 0])
     assert abs(action - 0.5) < 0.1, action
     assert summary["mean_return_100"] > -0.1
+    assert summary["policy_collapses"] == 0  # ClipWatch: a policy learning inside its bounds is not warned about
+
+
+def test_a_policy_whose_mean_leaves_the_action_bounds_is_warned_about(tmp_path, capsys, no_leaks):
+    """health.ClipWatch: nearly every sample outside [-1, 1] for 100 learner steps. IMPALA with an actor process
+    (a policy lag of ~0.5 steps; serial runs learn this task) ran the mean off to +25-40 for seeds 1 and 2. The
+    run still ends normally."""
+    cfg = Config(env="best-actions-near-bound", num_actors=1, max_steps=400_000, eval_every_s=0,
+                 stop_at_target=False, run_dir=str(tmp_path / "run"))
+    summary = train(cfg, env_fn=BestActionsNearBound)
+    captured = capsys.readouterr()
+    out = captured.out + captured.err  # warnings go to stderr
+    assert summary["status"] == "max_steps" and summary["policy_collapses"] == 1, summary
+    assert "of the sampled actions have fallen outside the action bounds for the last 100 steps" in out
+    assert "--loss appo --epochs 4 --minibatches 4" in out
+    assert summary["mean_return_100"] < -150  # stuck at the bound (-196), as the warning says
 
 
 @pytest.mark.parametrize("backend", ["gymnasium", "vector", "envpool"])
