@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from typing import Any, Optional
 
@@ -30,7 +31,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text)
             continue
-        kind = _parse_sizes if name == "hidden_sizes" else {"int": int, "float": float, "str": str}[field_kind(f)]
+        kind = _parse_sizes if name == "hidden_sizes" else {"int": parse_int, "float": float, "str": str}[field_kind(f)]
         parser.add_argument(flag, dest=name, type=kind, default=None, metavar=name.upper(),
                             choices=f.metadata.get("choices"), help=help_text)
 
@@ -149,7 +150,7 @@ def checked_fields(d: dict, source: str = "config") -> dict:
         kind = field_kind(fields[key])
         ok = (value is None and getattr(defaults, key) is None) or {
             "bool": lambda v: isinstance(v, bool),
-            "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+            "int": lambda v: isinstance(v, int) and not isinstance(v, bool) or _whole_number(v) is not None,
             "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) or _float_text(v),
             "str": lambda v: isinstance(v, str),
             "tuple": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, int) for x in v),
@@ -157,9 +158,34 @@ def checked_fields(d: dict, source: str = "config") -> dict:
         if not ok:
             raise ConfigError(f"{source}: {key} must be {'a list of ints' if kind == 'tuple' else kind}, "
                               f"got {value!r}")
+        if kind == "int" and value is not None and not isinstance(value, int):
+            value = _whole_number(value)  # 1e6, 1.0e6, "1e6": a step count as people write it
         out[key] = tuple(value) if kind == "tuple" else float(value) if kind == "float" and value is not None \
             else value
     return out
+
+
+def _whole_number(v) -> Optional[int]:
+    """v as an int where it is a whole number written as a float or float text (1e6, 2.0, "3e6"); else None."""
+    if isinstance(v, bool) or not isinstance(v, (float, str)):
+        return None
+    try:
+        x = float(v)
+    except ValueError:
+        return None
+    return int(x) if math.isfinite(x) and x == int(x) else None
+
+
+def parse_int(text: str) -> int:
+    """argparse type for int settings: an int, or a whole number in float notation (--max-steps 1e6)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    x = _whole_number(text)
+    if x is None:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    return x
 
 
 def _float_text(v) -> bool:

@@ -63,7 +63,7 @@ def test_an_output_path_in_a_missing_directory_is_one_line_before_the_work(args,
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--seed", "abc"], "actorlearner train: error: argument --seed: invalid int value: 'abc'; see "
+    (["train", "--seed", "abc"], "actorlearner train: error: argument --seed: expected a whole number, got 'abc'; see "
                                  "`actorlearner train --help`"),
     (["train", "--max_seconds", "3"], "actorlearner train: error: unrecognized arguments: --max_seconds 3 (did you "
                                       "mean --max-seconds?); see `actorlearner train --help`"),

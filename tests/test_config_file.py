@@ -85,3 +85,20 @@ def test_a_home_relative_run_dir_from_a_file_or_script_is_expanded(tmp_path, mon
     run.close()
     resumed = resume_config("~/old", {"run_dir": "~/old"})
     assert resumed.resume == resumed.run_dir == str(tmp_path / "old")
+
+
+def test_step_counts_in_float_notation_are_taken_as_whole_numbers(tmp_path, capsys):
+    """--max-steps 1e6 (as RL papers write step counts) was 'invalid int value', and so was max_steps: 1e6 in a
+    config file; a number that is not whole stays an error."""
+    assert parse("--max-steps", "1e6").max_steps == 1_000_000
+    assert parse("--max-steps", "2.0", "--batch-size", "128").batch_size == 128
+    path = tmp_path / "run.yaml"
+    path.write_text("max_steps: 3e6\nseed: 4.0\n")  # YAML reads 3e6 as text and 4.0 as a float
+    cfg = parse("--config", str(path))
+    assert (cfg.max_steps, cfg.seed) == (3_000_000, 4) and isinstance(cfg.max_steps, int)
+    with pytest.raises(SystemExit):
+        parse("--max-steps", "1.5")
+    assert "argument --max-steps: expected a whole number, got '1.5'" in capsys.readouterr().err
+    path.write_text("seed: 2.5\n")
+    with pytest.raises(ConfigError, match="seed must be int, got 2.5"):
+        parse("--config", str(path))
