@@ -186,7 +186,8 @@ class Config:
                           "machine, or HOST:PORT of its head); empty: start a Ray instance on this machine for the "
                           "run and shut it down at the end")
     wait_timeout_s: float = _f(30.0, "a wait on the other side that takes longer than this is an error, and so "
-                               "is an env step in the learner process (evaluation, confirmation)")
+                               "is an env step in the learner process (evaluation, confirmation) and the launcher's "
+                               "first look at the env (made, reset and stepped once before anything starts)")
     actor_stall_s: float = _f(0.0, "an actor that holds work and delivers nothing for this long (a hung env, a "
                               "frozen process) is reported, killed and replaced; 0: 10 s or 5 times its slowest "
                               "unroll so far, whichever is longer. A newly started actor gets 30 s more for its "
