@@ -12,7 +12,7 @@ import time
 from typing import Optional
 
 from .config import ConfigError
-from .config_sources import add_config_arguments, config_from_args
+from .config_sources import add_config_arguments, config_from_args, parse_int
 from .envs import make_env_fn
 from .export import FORMATS
 from .loading import WHICH
@@ -74,14 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Play episodes with a run's trained policy and print the mean and spread of the return "
                     "and episode length; --video records one more episode.")
     ev.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holds config.json)")
-    ev.add_argument("--episodes", type=int, default=10, help="episodes to play [default: 10]")
+    ev.add_argument("--episodes", type=parse_int, default=10, help="episodes to play [default: 10]")
     ev.add_argument("--deterministic", action="store_true",
                     help="act greedily (argmax / Gaussian mean) instead of sampling the policy")
     ev.add_argument("--which", choices=WHICH, default="final",
                     help="weights: final (when the run stopped), best (best evaluation), latest (newest "
                          "checkpoint) [default: final]")
     ev.add_argument("--video", metavar="PATH", help="write an episode to PATH (.mp4 or .gif)")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the first episode [default: 0]")
+    ev.add_argument("--seed", type=parse_int, default=0, help="seed of the first episode [default: 0]")
     ex = sub.add_parser(
         "export", help="export a trained policy (SavedModel or TFLite)", allow_abbrev=False,
         description="Write a run's policy as a TensorFlow SavedModel or a TFLite (LiteRT) model that runs without "

@@ -71,6 +71,8 @@ def test_an_output_path_in_a_missing_directory_is_one_line_before_the_work(args,
     (["eval", "RUN", "--episode", "3"], "actorlearner eval: error: unrecognized arguments: --episode 3 (did you mean "
                                         "--episodes?)"),
     (["eval"], "actorlearner eval: error: the following arguments are required: RUN_DIR"),
+    (["eval", "RUN", "--episodes", "1.5"], "actorlearner eval: error: argument --episodes: expected a whole number, "
+                                           "got '1.5'"),
     ([], "actorlearner: error: the following arguments are required: COMMAND; see `actorlearner --help`"),
 ])
 def test_usage_errors_are_one_line_that_names_the_command(args, message):
