@@ -201,6 +201,14 @@ class Config:
             value = getattr(self, name)
             if isinstance(value, str) and value.startswith("~"):
                 object.__setattr__(self, name, os.path.expanduser(value))
+        # Config(batch_size=64.0, max_steps=1e6) from a script: a float count failed deep inside TensorFlow
+        # ("Dimension value must be integer"), after the banner. A whole one is taken as the int.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if str(f.type) in ("int", "Optional[int]") and isinstance(value, float):
+                if not (math.isfinite(value) and value == int(value)):
+                    raise ConfigError(f"{f.name} must be a whole number, got {value!r}")
+                object.__setattr__(self, f.name, int(value))
 
     @property
     def slots_per_batch(self) -> int:

@@ -102,3 +102,15 @@ def test_step_counts_in_float_notation_are_taken_as_whole_numbers(tmp_path, caps
     path.write_text("seed: 2.5\n")
     with pytest.raises(ConfigError, match="seed must be int, got 2.5"):
         parse("--config", str(path))
+
+
+def test_a_scripts_whole_float_counts_become_ints_and_others_are_refused():
+    """Config(batch_size=64.0) failed inside TensorFlow after the banner ('Dimension value must be integer')."""
+    from actorlearner import Config
+
+    cfg = Config(batch_size=64.0, max_steps=1e6, actor_nice=5.0)
+    assert (cfg.batch_size, cfg.max_steps, cfg.actor_nice) == (64, 1_000_000, 5)
+    assert all(isinstance(v, int) for v in (cfg.batch_size, cfg.max_steps, cfg.actor_nice))
+    assert cfg.replace(seed=2.0).seed == 2 and Config(learning_rate=1).learning_rate == 1
+    with pytest.raises(ConfigError, match="batch_size must be a whole number, got 64.5"):
+        Config(batch_size=64.5)
