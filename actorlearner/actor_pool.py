@@ -11,20 +11,19 @@ from __future__ import annotations
 import collections
 import multiprocessing as mp
 import os
-import shutil
 import signal
-import tempfile
 import time
 from multiprocessing.connection import wait as wait_ready
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from . import stack_dumps
 from .actor import Actor, ActorArgs, actor_process_main
 from .policies import make_policy
 from .protocol import ActorFailed, UnrollReady
 from .reporting import say
-from .transport import SlotPool, left_by_dead_processes, local_channel_pair
+from .transport import SlotPool, local_channel_pair
 
 # Numeric libraries read these at import: set them for the child before it starts, so each actor's
 # BLAS/OpenMP uses `actor_threads` threads instead of one per core each (oversubscription).
@@ -204,7 +203,7 @@ class ActorPool:
             quiet = self.clock.quiet_past_limit(i)
             if self.holding[i] and proc.exitcode is None and quiet is not None:
                 self.stalls += 1
-                where = _where_stuck(proc.pid, self._stack_paths[i])
+                where = stack_dumps.where_stuck(proc.pid, self._stack_paths[i])
                 self._report(f"actor {i} delivered nothing for {quiet:.0f} s "
                              f"({'it was in ' + where if where else 'a frozen process, or a hung env?'}); killing it")
                 proc.kill()
@@ -271,52 +270,6 @@ class ActorPool:
             if conn is not None:
                 conn.close()
         self.conns = [None] * len(self.conns)
-
-
-STACKS_PREFIX = "actorlearner-stacks-"
-
-
-def make_stack_dir() -> str:
-    """A new temporary directory for the actors' stack files (`_where_stuck`). Its name carries this process's
-    pid: if this process is killed (SIGKILL: no cleanup runs), a later run removes it (`remove_stale_stack_dirs`)."""
-    return tempfile.mkdtemp(prefix=f"{STACKS_PREFIX}{os.getpid()}-")
-
-
-def remove_stale_stack_dirs() -> list[str]:
-    """Removes the stack directories of runs whose process is gone; returns their paths. Live runs' are left."""
-    tmp = tempfile.gettempdir()
-    removed = [os.path.join(tmp, name) for name in left_by_dead_processes(tmp, STACKS_PREFIX, "-")]
-    for path in removed:
-        shutil.rmtree(path, ignore_errors=True)
-    return removed
-
-
-def _where_stuck(pid: int, stack_path: str, wait_s: float = 0.3) -> str:
-    """Asks a stalled actor for its stack (SIGUSR1, answered by faulthandler, even inside C code); returns its
-    innermost frame outside actorlearner and the standard library, as "file.py:LINE in FUNCTION", or ""
-    (no answer: a frozen process does not run its handler)."""
-    if not stack_path:
-        return ""
-    try:
-        size = os.path.getsize(stack_path)
-        os.kill(pid, signal.SIGUSR1)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and os.path.getsize(stack_path) == size:
-            time.sleep(0.02)
-        with open(stack_path) as f:
-            f.seek(size)
-            text = f.read()
-    except OSError:
-        return ""
-    frames = [line.strip() for line in text.splitlines() if line.strip().startswith("File ")]
-    for frame in frames:  # most recent call first
-        path = frame.split('"')[1] if '"' in frame else ""
-        if "/actorlearner/" in path or "/lib/python" in path and "site-packages" not in path:
-            continue
-        line = frame.rsplit(", line ", 1)[-1]  # 'N in FUNCTION'
-        number, _, function = line.partition(" in ")
-        return f"{os.path.basename(path)}:{number} in {function}"
-    return ""
 
 
 class SerialActors:

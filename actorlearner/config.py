@@ -206,9 +206,10 @@ class Config:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if str(f.type) in ("int", "Optional[int]") and isinstance(value, float):
-                if not (math.isfinite(value) and value == int(value)):
+                whole = whole_number(value)
+                if whole is None:
                     raise ConfigError(f"{f.name} must be a whole number, got {value!r}")
-                object.__setattr__(self, f.name, int(value))
+                object.__setattr__(self, f.name, whole)
 
     @property
     def slots_per_batch(self) -> int:
@@ -242,6 +243,17 @@ class Config:
 
     def replace(self, **kw: Any) -> "Config":
         return dataclasses.replace(self, **kw)
+
+
+def whole_number(v) -> Optional[int]:
+    """v as an int where it is a whole number written as a float or float text (1e6, 2.0, "3e6"); else None."""
+    if isinstance(v, bool) or not isinstance(v, (float, str)):
+        return None
+    try:
+        x = float(v)
+    except ValueError:
+        return None
+    return int(x) if math.isfinite(x) and x == int(x) else None
 
 
 def validate(cfg: Config) -> Config:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 from typing import Any, Optional
 
-from .config import Config, ConfigError, config_fields, flag_name, show_value, validate
+from .config import Config, ConfigError, config_fields, flag_name, show_value, validate, whole_number
 from .presets import PRESETS, is_atari, preset_for_env
 
 
@@ -40,9 +39,8 @@ def config_from_args(args: argparse.Namespace, base: Optional[Config] = None) ->
     """The flags given on the command line over the --config file's values over the preset over `base`
     (default: Config()); with --resume, over the run's saved config instead of preset and base."""
     overrides = {name: getattr(args, name) for name in config_fields() if getattr(args, name, None) is not None}
-    files = getattr(args, "config", None) or []  # a list (--config may be given more than once)
     from_files: dict = {}
-    for path in [files] if isinstance(files, str) else files:  # later files over earlier ones
+    for path in getattr(args, "config", None) or []:  # --config may be given more than once: later files win
         from_files.update(load_config_file(path))
     overrides = {**from_files, **overrides}  # file values sit under the flags given
     if overrides.get("resume"):
@@ -150,7 +148,7 @@ def checked_fields(d: dict, source: str = "config") -> dict:
         kind = field_kind(fields[key])
         ok = (value is None and getattr(defaults, key) is None) or {
             "bool": lambda v: isinstance(v, bool),
-            "int": lambda v: isinstance(v, int) and not isinstance(v, bool) or _whole_number(v) is not None,
+            "int": lambda v: isinstance(v, int) and not isinstance(v, bool) or whole_number(v) is not None,
             "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) or _float_text(v),
             "str": lambda v: isinstance(v, str),
             "tuple": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, int) for x in v),
@@ -159,21 +157,10 @@ def checked_fields(d: dict, source: str = "config") -> dict:
             raise ConfigError(f"{source}: {key} must be {'a list of ints' if kind == 'tuple' else kind}, "
                               f"got {value!r}")
         if kind == "int" and value is not None and not isinstance(value, int):
-            value = _whole_number(value)  # 1e6, 1.0e6, "1e6": a step count as people write it
+            value = whole_number(value)  # 1e6, 1.0e6, "1e6": a step count as people write it
         out[key] = tuple(value) if kind == "tuple" else float(value) if kind == "float" and value is not None \
             else value
     return out
-
-
-def _whole_number(v) -> Optional[int]:
-    """v as an int where it is a whole number written as a float or float text (1e6, 2.0, "3e6"); else None."""
-    if isinstance(v, bool) or not isinstance(v, (float, str)):
-        return None
-    try:
-        x = float(v)
-    except ValueError:
-        return None
-    return int(x) if math.isfinite(x) and x == int(x) else None
 
 
 def parse_int(text: str) -> int:
@@ -182,7 +169,7 @@ def parse_int(text: str) -> int:
         return int(text)
     except ValueError:
         pass
-    x = _whole_number(text)
+    x = whole_number(text)
     if x is None:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
     return x

@@ -235,6 +235,9 @@ def record_video(policy, env_fn: Callable, spec: EnvSpec, path: str, *, seed: in
     return total, n, frames.count
 
 
+NO_FRAMES = "the env rendered no frames (does it support render_mode='rgb_array'?)"
+
+
 class _FrameWriter:
     """Frames go to the video file as they are drawn: a list of them held a whole episode in memory (a
     500-step CartPole episode: 360 MB of 600x400 frames; an Atari one of 100,000 steps: 10 GB). They are
@@ -252,7 +255,7 @@ class _FrameWriter:
 
     def append(self, frame) -> None:
         if frame is None:
-            raise ConfigError("the env rendered no frames (does it support render_mode='rgb_array'?)")
+            raise ConfigError(NO_FRAMES)
         if self._writer is None:
             self._writer = self._open()
         self._writer.append_data(np.asarray(frame))
@@ -260,7 +263,7 @@ class _FrameWriter:
 
     def finish(self) -> None:
         if self._writer is None:
-            raise ConfigError("the env rendered no frames (does it support render_mode='rgb_array'?)")
+            raise ConfigError(NO_FRAMES)
         self._writer.close()
         self._writer = None
         os.replace(self.partial, self.path)

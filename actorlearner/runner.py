@@ -20,8 +20,7 @@ import numpy as np
 
 from . import checkpoint, litert_cnn, reporting
 from .actor import ActorArgs
-from .actor_pool import (ActorPool, SerialActors, SlotSource, exit_if_main_reimported, make_stack_dir,
-                         remove_stale_stack_dirs)
+from .actor_pool import ActorPool, SerialActors, SlotSource, exit_if_main_reimported
 from .config import Config, ConfigError, usable_cores
 from .env_backends import EnvBatchFactory
 from .layout import default_layout, layout_size, model_kind, state_size
@@ -34,6 +33,7 @@ from .system_info import system_info
 from .tf_start import choose_onednn, learner_device, onednn_in_use, start_tensorflow_early
 from .reporting import RunStats, fmt_return, say, warn
 from .run_files import CUSTOM_ENV_FILE, RunDir, check_fresh
+from .stack_dumps import make_stack_dir, remove_stale_stack_dirs
 from .stopping import Interrupted, StopSignals
 from .trajectory import unroll_fields
 from .transport import (SharedMemoryFull, SlotPool, WeightStore, full_message, new_run_token,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from actorlearner import Config, checkpoint, train
-from actorlearner.actor_pool import STACKS_PREFIX, remove_stale_stack_dirs
+from actorlearner.stack_dumps import STACKS_PREFIX, remove_stale_stack_dirs
 from actorlearner.learner_loop import NonFiniteData
 from actorlearner.transport import remove_stale_segments
 from conftest import BACKENDS, ROOT, our_segments, ray_actor_pids, ray_pids, spawned_pids, wait_for, wait_training

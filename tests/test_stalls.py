@@ -59,7 +59,7 @@ def test_frozen_actor_process_is_killed_and_replaced(tmp_path):
 def test_an_actor_waiting_for_a_slot_is_not_stalled(monkeypatch):
     """The learner gives slots back after its step: an actor that delivered and then held no slot for longer
     than the stall limit starts its clock when it gets one, and is killed only if it then stays silent."""
-    from actorlearner import actor_pool
+    from actorlearner import actor_pool, stack_dumps
 
     class Proc:
         exitcode, pid, killed = None, 0, False
@@ -74,7 +74,7 @@ def test_an_actor_waiting_for_a_slot_is_not_stalled(monkeypatch):
         def send(self, slot):
             pass
 
-    monkeypatch.setattr(actor_pool, "_where_stuck", lambda pid, path: "")
+    monkeypatch.setattr(stack_dumps, "where_stuck", lambda pid, path: "")
     pool = actor_pool.ActorPool(None, num_actors=1, actor_threads=1, report=lambda text: None)
     pool.procs, pool.conns = [Proc()], [Conn()]
     pool.clock.watch(1.0)
