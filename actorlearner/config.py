@@ -59,9 +59,11 @@ class Config:
                             "TensorFlow's ops are deterministic. Stop with --max-steps, not --max-seconds; an "
                             "actor that crashes and is replaced breaks the sameness")
     preset: Optional[str] = _f(None, "tuned hyperparameters for a task: " + ", ".join(PRESETS) + "; sets the env "
-                               "too (atari and mujoco: the settings for an ALE/ game or a MuJoCo task given by "
-                               "--env), explicit flags still win (default: the preset of --env if it has one, atari "
-                               "for other ALE/ games, mujoco for gymnasium's MuJoCo tasks; 'none': plain defaults)",
+                               "too (atari, mujoco and continuous: the settings for an ALE/ game, a MuJoCo task, or an "
+                               "env with Box actions given by --env), explicit flags still win (default: the preset of "
+                               "--env if it has one, atari for other ALE/ games, mujoco for gymnasium's MuJoCo tasks, "
+                               "continuous for other envs with Box actions and vector observations; 'none': plain "
+                               "defaults)",
                                choices=(*PRESETS, "none"))
     # --- stopping ---
     max_seconds: float = _f(0.0, "stop after this many seconds of wall time (0: no limit)")

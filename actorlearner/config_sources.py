@@ -49,9 +49,13 @@ def config_from_args(args: argparse.Namespace, base: Optional[Config] = None) ->
 
 
 def with_preset(base: Config, overrides: dict) -> Config:
-    """base, then the preset (named in overrides, or the one of the env in overrides/base), then overrides."""
+    """base, then the preset (named in overrides, or the one of the env in overrides/base: by its id, else
+    "continuous" where it takes Box actions), then overrides."""
     env = overrides.get("env", base.env)
     name = overrides.get("preset") or preset_for_env(env)
+    if name is None:
+        name = _by_action_space(env, overrides.get("env_module", base.env_module),
+                                overrides.get("wait_timeout_s", base.wait_timeout_s))
     if name and name != "none":
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
@@ -59,6 +63,24 @@ def with_preset(base: Config, overrides: dict) -> Config:
             raise ConfigError(f"--preset atari is for ALE ids (--env ALE/Game-v5), not {env!r}")
         base = base.replace(**PRESETS[name], preset=name)
     return base.replace(**overrides)
+
+
+def _by_action_space(env, env_module: Optional[str], timeout) -> Optional[str]:
+    """"continuous" for an env id that no preset names, with Box actions and vector observations: its first env
+    is made to see. (Image observations go to a CNN, which --normalize-obs is not for. An env fn given to the
+    Python API gets no preset: its defaults are what Config() says.)"""
+    if not isinstance(env, str):
+        return None
+    import gymnasium as gym
+
+    from .envs import env_spaces  # imports gymnasium: only for ids that no preset names
+
+    modules = Config(env_module=env_module if isinstance(env_module, str) else None).env_modules
+    timeout = timeout if isinstance(timeout, (int, float)) and timeout > 0 else Config().wait_timeout_s
+    spaces = env_spaces(env, modules, timeout)
+    if spaces is None or not isinstance(spaces[1], gym.spaces.Box):
+        return None
+    return "continuous" if isinstance(spaces[0], gym.spaces.Box) and len(spaces[0].shape) == 1 else None
 
 
 def preset_config(name: str, **overrides: Any) -> Config:

@@ -39,6 +39,31 @@ def make_env_fn(env_id: str, render_mode: Optional[str] = None, modules: Sequenc
     return _RegisteredEnv(env_id, render_mode, tuple(modules))
 
 
+def env_spaces(env_id: str, modules: Sequence[str] = (), timeout_s: float = 60.0) -> Optional[tuple]:
+    """(observation space, action space) of the env of `env_id` as actors make it: one env is made, within
+    timeout_s, and closed (the launcher picks the `continuous` preset by them). None where it cannot be made:
+    the launcher's checks then name the failure in full."""
+    from .stopping import TimedOut, time_limit
+
+    try:
+        with time_limit(timeout_s):
+            env = make_env_fn(env_id, modules=modules)()
+    except TimedOut:
+        raise hung_env_error(env_id, timeout_s, "made") from None
+    except Exception:  # noqa: BLE001 - preflight makes it again and says why it fails
+        return None
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
+
+
+def hung_env_error(env_id: str, timeout_s: float, what: str) -> ConfigError:
+    """The error for an env that was not `what` (made; made, reset and stepped once) within timeout_s."""
+    return ConfigError(f"the env {env_id} was not {what} within {timeout_s:g} s (the launcher's check of it, before "
+                       f"anything starts): does it hang? --wait-timeout-s gives it longer")
+
+
 def _register_ale_ids() -> bool:
     """Registers ale-py's ALE/ ids with gymnasium (it does so only once ale_py is imported, in every process
     that makes one); False where ale-py is not installed."""

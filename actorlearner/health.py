@@ -141,14 +141,16 @@ class ClipWatch:
         return outside if fired else None
 
 
-def clipped_warning(outside: float, learner_step: int) -> str:
-    """The one-line warning for a policy found sampling outside its action bounds at `learner_step`."""
+def clipped_warning(outside: float, learner_step: int, appo: bool) -> str:
+    """The one-line warning for a policy found sampling outside its action bounds at `learner_step`; appo: the
+    run has the continuous recipe's loss already."""
+    fix = ("a lower --reward-scale or --init-log-std, or --normalize-obs" if appo else
+           "--preset continuous (APPO, 4 passes of 4 minibatches, normalized advantages and observations), as the "
+           "presets for continuous tasks have it")
     return (f"learner step {learner_step}: {outside:.0%} of the sampled actions have fallen outside the action "
             f"bounds for the last {COLLAPSE_STEPS} steps and are clipped to them: the policy's mean has left the "
             f"action space, where every sample gives the same clipped action and no gradient brings it back. Unless "
-            f"the best actions truly sit at the bounds (bang-bang control), restart with --loss appo --epochs 4 "
-            f"--minibatches 4 (as the presets for continuous tasks have it), or a lower --reward-scale or "
-            f"--init-log-std")
+            f"the best actions truly sit at the bounds (bang-bang control), restart with {fix}")
 
 
 # No episode has ended after this many env steps per env: an env with no time limit that never ends one (a custom

@@ -269,7 +269,7 @@ class LearnerLoop:
         outside = self.clip_watch.update(actions, solved) if self.clip_watch is not None else None
         if outside is not None:
             stats.policy_collapses += 1
-            warn(clipped_warning(outside, stats.learner_steps))
+            warn(clipped_warning(outside, stats.learner_steps, self.cfg.loss == "appo"))
         if stats.collapse.update(spread):
             stats.policy_collapses += 1
             warn(collapse_warning(spread, stats.collapse.peak, stats.learner_steps))

@@ -13,7 +13,7 @@ from . import checkpoint, litert_cnn
 from .config import Config, ConfigError, usable_cores, validate
 from .config_sources import RESUME_FIXED, config_from_dict
 from .env_backends import EnvBatchFactory, resolve_backend
-from .envs import check_env_id, import_env_modules, make_env_fn
+from .envs import check_env_id, hung_env_error, import_env_modules, make_env_fn
 from .layout import default_layout, model_kind
 from .presets import PRESETS, is_atari
 from .reporting import warn
@@ -48,7 +48,7 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
                           f"{got} (each process builds its own model with it)")
     backend, why = resolve_backend(cfg.env_backend, cfg.env, custom)
     if cfg.episodic_life and (custom or not is_atari(cfg.env)):
-        if PRESETS.get(cfg.preset or "", {}).get("episodic_life"):  # not asked for by name: say where it came from
+        if _from_preset(cfg, "episodic_life"):  # not asked for by name: say where it came from
             raise ConfigError(f"--preset {cfg.preset} is tuned for Atari games (ALE/ ids), not {cfg.env}: it sets "
                               f"--episodic-life, and the game must report lives")
         raise ConfigError(f"--episodic-life needs a game that reports lives (an ALE/ id), not {cfg.env}")
@@ -58,13 +58,13 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
         with time_limit(cfg.wait_timeout_s):  # made, reset and stepped once here: an env that hangs would hang us
             spec = make_batch.spec()
     except TimedOut:
-        raise ConfigError(f"the env {cfg.env} was not made, reset and stepped once within {cfg.wait_timeout_s:g} s "
-                          f"(the launcher's check of it, before anything starts): does it hang? --wait-timeout-s "
-                          f"gives it longer") from None
+        raise hung_env_error(cfg.env, cfg.wait_timeout_s, "made, reset and stepped once") from None
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - any failure to build the env is a user-input error here
         raise ConfigError(f"could not create the env {cfg.env} ({backend} backend): {type(e).__name__}: {e}") from None
+    if cfg.preset == "continuous" and spec.discrete:
+        raise ConfigError(f"--preset continuous is for envs with Box actions; {cfg.env}'s are discrete")
     # What actor processes get, pickled once, here: a factory that cannot be pickled is refused before anything
     # starts (it failed after the run had started, as a bare TypeError). Serial mode sends nothing.
     blobs = None
@@ -91,9 +91,19 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
             raise ConfigError("--actor-inference litert needs ai-edge-litert: pip install -e '.[atari]' "
                               "(or pip install ai-edge-litert)")
     if model_fn is None and cfg.normalize_obs and model_kind(spec, cfg.model) != "mlp":
-        raise ConfigError("--normalize-obs works on the MLP only (the CNNs scale uint8 images to [0, 1])")
+        source = f"--preset {cfg.preset} sets --normalize-obs, which" if _from_preset(cfg, "normalize_obs") else \
+            "--normalize-obs"
+        raise ConfigError(f"{source} works on the MLP only (the CNNs scale uint8 images to [0, 1]): "
+                          f"--no-normalize-obs")
     target = cfg.target_return if cfg.target_return is not None else spec.reward_threshold
     return env_fn, make_batch, spec, target, why, blobs
+
+
+def _from_preset(cfg: Config, name: str) -> bool:
+    """Whether cfg's preset sets field `name` to the value cfg has (so an error about it can say where it came
+    from)."""
+    preset = PRESETS.get(cfg.preset or "", {})
+    return name in preset and preset[name] == getattr(cfg, name)
 
 
 def _pickled(name: str, obj) -> bytes:

@@ -361,3 +361,20 @@ class HangsAtFirstReset(gym.Env):
 
 if "HangsAtFirstReset-v0" not in gym.registry:
     gym.register("HangsAtFirstReset-v0", entry_point=HangsAtFirstReset)
+
+
+class HangsOnCreate(gym.Env):
+    """Box actions, and a constructor that never returns: the launcher's look at the action space (for the
+    continuous preset) is bounded by --wait-timeout-s."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self):
+        import time
+
+        time.sleep(3600)
+
+
+if "HangsOnCreate-v0" not in gym.registry:
+    gym.register("HangsOnCreate-v0", entry_point=HangsOnCreate)

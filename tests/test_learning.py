@@ -47,8 +47,23 @@ def test_a_policy_whose_mean_leaves_the_action_bounds_is_warned_about(tmp_path, 
     out = captured.out + captured.err  # warnings go to stderr
     assert summary["status"] == "max_steps" and summary["policy_collapses"] == 1, summary
     assert "of the sampled actions have fallen outside the action bounds for the last 100 steps" in out
-    assert "--loss appo --epochs 4 --minibatches 4" in out
+    assert "restart with --preset continuous (APPO, 4 passes of 4 minibatches" in out
     assert summary["mean_return_100"] < -150  # stuck at the bound (-196), as the warning says
+
+
+def test_mountaincar_continuous_is_solved_with_the_continuous_preset_it_gets_by_its_action_space(tmp_path):
+    """No preset names MountainCarContinuous; its Box actions get the continuous one from the command line. With
+    the defaults (IMPALA) seeds 1-2 stayed at -43 and -55 for 60 s, warned of clipped actions; with the preset
+    they solved in 4.5 s and 4.6 s (~0.1 M env steps)."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "MountainCarContinuous-v0",
+                           "--seed", "1", "--max-seconds", "60", "--run-dir", str(run_dir)],
+                          capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "(preset continuous)" in proc.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["solved"] and summary["mean_return_100"] >= 90, summary
+    assert summary["policy_collapses"] == 0, summary
 
 
 @pytest.mark.parametrize("backend", ["gymnasium", "vector", "envpool"])

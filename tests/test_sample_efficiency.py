@@ -2,6 +2,7 @@
 several passes per batch, schedules, reward clipping, the policy-lag bound, and presets."""
 
 import argparse
+import importlib.util
 import dataclasses
 
 import numpy as np
@@ -188,6 +189,35 @@ def test_every_other_atari_game_gets_the_atari_settings():
     assert parse("--env", "ALE/SpaceInvaders-v5", "--learning-rate", "1e-4").learning_rate == 1e-4
     with pytest.raises(ConfigError, match="--preset atari is for ALE ids"):
         parse("--preset", "atari")
+
+
+def test_envs_with_box_actions_that_no_preset_names_get_the_continuous_settings(tmp_path):
+    """IMPALA's defaults (tuned on CartPole) ran MountainCarContinuous's policy out of its action bounds; the
+    continuous recipe solves it in ~5 s. The action space is found by making one env."""
+    car = parse("--env", "MountainCarContinuous-v0")
+    assert car == Config().replace(**PRESETS["continuous"], env="MountainCarContinuous-v0", preset="continuous")
+    assert parse("--env", "MountainCarContinuous-v0", "--loss", "impala", "--epochs", "1",
+                 "--minibatches", "1").loss == "impala"  # explicit flags win
+    assert parse("--env", "MountainCarContinuous-v0", "--preset", "none").loss == Config().loss
+    assert parse("--env", "Pendulum-v1").preset == "pendulum"  # its own preset first
+    assert parse("--env", "MountainCar-v0").preset is None  # discrete actions
+    assert parse("--env", "custom_envs:MatchSign-v0").preset is None
+    assert parse("--env", "NoSuchEnv-v0").preset is None  # the launcher's checks name it, with their hints
+    assert parse("--env", "best-action-half:Half-v0").preset is None  # a module that does not import: the same
+    with pytest.raises(ConfigError, match="was not made within 1 s"):
+        parse("--env", "custom_envs:HangsOnCreate-v0", "--wait-timeout-s", "1")
+    if importlib.util.find_spec("Box2D") is not None:  # image observations go to the CNN: not these settings
+        assert parse("--env", "CarRacing-v3").preset is None
+
+
+def test_the_continuous_preset_refuses_discrete_actions_and_a_preset_names_itself(tmp_path):
+    from actorlearner.preflight import prepare
+
+    with pytest.raises(ConfigError, match="--preset continuous is for envs with Box actions; CartPole-v1's are"):
+        prepare(parse("--env", "CartPole-v1", "--preset", "continuous", "--run-dir", str(tmp_path / "a")))
+    cfg = Config(env="custom_envs:BrightSquare-v0", preset="lunarlander", normalize_obs=True)  # images: a CNN
+    with pytest.raises(ConfigError, match="--preset lunarlander sets --normalize-obs, which works on the MLP only"):
+        prepare(cfg)
 
 
 def test_impala_refuses_several_passes():

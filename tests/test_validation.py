@@ -145,7 +145,7 @@ def test_settings_a_run_does_not_read_are_named():
     assert unused_settings(Config(init_log_std=0.5), False, "mlp", False) == []  # Box actions read it
     assert [f for f, _ in unused_settings(Config(activation="relu"), True, "mlp", True)] == ["--activation"]
     assert unused_settings(Config(), True, "impala-shallow", True) == []
-    for_every = {"atari": "ALE/Breakout-v5", "mujoco": "Hopper-v5"}  # the presets of a family of ids
+    for_every = {"atari": "ALE/Breakout-v5", "mujoco": "Hopper-v5", "continuous": "MountainCarContinuous-v0"}
     for name in PRESETS:
         cfg = preset_config(name, env=PRESETS[name].get("env") or for_every[name])
         if cfg.env.startswith("ALE/") and importlib.util.find_spec("ale_py") is None:
