@@ -30,6 +30,9 @@ TASKS = {
     "acrobot": ("Acrobot-v1", -100.0, 60, 180),
     "pendulum": ("Pendulum-v1", -200.0, 60, 180),
     "lunarlander": ("LunarLander-v3", 200.0, 300, 600),
+    # Box actions no preset names: the continuous preset, by the action space.
+    "mountaincarcontinuous": ("MountainCarContinuous-v0", 90.0, 60, 180),
+    "lunarlandercontinuous": ("LunarLanderContinuous-v3", 200.0, 300, 900),
     # Memory: against sb3-contrib's RecurrentPPO (pip install sb3-contrib beside stable-baselines3).
     "cartpole-novel": ("actorlearner/CartPoleNoVel-v1", 475.0, 60, 400),
     # The stretch task, left out of the default suite: SB3's zoo budget is 5 M steps (hours here).
@@ -50,10 +53,12 @@ def final_eval(run_dir: str, episodes: int) -> float:
 
 
 def run_ours(task: str, seed: int, budget: float, eval_episodes: int = 0) -> dict:
+    """`actorlearner train --env ID`: the preset it picks for the id, as a user gets it."""
     with tempfile.TemporaryDirectory() as d:
         run_dir = os.path.join(d, "run")
-        proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--preset", task, "--seed", str(seed),
-                               "--max-seconds", str(budget), "--eval-every-s", "0", "--run-dir", run_dir],
+        proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", TASKS[task][0],
+                               "--seed", str(seed), "--max-seconds", str(budget), "--eval-every-s", "0",
+                               "--run-dir", run_dir],
                               capture_output=True, text=True, cwd=ROOT, timeout=budget + 120)
         if proc.returncode != 0:
             raise RuntimeError(f"{task} seed {seed} failed: {proc.stderr[-2000:]}")

@@ -40,6 +40,13 @@ ZOO = {
                        n_epochs=4, ent_coef=0.0),
     "Pendulum-v1": dict(n_envs=4, n_timesteps=1e5, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10,
                         ent_coef=0.0, learning_rate=1e-3, clip_range=0.2, use_sde=True, sde_sample_freq=4),
+    "MountainCarContinuous-v0": dict(n_envs=1, n_timesteps=2e4, normalize=True, batch_size=256, n_steps=8,
+                                     gamma=0.9999, learning_rate=7.77e-5, ent_coef=0.00429, clip_range=0.1,
+                                     n_epochs=10, gae_lambda=0.9, max_grad_norm=5, vf_coef=0.19, use_sde=True,
+                                     policy_kwargs=dict(log_std_init=-3.29, ortho_init=False)),
+    # The zoo's LunarLanderContinuous-v2 entry (v3 fixed bugs of v2's physics and rendering).
+    "LunarLanderContinuous-v3": dict(n_envs=16, n_timesteps=1e6, n_steps=1024, batch_size=64, gae_lambda=0.98,
+                                     gamma=0.999, n_epochs=4, ent_coef=0.01),
     "LunarLander-v3": dict(n_envs=16, n_timesteps=1e6, n_steps=1024, batch_size=64, gae_lambda=0.98,
                            gamma=0.999, n_epochs=4, ent_coef=0.01),
     # rl-baselines3-zoo, hyperparams/ppo_lstm.yml: sb3-contrib's RecurrentPPO on the velocity-free CartPole.
@@ -98,7 +105,8 @@ def main() -> None:
     recurrent = hp.pop("recurrent", False)
     if "policy_kwargs" in hp:
         kwargs = dict(hp["policy_kwargs"])
-        kwargs["activation_fn"] = {"relu": torch.nn.ReLU}[kwargs.pop("activation")]
+        if "activation" in kwargs:
+            kwargs["activation_fn"] = {"relu": torch.nn.ReLU}[kwargs.pop("activation")]
         hp["policy_kwargs"] = kwargs
     if a.env.startswith("actorlearner/"):
         from actorlearner import memory_envs  # registers the package's memory tasks (no TensorFlow)
