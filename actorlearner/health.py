@@ -1,5 +1,6 @@
 """Watching a run's health beyond its numbers being finite: the collapse of a policy into one that gives every
-observation the same action distribution, or (discrete actions) into one that no longer explores.
+observation the same action distribution, or (discrete actions) into one that no longer explores; Box actions
+sampled outside their bounds; a learner whose policy has left the actors' behind (StaleWatch).
 
 Seen on Pong (seed 2 at learning rate 7.5e-4 with Adam epsilon 1e-7): after ~0.65 M steps almost every
 torso unit stopped firing on Pong frames, the logits became the same for every frame (their spread 0.0000),
@@ -17,6 +18,7 @@ warning. Healthy runs stay far above it: CartPole keeps 0.5-0.57 of its 0.69 nat
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Optional
 
 import numpy as np
@@ -33,10 +35,11 @@ RECOVERED_FRACTION = 0.1
 
 
 class _Stretch:
-    """Counts learner steps in a row that are low; True at the step that completes COLLAPSE_STEPS of them, once,
-    until a recovered step re-arms it. What the two watches share."""
+    """Counts learner steps in a row that are low; True at the step that completes `steps` of them, once, until a
+    recovered step re-arms it. What the watches share."""
 
-    def __init__(self):
+    def __init__(self, steps: int = COLLAPSE_STEPS):
+        self.steps = steps
         self.low_steps = 0
         self.armed = True
 
@@ -44,7 +47,7 @@ class _Stretch:
         if recovered:
             self.armed = True
         self.low_steps = self.low_steps + 1 if low else 0
-        if self.armed and self.low_steps >= COLLAPSE_STEPS:
+        if self.armed and self.low_steps >= self.steps:
             self.armed = False
             return True
         return False
@@ -151,6 +154,48 @@ def clipped_warning(outside: float, learner_step: int, appo: bool) -> str:
             f"bounds for the last {COLLAPSE_STEPS} steps and are clipped to them: the policy's mean has left the "
             f"action space, where every sample gives the same clipped action and no gradient brings it back. Unless "
             f"the best actions truly sit at the bounds (bang-bang control), restart with {fix}")
+
+
+# The learner's policy has moved so far from the ones the actors acted with that their samples carry almost no
+# weight: the batch's mean importance weight pi/mu (1 when the policies agree) below STALE_RHO in STALE_STEPS of the
+# last STALE_WINDOW learner steps; the watch re-arms after a whole window without one. Seen (2 cores, 2026-12-04)
+# under APPO with no entropy bonus on a task with one best action (1-D Box, reward -(a - 3)^2): the Gaussian's std
+# shrank to ~0.02, the gradient norm grew to ~100, and each update moved the mean so many stds that the batches
+# from the actor a version behind had weights of 1e-36 to 1e-3 (clip fraction 1.0, no gradient), in runs of 4-9
+# steps between the ~1 of the other actor's, for 85 of steps 335-420, while the return fell from -0.01 to -16.
+# Healthy runs have none: that run's first 334 steps had no weight below 0.5. A window, not a run of steps in a
+# row, for that interleaving.
+STALE_RHO = 0.05
+STALE_WINDOW = 50
+STALE_STEPS = 20
+
+
+class StaleWatch:
+    """Feeds on each learner step's rho_mean; `update` returns True at the step that completes STALE_STEPS below
+    STALE_RHO within the last STALE_WINDOW (once, until a whole window has none)."""
+
+    def __init__(self):
+        self.recent: deque = deque(maxlen=STALE_WINDOW)
+        self.armed = True
+
+    def update(self, rho_mean: Optional[float]) -> bool:
+        self.recent.append(rho_mean is not None and math.isfinite(rho_mean) and rho_mean < STALE_RHO)
+        low = sum(self.recent)
+        if low == 0:
+            self.armed = True
+        if self.armed and low >= STALE_STEPS:
+            self.armed = False
+            return True
+        return False
+
+
+def stale_warning(rho_mean: float, learner_step: int) -> str:
+    """The one-line warning for samples found to carry no weight at `learner_step`."""
+    return (f"learner step {learner_step}: the actors' samples carried almost no weight in {STALE_STEPS} of the last "
+            f"{STALE_WINDOW} steps (mean importance weight {rho_mean:.2g}; 1 when the learner's policy is the one "
+            f"they acted with): each update moves the policy further than the actors can follow, and it learns "
+            f"nothing from their samples. Seen with a continuous policy whose std had shrunk: restart with a lower "
+            f"--learning-rate, --max-grad-norm 0.5, or an --entropy-cost")
 
 
 # No episode has ended after this many env steps per env: an env with no time limit that never ends one (a custom

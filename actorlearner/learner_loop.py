@@ -19,7 +19,8 @@ import numpy as np
 from . import checkpoint, reporting
 from .config import Config, usable_cores
 from .flow import SlotFlow
-from .health import ClipWatch, EntropyWatch, clipped_warning, collapse_warning, deterministic_warning, endless_warning
+from .health import (ClipWatch, EntropyWatch, StaleWatch, clipped_warning, collapse_warning, deterministic_warning,
+                     endless_warning, stale_warning)
 from .policy_checks import PolicyChecks
 from .preflight import slots_per_actor
 from .protocol import ActorFailed, EnvError, UnrollReady, UnrollSource
@@ -106,6 +107,7 @@ class LearnerLoop:
         self.endless_said = False
         self.entropy_watch = EntropyWatch(run.spec.action_dim if run.spec.discrete else None)
         self.clip_watch = None if run.spec.discrete else ClipWatch(run.spec.action_low, run.spec.action_high)
+        self.stale_watch = StaleWatch()
         self.latest = None  # the newest published weights
         self.nonfinite_in_a_row = 0
         self.logged_failure = False
@@ -258,13 +260,17 @@ class LearnerLoop:
                     f"{self.flow.cap} unrolls filled or filling at once) to keep the policy lag low")
             source.watch_stalls(cfg.actor_stall_s)  # the actors have their weights: silence now means stalled
             stats.add_learner_step(cfg.unroll_length * cfg.envs_per_actor * len(taken), lags, losses)
-            self._watch_health(losses.get("policy_spread"), losses.get("entropy"), batch["actions"])
+            self._watch_health(losses, batch["actions"])
         source.give_back(self.flow.while_short(len(self.ready), time.monotonic()))
 
-    def _watch_health(self, spread, entropy, actions: np.ndarray) -> None:
-        """One warning (and a count in the summary) when the policy stops reading its input, stops exploring, or
-        samples Box actions outside their bounds (health.py)."""
+    def _watch_health(self, losses: dict, actions: np.ndarray) -> None:
+        """One warning (and a count in the summary) when the policy stops reading its input, stops exploring,
+        samples Box actions outside their bounds, or leaves the actors' behind (health.py)."""
         stats = self.stats
+        spread, entropy = losses.get("policy_spread"), losses.get("entropy")
+        if self.stale_watch.update(losses.get("rho_mean")):
+            stats.policy_collapses += 1
+            warn(stale_warning(losses["rho_mean"], stats.learner_steps))
         solved = stats.solved_at_s is not None
         outside = self.clip_watch.update(actions, solved) if self.clip_watch is not None else None
         if outside is not None:

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from actorlearner.config import Config
-from actorlearner.health import (COLLAPSE_STEPS, DETERMINISTIC_FRACTION, ENDLESS_STEPS_PER_ENV, MIN_PEAK, ClipWatch,
-                                 CollapseWatch, EntropyWatch, endless_warning)
+from actorlearner.health import (COLLAPSE_STEPS, DETERMINISTIC_FRACTION, ENDLESS_STEPS_PER_ENV, MIN_PEAK, STALE_STEPS,
+                                 STALE_WINDOW, ClipWatch, CollapseWatch, EntropyWatch, StaleWatch, endless_warning)
 from actorlearner.learner import Learner
 from actorlearner.losses import policy_spread
 from test_cli import run_cli
@@ -102,15 +102,38 @@ def test_learner_loop_warns_on_stderr_and_counts_the_collapse(capsys):
     loop.stats = RunStats(0.0, None)
     loop.entropy_watch = EntropyWatch(2)
     loop.clip_watch = None  # discrete actions
+    loop.stale_watch = StaleWatch()
     for spread in [1.0] + [0.0] * (2 * COLLAPSE_STEPS):
         loop.stats.learner_steps += 1
-        loop._watch_health(spread, 0.5, np.zeros((20, 4), np.int32))
+        loop._watch_health({"policy_spread": spread, "entropy": 0.5, "rho_mean": 1.0}, np.zeros((20, 4), np.int32))
     err = capsys.readouterr().err
     assert loop.stats.policy_collapses == 1 and loop.stats.spread_peak == 1.0
     assert err.count("actorlearner: warning: learner step 101: the policy has given every observation") == 1
+    for _ in range(STALE_STEPS):  # the actors' samples carry no weight: the second watch
+        loop.stats.learner_steps += 1
+        loop._watch_health({"policy_spread": 1.0, "entropy": 0.5, "rho_mean": 3e-4}, np.zeros((20, 4), np.int32))
+    err = capsys.readouterr().err
+    assert loop.stats.policy_collapses == 2
+    assert err.count(f"learner step {2 * COLLAPSE_STEPS + 1 + STALE_STEPS}: the actors' samples carried almost no "
+                     f"weight in {STALE_STEPS} of the last {STALE_WINDOW} steps (mean importance weight 0.0003;") == 1
     resumed = RunStats(0.0, None)  # a checkpoint keeps the count and the watch's peak
     resumed.restore(loop.stats.state())
-    assert resumed.policy_collapses == 1 and resumed.collapse.peak == 1.0
+    assert resumed.policy_collapses == 2 and resumed.collapse.peak == 1.0
+
+
+def test_stale_watch_warns_once_on_weightless_samples_and_again_after_a_clean_window():
+    """Healthy runs keep the mean importance weight near 1; the collapse seen had 1e-36 to 1e-3 in runs of 4-9
+    steps, between the ~1 of batches from the actor holding the newest weights."""
+    watch = StaleWatch()
+    healthy = [0.97, 1.04, None, float("nan"), 0.6, 1.3, 0.051] * 20
+    assert not any(watch.update(r) for r in healthy)
+    assert not any(watch.update(r) for r in [0.0] * (STALE_STEPS - 1) + [1.0] * STALE_WINDOW)  # short of it
+    interleaved = ([1e-20] * 5 + [1.0]) * STALE_WINDOW
+    fired = [watch.update(r) for r in interleaved]
+    assert fired.index(True) == 22 and fired.count(True) == 1  # the 20th low, five in every six steps
+    for _ in range(STALE_WINDOW):  # a whole window with the actors: re-armed
+        watch.update(1.0)
+    assert [watch.update(0.0) for _ in range(STALE_STEPS)].count(True) == 1
 
 
 def test_entropy_watch_warns_once_on_a_deterministic_policy_and_again_after_recovery():
