@@ -162,7 +162,7 @@ def clipped_warning(outside: float, learner_step: int, appo: bool) -> str:
 # under APPO with no entropy bonus on a task with one best action (1-D Box, reward -(a - 3)^2): the Gaussian's std
 # shrank to ~0.02, the gradient norm grew to ~100, and each update moved the mean so many stds that the batches
 # from the actor a version behind had weights of 1e-36 to 1e-3 (clip fraction 1.0, no gradient), in runs of 4-9
-# steps between the ~1 of the other actor's, for 85 of steps 335-420, while the return fell from -0.01 to -16.
+# steps between the ~1 of the other actor's: 45 of steps 335-420, while the return fell from -0.01 to -112.
 # Healthy runs have none: that run's first 334 steps had no weight below 0.5. A window, not a run of steps in a
 # row, for that interleaving.
 STALE_RHO = 0.05
