@@ -59,11 +59,12 @@ _WIDE_SPREAD = {"confirm_episodes": 100}
 # and in 54 and 44 s (target 200). MountainCarContinuous seeds 3-5: solved in 4.2-4.3 s.
 # Gradients clipped to norm 0.5, as every PPO has them: on a task with one best action (a 1-D Box, reward
 # -(a - 3)^2, zero observations) the policy's std shrinks without an entropy bonus, the gradient's norm grows as
-# 1/std^2 (1 -> 50), and Adam's steps with it, until one update moved the mean so many stds that every sample of
-# the next batch was clipped (importance weights ~0, clip fraction 1.0) and the return fell from -0.01 to -36 (2 of
-# 2 seeds within 10 s; with entropy cost 0.01, 1 of 2). With the clip, seeds 1-3 held -0.007 to -0.07 at 15 s,
-# and MountainCarContinuous (4.3, 4.6 s) and LunarLanderContinuous (38, 56 s) solved as fast. It slows the
-# collapse, it does not end it: seed 2 run for 60 s fell once, to -20 at 34 s, and was back at -0.1 by 60 s.
+# 1/std (1 -> 50), and Adam's steps with it, until one update moved the mean so many stds that every sample of
+# the next batch was clipped (importance weights ~0, clip fraction 1.0) and the return fell from -0.01 to -36 on
+# seed 1 (by 11 s) and to -14 on seed 2 (by 15 s); with entropy cost 0.01, on seed 2 only. With the clip, seeds
+# 1-3 held -0.007 to -0.07 at 15 s, and MountainCarContinuous (4.3, 4.6 s) and LunarLanderContinuous (38, 56 s)
+# solved as fast. It slows the collapse, it does not end it: seed 2 run for 60 s fell once, to -20 at 34 s, and
+# was back at -0.1 by 60 s.
 _CONTINUOUS = {"loss": "appo", "epochs": 4, "minibatches": 4, "normalize_advantages": True, "normalize_obs": True,
                "learning_rate": 1e-3, "entropy_cost": 0.0, "max_grad_norm": 0.5}
 
