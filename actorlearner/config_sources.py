@@ -53,9 +53,9 @@ def with_preset(base: Config, overrides: dict) -> Config:
     "continuous" where it takes Box actions), then overrides."""
     env = overrides.get("env", base.env)
     name = overrides.get("preset") or preset_for_env(env)
-    if name is None:
-        name = _by_action_space(env, overrides.get("env_module", base.env_module),
-                                overrides.get("wait_timeout_s", base.wait_timeout_s))
+    if name is None:  # the env's modules and time limit as the run will have them
+        probe = base.replace(**{k: overrides[k] for k in ("env_module", "wait_timeout_s") if k in overrides})
+        name = _by_action_space(env, probe.env_modules, probe.wait_timeout_s)
     if name and name != "none":
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
@@ -65,7 +65,7 @@ def with_preset(base: Config, overrides: dict) -> Config:
     return base.replace(**overrides)
 
 
-def _by_action_space(env, env_module: Optional[str], timeout) -> Optional[str]:
+def _by_action_space(env, modules: tuple, timeout: float) -> Optional[str]:
     """"continuous" for an env id that no preset names, with Box actions and vector observations: its first env
     is made to see. (Image observations go to a CNN, which --normalize-obs is not for. An env fn given to the
     Python API gets no preset: its defaults are what Config() says.)"""
@@ -75,9 +75,8 @@ def _by_action_space(env, env_module: Optional[str], timeout) -> Optional[str]:
 
     from .envs import env_spaces  # imports gymnasium: only for ids that no preset names
 
-    modules = Config(env_module=env_module if isinstance(env_module, str) else None).env_modules
-    timeout = timeout if isinstance(timeout, (int, float)) and timeout > 0 else Config().wait_timeout_s
-    spaces = env_spaces(env, modules, timeout)
+    # Not validated yet: a timeout that is not positive is validate()'s one-line error later, not setitimer's here.
+    spaces = env_spaces(env, modules, timeout if timeout > 0 else Config().wait_timeout_s)
     if spaces is None or not isinstance(spaces[1], gym.spaces.Box):
         return None
     return "continuous" if isinstance(spaces[0], gym.spaces.Box) and len(spaces[0].shape) == 1 else None

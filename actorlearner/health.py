@@ -35,11 +35,10 @@ RECOVERED_FRACTION = 0.1
 
 
 class _Stretch:
-    """Counts learner steps in a row that are low; True at the step that completes `steps` of them, once, until a
-    recovered step re-arms it. What the watches share."""
+    """Counts learner steps in a row that are low; True at the step that completes COLLAPSE_STEPS of them, once,
+    until a recovered step re-arms it. What the watches of a stretch share (StaleWatch counts within a window)."""
 
-    def __init__(self, steps: int = COLLAPSE_STEPS):
-        self.steps = steps
+    def __init__(self):
         self.low_steps = 0
         self.armed = True
 
@@ -47,7 +46,7 @@ class _Stretch:
         if recovered:
             self.armed = True
         self.low_steps = self.low_steps + 1 if low else 0
-        if self.armed and self.low_steps >= self.steps:
+        if self.armed and self.low_steps >= COLLAPSE_STEPS:
             self.armed = False
             return True
         return False
