@@ -1,12 +1,13 @@
 """The Ray instance a --backend ray run uses: started on this machine for the run (loopback only, shut down
 at the end) or joined (a running cluster, left running), with a one-line error for a head that does not
-answer, and the clean-up of Ray agent processes that a killed run left behind. `ray_backend` runs the actors
-on it."""
+answer, and the clean-up of what Ray leaves behind: the session directory of the instance a run started, and
+the agent processes and session directories of killed runs. `ray_backend` runs the actors on it."""
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 
 from .config import ConfigError
@@ -19,6 +20,7 @@ class RayCluster:
     def __init__(self, address: str, num_cpus: int):
         self.address, self.num_cpus = address, num_cpus
         self.connected = False
+        self.session_dir = ""  # the directory of the instance started here (logs, sockets): removed at the end
 
     def start(self) -> None:
         """Starts or joins Ray (check_reachable first: before the run directory is made). Call it before
@@ -37,12 +39,28 @@ class RayCluster:
                 # The run's own instance listens on the loopback address only: nothing outside needs to reach it.
                 # (Ray's single-machine mode, which it uses on macOS and Windows: every address is loopback.)
                 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-                ray.init(num_cpus=self.num_cpus, include_dashboard=False, **quiet)
+                context = ray.init(num_cpus=self.num_cpus, include_dashboard=False, **quiet)
+                self._mark_session(context.address_info.get("session_dir") or "")
         except (ConnectionError, RuntimeError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             where = f"join the Ray cluster at {self.address}" if self.address else "start a local Ray instance"
             raise ConfigError(f"could not {where}: {first}") from None
         self.connected = True
+
+    def _mark_session(self, session_dir: str) -> None:
+        """Marks the new instance's session directory as this run's, and removes those of killed runs beside it.
+        Ray leaves every session directory behind (~300 KB of logs and sockets each, in /tmp/ray): a run's goes
+        at its end, and a killed run's when the next run starts Ray."""
+        if not os.path.isdir(session_dir):
+            return
+        self.session_dir = session_dir
+        try:
+            with open(os.path.join(session_dir, SESSION_MARK), "w") as f:
+                f.write(str(os.getpid()))
+        except OSError:  # unmarked, it is still removed at the end; only a kill would leave it
+            pass
+        for stale in remove_stale_ray_sessions(os.path.dirname(session_dir)):
+            say(f"removed the Ray session directory of a killed run ({stale})")
 
     def describe(self, num_actors: int, cpus_per_actor: int) -> str:
         """The start-up line about the cluster; warns when the actors will not all find a CPU."""
@@ -63,6 +81,59 @@ class RayCluster:
 
             self.connected = False
             ray.shutdown()
+        if self.session_dir:
+            remove_session(self.session_dir)
+            self.session_dir = ""
+
+
+# The file that marks a Ray session directory as a run's; it holds the learner's PID.
+SESSION_MARK = "actorlearner.pid"
+
+
+def ray_sessions(root: str) -> dict[str, int]:
+    """The session directories under Ray's temp root `root` that runs of ours started, with their learners' PIDs.
+    Sessions that Ray users started themselves have no mark, and are never touched."""
+    found = {}
+    for name in os.listdir(root) if os.path.isdir(root) else []:
+        path = os.path.join(root, name)
+        if not name.startswith("session_") or os.path.islink(path):
+            continue
+        try:
+            with open(os.path.join(path, SESSION_MARK)) as f:
+                found[path] = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def remove_stale_ray_sessions(root: str) -> list[str]:
+    """Removes the session directories of runs of ours whose learner is gone (killed: no cleanup ran), and
+    returns them."""
+    stale = [path for path, pid in ray_sessions(root).items() if not _alive(pid)]
+    for path in stale:
+        remove_session(path)
+    return stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: someone else's process, alive
+        pass
+    return True
+
+
+def remove_session(path: str) -> None:
+    """Removes a session directory, and Ray's session_latest link where it points there."""
+    shutil.rmtree(path, ignore_errors=True)
+    latest = os.path.join(os.path.dirname(path), "session_latest")
+    try:
+        if os.path.realpath(latest) == os.path.realpath(path):
+            os.unlink(latest)
+    except OSError:
+        pass
 
 
 # Ray's per-node helper processes, as their titles read.

@@ -58,6 +58,15 @@ def ray_pids() -> set:
     return _pids_whose_cmdline(lambda cmd: any(mark in cmd for mark in marks))
 
 
+def ray_sessions_of(pid: int) -> list:
+    """The Ray session directories (under Ray's default temp root) that the run with learner `pid` started."""
+    from ray._common.utils import get_default_ray_temp_dir
+
+    from actorlearner.ray_cluster import ray_sessions
+
+    return [path for path, owner in ray_sessions(get_default_ray_temp_dir()).items() if owner == pid]
+
+
 def ray_actor_pids() -> set:
     """PIDs of our Ray actors (Ray titles a worker's process after the actor class it runs)."""
     return _pids_whose_cmdline(lambda cmd: cmd.startswith(b"ray::ActorHost"))

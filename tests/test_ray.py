@@ -60,16 +60,20 @@ def two_node_cluster():
     health check as a cluster would set it for quick failover (a lost node is declared dead after ~2 s)."""
     from ray.cluster_utils import Cluster
 
+    from actorlearner.ray_cluster import remove_session
+
     config = {"health_check_period_ms": 500, "health_check_failure_threshold": 4}
     assert os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"  # conftest.py: everything on loopback
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "_system_config": config,
                                                             "node_ip_address": "127.0.0.1"})
+    session = cluster.head_node.get_session_dir_path()
     try:
         worker = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
         cluster.wait_for_nodes()
         yield cluster, worker
     finally:
         cluster.shutdown()
+        remove_session(session)  # Ray leaves it (logs, sockets), and a test leaves nothing
 
 
 def test_lost_node_gets_its_actor_replaced_on_the_other_node(tmp_path, two_node_cluster):

@@ -17,7 +17,8 @@ from actorlearner import Config, checkpoint, train
 from actorlearner.stack_dumps import STACKS_PREFIX, remove_stale_stack_dirs
 from actorlearner.learner_loop import NonFiniteData
 from actorlearner.transport import remove_stale_segments
-from conftest import BACKENDS, ROOT, our_segments, ray_actor_pids, ray_pids, spawned_pids, wait_for, wait_training
+from conftest import (BACKENDS, ROOT, our_segments, ray_actor_pids, ray_pids, ray_sessions_of, spawned_pids, wait_for,
+                      wait_training)
 from envs import CartPoleFailingOnce, CartPoleNanReward
 
 
@@ -65,8 +66,9 @@ class LongRun:
         assert gone, "actor processes remain"
         assert not [s for s in our_segments() if s.startswith(f"al_{self.proc.pid}_")], "segments left in /dev/shm"
         assert not glob.glob(os.path.join(tempfile.gettempdir(), f"{STACKS_PREFIX}{self.proc.pid}-*"))
-        if self.backend == "ray":  # the Ray instance the run started is shut down, all its processes
+        if self.backend == "ray":  # the Ray instance the run started is shut down, all its processes, its files
             assert wait_for(lambda: not ray_pids() - self.ray_before, 10), "Ray processes outlived the run"
+            assert not ray_sessions_of(self.proc.pid), "the run's Ray session directory was left behind"
 
 
 def _cmdline(pid) -> bytes:
@@ -272,6 +274,13 @@ def test_killed_learner_takes_its_actors_with_it(tmp_path, backend):
             assert servers_gone, "the run's Ray servers outlived their learner"
             remove_orphaned_ray_agents()
             gone = gone and wait_for(lambda: not ray_pids() - run.ray_before, timeout=5)
+            # So do its session files (no cleanup ran), until the next run that starts Ray removes them.
+            from actorlearner.ray_cluster import remove_stale_ray_sessions
+
+            sessions = ray_sessions_of(proc.pid)
+            assert len(sessions) == 1, sessions
+            assert sessions == remove_stale_ray_sessions(os.path.dirname(sessions[0]))
+            assert not os.path.exists(sessions[0])
     finally:
         proc.kill()
     assert gone, "actors (or the run's Ray instance) outlived their learner"
@@ -282,6 +291,25 @@ def test_killed_learner_takes_its_actors_with_it(tmp_path, backend):
     assert len(stack_dirs) == (1 if backend == "local" else 0), stack_dirs  # no cleanup ran: it was killed
     assert set(stack_dirs) <= set(remove_stale_stack_dirs())
     assert not any(os.path.exists(d) for d in stack_dirs)
+
+
+def test_only_ray_sessions_of_our_killed_runs_are_removed(tmp_path):
+    """A Ray session directory goes when it is marked as a run's and that learner is gone; a live run's, and
+    any a Ray user started (unmarked), stay. Ray's session_latest link goes with the directory it points to."""
+    from actorlearner.ray_cluster import SESSION_MARK, ray_sessions, remove_stale_ray_sessions
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for name, pid in (("session_dead", dead.pid), ("session_live", os.getpid()), ("session_users", None)):
+        (tmp_path / name / "logs").mkdir(parents=True)
+        if pid is not None:
+            (tmp_path / name / SESSION_MARK).write_text(str(pid))
+    os.symlink(tmp_path / "session_dead", tmp_path / "session_latest")
+    assert ray_sessions(str(tmp_path)) == {str(tmp_path / "session_dead"): dead.pid,
+                                          str(tmp_path / "session_live"): os.getpid()}
+    assert remove_stale_ray_sessions(str(tmp_path)) == [str(tmp_path / "session_dead")]
+    assert sorted(os.listdir(tmp_path)) == ["session_live", "session_users"]
+    assert remove_stale_ray_sessions(str(tmp_path / "absent")) == []
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused-adam", "keras-adam"])
