@@ -58,8 +58,12 @@ def env_spaces(env_id: str, modules: Sequence[str] = (), timeout_s: float = 60.0
         env.close()
 
 
-def hung_env_error(env_id: str, timeout_s: float, what: str) -> ConfigError:
-    """The error for an env that was not `what` (made; made, reset and stepped once) within timeout_s."""
+def hung_env_error(env_id: str, timeout_s: float, what: str, trained: bool = False) -> ConfigError:
+    """The error for an env that was not `what` (made; made, reset and stepped once) within timeout_s: in the
+    launcher's check of it, or (trained) where a trained run's policy is loaded or played, under the run's limit."""
+    if trained:
+        return ConfigError(f"the env {env_id} was not {what} within {timeout_s:g} s (the run's --wait-timeout-s): "
+                           f"does it hang?")
     return ConfigError(f"the env {env_id} was not {what} within {timeout_s:g} s (the launcher's check of it, before "
                        f"anything starts): does it hang? --wait-timeout-s gives it longer")
 

@@ -14,7 +14,7 @@ import numpy as np
 from .config import ConfigError
 from .envs import EnvSpec
 from .reporting import say
-from .stopping import no_step_limit
+from .stopping import no_step_limit, time_limit
 
 
 def confirmation_passes(returns, target: float, margin_se: float) -> tuple[bool, float, float]:
@@ -196,10 +196,11 @@ def run_first_episodes(policy, batch, spec: EnvSpec, *, seed: int, greedy: bool 
 
 
 def record_video(policy, env_fn: Callable, spec: EnvSpec, path: str, *, seed: int, greedy: bool = True,
-                 max_steps: int = 100_000) -> tuple[float, int, int]:
+                 max_steps: int = 100_000, step_limit_s: Optional[float] = None) -> tuple[float, int, int]:
     """Plays one episode on `env_fn()` (made with render_mode="rgb_array") and writes its frames to
     `path`: .mp4 through imageio-ffmpeg, .gif through imageio's pillow writer. Returns (return, length,
-    frames written)."""
+    frames written). step_limit_s bounds the env's making and each step with its frame (stopping.TimedOut),
+    not the writing of the file at the end (a GIF's frames are all encoded there: seconds for one CartPole episode)."""
     try:
         import imageio.v2 as imageio
     except ImportError:
@@ -207,6 +208,27 @@ def record_video(policy, env_fn: Callable, spec: EnvSpec, path: str, *, seed: in
     # No window and no sound device is needed to draw into an array; without these SDL complains on stderr.
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    with contextlib.ExitStack() as limit:
+        step_done = limit.enter_context(time_limit(step_limit_s)) if step_limit_s else no_step_limit
+        env = _video_env(env_fn)
+        frames = _FrameWriter(imageio, path, env.metadata.get("render_fps") or 30)
+        try:
+            total, n = _play(policy, env, spec, np.random.default_rng(seed), seed, greedy, max_steps, frames,
+                             step_done)
+            limit.close()
+            frames.finish()
+        except ConfigError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a renderer that fails mid-episode; the episodes played were reported
+            raise ConfigError(f"could not record the video: {_render_failure(e)}") from None
+        finally:
+            frames.discard()  # after finish(): nothing left to discard
+            env.close()
+    return total, n, frames.count
+
+
+def _video_env(env_fn: Callable):
+    """env_fn(), with a one-line error where the env cannot draw frames."""
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         try:
@@ -221,18 +243,7 @@ def record_video(policy, env_fn: Callable, spec: EnvSpec, path: str, *, seed: in
     for w in said:  # passed on: only an env that failed needed them explained
         if "possible render_modes" not in str(w.message):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    frames = _FrameWriter(imageio, path, env.metadata.get("render_fps") or 30)
-    try:
-        total, n = _play(policy, env, spec, np.random.default_rng(seed), seed, greedy, max_steps, frames)
-        frames.finish()
-    except ConfigError:
-        raise
-    except Exception as e:  # noqa: BLE001 - as above; the episodes already played were reported
-        raise ConfigError(f"could not record the video: {_render_failure(e)}") from None
-    finally:
-        frames.discard()  # after finish(): nothing left to discard
-        env.close()
-    return total, n, frames.count
+    return env
 
 
 NO_FRAMES = "the env rendered no frames (does it support render_mode='rgb_array'?)"
@@ -324,7 +335,7 @@ def _render_failure(e: Exception) -> str:
 
 
 def _play(policy, env, spec: EnvSpec, rng, seed: int, greedy: bool, max_steps: int,
-          frames: Optional["_FrameWriter"] = None) -> tuple[float, int]:
+          frames: Optional["_FrameWriter"] = None, on_step: Callable[[], None] = no_step_limit) -> tuple[float, int]:
     """One episode played through; with `frames`, appends env.render() after the reset and after every step."""
     steps = _episode(policy, env, spec, rng, seed, greedy, max_steps, frames)
     while True:
@@ -332,6 +343,7 @@ def _play(policy, env, spec: EnvSpec, rng, seed: int, greedy: bool, max_steps: i
             next(steps)
         except StopIteration as end:
             return end.value
+        on_step()
 
 
 def _episode(policy, env, spec: EnvSpec, rng, seed: int, greedy: bool, max_steps: int,

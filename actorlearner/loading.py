@@ -11,11 +11,12 @@ import numpy as np
 from . import checkpoint
 from .config import ConfigError
 from .config_sources import saved_config
-from .envs import check_env_id, inspect_env, make_env_fn
+from .envs import check_env_id, hung_env_error, inspect_env, make_env_fn
 from .layout import default_layout
 from .policies import KerasPolicy, numpy_policy
 from .reporting import warn
 from .run_files import custom_env_error, trained_on_custom_env
+from .stopping import TimedOut, time_limit
 
 
 WHICH = ("final", "best", "latest")
@@ -123,7 +124,7 @@ class LoadedPolicy:
 
 
 def run_config(run_dir: str, env_fn: Optional[Callable] = None):
-    """(Config, EnvSpec, env_fn) of a run directory."""
+    """(Config, EnvSpec, env_fn) of a run directory. The env made for the spec gets the run's --wait-timeout-s."""
     cfg_path = os.path.join(run_dir, "config.json")
     if not os.path.exists(cfg_path):
         raise ConfigError(f"{cfg_path} not found: is {run_dir} a run directory?")
@@ -133,7 +134,12 @@ def run_config(run_dir: str, env_fn: Optional[Callable] = None):
             raise custom_env_error(run_dir, cfg.env, "loading its policy")
         check_env_id(cfg.env)
         env_fn = make_env_fn(cfg.env)
-    return cfg, inspect_env(env_fn), env_fn
+    try:
+        with time_limit(cfg.wait_timeout_s):
+            spec = inspect_env(env_fn)
+    except TimedOut:
+        raise hung_env_error(cfg.env, cfg.wait_timeout_s, "made, reset and stepped once", trained=True) from None
+    return cfg, spec, env_fn
 
 
 def saved_weights(run_dir: str, which: str) -> tuple[np.ndarray, list]:

@@ -140,12 +140,13 @@ class TimedOut(BaseException):
 
 @contextlib.contextmanager
 def time_limit(seconds: float):
-    """Raises TimedOut in the block once `seconds` have passed (SIGALRM): for user code run before the run's
-    StopSignals exist (the launcher's first look at its env), which would otherwise hang it without a word.
-    Python code is interrupted; a call stuck in C code that never returns to Python is not. Outside the main
-    thread (no signals there) the block runs as it is."""
+    """Raises TimedOut in the block once `seconds` have passed (SIGALRM): for user code run outside a run's
+    StopSignals (the launcher's first look at its env, `actorlearner eval`), which would otherwise hang without
+    a word. The block gets a function that starts the `seconds` again (call it after every env step to bound
+    each step, not the whole block). Python code is interrupted; a call stuck in C code that never returns to
+    Python is not. Outside the main thread (no signals there) the block runs as it is."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        yield
+        yield no_step_limit
         return
 
     def alarm(signum, frame):
@@ -155,7 +156,7 @@ def time_limit(seconds: float):
     t0 = time.monotonic()
     theirs, _ = signal.setitimer(signal.ITIMER_REAL, seconds)  # a script's own alarm is put back afterwards
     try:
-        yield
+        yield lambda: signal.setitimer(signal.ITIMER_REAL, seconds)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, saved)

@@ -378,3 +378,26 @@ class HangsOnCreate(gym.Env):
 
 if "HangsOnCreate-v0" not in gym.registry:
     gym.register("HangsOnCreate-v0", entry_point=HangsOnCreate)
+
+
+class CartPoleHangsLater(gym.Wrapper):
+    """CartPole whose 30th step (counted from the env's making) never returns: a trained CartPole policy played on
+    it (actorlearner eval) meets a hung env mid-episode. With only_when_drawn, only an env made to draw frames
+    (eval --video's) hangs."""
+
+    def __init__(self, render_mode=None, only_when_drawn=False):
+        super().__init__(gym.make("CartPole-v1", render_mode=render_mode))
+        self.steps, self.hangs = 0, render_mode == "rgb_array" or not only_when_drawn
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps == 30 and self.hangs:
+            import time
+
+            time.sleep(3600)
+        return self.env.step(action)
+
+
+if "CartPoleHangsLater-v0" not in gym.registry:
+    gym.register("CartPoleHangsLater-v0", entry_point=CartPoleHangsLater)
+    gym.register("CartPoleHangsInVideo-v0", entry_point=CartPoleHangsLater, kwargs={"only_when_drawn": True})

@@ -172,6 +172,52 @@ class _DrawsUndeclared(_NoFrames):
         self.render_mode = render_mode
 
 
+@pytest.mark.parametrize("env_id, video, says", [
+    ("custom_envs:HangsOnCreate-v0", False, "was not made, reset and stepped once within 1 s"),
+    ("custom_envs:CartPoleHangsLater-v0", False, "was not made, reset or stepped within 1 s"),
+    ("custom_envs:CartPoleHangsInVideo-v0", True, "was not made, reset or stepped within 1 s")])
+def test_an_env_that_hangs_in_eval_is_one_line_within_the_runs_wait_timeout(run_dir, tmp_path, env_id, video, says):
+    """eval plays the env in its own process: without a limit an env that hangs hung it for good, where training
+    bounds every env step by --wait-timeout-s. Here the run's config names an env that hangs when made or at its
+    30th step (in the episodes, or only in the video's episode, after one good episode)."""
+    import json
+    import os
+    import shutil
+    import time
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    cfg = json.loads((copy / "config.json").read_text())
+    cfg.update(env=env_id, wait_timeout_s=1.0)
+    (copy / "config.json").write_text(json.dumps(cfg))
+    flags = ["--episodes", "1", "--video", str(tmp_path / "ep.gif")] if video else ["--episodes", "3"]
+    t = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "actorlearner", "eval", str(copy), "--deterministic", *flags],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
+    assert time.monotonic() - t < 60
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert lines[0] == f"actorlearner: error: the env {env_id} {says} (the run's --wait-timeout-s): does it hang?"
+    if video:  # the episode before the video was played and reported
+        assert out.stdout.startswith(f"{env_id}, final weights, deterministic: return "), out.stdout
+        assert not list(tmp_path.glob("ep*.gif"))
+
+
+def test_the_eval_limit_bounds_each_step_not_the_whole_play(run_dir, tmp_path):
+    """With a 1-s limit, 40 episodes of the trained CartPole and a GIF (seconds in all, most of them the GIF's
+    encoding after its episode) play through."""
+    import json
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    cfg = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**cfg, "wait_timeout_s": 1.0}))
+    out = eval_cli(str(copy), "--episodes", "40", "--video", str(tmp_path / "ep.gif"))
+    assert out.returncode == 0 and out.stdout.startswith("CartPole-v1, final weights"), out.stderr
+
+
 def test_video_of_an_env_that_cannot_draw_is_refused_before_the_episodes():
     """A registered env class whose render_modes lack rgb_array and that takes no render_mode: refused up front
     (`eval --video` played its episodes first, then failed in gymnasium with a TypeError under a warning)."""
