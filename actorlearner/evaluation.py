@@ -13,7 +13,7 @@ import numpy as np
 
 from .config import ConfigError
 from .envs import EnvSpec
-from .reporting import say
+from .reporting import say, warn
 from .stopping import no_step_limit, time_limit
 
 
@@ -249,28 +249,42 @@ def _video_env(env_fn: Callable):
 NO_FRAMES = "the env rendered no frames (does it support render_mode='rgb_array'?)"
 
 
+# What a GIF may hold: imageio's GIF writer (pillow's) keeps every frame until the file is closed, so an
+# episode's frames all sit in memory (an Atari episode of 100,000 steps: 10 GB of 210x160 RGB frames).
+GIF_MAX_BYTES = 1 << 30
+
+
 class _FrameWriter:
     """Frames go to the video file as they are drawn: a list of them held a whole episode in memory (a
     500-step CartPole episode: 360 MB of 600x400 frames; an Atari one of 100,000 steps: 10 GB). They are
     written to a partial file beside `path`, renamed over it by `finish()`: an interrupted video leaves no
-    half-written file, and an older video at `path` stays as it was."""
+    half-written file, and an older video at `path` stays as it was. A GIF, which its writer holds in memory,
+    ends at GIF_MAX_BYTES of frames (warned; `dropped` counts the rest)."""
 
     def __init__(self, imageio, path: str, fps: float):
         root, ext = os.path.splitext(path)
         self.path, self.partial = path, f"{root}.partial{ext}"
-        gif = ext.lower() == ".gif"
-        self._open = lambda: (imageio.get_writer(self.partial, mode="I", duration=1000.0 / fps, loop=0) if gif
-                              else imageio.get_writer(self.partial, fps=fps, macro_block_size=1))
+        self._gif = ext.lower() == ".gif"
+        self._open = lambda: (imageio.get_writer(self.partial, mode="I", duration=1000.0 / fps, loop=0)
+                              if self._gif else imageio.get_writer(self.partial, fps=fps, macro_block_size=1))
         self._writer = None
-        self.count = 0
+        self.count = self.dropped = self.held = 0
 
     def append(self, frame) -> None:
         if frame is None:
             raise ConfigError(NO_FRAMES)
+        frame = np.asarray(frame)
+        if self._gif and self.held + frame.nbytes > GIF_MAX_BYTES and self.count:
+            if not self.dropped:
+                warn(f"--video: a GIF holds its frames in memory until the episode ends; it stops at {self.count} "
+                     f"frames ({self.held / 2**20:.0f} MB). An .mp4 writes every frame as it is drawn")
+            self.dropped += 1
+            return
         if self._writer is None:
             self._writer = self._open()
-        self._writer.append_data(np.asarray(frame))
+        self._writer.append_data(frame)
         self.count += 1
+        self.held += frame.nbytes if self._gif else 0
 
     def finish(self) -> None:
         if self._writer is None:

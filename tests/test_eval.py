@@ -282,6 +282,28 @@ def test_a_video_that_fails_mid_episode_leaves_the_old_file_and_no_partial_one(r
     assert open(path, "rb").read() == old and sorted(p.name for p in tmp_path.iterdir()) == [f"v.{ext}"]
 
 
+def test_a_gif_stops_at_its_memory_cap_with_a_warning_and_an_mp4_does_not(run_dir, tmp_path, monkeypatch, capsys):
+    """imageio's GIF writer holds every frame until it closes (a long Atari episode: gigabytes): a GIF ends at
+    GIF_MAX_BYTES of frames, warned once; an .mp4, written as it goes, keeps them all. Here the cap is 5 of the
+    20-step episode's 21 32x32 frames."""
+    import imageio.v2 as imageio
+
+    from actorlearner import evaluation, load_policy
+    from actorlearner.envs import inspect_env
+
+    monkeypatch.setattr(evaluation, "GIF_MAX_BYTES", 5 * 32 * 32 * 3)
+    policy = load_policy(run_dir)
+    env_fn = lambda: _DrawsThenFails(fail_at=0)  # noqa: E731
+    spec = inspect_env(env_fn)
+    gif, mp4 = str(tmp_path / "v.gif"), str(tmp_path / "v.mp4")
+    assert evaluation.record_video(policy, env_fn, spec, gif, seed=0) == (20.0, 20, 5)
+    said = capsys.readouterr().err
+    assert said.count("a GIF holds its frames in memory until the episode ends; it stops at 5 frames") == 1, said
+    assert len(imageio.mimread(gif)) == 5
+    assert evaluation.record_video(policy, env_fn, spec, mp4, seed=0) == (20.0, 20, 21)
+    assert "GIF" not in capsys.readouterr().err
+
+
 def test_tensorboard_event_files_hold_the_listed_tags(run_dir):
     import glob
 
