@@ -30,6 +30,7 @@ TASKS = {
     "acrobot": ("Acrobot-v1", -100.0, 60, 180),
     "pendulum": ("Pendulum-v1", -200.0, 60, 180),
     "lunarlander": ("LunarLander-v3", 200.0, 300, 600),
+    "mountaincar": ("MountainCar-v0", -110.0, 60, 900),
     # Box actions no preset names: the continuous preset, by the action space.
     "mountaincarcontinuous": ("MountainCarContinuous-v0", 90.0, 60, 180),
     "lunarlandercontinuous": ("LunarLanderContinuous-v3", 200.0, 300, 900),

@@ -40,6 +40,8 @@ ZOO = {
                        n_epochs=4, ent_coef=0.0),
     "Pendulum-v1": dict(n_envs=4, n_timesteps=1e5, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10,
                         ent_coef=0.0, learning_rate=1e-3, clip_range=0.2, use_sde=True, sde_sample_freq=4),
+    "MountainCar-v0": dict(n_envs=16, n_timesteps=1e6, normalize=True, n_steps=16, gae_lambda=0.98, gamma=0.99,
+                           n_epochs=4, ent_coef=0.0),
     "MountainCarContinuous-v0": dict(n_envs=1, n_timesteps=2e4, normalize=True, batch_size=256, n_steps=8,
                                      gamma=0.9999, learning_rate=7.77e-5, ent_coef=0.00429, clip_range=0.1,
                                      n_epochs=10, gae_lambda=0.9, max_grad_norm=5, vf_coef=0.19, use_sde=True,
