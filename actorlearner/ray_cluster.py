@@ -12,6 +12,7 @@ import signal
 
 from .config import ConfigError
 from .reporting import say, warn
+from .transport import pid_alive
 
 
 class RayCluster:
@@ -109,20 +110,10 @@ def ray_sessions(root: str) -> dict[str, int]:
 def remove_stale_ray_sessions(root: str) -> list[str]:
     """Removes the session directories of runs of ours whose learner is gone (killed: no cleanup ran), and
     returns them."""
-    stale = [path for path, pid in ray_sessions(root).items() if not _alive(pid)]
+    stale = [path for path, pid in ray_sessions(root).items() if not pid_alive(pid)]
     for path in stale:
         remove_session(path)
     return stale
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: someone else's process, alive
-        pass
-    return True
 
 
 def remove_session(path: str) -> None:

@@ -300,12 +300,13 @@ def left_by_dead_processes(directory: str, prefix: str, sep: str) -> list[str]:
             pid = int(name[len(prefix):].split(sep, 1)[0])
         except ValueError:
             continue
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             dead.append(name)
     return dead
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this PID exists (someone else's too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
