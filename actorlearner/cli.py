@@ -180,7 +180,7 @@ def _one_line_errors(action) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from .envs import hung_env_error
     from .evaluation import check_renders, play_episodes, record_video
-    from .loading import load_policy, run_config
+    from .loading import policy_of, run_config
     from .stopping import TimedOut, time_limit
 
     played = []
@@ -195,7 +195,7 @@ def _eval(args: argparse.Namespace) -> int:
         cfg, spec, env_fn = run_config(args.run_dir)
         if args.video:
             check_renders(cfg.env)
-        policy = load_policy(args.run_dir, which=args.which)
+        policy = policy_of(args.run_dir, cfg, spec, which=args.which)
         greedy = args.deterministic
         mode = "deterministic" if greedy else "sampled actions"
         # On a terminal a live line tells how far it is (ten Pong episodes take half an hour); elsewhere the

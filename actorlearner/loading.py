@@ -31,7 +31,12 @@ def load_policy(run_dir: str, *, env_fn: Optional[Callable] = None, model_fn: Op
     "best" (best.npz, the weights of the best evaluation), or "latest" (the newest good checkpoint).
     env_fn: needed if the run trained on a custom env factory (to read the spaces).
     model_fn: needed if the run trained a custom Keras model."""
-    cfg, spec, env_fn = run_config(run_dir, env_fn)
+    cfg, spec, _ = run_config(run_dir, env_fn)
+    return policy_of(run_dir, cfg, spec, which=which, model_fn=model_fn)
+
+
+def policy_of(run_dir: str, cfg, spec, *, which: str = "final", model_fn: Optional[Callable] = None):
+    """load_policy for a run whose config and spec `run_config` has read already (it makes an env for them)."""
     flat, layout = saved_weights(run_dir, which)
     if model_fn is None:
         if layout != default_layout(spec, cfg):
