@@ -122,6 +122,9 @@ class Config:
     minibatches: int = _f(1, "minibatches each pass is split into, along the env axis (appo)")
     clip_ratio: float = _f(0.2, "PPO clip epsilon of the appo surrogate")
     normalize_advantages: bool = _f(False, "normalize the appo advantages per minibatch (mean 0, std 1)")
+    target_kl: float = _f(0.0, "appo: end a batch's passes early, after the minibatch whose approximate KL divergence "
+                          "from the actors' policy (before its update) is above this (0: off); bounds how far the "
+                          "learner's policy moves from the one that acted")
     max_policy_lag: int = _f(0, "drop unrolls whose policy is more than this many learner steps old when the "
                              "batch is formed (0: keep all); counted as stale_dropped. A learner step is one batch: "
                              "with --loss appo, epochs x minibatches optimizer updates")
@@ -275,7 +278,7 @@ def validate(cfg: Config) -> Config:
         if getattr(cfg, name) < 0:
             raise ConfigError(f"--{flag_name(name)} must be >= 0, got {getattr(cfg, name)}")
     for name in ("max_seconds", "eval_every_s", "entropy_cost", "baseline_cost", "checkpoint_every",
-                 "reward_clip", "max_policy_lag", "actor_stall_s", "confirm_margin_se"):
+                 "reward_clip", "max_policy_lag", "actor_stall_s", "confirm_margin_se", "target_kl"):
         if not getattr(cfg, name) >= 0:
             raise ConfigError(f"--{flag_name(name)} must be >= 0, got {getattr(cfg, name)}")
     for name in ("learning_rate", "max_grad_norm", "reward_scale", "log_every_s", "wait_timeout_s", "solved_lr_scale",
@@ -295,6 +298,9 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"--batch-size ({cfg.batch_size}) must be a multiple of --minibatches ({cfg.minibatches})")
     if not 0.0 < cfg.clip_ratio < 1.0:
         raise ConfigError(f"--clip-ratio must be in (0, 1), got {cfg.clip_ratio}")
+    if cfg.target_kl and (cfg.loss != "appo" or cfg.epochs * cfg.minibatches == 1):
+        raise ConfigError("--target-kl ends a batch's passes early: it needs --loss appo with --epochs or "
+                          "--minibatches above 1")
     if "linear" in (cfg.lr_schedule, cfg.entropy_schedule) and not cfg.max_steps:
         raise ConfigError("a linear schedule decays to 0 at --max-steps, so it needs --max-steps > 0")
     if cfg.batch_size % cfg.envs_per_actor:

@@ -339,6 +339,7 @@ def _board_values(stats: RunStats, env_rate: float, learner_rate: float, learner
             "eval/return": stats.last_eval, "loss/total": losses.get("total"), "loss/policy": losses.get("policy"),
             "loss/baseline": losses.get("baseline"), "loss/entropy": losses.get("entropy"),
             "loss/grad_norm": losses.get("grad_norm"), "loss/clip_frac": losses.get("clip_frac"),
+            "loss/approx_kl": losses.get("approx_kl"), "train/updates": losses.get("updates"),
             "train/learning_rate": float(learner.optimizer.learning_rate.numpy()),
             "speed/env_steps_per_s": env_rate, "speed/learner_steps_per_s": learner_rate,
             "train/policy_lag_mean": stats.policy_lag_mean(), "train/queue_fill": queue_fill,

@@ -90,9 +90,10 @@ def appo_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discount
     """APPO: PPO's clipped surrogate on V-trace advantages (as in Sample Factory and RLlib's APPO), so a
     batch can be used for several passes without the policy running away from the one that acted.
 
-    Same args and returns as `impala_loss` (shapes [T, B], values [T+1, B]), plus clip_frac: the share of
-    (unmasked) samples whose ratio is outside [1 - clip_ratio, 1 + clip_ratio], how far the updates (and the
-    policy lag) have moved the policy from the one that acted. clip_ratio is PPO's epsilon.
+    Same args and returns as `impala_loss` (shapes [T, B], values [T+1, B]), plus two measures of how far the
+    updates (and the policy lag) have moved the policy from the one that acted: clip_frac, the share of
+    (unmasked) samples whose ratio is outside [1 - clip_ratio, 1 + clip_ratio] (clip_ratio is PPO's epsilon), and
+    approx_kl, KL(behaviour || target) estimated as mean(ratio - 1 - log ratio) (unbiased, never negative).
     The advantage is A_t = r_t + discount_t * vs_{t+1} - V(x_t) with the V-trace targets vs, without
     V-trace's rho factor: the surrogate's ratio pi/mu already weighs each sample, and clipping it is the
     correction for policy lag.
@@ -114,8 +115,9 @@ def appo_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discount
     policy_loss = -tf.reduce_mean(_masked(surrogate, mask))
     losses = _with_baseline_and_entropy(policy_loss, vs=vt.vs, values=values, entropy=entropy, log_rhos=log_rhos,
                                         mask=mask, baseline_cost=baseline_cost, entropy_cost=entropy_cost)
-    clipped = tf.cast(tf.abs(tf.stop_gradient(ratio) - 1.0) > clip_ratio, tf.float32)
-    return {**losses, "clip_frac": _masked_mean(clipped, mask)}
+    ratio, log_rhos = tf.stop_gradient(ratio), tf.stop_gradient(log_rhos)
+    clipped = tf.cast(tf.abs(ratio - 1.0) > clip_ratio, tf.float32)
+    return {**losses, "clip_frac": _masked_mean(clipped, mask), "approx_kl": _masked_mean(ratio - 1.0 - log_rhos, mask)}
 
 
 def _with_baseline_and_entropy(policy_loss, *, vs, values, entropy, log_rhos, mask, baseline_cost: float,

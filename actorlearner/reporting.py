@@ -214,7 +214,9 @@ def progress_line(stats: RunStats, steps_per_s: float, *, max_steps: int = 0, ma
                  f"entropy {_fmt(losses.get('entropy'), '.3f')}, grad norm {_fmt(losses.get('grad_norm'), '.3f')}, "
                  f"rho {_fmt(losses.get('rho_mean'), '.3f')}, spread {_fmt(losses.get('policy_spread'), '.3g')}")
         if "clip_frac" in losses:
-            line += f", clipped {losses['clip_frac']:.1%}"
+            line += f", clipped {losses['clip_frac']:.1%}, kl {losses['approx_kl']:.3g}"
+        if "updates" in losses:
+            line += f", {losses['updates']} updates"
         line += ")"
     if left:
         line += f" | left {_duration(min(left))}"

@@ -30,6 +30,9 @@ def run_cli(*args, timeout=60):
     (["--init-log-std", "nan"], "--init-log-std must be a finite number"),
     (["--learning-rate", "inf"], "--learning-rate must be a finite number"),
     (["--max-seconds", "inf"], "--max-seconds must be a finite number"),
+    (["--target-kl", "-1"], "--target-kl must be >= 0"),
+    (["--target-kl", "0.02"], "--target-kl ends a batch's passes early: it needs --loss appo with --epochs or "
+                              "--minibatches above 1"),
     (["--episodic-life"], "--episodic-life needs a game that reports lives (an ALE/ id), not CartPole-v1"),
     (["--preset", "pong", "--env", "CartPole-v1"], "--preset pong is tuned for Atari games (ALE/ ids), not "
                                                    "CartPole-v1: it sets --episodic-life"),

@@ -43,8 +43,10 @@ def test_progress_line_shows_time_left_and_verbose_terms():
     verbose = progress_line(stats, 100.0, verbose=True)
     assert "(policy 0.1000, baseline 0.8000, entropy 0.600, grad norm 2.000, rho 1.000, spread 0.25)" in verbose
     assert "left" not in verbose  # no limit set
-    stats.last_losses["clip_frac"] = 0.125  # appo's
-    assert "spread 0.25, clipped 12.5%)" in progress_line(stats, 100.0, verbose=True)
+    stats.last_losses.update(clip_frac=0.125, approx_kl=0.0123)  # appo's
+    assert "spread 0.25, clipped 12.5%, kl 0.0123)" in progress_line(stats, 100.0, verbose=True)
+    stats.last_losses["updates"] = 7  # several passes: the updates made (fewer than all with --target-kl)
+    assert "spread 0.25, clipped 12.5%, kl 0.0123, 7 updates)" in progress_line(stats, 100.0, verbose=True)
 
 
 def test_training_throughput_runs_from_the_first_learner_step_to_the_loops_end():

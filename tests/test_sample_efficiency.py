@@ -89,6 +89,8 @@ def test_appo_clip_fraction_counts_the_ratios_outside_the_clip():
     shift[0, 0], shift[2, 1], shift[3, 2] = 0.5, -0.5, 0.1  # e^0.1 = 1.105 stays inside [0.8, 1.2]
     out = appo(tf.constant(logp + shift), logp, values, rewards, discounts)
     assert out["clip_frac"].numpy() == pytest.approx(2 / (T * B))
+    # KL(behaviour || target) estimated per sample as ratio - 1 - log ratio: 0 where the policies agree.
+    assert out["approx_kl"].numpy() == pytest.approx(np.mean(np.exp(shift) - 1 - shift), rel=1e-5)
     mask = np.ones((T, B), np.float32)
     mask[0, 0] = 0  # a left-out step is not counted, clipped or not
     out = appo(tf.constant(logp + shift), logp, values, rewards, discounts, mask=tf.constant(mask))
@@ -127,9 +129,17 @@ def test_epochs_and_minibatches_make_that_many_updates():
              "first": np.zeros((5, 4), np.uint8), "mask": np.ones((4, 4), np.float32)}
     before = learner.flat_weights()
     stats, _ = learner.step(batch)
-    assert int(learner.optimizer.iterations.numpy()) == 6
+    assert int(learner.optimizer.iterations.numpy()) == 6 and stats["updates"] == 6
     assert 0 <= stats["clip_frac"] <= 1
     assert not np.array_equal(learner.flat_weights(), before)
+    # --target-kl ends the passes after the first minibatch whose KL from the actors' policy is over it: here
+    # the actors' log-probabilities are far from the policy's (log 0.05 against ~log 0.5), so the first one is.
+    far = {**batch, "behaviour_logp": np.full((4, 4), np.log(0.05), np.float32)}
+    for target_kl, updates in ((0.05, 1), (1e6, 6)):
+        stopping = Learner(cfg.replace(target_kl=target_kl), spec, build_default_model(spec, cfg))
+        stats, _ = stopping.step(far)
+        assert stats["updates"] == updates and int(stopping.optimizer.iterations.numpy()) == updates, stats
+        assert (stats["approx_kl"] > target_kl) == (updates == 1)
 
 
 def test_policy_lag_bound_gives_stale_unrolls_back():
