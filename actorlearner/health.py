@@ -193,8 +193,8 @@ def stale_warning(rho_mean: float, learner_step: int) -> str:
     return (f"learner step {learner_step}: the actors' samples carried almost no weight in {STALE_STEPS} of the last "
             f"{STALE_WINDOW} steps (mean importance weight {rho_mean:.2g}; 1 when the learner's policy is the one "
             f"they acted with): each update moves the policy further than the actors can follow, and it learns "
-            f"nothing from their samples. Seen with a continuous policy whose std had shrunk: restart with a lower "
-            f"--learning-rate, --max-grad-norm 0.5, or an --entropy-cost")
+            f"nothing from their samples. Seen with a continuous policy whose std had shrunk: restart with "
+            f"--target-kl 0.02 (appo), a lower --learning-rate, --max-grad-norm 0.5, or an --entropy-cost")
 
 
 # No episode has ended after this many env steps per env: an env with no time limit that never ends one (a custom
