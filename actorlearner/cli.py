@@ -178,10 +178,9 @@ def _one_line_errors(action) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .envs import hung_env_error
+    from .envs import env_time_limit
     from .evaluation import check_renders, play_episodes, record_video
     from .loading import policy_of, run_config
-    from .stopping import TimedOut, time_limit
 
     played = []
     try:
@@ -201,15 +200,17 @@ def _eval(args: argparse.Namespace) -> int:
         # On a terminal a live line tells how far it is (ten Pong episodes take half an hour); elsewhere the
         # output stays the one result line.
         live = Console(stream=sys.stderr) if isatty(sys.stderr) else None
-        try:  # every env step (and the env's making) within the run's --wait-timeout-s, as in training
-            with time_limit(cfg.wait_timeout_s) as step_done:
+        # Every env step (and the env's making) within the run's --wait-timeout-s, as in training.
+        def step_limit():
+            return env_time_limit(cfg.env, cfg.wait_timeout_s, "made, reset or stepped", trained=True)
+
+        try:
+            with step_limit() as step_done:
                 for episode in play_episodes(policy, env_fn, spec, episodes=args.episodes, seed=args.seed,
                                              greedy=greedy, on_step=step_done):
                     played.append(episode)
                     if live:
                         live.progress(f"{len(played)}/{args.episodes} episodes: {_episode_figures(played)}")
-        except TimedOut:
-            raise hung_env_error(cfg.env, cfg.wait_timeout_s, "made, reset or stepped", trained=True) from None
         finally:
             if live:
                 live.close()
@@ -222,12 +223,9 @@ def _eval(args: argparse.Namespace) -> int:
             which = "the newest checkpoint's weights (no final ones: the run goes on, or was killed)"
         print(f"{cfg.env}, {which}, {mode}: {_episode_figures(played)}")
         if args.video:
-            try:
-                total, n, frames = record_video(policy, make_env_fn(cfg.env, render_mode="rgb_array"), spec,
-                                                args.video, seed=args.seed + args.episodes, greedy=greedy,
-                                                step_limit_s=cfg.wait_timeout_s)
-            except TimedOut:
-                raise hung_env_error(cfg.env, cfg.wait_timeout_s, "made, reset or stepped", trained=True) from None
+            total, n, frames = record_video(policy, make_env_fn(cfg.env, render_mode="rgb_array"), spec,
+                                            args.video, seed=args.seed + args.episodes, greedy=greedy,
+                                            step_limit=step_limit())
             print(f"video: {args.video} ({frames} frames, an episode of return {fmt_return(total)}, length {n})")
     except ConfigError as e:
         print(f"actorlearner: error: {e}", file=sys.stderr)

@@ -8,6 +8,7 @@ before any env is made, in the launcher and in every actor (`import_env_modules`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import importlib
@@ -56,6 +57,19 @@ def env_spaces(env_id: str, modules: Sequence[str] = (), timeout_s: float = 60.0
         return env.observation_space, env.action_space
     finally:
         env.close()
+
+
+@contextlib.contextmanager
+def env_time_limit(env_id: str, timeout_s: float, what: str, trained: bool = False):
+    """stopping.time_limit around work on an env, whose time running out is hung_env_error's one line (`what`,
+    `trained` as there). Yields time_limit's re-arm function, to bound each env step rather than the block."""
+    from .stopping import TimedOut, time_limit
+
+    try:
+        with time_limit(timeout_s) as step_done:
+            yield step_done
+    except TimedOut:
+        raise hung_env_error(env_id, timeout_s, what, trained) from None
 
 
 def hung_env_error(env_id: str, timeout_s: float, what: str, trained: bool = False) -> ConfigError:

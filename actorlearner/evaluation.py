@@ -14,7 +14,7 @@ import numpy as np
 from .config import ConfigError
 from .envs import EnvSpec
 from .reporting import say, warn
-from .stopping import no_step_limit, time_limit
+from .stopping import no_step_limit
 
 
 def confirmation_passes(returns, target: float, margin_se: float) -> tuple[bool, float, float]:
@@ -196,11 +196,12 @@ def run_first_episodes(policy, batch, spec: EnvSpec, *, seed: int, greedy: bool 
 
 
 def record_video(policy, env_fn: Callable, spec: EnvSpec, path: str, *, seed: int, greedy: bool = True,
-                 max_steps: int = 100_000, step_limit_s: Optional[float] = None) -> tuple[float, int, int]:
+                 max_steps: int = 100_000, step_limit=None) -> tuple[float, int, int]:
     """Plays one episode on `env_fn()` (made with render_mode="rgb_array") and writes its frames to
     `path`: .mp4 through imageio-ffmpeg, .gif through imageio's pillow writer. Returns (return, length,
-    frames written). step_limit_s bounds the env's making and each step with its frame (stopping.TimedOut),
-    not the writing of the file at the end (a GIF's frames are all encoded there: seconds for one CartPole episode)."""
+    frames written). step_limit, a context manager like envs.env_time_limit that yields a function to call after
+    every step, bounds the env's making and each step with its frame, not the writing of the file at the end (a
+    GIF's frames are all encoded there: seconds for one CartPole episode)."""
     try:
         import imageio.v2 as imageio
     except ImportError:
@@ -209,7 +210,7 @@ def record_video(policy, env_fn: Callable, spec: EnvSpec, path: str, *, seed: in
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     with contextlib.ExitStack() as limit:
-        step_done = limit.enter_context(time_limit(step_limit_s)) if step_limit_s else no_step_limit
+        step_done = limit.enter_context(step_limit) if step_limit is not None else no_step_limit
         env = _video_env(env_fn)
         frames = _FrameWriter(imageio, path, env.metadata.get("render_fps") or 30)
         try:

@@ -11,12 +11,11 @@ import numpy as np
 from . import checkpoint
 from .config import ConfigError
 from .config_sources import saved_config
-from .envs import check_env_id, hung_env_error, inspect_env, make_env_fn
+from .envs import check_env_id, env_time_limit, inspect_env, make_env_fn
 from .layout import default_layout
 from .policies import KerasPolicy, numpy_policy
 from .reporting import warn
 from .run_files import custom_env_error, trained_on_custom_env
-from .stopping import TimedOut, time_limit
 
 
 WHICH = ("final", "best", "latest")
@@ -139,11 +138,8 @@ def run_config(run_dir: str, env_fn: Optional[Callable] = None):
             raise custom_env_error(run_dir, cfg.env, "loading its policy")
         check_env_id(cfg.env)
         env_fn = make_env_fn(cfg.env)
-    try:
-        with time_limit(cfg.wait_timeout_s):
-            spec = inspect_env(env_fn)
-    except TimedOut:
-        raise hung_env_error(cfg.env, cfg.wait_timeout_s, "made, reset and stepped once", trained=True) from None
+    with env_time_limit(cfg.env, cfg.wait_timeout_s, "made, reset and stepped once", trained=True):
+        spec = inspect_env(env_fn)
     return cfg, spec, env_fn
 
 

@@ -13,11 +13,10 @@ from . import checkpoint, litert_cnn
 from .config import Config, ConfigError, usable_cores, validate
 from .config_sources import RESUME_FIXED, config_from_dict
 from .env_backends import EnvBatchFactory, resolve_backend
-from .envs import check_env_id, hung_env_error, import_env_modules, make_env_fn
+from .envs import check_env_id, env_time_limit, import_env_modules, make_env_fn
 from .layout import default_layout, model_kind
 from .presets import PRESETS, is_atari
 from .reporting import warn
-from .stopping import TimedOut, time_limit
 from .run_files import check_not_in_use, custom_env_error, trained_on_custom_env
 from .trajectory import unroll_fields
 from .transport import SHM_DIR, SlotPool, WeightStore, full_message, segments_bytes, shared_memory_free
@@ -54,11 +53,9 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
         raise ConfigError(f"--episodic-life needs a game that reports lives (an ALE/ id), not {cfg.env}")
     make_batch = EnvBatchFactory(backend, cfg.envs_per_actor, env_fn=env_fn, env_id=cfg.env, modules=cfg.env_modules,
                                  episodic_life=cfg.episodic_life)
-    try:
-        with time_limit(cfg.wait_timeout_s):  # made, reset and stepped once here: an env that hangs would hang us
+    try:  # made, reset and stepped once here: an env that hangs would hang us
+        with env_time_limit(cfg.env, cfg.wait_timeout_s, "made, reset and stepped once"):
             spec = make_batch.spec()
-    except TimedOut:
-        raise hung_env_error(cfg.env, cfg.wait_timeout_s, "made, reset and stepped once") from None
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - any failure to build the env is a user-input error here
