@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-import custom_envs
+import faulty_envs
 import gymnasium as gym
 from actorlearner.config import ConfigError
 from actorlearner.env_batch import GymEnvBatch, check_obs, BadObservation
@@ -89,17 +89,17 @@ def test_wrong_shape_from_step_recreates_the_env():
 
 def _buggy(steps_done: int = 0):
     """A WrongShape("step") env that hits its bug: at its 30th step."""
-    env = custom_envs.WrongShape("step")
+    env = faulty_envs.WrongShape("step")
     env.buggy, env.steps = True, steps_done
     return env
 
 
 def test_wrong_shape_from_reset_is_one_line_before_anything_starts(tmp_path):
     before = spawned_pids()
-    proc = train(tmp_path, "custom_envs:WrongShapeReset-v0", "--max-seconds", "60", "--num-actors", "1")
+    proc = train(tmp_path, "faulty_envs:WrongShapeReset-v0", "--max-seconds", "60", "--num-actors", "1")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        "actorlearner: error: the env custom_envs:WrongShapeReset-v0 does not follow gymnasium's API: reset() "
+        "actorlearner: error: the env faulty_envs:WrongShapeReset-v0 does not follow gymnasium's API: reset() "
         "returned an observation of shape (3,) float32, expected (4,) float32"], proc.stderr
     assert proc.stdout == "" and not (tmp_path / "run").exists()
     assert spawned_pids() - before == set()
@@ -109,11 +109,11 @@ def test_wrong_shape_from_reset_in_actors_stops_the_run_with_that_line(tmp_path)
     """The launcher's env passes its check, the actors' envs fail at their first reset: five quick deaths, then
     one line."""
     before, segments = spawned_pids(), our_segments()
-    proc = train(tmp_path, "custom_envs:WrongShapeActorReset-v0", "--max-seconds", "60", "--num-actors", "1")
+    proc = train(tmp_path, "faulty_envs:WrongShapeActorReset-v0", "--max-seconds", "60", "--num-actors", "1")
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert "could not be started" in lines[0] and "custom_envs:WrongShapeActorReset-v0" in lines[0]
+    assert "could not be started" in lines[0] and "faulty_envs:WrongShapeActorReset-v0" in lines[0]
     assert "reset() returned an observation of shape (3,) float32, expected (4,) float32" in lines[0]
     assert "Traceback" not in proc.stdout + proc.stderr  # tracebacks go to actors.log
     log = (tmp_path / "run" / "actors.log").read_text()
@@ -129,13 +129,13 @@ def test_wrong_shape_from_step_is_counted_and_the_run_goes_on(tmp_path):
     before, segments = spawned_pids(), our_segments()
     # A step budget, not a time one: on a slow day start-up alone took 7 of the 8 s this test once had.
     # 20 K env steps are ~31 learner steps of 640; the error comes at the 30th step of env 0.9 (the 10th made).
-    proc = train(tmp_path, "custom_envs:WrongShapeStep-v0", "--max-steps", "20000", "--max-seconds", "60",
+    proc = train(tmp_path, "faulty_envs:WrongShapeStep-v0", "--max-steps", "20000", "--max-seconds", "60",
                  "--no-stop-at-target", "--num-actors", "1", "--envs-per-actor", "16", "--batch-size", "32")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "max_steps", summary
     assert summary["env_errors"] >= 1 and summary["learner_steps"] > 10, summary
-    assert "(custom_envs:WrongShapeStep-v0): step() returned an observation of shape (3,) float32" in proc.stdout
+    assert "(faulty_envs:WrongShapeStep-v0): step() returned an observation of shape (3,) float32" in proc.stdout
     assert proc.took < 60, proc.took
     assert spawned_pids() - before == set() and our_segments() - segments == set()
 
@@ -146,7 +146,7 @@ def test_env_whose_reset_keeps_failing_is_replaced_without_a_flood(tmp_path):
     before, segments = spawned_pids(), our_segments()
     # A step budget (8 K env steps: ~270 episodes, each ending in a replacement), as start-up's share of a
     # time budget varies from day to day; 60 s only bounds a hang.
-    proc = train(tmp_path, "custom_envs:ResetFails-v0", "--max-steps", "8000", "--max-seconds", "60",
+    proc = train(tmp_path, "faulty_envs:ResetFails-v0", "--max-steps", "8000", "--max-seconds", "60",
                  "--no-stop-at-target", "--num-actors", "1", "--envs-per-actor", "16", "--batch-size", "32")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -174,10 +174,10 @@ def test_env_that_never_finishes_an_episode_stops_the_run_with_one_line():
 def test_a_non_finite_observation_in_an_actor_is_one_line_without_numpy_warnings(tmp_path):
     """The error line came after numpy's RuntimeWarnings ('invalid value encountered in matmul') from the
     actor's policy forward on the inf observation."""
-    proc = train(tmp_path, "custom_envs:InfAtFifthStep-v0", "--max-seconds", "60", "--num-actors", "1")
+    proc = train(tmp_path, "faulty_envs:InfAtFifthStep-v0", "--max-seconds", "60", "--num-actors", "1")
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        "actorlearner: error: env 0.0 (custom_envs:InfAtFifthStep-v0) gave a non-finite observation (inf) at unroll "
+        "actorlearner: error: env 0.0 (faulty_envs:InfAtFifthStep-v0) gave a non-finite observation (inf) at unroll "
         "step 5; --on-nonfinite skip drops such unrolls instead"], proc.stderr
     assert "RuntimeWarning" not in proc.stdout
 
@@ -196,9 +196,9 @@ def test_an_observation_that_is_a_list_is_named_as_one():
 def test_an_env_that_hangs_in_the_launchers_check_is_one_line_after_the_wait_timeout(tmp_path):
     """The launcher resets and steps its env once before anything starts; an env that hung there hung the
     command, silent (nothing is printed before the check)."""
-    proc = train(tmp_path, "custom_envs:HangsAtFirstReset-v0", "--wait-timeout-s", "2")
+    proc = train(tmp_path, "faulty_envs:HangsAtFirstReset-v0", "--wait-timeout-s", "2")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        "actorlearner: error: the env custom_envs:HangsAtFirstReset-v0 was not made, reset and stepped once within "
+        "actorlearner: error: the env faulty_envs:HangsAtFirstReset-v0 was not made, reset and stepped once within "
         "2 s (the launcher's check of it, before anything starts): does it hang? --wait-timeout-s gives it longer"]
     assert proc.took < 30 and not (tmp_path / "run").exists()

@@ -92,7 +92,7 @@ def test_a_confirmation_must_clear_the_target_by_its_standard_error():
 
 def test_a_window_that_reaches_the_target_is_not_solved_unless_confirmed(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
-    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "custom_envs:EasyOnlyInActors-v0",
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "faulty_envs:EasyOnlyInActors-v0",
                            "--run-dir", str(tmp_path / "run"), "--max-seconds", "10", "--eval-every-s", "0"],
                           capture_output=True, text=True, timeout=90, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
@@ -105,7 +105,7 @@ def test_a_window_that_reaches_the_target_is_not_solved_unless_confirmed(tmp_pat
 
 def test_confirmation_off_trusts_the_window(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
-    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "custom_envs:EasyOnlyInActors-v0",
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "faulty_envs:EasyOnlyInActors-v0",
                            "--run-dir", str(tmp_path / "run"), "--max-seconds", "30", "--eval-every-s", "0",
                            "--confirm-episodes", "0"],
                           capture_output=True, text=True, timeout=90, cwd=tmp_path, env=env)

@@ -173,9 +173,9 @@ class _DrawsUndeclared(_NoFrames):
 
 
 @pytest.mark.parametrize("env_id, video, says", [
-    ("custom_envs:HangsOnCreate-v0", False, "was not made, reset and stepped once within 1 s"),
-    ("custom_envs:CartPoleHangsLater-v0", False, "was not made, reset or stepped within 1 s"),
-    ("custom_envs:CartPoleHangsInVideo-v0", True, "was not made, reset or stepped within 1 s")])
+    ("faulty_envs:HangsOnCreate-v0", False, "was not made, reset and stepped once within 1 s"),
+    ("faulty_envs:CartPoleHangsLater-v0", False, "was not made, reset or stepped within 1 s"),
+    ("faulty_envs:CartPoleHangsInVideo-v0", True, "was not made, reset or stepped within 1 s")])
 def test_an_env_that_hangs_in_eval_is_one_line_within_the_runs_wait_timeout(run_dir, tmp_path, env_id, video, says):
     """eval plays the env in its own process: without a limit an env that hangs hung it for good, where training
     bounds every env step by --wait-timeout-s. Here the run's config names an env that hangs when made or at its

@@ -15,7 +15,7 @@ from actorlearner.stopping import Interrupted, StopSignals, UserCodeStopped
 from conftest import ROOT, our_segments, spawned_pids
 
 
-def start(tmp_path, *args, env_id="custom_envs:HangInLearner-v0"):
+def start(tmp_path, *args, env_id="faulty_envs:HangInLearner-v0"):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
     return subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--env", env_id,
                              "--run-dir", str(tmp_path / "run"), "--no-stop-at-target", *args],
@@ -81,7 +81,7 @@ def test_slow_evaluation_env_is_played_in_slices_beside_training(tmp_path):
     10-s run it never finishes (it needs ~40 s) and the learner keeps stepping; the final one (5 s of grace) is
     played through (the timeout is per env step)."""
     proc = start(tmp_path, "--max-seconds", "10", "--eval-every-s", "1", "--eval-episodes", "2",
-                 "--wait-timeout-s", "3", env_id="custom_envs:SlowInLearner-v0")
+                 "--wait-timeout-s", "3", env_id="faulty_envs:SlowInLearner-v0")
     code, out, err, _ = finish(proc, 90)
     assert code == 0, err
     assert "evaluation stopped" not in out, out

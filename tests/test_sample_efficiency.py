@@ -215,7 +215,7 @@ def test_envs_with_box_actions_that_no_preset_names_get_the_continuous_settings(
     assert parse("--env", "NoSuchEnv-v0").preset is None  # the launcher's checks name it, with their hints
     assert parse("--env", "best-action-half:Half-v0").preset is None  # a module that does not import: the same
     with pytest.raises(ConfigError, match="was not made within 1 s"):
-        parse("--env", "custom_envs:HangsOnCreate-v0", "--wait-timeout-s", "1")
+        parse("--env", "faulty_envs:HangsOnCreate-v0", "--wait-timeout-s", "1")
     if importlib.util.find_spec("Box2D") is not None:  # image observations go to the CNN: not these settings
         assert parse("--env", "CarRacing-v3").preset is None
 

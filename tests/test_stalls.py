@@ -33,13 +33,13 @@ def check_end(tmp_path, proc, before, t0):
 
 def test_actor_with_a_hung_env_is_killed_and_replaced(tmp_path):
     before, t0 = spawned_pids(), time.monotonic()
-    proc = popen(tmp_path, "--env", "custom_envs:HangOnceInActor-v0", "--env-backend", "gymnasium",
+    proc = popen(tmp_path, "--env", "faulty_envs:HangOnceInActor-v0", "--env-backend", "gymnasium",
                  "--max-seconds", "12", "--actor-stall-s", "3",
                  extra_env={"HANG_MARKER": str(tmp_path / "hung")})
     summary = check_end(tmp_path, proc, before, t0)
     assert (tmp_path / "hung").exists()
     assert summary["env_steps"] > 0
-    assert "(it was in custom_envs.py:" in summary["stdout"] and " in step); killing it" in summary["stdout"]
+    assert "(it was in faulty_envs.py:" in summary["stdout"] and " in step); killing it" in summary["stdout"]
 
 
 def test_frozen_actor_process_is_killed_and_replaced(tmp_path):

@@ -108,13 +108,13 @@ def test_a_new_run_in_a_finished_runs_directory_is_refused(tmp_path):
 
 def test_env_constructor_that_raises_is_named(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
-    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "custom_envs:RaisesOnCreate-v0",
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "faulty_envs:RaisesOnCreate-v0",
                            "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=60,
                           cwd=tmp_path, env=env)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert "could not create the env custom_envs:RaisesOnCreate-v0" in lines[0]
+    assert "could not create the env faulty_envs:RaisesOnCreate-v0" in lines[0]
     assert "RuntimeError: no licence for this simulator" in lines[0]
 
 
