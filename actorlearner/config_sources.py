@@ -61,8 +61,16 @@ def with_preset(base: Config, overrides: dict) -> Config:
             raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
         if name == "atari" and not is_atari(env):
             raise ConfigError(f"--preset atari is for ALE ids (--env ALE/Game-v5), not {env!r}")
-        base = base.replace(**PRESETS[name], preset=name)
+        preset = PRESETS[name]
+        if overrides.get("loss") == "impala":  # the preset's passes are APPO's: they go with the loss it named
+            preset = {k: v for k, v in preset.items() if k not in APPO_ONLY}
+        base = base.replace(**preset, preset=name)
     return base.replace(**overrides)
+
+
+# Preset fields that only --loss appo reads, left out where the flags ask for impala over an APPO preset (or it
+# would be refused for settings the user never gave).
+APPO_ONLY = ("epochs", "minibatches", "clip_ratio", "target_kl")
 
 
 def _by_action_space(env, modules: tuple, timeout: float) -> Optional[str]:

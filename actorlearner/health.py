@@ -188,13 +188,15 @@ class StaleWatch:
         return False
 
 
-def stale_warning(rho_mean: float, learner_step: int) -> str:
-    """The one-line warning for samples found to carry no weight at `learner_step`."""
+def stale_warning(rho_mean: float, learner_step: int, target_kl: float = 0.0) -> str:
+    """The one-line warning for samples found to carry no weight at `learner_step`; target_kl: the run's (0: off),
+    so that the first remedy named is one it does not have already."""
+    kl = f"a --target-kl below {target_kl:g}" if target_kl else "--target-kl 0.02 (appo)"
     return (f"learner step {learner_step}: the actors' samples carried almost no weight in {STALE_STEPS} of the last "
             f"{STALE_WINDOW} steps (mean importance weight {rho_mean:.2g}; 1 when the learner's policy is the one "
             f"they acted with): each update moves the policy further than the actors can follow, and it learns "
             f"nothing from their samples. Seen with a continuous policy whose std had shrunk: restart with "
-            f"--target-kl 0.02 (appo), a lower --learning-rate, --max-grad-norm 0.5, or an --entropy-cost")
+            f"{kl}, a lower --learning-rate, --max-grad-norm 0.5, or an --entropy-cost")
 
 
 # No episode has ended after this many env steps per env: an env with no time limit that never ends one (a custom

@@ -270,7 +270,7 @@ class LearnerLoop:
         spread, entropy = losses.get("policy_spread"), losses.get("entropy")
         if self.stale_watch.update(losses.get("rho_mean")):
             stats.policy_collapses += 1
-            warn(stale_warning(losses["rho_mean"], stats.learner_steps))
+            warn(stale_warning(losses["rho_mean"], stats.learner_steps, self.cfg.target_kl))
         solved = stats.solved_at_s is not None
         outside = self.clip_watch.update(actions, solved) if self.clip_watch is not None else None
         if outside is not None:

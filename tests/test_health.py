@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from actorlearner.config import Config
 from actorlearner.health import (COLLAPSE_STEPS, DETERMINISTIC_FRACTION, ENDLESS_STEPS_PER_ENV, MIN_PEAK, STALE_STEPS,
-                                 STALE_WINDOW, ClipWatch, CollapseWatch, EntropyWatch, StaleWatch, endless_warning)
+                                 STALE_WINDOW, ClipWatch, CollapseWatch, EntropyWatch, StaleWatch, endless_warning,
+                                 stale_warning)
 from actorlearner.learner import Learner
 from actorlearner.losses import policy_spread
 from test_cli import run_cli
@@ -103,6 +104,7 @@ def test_learner_loop_warns_on_stderr_and_counts_the_collapse(capsys):
     loop.entropy_watch = EntropyWatch(2)
     loop.clip_watch = None  # discrete actions
     loop.stale_watch = StaleWatch()
+    loop.cfg = Config()
     for spread in [1.0] + [0.0] * (2 * COLLAPSE_STEPS):
         loop.stats.learner_steps += 1
         loop._watch_health({"policy_spread": spread, "entropy": 0.5, "rho_mean": 1.0}, np.zeros((20, 4), np.int32))
@@ -116,6 +118,8 @@ def test_learner_loop_warns_on_stderr_and_counts_the_collapse(capsys):
     assert loop.stats.policy_collapses == 2
     assert err.count(f"learner step {2 * COLLAPSE_STEPS + 1 + STALE_STEPS}: the actors' samples carried almost no "
                      f"weight in {STALE_STEPS} of the last {STALE_WINDOW} steps (mean importance weight 0.0003;") == 1
+    assert "restart with --target-kl 0.02 (appo), a lower --learning-rate" in err
+    assert "restart with a --target-kl below 0.02, a lower" in stale_warning(3e-4, 7, target_kl=0.02)  # has it
     resumed = RunStats(0.0, None)  # a checkpoint keeps the count and the watch's peak
     resumed.restore(loop.stats.state())
     assert resumed.policy_collapses == 2 and resumed.collapse.peak == 1.0

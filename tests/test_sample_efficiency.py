@@ -206,8 +206,13 @@ def test_envs_with_box_actions_that_no_preset_names_get_the_continuous_settings(
     continuous recipe solves it in ~5 s. The action space is found by making one env."""
     car = parse("--env", "MountainCarContinuous-v0")
     assert car == Config().replace(**PRESETS["continuous"], env="MountainCarContinuous-v0", preset="continuous")
-    assert parse("--env", "MountainCarContinuous-v0", "--loss", "impala", "--epochs", "1",
-                 "--minibatches", "1").loss == "impala"  # explicit flags win
+    impala = parse("--env", "MountainCarContinuous-v0", "--loss", "impala")  # explicit flags win, and the
+    assert (impala.loss, impala.epochs, impala.minibatches) == ("impala", 1, 1)  # preset's APPO passes go with it
+    assert impala.normalize_obs and impala.max_grad_norm == PRESETS["continuous"]["max_grad_norm"]  # the rest stays
+    hopper = validate(parse("--env", "Hopper-v5", "--loss", "impala"))
+    assert (hopper.preset, hopper.epochs, hopper.target_kl) == ("mujoco", 1, 0.0)
+    with pytest.raises(ConfigError, match="--epochs/--minibatches > 1 need --loss appo"):  # unless asked for
+        validate(parse("--env", "Hopper-v5", "--loss", "impala", "--epochs", "2"))
     assert parse("--env", "MountainCarContinuous-v0", "--preset", "none").loss == Config().loss
     assert parse("--env", "Pendulum-v1").preset == "pendulum"  # its own preset first
     assert parse("--env", "Taxi-v4").preset is None  # discrete actions
