@@ -207,7 +207,7 @@ def test_envs_with_box_actions_that_no_preset_names_get_the_continuous_settings(
     car = parse("--env", "MountainCarContinuous-v0")
     assert car == Config().replace(**PRESETS["continuous"], env="MountainCarContinuous-v0", preset="continuous")
     impala = parse("--env", "MountainCarContinuous-v0", "--loss", "impala")  # explicit flags win, and the
-    assert (impala.loss, impala.epochs, impala.minibatches) == ("impala", 1, 1)  # preset's APPO passes go with it
+    assert (impala.loss, impala.epochs, impala.minibatches, impala.normalize_advantages) == ("impala", 1, 1, False)
     assert impala.normalize_obs and impala.max_grad_norm == PRESETS["continuous"]["max_grad_norm"]  # the rest stays
     hopper = validate(parse("--env", "Hopper-v5", "--loss", "impala"))
     assert (hopper.preset, hopper.epochs, hopper.target_kl) == ("mujoco", 1, 0.0)
