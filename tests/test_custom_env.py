@@ -51,11 +51,17 @@ def test_the_actorlearner_command_finds_an_env_module_in_the_working_directory(t
 
 
 def test_unimportable_env_module_is_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "no_such_module_xyz:Foo-v0",
-                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "could not import env module 'no_such_module_xyz'" in lines[0], proc.stderr
+    """A module that is nowhere gets the way to make it found; one that fails inside gets its own error."""
+    (tmp_path / "broken_envs.py").write_text("import no_such_dependency_xyz\n")
+    for env_id, message in (("no_such_module_xyz:Foo-v0", "no env module 'no_such_module_xyz' on the Python path "
+                             f"or in the working directory ({tmp_path}): run from the directory that holds it"),
+                            ("broken_envs:Foo-v0", "could not import env module 'broken_envs': ModuleNotFoundError: "
+                             "No module named 'no_such_dependency_xyz'")):
+        proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", env_id, "--run-dir",
+                               str(tmp_path / "run")], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert proc.returncode == 2
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], proc.stderr
 
 
 @pytest.mark.skipif(not hasattr(os, "nice"), reason="no Unix niceness on this OS")
