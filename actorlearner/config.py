@@ -123,8 +123,12 @@ class Config:
     clip_ratio: float = _f(0.2, "PPO clip epsilon of the appo surrogate")
     normalize_advantages: bool = _f(False, "normalize the appo advantages per minibatch (mean 0, std 1)")
     target_kl: float = _f(0.0, "appo: end a batch's passes early, after the minibatch whose approximate KL divergence "
-                          "from the actors' policy (before its update) is above this (0: off); bounds how far the "
-                          "learner's policy moves from the one that acted")
+                          "from the reference policy (--target-kl-from), measured before its update, is above this "
+                          "(0: off)")
+    target_kl_from: str = _f("actors", "--target-kl's reference: actors (the policy that acted: bounds how far the "
+                             "learner leaves the actors behind, policy lag included) or batch (the learner's policy at "
+                             "the batch's start, as PPO's target_kl: bounds one batch's move; costs a forward pass "
+                             "over the batch)", choices=("actors", "batch"))
     max_policy_lag: int = _f(0, "drop unrolls whose policy is more than this many learner steps old when the "
                              "batch is formed (0: keep all); counted as stale_dropped. A learner step is one batch: "
                              "with --loss appo, epochs x minibatches optimizer updates")

@@ -70,7 +70,7 @@ def with_preset(base: Config, overrides: dict) -> Config:
 
 # Preset fields that only --loss appo reads, left out where the flags ask for impala over an APPO preset (or it
 # would be refused for settings the user never gave).
-APPO_ONLY = ("epochs", "minibatches", "clip_ratio", "normalize_advantages", "target_kl")
+APPO_ONLY = ("epochs", "minibatches", "clip_ratio", "normalize_advantages", "target_kl", "target_kl_from")
 
 
 def _by_action_space(env, modules: tuple, timeout: float) -> Optional[str]:

@@ -27,6 +27,9 @@ from .model import apply_time_major
 ROW_NAMES = ("behaviour_logp", "rewards", "discounts", "mask")
 STAT_NAMES = ("finite", "grad_norm", "total", "policy", "baseline", "entropy", "rho_mean", "policy_spread")
 APPO_STAT_NAMES = STAT_NAMES + ("clip_frac", "approx_kl")  # IMPALA's loss has no ratio to clip
+# With --target-kl-from batch, a fifth row: the log-probabilities under the learner's policy at the batch's start,
+# and the KL from that policy as a stat (the rule's figure; losses.appo_loss).
+START_ROW, START_STAT = "start_logp", "update_kl"
 
 
 class NumericalFault(RuntimeError):
@@ -66,43 +69,68 @@ class Learner:
         self._rng = np.random.default_rng(cfg.seed)  # minibatch shuffling
         act_sig = (tf.TensorSpec([T, B], tf.int32) if spec.discrete
                    else tf.TensorSpec([T, B, spec.action_dim], tf.float32))
+        # --target-kl-from batch (several updates a batch, config.validate): each update's KL is measured from the
+        # policy at the batch's start, whose log-probabilities one forward pass over the whole batch gives first.
+        anchored = bool(cfg.target_kl) and cfg.target_kl_from == "batch"
+        self._kl_stat = START_STAT if anchored else "approx_kl"  # the figure --target-kl stops at
+        self._row_names = ROW_NAMES + ((START_ROW,) if anchored else ())
         # A fixed input_signature: one trace, and no retracing on Python scalars or shapes. No autograph:
         # the step has no Python control flow to convert, and converting costs ~0.3 s of start-up.
         self.state_sizes = tuple(getattr(model, "state_sizes", ()))
         self._step = tf.function(self._train_step, autograph=False, input_signature=[
             tf.TensorSpec([T + 1, B, *spec.obs_shape], spec.obs_dtype), tf.TensorSpec([T + 1, B], tf.uint8),
-            act_sig, tf.TensorSpec([len(ROW_NAMES), T, B], tf.float32),
+            act_sig, tf.TensorSpec([len(self._row_names), T, B], tf.float32),
             tf.TensorSpec([1, B, sum(self.state_sizes)], tf.float32), tf.TensorSpec([], tf.float32)])
+        self._start, self._start_concrete = None, None  # the whole batch's forward pass (--target-kl)
+        if anchored:
+            n = cfg.batch_size
+            self._start = tf.function(self._log_probs, autograph=False, input_signature=[
+                tf.TensorSpec([T + 1, n, *spec.obs_shape], spec.obs_dtype), tf.TensorSpec([T + 1, n], tf.uint8),
+                tf.TensorSpec([T, n, *act_sig.shape[2:]], act_sig.dtype),
+                tf.TensorSpec([1, n, sum(self.state_sizes)], tf.float32)])
+            self._no_state_batch = tf.zeros([1, n, 0], tf.float32)
         self._no_state = tf.zeros([1, B, 0], tf.float32)  # a feed-forward model's (empty) core_state
         self._entropy_now = (None, None)  # (scheduled entropy cost, the same as a tensor)
         self.steps = 0
         self._concrete = None
         self._executor = ""  # TensorFlow's executor for the step (executor_for)
         self._lr_now = cfg.learning_rate
-        self._stat_names = APPO_STAT_NAMES if cfg.loss == "appo" else STAT_NAMES
+        self._stat_names = ((APPO_STAT_NAMES + ((START_STAT,) if anchored else ())) if cfg.loss == "appo"
+                            else STAT_NAMES)
         by_path = {v.path: v for v in model.weights}
         self._norm = (tuple(by_path[p] for p, _ in OBS_NORM) if cfg.normalize_obs and "obs_norm/mean" in by_path
                       else None)
 
+    def _forward(self, obs, first, actions, core_state):
+        """The model on a time-major batch: (params [T, B, P] without the bootstrap row, values [T+1, B],
+        log pi(a_t|x_t) [T, B], entropies [T, B]). obs [T+1, B, *obs_shape]; core_state [1, B, S]."""
+        spec = self.spec
+        state = tf.split(core_state[0], self.state_sizes, axis=1) if self.state_sizes else None
+        params, values, _ = apply_time_major(self.model, obs, first, state)
+        params = first_rows(params)  # [T, B, P]: the last row only bootstraps the value
+        T, B = params.shape[0], params.shape[1]
+        flat_params = tf.reshape(params, [T * B, -1])
+        flat_actions = tf.reshape(actions, [T * B] if spec.discrete else [T * B, spec.action_dim])
+        logp, entropy = (tf.reshape(x, [T, B]) for x in D.tf_log_prob_and_entropy(
+            flat_params, flat_actions, discrete=spec.discrete))
+        return params, values, logp, entropy
+
+    def _log_probs(self, obs, first, actions, core_state):
+        """log pi(a_t|x_t) [T, B] under the learner's policy now (--target-kl's reference at a batch's start)."""
+        return self._forward(obs, first, actions, core_state)[2]
+
     def _train_step(self, obs, first, actions, rows, core_state, entropy_cost):
         cfg, spec = self.cfg, self.spec
-        behaviour_logp, rewards, discounts, mask = tf.unstack(rows)  # ROW_NAMES' order
-        T, B = cfg.unroll_length, self._minibatch
+        behaviour_logp, rewards, discounts, mask, *start_logp = tf.unstack(rows)  # self._row_names' order
         variables = self.model.trainable_variables
-        state = tf.split(core_state[0], self.state_sizes, axis=1) if self.state_sizes else None
         with tf.GradientTape() as tape:
-            params, values, _ = apply_time_major(self.model, obs, first, state)
-            params = first_rows(params)  # [T, B, P]: the last row only bootstraps the value
-            flat_params = tf.reshape(params, [T * B, -1])
-            flat_actions = tf.reshape(actions, [T * B] if spec.discrete else [T * B, spec.action_dim])
-            target_logp, entropy = (tf.reshape(x, [T, B]) for x in D.tf_log_prob_and_entropy(
-                flat_params, flat_actions, discrete=spec.discrete))
+            params, values, target_logp, entropy = self._forward(obs, first, actions, core_state)
             common = dict(target_logp=target_logp, behaviour_logp=behaviour_logp, entropy=entropy, values=values,
                           rewards=rewards, discounts=discounts, mask=mask, baseline_cost=cfg.baseline_cost,
                           entropy_cost=entropy_cost, clip_rho=cfg.clip_rho, lambda_=cfg.vtrace_lambda)
             if cfg.loss == "appo":
-                losses = appo_loss(**common, clip_ratio=cfg.clip_ratio,
-                                   normalize_advantages=cfg.normalize_advantages)
+                losses = appo_loss(**common, clip_ratio=cfg.clip_ratio, normalize_advantages=cfg.normalize_advantages,
+                                   start_logp=start_logp[0] if start_logp else None)
             else:
                 losses = impala_loss(**common, clip_pg_rho=cfg.clip_pg_rho)
         losses["policy_spread"] = policy_spread(params, mask, discrete=spec.discrete)  # health.CollapseWatch
@@ -126,6 +154,8 @@ class Learner:
         concrete = self._step.get_concrete_function()
         self._concrete = flat_caller(concrete)
         self._executor = executor_for(concrete.graph)
+        if self._start is not None:
+            self._start_concrete = flat_caller(self._start.get_concrete_function())
 
     def observe(self, obs: np.ndarray) -> None:
         """Folds a batch's observations [T+1, B, obs_dim] (float vectors) into the running statistics of the model's
@@ -208,6 +238,8 @@ class Learner:
         if cfg.epochs * cfg.minibatches == 1:
             return self._update(batch, entropy_cost)
         n, updates = batch["rewards"].shape[1], 0
+        if self._start is not None:
+            batch = {**batch, START_ROW: self._start_logp(batch)}
         for _ in range(cfg.epochs):
             order = self._rng.permutation(n)
             for start in range(0, n, self._minibatch):
@@ -215,12 +247,20 @@ class Learner:
                 stats, flat = self._update({k: v[:, idx] for k, v in batch.items()}, entropy_cost)
                 updates += 1
                 # The KL is the minibatch's before its update (computed with the loss): one update past it at most.
-                if cfg.target_kl and stats["approx_kl"] > cfg.target_kl:
+                if cfg.target_kl and stats[self._kl_stat] > cfg.target_kl:
                     return {**stats, "updates": updates}, flat
         return {**stats, "updates": updates}, flat
 
+    def _start_logp(self, batch: dict) -> np.ndarray:
+        """log pi(a_t|x_t) [T, n] of a whole batch under the policy now, before its updates."""
+        state = to_tensor(batch["core_state"]) if "core_state" in batch else self._no_state_batch
+        with tf.experimental.function_executor_type(self._executor):
+            logp = self._start_concrete(to_tensor(batch["obs"]), to_tensor(batch["first"]),
+                                        to_tensor(batch["actions"]), state)
+        return logp.numpy()
+
     def _update(self, batch: dict, entropy_cost) -> tuple[dict[str, float], np.ndarray]:
-        rows = np.stack([batch[k] for k in ROW_NAMES], dtype=np.float32)
+        rows = np.stack([batch[k] for k in self._row_names], dtype=np.float32)
         state = to_tensor(batch["core_state"]) if "core_state" in batch else self._no_state
         with tf.experimental.function_executor_type(self._executor):
             stats, flat = self._concrete(to_tensor(batch["obs"]), to_tensor(batch["first"]),

@@ -86,7 +86,7 @@ def normalize(x, mask=None, eps: float = 1e-8):
 
 def appo_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discounts, mask=None,
               baseline_cost: float, entropy_cost, clip_rho: float, lambda_: float, clip_ratio: float,
-              normalize_advantages: bool) -> dict:
+              normalize_advantages: bool, start_logp=None) -> dict:
     """APPO: PPO's clipped surrogate on V-trace advantages (as in Sample Factory and RLlib's APPO), so a
     batch can be used for several passes without the policy running away from the one that acted.
 
@@ -94,6 +94,9 @@ def appo_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discount
     updates (and the policy lag) have moved the policy from the one that acted: clip_frac, the share of
     (unmasked) samples whose ratio is outside [1 - clip_ratio, 1 + clip_ratio] (clip_ratio is PPO's epsilon), and
     approx_kl, KL(behaviour || target) estimated as mean(ratio - 1 - log ratio) (unbiased, never negative).
+    start_logp: [T, B] log pi_0(a_t|x_t) under the learner's policy at the start of the batch's passes, or None;
+    given, the dict also has update_kl, KL(pi_0 || target) estimated the same way: how far this batch's updates
+    alone have moved the policy, the figure --target-kl stops them at (PPO's, whose rollout policy is pi_0).
     The advantage is A_t = r_t + discount_t * vs_{t+1} - V(x_t) with the V-trace targets vs, without
     V-trace's rho factor: the surrogate's ratio pi/mu already weighs each sample, and clipping it is the
     correction for policy lag.
@@ -117,7 +120,16 @@ def appo_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discount
                                         mask=mask, baseline_cost=baseline_cost, entropy_cost=entropy_cost)
     ratio, log_rhos = tf.stop_gradient(ratio), tf.stop_gradient(log_rhos)
     clipped = tf.cast(tf.abs(ratio - 1.0) > clip_ratio, tf.float32)
-    return {**losses, "clip_frac": _masked_mean(clipped, mask), "approx_kl": _masked_mean(ratio - 1.0 - log_rhos, mask)}
+    losses.update(clip_frac=_masked_mean(clipped, mask), approx_kl=_approx_kl(log_rhos, mask))
+    if start_logp is not None:
+        losses["update_kl"] = _approx_kl(tf.stop_gradient(target_logp - start_logp), mask)
+    return losses
+
+
+def _approx_kl(log_ratio, mask):
+    """KL(p || q) estimated from log_ratio = log q(a) - log p(a) at actions a drawn from p: mean(r - 1 - log r),
+    r = exp(log_ratio) (unbiased, never negative). log_ratio, mask: [T, B]."""
+    return _masked_mean(tf.exp(log_ratio) - 1.0 - log_ratio, mask)
 
 
 def _with_baseline_and_entropy(policy_loss, *, vs, values, entropy, log_rhos, mask, baseline_cost: float,

@@ -215,6 +215,8 @@ def progress_line(stats: RunStats, steps_per_s: float, *, max_steps: int = 0, ma
                  f"rho {_fmt(losses.get('rho_mean'), '.3f')}, spread {_fmt(losses.get('policy_spread'), '.3g')}")
         if "clip_frac" in losses:
             line += f", clipped {losses['clip_frac']:.1%}, kl {losses['approx_kl']:.3g}"
+            if "update_kl" in losses:
+                line += f" (the batch's updates {losses['update_kl']:.3g})"
         if "updates" in losses:
             line += f", {losses['updates']} updates"
         line += ")"

@@ -14,7 +14,8 @@ import os
 import time
 
 TAGS = ("episode/return_mean_100", "episode/length_mean_100", "eval/return", "loss/total", "loss/policy",
-        "loss/baseline", "loss/entropy", "loss/grad_norm", "loss/clip_frac", "loss/approx_kl", "train/updates",
+        "loss/baseline", "loss/entropy", "loss/grad_norm", "loss/clip_frac", "loss/approx_kl", "loss/update_kl",
+        "train/updates",
         "train/learning_rate",
         "speed/env_steps_per_s", "speed/learner_steps_per_s", "train/policy_lag_mean", "train/queue_fill",
         "train/policy_spread")

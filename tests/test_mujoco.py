@@ -21,7 +21,8 @@ def test_mujoco_ids_get_the_mujoco_preset():
         assert not is_mujoco(env_id), env_id
     assert preset_for_env("Pendulum-v1") == "pendulum"
     assert preset_for_env("HalfCheetah-v5") == "halfcheetah"  # its own (a narrower starting policy)
-    assert {**PRESETS["mujoco"], "init_log_std": -1.0, "env": "HalfCheetah-v5"} == PRESETS["halfcheetah"]
+    assert {**PRESETS["mujoco"], "init_log_std": -1.0, "target_kl_from": "batch",
+            "env": "HalfCheetah-v5"} == PRESETS["halfcheetah"]
     cfg = with_preset(Config(), {"env": "Hopper-v5", "learning_rate": 5e-4})
     assert cfg.preset == "mujoco" and cfg.loss == PRESETS["mujoco"]["loss"] and cfg.learning_rate == 5e-4
     assert with_preset(Config(), {"env": "Hopper-v5", "preset": "none"}).loss == Config().loss

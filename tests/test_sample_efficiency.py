@@ -91,6 +91,12 @@ def test_appo_clip_fraction_counts_the_ratios_outside_the_clip():
     assert out["clip_frac"].numpy() == pytest.approx(2 / (T * B))
     # KL(behaviour || target) estimated per sample as ratio - 1 - log ratio: 0 where the policies agree.
     assert out["approx_kl"].numpy() == pytest.approx(np.mean(np.exp(shift) - 1 - shift), rel=1e-5)
+    assert "update_kl" not in out  # only with the batch's starting policy given
+    # --target-kl's figure: the same estimate from the policy at the batch's start, not the actors'.
+    start = logp + 0.5 * shift
+    out = appo(tf.constant(logp + shift), logp, values, rewards, discounts, start_logp=tf.constant(start))
+    assert out["update_kl"].numpy() == pytest.approx(np.mean(np.exp(0.5 * shift) - 1 - 0.5 * shift), rel=1e-5)
+    assert out["approx_kl"].numpy() == pytest.approx(np.mean(np.exp(shift) - 1 - shift), rel=1e-5)
     mask = np.ones((T, B), np.float32)
     mask[0, 0] = 0  # a left-out step is not counted, clipped or not
     out = appo(tf.constant(logp + shift), logp, values, rewards, discounts, mask=tf.constant(mask))
@@ -139,7 +145,21 @@ def test_epochs_and_minibatches_make_that_many_updates():
         stopping = Learner(cfg.replace(target_kl=target_kl), spec, build_default_model(spec, cfg))
         stats, _ = stopping.step(far)
         assert stats["updates"] == updates and int(stopping.optimizer.iterations.numpy()) == updates, stats
-        assert (stats["approx_kl"] > target_kl) == (updates == 1)
+        assert (stats["approx_kl"] > target_kl) == (updates == 1) and "update_kl" not in stats
+    # --target-kl-from batch: the KL from the learner's policy at the batch's start instead, which leaves that
+    # policy lag alone. The first minibatch's KL is 0 (nothing has moved yet), the second's is the first update's
+    # move: over 1e-9, far under 1e6.
+    cfg = cfg.replace(target_kl_from="batch")
+    probe = Learner(cfg.replace(target_kl=1e-9), spec, build_default_model(spec, cfg))
+    probe.trace()
+    first, _ = probe._update({k: v[:, :2] for k, v in {**far, "start_logp": probe._start_logp(far)}.items()},
+                             tf.constant(0.0))
+    assert first["update_kl"] == pytest.approx(0.0, abs=1e-6) and first["approx_kl"] > 0.5, first
+    for target_kl, updates in ((1e-9, 2), (1e6, 6)):
+        stopping = Learner(cfg.replace(target_kl=target_kl), spec, build_default_model(spec, cfg))
+        stats, _ = stopping.step(far)
+        assert stats["updates"] == updates and int(stopping.optimizer.iterations.numpy()) == updates, stats
+        assert (stats["update_kl"] > target_kl) == (updates == 2) and stats["approx_kl"] > 0.5, stats
 
 
 def test_policy_lag_bound_gives_stale_unrolls_back():
