@@ -111,14 +111,13 @@ def import_env_modules(modules: Sequence[str], env_id: Optional[str] = None) -> 
         _look_in_working_directory(name)
         try:
             importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name.split(".", 1)[0]:  # the module is there; something it imports is not
-                raise ConfigError(f"could not import env module {name!r}: {type(e).__name__}: {e}") from None
-            # `actorlearner eval RUN` from another directory than the training's is the usual way here.
-            raise ConfigError(f"no env module {name!r} on the Python path or in the working directory "
-                              f"({os.getcwd()}): run from the directory that holds it, or add that directory to "
-                              f"PYTHONPATH") from None
         except Exception as e:  # noqa: BLE001 - any failure to import a user module is a user-input error
+            if isinstance(e, ModuleNotFoundError) and e.name and (name + ".").startswith(e.name + "."):
+                # The module (or its package) is nowhere, not something it imports: `actorlearner eval RUN` from
+                # another directory than the training's is the usual way here.
+                raise ConfigError(f"no env module {name!r} on the Python path or in the working directory "
+                                  f"({os.getcwd()}): run from the directory that holds it, or add that directory "
+                                  f"to PYTHONPATH") from None
             raise ConfigError(f"could not import env module {name!r}: {type(e).__name__}: {e}") from None
 
 

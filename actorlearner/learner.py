@@ -95,8 +95,8 @@ class Learner:
         self._concrete = None
         self._executor = ""  # TensorFlow's executor for the step (executor_for)
         self._lr_now = cfg.learning_rate
-        self._stat_names = ((APPO_STAT_NAMES + ((START_STAT,) if anchored else ())) if cfg.loss == "appo"
-                            else STAT_NAMES)
+        self._stat_names = ((APPO_STAT_NAMES if cfg.loss == "appo" else STAT_NAMES)  # anchored: appo (validate)
+                            + ((START_STAT,) if anchored else ()))
         by_path = {v.path: v for v in model.weights}
         self._norm = (tuple(by_path[p] for p, _ in OBS_NORM) if cfg.normalize_obs and "obs_norm/mean" in by_path
                       else None)

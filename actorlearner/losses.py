@@ -120,16 +120,17 @@ def appo_loss(*, target_logp, behaviour_logp, entropy, values, rewards, discount
                                         mask=mask, baseline_cost=baseline_cost, entropy_cost=entropy_cost)
     ratio, log_rhos = tf.stop_gradient(ratio), tf.stop_gradient(log_rhos)
     clipped = tf.cast(tf.abs(ratio - 1.0) > clip_ratio, tf.float32)
-    losses.update(clip_frac=_masked_mean(clipped, mask), approx_kl=_approx_kl(log_rhos, mask))
+    losses.update(clip_frac=_masked_mean(clipped, mask), approx_kl=_approx_kl(ratio, log_rhos, mask))
     if start_logp is not None:
-        losses["update_kl"] = _approx_kl(tf.stop_gradient(target_logp - start_logp), mask)
+        log_moved = tf.stop_gradient(target_logp - start_logp)
+        losses["update_kl"] = _approx_kl(tf.exp(log_moved), log_moved, mask)
     return losses
 
 
-def _approx_kl(log_ratio, mask):
-    """KL(p || q) estimated from log_ratio = log q(a) - log p(a) at actions a drawn from p: mean(r - 1 - log r),
-    r = exp(log_ratio) (unbiased, never negative). log_ratio, mask: [T, B]."""
-    return _masked_mean(tf.exp(log_ratio) - 1.0 - log_ratio, mask)
+def _approx_kl(ratio, log_ratio, mask):
+    """KL(p || q) estimated from ratio = q(a) / p(a) and its log at actions a drawn from p: mean(r - 1 - log r)
+    (unbiased, never negative). ratio, log_ratio, mask: [T, B]."""
+    return _masked_mean(ratio - 1.0 - log_ratio, mask)
 
 
 def _with_baseline_and_entropy(policy_loss, *, vs, values, entropy, log_rhos, mask, baseline_cost: float,
