@@ -13,7 +13,8 @@ from . import atari
 from .atari import MAX_FRAMES, STICKY_ACTIONS, ChannelsLastVector
 from .config import ConfigError
 from .env_batch import EnvBatch, GymEnvBatch, VectorEnvBatch, _close_quietly, env_seed
-from .envs import import_env_modules, inspect_env, registered_id, spec_from_spaces
+from .env_registry import import_env_modules, registered_id
+from .envs import inspect_env, spec_from_spaces
 
 class SampledActions(gym.spaces.MultiDiscrete):
     """A vector env's batched Discrete action space whose `contains` checks the batch's shape and integer dtype

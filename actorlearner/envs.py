@@ -3,29 +3,25 @@
 An env is either a registered gymnasium id (`CartPole-v1`, or `module:Env-v0`, whose module is imported
 first so that its registration runs) or a user callable returning a gymnasium.Env; the callable crosses
 into actor processes with cloudpickle, so lambdas and closures work. `--env-module` names modules to import
-before any env is made, in the launcher and in every actor (`import_env_modules`).
+before any env is made, in the launcher and in every actor (env_registry.import_env_modules).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
-import importlib
-import importlib.util
 import math
-import os
 import re
-import sys
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
 
-from .atari import game_name, single_env
+from .atari import single_env
 from .config import ConfigError
 from .env_batch import BadObservation, check_obs
+from .env_registry import import_env_modules, registered_id
 from .memory_envs import register as _register_memory_envs
 from .mujoco_warnings import say_mujoco_warnings_once
 from .presets import is_atari, mujoco_task
@@ -80,68 +76,6 @@ def hung_env_error(env_id: str, timeout_s: float, what: str, trained: bool = Fal
                            f"does it hang?")
     return ConfigError(f"the env {env_id} was not {what} within {timeout_s:g} s (the launcher's check of it, before "
                        f"anything starts): does it hang? --wait-timeout-s gives it longer")
-
-
-def _register_ale_ids() -> bool:
-    """Registers ale-py's ALE/ ids with gymnasium (it does so only once ale_py is imported, in every process
-    that makes one); False where ale-py is not installed."""
-    try:
-        import ale_py
-    except ImportError:
-        return False
-    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # not its banner in every process
-    gym.register_envs(ale_py)
-    return True
-
-
-def import_env_modules(modules: Sequence[str], env_id: Optional[str] = None) -> None:
-    """Imports `modules` and the module of a `module:Env-v0` id, so their gymnasium registrations run in
-    this process. Raises ConfigError naming a module that cannot be imported."""
-    names = list(modules)
-    if isinstance(env_id, str) and ":" in env_id:
-        names.append(env_id.split(":", 1)[0])
-    rid = registered_id(env_id) if isinstance(env_id, str) else ""
-    if rid.startswith("ALE/") and rid not in gym.registry and not _register_ale_ids():
-        raise ConfigError(f"{env_id} needs ale-py: pip install 'actorlearner[atari]'")
-    for name in names:
-        if name.endswith(".py") or "/" in name or os.sep in name:
-            module = os.path.splitext(os.path.basename(name))[0]
-            raise ConfigError(f"env module {name!r} is a file name: give the module's name ({module!r}), importable "
-                              f"from the working directory or PYTHONPATH")
-        _look_in_working_directory(name)
-        try:
-            importlib.import_module(name)
-        except Exception as e:  # noqa: BLE001 - any failure to import a user module is a user-input error
-            if isinstance(e, ModuleNotFoundError) and e.name and (name + ".").startswith(e.name + "."):
-                # The module (or its package) is nowhere, not something it imports: `actorlearner eval RUN` from
-                # another directory than the training's is the usual way here.
-                raise ConfigError(f"no env module {name!r} on the Python path or in the working directory "
-                                  f"({os.getcwd()}): run from the directory that holds it, or add that directory "
-                                  f"to PYTHONPATH") from None
-            raise ConfigError(f"could not import env module {name!r}: {type(e).__name__}: {e}") from None
-
-
-def _look_in_working_directory(name: str) -> None:
-    """Makes the current directory importable (last on sys.path) where it holds the module `name` and no
-    other place does. `python -m actorlearner` has it on the path already; the `actorlearner` command does
-    not, and `--env my_envs:GridWorld-v0` beside my_envs.py would fail there. Put last so that it shadows
-    no installed package; actor processes inherit the path (spawn passes it on)."""
-    top = name.split(".", 1)[0]
-    cwd = os.getcwd()
-    if cwd in sys.path or not (os.path.isfile(os.path.join(cwd, top + ".py"))
-                               or os.path.isdir(os.path.join(cwd, top))):
-        return
-    try:
-        if importlib.util.find_spec(top) is not None:
-            return
-    except (ImportError, ValueError):
-        pass
-    sys.path.append(cwd)
-
-
-def registered_id(env_id: str) -> str:
-    """The registry's id of `module:Env-v0` (the part after the colon), or env_id itself."""
-    return env_id.split(":", 1)[1] if ":" in env_id else env_id
 
 
 # Wrappers gym.make adds that only check usage or count steps. On a cheap env they are ~20 % of a step
@@ -275,59 +209,6 @@ def spec_from_spaces(obs_space, act_space, threshold=None, max_steps=None) -> En
         return EnvSpec(*obs, False, int(act_space.shape[0]), act_space.low.astype(np.float32),
                        act_space.high.astype(np.float32), threshold, max_steps)
     raise ConfigError(f"unsupported action space {act_space}: only Discrete and 1-D Box are supported")
-
-
-def check_env_id(env_id: str, modules: Sequence[str] = ()) -> None:
-    """Imports the env modules (`module:` prefix, --env-module), then checks the id is registered."""
-    import_env_modules(modules, env_id)
-    env_id = registered_id(env_id)
-    ale = _ale_id_for(env_id)
-    if ale:
-        raise ConfigError(f"{env_id} is one of ale-py's older ids (raw frames, no sticky actions); Atari games train "
-                          f"here as {ale}, with frameskip 4, sticky actions 0.25 and the standard preprocessing")
-    if env_id not in gym.registry:
-        _register_ale_ids()  # so that `Pong` can be pointed to ALE/Pong-v5
-        known = [k for k, v in gym.registry.items() if k.startswith("ALE/") or not _from_ale_py(v)]
-        close = difflib.get_close_matches(env_id, known, n=3) or _same_name(env_id, known)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ConfigError(f"unknown gymnasium env id {env_id!r}{hint}")
-
-
-def _same_name(env_id: str, known: Sequence[str]) -> list[str]:
-    """The newest version of each known id whose name (no namespace, no version) is env_id's, ignoring case:
-    `pong` or `Pong-v4` -> `ALE/Pong-v5`, `cartpole` -> `CartPole-v1`, which a close-match on the whole id misses."""
-    from gymnasium.envs.registration import parse_env_id
-
-    try:
-        want = parse_env_id(env_id)[1].lower()
-    except gym.error.Error:
-        return []
-    newest: dict[tuple, tuple[int, str]] = {}
-    for k in known:
-        namespace, name, version = parse_env_id(k)
-        if name.lower() == want and (version or 0) >= newest.get((namespace, name), (-1, ""))[0]:
-            newest[(namespace, name)] = (version or 0, k)
-    return sorted(k for _, k in newest.values())[:3]
-
-
-def _from_ale_py(spec: gym.envs.registration.EnvSpec) -> bool:
-    """A registry entry made by ale-py's registration (its ALE/ ids and its older ones)."""
-    return "ale_py" in str(spec.entry_point)
-
-
-def _ale_id_for(env_id: str) -> str:
-    """`ALE/Pong-v5` for ale-py's older ids (`PongNoFrameskip-v4`, `Pong-v0`, ...: raw 210x160 RGB frames, no
-    sticky actions, known to gymnasium once ale_py is imported); "" if env_id is not one (or ale-py is missing)."""
-    match = re.fullmatch(r"([A-Z][A-Za-z]*?)(?:NoFrameskip)?-v[04]", env_id)
-    registered = gym.registry.get(env_id)
-    if not match or (registered is not None and not _from_ale_py(registered)):
-        return ""
-    try:
-        from ale_py.roms import get_all_rom_ids  # not ale_py's registration: the old ids stay unknown here
-    except ImportError:
-        return ""
-    ale = f"ALE/{match.group(1)}-v5"
-    return ale if game_name(ale) in get_all_rom_ids() else ""
 
 
 def inspect_env(env_fn: EnvFn, name: str = "") -> EnvSpec:

@@ -312,7 +312,7 @@ def check_renders(env_id) -> None:
     entry point, a class that takes render_mode) pass: making the video's env finds out."""
     import gymnasium as gym
 
-    from .envs import import_env_modules, registered_id
+    from .env_registry import import_env_modules, registered_id
 
     if not isinstance(env_id, str):
         return

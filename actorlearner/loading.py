@@ -11,7 +11,8 @@ import numpy as np
 from . import checkpoint
 from .config import ConfigError
 from .config_sources import saved_config
-from .envs import check_env_id, env_time_limit, inspect_env, make_env_fn
+from .env_registry import check_env_id
+from .envs import env_time_limit, inspect_env, make_env_fn
 from .layout import default_layout
 from .policies import KerasPolicy, numpy_policy
 from .reporting import warn

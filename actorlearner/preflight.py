@@ -13,7 +13,8 @@ from . import checkpoint, litert_cnn
 from .config import Config, ConfigError, usable_cores, validate
 from .config_sources import RESUME_FIXED, config_from_dict
 from .env_backends import EnvBatchFactory, resolve_backend
-from .envs import check_env_id, env_time_limit, import_env_modules, make_env_fn
+from .env_registry import check_env_id, import_env_modules
+from .envs import env_time_limit, make_env_fn
 from .layout import default_layout, model_kind
 from .presets import PRESETS, is_atari
 from .reporting import warn

@@ -81,7 +81,7 @@ def test_actor_processes_run_below_the_learners_priority(tmp_path):
 @pytest.mark.parametrize("name", ["my_envs.py", "./my_envs", "envs/my_envs.py"])
 def test_a_file_name_for_an_env_module_says_to_give_the_module_name(name):
     from actorlearner.config import ConfigError
-    from actorlearner.envs import import_env_modules
+    from actorlearner.env_registry import import_env_modules
 
     with pytest.raises(ConfigError, match=rf"^env module '{re.escape(name)}' is a file name: give the module's name "
                                           r"\('my_envs'\)"):

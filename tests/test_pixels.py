@@ -70,7 +70,7 @@ def test_a_game_named_without_its_namespace_points_to_its_id():
     """`pong` or `SpaceInvaders` is not an id; the error names the one that is (a close match on the whole id
     finds nothing there)."""
     from actorlearner.config import ConfigError
-    from actorlearner.envs import check_env_id
+    from actorlearner.env_registry import check_env_id
 
     for name, hint in (("pong", "ALE/Pong-v5"), ("SpaceInvaders", "ALE/SpaceInvaders-v5"),
                        ("mountaincar", "MountainCar-v0")):
