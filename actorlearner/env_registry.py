@@ -11,7 +11,7 @@ import importlib.util
 import os
 import re
 import sys
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import gymnasium as gym
 
@@ -31,12 +31,13 @@ def _register_ale_ids() -> bool:
     return True
 
 
-def import_env_modules(modules: Sequence[str], env_id: Optional[str] = None) -> None:
+def import_env_modules(modules: Sequence[str], env_id: Optional[str] = None,
+                       homes: Optional[Mapping[str, str]] = None) -> None:
     """Imports `modules` and the module of a `module:Env-v0` id, so their gymnasium registrations run in
-    this process. Raises ConfigError naming a module that cannot be imported."""
-    names = list(modules)
-    if isinstance(env_id, str) and ":" in env_id:
-        names.append(env_id.split(":", 1)[0])
+    this process. homes: {top-level module: directory} where a run found them (`module_homes`), looked in where
+    neither the Python path nor the working directory has one. Raises ConfigError naming a module that cannot
+    be imported."""
+    names = env_module_names(modules, env_id)
     rid = registered_id(env_id) if isinstance(env_id, str) else ""
     if rid.startswith("ALE/") and rid not in gym.registry and not _register_ale_ids():
         raise ConfigError(f"{env_id} needs ale-py: pip install 'actorlearner[atari]'")
@@ -45,35 +46,64 @@ def import_env_modules(modules: Sequence[str], env_id: Optional[str] = None) -> 
             module = os.path.splitext(os.path.basename(name))[0]
             raise ConfigError(f"env module {name!r} is a file name: give the module's name ({module!r}), importable "
                               f"from the working directory or PYTHONPATH")
-        _look_in_working_directory(name)
+        _make_findable(name, homes or {})
         try:
             importlib.import_module(name)
         except Exception as e:  # noqa: BLE001 - any failure to import a user module is a user-input error
             if isinstance(e, ModuleNotFoundError) and e.name and (name + ".").startswith(e.name + "."):
-                # The module (or its package) is nowhere, not something it imports: `actorlearner eval RUN` from
-                # another directory than the training's is the usual way here.
-                raise ConfigError(f"no env module {name!r} on the Python path or in the working directory "
-                                  f"({os.getcwd()}): run from the directory that holds it, or add that directory "
-                                  f"to PYTHONPATH") from None
+                # The module (or its package) is nowhere, not something it imports: `actorlearner eval RUN` of a
+                # run whose module has moved since, or a typo.
+                home = (homes or {}).get(_top(name))
+                where = (f", in the working directory ({os.getcwd()}) or in {home}, where the run found it" if home
+                         else f" or in the working directory ({os.getcwd()})")
+                raise ConfigError(f"no env module {name!r} on the Python path{where}: run from the directory that "
+                                  f"holds it, or add that directory to PYTHONPATH") from None
             raise ConfigError(f"could not import env module {name!r}: {type(e).__name__}: {e}") from None
 
 
-def _look_in_working_directory(name: str) -> None:
-    """Makes the current directory importable (last on sys.path) where it holds the module `name` and no
-    other place does. `python -m actorlearner` has it on the path already; the `actorlearner` command does
-    not, and `--env my_envs:GridWorld-v0` beside my_envs.py would fail there. Put last so that it shadows
-    no installed package; actor processes inherit the path (spawn passes it on)."""
-    top = name.split(".", 1)[0]
-    cwd = os.getcwd()
-    if cwd in sys.path or not (os.path.isfile(os.path.join(cwd, top + ".py"))
-                               or os.path.isdir(os.path.join(cwd, top))):
-        return
+def env_module_names(modules: Sequence[str], env_id=None) -> list[str]:
+    """The modules a run imports: `modules` and the module of a `module:Env-v0` id."""
+    names = list(modules)
+    if isinstance(env_id, str) and ":" in env_id:
+        names.append(env_id.split(":", 1)[0])
+    return names
+
+
+def module_homes(modules: Sequence[str], env_id=None) -> dict[str, str]:
+    """{top-level module: the directory on sys.path it was imported from} for the env modules of a run, once
+    imported. Saved with the run (run_files.ENV_MODULES_FILE), so that eval, export and --resume find a module
+    from another working directory. A module without a file (a namespace package) is left out."""
+    homes = {}
+    for name in env_module_names(modules, env_id):
+        top = _top(name)
+        path = getattr(sys.modules.get(top), "__file__", None)
+        if path:
+            path = os.path.dirname(os.path.abspath(path))
+            homes[top] = os.path.dirname(path) if os.path.basename(path) == top else path  # a package: its parent
+    return homes
+
+
+def _top(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+def _make_findable(name: str, homes: Mapping[str, str]) -> None:
+    """Makes the module `name` importable where no place on sys.path holds it: the current directory first, then
+    where the run found it (homes), appended to sys.path. `python -m actorlearner` has the current directory on the
+    path already; the `actorlearner` command does not, and `--env my_envs:GridWorld-v0` beside my_envs.py would
+    fail there. Appended, so that it shadows no installed package; actor processes inherit the path (spawn passes
+    it on)."""
+    top = _top(name)
     try:
         if importlib.util.find_spec(top) is not None:
             return
     except (ImportError, ValueError):
         pass
-    sys.path.append(cwd)
+    for where in (os.getcwd(), homes.get(top)):
+        if where and where not in sys.path and (os.path.isfile(os.path.join(where, top + ".py"))
+                                                or os.path.isdir(os.path.join(where, top))):
+            sys.path.append(where)
+            return
 
 
 def registered_id(env_id: str) -> str:
@@ -81,9 +111,10 @@ def registered_id(env_id: str) -> str:
     return env_id.split(":", 1)[1] if ":" in env_id else env_id
 
 
-def check_env_id(env_id: str, modules: Sequence[str] = ()) -> None:
-    """Imports the env modules (`module:` prefix, --env-module), then checks the id is registered."""
-    import_env_modules(modules, env_id)
+def check_env_id(env_id: str, modules: Sequence[str] = (), homes: Optional[Mapping[str, str]] = None) -> None:
+    """Imports the env modules (`module:` prefix, --env-module; homes as in import_env_modules), then checks the
+    id is registered."""
+    import_env_modules(modules, env_id, homes)
     env_id = registered_id(env_id)
     ale = _ale_id_for(env_id)
     if ale:

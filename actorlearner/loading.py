@@ -16,7 +16,7 @@ from .envs import env_time_limit, inspect_env, make_env_fn
 from .layout import default_layout
 from .policies import KerasPolicy, numpy_policy
 from .reporting import warn
-from .run_files import custom_env_error, trained_on_custom_env
+from .run_files import custom_env_error, saved_module_homes, trained_on_custom_env
 
 
 WHICH = ("final", "best", "latest")
@@ -137,8 +137,8 @@ def run_config(run_dir: str, env_fn: Optional[Callable] = None):
     if env_fn is None:
         if trained_on_custom_env(run_dir):
             raise custom_env_error(run_dir, cfg.env, "loading its policy")
-        check_env_id(cfg.env)
-        env_fn = make_env_fn(cfg.env)
+        check_env_id(cfg.env, cfg.env_modules, saved_module_homes(run_dir))
+        env_fn = make_env_fn(cfg.env, modules=cfg.env_modules)
     with env_time_limit(cfg.env, cfg.wait_timeout_s, "made, reset and stepped once", trained=True):
         spec = inspect_env(env_fn)
     return cfg, spec, env_fn

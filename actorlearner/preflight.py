@@ -18,7 +18,7 @@ from .envs import env_time_limit, make_env_fn
 from .layout import default_layout, model_kind
 from .presets import PRESETS, is_atari
 from .reporting import warn
-from .run_files import check_not_in_use, custom_env_error, trained_on_custom_env
+from .run_files import check_not_in_use, custom_env_error, saved_module_homes, trained_on_custom_env
 from .trajectory import unroll_fields
 from .transport import SHM_DIR, SlotPool, WeightStore, full_message, segments_bytes, shared_memory_free
 
@@ -33,15 +33,16 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
                           f"{type(cfg).__name__}")
     validate(cfg)
     custom = env_fn is not None
+    homes = saved_module_homes(cfg.resume) if cfg.resume else {}  # a resumed run finds its modules where it did
     if not custom:
-        check_env_id(cfg.env, cfg.env_modules)
+        check_env_id(cfg.env, cfg.env_modules, homes)
         env_fn = make_env_fn(cfg.env, modules=cfg.env_modules)
     elif not callable(env_fn):
         got = "an env itself" if hasattr(env_fn, "step") else f"a value of type {type(env_fn).__name__}"
         raise ConfigError(f"env_fn must be a callable that returns a gymnasium.Env, e.g. lambda: gym.make(...); got "
                           f"{got} (each actor makes its own envs with it; an env id goes in Config(env=...))")
     else:
-        import_env_modules(cfg.env_modules)
+        import_env_modules(cfg.env_modules, homes=homes)
     if model_fn is not None and (not callable(model_fn) or hasattr(model_fn, "layers")):  # a Keras model is callable
         got = "a model itself" if hasattr(model_fn, "layers") else f"a value of type {type(model_fn).__name__}"
         raise ConfigError(f"model_fn must be a function that builds the model, model_fn(spec) -> keras.Model; got "

@@ -29,6 +29,23 @@ def trained_on_custom_env(run_dir: str) -> bool:
     return os.path.exists(os.path.join(run_dir, CUSTOM_ENV_FILE))
 
 
+# Where a run found its env modules (--env-module, a `module:Env-v0` id): {top-level module: directory}. Eval,
+# export and --resume look there too, so that they work from another working directory than the training's.
+ENV_MODULES_FILE = "env_modules.json"
+
+
+def saved_module_homes(run_dir: str) -> dict:
+    """ENV_MODULES_FILE's {module: directory}; {} where the run has none (or it is unreadable: the modules are then
+    looked for as on any run, and a missing one is named)."""
+    try:
+        with open(os.path.join(run_dir, ENV_MODULES_FILE)) as f:
+            homes = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in homes.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(homes, dict) \
+        else {}
+
+
 @contextlib.contextmanager
 def atomic_file(final: str, mode: str):
     """Writes `final` through a temporary file beside it, fsynced and renamed over it at the end, so a reader sees

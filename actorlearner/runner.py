@@ -23,6 +23,7 @@ from .actor import ActorArgs
 from .actor_pool import ActorPool, SerialActors, SlotSource, exit_if_main_reimported
 from .config import Config, ConfigError, usable_cores
 from .env_backends import EnvBatchFactory
+from .env_registry import module_homes
 from .layout import default_layout, layout_size, model_kind, state_size
 from .learner_loop import LearnerLoop, Run, build_model
 from .precision import learner_precision
@@ -32,7 +33,7 @@ from .presets import is_atari
 from .system_info import system_info
 from .tf_start import choose_onednn, learner_device, onednn_in_use, start_tensorflow_early
 from .reporting import RunStats, fmt_return, say, warn
-from .run_files import CUSTOM_ENV_FILE, RunDir, check_fresh
+from .run_files import CUSTOM_ENV_FILE, ENV_MODULES_FILE, RunDir, check_fresh
 from .stack_dumps import make_stack_dir, remove_stale_stack_dirs
 from .stopping import Interrupted, StopSignals
 from .trajectory import unroll_fields
@@ -174,6 +175,9 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     run_dir.write_json("config.json", cfg.to_json())
     if custom_env:
         run_dir.write_json(CUSTOM_ENV_FILE, {"env": cfg.env, "env_fn": True})
+    homes = module_homes(cfg.env_modules, cfg.env)
+    if homes:
+        run_dir.write_json(ENV_MODULES_FILE, homes)
     say(f"config: {cfg.describe_changes()} (all settings: {os.path.join(run_dir.path, 'config.json')})")
     stats = RunStats(t0, target)
     stats.updates_per_step = cfg.epochs * cfg.minibatches

@@ -32,6 +32,11 @@ def test_custom_env_module_trains_through_the_cli(tmp_path, how):
     assert summary["solved"] and summary["mean_return_100"] >= 9.0, proc.stdout
     assert "gymnasium backend" in proc.stdout
     assert summary["policy_collapses"] == 0  # the policy learned to read its input: no collapse warning
+    # eval imports the run's modules as training did (an --env-module run's id was unknown to it)
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "eval", str(tmp_path / "run"), "--episodes", "2"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
+    assert proc.returncode == 0 and "MatchSign-v0, final weights" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_the_actorlearner_command_finds_an_env_module_in_the_working_directory(tmp_path):
@@ -48,6 +53,19 @@ def test_the_actorlearner_command_finds_an_env_module_in_the_working_directory(t
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["solved"] and summary["actor_restarts"] == 0, summary  # the actor processes found it too
+    # The run says where it found the module, and eval from another directory looks there; once the module has
+    # moved, the one line names both places.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    evaluate = [str(command), "eval", str(tmp_path / "run"), "--episodes", "2"]
+    proc = subprocess.run(evaluate, capture_output=True, text=True, timeout=120, cwd=elsewhere, env=env)
+    assert proc.returncode == 0 and proc.stdout.startswith("my_envs:MatchSign-v0"), proc.stdout + proc.stderr
+    (tmp_path / "my_envs.py").rename(tmp_path / "moved.py")
+    proc = subprocess.run(evaluate, capture_output=True, text=True, timeout=120, cwd=elsewhere, env=env)
+    assert proc.returncode == 2 and proc.stderr == (
+        f"actorlearner: error: no env module 'my_envs' on the Python path, in the working directory ({elsewhere}) or "
+        f"in {tmp_path}, where the run found it: run from the directory that holds it, or add that directory to "
+        "PYTHONPATH\n"), proc.stderr
 
 
 def test_unimportable_env_module_is_one_line(tmp_path):
