@@ -42,6 +42,12 @@ def env_spaces(env_id: str, modules: Sequence[str] = (), timeout_s: float = 60.0
     the launcher's checks then name the failure in full."""
     from .stopping import TimedOut, time_limit
 
+    try:  # an id gymnasium does not know is not made (its warning for an old version would print): preflight says
+        import_env_modules(modules, env_id)
+        if registered_id(env_id) not in gym.registry:
+            return None
+    except ConfigError:
+        return None
     try:
         with time_limit(timeout_s):
             env = make_env_fn(env_id, modules=modules)()

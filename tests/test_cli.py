@@ -21,6 +21,9 @@ def run_cli(*args, timeout=60):
 @pytest.mark.parametrize("args, message", [
     (["--unroll-length", "0"], "--unroll-length must be >= 1"),
     (["--env", "CartPole-v9"], "unknown gymnasium env id 'CartPole-v9' (did you mean CartPole-v1"),
+    # an old version: gymnasium's coloured warning for it was printed before the line (the id was made to see its
+    # action space)
+    (["--env", "Acrobot-v0"], "unknown gymnasium env id 'Acrobot-v0' (did you mean Acrobot-v1"),
     (["--batch-size", "50"], "must be a multiple of --envs-per-actor"),
     (["--gamma", "1.5"], "--gamma must be in [0, 1]"),
     (["--learning-rate", "-1"], "--learning-rate must be > 0"),
