@@ -66,6 +66,20 @@ def read_curve(run_dir: str) -> dict:
             "evals": evals, "target": target}
 
 
+def threshold_lines(curves: list[dict], colours: list) -> list[tuple]:
+    """(target, colour, legend label) of each solved threshold among the curves (read_curve's, drawn in `colours`):
+    one threshold is black, "solved (475)"; runs of tasks with different thresholds get each in the colour of its
+    first run, named: "solved (8): taxi" (two black lines could not be told apart)."""
+    runs: dict = {}
+    for c, colour in zip(curves, colours):
+        if c["target"] is not None:
+            runs.setdefault(c["target"], []).append((c["name"], colour))
+    if len(runs) == 1:
+        return [(target, "k", f"solved ({target:g})") for target in runs]
+    return [(target, named[0][1], f"solved ({target:g}): {', '.join(name for name, _ in named)}")
+            for target, named in runs.items()]
+
+
 def plot_runs(run_dirs: list[str], out: str) -> str:
     """Mean return of the last 100 episodes against env steps and against wall time, the runs overlaid and
     named, each evaluation a point with its standard deviation in the run's colour, the solved threshold
@@ -83,15 +97,17 @@ def plot_runs(run_dirs: list[str], out: str) -> str:
         raise ConfigError("plot needs matplotlib: pip install 'actorlearner[plot]'") from None
     fig, axes = plt.subplots(1, 2, figsize=SIZE_IN, dpi=DPI)
     for ax, x, label in ((axes[0], "env_steps", "env steps"), (axes[1], "time_s", "seconds from command start")):
+        colours = []
         for c in curves:
             few = len(c["returns"]) < 30  # a short run has a point a second: show them
             (line,) = ax.plot(c[x], c["returns"], label=c["name"], lw=1.2, marker="o" if few else None, ms=3)
+            colours.append(line.get_color())
             if c["evals"]:
                 ax.errorbar([e[x] for e in c["evals"]], [e["return_mean"] for e in c["evals"]],
                             yerr=[e.get("return_std", 0.0) for e in c["evals"]], fmt="s", ms=4, capsize=2,
                             color=line.get_color(), label=f"{c['name']} (evaluations)")
-        for target in {c["target"] for c in curves if c["target"] is not None}:
-            ax.axhline(target, color="k", ls="--", lw=0.8, label=f"solved ({target:g})")
+        for target, colour, text in threshold_lines(curves, colours):
+            ax.axhline(target, color=colour, ls="--", lw=0.8, label=text)
         ax.set_xlabel(label)
         ax.set_ylabel("mean return (last 100 episodes; evaluations)")
         ax.grid(alpha=0.3)

@@ -44,6 +44,15 @@ def test_two_runs_overlaid_in_a_png_of_the_expected_size(tmp_path):
     assert read_curve(a)["returns"] == [20, 200, 480] and read_curve(b)["name"] == "slow"
 
 
+def test_runs_of_tasks_with_different_thresholds_get_each_in_its_runs_colour():
+    from actorlearner.plotting import threshold_lines
+
+    curves = [{"name": n, "target": t} for n, t in (("cart", 475.0), ("cart2", 475.0), ("taxi", 8.0), ("x", None))]
+    assert threshold_lines(curves[:2], ["C0", "C1"]) == [(475.0, "k", "solved (475)")]
+    assert threshold_lines(curves, ["C0", "C1", "C2", "C3"]) == [(475.0, "C0", "solved (475): cart, cart2"),
+                                                                 (8.0, "C2", "solved (8): taxi")]
+
+
 def test_plot_of_a_missing_run_is_one_line(tmp_path):
     proc = plot_cli(str(tmp_path / "nope"))
     assert proc.returncode == 2
