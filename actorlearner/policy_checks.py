@@ -195,7 +195,7 @@ class PolicyChecks:
         if e.why == "stalled":
             why = self._stalled()
         elif e.why == "deadline":
-            why = f"--max-seconds ({deadline:.1f} s were left; `actorlearner eval` plays the saved policy)"
+            why = f"--max-seconds (it had {deadline:.1f} s; `actorlearner eval` plays the saved policy)"
         else:
             why = "a stop signal"
         say(f"evaluation stopped by {why}; no evaluation figure this time")
