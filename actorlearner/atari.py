@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import sys
+from typing import Optional
 
 import gymnasium as gym
 import numpy as np
@@ -38,10 +39,15 @@ def vector_env(rid: str, num_envs: int) -> gym.vector.VectorEnv:
     return ChannelsLastVector(env)
 
 
-def single_env(rid: str, render_mode=None) -> gym.Env:
+# The ALE arguments that the preprocessing here sets, which --env-kwargs cannot change.
+PREPROCESSING_KWARGS = ("frameskip", "repeat_action_probability", "obs_type", "max_num_frames_per_episode")
+
+
+def single_env(rid: str, render_mode=None, kwargs: Optional[dict] = None) -> gym.Env:
     """One gymnasium env for `ALE/Game-v5` with the vector env's preprocessing, observations [84, 84, 4]
-    uint8; render_mode "rgb_array" renders the game's own 210x160 RGB frames (for --video)."""
-    extra = {"render_mode": render_mode} if render_mode else {}
+    uint8; render_mode "rgb_array" renders the game's own 210x160 RGB frames (for --video). kwargs: the
+    game's other arguments (mode, difficulty, full_action_space), not PREPROCESSING_KWARGS."""
+    extra = {**(kwargs or {}), **({"render_mode": render_mode} if render_mode else {})}
     env = gym.make(rid, frameskip=1, repeat_action_probability=STICKY_ACTIONS, obs_type="grayscale",
                    max_num_frames_per_episode=MAX_FRAMES, **extra)
     env = FireReset(GreyFrames(env))

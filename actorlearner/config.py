@@ -45,6 +45,11 @@ class Config:
     env_module: Optional[str] = _f(None, "modules to import before any env is made (comma separated), in this "
                                    "process and in every actor: for envs a module registers on "
                                    "import (looked for as --env's module is)")
+    env_kwargs: Optional[str] = _f(None, "keyword arguments of the env's constructor, as gym.make takes them: "
+                                   "key=value pairs, comma separated (a value is read as JSON where it is: 8, 0.5, "
+                                   "true; else as text), or a JSON object; e.g. map_name=8x8,is_slippery=false. "
+                                   "The run keeps them (eval, export and --resume make the same env); single "
+                                   "envs only (the gymnasium backend), and not with an env factory")
     env_backend: str = _f("auto", "how an actor steps its envs: gymnasium (single envs in a loop; any env), vector "
                           "(the id's gymnasium vector entry point, all envs in one call), ale (ale-py's "
                           "AtariVectorEnv for ALE/ ids), envpool (if installed: its C++ pool), or auto (the "
@@ -225,6 +230,10 @@ class Config:
         return self.batch_size // self.envs_per_actor
 
     @property
+    def env_kwargs_dict(self) -> dict:
+        return parse_env_kwargs(self.env_kwargs)
+
+    @property
     def env_modules(self) -> tuple:
         return tuple(m.strip() for m in (self.env_module or "").split(",") if m.strip())
 
@@ -312,6 +321,7 @@ def validate(cfg: Config) -> Config:
                           f"({cfg.envs_per_actor}): a batch is made of whole actor unrolls")
     if cfg.actor_nice is not None and not 0 <= cfg.actor_nice <= 19:
         raise ConfigError(f"--actor-nice must be in [0, 19] (Unix niceness above the learner's), got {cfg.actor_nice}")
+    cfg.env_kwargs_dict  # noqa: B018 - parsed here for its one-line error, before any env is made
     if cfg.core_size < 1:
         raise ConfigError(f"--core-size must be >= 1, got {cfg.core_size}")
     if not cfg.hidden_sizes or any(int(h) < 1 for h in cfg.hidden_sizes):
@@ -337,6 +347,34 @@ def validate(cfg: Config) -> Config:
         if choices and getattr(cfg, name) is not None and getattr(cfg, name) not in choices:
             raise ConfigError(f"--{flag_name(name)} must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}")
     return cfg
+
+
+def parse_env_kwargs(text: Optional[str]) -> dict:
+    """--env-kwargs as a dict: a JSON object, or key=value pairs comma separated, each value read as JSON where
+    it is JSON and as text otherwise: 'map_name=8x8,is_slippery=false' -> {'map_name': '8x8', 'is_slippery': False}.
+    Raises ConfigError naming what does not parse."""
+    text = (text or "").strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except ValueError as e:
+            raise ConfigError(f"--env-kwargs {text!r} is not a JSON object ({e})") from None
+        if not all(isinstance(k, str) and k.isidentifier() for k in value):
+            raise ConfigError(f"--env-kwargs {text!r}: every key must be an argument name")
+        return value
+    kwargs = {}
+    for part in text.split(","):
+        key, sep, raw = (x.strip() for x in part.partition("="))
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"--env-kwargs: {part.strip()!r} is not key=value (give key=value pairs, comma "
+                              f"separated, or a JSON object)")
+        try:
+            kwargs[key] = json.loads(raw)
+        except ValueError:  # Python's spellings of the JSON words too, else the text itself
+            kwargs[key] = {"True": True, "False": False, "None": None}.get(raw, raw)
+    return kwargs
 
 
 def config_fields() -> dict:

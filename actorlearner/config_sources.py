@@ -54,8 +54,9 @@ def with_preset(base: Config, overrides: dict) -> Config:
     env = overrides.get("env", base.env)
     name = overrides.get("preset") or preset_for_env(env)
     if name is None:  # the env's modules and time limit as the run will have them
-        probe = base.replace(**{k: overrides[k] for k in ("env_module", "wait_timeout_s") if k in overrides})
-        name = _by_action_space(env, probe.env_modules, probe.wait_timeout_s)
+        probe = base.replace(**{k: overrides[k] for k in ("env_module", "env_kwargs", "wait_timeout_s")
+                                if k in overrides})
+        name = _by_action_space(env, probe.env_modules, probe.wait_timeout_s, probe.env_kwargs_dict)
     if name and name != "none":
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
@@ -73,7 +74,7 @@ def with_preset(base: Config, overrides: dict) -> Config:
 APPO_ONLY = ("epochs", "minibatches", "clip_ratio", "normalize_advantages", "target_kl", "target_kl_from")
 
 
-def _by_action_space(env, modules: tuple, timeout: float) -> Optional[str]:
+def _by_action_space(env, modules: tuple, timeout: float, kwargs: dict) -> Optional[str]:
     """"continuous" for an env id that no preset names, with Box actions and vector observations: its first env
     is made to see. (Image observations go to a CNN, which --normalize-obs is not for. An env fn given to the
     Python API gets no preset: its defaults are what Config() says.)"""
@@ -84,7 +85,7 @@ def _by_action_space(env, modules: tuple, timeout: float) -> Optional[str]:
     from .envs import env_spaces  # imports gymnasium: only for ids that no preset names
 
     # Not validated yet: a timeout that is not positive is validate()'s one-line error later, not setitimer's here.
-    spaces = env_spaces(env, modules, timeout if timeout > 0 else Config().wait_timeout_s)
+    spaces = env_spaces(env, modules, timeout if timeout > 0 else Config().wait_timeout_s, kwargs)
     if spaces is None or not isinstance(spaces[1], gym.spaces.Box):
         return None
     return "continuous" if isinstance(spaces[0], gym.spaces.Box) and len(spaces[0].shape) == 1 else None
@@ -97,7 +98,7 @@ def preset_config(name: str, **overrides: Any) -> Config:
 
 
 # Fields a resumed run cannot change: they decide the env and the shape of the saved weights.
-RESUME_FIXED = ("env", "model", "core", "core_size", "hidden_sizes", "activation")
+RESUME_FIXED = ("env", "env_kwargs", "model", "core", "core_size", "hidden_sizes", "activation")
 
 
 def resume_config(run_dir: str, overrides: Optional[dict] = None) -> Config:
@@ -175,6 +176,8 @@ def checked_fields(d: dict, source: str = "config") -> dict:
             close = difflib.get_close_matches(key, fields, n=1)
             raise ConfigError(f"{source}: unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         kind = field_kind(fields[key])
+        if key == "env_kwargs" and isinstance(value, dict):  # a mapping in a YAML or JSON file: as --env-kwargs's JSON
+            value = json.dumps(value)
         ok = (value is None and getattr(defaults, key) is None) or {
             "bool": lambda v: isinstance(v, bool),
             "int": lambda v: isinstance(v, int) and not isinstance(v, bool) or whole_number(v) is not None,

@@ -95,8 +95,13 @@ class EnvBatchFactory:
             _close_quietly(env)
 
 
-def resolve_backend(requested: str, env_id, custom_env_fn: bool) -> tuple[str, str]:
-    """(backend, why) for --env-backend `requested`; raises ConfigError if it cannot serve the env."""
+def resolve_backend(requested: str, env_id, custom_env_fn: bool, env_kwargs: bool = False) -> tuple[str, str]:
+    """(backend, why) for --env-backend `requested`; raises ConfigError if it cannot serve the env. env_kwargs:
+    the run has --env-kwargs, which only gym.make's single envs take (the vector entry points, AtariVectorEnv and
+    envpool have constructors of their own)."""
+    if env_kwargs and requested not in ("auto", "gymnasium"):
+        raise ConfigError(f"--env-kwargs go to gym.make's single envs: use --env-backend gymnasium (or auto), not "
+                          f"{requested}")
     if not custom_env_fn:
         import_env_modules((), env_id)  # the id's own registration (module: prefix, ALE/)
     env_spec = None if custom_env_fn else gym.registry.get(registered_id(env_id))
@@ -104,6 +109,8 @@ def resolve_backend(requested: str, env_id, custom_env_fn: bool) -> tuple[str, s
     is_ale = env_spec is not None and registered_id(env_id).startswith("ALE/")
     ale_ok = is_ale and _importable("ale_py.vector_env")
     if requested == "auto":
+        if env_kwargs:
+            return "gymnasium", "--env-kwargs: single envs made by gym.make"
         if ale_ok:  # before vector: ale-py registers AtariVectorEnv as the ids' vector entry point too
             return "ale", "ale-py's AtariVectorEnv (C++ threads, preprocessing built in)"
         if has_vector:

@@ -30,13 +30,16 @@ EnvFn = Callable[[], gym.Env]
 _register_memory_envs()  # actorlearner/CartPoleNoVel-v1 and CueMemory-v0, wherever envs are made
 
 
-def make_env_fn(env_id: str, render_mode: Optional[str] = None, modules: Sequence[str] = ()) -> EnvFn:
+def make_env_fn(env_id: str, render_mode: Optional[str] = None, modules: Sequence[str] = (),
+                kwargs: Optional[dict] = None) -> EnvFn:
     """A picklable factory for a registered id (see `_RegisteredEnv`); render_mode as in gym.make.
-    modules: imported before the env is made (in whichever process calls the factory)."""
-    return _RegisteredEnv(env_id, render_mode, tuple(modules))
+    modules: imported before the env is made (in whichever process calls the factory); kwargs: the env
+    constructor's (--env-kwargs)."""
+    return _RegisteredEnv(env_id, render_mode, tuple(modules), dict(kwargs or {}))
 
 
-def env_spaces(env_id: str, modules: Sequence[str] = (), timeout_s: float = 60.0) -> Optional[tuple]:
+def env_spaces(env_id: str, modules: Sequence[str] = (), timeout_s: float = 60.0,
+               kwargs: Optional[dict] = None) -> Optional[tuple]:
     """(observation space, action space) of the env of `env_id` as actors make it: one env is made, within
     timeout_s, and closed (the launcher picks the `continuous` preset by them). None where it cannot be made:
     the launcher's checks then name the failure in full."""
@@ -50,7 +53,7 @@ def env_spaces(env_id: str, modules: Sequence[str] = (), timeout_s: float = 60.0
         return None
     try:
         with time_limit(timeout_s):
-            env = make_env_fn(env_id, modules=modules)()
+            env = make_env_fn(env_id, modules=modules, kwargs=kwargs)()
     except TimedOut:
         raise hung_env_error(env_id, timeout_s, "made") from None
     except Exception:  # noqa: BLE001 - preflight makes it again and says why it fails
@@ -97,16 +100,18 @@ MUJOCO_TRACKING_CAMERA = frozenset({"Ant", "HalfCheetah", "Hopper", "Humanoid", 
 
 
 class _RegisteredEnv:
-    def __init__(self, env_id: str, render_mode: Optional[str] = None, modules: tuple = ()):
+    def __init__(self, env_id: str, render_mode: Optional[str] = None, modules: tuple = (),
+                 kwargs: Optional[dict] = None):
         self.env_id = env_id
         self.render_mode = render_mode
         self.modules = modules
+        self.kwargs = kwargs or {}
 
     def __call__(self) -> gym.Env:
         import_env_modules(self.modules, self.env_id)
         if is_atari(self.env_id):
-            return single_env(registered_id(self.env_id), self.render_mode)
-        extra = {"render_mode": self.render_mode} if self.render_mode else {}
+            return single_env(registered_id(self.env_id), self.render_mode, self.kwargs)
+        extra = {**self.kwargs, "render_mode": self.render_mode} if self.render_mode else dict(self.kwargs)
         if mujoco_task(self.env_id):
             say_mujoco_warnings_once()
         if self.render_mode and mujoco_task(self.env_id) in MUJOCO_TRACKING_CAMERA:

@@ -10,6 +10,7 @@ import os
 from typing import Callable, Optional
 
 from . import checkpoint, litert_cnn
+from .atari import PREPROCESSING_KWARGS
 from .config import Config, ConfigError, usable_cores, validate
 from .config_sources import RESUME_FIXED, config_from_dict
 from .env_backends import EnvBatchFactory, resolve_backend
@@ -34,9 +35,13 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
     validate(cfg)
     custom = env_fn is not None
     homes = saved_module_homes(cfg.resume) if cfg.resume else {}  # a resumed run finds its modules where it did
+    kwargs = cfg.env_kwargs_dict
     if not custom:
         check_env_id(cfg.env, cfg.env_modules, homes)
-        env_fn = make_env_fn(cfg.env, modules=cfg.env_modules)
+        env_fn = make_env_fn(cfg.env, modules=cfg.env_modules, kwargs=kwargs)
+    elif kwargs:
+        raise ConfigError("--env-kwargs are for an env id (gym.make's keyword arguments); an env_fn passes its "
+                          "env's own")
     elif not callable(env_fn):
         got = "an env itself" if hasattr(env_fn, "step") else f"a value of type {type(env_fn).__name__}"
         raise ConfigError(f"env_fn must be a callable that returns a gymnasium.Env, e.g. lambda: gym.make(...); got "
@@ -47,7 +52,11 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
         got = "a model itself" if hasattr(model_fn, "layers") else f"a value of type {type(model_fn).__name__}"
         raise ConfigError(f"model_fn must be a function that builds the model, model_fn(spec) -> keras.Model; got "
                           f"{got} (each process builds its own model with it)")
-    backend, why = resolve_backend(cfg.env_backend, cfg.env, custom)
+    backend, why = resolve_backend(cfg.env_backend, cfg.env, custom, bool(kwargs))
+    bad = sorted(set(kwargs) & set(PREPROCESSING_KWARGS)) if is_atari(cfg.env) else []
+    if bad:
+        raise ConfigError(f"--env-kwargs {', '.join(bad)}: set by the Atari preprocessing (frameskip 4, sticky actions "
+                          f"0.25, grey frames, 108 K frames an episode), not changeable")
     if cfg.episodic_life and (custom or not is_atari(cfg.env)):
         if _from_preset(cfg, "episodic_life"):  # not asked for by name: say where it came from
             raise ConfigError(f"--preset {cfg.preset} is tuned for Atari games (ALE/ ids), not {cfg.env}: it sets "
