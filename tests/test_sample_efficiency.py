@@ -202,7 +202,7 @@ def test_presets_apply_by_env_and_explicit_flags_win():
     assert acro == Config().replace(**PRESETS["acrobot"], preset="acrobot")
     assert parse("--env", "Acrobot-v1", "--seed", "7").seed == 7
     assert parse("--env", "Acrobot-v1", "--preset", "none").preset == "none"
-    assert parse("--env", "Taxi-v4").preset is None
+    assert parse("--env", "CliffWalking-v1").preset is None
 
 
 def test_every_other_atari_game_gets_the_atari_settings():
@@ -235,7 +235,7 @@ def test_envs_with_box_actions_that_no_preset_names_get_the_continuous_settings(
         validate(parse("--env", "Hopper-v5", "--loss", "impala", "--epochs", "2"))
     assert parse("--env", "MountainCarContinuous-v0", "--preset", "none").loss == Config().loss
     assert parse("--env", "Pendulum-v1").preset == "pendulum"  # its own preset first
-    assert parse("--env", "Taxi-v4").preset is None  # discrete actions
+    assert parse("--env", "CliffWalking-v1").preset is None  # discrete actions
     assert parse("--env", "custom_envs:MatchSign-v0").preset is None
     assert parse("--env", "NoSuchEnv-v0").preset is None  # the launcher's checks name it, with their hints
     assert parse("--env", "best-action-half:Half-v0").preset is None  # a module that does not import: the same
