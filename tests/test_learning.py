@@ -91,7 +91,7 @@ def test_cartpole_serial_mode_solves(tmp_path, no_leaks, backend):
 def test_taxi_is_learned_with_its_preset(tmp_path):
     """Taxi-v4 by id gets the taxi preset (rewards clipped to [-1, 1], so the -10 of a wrong pickup does not teach
     the policy never to pick up before a delivery is seen: unclipped it settled at -200), and the saved policy
-    holds near the optimum (7.93 a start state on average). Seed 4 solved in 12.0-12.8 s, three runs, 2 cores."""
+    holds near the optimum (7.93 a start state on average). Seed 4 solved in 12.3-12.8 s, 2 cores."""
     run_dir = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "Taxi-v4", "--seed", "4",
                            "--max-seconds", "60", "--eval-every-s", "0", "--run-dir", str(run_dir)],
@@ -104,7 +104,7 @@ def test_taxi_is_learned_with_its_preset(tmp_path):
                             capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert played.returncode == 0, played.stderr
     mean = float(played.stdout.split(": return ")[1].split(" ")[0])
-    assert mean >= 6.0, played.stdout  # random play ~-770, the unclipped plateau -200; saved ones 6.5-7.5
+    assert mean >= 6.0, played.stdout  # random play ~-770, the unclipped plateau -200; saved ones 6.9-7.2
 
 
 def test_frozenlake_discrete_observations_are_one_hot_and_learned(tmp_path):
