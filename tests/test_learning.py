@@ -88,43 +88,40 @@ def test_cartpole_serial_mode_solves(tmp_path, no_leaks, backend):
     assert summary["mean_return_100"] >= 475
 
 
+def train_by_id_then_play(tmp_path, env_id: str, *flags: str, episodes: int = 300) -> tuple[str, dict, float]:
+    """`actorlearner train --env ID` (its preset by id) for at most 60 s, then `actorlearner eval` of the saved
+    policy: (the training's stdout, its summary, the mean return over `episodes` sampled episodes)."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", env_id, *flags,
+                           "--max-seconds", "60", "--eval-every-s", "0", "--run-dir", str(run_dir)],
+                          capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    played = subprocess.run([sys.executable, "-m", "actorlearner", "eval", str(run_dir), "--episodes", str(episodes)],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert played.returncode == 0, played.stderr
+    return proc.stdout, summary, float(played.stdout.split(": return ")[1].split(" ")[0])
+
+
 def test_taxi_is_learned_with_its_preset(tmp_path):
     """Taxi-v4 by id gets the taxi preset (rewards clipped to [-1, 1], so the -10 of a wrong pickup does not teach
     the policy never to pick up before a delivery is seen: unclipped it settled at -200), and the saved policy
     holds near the optimum (7.93 a start state on average). Seed 4 solved in 12.3-12.8 s, 2 cores."""
-    run_dir = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "Taxi-v4", "--seed", "4",
-                           "--max-seconds", "60", "--eval-every-s", "0", "--run-dir", str(run_dir)],
-                          capture_output=True, text=True, timeout=180, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "(preset taxi)" in proc.stdout
-    summary = json.loads((run_dir / "summary.json").read_text())
+    out, summary, mean = train_by_id_then_play(tmp_path, "Taxi-v4", "--seed", "4")
+    assert "(preset taxi)" in out
     assert summary["solved"] and summary["mean_return_100"] >= 7.0, summary
-    played = subprocess.run([sys.executable, "-m", "actorlearner", "eval", str(run_dir), "--episodes", "300"],
-                            capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert played.returncode == 0, played.stderr
-    mean = float(played.stdout.split(": return ")[1].split(" ")[0])
-    assert mean >= 6.0, played.stdout  # random play ~-770, the unclipped plateau -200; saved ones 6.9-7.2
+    assert mean >= 6.0  # random play ~-770, the unclipped plateau -200; saved ones 6.9-7.2
 
 
 def test_frozenlake_discrete_observations_are_one_hot_and_learned(tmp_path):
     """FrozenLake's Discrete(16) observations reach the MLP one-hot (envs.flat_observations), its preset applies
     by id, and the saved policy holds the target: serial mode, so the same episodes every run (seeds 1-2 solved
     in ~6 s; with actor processes seeds 1-5 in 4.3-5.2 s)."""
-    run_dir = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "FrozenLake-v1", "--seed", "1",
-                           "--serial", "--max-seconds", "60", "--eval-every-s", "0", "--run-dir", str(run_dir)],
-                          capture_output=True, text=True, timeout=180, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "(preset frozenlake)" in proc.stdout
-    assert "observations 16 float32 (flattened from Discrete(16); Discrete parts one-hot)" in proc.stdout
-    summary = json.loads((run_dir / "summary.json").read_text())
+    out, summary, mean = train_by_id_then_play(tmp_path, "FrozenLake-v1", "--seed", "1", "--serial")
+    assert "(preset frozenlake)" in out
+    assert "observations 16 float32 (flattened from Discrete(16); Discrete parts one-hot)" in out
     assert summary["solved"] and summary["mean_return_100"] >= 0.7, summary
-    played = subprocess.run([sys.executable, "-m", "actorlearner", "eval", str(run_dir), "--episodes", "300"],
-                            capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert played.returncode == 0, played.stderr
-    mean = float(played.stdout.split(": return ")[1].split(" ")[0])
-    assert mean >= 0.6, played.stdout  # a random policy gets ~0.015; the saved ones 0.70-0.72 over 2,000
+    assert mean >= 0.6  # a random policy gets ~0.015; the saved ones 0.70-0.72 over 2,000
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
