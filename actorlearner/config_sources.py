@@ -52,11 +52,15 @@ def with_preset(base: Config, overrides: dict) -> Config:
     """base, then the preset (named in overrides, or the one of the env in overrides/base: by its id, else
     "continuous" where it takes Box actions), then overrides."""
     env = overrides.get("env", base.env)
-    name = overrides.get("preset") or preset_for_env(env)
-    if name is None:  # the env's modules and time limit as the run will have them
+    name = overrides.get("preset")
+    if name is None:  # by the env: its modules, arguments and time limit as the run will have them
         probe = base.replace(**{k: overrides[k] for k in ("env_module", "env_kwargs", "wait_timeout_s")
                                 if k in overrides})
-        name = _by_action_space(env, probe.env_modules, probe.wait_timeout_s, probe.env_kwargs_dict)
+        name = preset_for_env(env)
+        if name is not None and probe.env_kwargs_dict and _other_actions(env, probe):
+            name = None  # the id's preset was tuned on the env as registered, not on the task these arguments make
+        if name is None:
+            name = _by_action_space(env, probe.env_modules, _probe_timeout(probe), probe.env_kwargs_dict)
     if name and name != "none":
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
@@ -74,6 +78,21 @@ def with_preset(base: Config, overrides: dict) -> Config:
 APPO_ONLY = ("epochs", "minibatches", "clip_ratio", "normalize_advantages", "target_kl", "target_kl_from")
 
 
+def _probe_timeout(probe: Config) -> float:
+    # Not validated yet: a timeout that is not positive is validate()'s one-line error later, not setitimer's here.
+    return probe.wait_timeout_s if probe.wait_timeout_s > 0 else Config().wait_timeout_s
+
+
+def _other_actions(env, probe: Config) -> bool:
+    """Whether --env-kwargs give the env of id `env` another kind of action space than the registered one's
+    (LunarLander-v3 with continuous=true: Box instead of Discrete). One env is made each way."""
+    from .envs import env_spaces
+
+    with_kwargs = env_spaces(env, probe.env_modules, _probe_timeout(probe), probe.env_kwargs_dict)
+    registered = env_spaces(env, probe.env_modules, _probe_timeout(probe))
+    return None not in (with_kwargs, registered) and type(with_kwargs[1]) is not type(registered[1])
+
+
 def _by_action_space(env, modules: tuple, timeout: float, kwargs: dict) -> Optional[str]:
     """"continuous" for an env id that no preset names, with Box actions and vector observations: its first env
     is made to see. (Image observations go to a CNN, which --normalize-obs is not for. An env fn given to the
@@ -84,8 +103,7 @@ def _by_action_space(env, modules: tuple, timeout: float, kwargs: dict) -> Optio
 
     from .envs import env_spaces  # imports gymnasium: only for ids that no preset names
 
-    # Not validated yet: a timeout that is not positive is validate()'s one-line error later, not setitimer's here.
-    spaces = env_spaces(env, modules, timeout if timeout > 0 else Config().wait_timeout_s, kwargs)
+    spaces = env_spaces(env, modules, timeout, kwargs)
     if spaces is None or not isinstance(spaces[1], gym.spaces.Box):
         return None
     return "continuous" if isinstance(spaces[0], gym.spaces.Box) and len(spaces[0].shape) == 1 else None

@@ -100,10 +100,16 @@ for _mode in ("Next", "Same"):
 
 class MatchSign(gym.Env):
     """obs is -1 or +1; action 1 is rewarded where obs > 0, action 0 where obs < 0; 10 steps an episode.
-    A policy that reads the observation earns 10; chance earns 5."""
+    A policy that reads the observation earns 10; chance earns 5. continuous=True (an argument that changes the
+    kind of task, as LunarLander's does): one action in [-1, 1], rewarded where its sign is the observation's."""
 
     observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
     action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, continuous: bool = False):
+        self.continuous = continuous
+        if continuous:
+            self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -115,7 +121,10 @@ class MatchSign(gym.Env):
         return np.array([self.sign], np.float32)
 
     def step(self, action):
-        reward = float(int(action) == (self.sign > 0))
+        if self.continuous:
+            reward = float(np.sign(np.asarray(action).reshape(-1)[0]) == self.sign)
+        else:
+            reward = float(int(action) == (self.sign > 0))
         self.t += 1
         return self._draw(), reward, False, self.t >= 10, {}
 
@@ -131,6 +140,7 @@ class NiceProbe(MatchSign):
     def __init__(self):
         import os
 
+        super().__init__()
         with open(os.environ["AL_TEST_NICE_FILE"], "a") as f:
             f.write(f"{os.getpid()} {os.nice(0)}\n")
 

@@ -8,6 +8,9 @@ import sys
 import pytest
 
 from actorlearner.config import ConfigError, parse_env_kwargs
+from actorlearner.config_sources import with_preset
+from actorlearner.config import Config
+from actorlearner.presets import PRESETS
 
 
 def test_key_value_pairs_and_json_objects_parse_to_the_same_arguments():
@@ -47,3 +50,18 @@ def test_a_run_on_an_env_with_arguments_trains_and_is_evaluated_on_the_same_env(
     proc = subprocess.run([*cli, "eval", str(run), "--episodes", "3"], capture_output=True, text=True, timeout=120,
                           env=env)
     assert proc.returncode == 0 and proc.stdout.startswith("FrozenLake-v1, final weights"), proc.stdout + proc.stderr
+
+
+def test_the_ids_preset_is_kept_unless_the_arguments_change_the_kind_of_actions(monkeypatch):
+    """LunarLander-v3's preset is tuned on its discrete actions; with continuous=true it is another task, which
+    gets the preset its Box actions get (as LunarLanderContinuous-v3 does). A toy id stands in for it here."""
+    monkeypatch.setitem(PRESETS, "toy", {"env": "custom_envs:MatchSign-v0", "entropy_cost": 0.002})
+
+    def preset(**overrides):
+        return with_preset(Config(), {"env": "custom_envs:MatchSign-v0", **overrides}).preset
+
+    assert preset() == "toy"
+    assert preset(env_kwargs="continuous=false") == "toy"  # the same kind of actions
+    assert preset(env_kwargs="continuous=true") == "continuous"
+    assert preset(env_kwargs="continuous=true", preset="toy") == "toy"  # asked for by name
+
