@@ -7,9 +7,8 @@ import sys
 
 import pytest
 
-from actorlearner.config import ConfigError, parse_env_kwargs
+from actorlearner.config import Config, ConfigError, parse_env_kwargs
 from actorlearner.config_sources import with_preset
-from actorlearner.config import Config
 from actorlearner.presets import PRESETS
 
 
