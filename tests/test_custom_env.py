@@ -66,6 +66,14 @@ def test_the_actorlearner_command_finds_an_env_module_in_the_working_directory(t
         f"actorlearner: error: no env module 'my_envs' on the Python path, in the working directory ({elsewhere}) or "
         f"in {tmp_path}, where the run found it: run from the directory that holds it, or add that directory to "
         "PYTHONPATH\n"), proc.stderr
+    # An env edited since the run (two observations instead of one) is named as that, not as a custom model
+    changed = (tmp_path / "moved.py").read_text().replace("observation_space = gym.spaces.Box(-1.0, 1.0, (1,)",
+                                                            "observation_space = gym.spaces.Box(-1.0, 1.0, (2,)", 1)
+    (tmp_path / "my_envs.py").write_text(changed.replace("np.array([self.sign], np.float32)",
+                                                         "np.array([self.sign, 0.0], np.float32)"))
+    proc = subprocess.run(evaluate, capture_output=True, text=True, timeout=120, cwd=elsewhere, env=env)
+    assert proc.returncode == 2 and "(observations [2], 2 actions): the run's env has changed since" in proc.stderr, \
+        proc.stderr
 
 
 def test_unimportable_env_module_is_one_line(tmp_path):
