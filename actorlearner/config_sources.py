@@ -57,10 +57,13 @@ def with_preset(base: Config, overrides: dict) -> Config:
         probe = base.replace(**{k: overrides[k] for k in ("env_module", "env_kwargs", "wait_timeout_s")
                                 if k in overrides})
         name = preset_for_env(env)
-        if name is not None and probe.env_kwargs_dict and _other_actions(env, probe):
-            name = None  # the id's preset was tuned on the env as registered, not on the task these arguments make
-        if name is None:
-            name = _by_action_space(env, probe.env_modules, _probe_timeout(probe), probe.env_kwargs_dict)
+        kwargs = probe.env_kwargs_dict
+        if name is None or kwargs:
+            spaces = _spaces(env, probe, kwargs)  # one env made, with the run's arguments
+            if name is not None and _other_actions(spaces, _spaces(env, probe, {})):
+                name = None  # the id's preset was tuned on the env as registered, not on the task these arguments make
+            if name is None:
+                name = _by_action_space(spaces)
     if name and name != "none":
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
@@ -78,33 +81,33 @@ def with_preset(base: Config, overrides: dict) -> Config:
 APPO_ONLY = ("epochs", "minibatches", "clip_ratio", "normalize_advantages", "target_kl", "target_kl_from")
 
 
-def _probe_timeout(probe: Config) -> float:
-    # Not validated yet: a timeout that is not positive is validate()'s one-line error later, not setitimer's here.
-    return probe.wait_timeout_s if probe.wait_timeout_s > 0 else Config().wait_timeout_s
-
-
-def _other_actions(env, probe: Config) -> bool:
-    """Whether --env-kwargs give the env of id `env` another kind of action space than the registered one's
-    (LunarLander-v3 with continuous=true: Box instead of Discrete). One env is made each way."""
-    from .envs import env_spaces
-
-    with_kwargs = env_spaces(env, probe.env_modules, _probe_timeout(probe), probe.env_kwargs_dict)
-    registered = env_spaces(env, probe.env_modules, _probe_timeout(probe))
-    return None not in (with_kwargs, registered) and type(with_kwargs[1]) is not type(registered[1])
-
-
-def _by_action_space(env, modules: tuple, timeout: float, kwargs: dict) -> Optional[str]:
-    """"continuous" for an env id that no preset names, with Box actions and vector observations: its first env
-    is made to see. (Image observations go to a CNN, which --normalize-obs is not for. An env fn given to the
-    Python API gets no preset: its defaults are what Config() says.)"""
+def _spaces(env, probe: Config, kwargs: dict) -> Optional[tuple]:
+    """(observation space, action space) of the env of id `env`, made once with `kwargs` and the probe's modules
+    and time limit; None for an env fn given to the Python API (its defaults are what Config() says) or an env that
+    cannot be made (the launcher's checks name why)."""
     if not isinstance(env, str):
         return None
-    import gymnasium as gym
+    from .envs import env_spaces  # imports gymnasium: only for ids that no preset names, or with --env-kwargs
 
-    from .envs import env_spaces  # imports gymnasium: only for ids that no preset names
+    # Not validated yet: a timeout that is not positive is validate()'s one-line error later, not setitimer's here.
+    timeout = probe.wait_timeout_s if probe.wait_timeout_s > 0 else Config().wait_timeout_s
+    return env_spaces(env, probe.env_modules, timeout, kwargs)
 
-    spaces = env_spaces(env, modules, timeout, kwargs)
-    if spaces is None or not isinstance(spaces[1], gym.spaces.Box):
+
+def _other_actions(spaces: Optional[tuple], registered: Optional[tuple]) -> bool:
+    """Whether --env-kwargs gave the env another kind of action space (`spaces`) than the registered one's
+    (LunarLander-v3 with continuous=true: Box instead of Discrete)."""
+    return None not in (spaces, registered) and type(spaces[1]) is not type(registered[1])
+
+
+def _by_action_space(spaces: Optional[tuple]) -> Optional[str]:
+    """"continuous" for an env with Box actions and vector observations (`_spaces`' pair), else None. (Image
+    observations go to a CNN, which --normalize-obs is not for.)"""
+    if spaces is None:
+        return None
+    import gymnasium as gym  # imported already: the spaces are its
+
+    if not isinstance(spaces[1], gym.spaces.Box):
         return None
     return "continuous" if isinstance(spaces[0], gym.spaces.Box) and len(spaces[0].shape) == 1 else None
 

@@ -42,8 +42,9 @@ def saved_module_homes(run_dir: str) -> dict:
             homes = json.load(f)
     except (OSError, ValueError):
         return {}
-    return {k: v for k, v in homes.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(homes, dict) \
-        else {}
+    if not isinstance(homes, dict):
+        return {}
+    return {k: v for k, v in homes.items() if isinstance(v, str)}  # JSON keys are strings
 
 
 @contextlib.contextmanager
