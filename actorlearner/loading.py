@@ -165,7 +165,14 @@ def saved_weights(run_dir: str, which: str) -> tuple[np.ndarray, list]:
                               "uses the newest checkpoint instead") from None
     if which == "best":
         raise ConfigError(f"{run_dir}/best.npz not found: the run made no evaluation (--eval-every-s 0?)")
-    ckpt = checkpoint.load_latest(run_dir, warn=warn)
+    try:
+        ckpt = checkpoint.load_latest(run_dir, warn=warn)
+    except checkpoint.CheckpointError as e:
+        # A run killed before its first checkpoint may still have kept its best evaluation's weights.
+        if os.path.exists(os.path.join(run_dir, "best.npz")):
+            raise checkpoint.CheckpointError(f"{e}; its best evaluation's weights are in best.npz: --which best "
+                                             "plays them") from None
+        raise
     if ckpt.policy_flat is None:
         raise ConfigError(f"{ckpt.path} holds no policy weights")
     return ckpt.policy_flat, _layout(ckpt.meta["policy_layout"])

@@ -51,6 +51,26 @@ def test_eval_of_a_run_with_no_final_weights_says_it_plays_the_newest_checkpoint
             "actions: return") in out.stdout
 
 
+def test_a_run_killed_before_its_first_checkpoint_points_to_its_best_weights(run_dir, tmp_path):
+    """A run SIGKILLed early has best.npz (its evaluations) but neither policy.npz nor a checkpoint: the error
+    said only 'the run stopped before its first one', and the weights it had kept went unmentioned."""
+    import shutil
+
+    from actorlearner.loading import saved_weights
+
+    killed = tmp_path / "killed"
+    shutil.copytree(run_dir, killed)
+    (killed / "policy.npz").unlink()
+    shutil.rmtree(killed / "checkpoints")
+    with pytest.raises(ConfigError, match=r"stopped before its first one; its best evaluation's weights are in "
+                                          r"best.npz: --which best plays them$"):
+        saved_weights(str(killed), "final")
+    assert saved_weights(str(killed), "best")[0].size > 0
+    (killed / "best.npz").unlink()
+    with pytest.raises(ConfigError, match=r"stopped before its first one$"):
+        saved_weights(str(killed), "latest")
+
+
 def test_damaged_weight_files_are_one_line_that_names_a_way_on(run_dir, tmp_path):
     """A policy.npz or best.npz cut short (a full disk, a copy interrupted) was a BadZipFile traceback."""
     import shutil
