@@ -1,12 +1,14 @@
-"""Time to a solved task on the classic suite, with each task's preset, optionally side by side with
-stable-baselines3 PPO (rl-baselines3-zoo hyperparameters) run in the same benchmark, interleaved seed by
-seed (ours seed 1, theirs seed 1, ours seed 2, ...).
+"""Time to a solved task on the classic suite, with each task's preset, optionally side by side with a peer run in
+the same benchmark, interleaved seed by seed (ours seed 1, theirs seed 1, ours seed 2, ...): stable-baselines3 PPO
+with the rl-baselines3-zoo hyperparameters (`--compare sb3`), or Sample Factory 2's APPO with its own CartPole
+example's settings (`--compare sf`, CartPole only: benchmarks/sf_appo.py says how to install it).
 
 Criterion everywhere: the mean return of the last 100 finished training episodes reaches the target;
 time counted from the start of each command (both include their interpreter and library start-up).
 
     python benchmarks/learning.py                                  # the suite, 5 seeds, ours only
     python benchmarks/learning.py --compare sb3                    # and SB3 PPO (pip install -e .[bench])
+    python benchmarks/learning.py --tasks cartpole --compare sf --peer-python sfvenv/bin/python
     python benchmarks/learning.py --tasks cartpole,acrobot --seeds 1,2,3
     python benchmarks/learning.py --seeds 1-10 --final-eval 100   # and each saved policy over 100 episodes
 
@@ -81,14 +83,24 @@ def run_ours(task: str, seed: int, budget: float, eval_episodes: int = 0) -> dic
             "confirmations_failed": s.get("confirmations_failed")}
 
 
-def run_sb3(env_id: str, target: float, seed: int, budget: float, confirm_episodes: int, margin: float,
-            python: str) -> dict:
-    proc = subprocess.run([python, os.path.join(ROOT, "benchmarks", "sb3_ppo.py"), "--env", env_id,
+# --compare: (name in the table, its script, {task: budget s}); a task it has no settings for is left out.
+PEERS = {
+    "sb3": ("SB3 PPO", "sb3_ppo.py", {task: t[3] for task, t in TASKS.items() if t[3]}),
+    # Sample Factory tunes no classic-control task but CartPole (sf_examples/train_gym_env.py).
+    "sf": ("Sample Factory APPO", "sf_appo.py", {"cartpole": 180}),
+}
+
+
+def run_peer(peer: str, env_id: str, target: float, seed: int, budget: float, confirm_episodes: int, margin: float,
+             python: str) -> dict:
+    """One seed of a peer's run (its script prints one JSON line last), under our criterion."""
+    name, script, _ = PEERS[peer]
+    proc = subprocess.run([python, os.path.join(ROOT, "benchmarks", script), "--env", env_id,
                            "--seed", str(seed), "--target", str(target), "--max-seconds", str(budget),
                            "--confirm-episodes", str(confirm_episodes), "--confirm-margin-se", str(margin)],
                           capture_output=True, text=True, cwd=ROOT, timeout=budget + 300)
     if proc.returncode != 0:
-        raise RuntimeError(f"SB3 {env_id} seed {seed} failed: {proc.stderr[-2000:]}")
+        raise RuntimeError(f"{name} {env_id} seed {seed} failed: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -114,11 +126,12 @@ def main() -> None:
     p.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
                    help=f"comma separated, of {', '.join(TASKS)} (default: all but bipedalwalker)")
     p.add_argument("--seeds", default="1,2,3,4,5")
-    p.add_argument("--compare", choices=["sb3"], help="also run stable-baselines3 PPO, interleaved, under the "
-                   "same confirmed criterion (the same --confirm-episodes as the task's run)")
-    p.add_argument("--sb3-python", default=sys.executable,
-                   help="the Python that runs SB3 (a virtual environment with stable-baselines3 and torch, if "
-                        "they are kept out of this one)")
+    p.add_argument("--compare", choices=sorted(PEERS), help="also run a peer, interleaved, under the same confirmed "
+                   "criterion (the same --confirm-episodes as the task's run): sb3 (stable-baselines3 PPO) or sf "
+                   "(Sample Factory APPO, CartPole only)")
+    p.add_argument("--peer-python", "--sb3-python", default=sys.executable,
+                   help="the Python that runs the peer (a virtual environment with it and torch, if they are kept "
+                        "out of this one)")
     p.add_argument("--final-eval", type=int, default=0, metavar="EPISODES",
                    help="also evaluate each of our solved runs' saved policy over EPISODES sampled episodes "
                         "afterwards (`actorlearner eval`) and count those at the target")
@@ -129,9 +142,10 @@ def main() -> None:
     if unknown:
         p.error(f"unknown task(s) {unknown}; known: {', '.join(TASKS)}")
     seeds = parse_seeds(a.seeds)
+    peer, _, peer_budgets = PEERS[a.compare] if a.compare else ("", "", {})
     results = {}
     for task in tasks:
-        env_id, target, budget, sb3_budget = TASKS[task]
+        env_id, target, budget, _ = TASKS[task]
         ours, theirs = [], []
         for seed in seeds:
             ours.append(run_ours(task, seed, budget, a.final_eval))
@@ -140,12 +154,11 @@ def main() -> None:
                   f"final {r['mean_return_100']:.1f}"
                   + (f", saved policy {r['final_eval']:.1f} over {a.final_eval} episodes"
                      if r["final_eval"] is not None else ""), flush=True)
-            if a.compare and sb3_budget:
-                theirs.append(run_sb3(env_id, target, seed, sb3_budget, ours[-1]["confirm_episodes"],
-                                      ours[-1]["confirm_margin_se"],
-                                      a.sb3_python))
+            if task in peer_budgets:
+                theirs.append(run_peer(a.compare, env_id, target, seed, peer_budgets[task], r["confirm_episodes"],
+                                       r["confirm_margin_se"], a.peer_python))
                 r = theirs[-1]
-                print(f"{task} seed {seed} SB3 PPO: solved at {r['solved_at_s']} s, {r['solved_at_steps']} "
+                print(f"{task} seed {seed} {peer}: solved at {r['solved_at_s']} s, {r['solved_at_steps']} "
                       f"steps (window at {r['window_reached_at_s']} s, {r['confirmations_failed']} confirmations "
                       f"failed), final {r['mean_return_100']}", flush=True)
         results[task] = {"env": env_id, "target": target, "ours": ours, "theirs": theirs,
@@ -154,7 +167,7 @@ def main() -> None:
     head = "| task | target | seeds solved | time to target, median (range) | env steps to target | final return |"
     rule = "|---|---|---|---|---|---|"
     if a.compare:
-        head += " SB3 PPO solved | SB3 PPO time | ours / SB3 |"
+        head += f" {peer} solved | {peer} time | ours / theirs |"
         rule += "---|---|---|"
     lines = [head, rule]
     for r in results.values():
@@ -163,11 +176,11 @@ def main() -> None:
         line = (f"| {r['env']} | {r['target']:g} | {o['solved']}/{o['seeds']} | {fmt_time(o)} | {steps} | "
                 f"{o['final_return']:.1f} |")
         if a.compare and r["theirs_stats"] is None:
-            line += " - | - | no SB3 zoo entry |"
+            line += f" - | - | no {peer} settings for it |"
         elif a.compare:
             t = r["theirs_stats"]
             ratio = (f"{o['median_s'] / t['median_s']:.2f}" if o["median_s"] and t["median_s"] else
-                     "SB3 not reached" if o["median_s"] else "-")
+                     f"{peer} not reached" if o["median_s"] else "-")
             their_steps = f", {t['median_steps'] / 1e3:,.0f} K steps" if t["median_steps"] else ""
             line += f" {t['solved']}/{t['seeds']} | {fmt_time(t)}{their_steps} | {ratio} |"
         lines.append(line)
@@ -187,7 +200,7 @@ def main() -> None:
     def plot(plt):
         fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.5), squeeze=False)
         for ax, r in zip(axes[0], results.values()):
-            for who, runs, color in (("actorlearner", r["ours"], "C0"), ("SB3 PPO", r["theirs"], "C1")):
+            for who, runs, color in (("actorlearner", r["ours"], "C0"), (peer, r["theirs"], "C1")):
                 for i, run in enumerate(runs):
                     if run["curve"]:
                         t, ret = [c[0] for c in run["curve"]], [c[2] for c in run["curve"]]
@@ -200,7 +213,7 @@ def main() -> None:
         fig.tight_layout()
         return fig
 
-    write_outputs("learning", a.out, {"seeds": seeds, "results": results}, plot)
+    write_outputs("learning", a.out, {"seeds": seeds, "peer": peer, "results": results}, plot)
 
 
 if __name__ == "__main__":
