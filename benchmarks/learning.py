@@ -1,7 +1,8 @@
 """Time to a solved task on the classic suite, with each task's preset, optionally side by side with a peer run in
 the same benchmark, interleaved seed by seed (ours seed 1, theirs seed 1, ours seed 2, ...): stable-baselines3 PPO
-with the rl-baselines3-zoo hyperparameters (`--compare sb3`), or Sample Factory 2's APPO with its own CartPole
-example's settings (`--compare sf`, CartPole only: benchmarks/sf_appo.py says how to install it).
+with the rl-baselines3-zoo hyperparameters (`--compare sb3`), Sample Factory 2's APPO with its own CartPole
+example's settings (`--compare sf`), or RLlib's PPO with its tuned CartPole example's (`--compare rllib`); the last two
+CartPole only, each in a virtual environment of its own (benchmarks/sf_appo.py and rllib_ppo.py say how).
 
 Criterion everywhere: the mean return of the last 100 finished training episodes reaches the target;
 time counted from the start of each command (both include their interpreter and library start-up).
@@ -88,6 +89,7 @@ PEERS = {
     "sb3": ("SB3 PPO", "sb3_ppo.py", {task: t[3] for task, t in TASKS.items() if t[3]}),
     # Sample Factory tunes no classic-control task but CartPole (sf_examples/train_gym_env.py).
     "sf": ("Sample Factory APPO", "sf_appo.py", {"cartpole": 180}),
+    "rllib": ("RLlib PPO", "rllib_ppo.py", {"cartpole": 300}),  # its tuned examples: CartPole among classic control
 }
 
 
@@ -127,8 +129,8 @@ def main() -> None:
                    help=f"comma separated, of {', '.join(TASKS)} (default: all but bipedalwalker)")
     p.add_argument("--seeds", default="1,2,3,4,5")
     p.add_argument("--compare", choices=sorted(PEERS), help="also run a peer, interleaved, under the same confirmed "
-                   "criterion (the same --confirm-episodes as the task's run): sb3 (stable-baselines3 PPO) or sf "
-                   "(Sample Factory APPO, CartPole only)")
+                   "criterion (the same --confirm-episodes as the task's run): sb3 (stable-baselines3 PPO), sf "
+                   "(Sample Factory APPO) or rllib (RLlib PPO), the last two CartPole only")
     p.add_argument("--peer-python", "--sb3-python", default=sys.executable,
                    help="the Python that runs the peer (a virtual environment with it and torch, if they are kept "
                         "out of this one)")
