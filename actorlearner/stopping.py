@@ -68,7 +68,9 @@ class StopSignals:
         if self._at_once:
             say(f"{self.requested}: stopping")
             raise Interrupted(self.requested)
-        say(f"{self.requested}: stopping (press Ctrl-C again to stop at once)")
+        # A SIGTERM or SIGHUP comes from a process manager or a lost terminal, which cannot press Ctrl-C.
+        again = "press Ctrl-C again" if signum == signal.SIGINT else "Ctrl-C or a SIGINT"
+        say(f"{self.requested}: stopping ({again} to stop at once)")
         if self._in_user_code:
             raise UserCodeStopped(self.requested)
 

@@ -182,6 +182,7 @@ def test_sigterm_stops_cleanly_with_status_143(tmp_path, backend):
     finally:
         proc.kill()
     assert proc.returncode == 143, out[-3000:]
+    assert "SIGTERM: stopping (Ctrl-C or a SIGINT to stop at once)" in out, out[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["stop_signal"] == "SIGTERM"
     assert checkpoint.list_checkpoints(str(run_dir))
