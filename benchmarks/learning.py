@@ -1,8 +1,9 @@
 """Time to a solved task on the classic suite, with each task's preset, optionally side by side with a peer run in
 the same benchmark, interleaved seed by seed (ours seed 1, theirs seed 1, ours seed 2, ...): stable-baselines3 PPO
 with the rl-baselines3-zoo hyperparameters (`--compare sb3`), Sample Factory 2's APPO with its own CartPole
-example's settings (`--compare sf`), or RLlib's PPO with its tuned CartPole example's (`--compare rllib`); the last two
-CartPole only, each in a virtual environment of its own (benchmarks/sf_appo.py and rllib_ppo.py say how).
+example's settings (`--compare sf`), or RLlib's PPO or APPO with its tuned CartPole examples' (`--compare rllib`,
+`rllib-appo`); these CartPole only, each in a virtual environment of its own (benchmarks/sf_appo.py and
+rllib_cartpole.py say how).
 
 Criterion everywhere: the mean return of the last 100 finished training episodes reaches the target;
 time counted from the start of each command (both include their interpreter and library start-up).
@@ -89,7 +90,8 @@ PEERS = {
     "sb3": ("SB3 PPO", "sb3_ppo.py", {task: t[3] for task, t in TASKS.items() if t[3]}),
     # Sample Factory tunes no classic-control task but CartPole (sf_examples/train_gym_env.py).
     "sf": ("Sample Factory APPO", "sf_appo.py", {"cartpole": 180}),
-    "rllib": ("RLlib PPO", "rllib_ppo.py", {"cartpole": 300}),  # its tuned examples: CartPole among classic control
+    "rllib": ("RLlib PPO", "rllib_cartpole.py --algo ppo", {"cartpole": 300}),  # its tuned CartPole examples
+    "rllib-appo": ("RLlib APPO", "rllib_cartpole.py --algo appo", {"cartpole": 300}),
 }
 
 
@@ -97,7 +99,8 @@ def run_peer(peer: str, env_id: str, target: float, seed: int, budget: float, co
              python: str) -> dict:
     """One seed of a peer's run (its script prints one JSON line last), under our criterion."""
     name, script, _ = PEERS[peer]
-    proc = subprocess.run([python, os.path.join(ROOT, "benchmarks", script), "--env", env_id,
+    script, *script_args = script.split()
+    proc = subprocess.run([python, os.path.join(ROOT, "benchmarks", script), *script_args, "--env", env_id,
                            "--seed", str(seed), "--target", str(target), "--max-seconds", str(budget),
                            "--confirm-episodes", str(confirm_episodes), "--confirm-margin-se", str(margin)],
                           capture_output=True, text=True, cwd=ROOT, timeout=budget + 300)
@@ -130,7 +133,7 @@ def main() -> None:
     p.add_argument("--seeds", default="1,2,3,4,5")
     p.add_argument("--compare", choices=sorted(PEERS), help="also run a peer, interleaved, under the same confirmed "
                    "criterion (the same --confirm-episodes as the task's run): sb3 (stable-baselines3 PPO), sf "
-                   "(Sample Factory APPO) or rllib (RLlib PPO), the last two CartPole only")
+                   "(Sample Factory APPO), rllib or rllib-appo (RLlib PPO, APPO); all but sb3 CartPole only")
     p.add_argument("--peer-python", "--sb3-python", default=sys.executable,
                    help="the Python that runs the peer (a virtual environment with it and torch, if they are kept "
                         "out of this one)")
