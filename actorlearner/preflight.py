@@ -14,7 +14,7 @@ from .atari import PREPROCESSING_KWARGS
 from .config import Config, ConfigError, usable_cores, validate
 from .config_sources import RESUME_FIXED, config_from_dict
 from .env_backends import EnvBatchFactory, resolve_backend
-from .env_registry import check_env_id, import_env_modules
+from .env_registry import check_env_id, import_env_modules, registered_id
 from .envs import env_time_limit, make_env_fn
 from .layout import default_layout, model_kind
 from .presets import PRESETS, is_atari
@@ -104,7 +104,28 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
         raise ConfigError(f"{source} works on the MLP only (the CNNs scale uint8 images to [0, 1]): "
                           f"--no-normalize-obs")
     target = cfg.target_return if cfg.target_return is not None else spec.reward_threshold
+    said = changed_time_limit(cfg, target)
+    if said:
+        warn(said)
     return env_fn, make_batch, spec, target, why, blobs
+
+
+def changed_time_limit(cfg: Config, target: Optional[float]) -> Optional[str]:
+    """A warning where --env-kwargs give gym.make another max_episode_steps than the id registers while the target
+    is the id's own threshold or its preset's: a threshold is set for episodes of the registered length, so it can
+    be out of reach (CartPole-v1 cut at 200 steps returned 200 on every episode and never reached 475) or too
+    easy. None otherwise."""
+    limit = cfg.env_kwargs_dict.get("max_episode_steps")
+    if limit is None or target is None or (cfg.target_return is not None and not _from_preset(cfg, "target_return")):
+        return None
+    import gymnasium as gym
+
+    registered = getattr(gym.envs.registry.get(registered_id(cfg.env)), "max_episode_steps", None)
+    if limit == registered:
+        return None
+    length = f"of up to {registered} steps" if registered else "without a step limit"
+    return (f"target return {target:g} is set for {cfg.env}'s episodes {length}; --env-kwargs max_episode_steps="
+            f"{limit} changes their length, so it may be out of reach or too easy: give --target-return")
 
 
 def _from_preset(cfg: Config, name: str) -> bool:

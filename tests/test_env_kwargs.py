@@ -64,3 +64,22 @@ def test_the_ids_preset_is_kept_unless_the_arguments_change_the_kind_of_actions(
     assert preset(env_kwargs="continuous=true") == "continuous"
     assert preset(env_kwargs="continuous=true", preset="toy") == "toy"  # asked for by name
 
+
+
+def test_a_changed_episode_length_under_the_ids_own_target_is_warned_about():
+    """CartPole-v1 with max_episode_steps=200 returned 200 on every episode for 12 s and never reached the id's 475,
+    with nothing said. A target the user gives is theirs: no warning then."""
+    from actorlearner.preflight import changed_time_limit
+
+    def said(target, **overrides):
+        return changed_time_limit(with_preset(Config(), {"env": "CartPole-v1", **overrides}), target)
+
+    assert said(475.0, env_kwargs="max_episode_steps=200") == (
+        "target return 475 is set for CartPole-v1's episodes of up to 500 steps; --env-kwargs max_episode_steps=200 "
+        "changes their length, so it may be out of reach or too easy: give --target-return")
+    assert said(195.0, env_kwargs="max_episode_steps=200", target_return=195.0) is None
+    assert said(475.0, env_kwargs="max_episode_steps=500") is None
+    assert said(475.0) is None
+    pendulum = with_preset(Config(), {"env": "Pendulum-v1", "env_kwargs": "max_episode_steps=400"})
+    assert "target return -200 is set for Pendulum-v1's episodes of up to 200 steps" in changed_time_limit(
+        pendulum, pendulum.target_return)  # the preset's target, not the user's
