@@ -22,7 +22,6 @@ confirmations_failed, confirm_return_mean, mean_return_100, env_steps, curve [(t
 last (up to) 100 episodes, episodes)], a point each training iteration.
 """
 
-import argparse
 import collections
 import json
 import os
@@ -34,25 +33,18 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from actorlearner.evaluation import confirmation_passes  # noqa: E402  (ours, so both sides share the rule)
 from actorlearner.reporting import process_age_s  # noqa: E402  (no TensorFlow: a light import)
+from peer_criterion import one_episode_each, peer_parser  # noqa: E402
 
 START = time.monotonic() - process_age_s()
 ENV = "CartPole-v1"
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default=ENV, choices=[ENV], help="the env of RLlib's tuned examples used here")
+    p = peer_parser(__doc__, [ENV], "the env of RLlib's tuned examples used here", default_env=ENV)
     p.add_argument("--algo", default="ppo", choices=["ppo", "appo"])
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--target", type=float, required=True)
-    p.add_argument("--max-seconds", type=float, default=300)
-    p.add_argument("--confirm-episodes", type=int, default=20, help="0: the training window alone decides")
-    p.add_argument("--confirm-margin-se", type=float, default=1.0,
-                   help="the confirmation's mean must reach the target by this many standard errors (as ours)")
     a = p.parse_args()
 
     sys.modules["tensorflow"] = None  # RLlib imports TensorFlow where it is installed; it uses torch here
-    import gymnasium as gym
     import numpy as np
     import ray
     import torch
@@ -98,22 +90,13 @@ def main() -> None:
     def confirm(k: int) -> list:
         """Returns of the current policy over a.confirm_episodes fresh episodes, one env each, sampled actions."""
         module = current_module()
-        n = a.confirm_episodes
-        envs = [gym.make(ENV) for _ in range(n)]
-        obs = np.stack([e.reset(seed=a.seed + 10_000 * (k + 1) + i)[0] for i, e in enumerate(envs)])
-        returns, totals = [None] * n, np.zeros(n)
-        with torch.no_grad():
-            while any(r is None for r in returns):
+
+        def act(obs):
+            with torch.no_grad():
                 logits = module.forward_exploration({"obs": torch.as_tensor(obs)})["action_dist_inputs"]
-                actions = torch.distributions.Categorical(logits=logits).sample().numpy()
-                for i, e in enumerate(envs):
-                    if returns[i] is None:
-                        o, r, term, trunc, _ = e.step(int(actions[i]))
-                        totals[i] += r
-                        obs[i] = o
-                        if term or trunc:
-                            returns[i] = totals[i]
-        return returns
+            return torch.distributions.Categorical(logits=logits).sample().numpy()
+
+        return one_episode_each(ENV, a.confirm_episodes, a.seed + 10_000 * (k + 1), act)
 
     curve, solved, window_at, confirm_mean, failed, steps, mean = [], None, None, None, 0, 0, None
     window, episodes = collections.deque(maxlen=100), 0

@@ -15,7 +15,6 @@ confirmations_failed, confirm_return_mean, mean_return_100, env_steps, curve [(t
 mean return of the last (up to) 100 episodes, episodes)], a point a second from the first finished episode.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -24,6 +23,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from actorlearner.evaluation import confirmation_passes  # noqa: E402  (ours, so both sides share the rule)
 from actorlearner.reporting import process_age_s  # noqa: E402  (no TensorFlow: a light import)
+from peer_criterion import peer_parser  # noqa: E402
 
 START = time.monotonic() - process_age_s()
 
@@ -81,14 +81,7 @@ class _Solved(Exception):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", required=True, choices=sorted(ZOO))
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--target", type=float, required=True)
-    p.add_argument("--max-seconds", type=float, default=600)
-    p.add_argument("--confirm-episodes", type=int, default=20, help="0: the training window alone decides")
-    p.add_argument("--confirm-margin-se", type=float, default=1.0,
-                   help="the confirmation's mean must reach the target by this many standard errors (as ours)")
+    p = peer_parser(__doc__, ZOO, max_seconds=600)
     a = p.parse_args()
 
     # SB3's logger imports TensorBoard, which imports TensorFlow when it is installed (it is, for

@@ -23,9 +23,9 @@ confirmations_failed, confirm_return_mean, mean_return_100, env_steps, curve [(t
 last (up to) 100 episodes, episodes)], a point a second from the first finished episode.
 """
 
-import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -33,6 +33,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from actorlearner.evaluation import confirmation_passes  # noqa: E402  (ours, so both sides share the rule)
 from actorlearner.reporting import process_age_s  # noqa: E402  (no TensorFlow: a light import)
+from peer_criterion import one_episode_each, peer_parser  # noqa: E402
 
 START = time.monotonic() - process_age_s()
 
@@ -51,18 +52,10 @@ def make_env(name, cfg=None, env_config=None, render_mode=None):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default=ENV, choices=[ENV], help="the one env Sample Factory's examples tune")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--target", type=float, required=True)
-    p.add_argument("--max-seconds", type=float, default=300)
-    p.add_argument("--confirm-episodes", type=int, default=20, help="0: the training window alone decides")
-    p.add_argument("--confirm-margin-se", type=float, default=1.0,
-                   help="the confirmation's mean must reach the target by this many standard errors (as ours)")
+    p = peer_parser(__doc__, [ENV], "the one env Sample Factory's examples tune", default_env=ENV)
     a = p.parse_args()
 
     sys.modules["tensorflow"] = None  # its TensorBoard writer would import TensorFlow where it is installed
-    import gymnasium as gym
     import numpy as np
     import torch
     from sample_factory.algo.runners.runner import AlgoObserver
@@ -74,7 +67,7 @@ def main() -> None:
     from signal_slot.signal_slot import EventLoopObject
 
     register_env(ENV, make_env)
-    train_dir = tempfile.mkdtemp(prefix="sf_appo_")
+    train_dir = tempfile.mkdtemp(prefix="sf_appo_")  # Sample Factory's checkpoints and logs
     argv = EXAMPLE_ARGS + [f"--env={ENV}", "--experiment=bench", f"--train_dir={train_dir}", f"--seed={a.seed}",
                            f"--train_for_seconds={int(a.max_seconds)}"]
     parser, _ = parse_sf_args(argv=argv)
@@ -99,23 +92,14 @@ def main() -> None:
 
     def confirm(policy, k: int) -> list:
         """Returns of the current policy over a.confirm_episodes fresh episodes, one env each, sampled actions."""
-        n = a.confirm_episodes
-        envs = [gym.make(ENV) for _ in range(n)]
-        obs = np.stack([e.reset(seed=a.seed + 10_000 * (k + 1) + i)[0] for i, e in enumerate(envs)])
-        returns, totals, rnn = [None] * n, np.zeros(n), torch.zeros([n, 1])
-        with torch.no_grad():
-            while any(r is None for r in returns):
+        rnn = torch.zeros([a.confirm_episodes, 1])  # a feed-forward model's (unused) recurrent state
+
+        def act(obs):
+            with torch.no_grad():
                 out = policy(prepare_and_normalize_obs(policy, {"obs": torch.as_tensor(obs)}), rnn)
-                actions = out["actions"].reshape(n).numpy()
-                for i, e in enumerate(envs):
-                    if returns[i] is not None:
-                        continue
-                    o, r, term, trunc, _ = e.step(int(actions[i]))
-                    totals[i] += r
-                    obs[i] = o
-                    if term or trunc:
-                        returns[i] = totals[i]
-        return returns
+            return out["actions"].reshape(-1).numpy()
+
+        return one_episode_each(ENV, a.confirm_episodes, a.seed + 10_000 * (k + 1), act)
 
     class Criterion(AlgoObserver):
         policy = None
@@ -153,8 +137,11 @@ def main() -> None:
 
     runner.register_observer(Criterion())
     runner.register_episodic_stats_handler(count_episodes)
-    if runner.init() == 0:  # ExperimentStatus.SUCCESS
-        runner.run()
+    try:
+        if runner.init() == 0:  # ExperimentStatus.SUCCESS
+            runner.run()
+    finally:
+        shutil.rmtree(train_dir, ignore_errors=True)  # its checkpoints: a benchmark keeps only its figures
     window = runner.policy_avg_stats.get("reward", [[]])[0]
     solved = result["solved_at"]
     print(json.dumps({"env": ENV, "seed": a.seed, "solved_at_s": solved and solved[0],
