@@ -33,9 +33,10 @@ class EnvBatchFactory:
     entry point) or "ale" (ale-py's AtariVectorEnv for an `ALE/Game-v5` id, preprocessed as atari.py says)."""
 
     def __init__(self, backend: str, num_envs: int, env_fn=None, env_id: Optional[str] = None,
-                 modules: tuple = (), episodic_life: bool = False):
+                 modules: tuple = (), episodic_life: bool = False, env_kwargs: Optional[dict] = None):
+        """env_kwargs: --env-kwargs, for the vector backend's entry point (env_fn has them for single envs)."""
         self.backend, self.num_envs, self.env_fn, self.env_id, self.modules = backend, num_envs, env_fn, env_id, modules
-        self.episodic_life = episodic_life
+        self.episodic_life, self.env_kwargs = episodic_life, dict(env_kwargs or {})
 
     def __call__(self, actor_id: int, incarnation: int, seed: int, spec) -> EnvBatch:
         label = str(actor_id)
@@ -62,7 +63,7 @@ class EnvBatchFactory:
         import_env_modules(self.modules, self.env_id)
         rid = registered_id(self.env_id)
         if self.backend == "vector":
-            env = gym.make_vec(rid, num_envs=num_envs, vectorization_mode="vector_entry_point")
+            env = gym.make_vec(rid, num_envs=num_envs, vectorization_mode="vector_entry_point", **self.env_kwargs)
             if type(env.action_space) is gym.spaces.MultiDiscrete:
                 env.action_space = SampledActions(env.action_space.nvec, env.action_space.dtype,
                                                   start=env.action_space.start)
@@ -89,32 +90,38 @@ class EnvBatchFactory:
         env = self.make_vec(1)
         try:
             gspec = gym.registry.get(registered_id(self.env_id))  # envpool's own spec has no threshold
+            limit = self.env_kwargs.get("max_episode_steps", getattr(gspec, "max_episode_steps", None))
             return spec_from_spaces(env.single_observation_space, env.single_action_space,
-                                    getattr(gspec, "reward_threshold", None), getattr(gspec, "max_episode_steps", None))
+                                    getattr(gspec, "reward_threshold", None), limit)
         finally:
             _close_quietly(env)
 
 
-def resolve_backend(requested: str, env_id, custom_env_fn: bool, env_kwargs: bool = False) -> tuple[str, str]:
+def resolve_backend(requested: str, env_id, custom_env_fn: bool, env_kwargs: Optional[dict] = None) -> tuple[str, str]:
     """(backend, why) for --env-backend `requested`; raises ConfigError if it cannot serve the env. env_kwargs:
-    the run has --env-kwargs, which only gym.make's single envs take (the vector entry points, AtariVectorEnv and
-    envpool have constructors of their own)."""
-    if env_kwargs and requested not in ("auto", "gymnasium"):
-        raise ConfigError(f"--env-kwargs go to gym.make's single envs: use --env-backend gymnasium (or auto), not "
-                          f"{requested}")
+    the run's --env-kwargs, which gym.make's single envs take, and an id's gymnasium vector entry point where its
+    constructor has them (CartPoleVectorEnv: max_episode_steps, sutton_barto_reward); AtariVectorEnv and envpool
+    have constructors of their own."""
+    if env_kwargs and requested in ("ale", "envpool"):
+        raise ConfigError(f"--env-kwargs go to gym.make or an id's gymnasium vector entry point: use --env-backend "
+                          f"auto, gymnasium or vector, not {requested}")
     if not custom_env_fn:
         import_env_modules((), env_id)  # the id's own registration (module: prefix, ALE/)
     env_spec = None if custom_env_fn else gym.registry.get(registered_id(env_id))
     has_vector = env_spec is not None and env_spec.vector_entry_point is not None
     is_ale = env_spec is not None and registered_id(env_id).startswith("ALE/")
     ale_ok = is_ale and _importable("ale_py.vector_env")
+    refused = _vector_refuses(env_id, env_kwargs) if env_kwargs and has_vector and not is_ale else None
     if requested == "auto":
-        if env_kwargs:
+        if env_kwargs and (is_ale or not has_vector):
             return "gymnasium", "--env-kwargs: single envs made by gym.make"
+        if refused:
+            return "gymnasium", f"--env-kwargs its vector entry point does not take ({refused}): single envs"
         if ale_ok:  # before vector: ale-py registers AtariVectorEnv as the ids' vector entry point too
             return "ale", "ale-py's AtariVectorEnv (C++ threads, preprocessing built in)"
         if has_vector:
-            return "vector", "the env registers a gymnasium vector entry point (all envs in one call)"
+            return "vector", ("the env's gymnasium vector entry point takes the --env-kwargs" if env_kwargs else
+                              "the env registers a gymnasium vector entry point") + " (all envs in one call)"
         # Never envpool: its version of an id can differ from gymnasium's (its Blackjack-v1 has a Box
         # observation), and on Atari it measured no faster than ale-py here. It is there when asked for.
         return "gymnasium", ("a custom env factory" if custom_env_fn else "no vectorized implementation of this id")
@@ -128,6 +135,9 @@ def resolve_backend(requested: str, env_id, custom_env_fn: bool, env_kwargs: boo
     if requested == "vector" and not has_vector:
         raise ConfigError(f"--env-backend vector: {env_id} registers no gymnasium vector entry point "
                           f"(use gymnasium or auto)")
+    if requested == "vector" and refused:
+        raise ConfigError(f"--env-backend vector: {env_id}'s vector entry point does not take these --env-kwargs "
+                          f"({refused}); --env-backend gymnasium makes single envs with them")
     if requested == "ale" and not is_ale:
         raise ConfigError(f"--env-backend ale runs ALE/... ids only, not {env_id}")
     if requested == "ale" and not ale_ok:
@@ -137,6 +147,17 @@ def resolve_backend(requested: str, env_id, custom_env_fn: bool, env_kwargs: boo
     if requested == "envpool" and not envpool_serves(env_id):
         raise ConfigError(f"--env-backend envpool: envpool has no {registered_id(env_id)} (use gymnasium or auto)")
     return requested, "asked for"
+
+
+def _vector_refuses(env_id: str, env_kwargs: dict) -> Optional[str]:
+    """Why the id's gymnasium vector entry point cannot be made with env_kwargs (its error, one line), or None
+    where it can (a one-env vector env is made and closed: CartPole's costs well under a millisecond)."""
+    try:
+        env = gym.make_vec(registered_id(env_id), num_envs=1, vectorization_mode="vector_entry_point", **env_kwargs)
+    except Exception as e:  # noqa: BLE001 - a constructor's TypeError or ValueError alike: single envs then
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    _close_quietly(env)
+    return None
 
 
 def _envpool_task(rid: str) -> str:

@@ -37,8 +37,10 @@ def run_cli(*args, timeout=60):
     (["--target-kl", "0.02"], "--target-kl ends a batch's passes early: it needs --loss appo with --epochs or "
                               "--minibatches above 1"),
     (["--env-kwargs", "is_slippery"], "--env-kwargs: 'is_slippery' is not key=value"),
-    (["--env-kwargs", "sutton_barto_reward=true", "--env-backend", "vector"], "--env-kwargs go to gym.make's single "
-                                                                              "envs: use --env-backend gymnasium"),
+    (["--env-kwargs", "gravity=1", "--env-backend", "vector"], "--env-backend vector: CartPole-v1's vector entry "
+                                                               "point does not take these --env-kwargs (TypeError: "),
+    (["--env", "ALE/Pong-v5", "--env-kwargs", "mode=1", "--env-backend", "ale"], "--env-kwargs go to gym.make or "
+                                                                                 "an id's gymnasium vector entry"),
     (["--env", "ALE/Pong-v5", "--env-kwargs", "frameskip=2"], "--env-kwargs frameskip: set by the Atari "
                                                               "preprocessing"),
     (["--episodic-life"], "--episodic-life needs a game that reports lives (an ALE/ id), not CartPole-v1"),
