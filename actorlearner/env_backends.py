@@ -111,7 +111,8 @@ def resolve_backend(requested: str, env_id, custom_env_fn: bool, env_kwargs: Opt
     has_vector = env_spec is not None and env_spec.vector_entry_point is not None
     is_ale = env_spec is not None and registered_id(env_id).startswith("ALE/")
     ale_ok = is_ale and _importable("ale_py.vector_env")
-    refused = _vector_refuses(env_id, env_kwargs) if env_kwargs and has_vector and not is_ale else None
+    asks_vector = requested in ("auto", "vector") and env_kwargs and has_vector and not is_ale
+    refused = _vector_refuses(env_id, env_kwargs) if asks_vector else None
     if requested == "auto":
         if env_kwargs and (is_ale or not has_vector):
             return "gymnasium", "--env-kwargs: single envs made by gym.make"

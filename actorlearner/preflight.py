@@ -9,6 +9,8 @@ import math
 import os
 from typing import Callable, Optional
 
+import gymnasium as gym
+
 from . import checkpoint, litert_cnn
 from .atari import PREPROCESSING_KWARGS
 from .config import Config, ConfigError, usable_cores, validate
@@ -118,8 +120,6 @@ def changed_time_limit(cfg: Config, target: Optional[float]) -> Optional[str]:
     limit = cfg.env_kwargs_dict.get("max_episode_steps")
     if limit is None or target is None or (cfg.target_return is not None and not _from_preset(cfg, "target_return")):
         return None
-    import gymnasium as gym
-
     registered = getattr(gym.envs.registry.get(registered_id(cfg.env)), "max_episode_steps", None)
     if limit == registered:
         return None
