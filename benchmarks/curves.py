@@ -1,12 +1,14 @@
 """Return against wall clock on Atari and MuJoCo: actorlearner (`train --env ID`, so the env's preset) against
 stable-baselines3 PPO with rl-baselines3-zoo's hyperparameters (`sb3_atari.py` for ALE games, `sb3_ppo.py` with
-the zoo's tuned MuJoCo entries), run back to back on the same machine for the same minutes; the mean return of
-the last (up to) 100 finished training episodes sampled at every minute.
+the zoo's tuned MuJoCo entries), or against Sample Factory with its own Atari example's settings (`--peer sf`,
+`sf_atari.py`, ALE games), run back to back on the same machine for the same minutes; the mean return of the last
+(up to) 100 finished training episodes sampled at every minute.
 
-    python benchmarks/curves.py --games pong,breakout --minutes 20 --sb3-python /path/to/sb3venv/bin/python
+    python benchmarks/curves.py --games pong,breakout --minutes 20 --peer-python /path/to/sb3venv/bin/python
     python benchmarks/curves.py --games hopper,halfcheetah --minutes 10   # pip install -e ".[bench,mujoco]"
+    python benchmarks/curves.py --games pong --minutes 20 --peer sf --peer-python /path/to/sfvenv/bin/python
 
---sides ours|sb3 runs one side only; --merge FILE.json takes the other side's curves from an earlier
+--sides ours|peer runs one side only; --merge FILE.json takes the other side's curves from an earlier
 curves.json (or atari_curves.json) (say so when you quote such a table: the sides then ran at different hours).
 --ours-run GAME=RUN_DIR reads our side from a finished run's metrics.jsonl (cut at --minutes) instead of
 training, e.g. the first 20 minutes of a longer run. Writes curves.json, .md (the table) and .png.
@@ -25,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GAMES = {"pong": "ALE/Pong-v5", "breakout": "ALE/Breakout-v5", "halfcheetah": "HalfCheetah-v5",
          "hopper": "Hopper-v5", "walker2d": "Walker2d-v5"}
 MARKS = (5, 10, 15, 20)
+PEERS = {"sb3": "SB3 PPO (zoo)", "sf": "Sample Factory (its Atari example)"}
 
 
 def ours_curve(run_dir: str, minutes: float) -> list:
@@ -45,16 +48,18 @@ def run_ours(game: str, seed: int, minutes: float, flags: list) -> list:
         return ours_curve(run_dir, minutes)
 
 
-def run_sb3(game: str, seed: int, minutes: float, python: str) -> list:
-    """SB3's curve: the zoo's Atari settings for an ALE game; else its tuned entry in sb3_ppo.py, never stopped
-    by a target."""
-    script, more = ("sb3_atari.py", []) if GAMES[game].startswith("ALE/") else \
-        ("sb3_ppo.py", ["--target", "inf", "--confirm-episodes", "0"])
+def run_peer(peer: str, game: str, seed: int, minutes: float, python: str) -> list:
+    """The peer's curve. SB3: the zoo's Atari settings for an ALE game; else its tuned entry in sb3_ppo.py, never
+    stopped by a target. Sample Factory: its Atari example's settings (ALE games only)."""
+    if peer == "sf" and not GAMES[game].startswith("ALE/"):
+        raise SystemExit(f"--peer sf runs ALE games only, not {game}")
+    script, more = ("sf_atari.py", []) if peer == "sf" else ("sb3_atari.py", []) if GAMES[game].startswith("ALE/") \
+        else ("sb3_ppo.py", ["--target", "inf", "--confirm-episodes", "0"])
     proc = subprocess.run([python, os.path.join(ROOT, "benchmarks", script), "--env", GAMES[game],
                            "--seed", str(seed), "--max-seconds", str(minutes * 60), *more],
                           capture_output=True, text=True, cwd=ROOT, timeout=minutes * 60 + 300)
     if proc.returncode != 0:
-        raise RuntimeError(f"SB3 on {game} failed: {proc.stderr[-2000:]}")
+        raise RuntimeError(f"{PEERS[peer]} on {game} failed: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])["curve"]
 
 
@@ -68,9 +73,9 @@ def at_minute(curve: list, minute: float) -> tuple:
     return ret, steps, episodes
 
 
-def table(results: dict, minutes: float) -> str:
+def table(results: dict, minutes: float, peer: str) -> str:
     marks = [m for m in MARKS if m <= minutes] or [minutes]
-    lines = ["| game | minute | ours: return (steps, episodes) | SB3 PPO: return (steps, episodes) | ahead |",
+    lines = [f"| game | minute | ours: return (steps, episodes) | {PEERS[peer]}: return (steps, episodes) | ahead |",
              "|---|---|---|---|---|"]
 
     def cell(v):
@@ -79,9 +84,9 @@ def table(results: dict, minutes: float) -> str:
 
     for game, sides in results.items():
         for m in marks:
-            o, s = at_minute(sides["ours"], m), at_minute(sides["sb3"], m)
+            o, s = at_minute(sides["ours"], m), at_minute(sides[peer], m)
             ahead = "-" if o[0] is None or s[0] is None else ("ours" if o[0] > s[0] else
-                                                                 "SB3" if s[0] > o[0] else "tie")
+                                                                 peer if s[0] > o[0] else "tie")
             lines.append(f"| {game} | {m} | {cell(o)} | {cell(s)} | {ahead} |")
     return "\n".join(lines)
 
@@ -91,10 +96,11 @@ def main() -> None:
     p.add_argument("--games", default="pong,breakout")
     p.add_argument("--minutes", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--sides", default="ours,sb3")
-    p.add_argument("--sb3-python", default=sys.executable,
-                   help="a Python with stable-baselines3 and torch, and ale-py and opencv for Atari or mujoco "
-                   "for MuJoCo (not actorlearner's deps)")
+    p.add_argument("--peer", choices=sorted(PEERS), default="sb3")
+    p.add_argument("--sides", default="ours,peer", help="ours, peer or both")
+    p.add_argument("--peer-python", "--sb3-python", default=sys.executable,
+                   help="a Python with the peer and torch (SB3: ale-py and opencv for Atari or mujoco for MuJoCo; "
+                   "Sample Factory: ale-py), not actorlearner's deps")
     p.add_argument("--merge", help="an earlier curves.json to take the sides not run now from")
     p.add_argument("--ours-run", action="append", default=[], metavar="GAME=RUN_DIR")
     p.add_argument("--ours-flags", default="", help="more `actorlearner train` flags for our side, e.g. "
@@ -117,11 +123,11 @@ def main() -> None:
             results[game]["ours"] = (ours_curve(given[game], a.minutes) if game in given
                                      else run_ours(game, a.seed, a.minutes, a.ours_flags.split()))
             print(f"{game} ours: {at_minute(results[game]['ours'], a.minutes)}", flush=True)
-        if "sb3" in sides:
-            results[game]["sb3"] = run_sb3(game, a.seed, a.minutes, a.sb3_python)
-            print(f"{game} SB3: {at_minute(results[game]['sb3'], a.minutes)}", flush=True)
-    complete = {g: s for g, s in results.items() if "ours" in s and "sb3" in s}
-    md = table(complete, a.minutes)
+        if "peer" in sides or a.peer in sides:  # "sb3" as the side's name before --peer
+            results[game][a.peer] = run_peer(a.peer, game, a.seed, a.minutes, a.peer_python)
+            print(f"{game} {PEERS[a.peer]}: {at_minute(results[game][a.peer], a.minutes)}", flush=True)
+    complete = {g: s for g, s in results.items() if "ours" in s and a.peer in s}
+    md = table(complete, a.minutes, a.peer)
     print(md)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "curves.md"), "w") as f:
@@ -130,7 +136,7 @@ def main() -> None:
     def plot(plt):
         fig, axes = plt.subplots(1, len(complete), figsize=(5.5 * len(complete), 3.8), squeeze=False)
         for ax, (game, curves) in zip(axes[0], complete.items()):
-            for side, label in (("ours", "actorlearner"), ("sb3", "SB3 PPO (zoo)")):
+            for side, label in (("ours", "actorlearner"), (a.peer, PEERS[a.peer])):
                 pts = [(t / 60, r) for t, _, r, _ in curves[side] if r is not None and t <= a.minutes * 60 + 1]
                 if pts:
                     ax.plot(*zip(*pts), label=label)
