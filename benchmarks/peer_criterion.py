@@ -1,5 +1,6 @@
-"""What the peers' scripts (sb3_ppo.py, sf_appo.py, rllib_cartpole.py) share: the command line that learning.py's
-run_peer calls them with, and the confirmation's episodes for a policy that acts on a batch of observations. Each
+"""What the peers' scripts share: the command line that learning.py's run_peer calls sb3_ppo.py, sf_appo.py and
+rllib_cartpole.py with, the one curves.py calls sb3_atari.py and sf_atari.py with, and the confirmation's episodes
+for a policy that acts on a batch of observations. Each
 peer runs in a virtual environment of its own, so this imports nothing of theirs (gymnasium and numpy inside)."""
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ def peer_parser(doc: str, envs: Sequence[str], env_help: Optional[str] = None, *
     p.add_argument("--confirm-episodes", type=int, default=20, help="0: the training window alone decides")
     p.add_argument("--confirm-margin-se", type=float, default=1.0,
                    help="the confirmation's mean must reach the target by this many standard errors (as ours)")
+    return p
+
+
+def atari_parser(doc: str) -> argparse.ArgumentParser:
+    """--env (an ALE v5 id), --seed and --max-seconds of the Atari peers' fixed-clock runs, as curves.py passes
+    them."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", default="ALE/Pong-v5", help="an ALE v5 id")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--max-seconds", type=float, default=1200)
     return p
 
 

@@ -13,7 +13,6 @@ Prints one JSON line: env, seed, env_steps (agent steps, as ours count them), wa
 [(time_s, env_steps, mean_return_last_100, episodes)].
 """
 
-import argparse
 import json
 import os
 import sys
@@ -21,6 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from actorlearner.reporting import process_age_s  # noqa: E402  (no TensorFlow: a light import)
+from peer_criterion import atari_parser  # noqa: E402
 
 START = time.monotonic() - process_age_s()
 
@@ -34,11 +34,7 @@ class _TimeUp(Exception):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="ALE/Pong-v5", help="an ALE v5 id")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--max-seconds", type=float, default=1200)
-    a = p.parse_args()
+    a = atari_parser(__doc__).parse_args()
 
     sys.modules["tensorflow"] = None  # SB3's logger would import TF via TensorBoard; torch + TF segfault here
     import ale_py

@@ -19,7 +19,6 @@ Prints one JSON line last: env, seed, env_steps, wall_s, curve [(time_s, env_ste
 to) 100 games, games)].
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from actorlearner.reporting import process_age_s  # noqa: E402  (no TensorFlow: a light import)
+from peer_criterion import atari_parser  # noqa: E402
 
 START = time.monotonic() - process_age_s()
 FRAMESKIP = 4  # the example's env_frameskip
@@ -57,11 +57,7 @@ def make_env(name, cfg=None, env_config=None, render_mode=None):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="ALE/Pong-v5", help="an ALE v5 id")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--max-seconds", type=float, default=1200)
-    a = p.parse_args()
+    a = atari_parser(__doc__).parse_args()
 
     sys.modules["tensorflow"] = None  # its TensorBoard writer would import TensorFlow where it is installed
     import numpy as np
