@@ -25,15 +25,14 @@ last (up to) 100 episodes, episodes)], a point a second from the first finished 
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from actorlearner.evaluation import confirmation_passes  # noqa: E402  (ours, so both sides share the rule)
 from actorlearner.reporting import process_age_s  # noqa: E402  (no TensorFlow: a light import)
 from peer_criterion import one_episode_each, peer_parser  # noqa: E402
+from sample_factory_run import run, sample_factory_runner  # noqa: E402
 
 START = time.monotonic() - process_age_s()
 
@@ -60,19 +59,11 @@ def main() -> None:
     import torch
     from sample_factory.algo.runners.runner import AlgoObserver
     from sample_factory.algo.utils.rl_utils import prepare_and_normalize_obs
-    from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args
-    from sample_factory.envs.env_utils import register_env
     from sample_factory.model.actor_critic import create_actor_critic
-    from sample_factory.train import make_runner
     from signal_slot.signal_slot import EventLoopObject
 
-    register_env(ENV, make_env)
-    train_dir = tempfile.mkdtemp(prefix="sf_appo_")  # Sample Factory's checkpoints and logs
-    argv = EXAMPLE_ARGS + [f"--env={ENV}", "--experiment=bench", f"--train_dir={train_dir}", f"--seed={a.seed}",
-                           f"--train_for_seconds={int(a.max_seconds)}"]
-    parser, _ = parse_sf_args(argv=argv)
-    cfg = parse_full_cfg(parser, argv)
-    cfg, runner = make_runner(cfg)
+    cfg, runner = sample_factory_runner(ENV, make_env, EXAMPLE_ARGS + [f"--seed={a.seed}",
+                                                                      f"--train_for_seconds={int(a.max_seconds)}"])
 
     class Weights(EventLoopObject):
         """Receives the learner's initial model data: its state dict lives in shared memory, so it stays the
@@ -135,13 +126,7 @@ def main() -> None:
             result["solved_at"] = (time.monotonic() - START, steps, float(np.mean(window)))
             runner._stop_training()  # what Sample Factory's own end of training (train_for_seconds) calls
 
-    runner.register_observer(Criterion())
-    runner.register_episodic_stats_handler(count_episodes)
-    try:
-        if runner.init() == 0:  # ExperimentStatus.SUCCESS
-            runner.run()
-    finally:
-        shutil.rmtree(train_dir, ignore_errors=True)  # its checkpoints: a benchmark keeps only its figures
+    run(cfg, runner, Criterion(), count_episodes)
     window = runner.policy_avg_stats.get("reward", [[]])[0]
     solved = result["solved_at"]
     print(json.dumps({"env": ENV, "seed": a.seed, "solved_at_s": solved and solved[0],

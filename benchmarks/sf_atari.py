@@ -21,14 +21,13 @@ to) 100 games, games)].
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from actorlearner.reporting import process_age_s  # noqa: E402  (no TensorFlow: a light import)
 from peer_criterion import atari_parser  # noqa: E402
+from sample_factory_run import run, sample_factory_runner  # noqa: E402
 
 START = time.monotonic() - process_age_s()
 FRAMESKIP = 4  # the example's env_frameskip
@@ -62,18 +61,11 @@ def main() -> None:
     sys.modules["tensorflow"] = None  # its TensorBoard writer would import TensorFlow where it is installed
     import numpy as np
     from sample_factory.algo.runners.runner import AlgoObserver
-    from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args
-    from sample_factory.envs.env_utils import register_env
-    from sample_factory.train import make_runner
     from sf_examples.atari.atari_params import atari_override_defaults
 
-    register_env(a.env, make_env)
-    train_dir = tempfile.mkdtemp(prefix="sf_atari_")  # Sample Factory's checkpoints and logs
-    argv = [f"--env={a.env}", "--experiment=bench", f"--train_dir={train_dir}", f"--seed={a.seed}", "--device=cpu",
-            f"--train_for_seconds={int(a.max_seconds)}", f"--env_frameskip={FRAMESKIP}"]
-    parser, partial = parse_sf_args(argv=argv)
-    atari_override_defaults(partial.env, parser)
-    cfg, runner = make_runner(parse_full_cfg(parser, argv))
+    cfg, runner = sample_factory_runner(a.env, make_env, [f"--seed={a.seed}", "--device=cpu", f"--env_frameskip="
+                                        f"{FRAMESKIP}", f"--train_for_seconds={int(a.max_seconds)}"],
+                                        atari_override_defaults)
     curve, games = [], [0]
 
     def count_games(runner, msg, policy_id) -> None:
@@ -90,13 +82,7 @@ def main() -> None:
             if now >= a.max_seconds:
                 runner._stop_training()  # what Sample Factory's own end of training calls
 
-    runner.register_observer(Clock())
-    runner.register_episodic_stats_handler(count_games)
-    try:
-        if runner.init() == 0:  # ExperimentStatus.SUCCESS
-            runner.run()
-    finally:
-        shutil.rmtree(train_dir, ignore_errors=True)
+    run(cfg, runner, Clock(), count_games)
     print(json.dumps({"env": a.env, "seed": a.seed, "env_steps": runner.env_steps.get(0, 0) // FRAMESKIP,
                       "wall_s": time.monotonic() - START, "curve": curve}))
 
