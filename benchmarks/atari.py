@@ -1,8 +1,9 @@
 """Atari from pixels: where the time goes, as ratios measured in the same run.
 
 1. env-only ceiling: ale-py's AtariVectorEnv (16 envs, the preset's), random actions, one process per core;
-2. actor side: the same env batch plus the default CNN choosing every action, one process, one thread, for each
-   engine actors can run it in (numpy; LiteRT where ai-edge-litert is installed), in blocks of 100 steps
+2. actor side: the same env batch plus the default CNN choosing every action and a new weight version loaded
+   every unroll (the preset's length: a running actor loads at most one a unroll), one process, one thread, for
+   each engine actors can run it in (numpy; LiteRT where ai-edge-litert is installed), in blocks of 4 unrolls
    alternated with blocks of env-only stepping in the same process: the ratio of the two is what inference
    costs the actors, free of the machine's drift (on these VMs the env alone ran at 323 and 429 µs an agent
    step minutes apart, which moved a ratio taken against the separately measured ceiling from 0.80 to 0.63);
@@ -31,20 +32,19 @@ from common import ceiling, run_train, write_outputs
 from actorlearner import litert_cnn  # light: no TensorFlow
 from actorlearner.precision import bf16_hardware
 
-ENVS = 16
+ENVS = 16  # the Atari presets' envs_per_actor
+BLOCK_UNROLLS = 4  # unrolls of the batch in each alternated block
 
 
-BLOCK = 100  # env steps of a batch in each alternated block: 5 unrolls
-
-
-def _actor_side(env_id: str, model: str, engine: str, seconds: float, out) -> None:
-    """(env-only, actor-side) agent steps/s, in alternated blocks of BLOCK steps: random actions, then one
-    actor's work (step the batch, choose the next actions with the CNN under `engine`, a new weight version
-    every unroll of 20 steps as a running actor loads them)."""
+def _actor_side(env_id: str, preset: str, model: str, engine: str, seconds: float, out) -> None:
+    """(env-only, actor-side) agent steps/s, in alternated blocks of BLOCK_UNROLLS unrolls: random actions, then
+    one actor's work (step the batch, choose the next actions with the CNN under `engine`, a new weight version
+    at the start of every unroll of the preset's length: the most a running actor loads)."""
     import numpy as np
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from actorlearner.config import Config
+    from actorlearner.config_sources import with_preset
     from actorlearner.env_backends import EnvBatchFactory
     from actorlearner.envs import make_env_fn
     from actorlearner.layout import default_layout, layout_size
@@ -52,7 +52,8 @@ def _actor_side(env_id: str, model: str, engine: str, seconds: float, out) -> No
 
     factory = EnvBatchFactory("ale", ENVS, env_fn=make_env_fn(env_id), env_id=env_id)
     spec = factory.spec()
-    cfg = Config(model=model, actor_inference=engine)
+    cfg = with_preset(Config(), {"env": env_id, "preset": preset, "model": model, "actor_inference": engine})
+    unroll, block = cfg.unroll_length, BLOCK_UNROLLS * cfg.unroll_length
     policy = make_policy(cfg, spec, None)
     rng = np.random.default_rng(0)
     versions = [rng.normal(scale=0.01, size=layout_size(default_layout(spec, cfg))).astype(np.float32)
@@ -63,24 +64,24 @@ def _actor_side(env_id: str, model: str, engine: str, seconds: float, out) -> No
     blocks = unrolls = 0
     while env_s + act_s < seconds or blocks < 2:
         t0 = time.perf_counter()
-        for _ in range(BLOCK):
+        for _ in range(block):
             obs = batch.step(rng.integers(0, spec.action_dim, ENVS)).obs
         t1 = time.perf_counter()
-        for i in range(BLOCK):
-            if i % 20 == 0:
+        for i in range(block):
+            if i % unroll == 0:
                 policy.load(versions[unrolls % 2])
                 unrolls += 1
             actions, _ = policy.sample(obs, rng)
             obs = batch.step(actions).obs
         env_s, act_s, blocks = env_s + t1 - t0, act_s + time.perf_counter() - t1, blocks + 1
-    out.put((blocks * BLOCK * ENVS / env_s, blocks * BLOCK * ENVS / act_s))
+    out.put((blocks * block * ENVS / env_s, blocks * block * ENVS / act_s))
     batch.close()
 
 
-def actor_side(env_id: str, model: str, engine: str, seconds: float) -> tuple[float, float]:
+def actor_side(env_id: str, preset: str, model: str, engine: str, seconds: float) -> tuple[float, float]:
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    p = ctx.Process(target=_actor_side, args=(env_id, model, engine, seconds, out))
+    p = ctx.Process(target=_actor_side, args=(env_id, preset, model, engine, seconds, out))
     p.start()
     rate = out.get(timeout=seconds + 120)
     p.join(30)
@@ -106,7 +107,7 @@ def main() -> None:
     ceil_one = ceiling(a.env, 1, 8.0, backend="ale", envs=ENVS)
     ceil_all = ceiling(a.env, cores, 8.0, backend="ale", envs=ENVS)
     engines = ["numpy"] + (["litert"] if litert_cnn.available() else [])
-    actor = {engine: actor_side(a.env, a.model, engine, 16.0) for engine in engines}  # (env only, actor side)
+    actor = {engine: actor_side(a.env, a.preset, a.model, engine, 16.0) for engine in engines}  # (env only, actor side)
     cap = capacity(a.env, a.preset, cores)
     cap_one = capacity(a.env, a.preset, 1)
     other = None  # the other number format's capacity where this CPU multiplies bfloat16 in hardware
