@@ -56,7 +56,13 @@ def make_env(name, cfg=None, env_config=None, render_mode=None):
 
 
 def main() -> None:
-    a = atari_parser(__doc__).parse_args()
+    parser = atari_parser(__doc__)
+    parser.epilog = ("Other --name=value arguments go to Sample Factory after its example's defaults, e.g. "
+                     "--num_workers=2 --num_envs_per_worker=4 for a 2-core machine.")
+    a, extra = parser.parse_known_args()
+    for arg in extra:
+        if not (arg.startswith("--") and "=" in arg):
+            parser.error(f"{arg}: Sample Factory's settings are passed as --name=value")
 
     sys.modules["tensorflow"] = None  # its TensorBoard writer would import TensorFlow where it is installed
     import numpy as np
@@ -64,7 +70,7 @@ def main() -> None:
     from sf_examples.atari.atari_params import atari_override_defaults
 
     cfg, runner = sample_factory_runner(a.env, make_env, [f"--seed={a.seed}", "--device=cpu", f"--env_frameskip="
-                                        f"{FRAMESKIP}", f"--train_for_seconds={int(a.max_seconds)}"],
+                                        f"{FRAMESKIP}", f"--train_for_seconds={int(a.max_seconds)}", *extra],
                                         atari_override_defaults)
     curve, games = [], [0]
 
