@@ -48,8 +48,10 @@ class Config:
     env_kwargs: Optional[str] = _f(None, "keyword arguments of the env's constructor, as gym.make takes them: "
                                    "key=value pairs, comma separated (a value is read as JSON where it is: 8, 0.5, "
                                    "true; else as text), or a JSON object; e.g. map_name=8x8,is_slippery=false. "
-                                   "The run keeps them (eval, export and --resume make the same env); single "
-                                   "envs only (the gymnasium backend), and not with an env factory")
+                                   "The run keeps them (eval, export and --resume make the same env). They go to "
+                                   "gym.make's single envs, or to the id's vector entry point where it takes "
+                                   "them (auto falls back to single envs where it does not); not with ale, "
+                                   "envpool or an env factory")
     env_backend: str = _f("auto", "how an actor steps its envs: gymnasium (single envs in a loop; any env), vector "
                           "(the id's gymnasium vector entry point, all envs in one call), ale (ale-py's "
                           "AtariVectorEnv for ALE/ ids), envpool (if installed: its C++ pool), or auto (the "
