@@ -105,8 +105,9 @@ def main() -> None:
             result = algo.train()
             runners = result.get("env_runners", {})
             new = runners.get("bench_episode_returns", [])
-            window.extend(new if isinstance(new, list) else [])
-            episodes += len(new) if isinstance(new, list) else 0
+            new = new if isinstance(new, list) else []  # only a list carries this iteration's returns
+            window.extend(new)
+            episodes += len(new)
             steps = result.get("num_env_steps_sampled_lifetime", runners.get("num_env_steps_sampled_lifetime", 0))
             now = time.monotonic() - START
             if not window:
