@@ -39,9 +39,10 @@ def usable_cores() -> int:
 class Config:
     # --- task ---
     env: str = _f("CartPole-v1", "gymnasium environment id: any registered id with a Box observation (a vector "
-                  "or an H x W x C image) and a Discrete or Box action space; 'module:Env-v0' imports the module "
-                  "first (its registration runs), in this process and in every actor; a module is looked for on "
-                  "sys.path, then in the working directory")
+                  "or an H x W x C image; other spaces that flatten to a vector are flattened) and Discrete, "
+                  "MultiDiscrete, MultiBinary or 1-D Box actions; 'module:Env-v0' imports the module first (its "
+                  "registration runs), in this process and in every actor; a module is looked for on sys.path, "
+                  "then in the working directory")
     env_module: Optional[str] = _f(None, "modules to import before any env is made (comma separated), in this "
                                    "process and in every actor: for envs a module registers on "
                                    "import (looked for as --env's module is)")

@@ -1,6 +1,8 @@
 """Action distributions: log-probabilities, entropies and sampling, in numpy (actors) and TF (learner).
 
-The policy head's output `p` is `[B, A]` logits for Discrete actions, and `[B, 2*D]` = concat(mean,
+The policy head's output `p` is `[B, A]` logits for Discrete actions, `[B, sum(nvec)]` = each component's
+logits side by side for MultiDiscrete/MultiBinary actions (`nvec`: the components' numbers of choices; the
+components are independent categoricals, so log-probs and entropies add), and `[B, 2*D]` = concat(mean,
 log_std) for a D-dimensional diagonal Gaussian. The numpy and TF versions of each function compute the
 same quantity; tests hold them equal, because V-trace's importance weights divide one by the other.
 """
@@ -29,6 +31,22 @@ def np_sample_discrete(logits: np.ndarray, rng: np.random.Generator) -> tuple[np
     return actions, logp.astype(np.float32)
 
 
+def np_sample_multi(logits: np.ndarray, nvec: tuple, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """logits [B, sum(nvec)] -> (actions [B, len(nvec)] int64, log-probs [B] float32, summed over components)."""
+    actions = np.empty((logits.shape[0], len(nvec)), np.int64)
+    logp = np.zeros(logits.shape[0], np.float32)
+    for j, block in enumerate(_blocks(nvec)):
+        actions[:, j], lp = np_sample_discrete(logits[:, block], rng)
+        logp += lp
+    return actions, logp
+
+
+def _blocks(nvec: tuple) -> list[slice]:
+    """The slices of each component's logits in [.., sum(nvec)]."""
+    ends = np.cumsum(nvec).tolist()
+    return [slice(end - n, end) for n, end in zip(nvec, ends)]
+
+
 def np_gaussian_log_prob(params: np.ndarray, actions: np.ndarray) -> np.ndarray:
     """params [B, 2D] (mean, log_std), actions [B, D] -> log-probs [B] (summed over D)."""
     d = actions.shape[-1]
@@ -48,8 +66,11 @@ def np_sample_gaussian(params: np.ndarray, rng: np.random.Generator) -> tuple[np
     return actions, np_gaussian_log_prob(params, actions).astype(np.float32)
 
 
-def np_greedy(params: np.ndarray, discrete: bool) -> np.ndarray:
-    """The deterministic action: argmax of logits [B] or the Gaussian mean [B, D]."""
+def np_greedy(params: np.ndarray, discrete: bool, nvec: tuple = ()) -> np.ndarray:
+    """The deterministic action: argmax of logits [B], each component's argmax [B, len(nvec)], or the Gaussian
+    mean [B, D]."""
+    if nvec:
+        return np.stack([params[:, block].argmax(axis=-1) for block in _blocks(nvec)], axis=-1)
     if discrete:
         return params.argmax(axis=-1)
     return params[:, : params.shape[-1] // 2]
@@ -57,8 +78,9 @@ def np_greedy(params: np.ndarray, discrete: bool) -> np.ndarray:
 
 # ---------------------------------------------------------------- TensorFlow (learner side)
 
-def tf_log_prob_and_entropy(params, actions, *, discrete: bool):
-    """params [N, A] or [N, 2D]; actions [N] int or [N, D] float32 -> (log-probs [N], entropies [N]).
+def tf_log_prob_and_entropy(params, actions, *, discrete: bool, nvec: tuple = ()):
+    """params [N, A], [N, sum(nvec)] or [N, 2D]; actions [N] int, [N, len(nvec)] int or [N, D] float32 ->
+    (log-probs [N], entropies [N]).
 
     One function for both so that a Discrete policy's log-softmax (the slowest small kernel of the learner's
     step) is computed and differentiated once. The taken action's log-prob is picked by a one-hot product,
@@ -66,12 +88,23 @@ def tf_log_prob_and_entropy(params, actions, *, discrete: bool):
     instead of raising, which the actors' sampling never produces."""
     import tensorflow as tf
 
+    if nvec:
+        parts = [_tf_categorical(logits, actions[:, j])
+                 for j, logits in enumerate(tf.split(params, list(nvec), axis=-1))]
+        return tf.add_n([lp for lp, _ in parts]), tf.add_n([e for _, e in parts])
     if discrete:
-        logp_all = tf.nn.log_softmax(params)
-        picked = tf.one_hot(tf.cast(actions, tf.int32), params.shape[-1], dtype=params.dtype)
-        return tf.reduce_sum(picked * logp_all, axis=-1), -tf.reduce_sum(tf.exp(logp_all) * logp_all, axis=-1)
+        return _tf_categorical(params, actions)
     d = params.shape[-1] // 2
     mean, log_std = params[:, :d], params[:, d:]
     z = (actions - mean) * tf.exp(-log_std)
     return (tf.reduce_sum(-0.5 * z * z - log_std - 0.5 * LOG_2PI, axis=-1),
             tf.reduce_sum(log_std + 0.5 * (LOG_2PI + 1.0), axis=-1))
+
+
+def _tf_categorical(logits, actions):
+    """logits [N, A], actions [N] int -> (log-probs [N], entropies [N])."""
+    import tensorflow as tf
+
+    logp_all = tf.nn.log_softmax(logits)
+    picked = tf.one_hot(tf.cast(actions, tf.int32), logits.shape[-1], dtype=logits.dtype)
+    return tf.reduce_sum(picked * logp_all, axis=-1), -tf.reduce_sum(tf.exp(logp_all) * logp_all, axis=-1)

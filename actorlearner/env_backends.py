@@ -42,7 +42,7 @@ class EnvBatchFactory:
         label = str(actor_id)
         if self.backend == "gymnasium":
             return GymEnvBatch(self.env_fn, self.num_envs, lambda n: env_seed(seed, actor_id, n, incarnation),
-                               spec.obs_shape, spec.obs_dtype, spec.discrete, label,
+                               spec.obs_shape, spec.obs_dtype, spec.action_shape == (), label,
                                self.env_id if isinstance(self.env_id, str) else "custom env", self.episodic_life)
         first_seed = env_seed(seed, actor_id, 0, incarnation)
         return VectorEnvBatch(lambda s: self.make_vec(self.num_envs, s), self.num_envs, first_seed,

@@ -116,15 +116,16 @@ class GymEnvBatch:
     backend = "gymnasium"
 
     def __init__(self, env_fn: Callable[[], gym.Env], num_envs: int, seed_of: Callable[[int], int],
-                 obs_shape: tuple, obs_dtype: str, discrete: bool, label: str = "env", name: str = "env",
+                 obs_shape: tuple, obs_dtype: str, scalar_actions: bool, label: str = "env", name: str = "env",
                  episodic_life: bool = False):
         """seed_of(n): the seed of the n-th env this batch makes (1, 2, ...). label: names env i as
-        f"{label}.{i}" in error texts; name: the env's id, in them too. episodic_life: see the module."""
+        f"{label}.{i}" in error texts; name: the env's id, in them too. episodic_life: see the module.
+        scalar_actions: one int an env (Discrete), stepped as Python ints; else one array an env."""
         self.num_envs, self.env_fn, self.seed_of, self.label, self.name = num_envs, env_fn, seed_of, label, name
         self.episodic_life = episodic_life
         self._lives: list = [None] * num_envs  # env i's lives after its last step or reset (None: not known)
         self.obs_shape, self.obs_dtype = tuple(obs_shape), obs_dtype
-        self.discrete = discrete
+        self.scalar_actions = scalar_actions
         self.envs: list = [None] * num_envs
         self.obs = np.zeros((num_envs, *obs_shape), obs_dtype)
         self._made = 0
@@ -160,7 +161,7 @@ class GymEnvBatch:
         cost as much as a tenth of a CartPole step each."""
         K, envs = self.num_envs, self.envs
         ep_return, ep_len = self.ep_return, self.ep_len
-        acts = actions.tolist() if self.discrete else actions
+        acts = actions.tolist() if self.scalar_actions else actions
         rewards, term, trunc, first = [0.0] * K, [False] * K, [False] * K, [False] * K
         next_obs = [None] * K
         final_idx, final_obs, errors, returns, lengths = [], [], [], [], []

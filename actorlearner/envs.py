@@ -182,8 +182,8 @@ class EnvSpec:
 
     obs_shape: tuple  # one observation's shape: (D,) vectors or (H, W, C) images
     obs_dtype: str  # numpy dtype name: "float32" or "uint8"
-    discrete: bool
-    action_dim: int  # number of actions (Discrete) or action vector length (Box)
+    discrete: bool  # Discrete, MultiDiscrete or MultiBinary actions: categorical policies (else Box: a Gaussian)
+    action_dim: int  # number of actions (Discrete), of logits (Multi*: sum of action_nvec), or Box vector length
     action_low: Optional[np.ndarray]
     action_high: Optional[np.ndarray]
     reward_threshold: Optional[float]
@@ -191,11 +191,42 @@ class EnvSpec:
     # The env's own observation space where flat_observations flattened it into the vector above, for the
     # start-up line and the export's input; None where observations are as the env gives them.
     flattened_from: Optional[str] = None
+    # MultiDiscrete and MultiBinary actions: each component's number of choices (a MultiBinary's are 2). The policy
+    # is one categorical per component, their logits side by side; () for Discrete and Box actions.
+    action_nvec: tuple = ()
 
     @property
     def obs_dim(self) -> int:
         """Size of one observation flattened (what an MLP sees)."""
         return int(math.prod(self.obs_shape))
+
+    @property
+    def action_shape(self) -> tuple:
+        """One action's shape: () for Discrete, (components,) for MultiDiscrete/MultiBinary, (D,) for Box."""
+        if self.discrete:
+            return (len(self.action_nvec),) if self.action_nvec else ()
+        return (self.action_dim,)
+
+    @property
+    def joint_actions(self) -> int:
+        """How many distinct actions a categorical policy chooses among (the product over components); 0 for Box."""
+        if not self.discrete:
+            return 0
+        return int(math.prod(self.action_nvec)) if self.action_nvec else self.action_dim
+
+    def describe_actions(self) -> str:
+        """The actions in words, for error lines: '3 actions', 'actions of 2 x 3 choices', '2 action dimensions'."""
+        if self.action_nvec:
+            return f"actions of {' x '.join(str(n) for n in self.action_nvec)} choices"
+        return f"{self.action_dim} {'actions' if self.discrete else 'action dimensions'}"
+
+
+def env_action(action, spec: EnvSpec):
+    """One sampled action as the env's step takes it: an int (Discrete), the int vector (MultiDiscrete,
+    MultiBinary), or the vector clipped to the Box's bounds (the policy's Gaussian is unbounded)."""
+    if not spec.discrete:
+        return np.clip(action, spec.action_low, spec.action_high)
+    return np.asarray(action) if spec.action_nvec else int(action)
 
 
 # Observation dtypes carried as they are; any other Box dtype is carried as float32.
@@ -216,10 +247,17 @@ def spec_from_spaces(obs_space, act_space, threshold=None, max_steps=None) -> En
         if act_space.start != 0:
             raise ConfigError(f"unsupported action space {act_space}: Discrete must start at 0")
         return EnvSpec(*obs, True, int(act_space.n), None, None, threshold, max_steps)
+    if isinstance(act_space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)) and len(act_space.shape) == 1:
+        multi = isinstance(act_space, gym.spaces.MultiDiscrete)
+        if multi and np.any(act_space.start != 0):
+            raise ConfigError(f"unsupported action space {act_space}: MultiDiscrete must start at 0")
+        nvec = tuple(int(n) for n in act_space.nvec) if multi else (2,) * int(act_space.shape[0])
+        return EnvSpec(*obs, True, sum(nvec), None, None, threshold, max_steps, action_nvec=nvec)
     if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
         return EnvSpec(*obs, False, int(act_space.shape[0]), act_space.low.astype(np.float32),
                        act_space.high.astype(np.float32), threshold, max_steps)
-    raise ConfigError(f"unsupported action space {act_space}: only Discrete and 1-D Box are supported")
+    raise ConfigError(f"unsupported action space {act_space}: only Discrete, 1-D MultiDiscrete, 1-D MultiBinary and "
+                      f"1-D Box are supported")
 
 
 def inspect_env(env_fn: EnvFn, name: str = "") -> EnvSpec:
@@ -260,7 +298,7 @@ def check_api(env: gym.Env, spec: EnvSpec, name: str = "") -> None:
         call = "step"
         env.action_space.seed(0)
         action = env.action_space.sample()
-        out = env.step(int(action) if spec.discrete else np.asarray(action, np.float32))
+        out = env.step(env_action(action, spec) if spec.discrete else np.asarray(action, np.float32))
         if not (isinstance(out, tuple) and len(out) == 5):
             got = _count(out)
             raise _ApiError(f"step() returned {got}, expected 5{_OLD_GYM if got == '4 values' else _FIVE}")

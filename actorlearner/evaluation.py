@@ -12,7 +12,7 @@ from typing import Callable, Generator, Iterator, Optional
 import numpy as np
 
 from .config import ConfigError
-from .envs import EnvSpec
+from .envs import EnvSpec, env_action
 from .reporting import say, warn
 from .stopping import no_step_limit
 
@@ -135,9 +135,8 @@ def run_episodes_together(policy, env_fn: Callable, spec: EnvSpec, *, episodes: 
                 s[active] = new
             still = []
             for a, i in zip(actions, active):
-                a = int(a) if spec.discrete else np.clip(a, spec.action_low, spec.action_high)
                 try:
-                    o, r, terminated, truncated, _ = envs[i].step(a)
+                    o, r, terminated, truncated, _ = envs[i].step(env_action(a, spec))
                     check_obs(o, spec.obs_shape, spec.obs_dtype, "step")
                 except Exception as e:  # noqa: BLE001 - a user env may fail; that episode is lost
                     say(f"evaluation env failed: {type(e).__name__}: {e}; episode left out")
@@ -373,9 +372,7 @@ def _episode(policy, env, spec: EnvSpec, rng, seed: int, greedy: bool, max_steps
     while not done and n < max_steps:
         x = np.asarray(obs, spec.obs_dtype)[None]  # the env's dtype: a uint8 image is scaled by the model
         actions, _, state = policy.act(x, state, rng, greedy)
-        action = actions[0]
-        action = int(action) if spec.discrete else np.clip(action, spec.action_low, spec.action_high)
-        obs, r, terminated, truncated, _ = env.step(action)
+        obs, r, terminated, truncated, _ = env.step(env_action(actions[0], spec))
         if frames is not None:
             frames.append(env.render())
         total += float(r)

@@ -97,7 +97,10 @@ def _serving_function(model, spec):
     import tensorflow as tf
 
     def outputs(params, value):
-        if spec.discrete:
+        if spec.action_nvec:  # each component's argmax: [N, components]
+            action = tf.stack([tf.cast(tf.argmax(b, axis=-1), tf.int32)
+                               for b in tf.split(params, list(spec.action_nvec), axis=-1)], axis=-1)
+        elif spec.discrete:
             action = tf.cast(tf.argmax(params, axis=-1), tf.int32)
         else:
             action = params[:, : spec.action_dim]

@@ -67,8 +67,7 @@ class Learner:
         T, B = cfg.unroll_length, cfg.batch_size // cfg.minibatches
         self._minibatch = B
         self._rng = np.random.default_rng(cfg.seed)  # minibatch shuffling
-        act_sig = (tf.TensorSpec([T, B], tf.int32) if spec.discrete
-                   else tf.TensorSpec([T, B, spec.action_dim], tf.float32))
+        act_sig = tf.TensorSpec([T, B, *spec.action_shape], tf.int32 if spec.discrete else tf.float32)
         # --target-kl-from batch (several updates a batch, config.validate): each update's KL is measured from the
         # policy at the batch's start, whose log-probabilities one forward pass over the whole batch gives first.
         anchored = bool(cfg.target_kl) and cfg.target_kl_from == "batch"
@@ -110,9 +109,9 @@ class Learner:
         params = first_rows(params)  # [T, B, P]: the last row only bootstraps the value
         T, B = params.shape[0], params.shape[1]
         flat_params = tf.reshape(params, [T * B, -1])
-        flat_actions = tf.reshape(actions, [T * B] if spec.discrete else [T * B, spec.action_dim])
+        flat_actions = tf.reshape(actions, [T * B, *spec.action_shape])
         logp, entropy = (tf.reshape(x, [T, B]) for x in D.tf_log_prob_and_entropy(
-            flat_params, flat_actions, discrete=spec.discrete))
+            flat_params, flat_actions, discrete=spec.discrete, nvec=spec.action_nvec))
         return params, values, logp, entropy
 
     def _log_probs(self, obs, first, actions, core_state):
@@ -133,7 +132,8 @@ class Learner:
                                    start_logp=start_logp[0] if start_logp else None)
             else:
                 losses = impala_loss(**common, clip_pg_rho=cfg.clip_pg_rho)
-        losses["policy_spread"] = policy_spread(params, mask, discrete=spec.discrete)  # health.CollapseWatch
+        losses["policy_spread"] = policy_spread(params, mask, discrete=spec.discrete,  # health.CollapseWatch
+                                                nvec=spec.action_nvec)
         grads, grad_norm, finite = clipped_gradients(tape.gradient(losses["total"], variables), losses["total"],
                                                      cfg.max_grad_norm)
         # A non-finite update is never applied, so the published weights stay the last good ones.

@@ -42,10 +42,9 @@ def policy_of(run_dir: str, cfg, spec, *, which: str = "final", model_fn: Option
         if layout != default_layout(spec, cfg):
             # A custom model's weights, or the env is not the one the run trained on (a module edited since): the
             # line said only the first, and sent a user whose env had changed looking for a model_fn.
-            actions = f"{spec.action_dim} {'actions' if spec.discrete else 'action dimensions'}"
             raise ConfigError(f"{run_dir}'s weights do not fit the default model of {cfg.env} as it is made now "
-                              f"(observations {list(spec.obs_shape)}, {actions}): the run's env has changed since, "
-                              f"or it trained a custom model (pass its model_fn)")
+                              f"(observations {list(spec.obs_shape)}, {spec.describe_actions()}): the run's env has "
+                              f"changed since, or it trained a custom model (pass its model_fn)")
         policy = numpy_policy(spec, cfg, layout)
     else:
         policy = KerasPolicy(spec, model_fn, threads=0)

@@ -50,15 +50,18 @@ def _masked_mean(x, mask):
     return tf.reduce_mean(x) if mask is None else tf.reduce_sum(x * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
 
 
-def policy_spread(params, mask=None, *, discrete: bool):
+def policy_spread(params, mask=None, *, discrete: bool, nvec: tuple = ()):
     """How much the policy's outputs vary across observations: the largest, over output units, of the
     (masked) standard deviation over the T*B samples. 0 means the policy gives every observation the same
     action distribution (it no longer reads its input: a collapse, see health.py).
 
     params: [T, B, P] logits (discrete; each sample's logits are centred first, since adding a constant to
-    all of them changes nothing) or the Gaussian's (mean, log_std); mask: [T, B] or None."""
+    all of them changes nothing; with nvec, each component's block of P = sum(nvec) apart) or the Gaussian's
+    (mean, log_std); mask: [T, B] or None."""
     x = tf.reshape(tf.stop_gradient(params), [-1, params.shape[-1]])  # [N, P]
-    if discrete:
+    if nvec:
+        x = tf.concat([b - tf.reduce_mean(b, axis=-1, keepdims=True) for b in tf.split(x, list(nvec), axis=-1)], -1)
+    elif discrete:
         x = x - tf.reduce_mean(x, axis=-1, keepdims=True)
     if mask is None:
         var = tf.reduce_mean(tf.square(x - tf.reduce_mean(x, axis=0)), axis=0)

@@ -12,9 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import distributions as D
 from .layout import Layout, cnn_layers, model_kind, unflatten
-from .policies import FeedForward, policy_head, sample_params
+from .policies import FeedForward, greedy_params, policy_head, sample_params
 
 
 def _pad_same(x: np.ndarray, kernel: int, stride: int, value: float) -> np.ndarray:
@@ -132,7 +131,7 @@ class NumpyCNNPolicy(FeedForward):
 
     def sample(self, obs: np.ndarray, rng: np.random.Generator):
         """obs [B, H, W, C] -> (actions [B] or [B, D], behaviour log-probs [B])."""
-        return sample_params(self.policy_params(obs), self.spec.discrete, rng)
+        return sample_params(self.policy_params(obs), self.spec, rng)
 
     def greedy(self, obs: np.ndarray) -> np.ndarray:
-        return D.np_greedy(self.policy_params(obs), self.spec.discrete)
+        return greedy_params(self.policy_params(obs), self.spec)

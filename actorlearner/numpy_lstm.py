@@ -71,7 +71,7 @@ class NumpyLSTMPolicy(Policy):
     def act(self, obs: np.ndarray, state: list, rng=None, greedy: bool = False):
         """-> (actions, behaviour log-probs or None if greedy, new state)."""
         state = self.core(obs, state)
-        return (*choose(policy_head(self.w, state[0], self.spec.discrete), self.spec.discrete, rng, greedy), state)
+        return (*choose(policy_head(self.w, state[0], self.spec.discrete), self.spec, rng, greedy), state)
 
     def value_at(self, obs: np.ndarray, state: list) -> np.ndarray:
         """values [B] of obs reached from `state` (the core is stepped on obs first)."""

@@ -101,16 +101,23 @@ def policy_head(w: dict, h: np.ndarray, discrete: bool) -> np.ndarray:
     return params
 
 
-def sample_params(params: np.ndarray, discrete: bool, rng):
-    """-> (actions [B] or [B, D], their log-probs [B])."""
-    return D.np_sample_discrete(params, rng) if discrete else D.np_sample_gaussian(params, rng)
+def sample_params(params: np.ndarray, spec: EnvSpec, rng):
+    """-> (actions [B, *spec.action_shape], their log-probs [B])."""
+    if spec.action_nvec:
+        return D.np_sample_multi(params, spec.action_nvec, rng)
+    return D.np_sample_discrete(params, rng) if spec.discrete else D.np_sample_gaussian(params, rng)
 
 
-def choose(params: np.ndarray, discrete: bool, rng, greedy: bool):
+def greedy_params(params: np.ndarray, spec: EnvSpec) -> np.ndarray:
+    """-> the deterministic actions [B, *spec.action_shape]: argmax (of each component) or the Gaussian mean."""
+    return D.np_greedy(params, spec.discrete, spec.action_nvec)
+
+
+def choose(params: np.ndarray, spec: EnvSpec, rng, greedy: bool):
     """-> (actions, log-probs, or None when greedy: argmax / the Gaussian mean)."""
     if greedy:
-        return D.np_greedy(params, discrete), None
-    return sample_params(params, discrete, rng)
+        return greedy_params(params, spec), None
+    return sample_params(params, spec, rng)
 
 
 class NumpyMLPPolicy(FeedForward):
@@ -137,10 +144,10 @@ class NumpyMLPPolicy(FeedForward):
 
     def sample(self, obs: np.ndarray, rng: np.random.Generator):
         """obs [B, *obs_shape] -> (actions [B] or [B, D], behaviour log-probs [B])."""
-        return sample_params(self.policy_params(obs), self.spec.discrete, rng)
+        return sample_params(self.policy_params(obs), self.spec, rng)
 
     def greedy(self, obs: np.ndarray) -> np.ndarray:
-        return D.np_greedy(self.policy_params(obs), self.spec.discrete)
+        return greedy_params(self.policy_params(obs), self.spec)
 
 
 class KerasPolicy(FeedForward):
@@ -184,16 +191,16 @@ class KerasPolicy(FeedForward):
 
     def act(self, obs, state: list, rng=None, greedy: bool = False):
         params, _, state = self.forward(obs, state)
-        return (*choose(params, self.spec.discrete, rng, greedy), state)
+        return (*choose(params, self.spec, rng, greedy), state)
 
     def value_at(self, obs, state: list):
         return self.forward(obs, state)[1]
 
     def sample(self, obs, rng):
-        return sample_params(self.forward(obs)[0], self.spec.discrete, rng)
+        return sample_params(self.forward(obs)[0], self.spec, rng)
 
     def greedy(self, obs):
-        return D.np_greedy(self.forward(obs)[0], self.spec.discrete)
+        return greedy_params(self.forward(obs)[0], self.spec)
 
     def value(self, obs):
         return self.forward(obs)[1]

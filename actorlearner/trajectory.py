@@ -35,7 +35,7 @@ def unroll_fields(spec: EnvSpec, T: int, K: int, state_size: int = 0) -> dict[st
     """name -> (shape of one unroll, dtype). state_size: floats of a recurrent policy's state per env; its
     state at the unroll's first step (before the reset of an episode starting there) is `core_state`
     [1, K, state_size] (the env axis second, as in every field, so slots join along it)."""
-    action = ((T, K), np.int32) if spec.discrete else ((T, K, spec.action_dim), np.float32)
+    action = ((T, K, *spec.action_shape), np.int32 if spec.discrete else np.float32)
     fields = {
         "obs": ((T + 1, K, *spec.obs_shape), np.dtype(spec.obs_dtype)),
         "first": ((T + 1, K), np.uint8),

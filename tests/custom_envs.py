@@ -101,15 +101,21 @@ for _mode in ("Next", "Same"):
 class MatchSign(gym.Env):
     """obs is -1 or +1; action 1 is rewarded where obs > 0, action 0 where obs < 0; 10 steps an episode.
     A policy that reads the observation earns 10; chance earns 5. continuous=True (an argument that changes the
-    kind of task, as LunarLander's does): one action in [-1, 1], rewarded where its sign is the observation's."""
+    kind of task, as LunarLander's does): one action in [-1, 1], rewarded where its sign is the observation's.
+    multi="discrete": MultiDiscrete([2, 3]), 0.5 for component 0 matching the sign (1 where obs > 0) and 0.5 for
+    component 1 at 2 where obs > 0, at 0 where obs < 0 (chance earns ~4.2); multi="binary": MultiBinary(3), 1/3 for
+    each of bits 0 and 1 equal to (obs > 0) and bit 2 to (obs < 0) (chance 5)."""
 
     observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
     action_space = gym.spaces.Discrete(2)
 
-    def __init__(self, continuous: bool = False):
-        self.continuous = continuous
+    def __init__(self, continuous: bool = False, multi: str = ""):
+        self.continuous, self.multi = continuous, multi
         if continuous:
             self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        elif multi:
+            self.action_space = {"discrete": gym.spaces.MultiDiscrete([2, 3]),
+                                 "binary": gym.spaces.MultiBinary(3)}[multi]
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -121,8 +127,15 @@ class MatchSign(gym.Env):
         return np.array([self.sign], np.float32)
 
     def step(self, action):
+        up = self.sign > 0
         if self.continuous:
             reward = float(np.sign(np.asarray(action).reshape(-1)[0]) == self.sign)
+        elif self.multi == "discrete":
+            assert self.action_space.contains(np.asarray(action, np.int64)), action
+            reward = 0.5 * (int(action[0]) == up) + 0.5 * (int(action[1]) == (2 if up else 0))
+        elif self.multi == "binary":
+            assert self.action_space.contains(np.asarray(action, np.int8)), action
+            reward = (int(action[0] == up) + int(action[1] == up) + int(action[2] == (not up))) / 3
         else:
             reward = float(int(action) == (self.sign > 0))
         self.t += 1

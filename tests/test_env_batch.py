@@ -199,6 +199,24 @@ def test_only_vectors_and_images_are_supported():
         spec_from_spaces(gym.spaces.Box(0, 1, (8, 8), np.float32), gym.spaces.Discrete(2))
 
 
+def test_action_spaces_and_their_specs():
+    obs = gym.spaces.Box(-1, 1, (3,), np.float32)
+    spec = spec_from_spaces(obs, gym.spaces.MultiDiscrete([2, 5]))
+    assert (spec.discrete, spec.action_dim, spec.action_nvec, spec.action_shape, spec.joint_actions) == \
+        (True, 7, (2, 5), (2,), 10)
+    spec = spec_from_spaces(obs, gym.spaces.MultiBinary(4))
+    assert (spec.action_dim, spec.action_nvec, spec.action_shape) == (8, (2, 2, 2, 2), (4,))
+    spec = spec_from_spaces(obs, gym.spaces.Discrete(3))
+    assert (spec.action_shape, spec.joint_actions, spec.action_nvec) == ((), 3, ())
+    assert spec_from_spaces(obs, gym.spaces.Box(-1, 1, (2,))).action_shape == (2,)
+    for space, why in ((gym.spaces.MultiDiscrete([2, 3], start=[1, 0]), "MultiDiscrete must start at 0"),
+                       (gym.spaces.MultiDiscrete([[2, 3], [2, 2]]), "only Discrete, 1-D MultiDiscrete"),
+                       (gym.spaces.MultiBinary([2, 2]), "only Discrete, 1-D MultiDiscrete"),
+                       (gym.spaces.Box(-1, 1, (2, 2)), "only Discrete, 1-D MultiDiscrete")):
+        with pytest.raises(ConfigError, match=why):
+            spec_from_spaces(obs, space)
+
+
 class _SpaceEnv(gym.Env):
     """An env with the given observation space, for flat_observations."""
 
@@ -317,8 +335,8 @@ class _LifeEachStep(gym.Env):
 
 def test_episodic_life_on_single_envs_counts_a_life_lost_at_a_games_first_step():
     """GymEnvBatch knows the lives from the reset, at the start and after each game's end."""
-    batch = GymEnvBatch(_LifeEachStep, 1, seed_of=lambda n: n, obs_shape=(1,), obs_dtype="float32", discrete=True,
-                        episodic_life=True)
+    batch = GymEnvBatch(_LifeEachStep, 1, seed_of=lambda n: n, obs_shape=(1,), obs_dtype="float32",
+                        scalar_actions=True, episodic_life=True)
     batch.reset()
     steps = [batch.step(np.zeros(1, np.int64)) for _ in range(6)]
     assert [bool(s.terminated[0]) for s in steps] == [True] * 6

@@ -21,6 +21,7 @@ from conftest import ROOT
 CASES = {
     "mlp-discrete": Config(env="CartPole-v1"),
     "mlp-continuous-normalized": Config(env="Pendulum-v1", normalize_obs=True),
+    "mlp-multi-discrete": Config(env="custom_envs:MatchSign-v0", env_kwargs="multi=discrete"),
     "impala-shallow": Config(env="custom_envs:BrightSquare-v0"),
     "impala-deep": Config(env="custom_envs:BrightSquare-v0", model="impala-deep"),
 }
@@ -28,7 +29,7 @@ CASES = {
 
 def fake_run(tmp_path, cfg: Config) -> str:
     """A run directory as training leaves it (config.json, policy.npz), with random weights."""
-    spec = inspect_env(make_env_fn(cfg.env))
+    spec = inspect_env(make_env_fn(cfg.env, kwargs=cfg.env_kwargs_dict))
     model = build_default_model(spec, cfg)
     rng = np.random.default_rng(0)
     model.set_weights([np.abs(rng.normal(scale=0.1, size=w.shape)).astype(np.float32) + 0.1 if "var" in v.path

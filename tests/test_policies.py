@@ -17,6 +17,8 @@ SPECS = {
     "continuous": EnvSpec((4,), "float32", False, 2, -np.ones(2, np.float32), np.ones(2, np.float32), None, None),
     # A small uint8 image: the default MLP flattens it and scales it to [0, 1], in Keras and in numpy alike.
     "image": EnvSpec((6, 5, 2), "uint8", True, 3, None, None, None, None),
+    # MultiDiscrete([2, 3, 4]): one categorical per component, 9 logits side by side.
+    "multi": EnvSpec((5,), "float32", True, 9, None, None, None, None, action_nvec=(2, 3, 4)),
 }
 
 
@@ -48,18 +50,18 @@ def test_numpy_policy_matches_keras(kind, activation, normalize):
     np.testing.assert_allclose(got_value, want_value[:, 0], rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["discrete", "continuous"])
+@pytest.mark.parametrize("kind", ["discrete", "continuous", "multi"])
 def test_behaviour_log_probs_match_learner(kind):
+    from actorlearner.policies import sample_params
+
     spec = SPECS[kind]
     rng = np.random.default_rng(1)
     width = spec.action_dim if spec.discrete else 2 * spec.action_dim
     params = rng.normal(size=(256, width)).astype(np.float32)
-    if spec.discrete:
-        actions, logp = D.np_sample_discrete(params, rng)
-    else:
-        actions, logp = D.np_sample_gaussian(params, rng)
+    actions, logp = sample_params(params, spec, rng)
+    assert actions.shape == (256, *spec.action_shape)
     tf_logp, _ = D.tf_log_prob_and_entropy(tf.constant(params), tf.constant(
-        actions.astype(np.int32 if spec.discrete else np.float32)), discrete=spec.discrete)
+        actions.astype(np.int32 if spec.discrete else np.float32)), discrete=spec.discrete, nvec=spec.action_nvec)
     tf_logp = tf_logp.numpy()
     np.testing.assert_allclose(logp, tf_logp, rtol=1e-4, atol=1e-4)
 
@@ -69,6 +71,28 @@ def test_discrete_sampling_follows_the_probabilities():
     logits = np.log(np.array([[0.2, 0.5, 0.3]] * 60_000))
     actions, _ = D.np_sample_discrete(logits, rng)
     np.testing.assert_allclose(np.bincount(actions, minlength=3) / len(actions), [0.2, 0.5, 0.3], atol=0.01)
+
+
+def test_multi_discrete_components_are_independent_categoricals():
+    """Each component is sampled from its own block of logits; the log-prob and the entropy are the sums of the
+    components' (a uniform MultiDiscrete([2, 3, 4]) has the entropy of a uniform choice among 24), and the greedy
+    action is each block's argmax."""
+    rng = np.random.default_rng(3)
+    nvec = (2, 3, 4)
+    probs = [np.array([0.3, 0.7]), np.array([0.6, 0.1, 0.3]), np.array([0.1, 0.2, 0.3, 0.4])]
+    logits = np.tile(np.log(np.concatenate(probs)), (40_000, 1))
+    actions, logp = D.np_sample_multi(logits, nvec, rng)
+    for j, p in enumerate(probs):
+        np.testing.assert_allclose(np.bincount(actions[:, j], minlength=len(p)) / len(actions), p, atol=0.01)
+    want = sum(np.log(p[actions[:, j]]) for j, p in enumerate(probs))
+    np.testing.assert_allclose(logp, want, rtol=1e-5)
+    uniform = D.tf_log_prob_and_entropy(tf.zeros([1, 9]), tf.constant([[1, 2, 3]]), discrete=True,
+                                        nvec=nvec)[1].numpy()[0]
+    assert abs(uniform - np.log(24)) < 1e-5
+    logits = rng.normal(size=(8, 9))
+    greedy = D.np_greedy(logits, True, nvec)
+    np.testing.assert_array_equal(greedy, np.stack([logits[:, :2].argmax(-1), logits[:, 2:5].argmax(-1),
+                                                    logits[:, 5:].argmax(-1)], axis=-1))
 
 
 def test_entropy_of_uniform_and_gaussian():
