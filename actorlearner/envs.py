@@ -120,7 +120,31 @@ class _RegisteredEnv:
         spec = env.spec
         while isinstance(env, _CHECKING_WRAPPERS):
             env = env.env
-        return flat_observations(LeanTimeLimit(env, spec))
+        return flat_observations(zero_based_actions(LeanTimeLimit(env, spec)))
+
+
+def zero_based_actions(env: gym.Env) -> gym.Env:
+    """`env`, wrapped in ZeroBasedActions where its Discrete or MultiDiscrete actions start elsewhere than 0
+    (Discrete(3, start=-1) for moves -1, 0, +1): the policy's categoricals count from 0."""
+    space = env.action_space
+    if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)) and np.any(space.start != 0):
+        return ZeroBasedActions(env)
+    return env
+
+
+class ZeroBasedActions(gym.ActionWrapper):
+    """Discrete(n, start=s) seen as Discrete(n) (MultiDiscrete likewise, per component): action a steps the env
+    with a + s."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.action_space
+        self._start = space.start
+        self.action_space = (gym.spaces.Discrete(space.n) if isinstance(space, gym.spaces.Discrete)
+                             else gym.spaces.MultiDiscrete(space.nvec))
+
+    def action(self, action):
+        return action + self._start
 
 
 def flat_observations(env: gym.Env) -> gym.Env:
@@ -245,12 +269,16 @@ def spec_from_spaces(obs_space, act_space, threshold=None, max_steps=None) -> En
     obs = (tuple(int(n) for n in obs_space.shape), dtype if dtype in _KEPT_DTYPES else "float32")
     if isinstance(act_space, gym.spaces.Discrete):
         if act_space.start != 0:
-            raise ConfigError(f"unsupported action space {act_space}: Discrete must start at 0")
+            raise ConfigError(f"unsupported action space {act_space}: Discrete must start at 0 (an env given by id "
+                              f"is shifted for you; wrap one made by your own function in "
+                              f"actorlearner.envs.ZeroBasedActions)")
         return EnvSpec(*obs, True, int(act_space.n), None, None, threshold, max_steps)
     if isinstance(act_space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)) and len(act_space.shape) == 1:
         multi = isinstance(act_space, gym.spaces.MultiDiscrete)
         if multi and np.any(act_space.start != 0):
-            raise ConfigError(f"unsupported action space {act_space}: MultiDiscrete must start at 0")
+            raise ConfigError(f"unsupported action space {act_space}: MultiDiscrete must start at 0 (an env given "
+                              f"by id is shifted for you; wrap one made by your own function in "
+                              f"actorlearner.envs.ZeroBasedActions)")
         nvec = tuple(int(n) for n in act_space.nvec) if multi else (2,) * int(act_space.shape[0])
         return EnvSpec(*obs, True, sum(nvec), None, None, threshold, max_steps, action_nvec=nvec)
     if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:

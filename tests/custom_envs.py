@@ -104,13 +104,16 @@ class MatchSign(gym.Env):
     kind of task, as LunarLander's does): one action in [-1, 1], rewarded where its sign is the observation's.
     multi="discrete": MultiDiscrete([2, 3]), 0.5 for component 0 matching the sign (1 where obs > 0) and 0.5 for
     component 1 at 2 where obs > 0, at 0 where obs < 0 (chance earns ~4.2); multi="binary": MultiBinary(3), 1/3 for
-    each of bits 0 and 1 equal to (obs > 0) and bit 2 to (obs < 0) (chance 5)."""
+    each of bits 0 and 1 equal to (obs > 0) and bit 2 to (obs < 0) (chance 5). start: the Discrete's first action
+    (start + 1 is rewarded where obs > 0)."""
 
     observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
     action_space = gym.spaces.Discrete(2)
 
-    def __init__(self, continuous: bool = False, multi: str = ""):
-        self.continuous, self.multi = continuous, multi
+    def __init__(self, continuous: bool = False, multi: str = "", start: int = 0):
+        self.continuous, self.multi, self.start = continuous, multi, start
+        if start:
+            self.action_space = gym.spaces.Discrete(2, start=start)
         if continuous:
             self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
         elif multi:
@@ -137,7 +140,8 @@ class MatchSign(gym.Env):
             assert self.action_space.contains(np.asarray(action, np.int8)), action
             reward = (int(action[0] == up) + int(action[1] == up) + int(action[2] == (not up))) / 3
         else:
-            reward = float(int(action) == (self.sign > 0))
+            assert self.action_space.contains(action), action
+            reward = float(int(action) - self.start == up)
         self.t += 1
         return self._draw(), reward, False, self.t >= 10, {}
 

@@ -217,6 +217,21 @@ def test_action_spaces_and_their_specs():
             spec_from_spaces(obs, space)
 
 
+def test_actions_that_start_elsewhere_than_0_are_shifted_for_an_env_given_by_id():
+    """MatchSign with Discrete(2, start=-1): the policy's action 0 steps the env with -1 (the env asserts its
+    actions are in its space), and 1 with 0, the rewarded one where the observation is positive."""
+    env = make_env_fn("custom_envs:MatchSign-v0", kwargs={"start": -1})()
+    assert env.action_space == gym.spaces.Discrete(2)
+    obs, _ = env.reset(seed=0)
+    rewards = []
+    for _ in range(20):
+        up = obs[0] > 0
+        obs, r, *_ = env.step(int(up))
+        rewards.append(r)
+    assert rewards == [1.0] * 20
+    assert inspect_env(make_env_fn("custom_envs:MatchSign-v0", kwargs={"start": -1})).action_dim == 2
+
+
 class _SpaceEnv(gym.Env):
     """An env with the given observation space, for flat_observations."""
 
