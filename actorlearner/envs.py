@@ -239,10 +239,13 @@ class EnvSpec:
         return int(math.prod(self.action_nvec)) if self.action_nvec else self.action_dim
 
     def describe_actions(self) -> str:
-        """The actions in words, for error lines: '3 actions', 'actions of 2 x 3 choices', '2 action dimensions'."""
+        """The actions in words, for the start-up line and errors: '3 actions', 'actions of 2 x 3 choices' (Multi*),
+        '2-dim Box actions'."""
         if self.action_nvec:
             return f"actions of {' x '.join(str(n) for n in self.action_nvec)} choices"
-        return f"{self.action_dim} {'actions' if self.discrete else 'action dimensions'}"
+        if self.discrete:
+            return f"{self.action_dim} action{'s' if self.action_dim != 1 else ''}"
+        return f"{self.action_dim}-dim Box actions"
 
 
 def env_action(action, spec: EnvSpec):

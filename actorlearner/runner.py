@@ -212,8 +212,9 @@ def _banner(plan: Plan) -> None:
              f"actors{hint})" if plan.actor_model_fn is None else "TensorFlow")
     say(f"actorlearner: {cfg.env}{preset} | {n} actor{'s' if n > 1 else ''}{where} x "
         f"{cfg.envs_per_actor} envs, {plan.make_batch.backend} backend ({plan.backend_why}), observations {obs}, "
-        f"unroll {cfg.unroll_length}, batch {cfg.batch_size}, learner threads {cfg.resolved_learner_threads()} "
-        f"in {plan.precision} ({plan.precision_why}){', ' + plan.kernels if plan.kernels else ''} | "
+        f"{spec.describe_actions()}, unroll {cfg.unroll_length}, batch {cfg.batch_size}, learner threads "
+        f"{cfg.resolved_learner_threads()} in {plan.precision} ({plan.precision_why})"
+        f"{', ' + plan.kernels if plan.kernels else ''} | "
         f"actors run the policy in {model}; unroll slots {slot_mb:.1f} MB per actor | "
         f"{_target_text(plan)} | run dir {plan.run_dir.path}")
 

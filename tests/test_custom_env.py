@@ -47,6 +47,7 @@ def test_multi_discrete_and_multi_binary_actions_are_learned(tmp_path, multi):
     proc, summary = train(tmp_path, "--env", "custom_envs:MatchSign-v0", "--env-kwargs", f"multi={multi}")
     assert summary["solved"] and summary["mean_return_100"] >= 9.0, proc.stdout
     assert summary["env_errors"] == 0 and summary["policy_collapses"] == 0, proc.stdout
+    assert ("actions of 2 x 3 choices" if multi == "discrete" else "actions of 2 x 2 x 2 choices") in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "actorlearner", "eval", str(tmp_path / "run"), "--episodes", "5",
                            "--deterministic"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
