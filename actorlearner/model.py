@@ -262,8 +262,9 @@ def check_contract(model, spec: EnvSpec) -> None:
     width = spec.action_dim if spec.discrete else 2 * spec.action_dim
     params_shape, value_shape = tuple(outputs[0].shape), tuple(outputs[1].shape)
     if params_shape != (n, width):
-        need = (f"{spec.action_dim} logits for its {spec.action_dim} actions" if spec.discrete else
-                f"{width} values for its {spec.action_dim}-dim Box actions: mean and log std, concatenated")
+        need = (f"{width} values for its {spec.action_dim}-dim Box actions: mean and log std, concatenated"
+                if not spec.discrete else f"{width} logits for its {spec.describe_actions()}" +
+                (", each component's side by side" if spec.action_nvec else ""))
         raise ConfigError(f"model_fn's policy output has shape [N, {', '.join(map(str, params_shape[1:]))}]; the "
                           f"env needs [N, {width}]: {need}")
     if value_shape not in ((n, 1), (n,)):
