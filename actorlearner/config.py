@@ -59,6 +59,10 @@ class Config:
                           "fastest that exists for the id and matches gymnasium's: vector, then ale, else "
                           "gymnasium)",
                           choices=ENV_BACKENDS)
+    frame_stack: int = _f(1, "observations of the last N env steps given as one, for a policy without memory to "
+                          "see motion: a vector's N copies side by side, an image's N frames as N x C channels (at "
+                          "an episode's start its first observation is repeated); for an env id on the gymnasium "
+                          "backend (ALE games are stacked 4 by their preprocessing already)")
     seed: int = _f(1, "random seed for the model, the actors' envs and action sampling")
     reproducible: bool = _f(False, "the same config and seed give the same weights and the same metrics (times "
                             "aside), actor processes and all: every batch takes a fixed number of unrolls from "
@@ -325,6 +329,8 @@ def validate(cfg: Config) -> Config:
     if cfg.actor_nice is not None and not 0 <= cfg.actor_nice <= 19:
         raise ConfigError(f"--actor-nice must be in [0, 19] (Unix niceness above the learner's), got {cfg.actor_nice}")
     cfg.env_kwargs_dict  # noqa: B018 - parsed here for its one-line error, before any env is made
+    if not 1 <= cfg.frame_stack <= 64:
+        raise ConfigError(f"--frame-stack must be in [1, 64] (observations stacked), got {cfg.frame_stack}")
     if cfg.core_size < 1:
         raise ConfigError(f"--core-size must be >= 1, got {cfg.core_size}")
     if not cfg.hidden_sizes or any(int(h) < 1 for h in cfg.hidden_sizes):

@@ -97,11 +97,17 @@ class EnvBatchFactory:
             _close_quietly(env)
 
 
-def resolve_backend(requested: str, env_id, custom_env_fn: bool, env_kwargs: Optional[dict] = None) -> tuple[str, str]:
+def resolve_backend(requested: str, env_id, custom_env_fn: bool, env_kwargs: Optional[dict] = None,
+                    frame_stack: int = 1) -> tuple[str, str]:
     """(backend, why) for --env-backend `requested`; raises ConfigError if it cannot serve the env. env_kwargs:
     the run's --env-kwargs, which gym.make's single envs take, and an id's gymnasium vector entry point where its
     constructor has them (CartPoleVectorEnv: max_episode_steps, sutton_barto_reward); AtariVectorEnv and envpool
-    have constructors of their own."""
+    have constructors of their own. frame_stack > 1: single envs, each stacked by a wrapper."""
+    if frame_stack > 1:
+        if requested not in ("auto", "gymnasium"):
+            raise ConfigError(f"--frame-stack stacks single envs' observations: use --env-backend auto or "
+                              f"gymnasium, not {requested}")
+        return "gymnasium", f"--frame-stack {frame_stack}: single envs, each stacked"
     if env_kwargs and requested in ("ale", "envpool"):
         raise ConfigError(f"--env-kwargs go to gym.make or an id's gymnasium vector entry point: use --env-backend "
                           f"auto, gymnasium or vector, not {requested}")

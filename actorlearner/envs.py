@@ -31,11 +31,11 @@ _register_memory_envs()  # actorlearner/CartPoleNoVel-v1 and CueMemory-v0, where
 
 
 def make_env_fn(env_id: str, render_mode: Optional[str] = None, modules: Sequence[str] = (),
-                kwargs: Optional[dict] = None) -> EnvFn:
+                kwargs: Optional[dict] = None, frame_stack: int = 1) -> EnvFn:
     """A picklable factory for a registered id (see `_RegisteredEnv`); render_mode as in gym.make.
     modules: imported before the env is made (in whichever process calls the factory); kwargs: the env
-    constructor's (--env-kwargs)."""
-    return _RegisteredEnv(env_id, render_mode, tuple(modules), dict(kwargs or {}))
+    constructor's (--env-kwargs); frame_stack: --frame-stack (stacked_frames)."""
+    return _RegisteredEnv(env_id, render_mode, tuple(modules), dict(kwargs or {}), frame_stack)
 
 
 def env_spaces(env_id: str, modules: Sequence[str] = (), timeout_s: float = 60.0,
@@ -101,11 +101,12 @@ MUJOCO_TRACKING_CAMERA = frozenset({"Ant", "HalfCheetah", "Hopper", "Humanoid", 
 
 class _RegisteredEnv:
     def __init__(self, env_id: str, render_mode: Optional[str] = None, modules: tuple = (),
-                 kwargs: Optional[dict] = None):
+                 kwargs: Optional[dict] = None, frame_stack: int = 1):
         self.env_id = env_id
         self.render_mode = render_mode
         self.modules = modules
         self.kwargs = kwargs or {}
+        self.frame_stack = frame_stack
 
     def __call__(self) -> gym.Env:
         import_env_modules(self.modules, self.env_id)
@@ -120,7 +121,36 @@ class _RegisteredEnv:
         spec = env.spec
         while isinstance(env, _CHECKING_WRAPPERS):
             env = env.env
-        return flat_observations(zero_based_actions(LeanTimeLimit(env, spec)))
+        return stacked_frames(flat_observations(zero_based_actions(LeanTimeLimit(env, spec))), self.frame_stack)
+
+
+def stacked_frames(env: gym.Env, n: int) -> gym.Env:
+    """`env` whose observation is its last n observations (--frame-stack; the first of an episode repeated
+    before there are n), folded into one: a vector (D,) -> (n*D,), an image (H, W, C) -> (H, W, n*C); `env`
+    itself for n = 1. An env that already gives a stack, (n, H, W, C) as FrameStackObservation of an image
+    makes, is folded by flat_observations."""
+    return env if n <= 1 else FoldedStack(gym.wrappers.FrameStackObservation(env, n))
+
+
+class FoldedStack(gym.ObservationWrapper):
+    """Observations stacked on a first axis, as gymnasium's FrameStackObservation gives them, with the stack folded
+    into the last axis, oldest first: (n, H, W, C) -> (H, W, n*C) images, for a CNN's channels; (n, D) -> (n*D,)
+    vectors. Wrap an env of your own in FoldedStack(FrameStackObservation(env, n)) for a stack of images."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.observation_space
+        if not (isinstance(space, gym.spaces.Box) and len(space.shape) in (2, 4)):
+            raise ConfigError(f"FoldedStack folds stacks of vectors (n, D) or images (n, H, W, C), not {space}")
+        self.observation_space = gym.spaces.Box(self.observation(space.low), self.observation(space.high),
+                                                dtype=space.dtype)
+
+    def observation(self, obs):
+        obs = np.asarray(obs)
+        if obs.ndim == 2:
+            return obs.reshape(-1)
+        n, h, w, c = obs.shape
+        return np.ascontiguousarray(obs.transpose(1, 2, 0, 3)).reshape(h, w, n * c)
 
 
 def zero_based_actions(env: gym.Env) -> gym.Env:
@@ -150,12 +180,15 @@ class ZeroBasedActions(gym.ActionWrapper):
 def flat_observations(env: gym.Env) -> gym.Env:
     """`env`, wrapped in gymnasium's FlattenObservation where its observations are not a Box of rank 1 or 3
     but flatten to a vector: Discrete -> one-hot (FrozenLake, Taxi, CliffWalking), Tuple and Dict -> their parts'
-    flattenings concatenated (Blackjack), MultiDiscrete/MultiBinary, a Box of rank 0, 2 or 4+. The vector's
+    flattenings concatenated (Blackjack), MultiDiscrete/MultiBinary, a Box of rank 0, 2 or 5+; a Box of rank 4,
+    a stack of images (n, H, W, C), is folded into (H, W, n*C) by FoldedStack instead. The vector's
     integer dtype is carried as float32. A space with an image in it, or one that does not flatten to a Box
     (Graph, Sequence, Text), is left as it is, for spec_from_spaces to name."""
     space = env.observation_space
     if isinstance(space, gym.spaces.Box) and len(space.shape) in (1, 3):
         return env
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 4:  # a stack of images: channels, not a vector
+        return FoldedStack(env)
     if not _flattens_to_a_vector(space):
         return env
     return gym.wrappers.FlattenObservation(env)
@@ -163,7 +196,7 @@ def flat_observations(env: gym.Env) -> gym.Env:
 
 def _flattens_to_a_vector(space) -> bool:
     if isinstance(space, gym.spaces.Box):
-        return len(space.shape) != 3  # an image inside a Tuple/Dict is not flattened into a vector
+        return len(space.shape) not in (3, 4)  # an image (or a stack) inside a Tuple/Dict is not made a vector
     if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
         return True
     if isinstance(space, gym.spaces.Tuple):
@@ -263,7 +296,10 @@ _KEPT_DTYPES = ("uint8", "float32")
 def spec_from_spaces(obs_space, act_space, threshold=None, max_steps=None) -> EnvSpec:
     """The EnvSpec of one env's spaces; raises ConfigError naming a space we do not support."""
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) not in (1, 3):
-        hint = ("; an env given by id is flattened to a vector, one made by your own function is not: wrap it "
+        stack = isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 4
+        hint = ("; a stack of images (n, H, W, C) of an env given by id is folded into channels, one made by your "
+                "own function is not: wrap it in actorlearner.envs.FoldedStack" if stack else
+                "; an env given by id is flattened to a vector, one made by your own function is not: wrap it "
                 "in gymnasium.wrappers.FlattenObservation" if _flattens_to_a_vector(obs_space) else "")
         raise ConfigError(f"unsupported observation space {obs_space}: only Box vectors (rank 1), images "
                           f"(rank 3, H x W x C) and spaces that flatten to a vector without an image are "

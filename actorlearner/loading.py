@@ -142,7 +142,8 @@ def run_config(run_dir: str, env_fn: Optional[Callable] = None):
         if trained_on_custom_env(run_dir):
             raise custom_env_error(run_dir, cfg.env, "loading its policy")
         check_env_id(cfg.env, cfg.env_modules, saved_module_homes(run_dir))
-        env_fn = make_env_fn(cfg.env, modules=cfg.env_modules, kwargs=cfg.env_kwargs_dict)
+        env_fn = make_env_fn(cfg.env, modules=cfg.env_modules, kwargs=cfg.env_kwargs_dict,
+                             frame_stack=cfg.frame_stack)
     with env_time_limit(cfg.env, cfg.wait_timeout_s, "made, reset and stepped once", trained=True):
         spec = inspect_env(env_fn)
     return cfg, spec, env_fn

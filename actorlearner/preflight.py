@@ -40,7 +40,12 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
     kwargs = cfg.env_kwargs_dict
     if not custom:
         check_env_id(cfg.env, cfg.env_modules, homes)
-        env_fn = make_env_fn(cfg.env, modules=cfg.env_modules, kwargs=kwargs)
+        if cfg.frame_stack > 1 and is_atari(cfg.env):
+            raise ConfigError("--frame-stack: ALE games are stacked 4 frames by their preprocessing already")
+        env_fn = make_env_fn(cfg.env, modules=cfg.env_modules, kwargs=kwargs, frame_stack=cfg.frame_stack)
+    elif cfg.frame_stack > 1:
+        raise ConfigError("--frame-stack is for an env id; an env_fn stacks its own observations: "
+                          "actorlearner.envs.FoldedStack(gymnasium.wrappers.FrameStackObservation(env, n))")
     elif kwargs:
         raise ConfigError("--env-kwargs are for an env id (gym.make's keyword arguments); an env_fn passes its "
                           "env's own")
@@ -54,7 +59,7 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
         got = "a model itself" if hasattr(model_fn, "layers") else f"a value of type {type(model_fn).__name__}"
         raise ConfigError(f"model_fn must be a function that builds the model, model_fn(spec) -> keras.Model; got "
                           f"{got} (each process builds its own model with it)")
-    backend, why = resolve_backend(cfg.env_backend, cfg.env, custom, kwargs)
+    backend, why = resolve_backend(cfg.env_backend, cfg.env, custom, kwargs, cfg.frame_stack)
     bad = sorted(set(kwargs) & set(PREPROCESSING_KWARGS)) if is_atari(cfg.env) else []
     if bad:
         raise ConfigError(f"--env-kwargs {', '.join(bad)}: set by the Atari preprocessing (frameskip 4, sticky actions "

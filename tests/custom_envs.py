@@ -105,13 +105,14 @@ class MatchSign(gym.Env):
     multi="discrete": MultiDiscrete([2, 3]), 0.5 for component 0 matching the sign (1 where obs > 0) and 0.5 for
     component 1 at 2 where obs > 0, at 0 where obs < 0 (chance earns ~4.2); multi="binary": MultiBinary(3), 1/3 for
     each of bits 0 and 1 equal to (obs > 0) and bit 2 to (obs < 0) (chance 5). start: the Discrete's first action
-    (start + 1 is rewarded where obs > 0)."""
+    (start + 1 is rewarded where obs > 0). lag=True: the action must match the previous step's sign (the first
+    step's own), which a policy seeing one observation cannot know (chance 5.5) and one seeing two can."""
 
     observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
     action_space = gym.spaces.Discrete(2)
 
-    def __init__(self, continuous: bool = False, multi: str = "", start: int = 0):
-        self.continuous, self.multi, self.start = continuous, multi, start
+    def __init__(self, continuous: bool = False, multi: str = "", start: int = 0, lag: bool = False):
+        self.continuous, self.multi, self.start, self.lag = continuous, multi, start, lag
         if start:
             self.action_space = gym.spaces.Discrete(2, start=start)
         if continuous:
@@ -123,16 +124,19 @@ class MatchSign(gym.Env):
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         self.t = 0
-        return self._draw(), {}
+        obs = self._draw()
+        self.prev = self.sign
+        return obs, {}
 
     def _draw(self):
         self.sign = 1.0 if self.np_random.random() < 0.5 else -1.0
         return np.array([self.sign], np.float32)
 
     def step(self, action):
-        up = self.sign > 0
+        up = (self.prev if self.lag else self.sign) > 0
+        self.prev = self.sign
         if self.continuous:
-            reward = float(np.sign(np.asarray(action).reshape(-1)[0]) == self.sign)
+            reward = float(np.sign(np.asarray(action).reshape(-1)[0]) == (1.0 if up else -1.0))
         elif self.multi == "discrete":
             assert self.action_space.contains(np.asarray(action, np.int64)), action
             reward = 0.5 * (int(action[0]) == up) + 0.5 * (int(action[1]) == (2 if up else 0))

@@ -44,6 +44,10 @@ def run_cli(*args, timeout=60):
     (["--env", "ALE/Pong-v5", "--env-kwargs", "frameskip=2"], "--env-kwargs frameskip: set by the Atari "
                                                               "preprocessing"),
     (["--episodic-life"], "--episodic-life needs a game that reports lives (an ALE/ id), not CartPole-v1"),
+    (["--frame-stack", "0"], "--frame-stack must be in [1, 64]"),
+    (["--frame-stack", "2", "--env-backend", "vector"], "--frame-stack stacks single envs' observations: use "
+                                                        "--env-backend auto or gymnasium, not vector"),
+    (["--env", "ALE/Pong-v5", "--frame-stack", "2"], "--frame-stack: ALE games are stacked 4 frames"),
     (["--preset", "pong", "--env", "CartPole-v1"], "--preset pong is tuned for Atari games (ALE/ ids), not "
                                                    "CartPole-v1: it sets --episodic-life"),
 ])

@@ -55,6 +55,15 @@ def test_multi_discrete_and_multi_binary_actions_are_learned(tmp_path, multi):
     assert re.search(r"deterministic: return 10(\.0)? ", proc.stdout), proc.stdout  # every component right
 
 
+def test_frame_stack_lets_a_policy_without_memory_use_the_previous_observation(tmp_path):
+    """MatchSign with lag=True rewards the previous step's sign: one observation earns chance (~5.5 of 10), two
+    stacked (--frame-stack 2, the older one first) earn 10."""
+    proc, summary = train(tmp_path, "--env", "custom_envs:MatchSign-v0", "--env-kwargs", "lag=true",
+                          "--frame-stack", "2")
+    assert summary["solved"] and summary["mean_return_100"] >= 9.0, proc.stdout
+    assert "--frame-stack 2: single envs, each stacked" in proc.stdout and "observations 2 float32" in proc.stdout
+
+
 def test_the_actorlearner_command_finds_an_env_module_in_the_working_directory(tmp_path):
     """The README's `actorlearner train --env my_envs:GridWorld-v0`, run beside my_envs.py: the console script,
     unlike `python -m`, does not put the working directory on sys.path, and the module was not found."""

@@ -232,6 +232,29 @@ def test_actions_that_start_elsewhere_than_0_are_shifted_for_an_env_given_by_id(
     assert inspect_env(make_env_fn("custom_envs:MatchSign-v0", kwargs={"start": -1})).action_dim == 2
 
 
+def test_stacked_observations_are_folded_into_the_last_axis_oldest_first():
+    from actorlearner.envs import FoldedStack, stacked_frames
+
+    images = np.arange(3 * 4 * 5 * 2).reshape(3, 4, 5, 2)  # 3 frames of 4 x 5 x 2
+    folded = FoldedStack.observation(None, images)
+    assert folded.shape == (4, 5, 6)
+    np.testing.assert_array_equal(folded[..., 0:2], images[0])  # channels of frame 0, then 1, then 2
+    np.testing.assert_array_equal(folded[..., 4:6], images[2])
+    assert FoldedStack.observation(None, np.arange(6).reshape(3, 2)).tolist() == [0, 1, 2, 3, 4, 5]
+    # An env of images stacked by gymnasium (rank 4) is folded, not flattened into a vector
+    stack = gym.spaces.Box(0, 255, (3, 8, 8, 1), np.uint8)
+    assert flat_observations(_SpaceEnv(stack)).observation_space.shape == (8, 8, 3)
+    with pytest.raises(ConfigError, match="wrap it in actorlearner.envs.FoldedStack"):
+        spec_from_spaces(stack, gym.spaces.Discrete(2))
+    # --frame-stack: the reset observation repeated, then the newest last
+    env = stacked_frames(make_env_fn("CartPole-v1")(), 3)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (12,) and np.array_equal(obs[:4], obs[8:])
+    newer, *_ = env.step(0)
+    np.testing.assert_array_equal(newer[:8], obs[4:])
+    assert env.observation_space.shape == (12,) and env.observation_space.contains(newer)
+
+
 class _SpaceEnv(gym.Env):
     """An env with the given observation space, for flat_observations."""
 
