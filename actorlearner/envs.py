@@ -156,10 +156,12 @@ class FoldedStack(gym.ObservationWrapper):
 def zero_based_actions(env: gym.Env) -> gym.Env:
     """`env`, wrapped in ZeroBasedActions where its Discrete or MultiDiscrete actions start elsewhere than 0
     (Discrete(3, start=-1) for moves -1, 0, +1): the policy's categoricals count from 0."""
-    space = env.action_space
-    if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)) and np.any(space.start != 0):
-        return ZeroBasedActions(env)
-    return env
+    return ZeroBasedActions(env) if starts_elsewhere(env.action_space) else env
+
+
+def starts_elsewhere(space) -> bool:
+    """A Discrete or MultiDiscrete space whose actions do not count from 0 (policies' categoricals do)."""
+    return isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)) and bool(np.any(space.start != 0))
 
 
 class ZeroBasedActions(gym.ActionWrapper):
@@ -283,9 +285,9 @@ class EnvSpec:
 
 def env_action(action, spec: EnvSpec):
     """One sampled action as the env's step takes it: an int (Discrete), the int vector (MultiDiscrete,
-    MultiBinary), or the vector clipped to the Box's bounds (the policy's Gaussian is unbounded)."""
+    MultiBinary), or the float32 vector clipped to the Box's bounds (the policy's Gaussian is unbounded)."""
     if not spec.discrete:
-        return np.clip(action, spec.action_low, spec.action_high)
+        return np.clip(np.asarray(action, np.float32), spec.action_low, spec.action_high)
     return np.asarray(action) if spec.action_nvec else int(action)
 
 
@@ -306,18 +308,14 @@ def spec_from_spaces(obs_space, act_space, threshold=None, max_steps=None) -> En
                           f"supported{hint}")
     dtype = np.dtype(obs_space.dtype).name
     obs = (tuple(int(n) for n in obs_space.shape), dtype if dtype in _KEPT_DTYPES else "float32")
+    if starts_elsewhere(act_space):
+        raise ConfigError(f"unsupported action space {act_space}: {type(act_space).__name__} must start at 0 (an env "
+                          f"given by id is shifted for you; wrap one made by your own function in "
+                          f"actorlearner.envs.ZeroBasedActions)")
     if isinstance(act_space, gym.spaces.Discrete):
-        if act_space.start != 0:
-            raise ConfigError(f"unsupported action space {act_space}: Discrete must start at 0 (an env given by id "
-                              f"is shifted for you; wrap one made by your own function in "
-                              f"actorlearner.envs.ZeroBasedActions)")
         return EnvSpec(*obs, True, int(act_space.n), None, None, threshold, max_steps)
     if isinstance(act_space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)) and len(act_space.shape) == 1:
         multi = isinstance(act_space, gym.spaces.MultiDiscrete)
-        if multi and np.any(act_space.start != 0):
-            raise ConfigError(f"unsupported action space {act_space}: MultiDiscrete must start at 0 (an env given "
-                              f"by id is shifted for you; wrap one made by your own function in "
-                              f"actorlearner.envs.ZeroBasedActions)")
         nvec = tuple(int(n) for n in act_space.nvec) if multi else (2,) * int(act_space.shape[0])
         return EnvSpec(*obs, True, sum(nvec), None, None, threshold, max_steps, action_nvec=nvec)
     if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
@@ -365,7 +363,7 @@ def check_api(env: gym.Env, spec: EnvSpec, name: str = "") -> None:
         call = "step"
         env.action_space.seed(0)
         action = env.action_space.sample()
-        out = env.step(env_action(action, spec) if spec.discrete else np.asarray(action, np.float32))
+        out = env.step(env_action(action, spec))
         if not (isinstance(out, tuple) and len(out) == 5):
             got = _count(out)
             raise _ApiError(f"step() returned {got}, expected 5{_OLD_GYM if got == '4 values' else _FIVE}")
