@@ -45,7 +45,7 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
         env_fn = make_env_fn(cfg.env, modules=cfg.env_modules, kwargs=kwargs, frame_stack=cfg.frame_stack)
     elif cfg.frame_stack > 1:
         raise ConfigError("--frame-stack is for an env id; an env_fn stacks its own observations: "
-                          "actorlearner.envs.FoldedStack(gymnasium.wrappers.FrameStackObservation(env, n))")
+                          "actorlearner.env_wrappers.FoldedStack(gymnasium.wrappers.FrameStackObservation(env, n))")
     elif kwargs:
         raise ConfigError("--env-kwargs are for an env id (gym.make's keyword arguments); an env_fn passes its "
                           "env's own")

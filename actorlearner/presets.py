@@ -119,7 +119,7 @@ PRESETS: dict[str, dict] = {
                       "minibatches": 4, "normalize_advantages": True, "normalize_obs": True,
                       "learning_rate": 3e-4, "reward_scale": 0.1, "reward_clip": 1.0, "vtrace_lambda": 0.95,
                       "envs_per_actor": 16, "batch_size": 64},
-    # Discrete observations, one-hot (envs.flat_observations); slippery, rewarded only at the goal. With the
+    # Discrete observations, one-hot (env_wrappers.flat_observations); slippery, rewarded only at the goal. With the
     # default entropy cost 0.01 the policy stayed near uniform (seeds 1-3: return(100) 0.00-0.02 after 60 s,
     # 0.16-0.32 with 0.003); with 0.001 and unscaled rewards seeds 1-5 confirmed 0.7 in 4.3-5.2 s, and their
     # saved policies play 0.698-0.724 sampled and 0.729-0.733 greedy over 2,000 episodes (the optimum is ~0.74).

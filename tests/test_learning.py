@@ -114,7 +114,7 @@ def test_taxi_is_learned_with_its_preset(tmp_path):
 
 
 def test_frozenlake_discrete_observations_are_one_hot_and_learned(tmp_path):
-    """FrozenLake's Discrete(16) observations reach the MLP one-hot (envs.flat_observations), its preset applies
+    """FrozenLake's Discrete(16) observations reach the MLP one-hot (env_wrappers.flat_observations), its preset applies
     by id, and the saved policy holds the target: serial mode, so the same episodes every run (seeds 1-2 solved
     in ~6 s; with actor processes seeds 1-5 in 4.3-5.2 s)."""
     out, summary, mean = train_by_id_then_play(tmp_path, "FrozenLake-v1", "--seed", "1", "--serial")

@@ -1,0 +1,119 @@
+"""gymnasium wrappers that turn an env given by id into one the actors and models take: a lean time limit,
+observations flattened to a vector (or an image stack folded into channels), action spaces counted from 0, and
+--frame-stack's stacked observations. envs.py's factories apply them; an env made by the user's own function
+can be wrapped in them by hand."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from .config import ConfigError
+
+
+def stacked_frames(env: gym.Env, n: int) -> gym.Env:
+    """`env` whose observation is its last n observations (--frame-stack; the first of an episode repeated
+    before there are n), folded into one: a vector (D,) -> (n*D,), an image (H, W, C) -> (H, W, n*C); `env`
+    itself for n = 1. An env that already gives a stack, (n, H, W, C) as FrameStackObservation of an image
+    makes, is folded by flat_observations."""
+    return env if n <= 1 else FoldedStack(gym.wrappers.FrameStackObservation(env, n))
+
+
+class FoldedStack(gym.ObservationWrapper):
+    """Observations stacked on a first axis, as gymnasium's FrameStackObservation gives them, with the stack folded
+    into the last axis, oldest first: (n, H, W, C) -> (H, W, n*C) images, for a CNN's channels; (n, D) -> (n*D,)
+    vectors. Wrap an env of your own in FoldedStack(FrameStackObservation(env, n)) for a stack of images."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.observation_space
+        if not (isinstance(space, gym.spaces.Box) and len(space.shape) in (2, 4)):
+            raise ConfigError(f"FoldedStack folds stacks of vectors (n, D) or images (n, H, W, C), not {space}")
+        self.observation_space = gym.spaces.Box(self.observation(space.low), self.observation(space.high),
+                                                dtype=space.dtype)
+
+    def observation(self, obs):
+        obs = np.asarray(obs)
+        if obs.ndim == 2:
+            return obs.reshape(-1)
+        n, h, w, c = obs.shape
+        return np.ascontiguousarray(obs.transpose(1, 2, 0, 3)).reshape(h, w, n * c)
+
+
+def zero_based_actions(env: gym.Env) -> gym.Env:
+    """`env`, wrapped in ZeroBasedActions where its Discrete or MultiDiscrete actions start elsewhere than 0
+    (Discrete(3, start=-1) for moves -1, 0, +1): the policy's categoricals count from 0."""
+    return ZeroBasedActions(env) if starts_elsewhere(env.action_space) else env
+
+
+def starts_elsewhere(space) -> bool:
+    """A Discrete or MultiDiscrete space whose actions do not count from 0 (policies' categoricals do)."""
+    return isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)) and bool(np.any(space.start != 0))
+
+
+class ZeroBasedActions(gym.ActionWrapper):
+    """Discrete(n, start=s) seen as Discrete(n) (MultiDiscrete likewise, per component): action a steps the env
+    with a + s."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.action_space
+        self._start = space.start
+        self.action_space = (gym.spaces.Discrete(space.n) if isinstance(space, gym.spaces.Discrete)
+                             else gym.spaces.MultiDiscrete(space.nvec))
+
+    def action(self, action):
+        return action + self._start
+
+
+def flat_observations(env: gym.Env) -> gym.Env:
+    """`env`, wrapped in gymnasium's FlattenObservation where its observations are not a Box of rank 1 or 3
+    but flatten to a vector: Discrete -> one-hot (FrozenLake, Taxi, CliffWalking), Tuple and Dict -> their parts'
+    flattenings concatenated (Blackjack), MultiDiscrete/MultiBinary, a Box of rank 0, 2 or 5+; a Box of rank 4,
+    a stack of images (n, H, W, C), is folded into (H, W, n*C) by FoldedStack instead. The vector's
+    integer dtype is carried as float32. A space with an image in it, or one that does not flatten to a Box
+    (Graph, Sequence, Text), is left as it is, for spec_from_spaces to name."""
+    space = env.observation_space
+    if isinstance(space, gym.spaces.Box) and len(space.shape) in (1, 3):
+        return env
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 4:  # a stack of images: channels, not a vector
+        return FoldedStack(env)
+    if not flattens_to_a_vector(space):
+        return env
+    return gym.wrappers.FlattenObservation(env)
+
+
+def flattens_to_a_vector(space) -> bool:
+    if isinstance(space, gym.spaces.Box):
+        return len(space.shape) not in (3, 4)  # an image (or a stack) inside a Tuple/Dict is not made a vector
+    if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
+        return True
+    if isinstance(space, gym.spaces.Tuple):
+        return all(flattens_to_a_vector(s) for s in space.spaces)
+    if isinstance(space, gym.spaces.Dict):
+        return all(flattens_to_a_vector(s) for s in space.spaces.values())
+    return False
+
+
+class LeanTimeLimit(gym.Wrapper):
+    """gymnasium's TimeLimit semantics (truncated=True at the limit) in one comparison per step."""
+
+    def __init__(self, env: gym.Env, spec):
+        super().__init__(env)
+        self._spec = spec
+        self._limit = spec.max_episode_steps or float("inf")
+        self._t = 0
+        self._step = env.step  # bound once: the attribute chain is a visible share of a 7 us step
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self._step(action)
+        self._t += 1
+        return obs, reward, terminated, truncated or self._t >= self._limit, info
+
+    def reset(self, **kwargs):
+        self._t = 0
+        return self.env.reset(**kwargs)
+
+    @property
+    def spec(self):
+        return self._spec
