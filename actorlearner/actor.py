@@ -92,12 +92,16 @@ class Actor:
             a["core_state"][slot][0] = np.concatenate(self.state, axis=1)
         fval_out[:] = 0.0
         valid_out[:] = 1
+        mask_out = a["action_mask"][slot] if self.spec.action_masks else None
         returns, lengths = [], []
         for t in range(self.cfg.unroll_length):
             obs_out[t] = self.obs
             first_out[t] = self.first
             state = [s * ~self.first[:, None] for s in self.state]  # an episode starts from zeros
-            actions, logp, state = self.policy.act(self.obs, state, self.rng)
+            mask = self.envs.action_masks
+            if mask is not None:
+                mask_out[t] = mask
+            actions, logp, state = self.policy.act(self.obs, state, self.rng, mask=mask)
             act_out[t] = actions
             logp_out[t] = logp
             step = self.envs.step(actions if self.spec.discrete else np.clip(actions, self._low, self._high))

@@ -63,6 +63,11 @@ class Config:
                           "see motion: a vector's N copies side by side, an image's N frames as N x C channels (at "
                           "an episode's start its first observation is repeated); for an env id on the gymnasium "
                           "backend (ALE games are stacked 4 by their preprocessing already)")
+    action_masks: bool = _f(False, "sample only the actions the env allows in each observation: its "
+                            "info['action_mask'] from reset and step (gymnasium's convention, e.g. Taxi-v4) or its "
+                            "action_masks() method (sb3-contrib's), one flag per action (MultiDiscrete: the "
+                            "components' flags side by side); the learner's log-probs and entropies are the masked "
+                            "policy's too. Categorical actions, single envs (the gymnasium backend)")
     seed: int = _f(1, "random seed for the model, the actors' envs and action sampling")
     reproducible: bool = _f(False, "the same config and seed give the same weights and the same metrics (times "
                             "aside), actor processes and all: every batch takes a fixed number of unrolls from "

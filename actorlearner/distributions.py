@@ -5,6 +5,11 @@ logits side by side for MultiDiscrete/MultiBinary actions (`nvec`: the component
 components are independent categoricals, so log-probs and entropies add), and `[B, 2*D]` = concat(mean,
 log_std) for a D-dimensional diagonal Gaussian. The numpy and TF versions of each function compute the
 same quantity; tests hold them equal, because V-trace's importance weights divide one by the other.
+
+Action masks (--action-masks, action_masks.py): `mask` [B, A] (one flag per logit, 1 = allowed) takes the
+disallowed logits out of the distribution: numpy sets them to -inf, TensorFlow to MASKED_LOGIT (finite, so that
+the entropy's p * log p is 0 * -1e9 = 0 rather than 0 * -inf = NaN); both give those actions probability 0
+exactly, and the allowed ones the same log-probs.
 """
 
 from __future__ import annotations
@@ -14,29 +19,38 @@ import math
 import numpy as np
 
 LOG_2PI = math.log(2.0 * math.pi)
+MASKED_LOGIT = -1e9
 
 
 # ---------------------------------------------------------------- numpy (actor side, no TensorFlow)
 
-def np_sample_discrete(logits: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """logits [B, A] -> (actions [B] int64, log-probs [B] float32), by inverse-CDF sampling on the
-    unnormalized probabilities (fewer numpy calls: each costs a few µs on an actor's hot path)."""
+def np_sample_discrete(logits: np.ndarray, rng: np.random.Generator,
+                       mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """logits [B, A] (mask [B, A] bool or None) -> (actions [B] int64, log-probs [B] float32), by inverse-CDF
+    sampling on the unnormalized probabilities (fewer numpy calls: each costs a few µs on an actor's hot path)."""
     z = logits.astype(np.float64)
+    if mask is not None:
+        z = np.where(mask, z, -np.inf)
     z -= z.max(axis=-1, keepdims=True)
     cdf = np.exp(z).cumsum(axis=-1)
     total = cdf[:, -1]
-    u = rng.random(total.shape[0]) * total
-    actions = (cdf[:, :-1] < u[:, None]).sum(axis=-1)  # in [0, A-1] even where u rounds up to the total
+    # The action is the number of cdf entries below u, in [0, A-1] even where u rounds up to the total. A masked
+    # action's entry equals the one before it, so u in (0, total] never lands on one: not even at u's two ends,
+    # where u in [0, total) could pick a masked action 0 (rng.random() is 0 once in 2**53 draws).
+    u = (rng.random(total.shape[0]) if mask is None else 1.0 - rng.random(total.shape[0])) * total
+    actions = (cdf[:, :-1] < u[:, None]).sum(axis=-1)
     logp = z[np.arange(actions.shape[0]), actions] - np.log(total)
     return actions, logp.astype(np.float32)
 
 
-def np_sample_multi(logits: np.ndarray, nvec: tuple, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """logits [B, sum(nvec)] -> (actions [B, len(nvec)] int64, log-probs [B] float32, summed over components)."""
+def np_sample_multi(logits: np.ndarray, nvec: tuple, rng: np.random.Generator,
+                    mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """logits [B, sum(nvec)] (mask the same shape, or None) -> (actions [B, len(nvec)] int64, log-probs [B]
+    float32, summed over components)."""
     actions = np.empty((logits.shape[0], len(nvec)), np.int64)
     logp = np.zeros(logits.shape[0], np.float32)
     for j, block in enumerate(_blocks(nvec)):
-        actions[:, j], lp = np_sample_discrete(logits[:, block], rng)
+        actions[:, j], lp = np_sample_discrete(logits[:, block], rng, None if mask is None else mask[:, block])
         logp += lp
     return actions, logp
 
@@ -66,9 +80,11 @@ def np_sample_gaussian(params: np.ndarray, rng: np.random.Generator) -> tuple[np
     return actions, np_gaussian_log_prob(params, actions).astype(np.float32)
 
 
-def np_greedy(params: np.ndarray, discrete: bool, nvec: tuple = ()) -> np.ndarray:
-    """The deterministic action: argmax of logits [B], each component's argmax [B, len(nvec)], or the Gaussian
-    mean [B, D]."""
+def np_greedy(params: np.ndarray, discrete: bool, nvec: tuple = (), mask: np.ndarray | None = None) -> np.ndarray:
+    """The deterministic action: argmax of logits [B] (among the allowed ones where mask [B, A] is given), each
+    component's argmax [B, len(nvec)], or the Gaussian mean [B, D]."""
+    if mask is not None:
+        params = np.where(mask, params, -np.inf)
     if nvec:
         return np.stack([params[:, block].argmax(axis=-1) for block in _blocks(nvec)], axis=-1)
     if discrete:
@@ -77,6 +93,14 @@ def np_greedy(params: np.ndarray, discrete: bool, nvec: tuple = ()) -> np.ndarra
 
 
 # ---------------------------------------------------------------- TensorFlow (learner side)
+
+def tf_masked(logits, mask):
+    """logits [..., A], mask [..., A] uint8 (1 = allowed) -> the logits with the disallowed ones at MASKED_LOGIT.
+    Their gradient is 0: a masked action's logit never learns from a step where it could not be taken."""
+    import tensorflow as tf
+
+    return tf.where(mask > 0, logits, tf.constant(MASKED_LOGIT, logits.dtype))
+
 
 def tf_log_prob_and_entropy(params, actions, *, discrete: bool, nvec: tuple = ()):
     """params [N, A], [N, sum(nvec)] or [N, 2D]; actions [N] int, [N, len(nvec)] int or [N, D] float32 ->

@@ -33,17 +33,20 @@ class EnvBatchFactory:
     entry point) or "ale" (ale-py's AtariVectorEnv for an `ALE/Game-v5` id, preprocessed as atari.py says)."""
 
     def __init__(self, backend: str, num_envs: int, env_fn=None, env_id: Optional[str] = None,
-                 modules: tuple = (), episodic_life: bool = False, env_kwargs: Optional[dict] = None):
-        """env_kwargs: --env-kwargs, for the vector backend's entry point (env_fn has them for single envs)."""
+                 modules: tuple = (), episodic_life: bool = False, env_kwargs: Optional[dict] = None,
+                 action_masks: bool = False):
+        """env_kwargs: --env-kwargs, for the vector backend's entry point (env_fn has them for single envs).
+        action_masks: --action-masks (the gymnasium backend)."""
         self.backend, self.num_envs, self.env_fn, self.env_id, self.modules = backend, num_envs, env_fn, env_id, modules
-        self.episodic_life, self.env_kwargs = episodic_life, dict(env_kwargs or {})
+        self.episodic_life, self.env_kwargs, self.action_masks = episodic_life, dict(env_kwargs or {}), action_masks
 
     def __call__(self, actor_id: int, incarnation: int, seed: int, spec) -> EnvBatch:
         label = str(actor_id)
         if self.backend == "gymnasium":
             return GymEnvBatch(self.env_fn, self.num_envs, lambda n: env_seed(seed, actor_id, n, incarnation),
                                spec.obs_shape, spec.obs_dtype, spec.action_shape == (), label,
-                               self.env_id if isinstance(self.env_id, str) else "custom env", self.episodic_life)
+                               self.env_id if isinstance(self.env_id, str) else "custom env", self.episodic_life,
+                               spec if spec.action_masks else None)
         first_seed = env_seed(seed, actor_id, 0, incarnation)
         return VectorEnvBatch(lambda s: self.make_vec(self.num_envs, s), self.num_envs, first_seed,
                               self.backend, label, spec.obs_shape, spec.obs_dtype, self.episodic_life)
@@ -86,7 +89,7 @@ class EnvBatchFactory:
     def spec(self):
         """The EnvSpec the batches will have (for the vector backends, read off a one-env vector env)."""
         if self.backend == "gymnasium":
-            return inspect_env(self.env_fn, self.env_id if isinstance(self.env_id, str) else "")
+            return inspect_env(self.env_fn, self.env_id if isinstance(self.env_id, str) else "", self.action_masks)
         env = self.make_vec(1)
         try:
             gspec = gym.registry.get(registered_id(self.env_id))  # envpool's own spec has no threshold
@@ -98,11 +101,17 @@ class EnvBatchFactory:
 
 
 def resolve_backend(requested: str, env_id, custom_env_fn: bool, env_kwargs: Optional[dict] = None,
-                    frame_stack: int = 1) -> tuple[str, str]:
+                    frame_stack: int = 1, action_masks: bool = False) -> tuple[str, str]:
     """(backend, why) for --env-backend `requested`; raises ConfigError if it cannot serve the env. env_kwargs:
     the run's --env-kwargs, which gym.make's single envs take, and an id's gymnasium vector entry point where its
     constructor has them (CartPoleVectorEnv: max_episode_steps, sutton_barto_reward); AtariVectorEnv and envpool
-    have constructors of their own. frame_stack > 1: single envs, each stacked by a wrapper."""
+    have constructors of their own. frame_stack > 1: single envs, each stacked by a wrapper. action_masks: single
+    envs, whose masks come with each one's info or from its method (action_masks.py)."""
+    if action_masks:
+        if requested not in ("auto", "gymnasium"):
+            raise ConfigError(f"--action-masks reads each single env's masks: use --env-backend auto or gymnasium, "
+                              f"not {requested}")
+        return "gymnasium", "--action-masks: single envs, each giving its masks"
     if frame_stack > 1:
         if requested not in ("auto", "gymnasium"):
             raise ConfigError(f"--frame-stack stacks single envs' observations: use --env-backend auto or "

@@ -24,10 +24,15 @@ A batch knows nothing of slots or channels: errors come back as text, and the ac
 from __future__ import annotations
 
 import time
-from typing import Callable, NamedTuple, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional, Protocol
 
 import gymnasium as gym
 import numpy as np
+
+from .action_masks import BadMask, read_mask
+
+if TYPE_CHECKING:
+    from .envs import EnvSpec
 
 # An env that fails this many times without finishing an episode in between stops its actor.
 MAX_ENV_FAILS = 5
@@ -53,6 +58,8 @@ class BatchStep(NamedTuple):
 class EnvBatch(Protocol):
     num_envs: int
     backend: str
+    # [K, A] bool: the actions each env allows in its observation now (--action-masks; GymEnvBatch only), or None.
+    action_masks: Optional[np.ndarray]
 
     def reset(self) -> np.ndarray:
         """Seeds and resets every env; returns the first observations [K, *obs_shape]."""
@@ -117,10 +124,12 @@ class GymEnvBatch:
 
     def __init__(self, env_fn: Callable[[], gym.Env], num_envs: int, seed_of: Callable[[int], int],
                  obs_shape: tuple, obs_dtype: str, scalar_actions: bool, label: str = "env", name: str = "env",
-                 episodic_life: bool = False):
+                 episodic_life: bool = False, masks_for: Optional["EnvSpec"] = None):
         """seed_of(n): the seed of the n-th env this batch makes (1, 2, ...). label: names env i as
         f"{label}.{i}" in error texts; name: the env's id, in them too. episodic_life: see the module.
-        scalar_actions: one int an env (Discrete), stepped as Python ints; else one array an env."""
+        scalar_actions: one int an env (Discrete), stepped as Python ints; else one array an env.
+        masks_for: --action-masks, the spec whose actions the envs' masks fit (a bad mask is an env error: the
+        env is recreated, as when it raises); None: no masks."""
         self.num_envs, self.env_fn, self.seed_of, self.label, self.name = num_envs, env_fn, seed_of, label, name
         self.episodic_life = episodic_life
         self._lives: list = [None] * num_envs  # env i's lives after its last step or reset (None: not known)
@@ -131,6 +140,8 @@ class GymEnvBatch:
         self._made = 0
         self._fails = [0] * num_envs  # failures of env i since it last finished an episode
         self.ep_return, self.ep_len = [0.0] * num_envs, [0] * num_envs
+        self.masks_for = masks_for
+        self.action_masks = None if masks_for is None else np.ones((num_envs, masks_for.action_dim), bool)
 
     def reset(self) -> np.ndarray:
         for i in range(self.num_envs):
@@ -153,6 +164,8 @@ class GymEnvBatch:
         info (a life lost at the game's first step counts too)."""
         o, info = self.envs[i].reset(seed=seed)
         check_obs(o, self.obs_shape, self.obs_dtype, "reset")
+        if self.masks_for is not None:
+            self.action_masks[i] = read_mask(self.envs[i], info, self.masks_for)
         self._lives[i] = info.get("lives") if self.episodic_life else None
         return o
 
@@ -169,6 +182,8 @@ class GymEnvBatch:
             try:
                 o, r, te, tr, info = envs[i].step(acts[i])
                 check_obs(o, self.obs_shape, self.obs_dtype, "step")
+                if self.masks_for is not None and not (te or tr):  # else the reset's mask is the one that counts
+                    self.action_masks[i] = read_mask(envs[i], info, self.masks_for)
             except Exception as e:  # noqa: BLE001 - a user env may raise anything; recreate it
                 errors.append(self._error_text(i, e, "stepping"))
                 # Cut the episode like a time limit: bootstrap from the last good observation. The cut
@@ -223,7 +238,7 @@ class GymEnvBatch:
                            f"last: {errors[-1].split(': ', 1)[-1].removesuffix('; recreating it')}")
 
     def _error_text(self, i: int, e: BaseException, what: str) -> str:
-        if isinstance(e, BadObservation):
+        if isinstance(e, (BadObservation, BadMask)):
             return f"env {self.label}.{i} ({self.name}): {e}; recreating it"
         return f"env {self.label}.{i} ({self.name}) raised while {what}: {type(e).__name__}: {e}; recreating it"
 
@@ -235,6 +250,8 @@ class GymEnvBatch:
 
 class VectorEnvBatch:
     """One vector env holding all K envs (gymnasium vector entry points, ale-py's AtariVectorEnv)."""
+
+    action_masks = None  # --action-masks runs on single envs (env_backends.resolve_backend)
 
     def __init__(self, make_vec: Callable[[int], "gym.vector.VectorEnv"], num_envs: int, seed: int,
                  backend: str, label: str = "env", obs_shape: Optional[tuple] = None, obs_dtype: str = "float32",

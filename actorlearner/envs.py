@@ -18,6 +18,7 @@ from typing import Callable, Optional, Sequence
 import gymnasium as gym
 import numpy as np
 
+from .action_masks import BadMask, first_allowed, gives_masks, read_mask
 from .atari import single_env
 from .config import ConfigError
 from .env_batch import BadObservation, check_obs
@@ -147,6 +148,9 @@ class EnvSpec:
     # MultiDiscrete and MultiBinary actions: each component's number of choices (a MultiBinary's are 2). The policy
     # is one categorical per component, their logits side by side; () for Discrete and Box actions.
     action_nvec: tuple = ()
+    # --action-masks: the env gives a mask of allowed actions with every observation (action_masks.py), which the
+    # actors sample under and the unrolls carry to the learner.
+    action_masks: bool = False
 
     @property
     def obs_dim(self) -> int:
@@ -219,9 +223,9 @@ def spec_from_spaces(obs_space, act_space, threshold=None, max_steps=None) -> En
                       f"1-D Box are supported")
 
 
-def inspect_env(env_fn: EnvFn, name: str = "") -> EnvSpec:
+def inspect_env(env_fn: EnvFn, name: str = "", action_masks: bool = False) -> EnvSpec:
     """Builds one env to read its spaces; raises ConfigError for spaces we do not support. name: the env's
-    id, for the error line."""
+    id, for the error line. action_masks: --action-masks (the env must give masks that fit its actions)."""
     try:
         env = env_fn()
     except ConfigError:
@@ -236,6 +240,11 @@ def inspect_env(env_fn: EnvFn, name: str = "") -> EnvSpec:
         flat = spec_from_spaces(env.observation_space, env.action_space, threshold, max_steps)
         if isinstance(env, gym.wrappers.FlattenObservation):
             flat = dataclasses.replace(flat, flattened_from=str(env.env.observation_space))
+        if action_masks:
+            if not flat.discrete:
+                raise ConfigError(f"--action-masks masks categorical actions, and {name or 'the env'} has "
+                                  f"{flat.describe_actions()}")
+            flat = dataclasses.replace(flat, action_masks=True)
         check_api(env, flat, name)
         return flat
     finally:
@@ -255,9 +264,12 @@ def check_api(env: gym.Env, spec: EnvSpec, name: str = "") -> None:
             raise _ApiError(f"reset() returned {_count(out)}, expected 2 (observation, info)")
         check_obs(out[0], spec.obs_shape, spec.obs_dtype, "reset")
         call = "step"
-        env.action_space.seed(0)
-        action = env.action_space.sample()
-        out = env.step(env_action(action, spec))
+        if spec.action_masks:  # an env with masks may refuse an action they do not allow
+            action = first_allowed(read_mask(env, out[1], spec), spec)
+        else:
+            env.action_space.seed(0)
+            action = env_action(env.action_space.sample(), spec)
+        out = env.step(action)
         if not (isinstance(out, tuple) and len(out) == 5):
             got = _count(out)
             raise _ApiError(f"step() returned {got}, expected 5{_OLD_GYM if got == '4 values' else _FIVE}")
@@ -265,6 +277,10 @@ def check_api(env: gym.Env, spec: EnvSpec, name: str = "") -> None:
         reward = out[1]
         if np.ndim(reward) != 0 or np.asarray(reward).dtype.kind not in "fiub":
             raise _ApiError(f"step() returned a reward of {_describe(reward)}, expected a number")
+        if spec.action_masks:
+            read_mask(env, out[4], spec)
+    except BadMask as e:
+        raise ConfigError(f"{what} {e} (at its first {call})") from None
     except (_ApiError, BadObservation) as e:
         raise ConfigError(f"{what} does not follow gymnasium's API: {e}") from None
     except ConfigError:
@@ -274,7 +290,10 @@ def check_api(env: gym.Env, spec: EnvSpec, name: str = "") -> None:
         if unpack:  # a wrapper (gym.make's, or our time limit) unpacked the env's own step
             raise ConfigError(f"{what} does not follow gymnasium's API: step() returned {unpack.group(1)} values, "
                               f"expected 5{_OLD_GYM if unpack.group(1) == '4' else ''}") from None
-        raise ConfigError(f"{what} raised in its first {call}(): {type(e).__name__}: {e}") from None
+        hint = ""
+        if call == "step" and not spec.action_masks and gives_masks(env, out[1]):
+            hint = " (the env gives action masks: --action-masks samples only the actions they allow)"
+        raise ConfigError(f"{what} raised in its first {call}(): {type(e).__name__}: {e}{hint}") from None
 
 
 _FIVE = " (observation, reward, terminated, truncated, info)"

@@ -11,6 +11,7 @@ from typing import Callable, Generator, Iterator, Optional
 
 import numpy as np
 
+from .action_masks import mask_of
 from .config import ConfigError
 from .envs import EnvSpec, env_action
 from .reporting import say, warn
@@ -114,12 +115,15 @@ def run_episodes_together(policy, env_fn: Callable, spec: EnvSpec, *, episodes: 
     rng = np.random.default_rng(seed)
     envs, active = [None] * episodes, []
     obs = np.zeros((episodes, *spec.obs_shape), spec.obs_dtype)
+    masks = np.ones((episodes, spec.action_dim), bool) if spec.action_masks else None
     try:
         for i in range(episodes):
             try:
                 envs[i] = env_fn()
-                o = envs[i].reset(seed=seed + i)[0]
+                o, info = envs[i].reset(seed=seed + i)
                 check_obs(o, spec.obs_shape, spec.obs_dtype, "reset")
+                if masks is not None:
+                    masks[i] = mask_of(envs[i], info, spec)[0]
             except Exception as e:  # noqa: BLE001 - a user env may fail; that episode is lost
                 say(f"evaluation env failed: {type(e).__name__}: {e}; episode left out")
                 continue
@@ -130,14 +134,17 @@ def run_episodes_together(policy, env_fn: Callable, spec: EnvSpec, *, episodes: 
         state = policy.initial_state(episodes)  # one row per env ([] for a feed-forward policy)
         while active and max(lengths[i] for i in active) < max_steps:
             x = obs[active]
-            actions, _, new_state = policy.act(x, [s[active] for s in state], rng, greedy)
+            actions, _, new_state = policy.act(x, [s[active] for s in state], rng, greedy,
+                                               mask=None if masks is None else masks[active])
             for s, new in zip(state, new_state):
                 s[active] = new
             still = []
             for a, i in zip(actions, active):
                 try:
-                    o, r, terminated, truncated, _ = envs[i].step(env_action(a, spec))
+                    o, r, terminated, truncated, info = envs[i].step(env_action(a, spec))
                     check_obs(o, spec.obs_shape, spec.obs_dtype, "step")
+                    if masks is not None and not (terminated or truncated):
+                        masks[i] = mask_of(envs[i], info, spec)[0]
                 except Exception as e:  # noqa: BLE001 - a user env may fail; that episode is lost
                     say(f"evaluation env failed: {type(e).__name__}: {e}; episode left out")
                     continue
@@ -175,7 +182,7 @@ def run_first_episodes(policy, batch, spec: EnvSpec, *, seed: int, greedy: bool 
     playing = np.ones(k, bool)
     returns_out, lengths_out = [], []
     for _ in range(max_steps):
-        actions, _, state = policy.act(obs, state, rng, greedy)
+        actions, _, state = policy.act(obs, state, rng, greedy, mask=batch.action_masks)
         step = batch.step(actions if spec.discrete else np.clip(actions, spec.action_low, spec.action_high))
         on_step()
         if step.errors:  # the envs an error cut come back truncated: their episodes are not the policy's
@@ -364,15 +371,15 @@ def _episode(policy, env, spec: EnvSpec, rng, seed: int, greedy: bool, max_steps
              frames: Optional["_FrameWriter"] = None) -> Generator[None, None, tuple[float, int]]:
     """One episode, a step at a time: yields after every env step, returns (return, length). With `frames`,
     appends env.render() after the reset and after every step."""
-    obs, _ = env.reset(seed=seed)
+    obs, info = env.reset(seed=seed)
     if frames is not None:
         frames.append(env.render())
     total, n, done = 0.0, 0, False
     state = policy.initial_state(1)
     while not done and n < max_steps:
         x = np.asarray(obs, spec.obs_dtype)[None]  # the env's dtype: a uint8 image is scaled by the model
-        actions, _, state = policy.act(x, state, rng, greedy)
-        obs, r, terminated, truncated, _ = env.step(env_action(actions[0], spec))
+        actions, _, state = policy.act(x, state, rng, greedy, mask=mask_of(env, info, spec))
+        obs, r, terminated, truncated, info = env.step(env_action(actions[0], spec))
         if frames is not None:
             frames.append(env.render())
         total += float(r)

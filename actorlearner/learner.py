@@ -20,8 +20,8 @@ from .losses import appo_loss, first_rows, impala_loss, policy_spread
 from .layout import OBS_NORM, flat_weights, merge_moments, mlp_input, ordered_weights, published_layout
 from .model import apply_time_major
 
-# A batch (trajectory.learner_inputs) holds obs, first, actions, the ROW_NAMES arrays and, for a recurrent model,
-# core_state [1, B, S]: the state at each unroll's first step.
+# A batch (trajectory.learner_inputs) holds obs, first, actions, the ROW_NAMES arrays, for a recurrent model
+# core_state [1, B, S] (the state at each unroll's first step), and with --action-masks action_mask [T, B, A].
 # The [T, B] float32 inputs travel to the compiled step stacked as one [4, T, B] tensor: each tensor made from a
 # numpy array costs ~25-45 µs, about 2 % of a default CartPole step.
 ROW_NAMES = ("behaviour_logp", "rewards", "discounts", "mask")
@@ -76,17 +76,19 @@ class Learner:
         # A fixed input_signature: one trace, and no retracing on Python scalars or shapes. No autograph:
         # the step has no Python control flow to convert, and converting costs ~0.3 s of start-up.
         self.state_sizes = tuple(getattr(model, "state_sizes", ()))
+        # --action-masks: the masks, one more input (the step of a run without them stays as it was).
+        masks = (lambda n: [tf.TensorSpec([T, n, spec.action_dim], tf.uint8)]) if spec.action_masks else lambda n: []
         self._step = tf.function(self._train_step, autograph=False, input_signature=[
             tf.TensorSpec([T + 1, B, *spec.obs_shape], spec.obs_dtype), tf.TensorSpec([T + 1, B], tf.uint8),
             act_sig, tf.TensorSpec([len(self._row_names), T, B], tf.float32),
-            tf.TensorSpec([1, B, sum(self.state_sizes)], tf.float32), tf.TensorSpec([], tf.float32)])
+            tf.TensorSpec([1, B, sum(self.state_sizes)], tf.float32), tf.TensorSpec([], tf.float32), *masks(B)])
         self._start, self._start_concrete = None, None  # the whole batch's forward pass (--target-kl)
         if anchored:
             n = cfg.batch_size
             self._start = tf.function(self._log_probs, autograph=False, input_signature=[
                 tf.TensorSpec([T + 1, n, *spec.obs_shape], spec.obs_dtype), tf.TensorSpec([T + 1, n], tf.uint8),
                 tf.TensorSpec([T, n, *act_sig.shape[2:]], act_sig.dtype),
-                tf.TensorSpec([1, n, sum(self.state_sizes)], tf.float32)])
+                tf.TensorSpec([1, n, sum(self.state_sizes)], tf.float32), *masks(n)])
             self._no_state_batch = tf.zeros([1, n, 0], tf.float32)
         self._no_state = tf.zeros([1, B, 0], tf.float32)  # a feed-forward model's (empty) core_state
         self._entropy_now = (None, None)  # (scheduled entropy cost, the same as a tensor)
@@ -100,30 +102,31 @@ class Learner:
         self._norm = (tuple(by_path[p] for p, _ in OBS_NORM) if cfg.normalize_obs and "obs_norm/mean" in by_path
                       else None)
 
-    def _forward(self, obs, first, actions, core_state):
+    def _forward(self, obs, first, actions, core_state, action_mask=None):
         """The model on a time-major batch: (params [T, B, P] without the bootstrap row, values [T+1, B],
-        log pi(a_t|x_t) [T, B], entropies [T, B]). obs [T+1, B, *obs_shape]; core_state [1, B, S]."""
+        log pi(a_t|x_t) [T, B], entropies [T, B]). obs [T+1, B, *obs_shape]; core_state [1, B, S]; action_mask
+        [T, B, A] uint8 or None: log-probs and entropies of the masked policy (params stay the model's own)."""
         spec = self.spec
         state = tf.split(core_state[0], self.state_sizes, axis=1) if self.state_sizes else None
         params, values, _ = apply_time_major(self.model, obs, first, state)
         params = first_rows(params)  # [T, B, P]: the last row only bootstraps the value
         T, B = params.shape[0], params.shape[1]
-        flat_params = tf.reshape(params, [T * B, -1])
+        flat_params = tf.reshape(params if action_mask is None else D.tf_masked(params, action_mask), [T * B, -1])
         flat_actions = tf.reshape(actions, [T * B, *spec.action_shape])
         logp, entropy = (tf.reshape(x, [T, B]) for x in D.tf_log_prob_and_entropy(
             flat_params, flat_actions, discrete=spec.discrete, nvec=spec.action_nvec))
         return params, values, logp, entropy
 
-    def _log_probs(self, obs, first, actions, core_state):
+    def _log_probs(self, obs, first, actions, core_state, action_mask=None):
         """log pi(a_t|x_t) [T, B] under the learner's policy now (--target-kl's reference at a batch's start)."""
-        return self._forward(obs, first, actions, core_state)[2]
+        return self._forward(obs, first, actions, core_state, action_mask)[2]
 
-    def _train_step(self, obs, first, actions, rows, core_state, entropy_cost):
+    def _train_step(self, obs, first, actions, rows, core_state, entropy_cost, action_mask=None):
         cfg, spec = self.cfg, self.spec
         behaviour_logp, rewards, discounts, mask, *start_logp = tf.unstack(rows)  # self._row_names' order
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            params, values, target_logp, entropy = self._forward(obs, first, actions, core_state)
+            params, values, target_logp, entropy = self._forward(obs, first, actions, core_state, action_mask)
             common = dict(target_logp=target_logp, behaviour_logp=behaviour_logp, entropy=entropy, values=values,
                           rewards=rewards, discounts=discounts, mask=mask, baseline_cost=cfg.baseline_cost,
                           entropy_cost=entropy_cost, clip_rho=cfg.clip_rho, lambda_=cfg.vtrace_lambda)
@@ -256,7 +259,7 @@ class Learner:
         state = to_tensor(batch["core_state"]) if "core_state" in batch else self._no_state_batch
         with tf.experimental.function_executor_type(self._executor):
             logp = self._start_concrete(to_tensor(batch["obs"]), to_tensor(batch["first"]),
-                                        to_tensor(batch["actions"]), state)
+                                        to_tensor(batch["actions"]), state, *_masks(batch))
         return logp.numpy()
 
     def _update(self, batch: dict, entropy_cost) -> tuple[dict[str, float], np.ndarray]:
@@ -264,7 +267,8 @@ class Learner:
         state = to_tensor(batch["core_state"]) if "core_state" in batch else self._no_state
         with tf.experimental.function_executor_type(self._executor):
             stats, flat = self._concrete(to_tensor(batch["obs"]), to_tensor(batch["first"]),
-                                         to_tensor(batch["actions"]), to_tensor(rows), state, entropy_cost)
+                                         to_tensor(batch["actions"]), to_tensor(rows), state, entropy_cost,
+                                         *_masks(batch))
         stats = dict(zip(self._stat_names, stats.numpy().tolist()))
         finite = stats.pop("finite")
         if not finite:
@@ -277,6 +281,11 @@ class Learner:
             raise NumericalFault(f"non-finite weights after learner step {self.steps + 1}", weights_damaged=True)
         self.steps += 1
         return stats, flat
+
+
+def _masks(batch: dict) -> list:
+    """The step's last input: the batch's action masks (--action-masks), or nothing."""
+    return [to_tensor(batch["action_mask"])] if "action_mask" in batch else []
 
 
 def to_tensor(array: np.ndarray):

@@ -105,7 +105,8 @@ class LearnerLoop:
         self.flow = _slot_flow(cfg, run.source.num_actors)
         self.flow_said = False
         self.endless_said = False
-        self.entropy_watch = EntropyWatch(run.spec.joint_actions or None)
+        # Off with action masks: where the env allows one action, the masked policy's entropy is 0 by right.
+        self.entropy_watch = EntropyWatch(None if run.spec.action_masks else run.spec.joint_actions or None)
         self.clip_watch = None if run.spec.discrete else ClipWatch(run.spec.action_low, run.spec.action_high)
         self.stale_watch = StaleWatch()
         self.latest = None  # the newest published weights

@@ -92,18 +92,35 @@ class LoadedPolicy:
         """The state at an episode's start, for n envs: zeros, [] for a feed-forward policy."""
         return self.policy.initial_state(n)
 
-    def greedy(self, obs):
-        """The most likely action (Discrete) or the Gaussian mean (Box), per observation."""
+    def _mask(self, mask, x: np.ndarray, one: bool) -> Optional[np.ndarray]:
+        """mask (the allowed actions, [A] or [B, A], any 0/1 or bool) as a [B, A] bool batch matching x, or None."""
+        if mask is None:
+            return None
+        if not self.spec.discrete:
+            raise ValueError(f"a mask chooses among categorical actions; this policy has "
+                             f"{self.spec.describe_actions()}")
+        m = np.asarray(mask).astype(bool)
+        m = m[None] if one and m.ndim == 1 else m
+        if m.shape != (x.shape[0], self.spec.action_dim):
+            raise ValueError(f"an action mask of shape {list(np.shape(mask))}: this policy takes "
+                             f"[{self.spec.action_dim}] per observation (one flag per choice for "
+                             f"{self.spec.describe_actions()}), [B, {self.spec.action_dim}] for a batch")
+        return m
+
+    def greedy(self, obs, mask=None):
+        """The most likely action (Discrete; among those `mask` allows, if given) or the Gaussian mean (Box), per
+        observation."""
         self._stateless("greedy")
         x, one = self._batch(obs)
-        actions = self.policy.greedy(x)
+        actions = self.policy.greedy(x, self._mask(mask, x, one))
         return actions[0] if one else actions
 
-    def sample(self, obs, rng: Optional[np.random.Generator] = None):
-        """(sampled actions, their log-probabilities); rng: a numpy Generator (default: one of the policy's)."""
+    def sample(self, obs, rng: Optional[np.random.Generator] = None, mask=None):
+        """(sampled actions, their log-probabilities); rng: a numpy Generator (default: one of the policy's);
+        mask: the allowed actions (a run trained with --action-masks), [A] or [B, A]."""
         self._stateless("sample")
         x, one = self._batch(obs)
-        actions, logp = self.policy.sample(x, self._default_rng(rng))
+        actions, logp = self.policy.sample(x, self._default_rng(rng), self._mask(mask, x, one))
         return (actions[0], logp[0]) if one else (actions, logp)
 
     def value(self, obs):
@@ -113,17 +130,18 @@ class LoadedPolicy:
         values = self.policy.value(x)
         return values[0] if one else values
 
-    def act(self, obs, state: list, rng: Optional[np.random.Generator] = None, greedy: bool = False):
+    def act(self, obs, state: list, rng: Optional[np.random.Generator] = None, greedy: bool = False, mask=None):
         """(actions, log-probabilities or None when greedy, next state); any policy."""
         x, one = self._batch(obs)
-        actions, logp, state = self.policy.act(x, state, self._default_rng(rng) if not greedy else rng, greedy)
+        actions, logp, state = self.policy.act(x, state, self._default_rng(rng) if not greedy else rng, greedy,
+                                               mask=self._mask(mask, x, one))
         if one:
             actions, logp = actions[0], (None if logp is None else logp[0])
         return actions, logp, state
 
-    def step(self, obs, state: list):
+    def step(self, obs, state: list, mask=None):
         """(the greedy action, the next state); any policy (a feed-forward one passes its empty state through)."""
-        actions, _, state = self.act(obs, state, greedy=True)
+        actions, _, state = self.act(obs, state, greedy=True, mask=mask)
         return actions, state
 
     def value_at(self, obs, state: list):
@@ -145,7 +163,7 @@ def run_config(run_dir: str, env_fn: Optional[Callable] = None):
         env_fn = make_env_fn(cfg.env, modules=cfg.env_modules, kwargs=cfg.env_kwargs_dict,
                              frame_stack=cfg.frame_stack)
     with env_time_limit(cfg.env, cfg.wait_timeout_s, "made, reset and stepped once", trained=True):
-        spec = inspect_env(env_fn)
+        spec = inspect_env(env_fn, action_masks=cfg.action_masks)
     return cfg, spec, env_fn
 
 

@@ -129,9 +129,9 @@ class NumpyCNNPolicy(FeedForward):
         """obs [B, H, W, C] -> values [B]."""
         return (self.features(obs) @ self.w["value/kernel"] + self.w["value/bias"])[:, 0]
 
-    def sample(self, obs: np.ndarray, rng: np.random.Generator):
+    def sample(self, obs: np.ndarray, rng: np.random.Generator, mask=None):
         """obs [B, H, W, C] -> (actions [B] or [B, D], behaviour log-probs [B])."""
-        return sample_params(self.policy_params(obs), self.spec, rng)
+        return sample_params(self.policy_params(obs), self.spec, rng, mask)
 
-    def greedy(self, obs: np.ndarray) -> np.ndarray:
-        return greedy_params(self.policy_params(obs), self.spec)
+    def greedy(self, obs: np.ndarray, mask=None) -> np.ndarray:
+        return greedy_params(self.policy_params(obs), self.spec, mask)

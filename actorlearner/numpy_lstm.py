@@ -68,10 +68,10 @@ class NumpyLSTMPolicy(Policy):
         value = (state[0] @ self.w["value/kernel"] + self.w["value/bias"])[:, 0]
         return policy_head(self.w, state[0], self.spec.discrete), value, state
 
-    def act(self, obs: np.ndarray, state: list, rng=None, greedy: bool = False):
+    def act(self, obs: np.ndarray, state: list, rng=None, greedy: bool = False, mask=None):
         """-> (actions, behaviour log-probs or None if greedy, new state)."""
         state = self.core(obs, state)
-        return (*choose(policy_head(self.w, state[0], self.spec.discrete), self.spec, rng, greedy), state)
+        return (*choose(policy_head(self.w, state[0], self.spec.discrete), self.spec, rng, greedy, mask), state)
 
     def value_at(self, obs: np.ndarray, state: list) -> np.ndarray:
         """values [B] of obs reached from `state` (the core is stepped on obs first)."""

@@ -6,9 +6,12 @@ call costs ~50x a CartPole step while the numpy forward pass of a 2x64 MLP costs
 never import TensorFlow start faster and use a fraction of the memory. `KerasPolicy` runs any model (a
 user's) under `tf.function`. All expose the same methods, so the actor does not care which it has:
 
-- `act(obs, state, rng, greedy=False) -> (actions, log-probs or None, state')`, `value_at(obs, state)`,
+- `act(obs, state, rng, greedy=False, mask=None) -> (actions, log-probs or None, state')`, `value_at(obs, state)`,
   `initial_state(n)` (an empty list for a feed-forward policy), `step(obs, state) -> (greedy action, state')`;
-- feed-forward policies also `sample(obs, rng)`, `greedy(obs)` and `value(obs)` without a state.
+- feed-forward policies also `sample(obs, rng, mask=None)`, `greedy(obs, mask=None)` and `value(obs)` without a
+  state.
+
+`mask` [B, A] bool (--action-masks): the actions allowed in each observation; only those are chosen.
 """
 
 from __future__ import annotations
@@ -41,9 +44,9 @@ class Policy:
     def initial_state(self, n: int) -> list[np.ndarray]:
         return [np.zeros((n, size), np.float32) for size in self.state_sizes]
 
-    def step(self, obs, state: list):
+    def step(self, obs, state: list, mask=None):
         """The greedy action and the next state: `action, state = policy.step(obs, state)`."""
-        actions, _, state = self.act(obs, state, greedy=True)
+        actions, _, state = self.act(obs, state, greedy=True, mask=mask)
         return actions, state
 
 
@@ -51,10 +54,10 @@ class FeedForward(Policy):
     """The recurrent API for a policy without state, from its sample / greedy / value: the state passes
     through empty."""
 
-    def act(self, obs, state: list, rng=None, greedy: bool = False):
+    def act(self, obs, state: list, rng=None, greedy: bool = False, mask=None):
         if greedy:
-            return self.greedy(obs), None, state
-        actions, logp = self.sample(obs, rng)
+            return self.greedy(obs, mask), None, state
+        actions, logp = self.sample(obs, rng, mask)
         return actions, logp, state
 
     def value_at(self, obs, state: list):
@@ -101,23 +104,24 @@ def policy_head(w: dict, h: np.ndarray, discrete: bool) -> np.ndarray:
     return params
 
 
-def sample_params(params: np.ndarray, spec: EnvSpec, rng):
-    """-> (actions [B, *spec.action_shape], their log-probs [B])."""
+def sample_params(params: np.ndarray, spec: EnvSpec, rng, mask=None):
+    """-> (actions [B, *spec.action_shape], their log-probs [B]); mask [B, A] bool or None (module)."""
     if spec.action_nvec:
-        return D.np_sample_multi(params, spec.action_nvec, rng)
-    return D.np_sample_discrete(params, rng) if spec.discrete else D.np_sample_gaussian(params, rng)
+        return D.np_sample_multi(params, spec.action_nvec, rng, mask)
+    return D.np_sample_discrete(params, rng, mask) if spec.discrete else D.np_sample_gaussian(params, rng)
 
 
-def greedy_params(params: np.ndarray, spec: EnvSpec) -> np.ndarray:
-    """-> the deterministic actions [B, *spec.action_shape]: argmax (of each component) or the Gaussian mean."""
-    return D.np_greedy(params, spec.discrete, spec.action_nvec)
+def greedy_params(params: np.ndarray, spec: EnvSpec, mask=None) -> np.ndarray:
+    """-> the deterministic actions [B, *spec.action_shape]: argmax (of each component, among the allowed ones) or
+    the Gaussian mean."""
+    return D.np_greedy(params, spec.discrete, spec.action_nvec, mask)
 
 
-def choose(params: np.ndarray, spec: EnvSpec, rng, greedy: bool):
+def choose(params: np.ndarray, spec: EnvSpec, rng, greedy: bool, mask=None):
     """-> (actions, log-probs, or None when greedy: argmax / the Gaussian mean)."""
     if greedy:
-        return greedy_params(params, spec), None
-    return sample_params(params, spec, rng)
+        return greedy_params(params, spec, mask), None
+    return sample_params(params, spec, rng, mask)
 
 
 class NumpyMLPPolicy(FeedForward):
@@ -142,12 +146,12 @@ class NumpyMLPPolicy(FeedForward):
         v = mlp_torso(w, mlp_obs(w, obs), "vf", self.n_hidden, self._activation)
         return (v @ w["value/kernel"] + w["value/bias"])[:, 0]
 
-    def sample(self, obs: np.ndarray, rng: np.random.Generator):
+    def sample(self, obs: np.ndarray, rng: np.random.Generator, mask=None):
         """obs [B, *obs_shape] -> (actions [B] or [B, D], behaviour log-probs [B])."""
-        return sample_params(self.policy_params(obs), self.spec, rng)
+        return sample_params(self.policy_params(obs), self.spec, rng, mask)
 
-    def greedy(self, obs: np.ndarray) -> np.ndarray:
-        return greedy_params(self.policy_params(obs), self.spec)
+    def greedy(self, obs: np.ndarray, mask=None) -> np.ndarray:
+        return greedy_params(self.policy_params(obs), self.spec, mask)
 
 
 class KerasPolicy(FeedForward):
@@ -189,18 +193,18 @@ class KerasPolicy(FeedForward):
         out = self._fwd([obs, *state])
         return out[0].numpy(), np.reshape(out[1].numpy(), (-1,)), [s.numpy() for s in out[2:]]
 
-    def act(self, obs, state: list, rng=None, greedy: bool = False):
+    def act(self, obs, state: list, rng=None, greedy: bool = False, mask=None):
         params, _, state = self.forward(obs, state)
-        return (*choose(params, self.spec, rng, greedy), state)
+        return (*choose(params, self.spec, rng, greedy, mask), state)
 
     def value_at(self, obs, state: list):
         return self.forward(obs, state)[1]
 
-    def sample(self, obs, rng):
-        return sample_params(self.forward(obs)[0], self.spec, rng)
+    def sample(self, obs, rng, mask=None):
+        return sample_params(self.forward(obs)[0], self.spec, rng, mask)
 
-    def greedy(self, obs):
-        return greedy_params(self.forward(obs)[0], self.spec)
+    def greedy(self, obs, mask=None):
+        return greedy_params(self.forward(obs)[0], self.spec, mask)
 
     def value(self, obs):
         return self.forward(obs)[1]

@@ -59,7 +59,7 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
         got = "a model itself" if hasattr(model_fn, "layers") else f"a value of type {type(model_fn).__name__}"
         raise ConfigError(f"model_fn must be a function that builds the model, model_fn(spec) -> keras.Model; got "
                           f"{got} (each process builds its own model with it)")
-    backend, why = resolve_backend(cfg.env_backend, cfg.env, custom, kwargs, cfg.frame_stack)
+    backend, why = resolve_backend(cfg.env_backend, cfg.env, custom, kwargs, cfg.frame_stack, cfg.action_masks)
     bad = sorted(set(kwargs) & set(PREPROCESSING_KWARGS)) if is_atari(cfg.env) else []
     if bad:
         raise ConfigError(f"--env-kwargs {', '.join(bad)}: set by the Atari preprocessing (frameskip 4, sticky actions "
@@ -70,7 +70,7 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
                               f"--episodic-life, and the game must report lives")
         raise ConfigError(f"--episodic-life needs a game that reports lives (an ALE/ id), not {cfg.env}")
     make_batch = EnvBatchFactory(backend, cfg.envs_per_actor, env_fn=env_fn, env_id=cfg.env, modules=cfg.env_modules,
-                                 episodic_life=cfg.episodic_life, env_kwargs=kwargs)
+                                 episodic_life=cfg.episodic_life, env_kwargs=kwargs, action_masks=cfg.action_masks)
     try:  # made, reset and stepped once here: an env that hangs would hang us
         with env_time_limit(cfg.env, cfg.wait_timeout_s, "made, reset and stepped once"):
             spec = make_batch.spec()

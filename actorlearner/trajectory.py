@@ -17,6 +17,8 @@ Alignment, written down once (index t = 0..T-1 is a step, arrays are time-major 
     valid[t]          0 where step t was no transition of the task: a NEXT_STEP vector env spends the step
                       after an episode's end on its reset (obs[t] is then the final observation, the action
                       is ignored, the reward 0); the learner masks such steps out of the loss. Else 1.
+    action_mask[t]    --action-masks only: [T, K, A] uint8, the actions the env allowed in obs[t] (action_masks.py),
+                      under which actions[t] was sampled and the learner computes its log-probs
 
 When step t ends an episode (terminated or truncated), the env is reset at once and obs[t+1] is the first
 observation of the next episode; the final observation itself is kept only through final_value[t]. So
@@ -47,6 +49,8 @@ def unroll_fields(spec: EnvSpec, T: int, K: int, state_size: int = 0) -> dict[st
         "final_value": ((T, K), np.float32),
         "valid": ((T, K), np.uint8),
     }
+    if spec.action_masks:
+        fields["action_mask"] = ((T, K, spec.action_dim), np.uint8)
     if state_size:
         fields["core_state"] = ((1, K, state_size), np.float32)
     return fields
@@ -70,7 +74,7 @@ def learner_inputs(batch: dict[str, np.ndarray], *, gamma: float, reward_scale: 
         scaled = np.clip(scaled, -reward_clip, reward_clip)
     rewards = scaled + gamma * trunc * batch["final_value"]
     return {
-        **({"core_state": batch["core_state"]} if "core_state" in batch else {}),
+        **{name: batch[name] for name in ("core_state", "action_mask") if name in batch},
         "obs": batch["obs"],
         "first": batch["first"],
         "mask": batch["valid"].astype(np.float32),

@@ -154,6 +154,58 @@ if "MatchSign-v0" not in gym.registry:
     gym.register("MatchSign-v0", entry_point=MatchSign, reward_threshold=9.0, max_episode_steps=10)
 
 
+class PickAllowed(gym.Env):
+    """Action masks (--action-masks): obs is 5 signs (+1/-1); each step allows a random subset of the 5 actions
+    (one with a positive sign always among them) and rewards an allowed action whose sign is positive; an action
+    that is not allowed raises, as a board game's illegal move does. 10 steps an episode: a policy that prefers
+    the positive signs earns 10, uniform choice among the allowed ~6.7. The mask comes in info["action_mask"]
+    (gymnasium's convention), or from an action_masks() method with method=True (sb3-contrib's). components=2:
+    MultiDiscrete([5, 5]), each component its own mask (side by side in the flat one) and half the reward."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (5,), np.float32)
+    action_space = gym.spaces.Discrete(5)
+
+    def __init__(self, method: bool = False, components: int = 1):
+        self.method, self.components = method, components
+        if components > 1:
+            self.action_space = gym.spaces.MultiDiscrete([5] * components)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._draw(), self._info()
+
+    def _draw(self):
+        rng = self.np_random
+        self.signs = np.where(rng.random(5) < 0.5, 1.0, -1.0).astype(np.float32)
+        self.mask = (rng.random((self.components, 5)) < 0.5).astype(np.int8)
+        for c in range(self.components):
+            j = int(rng.integers(5))
+            self.signs[j] = 1.0
+            self.mask[c, j] = 1
+        return self.signs.copy()
+
+    def _info(self):
+        return {} if self.method else {"action_mask": self.mask.reshape(-1).copy()}
+
+    def action_masks(self):
+        if not self.method:
+            raise AttributeError("action_masks")  # masks come in info
+        return self.mask.reshape(-1).copy()
+
+    def step(self, action):
+        picks = np.asarray(action).reshape(-1)
+        if not all(self.mask[c, a] for c, a in enumerate(picks)):
+            raise ValueError(f"illegal action {action} at step {self.t}: allowed {self.mask.tolist()}")
+        reward = float(np.mean([self.signs[a] > 0 for a in picks]))
+        self.t += 1
+        return self._draw(), reward, False, self.t >= 10, self._info()
+
+
+if "PickAllowed-v0" not in gym.registry:
+    gym.register("PickAllowed-v0", entry_point=PickAllowed, reward_threshold=9.5, max_episode_steps=10)
+
+
 class NiceProbe(MatchSign):
     """MatchSign that appends 'pid niceness' to the file named by $AL_TEST_NICE_FILE when made: which
     processes made envs, at what CPU priority."""
