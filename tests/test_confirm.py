@@ -57,7 +57,7 @@ class _Ones:
     def initial_state(self, n):
         return []
 
-    def act(self, obs, state, rng, greedy=False):
+    def act(self, obs, state, rng, greedy=False, mask=None):
         return np.ones(len(obs), np.int64), None, state
 
 

@@ -44,7 +44,7 @@ class ValueIsObs(FeedForward):
     def load(self, flat):
         pass
 
-    def sample(self, obs, rng):
+    def sample(self, obs, rng, mask=None):
         n = len(obs)
         return np.ones(n, np.int64), np.full(n, -0.5, np.float32)
 
