@@ -3,6 +3,8 @@
 Two conventions are read, in this order:
 - gymnasium's: `info["action_mask"]` from reset and from every step (Taxi-v4 and envs written like it);
 - sb3-contrib's (MaskablePPO): a method `action_masks()` on the env or one of its wrappers.
+A third, PettingZoo's `{"observation": ..., "action_mask": ...}` Dict observation, is turned into the first by
+env_wrappers.MaskInInfo (an env given by id is wrapped for you).
 
 A mask has one flag per logit of the policy (nonzero = allowed): `[n]` for Discrete(n); for MultiDiscrete, the
 components' masks side by side, `[sum(nvec)]` (sb3-contrib's flat layout; gymnasium's tuple of per-component masks

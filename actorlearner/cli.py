@@ -223,7 +223,8 @@ def _eval(args: argparse.Namespace) -> int:
             which = "the newest checkpoint's weights (no final ones: the run goes on, or was killed)"
         print(f"{cfg.env}, {which}, {mode}: {_episode_figures(played)}")
         if args.video:
-            video_env = make_env_fn(cfg.env, "rgb_array", cfg.env_modules, cfg.env_kwargs_dict, cfg.frame_stack)
+            video_env = make_env_fn(cfg.env, "rgb_array", cfg.env_modules, cfg.env_kwargs_dict, cfg.frame_stack,
+                                    cfg.action_masks)
             total, n, frames = record_video(policy, video_env, spec, args.video, seed=args.seed + args.episodes,
                                             greedy=greedy, step_limit=step_limit())
             print(f"video: {args.video} ({frames} frames, an episode of return {fmt_return(total)}, length {n})")

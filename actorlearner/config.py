@@ -64,8 +64,9 @@ class Config:
                           "an episode's start its first observation is repeated); for an env id on the gymnasium "
                           "backend (ALE games are stacked 4 by their preprocessing already)")
     action_masks: bool = _f(False, "sample only the actions the env allows in each observation: its "
-                            "info['action_mask'] from reset and step (gymnasium's convention, e.g. Taxi-v4) or its "
-                            "action_masks() method (sb3-contrib's), one flag per action (MultiDiscrete: the "
+                            "info['action_mask'] from reset and step (gymnasium's convention, e.g. Taxi-v4), its "
+                            "action_masks() method (sb3-contrib's), or an 'action_mask' entry of a Dict "
+                            "observation (PettingZoo's), one flag per action (MultiDiscrete: the "
                             "components' flags side by side); the learner's log-probs and entropies are the masked "
                             "policy's too. Categorical actions, single envs (the gymnasium backend)")
     seed: int = _f(1, "random seed for the model, the actors' envs and action sampling")

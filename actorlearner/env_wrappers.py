@@ -1,7 +1,7 @@
 """gymnasium wrappers that turn an env given by id into one the actors and models take: a lean time limit,
-observations flattened to a vector (or an image stack folded into channels), action spaces counted from 0, and
---frame-stack's stacked observations. envs.py's factories apply them; an env made by the user's own function
-can be wrapped in them by hand."""
+observations flattened to a vector (or an image stack folded into channels), action spaces counted from 0,
+--frame-stack's stacked observations, and --action-masks' masks taken out of a Dict observation. envs.py's
+factories apply them; an env made by the user's own function can be wrapped in them by hand."""
 
 from __future__ import annotations
 
@@ -38,6 +38,50 @@ class FoldedStack(gym.ObservationWrapper):
             return obs.reshape(-1)
         n, h, w, c = obs.shape
         return np.ascontiguousarray(obs.transpose(1, 2, 0, 3)).reshape(h, w, n * c)
+
+
+MASK_KEY = "action_mask"
+
+
+def masks_from_observation(env: gym.Env, action_masks: bool) -> gym.Env:
+    """`env`, wrapped in MaskInInfo where --action-masks is on and its observations are a Dict holding an
+    "action_mask" (the convention of PettingZoo's classic games and RLlib's action-masking examples)."""
+    return MaskInInfo(env) if action_masks and mask_in_observation(env.observation_space) else env
+
+
+def mask_in_observation(space) -> bool:
+    return isinstance(space, gym.spaces.Dict) and MASK_KEY in space.spaces
+
+
+class MaskInInfo(gym.Wrapper):
+    """A Dict observation's "action_mask" entry moved into info["action_mask"], where --action-masks reads it; the
+    observation is the rest: the one other entry as its own space, or a Dict of the others (flattened for the
+    MLP). Wrap an env of your own in it for a mask that comes in the observation."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        if not mask_in_observation(env.observation_space):
+            raise ConfigError(f"MaskInInfo takes a Dict observation with an {MASK_KEY!r} entry, not "
+                              f"{env.observation_space}")
+        rest = {k: v for k, v in env.observation_space.spaces.items() if k != MASK_KEY}
+        if not rest:
+            raise ConfigError(f"the env's observation holds only its {MASK_KEY!r}: nothing is left for the policy")
+        self._only = next(iter(rest)) if len(rest) == 1 else None
+        self.observation_space = rest[self._only] if self._only else gym.spaces.Dict(rest)
+
+    def _split(self, obs, info: dict):
+        info = {**info, MASK_KEY: obs[MASK_KEY]}
+        if self._only:
+            return obs[self._only], info
+        return {k: v for k, v in obs.items() if k != MASK_KEY}, info
+
+    def reset(self, **kwargs):
+        return self._split(*self.env.reset(**kwargs))
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        obs, info = self._split(obs, info)
+        return obs, reward, terminated, truncated, info
 
 
 def zero_based_actions(env: gym.Env) -> gym.Env:

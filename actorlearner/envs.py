@@ -23,8 +23,8 @@ from .atari import single_env
 from .config import ConfigError
 from .env_batch import BadObservation, check_obs
 from .env_registry import import_env_modules, registered_id
-from .env_wrappers import (LeanTimeLimit, flat_observations, flattens_to_a_vector, stacked_frames, starts_elsewhere,
-                           zero_based_actions)
+from .env_wrappers import (LeanTimeLimit, flat_observations, flattens_to_a_vector, mask_in_observation,
+                           masks_from_observation, stacked_frames, starts_elsewhere, zero_based_actions)
 from .memory_envs import register as _register_memory_envs
 from .mujoco_warnings import say_mujoco_warnings_once
 from .presets import is_atari, mujoco_task
@@ -34,11 +34,11 @@ _register_memory_envs()  # actorlearner/CartPoleNoVel-v1 and CueMemory-v0, where
 
 
 def make_env_fn(env_id: str, render_mode: Optional[str] = None, modules: Sequence[str] = (),
-                kwargs: Optional[dict] = None, frame_stack: int = 1) -> EnvFn:
+                kwargs: Optional[dict] = None, frame_stack: int = 1, action_masks: bool = False) -> EnvFn:
     """A picklable factory for a registered id (see `_RegisteredEnv`); render_mode as in gym.make.
     modules: imported before the env is made (in whichever process calls the factory); kwargs: the env
     constructor's (--env-kwargs); frame_stack: --frame-stack (stacked_frames)."""
-    return _RegisteredEnv(env_id, render_mode, tuple(modules), dict(kwargs or {}), frame_stack)
+    return _RegisteredEnv(env_id, render_mode, tuple(modules), dict(kwargs or {}), frame_stack, action_masks)
 
 
 def env_spaces(env_id: str, modules: Sequence[str] = (), timeout_s: float = 60.0,
@@ -104,12 +104,13 @@ MUJOCO_TRACKING_CAMERA = frozenset({"Ant", "HalfCheetah", "Hopper", "Humanoid", 
 
 class _RegisteredEnv:
     def __init__(self, env_id: str, render_mode: Optional[str] = None, modules: tuple = (),
-                 kwargs: Optional[dict] = None, frame_stack: int = 1):
+                 kwargs: Optional[dict] = None, frame_stack: int = 1, action_masks: bool = False):
         self.env_id = env_id
         self.render_mode = render_mode
         self.modules = modules
         self.kwargs = kwargs or {}
         self.frame_stack = frame_stack
+        self.action_masks = action_masks
 
     def __call__(self) -> gym.Env:
         import_env_modules(self.modules, self.env_id)
@@ -124,7 +125,8 @@ class _RegisteredEnv:
         spec = env.spec
         while isinstance(env, _CHECKING_WRAPPERS):
             env = env.env
-        return stacked_frames(flat_observations(zero_based_actions(LeanTimeLimit(env, spec))), self.frame_stack)
+        env = masks_from_observation(zero_based_actions(LeanTimeLimit(env, spec)), self.action_masks)
+        return stacked_frames(flat_observations(env), self.frame_stack)
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,10 @@ def inspect_env(env_fn: EnvFn, name: str = "", action_masks: bool = False) -> En
         spec = getattr(env, "spec", None)
         threshold = getattr(spec, "reward_threshold", None) if spec else None
         max_steps = getattr(spec, "max_episode_steps", None) if spec else None
+        if action_masks and mask_in_observation(env.observation_space):  # an env id's is wrapped: an env_fn's
+            raise ConfigError(f"{name or 'the env'} gives its action mask in its observation (a Dict with an "
+                              f"'action_mask'): wrap it in actorlearner.env_wrappers.MaskInInfo, which moves the mask "
+                              f"into info (an env given by id is wrapped for you)")
         flat = spec_from_spaces(env.observation_space, env.action_space, threshold, max_steps)
         if isinstance(env, gym.wrappers.FlattenObservation):
             flat = dataclasses.replace(flat, flattened_from=str(env.env.observation_space))

@@ -161,7 +161,7 @@ def run_config(run_dir: str, env_fn: Optional[Callable] = None):
             raise custom_env_error(run_dir, cfg.env, "loading its policy")
         check_env_id(cfg.env, cfg.env_modules, saved_module_homes(run_dir))
         env_fn = make_env_fn(cfg.env, modules=cfg.env_modules, kwargs=cfg.env_kwargs_dict,
-                             frame_stack=cfg.frame_stack)
+                             frame_stack=cfg.frame_stack, action_masks=cfg.action_masks)
     with env_time_limit(cfg.env, cfg.wait_timeout_s, "made, reset and stepped once", trained=True):
         spec = inspect_env(env_fn, action_masks=cfg.action_masks)
     return cfg, spec, env_fn

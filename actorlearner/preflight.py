@@ -42,7 +42,8 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
         check_env_id(cfg.env, cfg.env_modules, homes)
         if cfg.frame_stack > 1 and is_atari(cfg.env):
             raise ConfigError("--frame-stack: ALE games are stacked 4 frames by their preprocessing already")
-        env_fn = make_env_fn(cfg.env, modules=cfg.env_modules, kwargs=kwargs, frame_stack=cfg.frame_stack)
+        env_fn = make_env_fn(cfg.env, modules=cfg.env_modules, kwargs=kwargs, frame_stack=cfg.frame_stack,
+                             action_masks=cfg.action_masks)
     elif cfg.frame_stack > 1:
         raise ConfigError("--frame-stack is for an env id; an env_fn stacks its own observations: "
                           "actorlearner.env_wrappers.FoldedStack(gymnasium.wrappers.FrameStackObservation(env, n))")

@@ -159,21 +159,25 @@ class PickAllowed(gym.Env):
     (one with a positive sign always among them) and rewards an allowed action whose sign is positive; an action
     that is not allowed raises, as a board game's illegal move does. 10 steps an episode: a policy that prefers
     the positive signs earns 10, uniform choice among the allowed ~6.7. The mask comes in info["action_mask"]
-    (gymnasium's convention), or from an action_masks() method with method=True (sb3-contrib's). components=2:
-    MultiDiscrete([5, 5]), each component its own mask (side by side in the flat one) and half the reward."""
+    (gymnasium's convention), from an action_masks() method with method=True (sb3-contrib's), or in a Dict
+    observation {"observation", "action_mask"} with dict_obs=True (PettingZoo's). components=2: MultiDiscrete([5, 5]),
+    each component its own mask (side by side in the flat one) and half the reward."""
 
     observation_space = gym.spaces.Box(-1.0, 1.0, (5,), np.float32)
     action_space = gym.spaces.Discrete(5)
 
-    def __init__(self, method: bool = False, components: int = 1):
-        self.method, self.components = method, components
+    def __init__(self, method: bool = False, components: int = 1, dict_obs: bool = False):
+        self.method, self.components, self.dict_obs = method, components, dict_obs
         if components > 1:
             self.action_space = gym.spaces.MultiDiscrete([5] * components)
+        if dict_obs:
+            self.observation_space = gym.spaces.Dict({"observation": PickAllowed.observation_space,
+                                                      "action_mask": gym.spaces.MultiBinary(5 * components)})
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         self.t = 0
-        return self._draw(), self._info()
+        return self._observe(), self._info()
 
     def _draw(self):
         rng = self.np_random
@@ -185,8 +189,12 @@ class PickAllowed(gym.Env):
             self.mask[c, j] = 1
         return self.signs.copy()
 
+    def _observe(self):
+        signs = self._draw()
+        return {"observation": signs, "action_mask": self.mask.reshape(-1).copy()} if self.dict_obs else signs
+
     def _info(self):
-        return {} if self.method else {"action_mask": self.mask.reshape(-1).copy()}
+        return {} if self.method or self.dict_obs else {"action_mask": self.mask.reshape(-1).copy()}
 
     def action_masks(self):
         if not self.method:
@@ -199,7 +207,7 @@ class PickAllowed(gym.Env):
             raise ValueError(f"illegal action {action} at step {self.t}: allowed {self.mask.tolist()}")
         reward = float(np.mean([self.signs[a] > 0 for a in picks]))
         self.t += 1
-        return self._draw(), reward, False, self.t >= 10, self._info()
+        return self._observe(), reward, False, self.t >= 10, self._info()
 
 
 if "PickAllowed-v0" not in gym.registry:

@@ -163,6 +163,16 @@ def test_inspect_env_with_masks_steps_an_allowed_action_and_marks_the_spec():
         inspect_env(lambda: PickAllowed(), "PickAllowed")
 
 
+def test_a_mask_in_a_dict_observation_is_moved_into_info_for_an_env_id_and_named_for_an_env_fn():
+    from actorlearner.envs import make_env_fn
+
+    spec = inspect_env(make_env_fn("custom_envs:PickAllowed-v0", kwargs={"dict_obs": True}, action_masks=True),
+                       "PickAllowed", action_masks=True)
+    assert spec.action_masks and spec.obs_shape == (5,)  # the observation without its mask
+    with pytest.raises(ConfigError, match="wrap it in actorlearner.env_wrappers.MaskInInfo"):
+        inspect_env(lambda: PickAllowed(dict_obs=True), "PickAllowed", action_masks=True)
+
+
 def cli(tmp_path, *args, timeout=120):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
     return subprocess.run([sys.executable, "-m", "actorlearner", *args], capture_output=True, text=True,
@@ -180,7 +190,8 @@ def test_masks_the_env_cannot_give_are_refused_in_one_line(tmp_path, args, error
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
-@pytest.mark.parametrize("kwargs", ["{}", '{"method": true, "components": 2}'], ids=["info", "method-multi"])
+@pytest.mark.parametrize("kwargs", ["{}", '{"method": true, "components": 2}', '{"dict_obs": true}'],
+                         ids=["info", "method-multi", "in-observation"])
 def test_a_task_whose_illegal_actions_raise_is_learned_under_its_masks(tmp_path, kwargs):
     """PickAllowed raises on an action its mask does not allow (so a single unmasked sample is an env error) and
     pays 10 to a policy that prefers positive signs among the allowed actions, ~6.7 to a uniform choice."""
