@@ -165,7 +165,7 @@ class GymEnvBatch:
         o, info = self.envs[i].reset(seed=seed)
         check_obs(o, self.obs_shape, self.obs_dtype, "reset")
         if self.masks_for is not None:
-            self.action_masks[i] = read_mask(self.envs[i], info, self.masks_for)
+            read_mask(self.envs[i], info, self.masks_for, self.action_masks[i])
         self._lives[i] = info.get("lives") if self.episodic_life else None
         return o
 
@@ -183,7 +183,7 @@ class GymEnvBatch:
                 o, r, te, tr, info = envs[i].step(acts[i])
                 check_obs(o, self.obs_shape, self.obs_dtype, "step")
                 if self.masks_for is not None and not (te or tr):  # else the reset's mask is the one that counts
-                    self.action_masks[i] = read_mask(envs[i], info, self.masks_for)
+                    read_mask(envs[i], info, self.masks_for, self.action_masks[i])
             except Exception as e:  # noqa: BLE001 - a user env may raise anything; recreate it
                 errors.append(self._error_text(i, e, "stepping"))
                 # Cut the episode like a time limit: bootstrap from the last good observation. The cut
