@@ -3,8 +3,10 @@ neither actorlearner nor its Python classes to run.
 
 The exported function takes a batch of observations `obs [N, *obs_shape]` in the env's dtype (uint8 images
 stay uint8; the graph scales them) and returns `params [N, P]` (logits, or the Gaussian mean and log std),
-`value [N]` and the greedy `action` ([N] int32, or [N, D] float32 Gaussian means, unclipped). How to load
-and call both from plain TensorFlow and from LiteRT is in the README ("Exporting a policy").
+`value [N]` and the greedy `action` ([N] int32, or [N, D] float32 Gaussian means, unclipped). A run trained with
+--action-masks takes `action_mask [N, A]` int8 too (nonzero = allowed): its `params` are the masked policy's
+(disallowed logits at distributions.MASKED_LOGIT) and its `action` an allowed one. How to load and call both from
+plain TensorFlow and from LiteRT is in the README ("Exporting a policy").
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 from typing import Callable, Optional
 
+from . import distributions as D
 from .config import ConfigError
 from .layout import unflatten
 from .run_files import atomic_file
@@ -93,10 +96,12 @@ def _model_with_weights(cfg, spec, model_fn, flat, layout, run_dir):
 def _serving_function(model, spec):
     """obs [N, *obs_shape] -> {"params", "value", "action"}, a tf.function with a fixed signature; a
     recurrent model also takes and returns `state` [N, S] (its state tensors side by side; zeros at an
-    episode's start)."""
+    episode's start); with action masks (spec.action_masks) it takes `action_mask` [N, A] int8 last."""
     import tensorflow as tf
 
-    def outputs(params, value):
+    def outputs(params, value, action_mask=()):
+        if action_mask:
+            params = D.tf_masked(params, tf.cast(action_mask[0], tf.int32))  # TFLite compares no int8
         if spec.action_nvec:  # each component's argmax: [N, components]
             action = tf.stack([tf.cast(tf.argmax(b, axis=-1), tf.int32)
                                for b in tf.split(params, list(spec.action_nvec), axis=-1)], axis=-1)
@@ -107,18 +112,19 @@ def _serving_function(model, spec):
         return {"params": params, "value": tf.reshape(value, [-1]), "action": action}
 
     obs_spec = tf.TensorSpec([None, *spec.obs_shape], spec.obs_dtype, name="obs")
+    masks = [tf.TensorSpec([None, spec.action_dim], tf.int8, name="action_mask")] if spec.action_masks else []
     sizes = list(getattr(model, "state_sizes", ()))
     if not sizes:
-        @tf.function(input_signature=[obs_spec])
-        def serve(obs):
-            return outputs(*model(obs, training=False))
+        @tf.function(input_signature=[obs_spec, *masks])
+        def serve(obs, *action_mask):
+            return outputs(*model(obs, training=False), action_mask)
 
         return serve
 
-    @tf.function(input_signature=[obs_spec, tf.TensorSpec([None, sum(sizes)], tf.float32, name="state")])
-    def serve_recurrent(obs, state):
+    @tf.function(input_signature=[obs_spec, tf.TensorSpec([None, sum(sizes)], tf.float32, name="state"), *masks])
+    def serve_recurrent(obs, state, *action_mask):
         out = model([obs, *tf.split(state, sizes, axis=1)], training=False)
-        return {**outputs(out[0], out[1]), "state": tf.concat(out[2:], axis=1)}
+        return {**outputs(out[0], out[1], action_mask), "state": tf.concat(out[2:], axis=1)}
 
     return serve_recurrent
 

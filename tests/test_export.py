@@ -15,6 +15,7 @@ from actorlearner.envs import inspect_env, make_env_fn
 from actorlearner.export import export_policy
 from actorlearner.layout import default_layout, flat_weights, ordered_weights
 from actorlearner.model import build_default_model
+from actorlearner.policies import policy_head
 from actorlearner.run_files import RunDir
 from conftest import ROOT
 
@@ -24,12 +25,16 @@ CASES = {
     "mlp-multi-discrete": Config(env="custom_envs:MatchSign-v0", env_kwargs="multi=discrete"),
     "impala-shallow": Config(env="custom_envs:BrightSquare-v0"),
     "impala-deep": Config(env="custom_envs:BrightSquare-v0", model="impala-deep"),
+    # --action-masks: the export takes the masks too, and its params and action are the masked policy's.
+    "mlp-masked": Config(env="custom_envs:PickAllowed-v0", action_masks=True),
+    "lstm-masked-multi-discrete": Config(env="custom_envs:PickAllowed-v0", env_kwargs="components=2",
+                                         action_masks=True, core="lstm", core_size=8),
 }
 
 
 def fake_run(tmp_path, cfg: Config) -> str:
     """A run directory as training leaves it (config.json, policy.npz), with random weights."""
-    spec = inspect_env(make_env_fn(cfg.env, kwargs=cfg.env_kwargs_dict))
+    spec = inspect_env(make_env_fn(cfg.env, kwargs=cfg.env_kwargs_dict), action_masks=cfg.action_masks)
     model = build_default_model(spec, cfg)
     rng = np.random.default_rng(0)
     model.set_weights([np.abs(rng.normal(scale=0.1, size=w.shape)).astype(np.float32) + 0.1 if "var" in v.path
@@ -63,12 +68,28 @@ def tflite_interpreter(path: str):
 def test_exported_policy_gives_the_trained_outputs(tmp_path, case):
     run = fake_run(tmp_path, CASES[case])
     policy = load_policy(run)
-    obs = observations(policy.spec)
-    want_params, want_value, want_action = policy.policy.policy_params(obs), policy.value(obs), policy.greedy(obs)
+    spec = policy.spec
+    obs = observations(spec)
+    inputs, mask = {"obs": obs}, None
+    if spec.action_masks:
+        mask = np.random.default_rng(2).random((len(obs), spec.action_dim)) < 0.5
+        mask[:, 0] = mask[:, 5 % spec.action_dim] = True  # every component allows one
+        inputs["action_mask"] = mask.astype(np.int8)
+    if policy.state_sizes:
+        state = [np.random.default_rng(3).normal(size=(len(obs), n)).astype(np.float32) for n in policy.state_sizes]
+        inputs["state"] = np.concatenate(state, axis=1)
+        want_action, _, after = policy.act(obs, state, greedy=True, mask=mask)
+        want_params, want_value = policy_head(policy.policy.w, after[0], True), policy.value_at(obs, state)
+    else:
+        want_params, want_value = policy.policy.policy_params(obs), policy.value(obs)
+        want_action = policy.greedy(obs, mask=mask)
+    if mask is not None:
+        want_params = np.where(mask, want_params, -1e9)
 
     saved = tf.saved_model.load(export_policy(run, "savedmodel"))
-    out = {k: v.numpy() for k, v in saved.signatures["serving_default"](obs=tf.constant(obs)).items()}
-    lite = tflite_interpreter(export_policy(run, "tflite")).get_signature_runner()(obs=obs)
+    out = {k: v.numpy() for k, v in saved.signatures["serving_default"](
+        **{k: tf.constant(v) for k, v in inputs.items()}).items()}
+    lite = tflite_interpreter(export_policy(run, "tflite")).get_signature_runner()(**inputs)
     for got in (out, lite):
         np.testing.assert_allclose(got["params"], want_params, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(got["value"], want_value, rtol=1e-4, atol=1e-4)
