@@ -43,10 +43,14 @@ TASKS = {
     # Discrete observations; gymnasium's threshold 8 is above the optimum (7.93), so the preset's 7.0. SB3's zoo has
     # no Taxi entry: --compare leaves it out (budget 0).
     "taxi": ("Taxi-v4", 7.0, 60, 0),
+    # The same with the env's action masks: ours --action-masks, SB3's side sb3-contrib's MaskablePPO (its defaults).
+    "taxi-masked": ("Taxi-v4", 7.0, 60, 600),
     # The stretch task, left out of the default suite: SB3's zoo budget is 5 M steps (hours here).
     "bipedalwalker": ("BipedalWalker-v3", 250.0, 900, 1800),
 }
 DEFAULT_TASKS = ("cartpole", "acrobot", "pendulum", "lunarlander")
+# Flags a task adds to both sides' command lines.
+TASK_FLAGS = {"taxi-masked": ["--action-masks"]}
 
 
 def final_eval(run_dir: str, episodes: int) -> float:
@@ -66,7 +70,7 @@ def run_ours(task: str, seed: int, budget: float, eval_episodes: int = 0) -> dic
         run_dir = os.path.join(d, "run")
         proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", TASKS[task][0],
                                "--seed", str(seed), "--max-seconds", str(budget), "--eval-every-s", "0",
-                               "--run-dir", run_dir],
+                               "--run-dir", run_dir, *TASK_FLAGS.get(task, [])],
                               capture_output=True, text=True, cwd=ROOT, timeout=budget + 120)
         if proc.returncode != 0:
             raise RuntimeError(f"{task} seed {seed} failed: {proc.stderr[-2000:]}")
@@ -96,13 +100,13 @@ PEERS = {
 
 
 def run_peer(peer: str, env_id: str, target: float, seed: int, budget: float, confirm_episodes: int, margin: float,
-             python: str) -> dict:
+             python: str, flags: tuple = ()) -> dict:
     """One seed of a peer's run (its script prints one JSON line last), under our criterion."""
     name, script, _ = PEERS[peer]
     script, *script_args = script.split()
     proc = subprocess.run([python, os.path.join(ROOT, "benchmarks", script), *script_args, "--env", env_id,
                            "--seed", str(seed), "--target", str(target), "--max-seconds", str(budget),
-                           "--confirm-episodes", str(confirm_episodes), "--confirm-margin-se", str(margin)],
+                           "--confirm-episodes", str(confirm_episodes), "--confirm-margin-se", str(margin), *flags],
                           capture_output=True, text=True, cwd=ROOT, timeout=budget + 300)
     if proc.returncode != 0:
         raise RuntimeError(f"{name} {env_id} seed {seed} failed: {proc.stderr[-2000:]}")
@@ -161,7 +165,7 @@ def main() -> None:
                      if r["final_eval"] is not None else ""), flush=True)
             if task in peer_budgets:
                 theirs.append(run_peer(a.compare, env_id, target, seed, peer_budgets[task], r["confirm_episodes"],
-                                       r["confirm_margin_se"], a.peer_python))
+                                       r["confirm_margin_se"], a.peer_python, TASK_FLAGS.get(task, ())))
                 r = theirs[-1]
                 print(f"{task} seed {seed} {peer}: solved at {r['solved_at_s']} s, {r['solved_at_steps']} "
                       f"steps (window at {r['window_reached_at_s']} s, {r['confirmations_failed']} confirmations "

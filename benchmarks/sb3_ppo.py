@@ -1,5 +1,6 @@
-"""stable-baselines3 PPO (sb3-contrib's RecurrentPPO for actorlearner/CartPoleNoVel-v1) with
-rl-baselines3-zoo's tuned hyperparameters, timed to the same criterion as actorlearner: the mean return of
+"""stable-baselines3 PPO (sb3-contrib's RecurrentPPO for actorlearner/CartPoleNoVel-v1, its MaskablePPO with
+--action-masks) with rl-baselines3-zoo's tuned hyperparameters (SB3's defaults where the zoo has none), timed to
+the same criterion as actorlearner: the mean return of
 the last 100 finished training episodes reaches the target and then the current policy, on
 --confirm-episodes fresh episodes (sampled actions, as in training; all played at once in a vector env, the
 way actorlearner plays its confirmation), reaches it too, by --confirm-margin-se standard errors of its mean
@@ -61,6 +62,9 @@ ZOO = {
     "BipedalWalker-v3": dict(n_envs=32, n_timesteps=5e6, normalize=True, n_steps=2048, batch_size=64,
                              gae_lambda=0.95, gamma=0.999, n_epochs=10, ent_coef=0.0, learning_rate=3e-4,
                              clip_range=0.18),
+    # No zoo entry (learning.py runs it as taxi-masked, with --action-masks: sb3-contrib's MaskablePPO): SB3's own
+    # defaults (n_steps 2048, batch 64, 10 epochs, Adam 3e-4, gamma 0.99, GAE 0.95, no entropy bonus) on 8 envs.
+    "Taxi-v4": dict(n_envs=8, n_timesteps=2e6),
     # The zoo's tuned MuJoCo entries (HalfCheetah-v3, Hopper-v3, Walker2d-v3; v5 has the same dynamics and
     # rewards), on gymnasium's v5 ids.
     "HalfCheetah-v5": dict(n_envs=1, n_timesteps=1e6, normalize=True, batch_size=64, n_steps=512, gamma=0.98,
@@ -80,8 +84,32 @@ class _Solved(Exception):
     """Raised from the callback to end learn() once a confirmation passed."""
 
 
+def info_masks(env):
+    """env with sb3-contrib's action_masks() answered from its last reset's or step's info["action_mask"] (gymnasium's
+    convention, which actorlearner's --action-masks reads; MaskablePPO calls the method)."""
+    import gymnasium as gym
+
+    class InfoMasks(gym.Wrapper):
+        def reset(self, **kwargs):
+            obs, info = self.env.reset(**kwargs)
+            self.mask = info["action_mask"]
+            return obs, info
+
+        def step(self, action):
+            out = self.env.step(action)
+            self.mask = out[4]["action_mask"]
+            return out
+
+        def action_masks(self):
+            return self.mask.astype(bool)
+
+    return InfoMasks(env)
+
+
 def main() -> None:
     p = peer_parser(__doc__, ZOO, max_seconds=600)
+    p.add_argument("--action-masks", action="store_true", help="sb3-contrib's MaskablePPO, the masks from the env's "
+                   "info['action_mask'] (as actorlearner's --action-masks)")
     a = p.parse_args()
 
     # SB3's logger imports TensorBoard, which imports TensorFlow when it is installed (it is, for
@@ -97,7 +125,7 @@ def main() -> None:
     torch.set_num_threads(1)  # zoo's default on CPU for these MLPs; more threads only contend on 2 cores
     hp = dict(ZOO[a.env])
     n_envs, n_timesteps, normalize = hp.pop("n_envs"), int(hp.pop("n_timesteps")), hp.pop("normalize", False)
-    recurrent = hp.pop("recurrent", False)
+    recurrent, masked = hp.pop("recurrent", False), a.action_masks
     if "policy_kwargs" in hp:
         kwargs = dict(hp["policy_kwargs"])
         if "activation" in kwargs:
@@ -111,7 +139,8 @@ def main() -> None:
         if isinstance(hp.get(key), str):
             start = float(hp[key].split("_")[1])
             hp[key] = lambda progress, start=start: progress * start  # SB3 passes 1 -> 0
-    env = make_vec_env(a.env, n_envs=n_envs, seed=a.seed)
+    wrap = dict(wrapper_class=info_masks) if masked else {}
+    env = make_vec_env(a.env, n_envs=n_envs, seed=a.seed, **wrap)
     if normalize:  # the zoo normalizes rewards too, except for the recurrent CartPole (norm_reward: False)
         env = VecNormalize(env, gamma=hp["gamma"], norm_reward=not recurrent)
     curve = []
@@ -120,14 +149,15 @@ def main() -> None:
         """Returns of the current policy over a.confirm_episodes fresh episodes, one per env of a vector
         env, sampled actions; VecNormalize's statistics as training has them, frozen."""
         n = a.confirm_episodes
-        venv = make_vec_env(a.env, n_envs=n, seed=a.seed + 10_000 * (k + 1))
+        venv = make_vec_env(a.env, n_envs=n, seed=a.seed + 10_000 * (k + 1), **wrap)
         if normalize:
             venv = VecNormalize(venv, gamma=hp["gamma"], training=False, norm_reward=False)
             venv.obs_rms = env.obs_rms
         obs, returns = venv.reset(), [None] * n
         state, starts = None, np.ones(n, bool)  # a recurrent policy's LSTM state (PPO ignores both)
         while any(r is None for r in returns):
-            actions, state = model.predict(obs, state=state, episode_start=starts, deterministic=False)
+            masks = dict(action_masks=np.stack(venv.env_method("action_masks"))) if masked else {}
+            actions, state = model.predict(obs, state=state, episode_start=starts, deterministic=False, **masks)
             obs, _, dones, infos = venv.step(actions)
             starts = dones
             for i, (done, info) in enumerate(zip(dones, infos)):
@@ -171,7 +201,11 @@ def main() -> None:
                 raise _Solved  # before this rollout's update: the weights that passed are the final ones
             Criterion.failed += 1
 
-    if recurrent:
+    if masked:
+        from sb3_contrib import MaskablePPO
+
+        model = MaskablePPO("MlpPolicy", env, seed=a.seed, device="cpu", verbose=0, **hp)
+    elif recurrent:
         from sb3_contrib import RecurrentPPO
 
         model = RecurrentPPO("MlpLstmPolicy", env, seed=a.seed, device="cpu", verbose=0, **hp)
