@@ -134,8 +134,10 @@ def resume_config(run_dir: str, overrides: Optional[dict] = None) -> Config:
     overrides = dict(overrides or {})
     for name in RESUME_FIXED:
         if name in overrides and overrides[name] != getattr(saved, name):
-            raise ConfigError(f"--{flag_name(name)} cannot change on --resume (the run has "
-                              f"{show_value(getattr(saved, name))})")
+            had = getattr(saved, name)
+            what = (f"it trained {'with' if had else 'without'} --{flag_name(name)}" if isinstance(had, bool) else
+                    f"the run has {show_value(had)}")
+            raise ConfigError(f"--{flag_name(name)} cannot change on --resume ({what})")
     if overrides.get("run_dir") is not None and os.path.expanduser(overrides["run_dir"]) != run_dir:
         raise ConfigError("--resume continues in its own directory; drop --run-dir")
     resumed = saved.replace(**{**overrides, "resume": run_dir, "run_dir": run_dir})

@@ -158,6 +158,10 @@ def test_resume_with_actor_processes_learns_on(tmp_path, backend):
 def test_resume_refuses_another_env():
     with pytest.raises(ConfigError, match="cannot change on --resume"):
         resume_config(str(ROOT / "tests" / "data" / "resume_run"), {"env": "Acrobot-v1"})
+    # A flag says how the run trained, not "the run has False".
+    with pytest.raises(ConfigError, match=r"--action-masks cannot change on --resume \(it trained without "
+                                          r"--action-masks\)"):
+        resume_config(str(ROOT / "tests" / "data" / "resume_run"), {"action_masks": True})
 
 
 def run_cli(*args):
