@@ -11,7 +11,7 @@ from typing import Callable, Generator, Iterator, Optional
 
 import numpy as np
 
-from .action_masks import mask_of
+from .action_masks import mask_of, read_mask
 from .config import ConfigError
 from .envs import EnvSpec, env_action
 from .reporting import say, warn
@@ -123,7 +123,7 @@ def run_episodes_together(policy, env_fn: Callable, spec: EnvSpec, *, episodes: 
                 o, info = envs[i].reset(seed=seed + i)
                 check_obs(o, spec.obs_shape, spec.obs_dtype, "reset")
                 if masks is not None:
-                    masks[i] = mask_of(envs[i], info, spec)[0]
+                    read_mask(envs[i], info, spec, masks[i])
             except Exception as e:  # noqa: BLE001 - a user env may fail; that episode is lost
                 say(f"evaluation env failed: {type(e).__name__}: {e}; episode left out")
                 continue
@@ -144,7 +144,7 @@ def run_episodes_together(policy, env_fn: Callable, spec: EnvSpec, *, episodes: 
                     o, r, terminated, truncated, info = envs[i].step(env_action(a, spec))
                     check_obs(o, spec.obs_shape, spec.obs_dtype, "step")
                     if masks is not None and not (terminated or truncated):
-                        masks[i] = mask_of(envs[i], info, spec)[0]
+                        read_mask(envs[i], info, spec, masks[i])
                 except Exception as e:  # noqa: BLE001 - a user env may fail; that episode is lost
                     say(f"evaluation env failed: {type(e).__name__}: {e}; episode left out")
                     continue
