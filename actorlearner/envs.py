@@ -153,6 +153,9 @@ class EnvSpec:
     # --action-masks: the env gives a mask of allowed actions with every observation (action_masks.py), which the
     # actors sample under and the unrolls carry to the learner.
     action_masks: bool = False
+    # Without --action-masks: the env gives masks all the same (info["action_mask"] or action_masks(), as Taxi does),
+    # which the start-up line points out.
+    masks_offered: bool = False
 
     @property
     def obs_dim(self) -> int:
@@ -251,15 +254,17 @@ def inspect_env(env_fn: EnvFn, name: str = "", action_masks: bool = False) -> En
                 raise ConfigError(f"--action-masks masks categorical actions, and {name or 'the env'} has "
                                   f"{flat.describe_actions()}")
             flat = dataclasses.replace(flat, action_masks=True)
-        check_api(env, flat, name)
+        if check_api(env, flat, name) and not flat.action_masks:
+            flat = dataclasses.replace(flat, masks_offered=True)
         return flat
     finally:
         env.close()
 
 
-def check_api(env: gym.Env, spec: EnvSpec, name: str = "") -> None:
-    """One reset and one step of `env`, checked against gymnasium's API and the env's own spaces; raises
-    ConfigError with one line naming the env and what is wrong. Without it, an env that breaks the API (the
+def check_api(env: gym.Env, spec: EnvSpec, name: str = "") -> bool:
+    """One reset and one step of `env`, checked against gymnasium's API and the env's own spaces; returns whether
+    the env gives action masks (action_masks.py's conventions). Raises ConfigError with one line naming the env and
+    what is wrong. Without it, an env that breaks the API (the
     old gym's 4-value step, a reward in an array, observations of another shape) fails in every actor
     process, each restarted five times before the run gives up."""
     what = f"the env {name}" if name else "the env"
@@ -285,6 +290,7 @@ def check_api(env: gym.Env, spec: EnvSpec, name: str = "") -> None:
             raise _ApiError(f"step() returned a reward of {_describe(reward)}, expected a number")
         if spec.action_masks:
             read_mask(env, out[4], spec)
+        return gives_masks(env, out[4])
     except BadMask as e:
         raise ConfigError(f"{what} {e} (at its first {call})") from None
     except (_ApiError, BadObservation) as e:

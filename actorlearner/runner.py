@@ -208,11 +208,14 @@ def _banner(plan: Plan) -> None:
     engine = litert_cnn.engine_for(cfg, kind)
     hint = ("; pip install ai-edge-litert runs it ~2.5x faster" if kind != "mlp" and engine == "numpy"
             and cfg.actor_inference == "auto" else "")
+    actions = spec.describe_actions() + (", masked by the env" if spec.action_masks else
+                                         " (the env gives action masks: --action-masks samples only the allowed "
+                                         "ones)" if spec.masks_offered else "")
     model = (f"{'LiteRT' if engine == 'litert' else 'numpy'} (the default {kind}{core} model, no TensorFlow in "
              f"actors{hint})" if plan.actor_model_fn is None else "TensorFlow")
     say(f"actorlearner: {cfg.env}{preset} | {n} actor{'s' if n > 1 else ''}{where} x "
         f"{cfg.envs_per_actor} envs, {plan.make_batch.backend} backend ({plan.backend_why}), observations {obs}, "
-        f"{spec.describe_actions()}, unroll {cfg.unroll_length}, batch {cfg.batch_size}, learner threads "
+        f"{actions}, unroll {cfg.unroll_length}, batch {cfg.batch_size}, learner threads "
         f"{cfg.resolved_learner_threads()} in {plan.precision} ({plan.precision_why})"
         f"{', ' + plan.kernels if plan.kernels else ''} | "
         f"actors run the policy in {model}; unroll slots {slot_mb:.1f} MB per actor | "

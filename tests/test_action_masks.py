@@ -173,6 +173,14 @@ def test_a_mask_in_a_dict_observation_is_moved_into_info_for_an_env_id_and_named
         inspect_env(lambda: PickAllowed(dict_obs=True), "PickAllowed", action_masks=True)
 
 
+def test_an_env_that_gives_masks_unasked_is_pointed_out():
+    from actorlearner.envs import make_env_fn
+
+    assert inspect_env(make_env_fn("Taxi-v4")).masks_offered  # its info["action_mask"]
+    assert not inspect_env(make_env_fn("Taxi-v4"), action_masks=True).masks_offered  # used, not offered
+    assert not inspect_env(make_env_fn("CartPole-v1")).masks_offered
+
+
 def cli(tmp_path, *args, timeout=120):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
     return subprocess.run([sys.executable, "-m", "actorlearner", *args], capture_output=True, text=True,
@@ -202,5 +210,6 @@ def test_a_task_whose_illegal_actions_raise_is_learned_under_its_masks(tmp_path,
     summary = json.loads((run / "summary.json").read_text())
     assert summary["solved"] and summary["mean_return_100"] >= 9.5, proc.stdout
     assert summary["env_errors"] == 0, proc.stdout
+    assert "actions, masked by the env" in proc.stdout or "choices, masked by the env" in proc.stdout, proc.stdout
     proc = cli(tmp_path, "eval", str(run), "--episodes", "10", "--deterministic")
     assert proc.returncode == 0 and "deterministic: return 10" in proc.stdout, proc.stdout + proc.stderr
