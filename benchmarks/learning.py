@@ -51,6 +51,8 @@ TASKS = {
 DEFAULT_TASKS = ("cartpole", "acrobot", "pendulum", "lunarlander")
 # Flags a task adds to both sides' command lines.
 TASK_FLAGS = {"taxi-masked": ["--action-masks"]}
+# The peer's algorithm where a task runs another than the one --compare names (sb3_ppo.py picks it).
+PEER_ALGOS = {("sb3", "cartpole-novel"): "sb3-contrib RecurrentPPO", ("sb3", "taxi-masked"): "sb3-contrib MaskablePPO"}
 
 
 def final_eval(run_dir: str, episodes: int) -> float:
@@ -167,7 +169,8 @@ def main() -> None:
                 theirs.append(run_peer(a.compare, env_id, target, seed, peer_budgets[task], r["confirm_episodes"],
                                        r["confirm_margin_se"], a.peer_python, TASK_FLAGS.get(task, ())))
                 r = theirs[-1]
-                print(f"{task} seed {seed} {peer}: solved at {r['solved_at_s']} s, {r['solved_at_steps']} "
+                algo = PEER_ALGOS.get((a.compare, task), peer)
+                print(f"{task} seed {seed} {algo}: solved at {r['solved_at_s']} s, {r['solved_at_steps']} "
                       f"steps (window at {r['window_reached_at_s']} s, {r['confirmations_failed']} confirmations "
                       f"failed), final {r['mean_return_100']}", flush=True)
         results[task] = {"env": env_id, "target": target, "ours": ours, "theirs": theirs,
@@ -179,10 +182,11 @@ def main() -> None:
         head += f" {peer} solved | {peer} time | ours / theirs |"
         rule += "---|---|---|"
     lines = [head, rule]
-    for r in results.values():
+    for task, r in results.items():
         o = r["ours_stats"]
         steps = f"{o['median_steps'] / 1e3:,.0f} K" if o["median_steps"] else "-"
-        line = (f"| {r['env']} | {r['target']:g} | {o['solved']}/{o['seeds']} | {fmt_time(o)} | {steps} | "
+        env = " ".join([r["env"], *TASK_FLAGS.get(task, [])])
+        line = (f"| {env} | {r['target']:g} | {o['solved']}/{o['seeds']} | {fmt_time(o)} | {steps} | "
                 f"{o['final_return']:.1f} |")
         if a.compare and r["theirs_stats"] is None:
             line += f" - | - | no {peer} settings for it |"
@@ -191,7 +195,8 @@ def main() -> None:
             ratio = (f"{o['median_s'] / t['median_s']:.2f}" if o["median_s"] and t["median_s"] else
                      f"{peer} not reached" if o["median_s"] else "-")
             their_steps = f", {t['median_steps'] / 1e3:,.0f} K steps" if t["median_steps"] else ""
-            line += f" {t['solved']}/{t['seeds']} | {fmt_time(t)}{their_steps} | {ratio} |"
+            algo = f" ({PEER_ALGOS[a.compare, task]})" if (a.compare, task) in PEER_ALGOS else ""
+            line += f" {t['solved']}/{t['seeds']}{algo} | {fmt_time(t)}{their_steps} | {ratio} |"
         lines.append(line)
     table = "\n".join(lines)
     if a.final_eval:
