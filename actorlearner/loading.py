@@ -16,7 +16,7 @@ from .envs import env_time_limit, inspect_env, make_env_fn
 from .layout import default_layout
 from .policies import KerasPolicy, numpy_policy
 from .reporting import warn
-from .run_files import custom_env_error, saved_module_homes, trained_on_custom_env
+from .run_files import check_same_env, custom_env_error, saved_module_homes, trained_on_custom_env
 
 
 WHICH = ("final", "best", "latest")
@@ -164,6 +164,7 @@ def run_config(run_dir: str, env_fn: Optional[Callable] = None):
                              frame_stack=cfg.frame_stack, action_masks=cfg.action_masks)
     with env_time_limit(cfg.env, cfg.wait_timeout_s, "made, reset and stepped once", trained=True):
         spec = inspect_env(env_fn, action_masks=cfg.action_masks)
+    check_same_env(run_dir, spec, "playing or loading its policy")
     return cfg, spec, env_fn
 
 

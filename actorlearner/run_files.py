@@ -47,6 +47,34 @@ def saved_module_homes(run_dir: str) -> dict:
     return {k: v for k, v in homes.items() if isinstance(v, str)}  # JSON keys are strings
 
 
+# The env's observations and actions as the run saw them. Eval, export, load_policy and --resume compare the env made
+# now against them: an env changed since can keep the weights' shapes (Discrete(5) and MultiDiscrete([2, 3]) both
+# have 5 logits; MultiDiscrete([2, 3]) and [3, 2] too), and its policy would then play, wrongly, without a word.
+ENV_SPEC_FILE = "env_spec.json"
+
+
+def env_summary(spec) -> dict:
+    """What ENV_SPEC_FILE holds of an EnvSpec, in words: {"observations": "5 float32", "actions": "5 actions"}."""
+    return {"observations": f"{'x'.join(str(d) for d in spec.obs_shape)} {spec.obs_dtype}",
+            "actions": spec.describe_actions()}
+
+
+def check_same_env(run_dir: str, spec, what: str) -> None:
+    """ConfigError where the env made now (spec) is not the one the run trained on. `what`: the action, for the
+    line. A run from before this file, or an unreadable one, has nothing to compare."""
+    try:
+        with open(os.path.join(run_dir, ENV_SPEC_FILE)) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        return
+    now = env_summary(spec)
+    changed = [f"{k} {saved[k]} then, {v} now" for k, v in now.items() if isinstance(saved, dict)
+               and k in saved and saved[k] != v]
+    if changed:
+        raise ConfigError(f"{run_dir} trained on an env that has changed since ({'; '.join(changed)}): {what} needs "
+                          f"the env it trained on")
+
+
 @contextlib.contextmanager
 def atomic_file(final: str, mode: str):
     """Writes `final` through a temporary file beside it, fsynced and renamed over it at the end, so a reader sees
@@ -118,7 +146,7 @@ class RunDir:
         """Closes a new run that never started (its Ray cluster could not be joined) and removes what it wrote,
         so the same command can be run again; the directory too when nothing else is in it."""
         self.close()
-        for name in ("config.json", "metrics.jsonl", CUSTOM_ENV_FILE, ".lock"):
+        for name in ("config.json", "metrics.jsonl", CUSTOM_ENV_FILE, ENV_MODULES_FILE, ENV_SPEC_FILE, ".lock"):
             try:
                 os.remove(os.path.join(self.path, name))
             except FileNotFoundError:

@@ -33,7 +33,8 @@ from .presets import is_atari
 from .system_info import system_info
 from .tf_start import choose_onednn, learner_device, onednn_in_use, start_tensorflow_early
 from .reporting import RunStats, fmt_return, say, warn
-from .run_files import CUSTOM_ENV_FILE, ENV_MODULES_FILE, RunDir, check_fresh
+from .run_files import (CUSTOM_ENV_FILE, ENV_MODULES_FILE, ENV_SPEC_FILE, RunDir, check_fresh, check_same_env,
+                        env_summary)
 from .stack_dumps import make_stack_dir, remove_stale_stack_dirs
 from .stopping import Interrupted, StopSignals
 from .trajectory import unroll_fields
@@ -117,6 +118,8 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     custom_env = env_fn is not None
     env_fn, make_batch, spec, target, backend_why, blobs = prepare(cfg, env_fn, model_fn)
     ckpt = resume_point(cfg, custom_env) if cfg.resume else None
+    if cfg.resume:
+        check_same_env(cfg.resume, spec, "resuming it")
     if ckpt is None and cfg.run_dir:
         check_fresh(cfg.run_dir, resumable=bool(checkpoint.list_checkpoints(cfg.run_dir)))
     # The actor count is settled here, once the backend is known, so that every later reader sees one value.
@@ -173,6 +176,7 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
         check_reachable(cfg.ray_address)
     run_dir = RunDir(cfg.run_dir)  # once the input is known to be good: a refused run leaves no directory
     run_dir.write_json("config.json", cfg.to_json())
+    run_dir.write_json(ENV_SPEC_FILE, env_summary(spec))
     if custom_env:
         run_dir.write_json(CUSTOM_ENV_FILE, {"env": cfg.env, "env_fn": True})
     homes = module_homes(cfg.env_modules, cfg.env)

@@ -97,8 +97,16 @@ def test_the_actorlearner_command_finds_an_env_module_in_the_working_directory(t
     (tmp_path / "my_envs.py").write_text(changed.replace("np.array([self.sign], np.float32)",
                                                          "np.array([self.sign, 0.0], np.float32)"))
     proc = subprocess.run(evaluate, capture_output=True, text=True, timeout=120, cwd=elsewhere, env=env)
-    assert proc.returncode == 2 and "(observations [2], 2 actions): the run's env has changed since" in proc.stderr, \
-        proc.stderr
+    assert proc.returncode == 2 and (f"{tmp_path / 'run'} trained on an env that has changed since (observations 1 "
+                                     "float32 then, 2 float32 now)") in proc.stderr, proc.stderr
+    # Actions changed where the weights keep their shapes (MultiBinary(1): 2 logits, as Discrete(2)): the layout
+    # check cannot see it, the run's env_spec.json can.
+    (tmp_path / "my_envs.py").write_text((tmp_path / "moved.py").read_text().replace(
+        "Box(-1.0, 1.0, (1,), np.float32)\n    action_space = gym.spaces.Discrete(2)",
+        "Box(-1.0, 1.0, (1,), np.float32)\n    action_space = gym.spaces.MultiBinary(1)", 1).replace(
+        "float(int(action) - self.start == up)", "float(int(np.asarray(action).reshape(-1)[0]) == up)"))
+    proc = subprocess.run(evaluate, capture_output=True, text=True, timeout=120, cwd=elsewhere, env=env)
+    assert proc.returncode == 2 and "(actions 2 actions then, actions of 2 choices now)" in proc.stderr, proc.stderr
 
 
 def test_unimportable_env_module_is_one_line(tmp_path):

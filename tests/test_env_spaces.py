@@ -108,3 +108,23 @@ def test_observations_that_flatten_to_a_vector_are_flattened_and_images_are_not(
     with pytest.raises(ConfigError, match="unsupported observation space Dict") as err:
         inspect_env(lambda: flat_observations(env))
     assert "FlattenObservation" not in str(err.value)
+
+
+def test_a_run_knows_the_env_it_trained_on_where_the_weights_cannot_tell(tmp_path):
+    """Discrete(5) and MultiDiscrete([2, 3]) both have 5 logits, so their weights have the same layout; the run's
+    env_spec.json tells them apart for eval, export, load_policy and --resume."""
+    import json
+
+    from actorlearner.run_files import ENV_SPEC_FILE, check_same_env, env_summary
+
+    box = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    discrete = spec_from_spaces(box, gym.spaces.Discrete(5))
+    multi = spec_from_spaces(box, gym.spaces.MultiDiscrete([2, 3]))
+    check_same_env(str(tmp_path), multi, "eval")  # a run from before the file: nothing to compare
+    (tmp_path / ENV_SPEC_FILE).write_text(json.dumps(env_summary(discrete)))
+    check_same_env(str(tmp_path), discrete, "eval")
+    with pytest.raises(ConfigError, match=r"changed since \(actions 5 actions then, actions of 2 x 3 choices now\): "
+                                          "eval needs the env it trained on"):
+        check_same_env(str(tmp_path), multi, "eval")
+    (tmp_path / ENV_SPEC_FILE).write_text("{not json")
+    check_same_env(str(tmp_path), multi, "eval")  # unreadable: nothing to compare, as before the file
