@@ -107,16 +107,18 @@ def resolve_backend(requested: str, env_id, custom_env_fn: bool, env_kwargs: Opt
     constructor has them (CartPoleVectorEnv: max_episode_steps, sutton_barto_reward); AtariVectorEnv and envpool
     have constructors of their own. frame_stack > 1: single envs, each stacked by a wrapper. action_masks: single
     envs, whose masks come with each one's info or from its method (action_masks.py)."""
+    singles = None  # (the flag that needs single envs, what it does with them, the start-up line's reason)
     if action_masks:
+        singles = ("--action-masks", "reads each single env's masks", "--action-masks: single envs, each giving its "
+                   "masks")
+    elif frame_stack > 1:
+        singles = ("--frame-stack", "stacks single envs' observations", f"--frame-stack {frame_stack}: single envs, "
+                   "each stacked")
+    if singles:
+        flag, does, why = singles
         if requested not in ("auto", "gymnasium"):
-            raise ConfigError(f"--action-masks reads each single env's masks: use --env-backend auto or gymnasium, "
-                              f"not {requested}")
-        return "gymnasium", "--action-masks: single envs, each giving its masks"
-    if frame_stack > 1:
-        if requested not in ("auto", "gymnasium"):
-            raise ConfigError(f"--frame-stack stacks single envs' observations: use --env-backend auto or "
-                              f"gymnasium, not {requested}")
-        return "gymnasium", f"--frame-stack {frame_stack}: single envs, each stacked"
+            raise ConfigError(f"{flag} {does}: use --env-backend auto or gymnasium, not {requested}")
+        return "gymnasium", why
     if env_kwargs and requested in ("ale", "envpool"):
         raise ConfigError(f"--env-kwargs go to gym.make or an id's gymnasium vector entry point: use --env-backend "
                           f"auto, gymnasium or vector, not {requested}")

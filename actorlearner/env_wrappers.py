@@ -8,6 +8,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from .action_masks import MASK_KEY
 from .config import ConfigError
 
 
@@ -38,9 +39,6 @@ class FoldedStack(gym.ObservationWrapper):
             return obs.reshape(-1)
         n, h, w, c = obs.shape
         return np.ascontiguousarray(obs.transpose(1, 2, 0, 3)).reshape(h, w, n * c)
-
-
-MASK_KEY = "action_mask"
 
 
 def masks_from_observation(env: gym.Env, action_masks: bool) -> gym.Env:

@@ -17,6 +17,7 @@ from actorlearner import distributions as D
 from actorlearner.action_masks import BadMask, read_mask
 from actorlearner.config import Config, ConfigError
 from actorlearner.envs import EnvSpec, inspect_env
+from actorlearner.layout import published_layout
 from actorlearner.learner import Learner
 from actorlearner.model import build_default_model
 from actorlearner.policies import NumpyMLPPolicy, sample_params
@@ -109,7 +110,8 @@ def test_the_learner_step_takes_the_masks_and_its_log_probs_are_the_actors():
     cfg = Config(hidden_sizes=(16,), unroll_length=4, batch_size=3)
     spec = DISCRETE
     learner = Learner(cfg, spec, build_default_model(spec, cfg))
-    policy = NumpyMLPPolicy(spec, [(p, s) for p, s in learner_layout(learner)], cfg.hidden_sizes, cfg.activation)
+    policy = NumpyMLPPolicy(spec, published_layout(learner.model, spec, cfg, numpy_actors=True), cfg.hidden_sizes,
+                            cfg.activation)
     policy.load(learner.flat_weights())
     rng = np.random.default_rng(2)
     T, B = cfg.unroll_length, cfg.batch_size
@@ -122,12 +124,6 @@ def test_the_learner_step_takes_the_masks_and_its_log_probs_are_the_actors():
     np.testing.assert_allclose(masked, logp.reshape(T, B), rtol=1e-4, atol=1e-4)
     assert np.abs(learner._log_probs(*args).numpy() - logp.reshape(T, B)).max() > 0.05
     assert len(learner._step.input_signature) == 7  # the masks are the step's seventh input
-
-
-def learner_layout(learner):
-    from actorlearner.layout import published_layout
-
-    return published_layout(learner.model, learner.spec, learner.cfg, numpy_actors=True)
 
 
 def test_masks_are_read_from_info_from_a_method_through_wrappers_and_as_a_tuple():
