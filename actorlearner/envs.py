@@ -176,6 +176,10 @@ class EnvSpec:
             return 0
         return int(math.prod(self.action_nvec)) if self.action_nvec else self.action_dim
 
+    def describe_observations(self) -> str:
+        """One observation's shape and dtype, for the start-up line and the run's env_spec.json: '84x84x4 uint8'."""
+        return "x".join(str(d) for d in self.obs_shape) + f" {self.obs_dtype}"
+
     def describe_actions(self) -> str:
         """The actions in words, for the start-up line and errors: '3 actions', 'actions of 2 x 3 choices' (Multi*),
         '2-dim Box actions'."""

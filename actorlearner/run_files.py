@@ -55,8 +55,7 @@ ENV_SPEC_FILE = "env_spec.json"
 
 def env_summary(spec) -> dict:
     """What ENV_SPEC_FILE holds of an EnvSpec, in words: {"observations": "5 float32", "actions": "5 actions"}."""
-    return {"observations": f"{'x'.join(str(d) for d in spec.obs_shape)} {spec.obs_dtype}",
-            "actions": spec.describe_actions()}
+    return {"observations": spec.describe_observations(), "actions": spec.describe_actions()}
 
 
 def check_same_env(run_dir: str, spec, what: str) -> None:

@@ -203,7 +203,7 @@ def _banner(plan: Plan) -> None:
     where = {"ray": f" (Ray actors{nice})", "local": " (serial mode, in this process)" if cfg.serial
              else f" (processes{nice})"}[cfg.backend]
     preset = f" (preset {cfg.preset})" if cfg.preset not in (None, "none") else ""
-    obs = "x".join(str(d) for d in spec.obs_shape) + f" {spec.obs_dtype}"
+    obs = spec.describe_observations()
     if spec.flattened_from:
         obs += f" (flattened from {spec.flattened_from}; Discrete parts one-hot)"
     slot_mb = slot_bytes(cfg, spec, plan.state_size) / n / 2**20
