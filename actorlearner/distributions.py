@@ -111,6 +111,16 @@ def tf_masked(logits, mask):
     return tf.where(mask > 0, logits, tf.constant(MASKED_LOGIT, logits.dtype))
 
 
+def tf_uniform_entropy(mask, nvec: tuple = ()):
+    """mask [..., A] uint8 (1 = allowed; a MultiDiscrete's components side by side, nvec) -> [...] the entropy
+    of a uniform choice among the allowed actions: log(allowed), summed over the components. 0 where the mask
+    leaves no choice: the yardstick health.EntropyWatch measures a masked policy's entropy against."""
+    import tensorflow as tf
+
+    blocks = tf.split(mask, list(nvec), axis=-1) if nvec else [mask]
+    return tf.add_n([tf.math.log(tf.reduce_sum(tf.cast(b, tf.float32), axis=-1)) for b in blocks])
+
+
 def tf_log_prob_and_entropy(params, actions, *, discrete: bool, nvec: tuple = ()):
     """params [N, A], [N, sum(nvec)] or [N, 2D]; actions [N] int, [N, len(nvec)] int or [N, D] float32 ->
     (log-probs [N], entropies [N]).

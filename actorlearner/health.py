@@ -86,29 +86,37 @@ DETERMINISTIC_FRACTION = 1e-3
 class EntropyWatch:
     """Feeds on each learner step's mean policy entropy (nats); `update` returns True at the step that completes
     a stretch of COLLAPSE_STEPS below DETERMINISTIC_FRACTION * log(num_actions) (once, until it recovers).
-    Discrete actions only: a Gaussian's entropy has no floor to measure against (None: the watch is off)."""
+    Discrete actions only: a Gaussian's entropy has no floor to measure against (None: the watch is off).
+    With action masks (num_actions "masked"), each step brings its own yardstick: the mean entropy and the
+    uniform choice's over the samples whose masks left a choice (losses.choice_entropy)."""
 
-    def __init__(self, num_actions: Optional[int]):
-        self.uniform = math.log(num_actions) if num_actions and num_actions > 1 else 0.0
+    def __init__(self, num_actions):
+        self.masked = num_actions == "masked"
+        self.uniform = math.log(num_actions) if not self.masked and num_actions and num_actions > 1 else 0.0
         self.stretch = _Stretch()
 
-    def update(self, entropy: Optional[float], solved: bool = False) -> bool:
+    def update(self, entropy: Optional[float], solved: bool = False, uniform: Optional[float] = None) -> bool:
         """solved: the run has solved its task, where a deterministic policy is an answer, not a trap (FrozenLake's
         solved policy kept 9e-4 of log(4) when training went on); the watch is off from then on. Not the mean
-        return against the target now: FrozenLake's window of 100 episodes falls below it by chance."""
+        return against the target now: FrozenLake's window of 100 episodes falls below it by chance.
+        uniform: a masked run's yardstick at this step (0: no sample had a choice)."""
+        if self.masked:
+            self.uniform = uniform or 0.0
         if entropy is None or self.uniform == 0.0 or solved:
             return self.stretch.step(False, recovered=False)  # not a low step: the stretch starts again
         return self.stretch.step(entropy < DETERMINISTIC_FRACTION * self.uniform,
                                  recovered=entropy >= RECOVERED_FRACTION * self.uniform)
 
 
-def deterministic_warning(entropy: float, uniform: float, learner_step: int) -> str:
+def deterministic_warning(entropy: float, uniform: float, learner_step: int, masked: bool = False) -> str:
     """The one-line warning for a policy found deterministic at `learner_step`."""
+    where = " where the masks left a choice" if masked else ""
+    among = " among the allowed actions" if masked else ""
     return (f"learner step {learner_step}: the policy has been deterministic for the last {COLLAPSE_STEPS} steps "
-            f"(mean entropy {entropy:.2g} nats, {uniform:.2g} for a uniform choice): the actions it does not "
-            f"take are never tried, so it no longer learns about them and rarely recovers. Unless its return is "
-            f"where you want it, restart from an earlier checkpoint or with a lower --learning-rate or a higher "
-            f"--entropy-cost")
+            f"(mean entropy {entropy:.2g} nats{where}, {uniform:.2g} for a uniform choice{among}): the actions it "
+            f"does not take are never tried, so it no longer learns about them and rarely recovers. Unless its "
+            f"return is where you want it, restart from an earlier checkpoint or with a lower --learning-rate or a "
+            f"higher --entropy-cost")
 
 
 # Box actions: the share of sampled action components outside the env's bounds (clipped when the env is stepped).

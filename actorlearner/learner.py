@@ -16,7 +16,7 @@ from . import distributions as D
 from .checkpoint import Checkpoint, assign, is_learning_rate, variables_state
 from .config import Config
 from .envs import EnvSpec
-from .losses import appo_loss, first_rows, impala_loss, policy_spread
+from .losses import appo_loss, choice_entropy, first_rows, impala_loss, policy_spread
 from .layout import OBS_NORM, flat_weights, merge_moments, mlp_input, ordered_weights, published_layout
 from .model import apply_time_major
 
@@ -30,6 +30,9 @@ APPO_STAT_NAMES = STAT_NAMES + ("clip_frac", "approx_kl")  # IMPALA's loss has n
 # With --target-kl-from batch, a fifth row: the log-probabilities under the learner's policy at the batch's start,
 # and the KL from that policy as a stat (the rule's figure; losses.appo_loss).
 START_ROW, START_STAT = "start_logp", "update_kl"
+# With --action-masks, the mean entropy over the samples whose masks leave a choice, and a uniform choice's among
+# the allowed actions over the same samples (health.EntropyWatch: one allowed action is entropy 0 by right).
+CHOICE_STATS = ("choice_entropy", "choice_uniform")
 
 
 class NumericalFault(RuntimeError):
@@ -97,7 +100,7 @@ class Learner:
         self._executor = ""  # TensorFlow's executor for the step (executor_for)
         self._lr_now = cfg.learning_rate
         self._stat_names = ((APPO_STAT_NAMES if cfg.loss == "appo" else STAT_NAMES)  # anchored: appo (validate)
-                            + ((START_STAT,) if anchored else ()))
+                            + ((START_STAT,) if anchored else ()) + (CHOICE_STATS if spec.action_masks else ()))
         by_path = {v.path: v for v in model.weights}
         self._norm = (tuple(by_path[p] for p, _ in OBS_NORM) if cfg.normalize_obs and "obs_norm/mean" in by_path
                       else None)
@@ -137,6 +140,8 @@ class Learner:
                 losses = impala_loss(**common, clip_pg_rho=cfg.clip_pg_rho)
         losses["policy_spread"] = policy_spread(params, mask, discrete=spec.discrete,  # health.CollapseWatch
                                                 nvec=spec.action_nvec)
+        if action_mask is not None:
+            losses.update(choice_entropy(entropy, D.tf_uniform_entropy(action_mask, spec.action_nvec), mask))
         grads, grad_norm, finite = clipped_gradients(tape.gradient(losses["total"], variables), losses["total"],
                                                      cfg.max_grad_norm)
         # A non-finite update is never applied, so the published weights stay the last good ones.

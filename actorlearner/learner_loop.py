@@ -105,8 +105,7 @@ class LearnerLoop:
         self.flow = _slot_flow(cfg, run.source.num_actors)
         self.flow_said = False
         self.endless_said = False
-        # Off with action masks: where the env allows one action, the masked policy's entropy is 0 by right.
-        self.entropy_watch = EntropyWatch(None if run.spec.action_masks else run.spec.joint_actions or None)
+        self.entropy_watch = EntropyWatch("masked" if run.spec.action_masks else run.spec.joint_actions or None)
         self.clip_watch = None if run.spec.discrete else ClipWatch(run.spec.action_low, run.spec.action_high)
         self.stale_watch = StaleWatch()
         self.latest = None  # the newest published weights
@@ -268,7 +267,7 @@ class LearnerLoop:
         """One warning (and a count in the summary) when the policy stops reading its input, stops exploring,
         samples Box actions outside their bounds, or leaves the actors' behind (health.py)."""
         stats = self.stats
-        spread, entropy = losses.get("policy_spread"), losses.get("entropy")
+        spread, entropy = losses.get("policy_spread"), losses.get("choice_entropy", losses.get("entropy"))
         if self.stale_watch.update(losses.get("rho_mean")):
             stats.policy_collapses += 1
             warn(stale_warning(losses["rho_mean"], stats.learner_steps, self.cfg.target_kl))
@@ -280,9 +279,10 @@ class LearnerLoop:
         if stats.collapse.update(spread):
             stats.policy_collapses += 1
             warn(collapse_warning(spread, stats.collapse.peak, stats.learner_steps))
-        if self.entropy_watch.update(entropy, solved=solved):
+        if self.entropy_watch.update(entropy, solved=solved, uniform=losses.get("choice_uniform")):
             stats.policy_collapses += 1
-            warn(deterministic_warning(entropy, self.entropy_watch.uniform, stats.learner_steps))
+            warn(deterministic_warning(entropy, self.entropy_watch.uniform, stats.learner_steps,
+                                       self.entropy_watch.masked))
 
     def _report(self) -> None:
         """Evaluation, the progress line, metrics and TensorBoard, checkpoints: each when it is due."""

@@ -145,3 +145,13 @@ def _with_baseline_and_entropy(policy_loss, *, vs, values, entropy, log_rhos, ma
     total = policy_loss + baseline_cost * baseline_loss - entropy_cost * mean_entropy
     return {"total": total, "policy": policy_loss, "baseline": baseline_loss, "entropy": mean_entropy,
             "rho_mean": tf.reduce_mean(tf.exp(tf.stop_gradient(log_rhos)))}
+
+
+def choice_entropy(entropy, uniform, mask) -> dict:
+    """entropy, uniform [T, B]: the masked policy's entropy and a uniform choice's among the allowed actions;
+    mask [T, B] 1 for a valid sample -> {"choice_entropy", "choice_uniform"}: their means over the valid samples
+    that had a choice (uniform > 0), 0 and 0 where none had."""
+    choice = mask * tf.cast(uniform > 0.0, mask.dtype)
+    n = tf.maximum(tf.reduce_sum(choice), 1.0)
+    return {"choice_entropy": tf.reduce_sum(tf.stop_gradient(entropy) * choice) / n,
+            "choice_uniform": tf.reduce_sum(uniform * choice) / n}

@@ -124,6 +124,22 @@ def test_the_learner_step_takes_the_masks_and_its_log_probs_are_the_actors():
     np.testing.assert_allclose(masked, logp.reshape(T, B), rtol=1e-4, atol=1e-4)
     assert np.abs(learner._log_probs(*args).numpy() - logp.reshape(T, B)).max() > 0.05
     assert len(learner._step.input_signature) == 7  # the masks are the step's seventh input
+    # The entropy watch's figures: the masked policy's entropy and log(allowed) over the valid samples that had a
+    # choice (here one sample allows a single action and one is a padded step: neither counts).
+    mask[0, 0] = np.eye(5, dtype=bool)[actions[0]]
+    valid = np.ones((T, B), np.float32)
+    valid[1, 2] = 0.0
+    params = policy.policy_params(obs[:-1].reshape(T * B, 5))
+    probs = np.where(mask.reshape(T * B, 5), np.exp(params - params.max(1, keepdims=True)), 0.0)
+    probs /= probs.sum(1, keepdims=True)
+    entropy = -(probs * np.log(np.where(probs > 0, probs, 1.0))).sum(1).reshape(T, B)
+    choice = (valid > 0) & (mask.sum(2) > 1)
+    rows = np.stack([logp.reshape(T, B), np.zeros((T, B)), np.full((T, B), 0.99), valid]).astype(np.float32)
+    stats, _ = learner._step(*args[:3], tf.constant(rows), args[3], tf.constant(0.01),
+                             tf.constant(mask.astype(np.uint8)))
+    stats = dict(zip(learner._stat_names, stats.numpy()))
+    np.testing.assert_allclose(stats["choice_entropy"], entropy[choice].mean(), rtol=1e-4)
+    np.testing.assert_allclose(stats["choice_uniform"], np.log(mask.sum(2)[choice]).mean(), rtol=1e-5)
 
 
 def test_masks_are_read_from_info_from_a_method_through_wrappers_and_as_a_tuple():

@@ -8,8 +8,8 @@ import tensorflow as tf
 
 from actorlearner.config import Config
 from actorlearner.health import (COLLAPSE_STEPS, DETERMINISTIC_FRACTION, ENDLESS_STEPS_PER_ENV, MIN_PEAK, STALE_STEPS,
-                                 STALE_WINDOW, ClipWatch, CollapseWatch, EntropyWatch, StaleWatch, endless_warning,
-                                 stale_warning)
+                                 STALE_WINDOW, ClipWatch, CollapseWatch, EntropyWatch, StaleWatch,
+                                 deterministic_warning, endless_warning, stale_warning)
 from actorlearner.learner import Learner
 from actorlearner.losses import policy_spread
 from test_cli import run_cli
@@ -159,6 +159,18 @@ def test_entropy_watch_stays_quiet_on_healthy_entropy_short_dips_and_continuous_
     assert not any(solved.update(1e-4, solved=True) for _ in range(2 * COLLAPSE_STEPS))
     assert not any(EntropyWatch(None).update(-5.0) for _ in range(2 * COLLAPSE_STEPS))  # a Gaussian
     assert not any(EntropyWatch(1).update(0.0) for _ in range(2 * COLLAPSE_STEPS))  # one action: always 0
+
+
+def test_a_masked_policys_entropy_is_measured_against_the_allowed_actions_where_there_was_a_choice():
+    """With --action-masks each step brings its yardstick (losses.choice_entropy): log(allowed) over the samples
+    with a choice, 0 where the masks left none, which keeps the watch quiet however low the entropy."""
+    watch = EntropyWatch("masked")
+    assert not any(watch.update(0.0, uniform=0.0) for _ in range(2 * COLLAPSE_STEPS))  # one allowed action only
+    assert not any(watch.update(0.5, uniform=1.1) for _ in range(2 * COLLAPSE_STEPS))
+    fired = [watch.update(1e-5, uniform=1.1) for _ in range(2 * COLLAPSE_STEPS)]
+    assert fired.index(True) == COLLAPSE_STEPS - 1 and fired.count(True) == 1
+    assert "(mean entropy 1e-05 nats where the masks left a choice, 1.1 for a uniform choice among the allowed " \
+           "actions)" in deterministic_warning(1e-5, 1.1, 7, masked=True)
 
 
 def test_a_run_whose_policy_saturates_on_one_action_is_warned(tmp_path):
