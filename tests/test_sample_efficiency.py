@@ -203,6 +203,7 @@ def test_presets_apply_by_env_and_explicit_flags_win():
     assert parse("--env", "Acrobot-v1", "--seed", "7").seed == 7
     assert parse("--env", "Acrobot-v1", "--preset", "none").preset == "none"
     assert parse("--env", "CliffWalking-v1").preset is None
+    assert parse("--env", "FrozenLake8x8-v1").preset == "frozenlake8x8"  # its own map: the 4x4's would not do
 
 
 def test_every_other_atari_game_gets_the_atari_settings():
