@@ -39,8 +39,10 @@ def usable_cores() -> int:
 class Config:
     # --- task ---
     env: str = _f("CartPole-v1", "gymnasium environment id: any registered id with a Box observation (a vector "
-                  "or an H x W x C image; other spaces that flatten to a vector are flattened) and Discrete, "
-                  "MultiDiscrete, MultiBinary or 1-D Box actions; 'module:Env-v0' imports the module first (its "
+                  "or an H x W x C image; other spaces that flatten to a vector are flattened, and MiniGrid's view "
+                  "and direction made one vector) and Discrete, MultiDiscrete, MultiBinary or 1-D Box actions; "
+                  "ALE/ ids need the atari extra, MiniGrid-/BabyAI- ids the minigrid extra; 'module:Env-v0' "
+                  "imports the module first (its "
                   "registration runs), in this process and in every actor; a module is looked for on sys.path, "
                   "then in the working directory")
     env_module: Optional[str] = _f(None, "modules to import before any env is made (comma separated), in this "

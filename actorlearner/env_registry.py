@@ -1,6 +1,7 @@
 """Which envs gymnasium knows in this process: the env modules imported (`module:Env-v0` ids and
-`--env-module`, in the launcher and in every actor, so that their registrations run there), ale-py's ALE/ ids
-registered, and an id checked against the registry with a one-line error that names what was meant.
+`--env-module`, in the launcher and in every actor, so that their registrations run there), ale-py's ALE/ ids and
+minigrid's MiniGrid-/BabyAI- ids registered, and an id checked against the registry with a one-line error that
+names what was meant.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import gymnasium as gym
 
 from .atari import game_name
 from .config import ConfigError
+from .presets import is_minigrid
 
 
 def _register_ale_ids() -> bool:
@@ -31,6 +33,16 @@ def _register_ale_ids() -> bool:
     return True
 
 
+def _register_minigrid_ids() -> bool:
+    """Imports minigrid, which registers its ids with gymnasium when imported (~0.15 s: it imports pygame), in
+    every process that makes one; False where it is not installed."""
+    try:
+        import minigrid  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def import_env_modules(modules: Sequence[str], env_id: Optional[str] = None,
                        homes: Optional[Mapping[str, str]] = None) -> None:
     """Imports `modules` and the module of a `module:Env-v0` id, so their gymnasium registrations run in
@@ -41,6 +53,8 @@ def import_env_modules(modules: Sequence[str], env_id: Optional[str] = None,
     rid = registered_id(env_id) if isinstance(env_id, str) else ""
     if rid.startswith("ALE/") and rid not in gym.registry and not _register_ale_ids():
         raise ConfigError(f"{env_id} needs ale-py: pip install 'actorlearner[atari]'")
+    if is_minigrid(rid) and rid not in gym.registry and not _register_minigrid_ids():
+        raise ConfigError(f"{env_id} needs minigrid: pip install 'actorlearner[minigrid]'")
     for name in names:
         if name.endswith(".py") or "/" in name or os.sep in name:
             module = os.path.splitext(os.path.basename(name))[0]

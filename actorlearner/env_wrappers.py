@@ -1,5 +1,6 @@
 """gymnasium wrappers that turn an env given by id into one the actors and models take: a lean time limit,
-observations flattened to a vector (or an image stack folded into channels), action spaces counted from 0,
+observations flattened to a vector (or an image stack folded into channels; MiniGrid's view and direction made
+one vector), action spaces counted from 0,
 --frame-stack's stacked observations, and --action-masks' masks taken out of a Dict observation. envs.py's
 factories apply them; an env made by the user's own function can be wrapped in them by hand."""
 
@@ -109,15 +110,18 @@ class ZeroBasedActions(gym.ActionWrapper):
 
 
 def flat_observations(env: gym.Env) -> gym.Env:
-    """`env`, wrapped in gymnasium's FlattenObservation where its observations are not a Box of rank 1 or 3
-    but flatten to a vector: Discrete -> one-hot (FrozenLake, Taxi, CliffWalking), Tuple and Dict -> their parts'
-    flattenings concatenated (Blackjack), MultiDiscrete/MultiBinary, a Box of rank 0, 2 or 5+; a Box of rank 4,
-    a stack of images (n, H, W, C), is folded into (H, W, n*C) by FoldedStack instead. The vector's
-    integer dtype is carried as float32. A space with an image in it, or one that does not flatten to a Box
-    (Graph, Sequence, Text), is left as it is, for spec_from_spaces to name."""
+    """`env`, wrapped in MiniGridVector where its observations are MiniGrid's, else in gymnasium's
+    FlattenObservation where they are not a Box of rank 1 or 3 but flatten to a vector: Discrete -> one-hot
+    (FrozenLake, Taxi, CliffWalking), Tuple and Dict -> their parts' flattenings concatenated (Blackjack),
+    MultiDiscrete/MultiBinary, a Box of rank 0, 2 or 5+; a Box of rank 4, a stack of images (n, H, W, C), is
+    folded into (H, W, n*C) by FoldedStack instead. The vector's integer dtype is carried as float32. A space
+    with an image in it, or one that does not flatten to a Box (Graph, Sequence, Text), is left as it is, for
+    spec_from_spaces to name."""
     space = env.observation_space
     if isinstance(space, gym.spaces.Box) and len(space.shape) in (1, 3):
         return env
+    if minigrid_space(space):
+        return MiniGridVector(env)
     if isinstance(space, gym.spaces.Box) and len(space.shape) == 4:  # a stack of images: channels, not a vector
         return FoldedStack(env)
     if not flattens_to_a_vector(space):
@@ -135,6 +139,42 @@ def flattens_to_a_vector(space) -> bool:
     if isinstance(space, gym.spaces.Dict):
         return all(flattens_to_a_vector(s) for s in space.spaces.values())
     return False
+
+
+def minigrid_space(space) -> bool:
+    """MiniGrid's (and BabyAI's) observation: a Dict of the agent's view "image" (H, W, 3), its "direction"
+    (Discrete(4)) and the "mission" text."""
+    return (isinstance(space, gym.spaces.Dict) and set(space.spaces) == {"image", "direction", "mission"}
+            and isinstance(space["image"], gym.spaces.Box) and len(space["image"].shape) == 3
+            and isinstance(space["direction"], gym.spaces.Discrete))
+
+
+class MiniGridVector(gym.ObservationWrapper):
+    """MiniGrid's observation as one float32 vector for the MLP: the view's cells' object, colour and state codes
+    as numbers (H * W * 3: small integers, which the minigrid preset's --normalize-obs scales) and the direction
+    one-hot (4). The view is a grid of codes, not pixels: 7 x 7 is too small for the CNNs, and an MLP on the
+    codes learned DoorKey-5x5 as fast as on the codes one-hot (984 inputs). The mission text is left out: the
+    tasks whose mission is always the same (Empty, DoorKey, FourRooms, LavaCrossing, Unlock, ...) lose nothing,
+    the ones that name a goal in it (GoTo..., Fetch, BabyAI) are not learnable from this vector."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        if not minigrid_space(env.observation_space):
+            raise ConfigError(f"MiniGridVector takes MiniGrid's observation (a Dict of 'image', 'direction' and "
+                              f"'mission'), not {env.observation_space}")
+        self._view = env.observation_space["image"].shape
+        self._turns = np.eye(env.observation_space["direction"].n, dtype=np.float32)
+        n = int(np.prod(self._view)) + len(self._turns)
+        self.observation_space = gym.spaces.Box(0.0, 255.0, (n,), np.float32)
+
+    def observation(self, obs):
+        return np.concatenate([obs["image"].reshape(-1), self._turns[obs["direction"]]], dtype=np.float32)
+
+    @property
+    def described(self) -> str:
+        """How the vector was made, for the start-up line."""
+        h, w, _ = self._view
+        return f"MiniGrid's {h}x{w} view as codes and its direction one-hot; the mission text is not given"
 
 
 class LeanTimeLimit(gym.Wrapper):

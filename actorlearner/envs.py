@@ -23,8 +23,9 @@ from .atari import single_env
 from .config import ConfigError
 from .env_batch import BadObservation, check_obs
 from .env_registry import import_env_modules, registered_id
-from .env_wrappers import (LeanTimeLimit, flat_observations, flattens_to_a_vector, mask_in_observation,
-                           masks_from_observation, stacked_frames, starts_elsewhere, zero_based_actions)
+from .env_wrappers import (LeanTimeLimit, MiniGridVector, flat_observations, flattens_to_a_vector,
+                           mask_in_observation, masks_from_observation, minigrid_space, stacked_frames,
+                           starts_elsewhere, zero_based_actions)
 from .memory_envs import register as _register_memory_envs
 from .mujoco_warnings import say_mujoco_warnings_once
 from .presets import is_atari, mujoco_task
@@ -144,9 +145,9 @@ class EnvSpec:
     action_high: Optional[np.ndarray]
     reward_threshold: Optional[float]
     max_episode_steps: Optional[int]
-    # The env's own observation space where flat_observations flattened it into the vector above, for the
-    # start-up line and the export's input; None where observations are as the env gives them.
-    flattened_from: Optional[str] = None
+    # How flat_observations made the env's own observations into the vector above, in words, for the start-up
+    # line: "flattened from Discrete(16); Discrete parts one-hot"; None where they are as the env gives them.
+    obs_note: Optional[str] = None
     # MultiDiscrete and MultiBinary actions: each component's number of choices (a MultiBinary's are 2). The policy
     # is one categorical per component, their logits side by side; () for Discrete and Box actions.
     action_nvec: tuple = ()
@@ -208,6 +209,8 @@ def spec_from_spaces(obs_space, act_space, threshold=None, max_steps=None) -> En
         stack = isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 4
         hint = ("; a stack of images (n, H, W, C) of an env given by id is folded into channels, one made by your "
                 "own function is not: wrap it in actorlearner.env_wrappers.FoldedStack" if stack else
+                "; MiniGrid's observation of an env given by id is made one vector, one made by your own function's "
+                "is not: wrap it in actorlearner.env_wrappers.MiniGridVector" if minigrid_space(obs_space) else
                 "; an env given by id is flattened to a vector, one made by your own function is not: wrap it "
                 "in gymnasium.wrappers.FlattenObservation" if flattens_to_a_vector(obs_space) else "")
         raise ConfigError(f"unsupported observation space {obs_space}: only Box vectors (rank 1), images "
@@ -252,7 +255,10 @@ def inspect_env(env_fn: EnvFn, name: str = "", action_masks: bool = False) -> En
                               f"into info (an env given by id is wrapped for you)")
         flat = spec_from_spaces(env.observation_space, env.action_space, threshold, max_steps)
         if isinstance(env, gym.wrappers.FlattenObservation):
-            flat = dataclasses.replace(flat, flattened_from=str(env.env.observation_space))
+            flat = dataclasses.replace(flat, obs_note=f"flattened from {env.env.observation_space}; Discrete parts "
+                                                      f"one-hot")
+        elif isinstance(env, MiniGridVector):
+            flat = dataclasses.replace(flat, obs_note=env.described)
         if action_masks:
             if not flat.discrete:
                 raise ConfigError(f"--action-masks masks categorical actions, and {name or 'the env'} has "

@@ -204,8 +204,8 @@ def _banner(plan: Plan) -> None:
              else f" (processes{nice})"}[cfg.backend]
     preset = f" (preset {cfg.preset})" if cfg.preset not in (None, "none") else ""
     obs = spec.describe_observations()
-    if spec.flattened_from:
-        obs += f" (flattened from {spec.flattened_from}; Discrete parts one-hot)"
+    if spec.obs_note:
+        obs += f" ({spec.obs_note})"
     slot_mb = slot_bytes(cfg, spec, plan.state_size) / n / 2**20
     core = " + LSTM core" if cfg.core == "lstm" else ""
     kind = model_kind(spec, cfg.model)

@@ -14,7 +14,7 @@ from .transport import shared_memory_free
 
 # The packages whose versions change a run's results or speed; None where one is not installed.
 PACKAGES = ("actorlearner", "tensorflow", "keras", "gymnasium", "numpy", "ml_dtypes", "ale-py", "ai-edge-litert",
-            "envpool", "mujoco", "ray")
+            "envpool", "mujoco", "minigrid", "ray")
 
 
 def package_versions() -> dict[str, str | None]:

@@ -97,11 +97,11 @@ def test_observations_that_flatten_to_a_vector_are_flattened_and_images_are_not(
     spec = inspect_env(lambda: flat_observations(_SpaceEnv(gym.spaces.Tuple((gym.spaces.Discrete(32),
                                                                              gym.spaces.Discrete(11))))))
     assert spec.obs_shape == (43,) and spec.obs_dtype == "float32"  # int64 one-hots carried as float32
-    assert spec.flattened_from == "Tuple(Discrete(32), Discrete(11))"
+    assert spec.obs_note == "flattened from Tuple(Discrete(32), Discrete(11)); Discrete parts one-hot"
     for kept in (gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)):
         env = _SpaceEnv(kept)
         assert flat_observations(env) is env
-        assert inspect_env(lambda env=env: flat_observations(env)).flattened_from is None
+        assert inspect_env(lambda env=env: flat_observations(env)).obs_note is None
     with_image = gym.spaces.Dict({"frame": gym.spaces.Box(0, 255, (8, 8, 3), np.uint8), "goal": gym.spaces.Discrete(3)})
     env = _SpaceEnv(with_image)
     assert flat_observations(env) is env  # an image is not flattened into a vector: named as unsupported

@@ -145,7 +145,8 @@ def test_settings_a_run_does_not_read_are_named():
     assert unused_settings(Config(init_log_std=0.5), False, "mlp", False) == []  # Box actions read it
     assert [f for f, _ in unused_settings(Config(activation="relu"), True, "mlp", True)] == ["--activation"]
     assert unused_settings(Config(), True, "impala-shallow", True) == []
-    for_every = {"atari": "ALE/Breakout-v5", "mujoco": "Hopper-v5", "continuous": "MountainCarContinuous-v0"}
+    for_every = {"atari": "ALE/Breakout-v5", "mujoco": "Hopper-v5", "continuous": "MountainCarContinuous-v0",
+                 "minigrid": "MiniGrid-DoorKey-5x5-v0"}
     for name in PRESETS:
         cfg = preset_config(name, env=PRESETS[name].get("env") or for_every[name])
         if cfg.env.startswith("ALE/") and importlib.util.find_spec("ale_py") is None:
@@ -153,6 +154,8 @@ def test_settings_a_run_does_not_read_are_named():
         if is_mujoco(cfg.env) and importlib.util.find_spec("mujoco") is None:
             continue
         if cfg.env.startswith(("LunarLander", "BipedalWalker")) and importlib.util.find_spec("Box2D") is None:
+            continue
+        if cfg.env.startswith("MiniGrid") and importlib.util.find_spec("minigrid") is None:
             continue
         spec = inspect_env(make_env_fn(cfg.env))
         assert unused_settings(cfg, spec.discrete, model_kind(spec, cfg.model), False) == [], name

@@ -1,0 +1,61 @@
+"""MiniGrid and BabyAI ids (the `minigrid` extra): registered by id in every process, their Dict observation made
+one vector for the MLP (env_wrappers.MiniGridVector), the minigrid preset by id, and a task learned."""
+
+import sys
+
+import numpy as np
+import pytest
+
+from actorlearner import env_registry
+from actorlearner.config import ConfigError
+from actorlearner.env_wrappers import MiniGridVector
+from actorlearner.envs import inspect_env, make_env_fn
+from actorlearner.presets import preset_for_env
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "tests"))
+from test_learning import train_by_id_then_play  # noqa: E402
+
+minigrid = pytest.importorskip("minigrid", reason="the minigrid extra is not installed: pip install -e '.[minigrid]'")
+
+
+def test_the_view_and_direction_are_one_vector_and_the_preset_applies_by_id():
+    env = make_env_fn("MiniGrid-DoorKey-5x5-v0")()
+    try:
+        assert isinstance(env, MiniGridVector)
+        obs, _ = env.reset(seed=3)
+        raw = env.unwrapped.gen_obs()  # the env's own observation of the same state
+        assert obs.shape == (7 * 7 * 3 + 4,) and obs.dtype == np.float32
+        np.testing.assert_array_equal(obs[:-4], raw["image"].reshape(-1))
+        np.testing.assert_array_equal(obs[-4:], np.eye(4)[raw["direction"]])
+    finally:
+        env.close()
+    spec = inspect_env(make_env_fn("MiniGrid-DoorKey-5x5-v0"), "MiniGrid-DoorKey-5x5-v0")
+    assert spec.obs_shape == (151,) and spec.action_dim == 7
+    assert spec.obs_note == "MiniGrid's 7x7 view as codes and its direction one-hot; the mission text is not given"
+    assert preset_for_env("MiniGrid-Empty-8x8-v0") == preset_for_env("BabyAI-GoToLocal-v0") == "minigrid"
+    assert preset_for_env("mymodule:MiniGrid-Custom-v0") == "minigrid" and preset_for_env("Grid-v0") is None
+
+
+def test_a_minigrid_id_without_minigrid_says_which_extra(monkeypatch):
+    monkeypatch.setattr(env_registry, "_register_minigrid_ids", lambda: False)
+    with pytest.raises(ConfigError, match=r"MiniGrid-Nowhere-v0 needs minigrid: pip install 'actorlearner\[minigrid"):
+        env_registry.import_env_modules((), "MiniGrid-Nowhere-v0")
+
+
+def test_an_env_fns_minigrid_observation_points_to_the_wrapper():
+    import gymnasium as gym
+
+    with pytest.raises(ConfigError, match="wrap it in actorlearner.env_wrappers.MiniGridVector"):
+        inspect_env(lambda: gym.make("MiniGrid-Empty-5x5-v0"))
+
+
+def test_doorkey_is_learned_with_the_minigrid_preset(tmp_path):
+    """DoorKey-5x5 (pick up the key, open the door, reach the goal; sparse reward) by id: the minigrid preset and
+    the vector of codes reach ~0.96, the optimum's neighbourhood, in ~8 s on 2 cores (seeds 1-3); a random policy
+    gets ~0.05. The target is ours: MiniGrid registers none."""
+    out, summary, mean = train_by_id_then_play(tmp_path, "MiniGrid-DoorKey-5x5-v0", "--seed", "1",
+                                               "--target-return", "0.9", episodes=100)
+    assert "(preset minigrid)" in out and "the mission text is not given" in out
+    assert summary["solved"] and summary["mean_return_100"] >= 0.9, summary
+    assert mean >= 0.85
