@@ -6,6 +6,8 @@ factories apply them; an env made by the user's own function can be wrapped in t
 
 from __future__ import annotations
 
+import re
+
 import gymnasium as gym
 import numpy as np
 
@@ -149,32 +151,69 @@ def minigrid_space(space) -> bool:
             and isinstance(space["direction"], gym.spaces.Discrete))
 
 
+# The words of every mission that minigrid 3.2's MiniGrid and BabyAI ids gave in 5 resets each (colours, objects,
+# verbs, the function words between them). A mission's words outside it are ignored.
+MISSION_WORDS = ("a", "after", "and", "at", "avoid", "ball", "behind", "blue", "box", "door", "end", "fetch", "find",
+                 "from", "front", "get", "go", "goal", "green", "grey", "hallway", "in", "key", "lava", "left",
+                 "matching", "must", "near", "next", "object", "of", "on", "open", "opening", "pick", "purple", "put",
+                 "reach", "red", "right", "room", "rooms", "square", "the", "then", "to", "traverse", "unlock", "up",
+                 "use", "yellow", "you", "your")
+
+
 class MiniGridVector(gym.ObservationWrapper):
     """MiniGrid's observation as one float32 vector for the MLP: the view's cells' object, colour and state codes
-    as numbers (H * W * 3: small integers, which the minigrid preset's --normalize-obs scales) and the direction
-    one-hot (4). The view is a grid of codes, not pixels: 7 x 7 is too small for the CNNs, and an MLP on the
-    codes learned DoorKey-5x5 as fast as on the codes one-hot (984 inputs). The mission text is left out: the
-    tasks whose mission is always the same (Empty, DoorKey, FourRooms, LavaCrossing, Unlock, ...) lose nothing,
-    the ones that name a goal in it (GoTo..., Fetch, BabyAI) are not learnable from this vector."""
+    as numbers (H * W * 3: small integers, which the minigrid preset's --normalize-obs scales), the direction
+    one-hot (4) and, where the env's mission changes from episode to episode, the mission as a bag of words (one
+    flag per word of MISSION_WORDS, 53). The view is a grid of codes, not pixels: 7 x 7 is too small for the CNNs,
+    and an MLP on the codes learned DoorKey-5x5 as fast as on the codes one-hot (984 inputs). A bag of words tells
+    "go to the green door" from "go to the red door" and "fetch a blue key" from "go get a grey ball", whatever
+    the template; it loses the order ("put the red ball near the blue key" and its reverse are one bag). A
+    mission that never changes (Empty, DoorKey, FourRooms, LavaCrossing: minigrid's MissionSpace without
+    placeholders) is left out."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        if not minigrid_space(env.observation_space):
+        space = env.observation_space
+        if not minigrid_space(space):
             raise ConfigError(f"MiniGridVector takes MiniGrid's observation (a Dict of 'image', 'direction' and "
-                              f"'mission'), not {env.observation_space}")
-        self._view = env.observation_space["image"].shape
-        self._turns = np.eye(env.observation_space["direction"].n, dtype=np.float32)
-        n = int(np.prod(self._view)) + len(self._turns)
+                              f"'mission'), not {space}")
+        self._view = space["image"].shape
+        self._turns = np.eye(space["direction"].n, dtype=np.float32)
+        self._words = None if _constant_mission(space["mission"]) else {w: i for i, w in enumerate(MISSION_WORDS)}
+        self._bag = ("", np.zeros(0, np.float32))  # (the last mission, its bag): a mission lasts an episode
+        n = int(np.prod(self._view)) + len(self._turns) + (len(MISSION_WORDS) if self._words else 0)
         self.observation_space = gym.spaces.Box(0.0, 255.0, (n,), np.float32)
 
     def observation(self, obs):
-        return np.concatenate([obs["image"].reshape(-1), self._turns[obs["direction"]]], dtype=np.float32)
+        parts = [obs["image"].reshape(-1), self._turns[obs["direction"]]]
+        if self._words is not None:
+            mission = obs["mission"]
+            if mission != self._bag[0]:
+                bag = np.zeros(len(MISSION_WORDS), np.float32)
+                for word in re.findall(r"[a-z]+", mission.lower()):
+                    if word in self._words:
+                        bag[self._words[word]] = 1.0
+                self._bag = (mission, bag)
+            parts.append(self._bag[1])
+        return np.concatenate(parts, dtype=np.float32)
 
     @property
     def described(self) -> str:
         """How the vector was made, for the start-up line."""
         h, w, _ = self._view
-        return f"MiniGrid's {h}x{w} view as codes and its direction one-hot; the mission text is not given"
+        mission = ("the mission as a bag of words" if self._words is not None else
+                   "the mission (always the same) left out")
+        return f"MiniGrid's {h}x{w} view as codes, its direction one-hot, {mission}"
+
+
+def _constant_mission(space) -> bool:
+    """minigrid's MissionSpace with no placeholders: one mission for every episode (BabyAI's subclass, also
+    without placeholders, draws a new one each episode)."""
+    try:
+        from minigrid.core.mission import MissionSpace
+    except ImportError:  # an env of the same shape from elsewhere: its mission may change
+        return False
+    return type(space) is MissionSpace and space.ordered_placeholders is None
 
 
 class LeanTimeLimit(gym.Wrapper):

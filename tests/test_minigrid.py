@@ -8,7 +8,7 @@ import pytest
 
 from actorlearner import env_registry
 from actorlearner.config import ConfigError
-from actorlearner.env_wrappers import MiniGridVector
+from actorlearner.env_wrappers import MISSION_WORDS, MiniGridVector
 from actorlearner.envs import inspect_env, make_env_fn
 from actorlearner.presets import preset_for_env
 from conftest import ROOT
@@ -32,9 +32,27 @@ def test_the_view_and_direction_are_one_vector_and_the_preset_applies_by_id():
         env.close()
     spec = inspect_env(make_env_fn("MiniGrid-DoorKey-5x5-v0"), "MiniGrid-DoorKey-5x5-v0")
     assert spec.obs_shape == (151,) and spec.action_dim == 7
-    assert spec.obs_note == "MiniGrid's 7x7 view as codes and its direction one-hot; the mission text is not given"
+    assert spec.obs_note == ("MiniGrid's 7x7 view as codes, its direction one-hot, the mission (always the same) "
+                             "left out")
     assert preset_for_env("MiniGrid-Empty-8x8-v0") == preset_for_env("BabyAI-GoToLocal-v0") == "minigrid"
     assert preset_for_env("mymodule:MiniGrid-Custom-v0") == "minigrid" and preset_for_env("Grid-v0") is None
+
+
+def test_a_mission_that_changes_is_a_bag_of_words():
+    """GoToDoor names one of four doors by its colour: without the mission the policy can only guess (return(100)
+    0.27 after 60 s, seed 1), with it 0.9 in 55 s."""
+    env = make_env_fn("MiniGrid-GoToDoor-5x5-v0")()
+    try:
+        bags = {}
+        for seed in range(8):
+            obs, _ = env.reset(seed=seed)
+            mission = env.unwrapped.mission  # "go to the green door"
+            assert obs.shape == (151 + len(MISSION_WORDS),)
+            assert {MISSION_WORDS[i] for i in np.flatnonzero(obs[151:])} == set(mission.split())
+            bags[mission] = obs[151:]
+        assert len(bags) > 1  # the colours differ, and so do their bags
+    finally:
+        env.close()
 
 
 def test_a_minigrid_id_without_minigrid_says_which_extra(monkeypatch):
@@ -56,6 +74,6 @@ def test_doorkey_is_learned_with_the_minigrid_preset(tmp_path):
     gets ~0.05. The target is ours: MiniGrid registers none."""
     out, summary, mean = train_by_id_then_play(tmp_path, "MiniGrid-DoorKey-5x5-v0", "--seed", "1",
                                                "--target-return", "0.9", episodes=100)
-    assert "(preset minigrid)" in out and "the mission text is not given" in out
+    assert "(preset minigrid)" in out and "the mission (always the same) left out" in out
     assert summary["solved"] and summary["mean_return_100"] >= 0.9, summary
     assert mean >= 0.85
