@@ -72,8 +72,10 @@ class LoadedPolicy:
         shape = tuple(self.spec.obs_shape)
         one = x.shape == shape
         if not one and x.shape[1:] != shape:
+            made = (f" (the env's own observations made {self.spec.obs_note}: actorlearner.make_env(RUN_DIR) makes "
+                    f"the env as training did, whose observations these are)" if self.spec.obs_note else "")
             raise ValueError(f"observations of shape {list(x.shape)}: this policy takes one observation of shape "
-                             f"{list(shape)} or a batch [B, {', '.join(map(str, shape))}]")
+                             f"{list(shape)} or a batch [B, {', '.join(map(str, shape))}]{made}")
         x = x.astype(self.spec.obs_dtype, copy=False)
         return (x[None], True) if one else (x, False)
 
@@ -150,18 +152,37 @@ class LoadedPolicy:
         return values[0] if one else values
 
 
-def run_config(run_dir: str, env_fn: Optional[Callable] = None):
-    """(Config, EnvSpec, env_fn) of a run directory. The env made for the spec gets the run's --wait-timeout-s."""
+def make_env(run_dir: str, render_mode: Optional[str] = None):
+    """The env of a run (trained on an env id) as its actors made it: its observations are what the run's policy
+    takes (`load_policy`), e.g. Taxi's one-hot, MiniGrid's vector, the --frame-stack, with --action-masks the
+    masks in `info["action_mask"]`. render_mode: gymnasium's ("rgb_array", "human")."""
+    if trained_on_custom_env(run_dir):
+        raise ConfigError(f"{run_dir} trained on an env factory (env_fn): its env is the one that factory makes")
+    return _run_env_fn(run_dir, _saved_config(run_dir), "making its env", render_mode)()
+
+
+def _saved_config(run_dir: str):
     cfg_path = os.path.join(run_dir, "config.json")
     if not os.path.exists(cfg_path):
         raise ConfigError(f"{cfg_path} not found: is {run_dir} a run directory?")
-    cfg = saved_config(cfg_path)
+    return saved_config(cfg_path)
+
+
+def _run_env_fn(run_dir: str, cfg, doing: str, render_mode: Optional[str] = None):
+    """The env factory of a run trained on an env id, with its modules, kwargs and wrappers; `doing`: what needs
+    it, for the error on a run trained on an env factory."""
+    if trained_on_custom_env(run_dir):
+        raise custom_env_error(run_dir, cfg.env, doing)
+    check_env_id(cfg.env, cfg.env_modules, saved_module_homes(run_dir))
+    return make_env_fn(cfg.env, render_mode, cfg.env_modules, cfg.env_kwargs_dict, cfg.frame_stack,
+                       cfg.action_masks)
+
+
+def run_config(run_dir: str, env_fn: Optional[Callable] = None):
+    """(Config, EnvSpec, env_fn) of a run directory. The env made for the spec gets the run's --wait-timeout-s."""
+    cfg = _saved_config(run_dir)
     if env_fn is None:
-        if trained_on_custom_env(run_dir):
-            raise custom_env_error(run_dir, cfg.env, "loading its policy")
-        check_env_id(cfg.env, cfg.env_modules, saved_module_homes(run_dir))
-        env_fn = make_env_fn(cfg.env, modules=cfg.env_modules, kwargs=cfg.env_kwargs_dict,
-                             frame_stack=cfg.frame_stack, action_masks=cfg.action_masks)
+        env_fn = _run_env_fn(run_dir, cfg, "loading its policy")
     with env_time_limit(cfg.env, cfg.wait_timeout_s, "made, reset and stepped once", trained=True):
         spec = inspect_env(env_fn, action_masks=cfg.action_masks)
     check_same_env(run_dir, spec, "playing or loading its policy")

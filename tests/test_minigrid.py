@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from actorlearner import env_registry
+from actorlearner import env_registry, load_policy, make_env
 from actorlearner.config import ConfigError
 from actorlearner.env_wrappers import MISSION_WORDS, MiniGridVector
 from actorlearner.envs import inspect_env, make_env_fn
@@ -77,3 +77,10 @@ def test_doorkey_is_learned_with_the_minigrid_preset(tmp_path):
     assert "(preset minigrid)" in out and "the mission (always the same) left out" in out
     assert summary["solved"] and summary["mean_return_100"] >= 0.9, summary
     assert mean >= 0.85
+    # From Python: the run's env as training made it gives the observations its policy takes.
+    policy, env = load_policy(str(tmp_path / "run")), make_env(str(tmp_path / "run"))
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (151,) and policy.greedy(obs) in range(7)
+    with pytest.raises(ValueError, match=r"MiniGrid's 7x7 view .*actorlearner.make_env\(RUN_DIR\)"):
+        policy.greedy(env.unwrapped.gen_obs())  # the env's own Dict observation
+    env.close()
