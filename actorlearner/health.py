@@ -87,12 +87,12 @@ class EntropyWatch:
     """Feeds on each learner step's mean policy entropy (nats); `update` returns True at the step that completes
     a stretch of COLLAPSE_STEPS below DETERMINISTIC_FRACTION * log(num_actions) (once, until it recovers).
     Discrete actions only: a Gaussian's entropy has no floor to measure against (None: the watch is off).
-    With action masks (num_actions "masked"), each step brings its own yardstick: the mean entropy and the
-    uniform choice's over the samples whose masks left a choice (losses.choice_entropy)."""
+    masked (--action-masks): each step brings its own yardstick instead, the mean entropy and the uniform
+    choice's over the samples whose masks left a choice (losses.choice_entropy)."""
 
-    def __init__(self, num_actions):
-        self.masked = num_actions == "masked"
-        self.uniform = math.log(num_actions) if not self.masked and num_actions and num_actions > 1 else 0.0
+    def __init__(self, num_actions: Optional[int], masked: bool = False):
+        self.masked = masked
+        self.uniform = math.log(num_actions) if not masked and num_actions and num_actions > 1 else 0.0
         self.stretch = _Stretch()
 
     def update(self, entropy: Optional[float], solved: bool = False, uniform: Optional[float] = None) -> bool:

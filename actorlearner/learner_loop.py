@@ -105,7 +105,7 @@ class LearnerLoop:
         self.flow = _slot_flow(cfg, run.source.num_actors)
         self.flow_said = False
         self.endless_said = False
-        self.entropy_watch = EntropyWatch("masked" if run.spec.action_masks else run.spec.joint_actions or None)
+        self.entropy_watch = EntropyWatch(run.spec.joint_actions or None, masked=run.spec.action_masks)
         self.clip_watch = None if run.spec.discrete else ClipWatch(run.spec.action_low, run.spec.action_high)
         self.stale_watch = StaleWatch()
         self.latest = None  # the newest published weights

@@ -158,7 +158,7 @@ def make_env(run_dir: str, render_mode: Optional[str] = None):
     masks in `info["action_mask"]`. render_mode: gymnasium's ("rgb_array", "human")."""
     if trained_on_custom_env(run_dir):
         raise ConfigError(f"{run_dir} trained on an env factory (env_fn): its env is the one that factory makes")
-    return _run_env_fn(run_dir, _saved_config(run_dir), "making its env", render_mode)()
+    return _run_env_fn(run_dir, _saved_config(run_dir), render_mode)()
 
 
 def _saved_config(run_dir: str):
@@ -168,11 +168,8 @@ def _saved_config(run_dir: str):
     return saved_config(cfg_path)
 
 
-def _run_env_fn(run_dir: str, cfg, doing: str, render_mode: Optional[str] = None):
-    """The env factory of a run trained on an env id, with its modules, kwargs and wrappers; `doing`: what needs
-    it, for the error on a run trained on an env factory."""
-    if trained_on_custom_env(run_dir):
-        raise custom_env_error(run_dir, cfg.env, doing)
+def _run_env_fn(run_dir: str, cfg, render_mode: Optional[str] = None):
+    """The env factory of a run trained on an env id, with its modules, kwargs and wrappers."""
     check_env_id(cfg.env, cfg.env_modules, saved_module_homes(run_dir))
     return make_env_fn(cfg.env, render_mode, cfg.env_modules, cfg.env_kwargs_dict, cfg.frame_stack,
                        cfg.action_masks)
@@ -182,7 +179,9 @@ def run_config(run_dir: str, env_fn: Optional[Callable] = None):
     """(Config, EnvSpec, env_fn) of a run directory. The env made for the spec gets the run's --wait-timeout-s."""
     cfg = _saved_config(run_dir)
     if env_fn is None:
-        env_fn = _run_env_fn(run_dir, cfg, "loading its policy")
+        if trained_on_custom_env(run_dir):
+            raise custom_env_error(run_dir, cfg.env, "loading its policy")
+        env_fn = _run_env_fn(run_dir, cfg)
     with env_time_limit(cfg.env, cfg.wait_timeout_s, "made, reset and stepped once", trained=True):
         spec = inspect_env(env_fn, action_masks=cfg.action_masks)
     check_same_env(run_dir, spec, "playing or loading its policy")

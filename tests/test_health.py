@@ -164,7 +164,7 @@ def test_entropy_watch_stays_quiet_on_healthy_entropy_short_dips_and_continuous_
 def test_a_masked_policys_entropy_is_measured_against_the_allowed_actions_where_there_was_a_choice():
     """With --action-masks each step brings its yardstick (losses.choice_entropy): log(allowed) over the samples
     with a choice, 0 where the masks left none, which keeps the watch quiet however low the entropy."""
-    watch = EntropyWatch("masked")
+    watch = EntropyWatch(5, masked=True)
     assert not any(watch.update(0.0, uniform=0.0) for _ in range(2 * COLLAPSE_STEPS))  # one allowed action only
     assert not any(watch.update(0.5, uniform=1.1) for _ in range(2 * COLLAPSE_STEPS))
     fired = [watch.update(1e-5, uniform=1.1) for _ in range(2 * COLLAPSE_STEPS)]
