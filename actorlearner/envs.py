@@ -254,11 +254,7 @@ def inspect_env(env_fn: EnvFn, name: str = "", action_masks: bool = False) -> En
                               f"'action_mask'): wrap it in actorlearner.env_wrappers.MaskInInfo, which moves the mask "
                               f"into info (an env given by id is wrapped for you)")
         flat = spec_from_spaces(env.observation_space, env.action_space, threshold, max_steps)
-        if isinstance(env, gym.wrappers.FlattenObservation):
-            flat = dataclasses.replace(flat, obs_note=f"flattened from {env.env.observation_space}; Discrete parts "
-                                                      f"one-hot")
-        elif isinstance(env, MiniGridVector):
-            flat = dataclasses.replace(flat, obs_note=env.described)
+        flat = dataclasses.replace(flat, obs_note=_obs_note(env))
         if action_masks:
             if not flat.discrete:
                 raise ConfigError(f"--action-masks masks categorical actions, and {name or 'the env'} has "
@@ -269,6 +265,17 @@ def inspect_env(env_fn: EnvFn, name: str = "", action_masks: bool = False) -> En
         return flat
     finally:
         env.close()
+
+
+def _obs_note(env: gym.Env) -> Optional[str]:
+    """EnvSpec.obs_note of an env: how flat_observations' wrapper (under a --frame-stack, if any) made its vector."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, gym.wrappers.FlattenObservation):
+            return f"flattened from {env.env.observation_space}; Discrete parts one-hot"
+        if isinstance(env, MiniGridVector):
+            return env.described
+        env = env.env
+    return None
 
 
 def check_api(env: gym.Env, spec: EnvSpec, name: str = "") -> bool:

@@ -34,6 +34,8 @@ def test_the_view_and_direction_are_one_vector_and_the_preset_applies_by_id():
     assert spec.obs_shape == (151,) and spec.action_dim == 7
     assert spec.obs_note == ("MiniGrid's 7x7 view as codes, its direction one-hot, the mission (always the same) "
                              "left out")
+    stacked = inspect_env(make_env_fn("MiniGrid-DoorKey-5x5-v0", frame_stack=2))  # the note under the stack too
+    assert stacked.obs_shape == (302,) and stacked.obs_note == spec.obs_note
     assert preset_for_env("MiniGrid-Empty-8x8-v0") == preset_for_env("BabyAI-GoToLocal-v0") == "minigrid"
     assert preset_for_env("mymodule:MiniGrid-Custom-v0") == "minigrid" and preset_for_env("Grid-v0") is None
 
