@@ -69,8 +69,8 @@ def gives_masks(env, info) -> bool:
 
 
 def mask_of(env, info, spec: EnvSpec):
-    """read_mask's [1, A] batch of one where the run has masks (spec.action_masks), else None: what evaluation
-    passes its policy after each reset and step."""
+    """read_mask's [1, A] batch of one where the run has masks (spec.action_masks), else None: what a one-env
+    episode (evaluation._episode: --video) passes its policy after each reset and step."""
     return read_mask(env, info, spec)[None] if spec.action_masks else None
 
 

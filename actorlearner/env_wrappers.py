@@ -1,8 +1,8 @@
 """gymnasium wrappers that turn an env given by id into one the actors and models take: a lean time limit,
-observations flattened to a vector (or an image stack folded into channels; MiniGrid's view and direction made
-one vector), action spaces counted from 0,
---frame-stack's stacked observations, and --action-masks' masks taken out of a Dict observation. envs.py's
-factories apply them; an env made by the user's own function can be wrapped in them by hand."""
+observations flattened to a vector (or an image stack folded into channels; MiniGrid's observation made one
+vector), action spaces counted from 0, --frame-stack's stacked observations, and --action-masks' masks taken out
+of a Dict observation. envs.py's factories apply them; an env made by the user's own function can be wrapped in
+them by hand."""
 
 from __future__ import annotations
 
@@ -158,6 +158,7 @@ MISSION_WORDS = ("a", "after", "and", "at", "avoid", "ball", "behind", "blue", "
                  "matching", "must", "near", "next", "object", "of", "on", "open", "opening", "pick", "purple", "put",
                  "reach", "red", "right", "room", "rooms", "square", "the", "then", "to", "traverse", "unlock", "up",
                  "use", "yellow", "you", "your")
+_WORD_INDEX = {word: i for i, word in enumerate(MISSION_WORDS)}
 
 
 class MiniGridVector(gym.ObservationWrapper):
@@ -179,20 +180,20 @@ class MiniGridVector(gym.ObservationWrapper):
                               f"'mission'), not {space}")
         self._view = space["image"].shape
         self._turns = np.eye(space["direction"].n, dtype=np.float32)
-        self._words = None if _constant_mission(space["mission"]) else {w: i for i, w in enumerate(MISSION_WORDS)}
+        self._bagged = not _constant_mission(space["mission"])
         self._bag = ("", np.zeros(0, np.float32))  # (the last mission, its bag): a mission lasts an episode
-        n = int(np.prod(self._view)) + len(self._turns) + (len(MISSION_WORDS) if self._words else 0)
+        n = int(np.prod(self._view)) + len(self._turns) + (len(MISSION_WORDS) if self._bagged else 0)
         self.observation_space = gym.spaces.Box(0.0, 255.0, (n,), np.float32)
 
     def observation(self, obs):
         parts = [obs["image"].reshape(-1), self._turns[obs["direction"]]]
-        if self._words is not None:
+        if self._bagged:
             mission = obs["mission"]
             if mission != self._bag[0]:
                 bag = np.zeros(len(MISSION_WORDS), np.float32)
                 for word in re.findall(r"[a-z]+", mission.lower()):
-                    if word in self._words:
-                        bag[self._words[word]] = 1.0
+                    if word in _WORD_INDEX:
+                        bag[_WORD_INDEX[word]] = 1.0
                 self._bag = (mission, bag)
             parts.append(self._bag[1])
         return np.concatenate(parts, dtype=np.float32)
@@ -201,7 +202,7 @@ class MiniGridVector(gym.ObservationWrapper):
     def described(self) -> str:
         """How the vector was made, for the start-up line."""
         h, w, _ = self._view
-        mission = ("the mission as a bag of words" if self._words is not None else
+        mission = ("the mission as a bag of words" if self._bagged else
                    "the mission (always the same) left out")
         return f"MiniGrid's {h}x{w} view as codes, its direction one-hot, {mission}"
 
