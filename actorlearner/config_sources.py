@@ -8,7 +8,8 @@ import json
 import os
 from typing import Any, Optional
 
-from .config import Config, ConfigError, config_fields, flag_name, show_value, validate, whole_number
+from .config import Config, ConfigError, config_fields, flag_name, show_value, whole_number
+from .config_checks import validate
 from .presets import PRESETS, is_atari, preset_for_env
 
 

@@ -6,7 +6,6 @@ vector; where batches come from and where weights go is the runner's business.
 
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 import tensorflow as tf
@@ -19,6 +18,7 @@ from .envs import EnvSpec
 from .losses import appo_loss, choice_entropy, first_rows, impala_loss, policy_spread
 from .layout import OBS_NORM, flat_weights, merge_moments, mlp_input, ordered_weights, published_layout
 from .model import apply_time_major
+from .tf_calls import executor_for, flat_caller, to_tensor
 
 # A batch (trajectory.learner_inputs) holds obs, first, actions, the ROW_NAMES arrays, for a recurrent model
 # core_state [1, B, S] (the state at each unroll's first step), and with --action-masks action_mask [T, B, A].
@@ -71,7 +71,7 @@ class Learner:
         self._minibatch = B
         self._rng = np.random.default_rng(cfg.seed)  # minibatch shuffling
         act_sig = tf.TensorSpec([T, B, *spec.action_shape], tf.int32 if spec.discrete else tf.float32)
-        # --target-kl-from batch (several updates a batch, config.validate): each update's KL is measured from the
+        # --target-kl-from batch (several updates a batch; config_checks): each update's KL is measured from the
         # policy at the batch's start, whose log-probabilities one forward pass over the whole batch gives first.
         anchored = bool(cfg.target_kl) and cfg.target_kl_from == "batch"
         self._kl_stat = START_STAT if anchored else "approx_kl"  # the figure --target-kl stops at
@@ -293,38 +293,6 @@ def _masks(batch: dict) -> list:
     return [to_tensor(batch["action_mask"])] if "action_mask" in batch else []
 
 
-def to_tensor(array: np.ndarray):
-    """An eager tensor of a numpy array, for the step's inputs: the EagerTensor constructor that tf.constant ends
-    in, without its Python layers (shape, dtype and argument checks a numpy array does not need): ~10 against
-    ~21 µs an input here. tf.constant where that private class has moved or takes other arguments."""
-    eager = _eager_tensor()
-    if eager is None:
-        return tf.constant(array)
-    make, context = eager
-    ctx = context.context()
-    ctx.ensure_initialized()
-    return make(array, ctx.device_name, None)
-
-
-@functools.cache
-def _eager_tensor():
-    """(TensorFlow's EagerTensor class, its eager context module) if the class makes the tensor tf.constant makes,
-    else None. Decided at the first step, not at import: the eager context must not start before the learner's
-    thread settings."""
-    try:
-        from tensorflow.python.eager import context
-        from tensorflow.python.framework.ops import EagerTensor
-
-        probe = np.arange(6, dtype=np.float32).reshape(2, 3)
-        context.context().ensure_initialized()
-        made = EagerTensor(probe, context.context().device_name, None)
-        if made.dtype == tf.float32 and made.shape == (2, 3) and np.array_equal(made.numpy(), probe):
-            return EagerTensor, context
-    except Exception:  # noqa: BLE001 - any change in private classes: the public way
-        pass
-    return None
-
-
 def clipped_gradients(grads: list, loss, max_norm: float):
     """(grads scaled to a global norm of at most max_norm, their global norm before, finite) where finite is
     whether loss and that norm are finite. The scale is tf.clip_by_global_norm's, to the bit; where not
@@ -338,37 +306,6 @@ def clipped_gradients(grads: list, loss, max_norm: float):
     return [tf.math.multiply_no_nan(g, scale) for g in grads], norm, finite
 
 
-CONTROL_FLOW_OPS = frozenset({"If", "StatelessIf", "While", "StatelessWhile", "Case", "StatelessCase",
-                               "Switch", "Merge", "Enter", "Exit", "NextIteration"})
-
-
-def executor_for(graph) -> str:
-    """The executor a compiled step runs on: TensorFlow's single-threaded one where the graph has no control
-    flow and no GPU is visible (it runs each kernel inline, in order, where the default one schedules each of
-    the step's ~240 small kernels: with the tf.cond gone, 3-5 % of the default CartPole step in alternated
-    runs), else the default (""). Control flow there hung a step in a probe (a tf.cond's nested call); a GPU
-    step is a graph partitioned between host and GPU, whose send/recv nodes that executor refuses
-    ("does not support partitioned graphs"). Kernels keep their own intra-op threads either way."""
-    if tf.config.list_logical_devices("GPU"):
-        return ""
-    if any(op.type in CONTROL_FLOW_OPS for op in graph.get_operations()):
-        return ""
-    return "SINGLE_THREADED_EXECUTOR"
-
-
-def flat_caller(concrete):
-    """A function calling `concrete` (a ConcreteFunction) with its inputs as positional tensors, through the
-    flat entry that its public call ends in (`_call_flat`, with the captured variables read once here), so
-    not binding them to the structured signature on every call: that binding cost ~0.3 ms per learner step
-    (TF 2.21, 9 inputs: 408 against 116 µs for a call of a near-empty function). A TensorFlow without that
-    private method gets the public call."""
-    call_flat = getattr(concrete, "_call_flat", None)
-    if call_flat is None:
-        return concrete
-    captured = list(concrete.captured_inputs)  # the model's and optimizer's variables: fixed for its life
-    return lambda *args: call_flat(list(args), captured)
-
-
 def scheduled(initial: float, kind: str, progress: float) -> float:
     """A scheduled hyperparameter: `initial` (constant), or initial * (1 - progress) floored at 0 (linear),
     progress being the fraction of the run done (env steps / max steps)."""
@@ -377,25 +314,3 @@ def scheduled(initial: float, kind: str, progress: float) -> float:
     if kind == "linear":
         return initial * max(0.0, 1.0 - progress)
     raise ValueError(f"unknown schedule {kind!r}")
-
-
-def configure_tensorflow(threads: int, deterministic: bool = False) -> None:
-    """Learner-process TF settings. Grappler's graph rewrites stay on: its remapper fuses each dense layer's
-    MatMul, BiasAdd and activation into one kernel, 3-4 % of the default CartPole step (1.60 -> 1.55 ms in
-    alternated runs), for ~0.05 s more on the first step. deterministic: --reproducible, every op's result
-    independent of thread timing."""
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
-    if threads:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
-        except RuntimeError:
-            pass  # TensorFlow already runs in this process (a notebook, a test): its threads stay as they are
-    for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            # Take GPU memory as the learner needs it, not nearly all of it at start: `actorlearner export` or a
-            # second run on the same GPU can then start beside a training run.
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:
-            pass  # the GPU was initialised before this call (a notebook, a test): its memory policy stays

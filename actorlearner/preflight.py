@@ -13,7 +13,8 @@ import gymnasium as gym
 
 from . import checkpoint, litert_cnn
 from .atari import PREPROCESSING_KWARGS
-from .config import Config, ConfigError, usable_cores, validate
+from .config import Config, ConfigError, usable_cores
+from .config_checks import validate
 from .config_sources import RESUME_FIXED, config_from_dict
 from .env_backends import EnvBatchFactory, resolve_backend
 from .env_registry import check_env_id, import_env_modules, registered_id

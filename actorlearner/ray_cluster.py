@@ -157,7 +157,7 @@ def remove_orphaned_ray_agents() -> list[int]:
 
 
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """Raises ConfigError unless HOST:PORT (as config validates it; "" and 'auto' pass) accepts a connection:
+    """Raises ConfigError unless HOST:PORT (as config_checks validates it; "" and 'auto' pass) accepts a connection:
     ray.init retries an unreachable head for a minute or more, and a mistyped address deserves a one-line error
     at once, before the run directory is made."""
     import socket

@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from actorlearner.config import Config
 from actorlearner.envs import inspect_env, make_env_fn
-from actorlearner.learner import Learner, flat_caller, has_adam_slots
+from actorlearner.learner import Learner, has_adam_slots
+from actorlearner.tf_calls import flat_caller
 from actorlearner.model import build_default_model
 
 
@@ -67,7 +68,7 @@ def test_flat_caller_gives_the_public_calls_result_and_updates_the_same_variable
 
 
 def test_steps_without_control_flow_run_on_the_single_threaded_executor(monkeypatch):
-    from actorlearner.learner import executor_for
+    from actorlearner.tf_calls import executor_for
 
     monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: [])  # as on a machine without GPU
 
@@ -90,7 +91,7 @@ def test_steps_without_control_flow_run_on_the_single_threaded_executor(monkeypa
 def test_a_step_on_a_gpu_runs_on_the_default_executor(monkeypatch):
     """On a GPU the step's graph is partitioned between host and GPU, and the single-threaded executor refuses
     the send/recv nodes that joins them. No GPU here: one is listed by a stand-in."""
-    from actorlearner.learner import executor_for
+    from actorlearner.tf_calls import executor_for
 
     plain = tf.function(lambda x: x * 2.0, autograph=False, input_signature=[tf.TensorSpec([], tf.float32)])
     graph = plain.get_concrete_function().graph

@@ -138,7 +138,7 @@ def test_an_actor_runs_a_keras_model_off_the_gpu_and_the_learner_grows_its_gpu_m
     This machine has no GPU, so the calls are recorded: an actor's own process hides the GPUs before its model's
     first op, a policy in a shared process (serial mode, the learner's checks) leaves them, and the learner asks
     for memory growth on each GPU it finds."""
-    from actorlearner import learner
+    from actorlearner.tf_start import configure_tensorflow
     from actorlearner.policies import make_policy
 
     calls = []
@@ -161,7 +161,7 @@ def test_an_actor_runs_a_keras_model_off_the_gpu_and_the_learner_grows_its_gpu_m
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [fake_gpu] if kind == "GPU" else [])
     monkeypatch.setattr(tf.config.experimental, "set_memory_growth", lambda d, on: calls.append((d.name, on)))
     calls.clear()
-    learner.configure_tensorflow(threads=0)
+    configure_tensorflow(threads=0)
     assert calls == [("/physical_device:GPU:0", True)]
 
 

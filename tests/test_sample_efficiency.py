@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 from actorlearner import Config, vtrace
-from actorlearner.config import ConfigError, validate
+from actorlearner.config import ConfigError
+from actorlearner.config_checks import validate
 from actorlearner.config_sources import add_config_arguments, config_from_args
 from actorlearner.learner import Learner, scheduled
 from actorlearner.losses import appo_loss
