@@ -12,7 +12,7 @@ from . import checkpoint
 from .config import ConfigError
 from .config_sources import saved_config
 from .env_registry import check_env_id
-from .envs import env_time_limit, inspect_env, make_env_fn
+from .envs import env_time_limit, inspect_env, make_env_fn, spec_from_spaces
 from .layout import default_layout
 from .policies import KerasPolicy, numpy_policy
 from .reporting import warn
@@ -155,10 +155,17 @@ class LoadedPolicy:
 def make_env(run_dir: str, render_mode: Optional[str] = None):
     """The env of a run (trained on an env id) as its actors made it: its observations are what the run's policy
     takes (`load_policy`), e.g. Taxi's one-hot, MiniGrid's vector, the --frame-stack, with --action-masks the
-    masks in `info["action_mask"]`. render_mode: gymnasium's ("rgb_array", "human")."""
+    masks in `info["action_mask"]`. render_mode: gymnasium's ("rgb_array", "human"). An env whose spaces have
+    changed since the run (an edited module, another version) is a ConfigError, as for load_policy."""
     if trained_on_custom_env(run_dir):
         raise ConfigError(f"{run_dir} trained on an env factory (env_fn): its env is the one that factory makes")
-    return _run_env_fn(run_dir, _saved_config(run_dir), render_mode)()
+    env = _run_env_fn(run_dir, _saved_config(run_dir), render_mode)()
+    try:
+        check_same_env(run_dir, spec_from_spaces(env.observation_space, env.action_space), "make_env")
+    except ConfigError:
+        env.close()
+        raise
+    return env
 
 
 def _saved_config(run_dir: str):

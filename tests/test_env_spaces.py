@@ -128,3 +128,22 @@ def test_a_run_knows_the_env_it_trained_on_where_the_weights_cannot_tell(tmp_pat
         check_same_env(str(tmp_path), multi, "eval")
     (tmp_path / ENV_SPEC_FILE).write_text("{not json")
     check_same_env(str(tmp_path), multi, "eval")  # unreadable: nothing to compare, as before the file
+
+
+def test_make_env_refuses_an_env_that_has_changed_since_the_run(tmp_path):
+    """make_env(run_dir) gives the env its policy plays: one whose spaces differ from the run's env_spec.json
+    (here CartPole's 4 observations against a saved 5) is the same one line load_policy gives."""
+    import json
+
+    from actorlearner import Config, make_env
+    from actorlearner.run_files import ENV_SPEC_FILE
+
+    (tmp_path / "config.json").write_text(Config(env="CartPole-v1").to_json())
+    (tmp_path / ENV_SPEC_FILE).write_text(json.dumps({"observations": "4 float32", "actions": "2 actions"}))
+    env = make_env(str(tmp_path))
+    assert env.observation_space.shape == (4,)
+    env.close()
+    (tmp_path / ENV_SPEC_FILE).write_text(json.dumps({"observations": "5 float32", "actions": "2 actions"}))
+    with pytest.raises(ConfigError, match=r"changed since \(observations 5 float32 then, 4 float32 now\): make_env "
+                                          "needs the env it trained on"):
+        make_env(str(tmp_path))
