@@ -189,7 +189,12 @@ def build_actor(args: ActorArgs, slots, channel, weights) -> Actor:
         os.nice(args.cfg.actor_nice)
 
     make_batch = cloudpickle.loads(args.batch_blob)
-    model_fn = cloudpickle.loads(args.model_fn_blob) if args.model_fn_blob else None
+    model_fn = None
+    if args.model_fn_blob:
+        from .tf_start import tf_notices_filtered
+
+        with tf_notices_filtered():  # a model_fn's module that imports Keras at its top is imported here
+            model_fn = cloudpickle.loads(args.model_fn_blob)
     policy = make_policy(args.cfg, args.spec, model_fn, own_process=True)
     envs = make_batch(args.actor_id, args.incarnation, args.cfg.seed, args.spec)
     try:

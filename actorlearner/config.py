@@ -115,6 +115,10 @@ class Config:
                     "(IMPALA's 2-conv CNN, images only), impala-deep (its 15-layer ResNet, images only), or auto "
                     "(impala-shallow for H x W x C images, else mlp); actors run all of them in numpy",
                     choices=MODELS)
+    model_fn: str = _f("", "a custom Keras model instead of the default ones: MODULE:FUNCTION, FUNCTION(spec) -> "
+                       "keras.Model as model.py's contract says, in a module importable from the working directory "
+                       "or PYTHONPATH; eval, export and --resume build it again from there. Actors run it in "
+                       "TensorFlow")
     core: str = _f("none", "a recurrent core between the default model's torso and its heads: none, or lstm (the "
                    "actors carry each env's state, reset at episode starts; the learner re-runs the core over "
                    "each unroll from the state the actor had at its first step); with lstm the MLP has one "

@@ -60,6 +60,12 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"--frame-stack must be in [1, 64] (observations stacked), got {cfg.frame_stack}")
     if cfg.core_size < 1:
         raise ConfigError(f"--core-size must be >= 1, got {cfg.core_size}")
+    if cfg.model_fn:
+        from .model_fns import model_module
+
+        model_module(cfg.model_fn)  # its form; the module is imported when the run is planned
+        if cfg.model != "auto":
+            raise ConfigError(f"--model {cfg.model} picks a default model and --model-fn builds your own: give one")
     if not cfg.hidden_sizes or any(int(h) < 1 for h in cfg.hidden_sizes):
         raise ConfigError(f"--hidden-sizes must be positive widths, got {cfg.hidden_sizes}")
     if cfg.backend == "ray":

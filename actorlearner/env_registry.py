@@ -56,23 +56,29 @@ def import_env_modules(modules: Sequence[str], env_id: Optional[str] = None,
     if is_minigrid(rid) and rid not in gym.registry and not _register_minigrid_ids():
         raise ConfigError(f"{env_id} needs minigrid: pip install 'actorlearner[minigrid]'")
     for name in names:
-        if name.endswith(".py") or "/" in name or os.sep in name:
-            module = os.path.splitext(os.path.basename(name))[0]
-            raise ConfigError(f"env module {name!r} is a file name: give the module's name ({module!r}), importable "
-                              f"from the working directory or PYTHONPATH")
-        _make_findable(name, homes or {})
-        try:
-            importlib.import_module(name)
-        except Exception as e:  # noqa: BLE001 - any failure to import a user module is a user-input error
-            if isinstance(e, ModuleNotFoundError) and e.name and (name + ".").startswith(e.name + "."):
-                # The module (or its package) is nowhere, not something it imports: `actorlearner eval RUN` of a
-                # run whose module has moved since, or a typo.
-                home = (homes or {}).get(_top(name))
-                where = (f", in the working directory ({os.getcwd()}) or in {home}, where the run found it" if home
-                         else f" or in the working directory ({os.getcwd()})")
-                raise ConfigError(f"no env module {name!r} on the Python path{where}: run from the directory that "
-                                  f"holds it, or add that directory to PYTHONPATH") from None
-            raise ConfigError(f"could not import env module {name!r}: {type(e).__name__}: {e}") from None
+        import_user_module(name, homes or {}, "env module")
+
+
+def import_user_module(name: str, homes: Mapping[str, str], what: str):
+    """Imports a user's module by name (an env module, --model-fn's module), found as `_make_findable` says;
+    returns it. what: its role, for the one-line error naming a module that cannot be imported."""
+    if name.endswith(".py") or "/" in name or os.sep in name:
+        module = os.path.splitext(os.path.basename(name))[0]
+        raise ConfigError(f"{what} {name!r} is a file name: give the module's name ({module!r}), importable "
+                          f"from the working directory or PYTHONPATH")
+    _make_findable(name, homes)
+    try:
+        return importlib.import_module(name)
+    except Exception as e:  # noqa: BLE001 - any failure to import a user module is a user-input error
+        if isinstance(e, ModuleNotFoundError) and e.name and (name + ".").startswith(e.name + "."):
+            # The module (or its package) is nowhere, not something it imports: `actorlearner eval RUN` of a
+            # run whose module has moved since, or a typo.
+            home = homes.get(_top(name))
+            where = (f", in the working directory ({os.getcwd()}) or in {home}, where the run found it" if home
+                     else f" or in the working directory ({os.getcwd()})")
+            raise ConfigError(f"no {what} {name!r} on the Python path{where}: run from the directory that "
+                              f"holds it, or add that directory to PYTHONPATH") from None
+        raise ConfigError(f"could not import {what} {name!r}: {type(e).__name__}: {e}") from None
 
 
 def env_module_names(modules: Sequence[str], env_id=None) -> list[str]:

@@ -17,7 +17,8 @@ from typing import Callable, Optional
 from . import distributions as D
 from .config import ConfigError
 from .layout import unflatten
-from .run_files import atomic_file
+from .model_fns import model_fn_of
+from .run_files import atomic_file, saved_module_homes
 
 FORMATS = ("savedmodel", "tflite")
 DEFAULT_NAMES = {"savedmodel": "policy_savedmodel", "tflite": "policy.tflite"}
@@ -36,6 +37,7 @@ def export_policy(run_dir: str, fmt: str, path: Optional[str] = None, *, which: 
     cfg, spec, _ = run_config(run_dir, env_fn)
     flat, layout = saved_weights(run_dir, which)
     path = output_path(path or run_dir, fmt)
+    model_fn = model_fn_of(cfg, model_fn, saved_module_homes(run_dir))
     model = _model_with_weights(cfg, spec, model_fn, flat, layout, run_dir)
     import tensorflow as tf
 
@@ -86,7 +88,7 @@ def _model_with_weights(cfg, spec, model_fn, flat, layout, run_dir):
     model = build_model(cfg, spec, model_fn)
     by_path = {v.path: v for v in model.weights}
     if sorted(by_path) != sorted(p for p, _ in layout):
-        raise ConfigError(f"{run_dir} holds weights of another model than {cfg.model!r}"
+        raise ConfigError(f"{run_dir} holds weights of another model than {cfg.model_fn or cfg.model!r}"
                           + ("" if model_fn else ": if it trained a custom model, pass its model_fn"))
     for (p, _), value in zip(layout, unflatten(flat, layout)):
         by_path[p].assign(value)

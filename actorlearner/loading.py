@@ -14,6 +14,7 @@ from .config_sources import saved_config
 from .env_registry import check_env_id
 from .envs import env_time_limit, inspect_env, make_env_fn, spec_from_spaces
 from .layout import default_layout
+from .model_fns import model_fn_of
 from .policies import KerasPolicy, numpy_policy
 from .reporting import warn
 from .run_files import check_same_env, custom_env_error, saved_module_homes, trained_on_custom_env
@@ -38,6 +39,7 @@ def load_policy(run_dir: str, *, env_fn: Optional[Callable] = None, model_fn: Op
 def policy_of(run_dir: str, cfg, spec, *, which: str = "final", model_fn: Optional[Callable] = None):
     """load_policy for a run whose config and spec `run_config` has read already (it makes an env for them)."""
     flat, layout = saved_weights(run_dir, which)
+    model_fn = model_fn_of(cfg, model_fn, saved_module_homes(run_dir))
     if model_fn is None:
         if layout != default_layout(spec, cfg):
             # A custom model's weights, or the env is not the one the run trained on (a module edited since): the

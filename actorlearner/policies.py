@@ -16,7 +16,6 @@ user's) under `tf.function`. All expose the same methods, so the actor does not 
 
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import numpy as np
@@ -162,12 +161,11 @@ class KerasPolicy(FeedForward):
     process shared with others (serial mode, the learner's checks, evaluation), whose settings stay as they are."""
 
     def __init__(self, spec: EnvSpec, model_fn: Callable, threads: int):
-        from .tf_start import TF_IMPORT_NOISE, native_stderr_filtered
+        from .tf_start import tf_notices_filtered
 
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as the learner's: actors start before it sets it
         # TensorFlow's C++ start-up notices (oneDNN, no CUDA driver, a failed cuInit) came from every actor process
         # that runs TensorFlow, ~7 lines each; they are filtered here as in the learner.
-        with native_stderr_filtered(TF_IMPORT_NOISE):
+        with tf_notices_filtered():
             import tensorflow as tf
 
             if threads:

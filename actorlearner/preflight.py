@@ -27,14 +27,18 @@ from .trajectory import unroll_fields
 from .transport import SHM_DIR, SlotPool, WeightStore, full_message, segments_bytes, shared_memory_free
 
 
+def check_is_config(cfg) -> None:
+    if not isinstance(cfg, Config):  # train("CartPole-v1") or a dict was an AttributeError from deep inside
+        raise ConfigError(f"train() takes a Config, e.g. actorlearner.Config(env='CartPole-v1'), not a "
+                          f"{type(cfg).__name__}")
+
+
 def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None):
     """Validates everything a run needs, before any process starts. Raises ConfigError.
 
     Returns (single-env factory for evaluation, env-batch factory for actors, EnvSpec, target return,
     why that backend, (env-batch factory, model_fn or b"") pickled for actor processes or None in serial mode)."""
-    if not isinstance(cfg, Config):  # train("CartPole-v1") or a dict was an AttributeError from deep inside
-        raise ConfigError(f"train() takes a Config, e.g. actorlearner.Config(env='CartPole-v1'), not a "
-                          f"{type(cfg).__name__}")
+    check_is_config(cfg)
     validate(cfg)
     custom = env_fn is not None
     homes = saved_module_homes(cfg.resume) if cfg.resume else {}  # a resumed run finds its modules where it did
@@ -88,10 +92,11 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
     if not cfg.serial:
         blobs = (_pickled("env_fn", make_batch), _pickled("model_fn", model_fn) if model_fn is not None else b"")
     if model_fn is not None and cfg.normalize_obs:
-        raise ConfigError("--normalize-obs works on the default model; a custom model can normalize inside itself")
+        raise ConfigError(f"{_said(cfg, 'normalize_obs', '--normalize-obs')} works on the default model; a custom "
+                          f"model can normalize inside itself: --no-normalize-obs")
     if model_fn is not None and cfg.core != "none":
-        raise ConfigError("--core adds a recurrent core to the default models; a custom model is recurrent "
-                          "through its own state_sizes (model.py's contract)")
+        raise ConfigError(f"{_said(cfg, 'core', '--core')} adds a recurrent core to the default models; a custom "
+                          f"model is recurrent through its own state_sizes (model.py's contract): --core none")
     if model_fn is not None and cfg.actor_inference in ("numpy", "litert"):
         raise ConfigError(f"--actor-inference {cfg.actor_inference} runs only the default models; a custom model "
                           f"needs tensorflow (or auto)")
@@ -108,10 +113,8 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
             raise ConfigError("--actor-inference litert needs ai-edge-litert: pip install -e '.[atari]' "
                               "(or pip install ai-edge-litert)")
     if model_fn is None and cfg.normalize_obs and model_kind(spec, cfg.model) != "mlp":
-        source = f"--preset {cfg.preset} sets --normalize-obs, which" if _from_preset(cfg, "normalize_obs") else \
-            "--normalize-obs"
-        raise ConfigError(f"{source} works on the MLP only (the CNNs scale uint8 images to [0, 1]): "
-                          f"--no-normalize-obs")
+        raise ConfigError(f"{_said(cfg, 'normalize_obs', '--normalize-obs')} works on the MLP only (the CNNs scale "
+                          f"uint8 images to [0, 1]): --no-normalize-obs")
     target = cfg.target_return if cfg.target_return is not None else spec.reward_threshold
     said = changed_time_limit(cfg, target)
     if said:
@@ -140,6 +143,12 @@ def _from_preset(cfg: Config, name: str) -> bool:
     from)."""
     preset = PRESETS.get(cfg.preset or "", {})
     return name in preset and preset[name] == getattr(cfg, name)
+
+
+def _said(cfg: Config, name: str, flag: str) -> str:
+    """How an error names the setting `name`: the flag, or the preset that set it (a user who never gave the flag
+    would not know where it came from)."""
+    return f"--preset {cfg.preset} sets {flag}, which" if _from_preset(cfg, name) else flag
 
 
 def _pickled(name: str, obj) -> bytes:

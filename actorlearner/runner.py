@@ -26,15 +26,16 @@ from .env_backends import EnvBatchFactory
 from .env_registry import module_homes
 from .layout import default_layout, layout_size, model_kind, state_size
 from .learner_loop import LearnerLoop, Run, build_model
+from .model_fns import model_fn_of, model_module
 from .precision import learner_precision
-from .preflight import (check_shared_memory, clock_stop_warning, crowded_actors, prepare, resume_point, shared_bytes,
-                        slot_bytes, slots_per_actor, unused_settings)
+from .preflight import (check_is_config, check_shared_memory, clock_stop_warning, crowded_actors, prepare,
+                        resume_point, shared_bytes, slot_bytes, slots_per_actor, unused_settings)
 from .presets import is_atari
 from .system_info import system_info
 from .tf_start import choose_onednn, learner_device, onednn_in_use, start_tensorflow_early
 from .reporting import RunStats, fmt_return, say, warn
 from .run_files import (CUSTOM_ENV_FILE, ENV_MODULES_FILE, ENV_SPEC_FILE, RunDir, check_fresh, check_same_env,
-                        env_summary)
+                        env_summary, saved_module_homes)
 from .stack_dumps import make_stack_dir, remove_stale_stack_dirs
 from .stopping import Interrupted, StopSignals
 from .trajectory import unroll_fields
@@ -116,6 +117,8 @@ def train_to_summary(cfg: Config, env_fn: Optional[Callable] = None, model_fn: O
 def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     """Checks the input, settles the config and the run directory, and restores a resumed run's counters."""
     custom_env = env_fn is not None
+    check_is_config(cfg)  # before its fields are read
+    model_fn = model_fn_of(cfg, model_fn, saved_module_homes(cfg.resume) if cfg.resume else {})
     env_fn, make_batch, spec, target, backend_why, blobs = prepare(cfg, env_fn, model_fn)
     ckpt = resume_point(cfg, custom_env) if cfg.resume else None
     if cfg.resume:
@@ -179,7 +182,7 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     run_dir.write_json(ENV_SPEC_FILE, env_summary(spec))
     if custom_env:
         run_dir.write_json(CUSTOM_ENV_FILE, {"env": cfg.env, "env_fn": True})
-    homes = module_homes(cfg.env_modules, cfg.env)
+    homes = module_homes(cfg.env_modules + ((model_module(cfg.model_fn),) if cfg.model_fn else ()), cfg.env)
     if homes:
         run_dir.write_json(ENV_MODULES_FILE, homes)
     say(f"config: {cfg.describe_changes()} (all settings: {os.path.join(run_dir.path, 'config.json')})")
@@ -216,7 +219,8 @@ def _banner(plan: Plan) -> None:
                                          " (the env gives action masks: --action-masks samples only the allowed "
                                          "ones)" if spec.masks_offered else "")
     model = (f"{'LiteRT' if engine == 'litert' else 'numpy'} (the default {kind}{core} model, no TensorFlow in "
-             f"actors{hint})" if plan.actor_model_fn is None else "TensorFlow")
+             f"actors{hint})" if plan.actor_model_fn is None else
+             f"TensorFlow (the model of --model-fn {cfg.model_fn})" if cfg.model_fn else "TensorFlow")
     say(f"actorlearner: {cfg.env}{preset} | {n} actor{'s' if n > 1 else ''}{where} x "
         f"{cfg.envs_per_actor} envs, {plan.make_batch.backend} backend ({plan.backend_why}), observations {obs}, "
         f"{actions}, unroll {cfg.unroll_length}, batch {cfg.batch_size}, learner threads "

@@ -48,6 +48,15 @@ def native_stderr_filtered(noise: tuple[str, ...]):
 _early: list = []  # [thread, errors] while start_tensorflow_early's thread is pending
 
 
+@contextlib.contextmanager
+def tf_notices_filtered():
+    """For a block that may import TensorFlow or start its runtime (a user's model module, a model_fn unpickled
+    or called): its start-up notices filtered out as the learner's are, ~7 lines a process otherwise."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with native_stderr_filtered(TF_IMPORT_NOISE):
+        yield
+
+
 def start_tensorflow_early(threads: int, deterministic: bool = False) -> None:
     """Starts TensorFlow (start_tensorflow_quietly) in a background thread now; the next
     start_tensorflow_quietly waits for it. --backend ray: the import (~4 s) overlaps ray.init (~2.5 s), which

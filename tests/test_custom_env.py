@@ -145,3 +145,61 @@ def test_a_file_name_for_an_env_module_says_to_give_the_module_name(name):
     with pytest.raises(ConfigError, match=rf"^env module '{re.escape(name)}' is a file name: give the module's name "
                                           r"\('my_envs'\)"):
         import_env_modules((), f"{name}:GridWorld-v0")
+
+
+MY_MODELS = '''
+import keras
+
+
+def small(spec):
+    obs = keras.Input(spec.obs_shape)
+    h = keras.layers.Dense(16, activation="tanh")(obs)
+    return keras.Model(obs, [keras.layers.Dense(spec.action_dim)(h), keras.layers.Dense(1)(h)])
+'''
+
+
+def test_a_custom_model_named_on_the_command_line_trains_and_is_played_back(tmp_path):
+    """--model-fn MODULE:FUNCTION, the module beside the command: the run trains the model (actors in TensorFlow),
+    keeps the name in config.json and where it found the module, and eval from another directory builds the
+    model again from there (no model_fn to pass, as a Python user would have to)."""
+    (tmp_path / "my_models.py").write_text(MY_MODELS)
+    proc, summary = train(tmp_path, "--env", "custom_envs:MatchSign-v0", "--model-fn", "my_models:small")
+    assert "actors run the policy in TensorFlow (the model of --model-fn my_models:small)" in proc.stdout
+    assert summary["solved"] and summary["mean_return_100"] >= 9.0, proc.stdout
+    assert "InitializeLog" not in proc.stderr  # TensorFlow's start-up notices, from the module's import of Keras
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "eval", str(tmp_path / "run"), "--episodes", "5",
+                           "--deterministic"], capture_output=True, text=True, timeout=120, cwd=elsewhere,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
+    assert proc.returncode == 0 and "InitializeLog" not in proc.stderr, proc.stdout + proc.stderr
+    assert re.search(r"deterministic: return 10(\.0)? ", proc.stdout), proc.stdout  # the trained model's choices
+
+
+def test_a_model_fn_that_cannot_be_built_is_one_line_before_anything_starts(tmp_path, monkeypatch):
+    from actorlearner import Config
+    from actorlearner.config import ConfigError
+    from actorlearner.config_checks import validate
+    from actorlearner.config_sources import preset_config
+    from actorlearner.model_fns import load_model_fn, model_fn_of
+    from actorlearner.preflight import prepare
+
+    (tmp_path / "my_models.py").write_text(MY_MODELS)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"--model-fn must be MODULE:FUNCTION, .* got 'my_models'"):
+        validate(Config(model_fn="my_models"))
+    with pytest.raises(ConfigError, match="--model mlp picks a default model and --model-fn builds your own"):
+        validate(Config(model_fn="my_models:small", model="mlp"))
+    with pytest.raises(ConfigError, match=r"module 'my_models' \(.*my_models.py\) has no function 'large'"):
+        load_model_fn("my_models:large")
+    with pytest.raises(ConfigError, match=r"no model module 'their_models' on the Python path"):
+        load_model_fn("their_models:small")
+    assert load_model_fn("my_models:small").__name__ == "small"
+    with pytest.raises(ConfigError, match="two custom models: model_fn= and --model-fn my_models:small"):
+        model_fn_of(Config(model_fn="my_models:small"), lambda spec: None)
+    # A preset's --normalize-obs (MountainCarContinuous gets the continuous one by its Box actions) is named as
+    # the preset's, not as a flag the user never gave.
+    cfg = preset_config("continuous", env="MountainCarContinuous-v0", model_fn="my_models:small")
+    with pytest.raises(ConfigError, match=r"--preset continuous sets --normalize-obs, which works on the default "
+                                          r"model; a custom model can normalize inside itself: --no-normalize-obs"):
+        prepare(cfg, model_fn=load_model_fn(cfg.model_fn))

@@ -1,0 +1,50 @@
+"""--model-fn MODULE:FUNCTION: a custom Keras model named by text, so that it can be given on the command line
+and kept in a run's config.json, from which eval, export, load_policy and --resume build it again.
+
+The function follows model.py's contract, `FUNCTION(spec: EnvSpec) -> keras.Model`, as train()'s `model_fn=` does.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Optional
+
+import cloudpickle
+
+from .config import ConfigError
+from .env_registry import import_user_module
+
+
+def model_module(text: str) -> str:
+    """The module part of MODULE:FUNCTION; ConfigError where text is not of that form."""
+    module, sep, name = text.partition(":")
+    if not (sep and module and name.isidentifier()):
+        raise ConfigError(f"--model-fn must be MODULE:FUNCTION, a function that builds the model "
+                          f"(FUNCTION(spec) -> keras.Model) in a module importable from the working directory or "
+                          f"PYTHONPATH; got {text!r}")
+    return module
+
+
+def load_model_fn(text: str, homes: Optional[Mapping[str, str]] = None) -> Callable:
+    """The function MODULE:FUNCTION names, its module imported (found where `env_registry._make_findable` looks,
+    homes being where the run found it). Its module is pickled by value for the actors: a Ray actor on another
+    host, or one started in another working directory, need not find the file."""
+    from .tf_start import tf_notices_filtered
+
+    with tf_notices_filtered():  # such a module imports Keras, most often at its top
+        module = import_user_module(model_module(text), homes or {}, "model module")
+    fn = getattr(module, text.partition(":")[2], None)
+    if not callable(fn):
+        raise ConfigError(f"--model-fn {text}: module {module.__name__!r} ({getattr(module, '__file__', '?')}) has "
+                          f"no function {text.partition(':')[2]!r}")
+    cloudpickle.register_pickle_by_value(module)
+    return fn
+
+
+def model_fn_of(cfg, model_fn: Optional[Callable], homes: Optional[Mapping[str, str]] = None) -> Optional[Callable]:
+    """The run's custom model function: train()'s or load_policy's `model_fn`, else the one cfg.model_fn names
+    (None: the default models). Both given is a ConfigError: which one would win is not obvious."""
+    if not cfg.model_fn:
+        return model_fn
+    if model_fn is not None:
+        raise ConfigError(f"two custom models: model_fn= and --model-fn {cfg.model_fn} (in the Config): give one")
+    return load_model_fn(cfg.model_fn, homes)
