@@ -158,25 +158,6 @@ def test_cartpole_multiprocess_solves_from_the_command_line(tmp_path, backend):
         assert not ray_pids() - ray_before, "the run's Ray instance outlived it"
 
 
-def custom_model(spec):
-    import keras
-
-    obs = keras.Input((spec.obs_dim,))
-    h = keras.layers.Dense(32, activation="relu")(obs)
-    return keras.Model(obs, [keras.layers.Dense(spec.action_dim)(h), keras.layers.Dense(1)(h)])
-
-
-def test_custom_keras_model_trains_with_tensorflow_actors(tmp_path, capsys, no_leaks):
-    # The numpy path cannot run this model, so the actors run it in TensorFlow (and say so).
-    cfg = Config(seed=1, target_return=150, max_seconds=60, eval_every_s=0, run_dir=str(tmp_path / "run"))
-    summary = train(cfg, env_fn=lambda: __import__("gymnasium").make("CartPole-v1"), model_fn=custom_model)
-    assert "actors run the policy in TensorFlow" in capsys.readouterr().out
-    assert summary["solved"], summary
-    policy = load_policy(cfg.run_dir, env_fn=lambda: __import__("gymnasium").make("CartPole-v1"),
-                         model_fn=custom_model)
-    assert policy.greedy(np.zeros((1, 4), np.float32)).shape == (1,)
-
-
 def test_acrobot_preset_reaches_its_target(tmp_path, no_leaks):
     from actorlearner.config_sources import preset_config
 
