@@ -16,8 +16,8 @@ from typing import Callable, Optional
 
 from . import distributions as D
 from .config import ConfigError
-from .layout import unflatten
-from .model_fns import model_fn_of
+from .layout import param_layout, unflatten
+from .model_fns import custom_model_name, model_fn_of
 from .run_files import atomic_file, saved_module_homes
 
 FORMATS = ("savedmodel", "tflite")
@@ -87,9 +87,12 @@ def _model_with_weights(cfg, spec, model_fn, flat, layout, run_dir):
 
     model = build_model(cfg, spec, model_fn)
     by_path = {v.path: v for v in model.weights}
-    if sorted(by_path) != sorted(p for p, _ in layout):
-        raise ConfigError(f"{run_dir} holds weights of another model than {cfg.model_fn or cfg.model!r}"
-                          + ("" if model_fn else ": if it trained a custom model, pass its model_fn"))
+    if sorted(param_layout(model)) != sorted(layout):  # paths and shapes: a layer's width changed is no match
+        if model_fn is None:
+            raise ConfigError(f"{run_dir} holds weights of another model than {cfg.model!r}: if it trained a custom "
+                              f"model, pass its model_fn")
+        raise ConfigError(f"{run_dir}'s weights do not fit the model {custom_model_name(cfg)} builds now: it has "
+                          f"changed since the run, or is not the run's model")
     for (p, _), value in zip(layout, unflatten(flat, layout)):
         by_path[p].assign(value)
     return model

@@ -13,8 +13,8 @@ from .config import ConfigError
 from .config_sources import saved_config
 from .env_registry import check_env_id
 from .envs import env_time_limit, inspect_env, make_env_fn, spec_from_spaces
-from .layout import default_layout
-from .model_fns import model_fn_of
+from .layout import default_layout, param_layout
+from .model_fns import custom_model_name, model_fn_of
 from .policies import KerasPolicy, numpy_policy
 from .reporting import warn
 from .run_files import check_same_env, custom_env_error, saved_module_homes, trained_on_custom_env
@@ -50,6 +50,9 @@ def policy_of(run_dir: str, cfg, spec, *, which: str = "final", model_fn: Option
         policy = numpy_policy(spec, cfg, layout)
     else:
         policy = KerasPolicy(spec, model_fn, threads=0)
+        if sorted(param_layout(policy.model)) != sorted(layout):  # a traceback from a reshape deep inside before
+            raise ConfigError(f"{run_dir}'s weights do not fit the model {custom_model_name(cfg)} builds now: it has "
+                              f"changed since the run, or is not the run's model")
     policy.load(flat)
     return LoadedPolicy(policy, spec)
 

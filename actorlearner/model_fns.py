@@ -32,12 +32,18 @@ def load_model_fn(text: str, homes: Optional[Mapping[str, str]] = None) -> Calla
 
     with tf_notices_filtered():  # such a module imports Keras, most often at its top
         module = import_user_module(model_module(text), homes or {}, "model module")
-    fn = getattr(module, text.partition(":")[2], None)
+    name = text.partition(":")[2]
+    fn = getattr(module, name, None)
     if not callable(fn):
         raise ConfigError(f"--model-fn {text}: module {module.__name__!r} ({getattr(module, '__file__', '?')}) has "
-                          f"no function {text.partition(':')[2]!r}")
+                          f"no function {name!r}")
     cloudpickle.register_pickle_by_value(module)
     return fn
+
+
+def custom_model_name(cfg) -> str:
+    """How errors name a run's custom model: by --model-fn's text, else as the model_fn passed."""
+    return f"--model-fn {cfg.model_fn}" if cfg.model_fn else "model_fn"
 
 
 def model_fn_of(cfg, model_fn: Optional[Callable], homes: Optional[Mapping[str, str]] = None) -> Optional[Callable]:

@@ -174,6 +174,13 @@ def test_a_custom_model_named_on_the_command_line_trains_and_is_played_back(tmp_
                           env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
     assert proc.returncode == 0 and "InitializeLog" not in proc.stderr, proc.stdout + proc.stderr
     assert re.search(r"deterministic: return 10(\.0)? ", proc.stdout), proc.stdout  # the trained model's choices
+    # The module edited since (a wider layer): one line, not a reshape's traceback.
+    (tmp_path / "my_models.py").write_text(MY_MODELS.replace("Dense(16", "Dense(32"))
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "eval", str(tmp_path / "run")], capture_output=True,
+                          text=True, timeout=120, cwd=elsewhere, env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
+    assert proc.returncode == 2 and proc.stderr.endswith(
+        "weights do not fit the model --model-fn my_models:small builds now: it has changed since the run, or is not "
+        "the run's model\n"), proc.stderr
 
 
 def test_a_model_fn_that_cannot_be_built_is_one_line_before_anything_starts(tmp_path, monkeypatch):
