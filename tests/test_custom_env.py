@@ -181,6 +181,11 @@ def test_a_custom_model_named_on_the_command_line_trains_and_is_played_back(tmp_
     assert proc.returncode == 2 and proc.stderr.endswith(
         "weights do not fit the model --model-fn my_models:small builds now: it has changed since the run, or is not "
         "the run's model\n"), proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--resume", str(tmp_path / "run"),
+                           "--no-stop-at-target"], capture_output=True, text=True, timeout=120, cwd=elsewhere,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
+    assert proc.returncode == 2 and "its weights do not fit the model --model-fn my_models:small" in proc.stderr
+    assert "actorlearner: custom_envs" not in proc.stdout  # refused before the start-up line: no process started
 
 
 def test_a_model_fn_that_cannot_be_built_is_one_line_before_anything_starts(tmp_path, monkeypatch):
