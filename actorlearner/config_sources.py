@@ -25,7 +25,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Config()
     for name, f in config_fields().items():
         default = getattr(defaults, name)
-        help_text = f.metadata["help"] + f" [default: {show_value(default)}]"
+        help_text = f.metadata["help"] + (f" [default: {show_value(default)}]" if default != "" else "")
         flag = "--" + flag_name(name)
         if f.type in ("bool", bool):
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
