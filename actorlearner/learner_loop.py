@@ -21,6 +21,7 @@ from .config import Config, usable_cores
 from .flow import SlotFlow
 from .health import (ClipWatch, EntropyWatch, StaleWatch, clipped_warning, collapse_warning, deterministic_warning,
                      endless_warning, stale_warning)
+from .model_fns import built_by, custom_model_name
 from .policy_checks import PolicyChecks
 from .preflight import slots_per_actor
 from .protocol import ActorFailed, EnvError, UnrollReady, UnrollSource
@@ -69,7 +70,7 @@ def build_model(cfg: Config, spec, model_fn: Optional[Callable], precision: str 
         from .model import build_default_model
 
         return build_default_model(spec, cfg, precision)
-    return model_fn(spec)
+    return built_by(model_fn, spec, custom_model_name(cfg))
 
 
 class NonFiniteData(RuntimeError):

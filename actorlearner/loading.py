@@ -49,8 +49,10 @@ def policy_of(run_dir: str, cfg, spec, *, which: str = "final", model_fn: Option
                               f"changed since, or it trained a custom model (pass its model_fn)")
         policy = numpy_policy(spec, cfg, layout)
     else:
-        policy = KerasPolicy(spec, model_fn, threads=0)
-        if sorted(param_layout(policy.model)) != sorted(layout):  # a traceback from a reshape deep inside before
+        policy = KerasPolicy(spec, model_fn, threads=0, name=custom_model_name(cfg))
+        # By shapes in order, as load() assigns them: Keras names a model's layers anew each time one is built in a
+        # process (dense_2/kernel), so paths differ in a script that trains and then loads.
+        if [s for _, s in param_layout(policy.model)] != [s for _, s in layout]:  # a reshape's traceback before
             raise ConfigError(f"{run_dir}'s weights do not fit the model {custom_model_name(cfg)} builds now: it has "
                               f"changed since the run, or is not the run's model")
     policy.load(flat)

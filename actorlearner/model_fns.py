@@ -6,6 +6,7 @@ The function follows model.py's contract, `FUNCTION(spec: EnvSpec) -> keras.Mode
 
 from __future__ import annotations
 
+import traceback
 from typing import Callable, Mapping, Optional
 
 import cloudpickle
@@ -39,6 +40,22 @@ def load_model_fn(text: str, homes: Optional[Mapping[str, str]] = None) -> Calla
                           f"no function {name!r}")
     cloudpickle.register_pickle_by_value(module)
     return fn
+
+
+def built_by(model_fn: Callable, spec, name: str = "model_fn"):
+    """model_fn(spec). An exception inside it (a bug in the user's model code) is a ConfigError chained to it, one
+    line as a failing env_fn's is, naming the line of the function's own file where it failed: the traceback ran
+    through our planning code, and Keras' messages run to many lines."""
+    try:
+        return model_fn(spec)
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure in the user's function is theirs to fix
+        own = getattr(getattr(model_fn, "__code__", None), "co_filename", None)
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == own]
+        where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ConfigError(f"{name} failed to build the model: {type(e).__name__}: {first}{where}") from e
 
 
 def custom_model_name(cfg) -> str:

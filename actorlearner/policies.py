@@ -31,7 +31,9 @@ def make_policy(cfg, spec: EnvSpec, model_fn: Callable | None, *, own_process: b
     thread counts and devices."""
     if model_fn is None:
         return numpy_policy(spec, cfg, default_layout(spec, cfg))
-    return KerasPolicy(spec, model_fn, cfg.actor_threads if own_process else 0)
+    from .model_fns import custom_model_name
+
+    return KerasPolicy(spec, model_fn, cfg.actor_threads if own_process else 0, custom_model_name(cfg))
 
 
 class Policy:
@@ -160,7 +162,9 @@ class KerasPolicy(FeedForward):
     threads: in an actor's own process, its TensorFlow's thread count (>= 1, and the GPUs are hidden); 0 in a
     process shared with others (serial mode, the learner's checks, evaluation), whose settings stay as they are."""
 
-    def __init__(self, spec: EnvSpec, model_fn: Callable, threads: int):
+    def __init__(self, spec: EnvSpec, model_fn: Callable, threads: int, name: str = "model_fn"):
+        """name: how an error in model_fn names it (model_fns.custom_model_name)."""
+        from .model_fns import built_by
         from .tf_start import tf_notices_filtered
 
         # TensorFlow's C++ start-up notices (oneDNN, no CUDA driver, a failed cuInit) came from every actor process
@@ -176,7 +180,7 @@ class KerasPolicy(FeedForward):
                 # runs out of it. Must come before the model's first op; a CPU-only machine lists no GPU to hide.
                 tf.config.set_visible_devices([], "GPU")
             self.spec = spec
-            self.model = model_fn(spec)  # its first op starts the runtime, which prints the rest of the notices
+            self.model = built_by(model_fn, spec, name)  # its first op starts the runtime (the rest of the notices)
         self.state_sizes = tuple(getattr(self.model, "state_sizes", ()))
         self._fwd = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
 

@@ -168,7 +168,7 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
 
             check_contract(model, spec)
             saved = ckpt.meta.get("policy_layout") if ckpt is not None else None
-            if saved is not None and sorted(param_layout(model)) != sorted((p, tuple(s)) for p, s in saved):
+            if saved is not None and [s for _, s in param_layout(model)] != [tuple(s) for _, s in saved]:
                 # Before any process starts: the restore found it only after the actors had
                 raise ConfigError(f"--resume {cfg.resume}: its weights do not fit the model {custom_model_name(cfg)} "
                                   f"builds now: it has changed since the run, or is not the run's model")

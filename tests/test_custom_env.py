@@ -155,6 +155,10 @@ def small(spec):
     obs = keras.Input(spec.obs_shape)
     h = keras.layers.Dense(16, activation="tanh")(obs)
     return keras.Model(obs, [keras.layers.Dense(spec.action_dim)(h), keras.layers.Dense(1)(h)])
+
+
+def broken(spec):
+    raise ValueError("boom")
 '''
 
 
@@ -193,7 +197,7 @@ def test_a_model_fn_that_cannot_be_built_is_one_line_before_anything_starts(tmp_
     from actorlearner.config import ConfigError
     from actorlearner.config_checks import validate
     from actorlearner.config_sources import preset_config
-    from actorlearner.model_fns import load_model_fn, model_fn_of
+    from actorlearner.model_fns import built_by, load_model_fn, model_fn_of
     from actorlearner.preflight import prepare
 
     (tmp_path / "my_models.py").write_text(MY_MODELS)
@@ -207,6 +211,11 @@ def test_a_model_fn_that_cannot_be_built_is_one_line_before_anything_starts(tmp_
     with pytest.raises(ConfigError, match=r"no model module 'their_models' on the Python path"):
         load_model_fn("their_models:small")
     assert load_model_fn("my_models:small").__name__ == "small"
+    # A bug in the user's function: one line naming it and where in its file, the original chained for Python users.
+    with pytest.raises(ConfigError, match=r"^--model-fn my_models:broken failed to build the model: ValueError: boom "
+                                          r"\(.*my_models.py, line 12\)$") as err:
+        built_by(load_model_fn("my_models:broken"), None, "--model-fn my_models:broken")
+    assert isinstance(err.value.__cause__, ValueError)
     with pytest.raises(ConfigError, match="two custom models: model_fn= and --model-fn my_models:small"):
         model_fn_of(Config(model_fn="my_models:small"), lambda spec: None)
     # A preset's --normalize-obs (MountainCarContinuous gets the continuous one by its Box actions) is named as
