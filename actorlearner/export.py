@@ -82,19 +82,25 @@ def _is_savedmodel(path: str) -> bool:
 
 
 def _model_with_weights(cfg, spec, model_fn, flat, layout, run_dir):
-    """The Keras model of the run with the weights `flat` (in `layout` order) assigned by variable path."""
+    """The Keras model of the run with the weights `flat` (in `layout` order) assigned: a default model's by variable
+    path (its layout's order is the actors', not the model's), a custom model's in the model's own order, which
+    its layout keeps (Keras names a custom model's layers anew on each build in a process: dense_2/kernel)."""
     from .learner_loop import build_model
 
     model = build_model(cfg, spec, model_fn)
-    by_path = {v.path: v for v in model.weights}
-    if sorted(param_layout(model)) != sorted(layout):  # paths and shapes: a layer's width changed is no match
-        if model_fn is None:
+    if model_fn is None:
+        by_path = {v.path: v for v in model.weights}
+        if sorted(param_layout(model)) != sorted(layout):
             raise ConfigError(f"{run_dir} holds weights of another model than {cfg.model!r}: if it trained a custom "
                               f"model, pass its model_fn")
-        raise ConfigError(f"{run_dir}'s weights do not fit the model {custom_model_name(cfg)} builds now: it has "
-                          f"changed since the run, or is not the run's model")
-    for (p, _), value in zip(layout, unflatten(flat, layout)):
-        by_path[p].assign(value)
+        variables = [by_path[p] for p, _ in layout]
+    else:
+        if [s for _, s in param_layout(model)] != [s for _, s in layout]:  # a layer's width changed since
+            raise ConfigError(f"{run_dir}'s weights do not fit the model {custom_model_name(cfg)} builds now: it has "
+                              f"changed since the run, or is not the run's model")
+        variables = model.weights
+    for variable, value in zip(variables, unflatten(flat, layout)):
+        variable.assign(value)
     return model
 
 
