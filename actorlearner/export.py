@@ -17,7 +17,7 @@ from typing import Callable, Optional
 from . import distributions as D
 from .config import ConfigError
 from .layout import param_layout, unflatten
-from .model_fns import custom_model_name, model_fn_of
+from .model_fns import check_fits, model_fn_of
 from .run_files import atomic_file, saved_module_homes
 
 FORMATS = ("savedmodel", "tflite")
@@ -95,9 +95,7 @@ def _model_with_weights(cfg, spec, model_fn, flat, layout, run_dir):
                               f"model, pass its model_fn")
         variables = [by_path[p] for p, _ in layout]
     else:
-        if [s for _, s in param_layout(model)] != [s for _, s in layout]:  # a layer's width changed since
-            raise ConfigError(f"{run_dir}'s weights do not fit the model {custom_model_name(cfg)} builds now: it has "
-                              f"changed since the run, or is not the run's model")
+        check_fits(model, layout, cfg, f"{run_dir}'s")
         variables = model.weights
     for variable, value in zip(variables, unflatten(flat, layout)):
         variable.assign(value)

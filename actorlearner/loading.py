@@ -13,8 +13,8 @@ from .config import ConfigError
 from .config_sources import saved_config
 from .env_registry import check_env_id
 from .envs import env_time_limit, inspect_env, make_env_fn, spec_from_spaces
-from .layout import default_layout, param_layout
-from .model_fns import custom_model_name, model_fn_of
+from .layout import default_layout
+from .model_fns import check_fits, custom_model_name, model_fn_of
 from .policies import KerasPolicy, numpy_policy
 from .reporting import warn
 from .run_files import check_same_env, custom_env_error, saved_module_homes, trained_on_custom_env
@@ -50,11 +50,7 @@ def policy_of(run_dir: str, cfg, spec, *, which: str = "final", model_fn: Option
         policy = numpy_policy(spec, cfg, layout)
     else:
         policy = KerasPolicy(spec, model_fn, threads=0, name=custom_model_name(cfg))
-        # By shapes in order, as load() assigns them: Keras names a model's layers anew each time one is built in a
-        # process (dense_2/kernel), so paths differ in a script that trains and then loads.
-        if [s for _, s in param_layout(policy.model)] != [s for _, s in layout]:  # a reshape's traceback before
-            raise ConfigError(f"{run_dir}'s weights do not fit the model {custom_model_name(cfg)} builds now: it has "
-                              f"changed since the run, or is not the run's model")
+        check_fits(policy.model, layout, cfg, f"{run_dir}'s")  # a reshape's traceback in load() before
     policy.load(flat)
     return LoadedPolicy(policy, spec)
 

@@ -13,6 +13,7 @@ import cloudpickle
 
 from .config import ConfigError
 from .env_registry import import_user_module
+from .layout import param_layout
 
 
 def model_module(text: str) -> str:
@@ -56,6 +57,15 @@ def built_by(model_fn: Callable, spec, name: str = "model_fn"):
         where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ConfigError(f"{name} failed to build the model: {type(e).__name__}: {first}{where}") from e
+
+
+def check_fits(model, layout, cfg, whose: str) -> None:
+    """ConfigError unless the custom `model` (built now) has the weights of `layout` ((path, shape) pairs, the run's):
+    shapes compared in order, as the weights are loaded, not paths (Keras names a model's layers anew on each build
+    in a process: dense_2/kernel). whose: the error's subject, "RUN's" or "--resume RUN: its"."""
+    if [tuple(s) for _, s in param_layout(model)] != [tuple(s) for _, s in layout]:
+        raise ConfigError(f"{whose} weights do not fit the model {custom_model_name(cfg)} builds now: it has changed "
+                          f"since the run, or is not the run's model")
 
 
 def custom_model_name(cfg) -> str:

@@ -26,7 +26,7 @@ from .env_backends import EnvBatchFactory
 from .env_registry import module_homes
 from .layout import default_layout, layout_size, model_kind, state_size
 from .learner_loop import LearnerLoop, Run, build_model
-from .model_fns import custom_model_name, model_fn_of, model_module
+from .model_fns import check_fits, model_fn_of, model_module
 from .precision import learner_precision
 from .preflight import (check_is_config, check_shared_memory, clock_stop_warning, crowded_actors, prepare,
                         resume_point, shared_bytes, slot_bytes, slots_per_actor, unused_settings)
@@ -167,11 +167,9 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
             from .model import check_contract  # imports TensorFlow: only once build_model has
 
             check_contract(model, spec)
-            saved = ckpt.meta.get("policy_layout") if ckpt is not None else None
-            if saved is not None and [s for _, s in param_layout(model)] != [tuple(s) for _, s in saved]:
-                # Before any process starts: the restore found it only after the actors had
-                raise ConfigError(f"--resume {cfg.resume}: its weights do not fit the model {custom_model_name(cfg)} "
-                                  f"builds now: it has changed since the run, or is not the run's model")
+            # A model changed since the run, refused before any process starts (the restore found it after them).
+            if ckpt is not None and "policy_layout" in ckpt.meta:
+                check_fits(model, ckpt.meta["policy_layout"], cfg, f"--resume {cfg.resume}: its")
         n_params, state = layout_size(param_layout(model)), sum(getattr(model, "state_sizes", ()))
     for stale in remove_stale_segments():  # first: their room counts as free below
         say(f"removed a shared-memory segment left by a killed run: /dev/shm/{stale}")

@@ -96,7 +96,6 @@ def start_tensorflow_quietly(threads: int, deterministic: bool = False):
 
 
 def _start(threads: int, deterministic: bool):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Keras imports matplotlib.pyplot (and OpenCV) at import time, when they are installed, for image-gallery and
     # bounding-box helpers we never use: 0.5-0.7 s of start-up (2 cores, medians of 4 alternated imports: 3.49 s
     # as is, 3.04 with pyplot alone skipped, 2.77 with both packages). The command (not a library user's
@@ -105,7 +104,7 @@ def _start(threads: int, deterministic: bool):
     for name in skipped:
         sys.modules[name] = None
     try:
-        with native_stderr_filtered(TF_IMPORT_NOISE):
+        with tf_notices_filtered():
             from . import learner
 
             configure_tensorflow(threads, deterministic)
