@@ -6,6 +6,7 @@ The function follows model.py's contract, `FUNCTION(spec: EnvSpec) -> keras.Mode
 
 from __future__ import annotations
 
+import sys
 import traceback
 from typing import Callable, Mapping, Optional
 
@@ -79,5 +80,31 @@ def model_fn_of(cfg, model_fn: Optional[Callable], homes: Optional[Mapping[str, 
     if not cfg.model_fn:
         return model_fn
     if model_fn is not None:
+        if importable_name(model_fn) == cfg.model_fn:  # the run's own function, passed again
+            return model_fn
         raise ConfigError(f"two custom models: model_fn= and --model-fn {cfg.model_fn} (in the Config): give one")
     return load_model_fn(cfg.model_fn, homes)
+
+
+def importable_name(fn) -> Optional[str]:
+    """"MODULE:FUNCTION" for a function (or class) defined at the top level of an importable module (one with a
+    file), which another process finds by that name; None for a lambda, a nested function, a callable object, or a
+    function of a script or notebook (module __main__), which only this process knows."""
+    module, name = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    if not isinstance(module, str) or module in ("__main__", "__mp_main__") or not isinstance(name, str):
+        return None
+    home = sys.modules.get(module)
+    if not name.isidentifier() or getattr(home, name, None) is not fn or not getattr(home, "__file__", None):
+        return None
+    return f"{module}:{name}"
+
+
+def with_model_name(cfg, model_fn: Optional[Callable], saved_model_fn: Optional[str] = None):
+    """cfg, with model_fn set to the name of train()'s `model_fn` callable where it has one (importable_name), so
+    that the run's config.json names its model and `actorlearner eval`, `export`, `--resume` and load_policy build
+    it without being given it, as for --model-fn. Left unset with --model (validate refuses both) and where a
+    --resume'd run was saved without a name (saved_model_fn "": the model_fn setting cannot change on resume)."""
+    if model_fn is None or cfg.model_fn or cfg.model != "auto" or saved_model_fn == "":
+        return cfg
+    name = importable_name(model_fn)
+    return cfg.replace(model_fn=name) if name else cfg

@@ -22,11 +22,12 @@ from . import checkpoint, litert_cnn, reporting
 from .actor import ActorArgs
 from .actor_pool import ActorPool, SerialActors, SlotSource, exit_if_main_reimported
 from .config import Config, ConfigError, usable_cores
+from .config_sources import saved_config
 from .env_backends import EnvBatchFactory
 from .env_registry import module_homes
 from .layout import default_layout, layout_size, model_kind, state_size
 from .learner_loop import LearnerLoop, Run, build_model
-from .model_fns import check_fits, model_fn_of, model_module
+from .model_fns import check_fits, model_fn_of, model_module, with_model_name
 from .precision import learner_precision
 from .preflight import (check_is_config, check_shared_memory, clock_stop_warning, crowded_actors, prepare,
                         resume_point, shared_bytes, slot_bytes, slots_per_actor, unused_settings)
@@ -119,6 +120,7 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     custom_env = env_fn is not None
     check_is_config(cfg)  # before its fields are read
     model_fn = model_fn_of(cfg, model_fn, saved_module_homes(cfg.resume) if cfg.resume else {})
+    cfg = with_model_name(cfg, model_fn, _saved_model_fn(cfg.resume) if cfg.resume else None)
     env_fn, make_batch, spec, target, backend_why, blobs = prepare(cfg, env_fn, model_fn)
     ckpt = resume_point(cfg, custom_env) if cfg.resume else None
     if cfg.resume:
@@ -199,6 +201,14 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
             f"{stats.episodes} episodes, {stats.time_offset:.1f} s trained")
     return Plan(cfg, env_fn, make_batch, backend_why, spec, target, ckpt, run_dir, stats, generation,
                 actor_model_fn, blobs, model, n_params, state, precision, precision_why, kernels)
+
+
+def _saved_model_fn(run_dir: str) -> Optional[str]:
+    """The model_fn setting in RUN_DIR's config.json; None where it cannot be read (resume_point then says why)."""
+    try:
+        return saved_config(os.path.join(run_dir, "config.json")).model_fn
+    except (OSError, ConfigError):
+        return None
 
 
 def _banner(plan: Plan) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -224,3 +225,43 @@ def test_a_model_fn_that_cannot_be_built_is_one_line_before_anything_starts(tmp_
     with pytest.raises(ConfigError, match=r"--preset continuous sets --normalize-obs, which works on the default "
                                           r"model; a custom model can normalize inside itself: --no-normalize-obs"):
         prepare(cfg, model_fn=load_model_fn(cfg.model_fn))
+
+
+def test_a_model_fn_passed_from_python_is_kept_by_name_when_another_process_can_import_it(tmp_path, monkeypatch):
+    """train(cfg, model_fn=small), small defined at the top of a module with a file: config.json names it, so
+    load_policy (and the CLI's eval, export and --resume) build it without being given it; the same function
+    passed again is accepted, and resuming with it keeps the name. A lambda, a nested function or one of a script
+    (module __main__) cannot be imported by another process: no name, as before."""
+    from actorlearner import Config, load_policy, resume_config, train
+    from actorlearner.model_fns import importable_name, with_model_name
+
+    (tmp_path / "py_models.py").write_text(MY_MODELS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import py_models
+
+    run = str(tmp_path / "run")
+    cfg = Config(env="custom_envs:MatchSign-v0", serial=True, max_steps=1_280, stop_at_target=False,
+                 eval_every_s=0, run_dir=run)
+    train(cfg, model_fn=py_models.small)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model_fn"] == "py_models:small"
+    assert json.loads((tmp_path / "run" / "env_modules.json").read_text())["py_models"] == str(tmp_path)
+    obs = np.array([[0.5], [-0.5]], np.float32)
+    expected = load_policy(run, model_fn=py_models.small).value(obs)  # the same function passed again: fine
+    assert np.array_equal(load_policy(run).value(obs), expected)  # built by name
+    summary = train(resume_config(run, {"max_steps": 2_560}), model_fn=py_models.small)
+    assert summary["env_steps"] >= 2_560
+
+    def nested(spec):
+        return py_models.small(spec)
+
+    class Builder:
+        def __call__(self, spec):
+            return py_models.small(spec)
+
+    for fn in (nested, lambda spec: None, Builder(), 3):
+        assert importable_name(fn) is None
+    script = {"__name__": "__main__"}
+    exec("def small(spec):\n    return None", script)  # as a script run by python defines it
+    assert script["small"].__module__ == "__main__" and importable_name(script["small"]) is None
+    # A run saved without a name (before this change, or a lambda's) resumes with its function as it was saved.
+    assert with_model_name(Config(resume=run), py_models.small, saved_model_fn="").model_fn == ""
