@@ -33,15 +33,18 @@ def check_is_config(cfg) -> None:
                           f"{type(cfg).__name__}")
 
 
-def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None):
-    """Validates everything a run needs, before any process starts. Raises ConfigError.
+def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None,
+            homes: Optional[dict] = None):
+    """Validates everything a run needs, before any process starts. Raises ConfigError. homes: where a resumed
+    run found its modules (run_files.saved_module_homes), read here when not given.
 
     Returns (single-env factory for evaluation, env-batch factory for actors, EnvSpec, target return,
     why that backend, (env-batch factory, model_fn or b"") pickled for actor processes or None in serial mode)."""
     check_is_config(cfg)
     validate(cfg)
     custom = env_fn is not None
-    homes = saved_module_homes(cfg.resume) if cfg.resume else {}  # a resumed run finds its modules where it did
+    if homes is None:  # a resumed run finds its modules where it did
+        homes = saved_module_homes(cfg.resume) if cfg.resume else {}
     kwargs = cfg.env_kwargs_dict
     if not custom:
         check_env_id(cfg.env, cfg.env_modules, homes)

@@ -119,9 +119,10 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     """Checks the input, settles the config and the run directory, and restores a resumed run's counters."""
     custom_env = env_fn is not None
     check_is_config(cfg)  # before its fields are read
-    model_fn = model_fn_of(cfg, model_fn, saved_module_homes(cfg.resume) if cfg.resume else {})
+    homes = saved_module_homes(cfg.resume) if cfg.resume else {}
+    model_fn = model_fn_of(cfg, model_fn, homes)
     cfg = with_model_name(cfg, model_fn, _saved_model_fn(cfg.resume) if cfg.resume else None)
-    env_fn, make_batch, spec, target, backend_why, blobs = prepare(cfg, env_fn, model_fn)
+    env_fn, make_batch, spec, target, backend_why, blobs = prepare(cfg, env_fn, model_fn, homes)
     ckpt = resume_point(cfg, custom_env) if cfg.resume else None
     if cfg.resume:
         check_same_env(cfg.resume, spec, "resuming it")
@@ -187,9 +188,9 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
     run_dir.write_json(ENV_SPEC_FILE, env_summary(spec))
     if custom_env:
         run_dir.write_json(CUSTOM_ENV_FILE, {"env": cfg.env, "env_fn": True})
-    homes = module_homes(cfg.env_modules + ((model_module(cfg.model_fn),) if cfg.model_fn else ()), cfg.env)
-    if homes:
-        run_dir.write_json(ENV_MODULES_FILE, homes)
+    found = module_homes(cfg.env_modules + ((model_module(cfg.model_fn),) if cfg.model_fn else ()), cfg.env)
+    if found:
+        run_dir.write_json(ENV_MODULES_FILE, found)
     say(f"config: {cfg.describe_changes()} (all settings: {os.path.join(run_dir.path, 'config.json')})")
     stats = RunStats(t0, target)
     stats.updates_per_step = cfg.epochs * cfg.minibatches
