@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser(
         "eval", help="play a trained policy", allow_abbrev=False,
         description="Play episodes with a run's trained policy and print the mean and spread of the return "
-                    "and episode length; --video records one more episode.")
+                    "and episode length; --render shows them in a window, --video records one more episode.")
     ev.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (holds config.json)")
     ev.add_argument("--episodes", type=parse_int, default=10, help="episodes to play [default: 10]")
     ev.add_argument("--deterministic", action="store_true",
@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="weights: final (when the run stopped), best (best evaluation), latest (newest "
                          "checkpoint) [default: final]")
     ev.add_argument("--video", metavar="PATH", help="write an episode to PATH (.mp4 or .gif)")
+    ev.add_argument("--render", action="store_true", help="show the episodes in a window as they are played (the "
+                    "env's render_mode='human', at its own frame rate; Ctrl-C stops with the episodes so far); "
+                    "needs a display")
     ev.add_argument("--seed", type=parse_int, default=0, help="seed of the first episode [default: 0]")
     ex = sub.add_parser(
         "export", help="export a trained policy (SavedModel or TFLite)", allow_abbrev=False,
@@ -189,11 +192,17 @@ def _eval(args: argparse.Namespace) -> int:
         if args.video and not args.video.lower().endswith((".mp4", ".gif")):
             raise ConfigError(f"--video {args.video}: the file name must end in .mp4 or .gif")
         check_out_path("--video", args.video)
+        if args.render and no_display(os.environ, sys.platform):
+            raise ConfigError(no_display(os.environ, sys.platform))
         if args.video:
             headless_mujoco_rendering(os.environ, sys.platform)
         cfg, spec, env_fn = run_config(args.run_dir)
         if args.video:
             check_renders(cfg.env)
+        if args.render:  # the episodes on an env that draws as it steps (gymnasium's human mode)
+            check_renders(cfg.env, "human", "--render")
+            env_fn = make_env_fn(cfg.env, "human", cfg.env_modules, cfg.env_kwargs_dict, cfg.frame_stack,
+                                 cfg.action_masks)
         policy = policy_of(args.run_dir, cfg, spec, which=args.which)
         greedy = args.deterministic
         mode = "deterministic" if greedy else "sampled actions"
@@ -236,6 +245,16 @@ def _eval(args: argparse.Namespace) -> int:
         write_line(f"actorlearner: interrupted{done}", sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK
+
+
+def no_display(environ, platform: str) -> Optional[str]:
+    """Why `eval --render` cannot open a window here (Linux with neither an X nor a Wayland display: ssh without
+    -X, a container, CI); None where it can, or may (macOS and Windows always have one). Without this, SDL drew
+    CartPole's frames nowhere and the episodes played on at the env's frame rate, showing nothing."""
+    if platform.startswith("linux") and not environ.get("DISPLAY") and not environ.get("WAYLAND_DISPLAY"):
+        return ("--render shows the episodes in a window, and there is no display here (DISPLAY and "
+                "WAYLAND_DISPLAY are unset: ssh without -X, a container?): --video PATH records an episode to watch")
+    return None
 
 
 def headless_mujoco_rendering(environ, platform: str) -> None:

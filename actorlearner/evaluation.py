@@ -312,10 +312,10 @@ class _FrameWriter:
             os.remove(self.partial)
 
 
-def check_renders(env_id) -> None:
-    """ConfigError where a registered id's env class lists its render modes without rgb_array and takes no
-    render_mode, so that `eval --video` says so before it plays its episodes, not after. Other ids (a function
-    entry point, a class that takes render_mode) pass: making the video's env finds out."""
+def check_renders(env_id, mode: str = "rgb_array", flag: str = "--video") -> None:
+    """ConfigError where a registered id's env class lists its render modes without `mode` and takes no
+    render_mode, so that `eval --video` (rgb_array) or `--render` (human) says so before it plays its episodes,
+    not after. Other ids (a function entry point, a class that takes render_mode) pass: making the env finds out."""
     import gymnasium as gym
 
     from .env_registry import import_env_modules, registered_id
@@ -330,8 +330,11 @@ def check_renders(env_id) -> None:
         return
     meta = getattr(creator, "metadata", None)  # a wrapper class has a property here: not known
     modes = meta.get("render_modes") if isinstance(meta, dict) else None
-    if isinstance(creator, type) and modes is not None and "rgb_array" not in modes and not _takes_render_mode(creator):
-        raise ConfigError(f"--video: the env {env_id} cannot draw frames: render_mode='rgb_array' is not among its "
+    # human: gymnasium.make shows an env's rgb_array frames in a window of its own (HumanRendering) where the env
+    # has no human mode.
+    drawn = {mode, "rgb_array"} if mode == "human" else {mode}
+    if isinstance(creator, type) and modes is not None and not drawn & set(modes) and not _takes_render_mode(creator):
+        raise ConfigError(f"{flag}: the env {env_id} cannot draw frames: render_mode={mode!r} is not among its "
                           f"render_modes ({list(modes)})")
 
 

@@ -110,9 +110,13 @@ class MatchSign(gym.Env):
 
     observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
     action_space = gym.spaces.Discrete(2)
+    # "human": each step is "shown" as a line on stdout, for `eval --render`'s test (no window on a CI machine).
+    metadata = {"render_modes": ["human"], "render_fps": 1000}
 
-    def __init__(self, continuous: bool = False, multi: str = "", start: int = 0, lag: bool = False):
+    def __init__(self, continuous: bool = False, multi: str = "", start: int = 0, lag: bool = False,
+                 render_mode=None):
         self.continuous, self.multi, self.start, self.lag = continuous, multi, start, lag
+        self.render_mode = render_mode
         if start:
             self.action_space = gym.spaces.Discrete(2, start=start)
         if continuous:
@@ -147,6 +151,8 @@ class MatchSign(gym.Env):
             assert self.action_space.contains(action), action
             reward = float(int(action) - self.start == up)
         self.t += 1
+        if self.render_mode == "human":
+            print(f"MatchSign shows step {self.t}", flush=True)
         return self._draw(), reward, False, self.t >= 10, {}
 
 
@@ -253,6 +259,8 @@ class BrightSquare(gym.Env):
     def step(self, action):
         reward = float(int(action) == self.quadrant)
         self.t += 1
+        if self.render_mode == "human":
+            print(f"MatchSign shows step {self.t}", flush=True)
         return self._draw(), reward, False, self.t >= 10, {}
 
 

@@ -252,6 +252,13 @@ def test_video_of_an_env_that_cannot_draw_is_refused_before_the_episodes():
         check_renders("actorlearner/CueMemory-v0")
     for env_id in ("CartPole-v1", "actorlearner/CartPoleNoVel-v1", "test_eval/DrawsUndeclared-v0"):
         check_renders(env_id)  # they draw, or may: making the env will tell
+    # --render: the env's human mode, or its rgb_array frames in gymnasium's window (HumanRendering).
+    with pytest.raises(ConfigError, match=r"^--render: the env test_eval/NoFrames-v0 cannot draw frames: "
+                                          r"render_mode='human' is not among its render_modes \(\[\]\)$"):
+        check_renders("test_eval/NoFrames-v0", "human", "--render")
+    gym.register("test_eval/FramesOnly-v0", entry_point=_DrawsThenFails)
+    check_renders("test_eval/FramesOnly-v0", "human", "--render")
+    check_renders("CartPole-v1", "human", "--render")
     # Made anyway (the Python API), the failure says the same instead of a TypeError.
     with pytest.raises(ConfigError, match=r"^the env cannot draw frames for a video: render_mode='rgb_array' is not "
                                           r"among its render_modes \(\[\]\)$"):
@@ -363,3 +370,24 @@ def test_a_run_on_an_env_factory_is_not_played_on_its_config_env_id(tmp_path):
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
         f"actorlearner: error: {run} trained on an env factory (env_fn), not on the env id 'CartPole-v1' its config "
         f"names: loading its policy needs that factory again (env_fn=...), which the command line cannot make"]
+
+
+def test_render_plays_the_episodes_on_envs_that_draw_as_they_step(tmp_path):
+    """eval --render makes the run's env in gymnasium's human mode (MatchSign "shows" each step on stdout, where a
+    real env opens a window), and without a display it is one line before anything is played: SDL drew CartPole's
+    frames nowhere and the episodes played on at the env's frame rate."""
+    import os
+
+    run = str(tmp_path / "run")
+    train(Config(env="custom_envs:MatchSign-v0", serial=True, max_steps=1_280, eval_every_s=0, run_dir=run))
+    environ = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    environ["PYTHONPATH"] = str(ROOT / "tests")
+    out = subprocess.run([sys.executable, "-m", "actorlearner", "eval", run, "--render", "--episodes", "2"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120, env={**environ, "DISPLAY": ":0"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("MatchSign shows step") == 20 and "over 2 episodes, length 10" in out.stdout, out.stdout
+    out = subprocess.run([sys.executable, "-m", "actorlearner", "eval", run, "--render"], capture_output=True,
+                         text=True, cwd=ROOT, timeout=120, env=environ)
+    if sys.platform.startswith("linux"):
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and "there is no display here" in out.stderr
+        assert "MatchSign shows" not in out.stdout
