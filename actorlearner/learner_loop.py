@@ -60,6 +60,7 @@ class Run:
     # (num_envs, seed) -> an EnvBatch of the run's vector backend for confirmations; None: single envs
     confirm_batch: Optional[Callable] = None
     precision: str = "float32"  # the default model's number format in the learner (precision.py)
+    callback: Optional[Callable[[dict], Any]] = None  # train()'s: each metrics row; a true return stops the run
 
 
 def build_model(cfg: Config, spec, model_fn: Optional[Callable], precision: str = "float32"):
@@ -119,9 +120,11 @@ class LearnerLoop:
         self.next_eval = now + cfg.eval_every_s if cfg.eval_every_s > 0 else math.inf
         self.next_ckpt = now + cfg.checkpoint_every if cfg.checkpoint_every > 0 else math.inf
         self.last_log = (self.stats.env_steps, self.stats.learner_steps, now)
+        self.callback_stop = False
 
     def run(self) -> str:
-        """Loops until a stop condition; returns it ("solved", "max_steps", "max_seconds", "interrupted")."""
+        """Loops until a stop condition; returns it ("solved", "max_steps", "max_seconds", "interrupted",
+        "callback")."""
         from .learner import NumericalFault
 
         try:
@@ -159,7 +162,18 @@ class LearnerLoop:
             return "max_steps"
         if cfg.max_seconds and stats.now() >= cfg.max_seconds:
             return "max_seconds"
+        if self.callback_stop:
+            return "callback"
         return None
+
+    def _log_row(self, final: bool = False) -> None:
+        """One metrics.jsonl row, also handed to train()'s callback (whose true return stops the run; the final
+        row's return is not asked for). An exception in the callback ends the run as any failure does: the
+        final checkpoint is written, and train() raises it."""
+        row = self.stats.record()
+        self.ctx.run_dir.log_metrics(row)
+        if self.ctx.callback is not None and self.ctx.callback(dict(row)) and not final:
+            self.callback_stop = True
 
     def _wait_for_messages(self, timeout: float) -> list:
         """The source's messages. In serial mode the actors step their envs inside this call, here: a hung
@@ -294,7 +308,7 @@ class LearnerLoop:
                 self.next_eval = stats.now() + cfg.eval_every_s
         if cfg.reproducible and stats.learner_steps >= self.next_record_step:
             # Metrics rows at fixed learner steps, so two runs' rows pair up (the console stays on the clock).
-            ctx.run_dir.log_metrics(stats.record())
+            self._log_row()
             self.next_record_step = (stats.learner_steps // RECORD_EVERY_STEPS + 1) * RECORD_EVERY_STEPS
         if now >= self.next_log:
             steps, learner_steps, t = self.last_log
@@ -304,7 +318,7 @@ class LearnerLoop:
             reporting.console.progress(progress_line(stats, rate, max_steps=cfg.max_steps,
                                                      max_seconds=cfg.max_seconds, verbose=cfg.verbose))
             if not cfg.reproducible:
-                ctx.run_dir.log_metrics(stats.record())
+                self._log_row()
             self.board.write(stats.env_steps, _board_values(stats, rate, learner_rate, self.learner,
                                                             ctx.source.fill_fraction(len(self.ready))))
             self.next_log = now + cfg.log_every_s
@@ -327,9 +341,9 @@ class LearnerLoop:
         ctx.run_dir.save_weights(latest, self.layout)
         if status != "interrupted":  # an interrupted user wants out now, not five more episodes
             self.checks.evaluate(latest, grace_s=FINAL_EVAL_GRACE_S)
-        ctx.run_dir.log_metrics(stats.record())
         self.board.write(stats.env_steps, {"eval/return": stats.last_eval})
         self.board.close()
+        self._log_row(final=True)  # last: a callback that raises here has lost the run nothing
 
 
 def _board_values(stats: RunStats, env_rate: float, learner_rate: float, learner, queue_fill: float) -> dict:

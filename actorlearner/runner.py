@@ -71,13 +71,19 @@ class Plan:
     precision: str  # the learner model's number format (precision.learner_precision)
     precision_why: str
     kernels: str  # the learner's TensorFlow kernels, where the run chose them (precision.onednn_kernels)
+    callback: Optional[Callable[[dict], Any]] = None  # train()'s
 
 
-def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None) -> dict:
+def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None, *,
+          callback: Optional[Callable[[dict], Any]] = None) -> dict:
     """Trains until solved or a limit; returns the summary (also written to RUN_DIR/summary.json).
 
     env_fn: optional callable returning a gymnasium.Env (overrides cfg.env; lambdas work).
     model_fn: optional callable `model_fn(spec: EnvSpec) -> keras.Model` (see model.py's convention).
+    callback: optional `callback(row: dict)`, called in this process with each metrics.jsonl row as it is written
+    (every --log-every-s: time_s, env_steps, mean_return_100, eval_return, loss_*, ...), the last one at the end.
+    A true return stops the run as a limit does (status "callback": final checkpoint, policy.npz, a last
+    evaluation); an exception in it stops the run, final checkpoint kept, and train raises it.
     With cfg.resume (see config_sources.resume_config), counters, weights and optimizer state continue from the
     run's newest good checkpoint.
 
@@ -86,7 +92,7 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     SIGHUP SystemExit(128 + the signal's number). Returning the summary instead let a script that trains in a
     loop (seeds, a sweep) go on to its next run after every Ctrl-C, and past a scheduler's SIGTERM.
     """
-    summary = train_to_summary(cfg, env_fn, model_fn)
+    summary = train_to_summary(cfg, env_fn, model_fn, callback=callback)
     if summary["status"] == "interrupted":
         stop = summary.get("stop_signal", "SIGINT")
         if stop == "SIGINT":
@@ -96,12 +102,15 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
 
 
 def train_to_summary(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None, *,
-                     start_time: Optional[float] = None) -> dict:
+                     start_time: Optional[float] = None, callback: Optional[Callable[[dict], Any]] = None) -> dict:
     """`train`, but an interrupted run returns its summary too (status "interrupted"): the command line's way,
     which turns it into its exit status. start_time: time.monotonic() of the command's start, so times include
     start-up (default: now)."""
     exit_if_main_reimported()
-    plan = _plan(cfg, env_fn, model_fn, start_time if start_time is not None else time.monotonic())
+    if callback is not None and not callable(callback):
+        raise ConfigError(f"callback must be a function of a metrics row, callback(row: dict); got a value of type "
+                          f"{type(callback).__name__}")
+    plan = _plan(cfg, env_fn, model_fn, start_time if start_time is not None else time.monotonic(), callback)
     _banner(plan)
     status, summary, error = _run(plan)
     if error is not None:
@@ -115,7 +124,7 @@ def train_to_summary(cfg: Config, env_fn: Optional[Callable] = None, model_fn: O
     return summary
 
 
-def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
+def _plan(cfg: Config, env_fn, model_fn, t0: float, callback=None) -> Plan:
     """Checks the input, settles the config and the run directory, and restores a resumed run's counters."""
     custom_env = env_fn is not None
     check_is_config(cfg)  # before its fields are read
@@ -201,7 +210,7 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float) -> Plan:
         say(f"resuming from {ckpt.path}: {stats.env_steps} env steps, {stats.learner_steps} learner steps, "
             f"{stats.episodes} episodes, {stats.time_offset:.1f} s trained")
     return Plan(cfg, env_fn, make_batch, backend_why, spec, target, ckpt, run_dir, stats, generation,
-                actor_model_fn, blobs, model, n_params, state, precision, precision_why, kernels)
+                actor_model_fn, blobs, model, n_params, state, precision, precision_why, kernels, callback)
 
 
 def _saved_model_fn(run_dir: str) -> Optional[str]:
@@ -310,7 +319,7 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
             with signals.at_once():  # nothing learned yet: Ctrl-C need not wait for TensorFlow's import
                 loop = LearnerLoop(Run(cfg, spec, plan.env_fn, plan.actor_model_fn, plan.model, pool, weights,
                                        stats, plan.run_dir, signals, ckpt, plan.generation, repeats.say,
-                                       plan.make_batch.confirm_batches, plan.precision))
+                                       plan.make_batch.confirm_batches, plan.precision, plan.callback))
             status = loop.run()
         except Interrupted:
             status = "interrupted"
