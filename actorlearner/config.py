@@ -207,6 +207,10 @@ class Config:
     keep_checkpoints: int = _f(3, "how many of the newest checkpoints to keep (older ones are deleted)")
     resume: Optional[str] = _f(None, "continue the run in this directory from its newest good checkpoint: its "
                                "config is the base, flags given now override it (not the env or model shape)")
+    init_from: Optional[str] = _f(None, "start this new run from the weights of the run in this directory (its "
+                                  "newest good checkpoint: the model's weights and --normalize-obs statistics; "
+                                  "the optimizer, schedules and counters start afresh), e.g. to fine-tune on a "
+                                  "variant of its env: the observations, actions and model must be the same")
     on_nonfinite: str = _f("stop", "what a NaN/Inf does, in an observation or reward (found in the actor, named "
                            "with its env) or in the loss or gradients: stop the run with an error, or skip "
                            "(the unroll dropped, the batch skipped; counted; 20 bad batches in a row still "
@@ -231,7 +235,7 @@ class Config:
     def __post_init__(self) -> None:
         # "~/runs/x" from a config file or the Python API: only a shell expands "~", and a run went to a
         # directory named "~" in the working directory.
-        for name in ("run_dir", "resume"):
+        for name in ("run_dir", "resume", "init_from"):
             value = getattr(self, name)
             if isinstance(value, str) and value.startswith("~"):
                 object.__setattr__(self, name, os.path.expanduser(value))

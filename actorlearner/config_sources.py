@@ -121,7 +121,7 @@ def preset_config(name: str, **overrides: Any) -> Config:
 
 # Fields a resumed run cannot change: they decide the env and the shape of the saved weights.
 RESUME_FIXED = ("env", "env_kwargs", "frame_stack", "action_masks", "model", "model_fn", "core", "core_size",
-                "hidden_sizes", "activation")
+                "hidden_sizes", "activation", "init_from")
 
 
 def resume_config(run_dir: str, overrides: Optional[dict] = None) -> Config:
@@ -137,7 +137,7 @@ def resume_config(run_dir: str, overrides: Optional[dict] = None) -> Config:
         if name in overrides and overrides[name] != getattr(saved, name):
             had = getattr(saved, name)
             what = (f"it trained {'with' if had else 'without'} --{flag_name(name)}" if isinstance(had, bool) else
-                    f"the run has {show_value(had)}")
+                    "the run has none" if had is None else f"the run has {show_value(had)}")
             raise ConfigError(f"--{flag_name(name)} cannot change on --resume ({what})")
     if overrides.get("run_dir") is not None and os.path.expanduser(overrides["run_dir"]) != run_dir:
         raise ConfigError("--resume continues in its own directory; drop --run-dir")

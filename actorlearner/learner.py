@@ -191,6 +191,11 @@ class Learner:
         assign(self.optimizer.variables, ckpt.optim, "optimizer", skip=is_learning_rate)
         self.steps = int(ckpt.meta["stats"]["learner_steps"])
 
+    def start_from(self, ckpt: Checkpoint) -> None:
+        """--init-from: another run's model weights (--normalize-obs statistics included); the optimizer and the
+        step count stay fresh."""
+        assign(self.model.weights, ckpt.model, "model")
+
     def _apply(self, grads, variables, finite):
         """Adam, one fused kernel per variable (ResourceApplyAdam) on Keras' own moments and step count, so
         checkpoints are unchanged. The maths is keras.optimizers.Adam's (its update_step):

@@ -61,6 +61,7 @@ class Run:
     confirm_batch: Optional[Callable] = None
     precision: str = "float32"  # the default model's number format in the learner (precision.py)
     callback: Optional[Callable[[dict], Any]] = None  # train()'s: each metrics row; a true return stops the run
+    init: Optional[checkpoint.Checkpoint] = None  # --init-from's: the model weights a new run starts from
 
 
 def build_model(cfg: Config, spec, model_fn: Optional[Callable], precision: str = "float32"):
@@ -99,6 +100,8 @@ class LearnerLoop:
             run.report(f"the learner runs on {device}")
         if run.ckpt is not None:
             self.learner.restore(run.ckpt)
+        elif run.init is not None:
+            self.learner.start_from(run.init)
         run.weights.publish(self.learner.flat_weights())  # the actors' first unrolls wait for this
         self.learner.trace()  # overlaps the first trace with the actors' first unrolls
         self.checks = PolicyChecks(run, self.layout)

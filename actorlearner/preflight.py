@@ -1,6 +1,7 @@
 """What a training run needs, checked before anything starts (no process, shared memory or run directory yet):
-the input (`prepare`), the run to resume (`resume_point`), settings the run would not read (`unused_settings`),
-and room in /dev/shm for its slots and weights (`check_shared_memory`). Every refusal is a one-line ConfigError.
+the input (`prepare`), the run to resume (`resume_point`) or to start from (`starting_point`), settings the run
+would not read (`unused_settings`), and room in /dev/shm for its slots and weights (`check_shared_memory`). Every
+refusal is a one-line ConfigError.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 from typing import Callable, Optional
 
 import gymnasium as gym
+import numpy as np
 
 from . import checkpoint, litert_cnn
 from .atari import PREPROCESSING_KWARGS
@@ -19,10 +21,11 @@ from .config_sources import RESUME_FIXED, config_from_dict
 from .env_backends import EnvBatchFactory, resolve_backend
 from .env_registry import check_env_id, import_env_modules, registered_id
 from .envs import env_time_limit, make_env_fn
-from .layout import default_layout, model_kind
+from .layout import default_layout, layout_size, model_kind
 from .presets import PRESETS, is_atari
 from .reporting import warn
-from .run_files import check_not_in_use, custom_env_error, saved_module_homes, trained_on_custom_env
+from .run_files import (check_not_in_use, custom_env_error, env_differences, saved_module_homes,
+                        trained_on_custom_env)
 from .trajectory import unroll_fields
 from .transport import SHM_DIR, SlotPool, WeightStore, full_message, segments_bytes, shared_memory_free
 
@@ -190,6 +193,35 @@ def resume_point(cfg: Config, custom_env: bool = False) -> checkpoint.Checkpoint
     done = stopped_already(cfg, ckpt.meta["stats"])
     if done:
         raise ConfigError(f"--resume {cfg.resume}: {done}")
+    return ckpt
+
+
+def starting_point(cfg: Config, spec, layout: list) -> checkpoint.Checkpoint:
+    """--init-from RUN: RUN's newest good checkpoint, checked before any process starts against this run's env
+    (spec) and the layout of the weights it will publish ((path, shape) pairs, compared by shape in order)."""
+    where = cfg.init_from
+    if not os.path.isdir(where):
+        raise ConfigError(f"--init-from {where}: no such directory (a run directory, which holds checkpoints/)")
+    if not checkpoint.list_checkpoints(where):
+        raise ConfigError(f"--init-from {where}: no checkpoint in {checkpoint.checkpoint_dir(where)} (is it a run "
+                          f"directory? a run writes its first checkpoint after --checkpoint-every seconds, and one "
+                          f"at its end)")
+    if cfg.run_dir and os.path.abspath(cfg.run_dir) == os.path.abspath(where):
+        raise ConfigError(f"--init-from {where} is this run's own directory: --resume {where} continues it")
+    differ = [f"{k} {there} there, {here} here" for k, there, here in env_differences(where, spec)]
+    if differ:
+        raise ConfigError(f"--init-from {where}: that run's env has other observations or actions than this one's "
+                          f"({'; '.join(differ)}): its weights fit an env with the same spaces")
+    ckpt = checkpoint.load_latest(where, warn=warn)
+    # Shapes compared as a multiset: a run whose actors ran the model in TensorFlow publishes the same weights in
+    # the model's order, not the default layout's. The learner's restore checks them in the model's order again.
+    saved = [tuple(s) for _, s in ckpt.meta.get("policy_layout", [])]
+    if sorted(saved) != sorted(tuple(s) for _, s in layout):
+        size = sum(int(np.prod(s)) for s in saved)
+        raise ConfigError(f"--init-from {where}: its model has other weights than this run's ({size:,} weights in "
+                          f"{len(saved)} arrays against {layout_size(layout):,} in {len(layout)}): it needs the same "
+                          f"--model or --model-fn, --hidden-sizes, --activation, --core, --core-size and "
+                          f"--normalize-obs")
     return ckpt
 
 

@@ -30,7 +30,7 @@ from .learner_loop import LearnerLoop, Run, build_model
 from .model_fns import check_fits, model_fn_of, model_module, with_model_name
 from .precision import learner_precision
 from .preflight import (check_is_config, check_shared_memory, clock_stop_warning, crowded_actors, prepare,
-                        resume_point, shared_bytes, slot_bytes, slots_per_actor, unused_settings)
+                        resume_point, shared_bytes, slot_bytes, slots_per_actor, starting_point, unused_settings)
 from .presets import is_atari
 from .system_info import system_info
 from .tf_start import choose_onednn, learner_device, onednn_in_use, start_tensorflow_early
@@ -72,6 +72,7 @@ class Plan:
     precision_why: str
     kernels: str  # the learner's TensorFlow kernels, where the run chose them (precision.onednn_kernels)
     callback: Optional[Callable[[dict], Any]] = None  # train()'s
+    init: Optional[checkpoint.Checkpoint] = None  # --init-from's checkpoint (preflight.starting_point)
 
 
 def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None, *,
@@ -170,11 +171,13 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float, callback=None) -> Plan:
         blobs = (blobs[0], cloudpickle.dumps(actor_model_fn))
     model = None
     if numpy_actors:
-        n_params, state = layout_size(default_layout(spec, cfg)), state_size(cfg)
+        layout = default_layout(spec, cfg)
+        n_params, state = layout_size(layout), state_size(cfg)
     else:  # the actors run the model itself, so its size is known only once it is built
         from .layout import param_layout
 
         model = build_model(cfg, spec, model_fn, precision)  # imports TensorFlow, its start-up notices filtered
+        layout = param_layout(model)
         if model_fn is not None:
             from .model import check_contract  # imports TensorFlow: only once build_model has
 
@@ -182,7 +185,10 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float, callback=None) -> Plan:
             # A model changed since the run, refused before any process starts (the restore found it after them).
             if ckpt is not None and "policy_layout" in ckpt.meta:
                 check_fits(model, ckpt.meta["policy_layout"], cfg, f"--resume {cfg.resume}: its")
-        n_params, state = layout_size(param_layout(model)), sum(getattr(model, "state_sizes", ()))
+        n_params, state = layout_size(layout), sum(getattr(model, "state_sizes", ()))
+    # --init-from: another run's weights, checked against this run's before anything starts (a resumed run has
+    # its own checkpoint, which wins).
+    init = starting_point(cfg, spec, layout) if cfg.init_from and ckpt is None else None
     for stale in remove_stale_segments():  # first: their room counts as free below
         say(f"removed a shared-memory segment left by a killed run: /dev/shm/{stale}")
     remove_stale_stack_dirs()  # a killed run's stack files (empty unless an actor stalled): not worth a line
@@ -209,8 +215,12 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float, callback=None) -> Plan:
         generation = int(ckpt.meta["rng"]["generation"]) + 1
         say(f"resuming from {ckpt.path}: {stats.env_steps} env steps, {stats.learner_steps} learner steps, "
             f"{stats.episodes} episodes, {stats.time_offset:.1f} s trained")
+    if init is not None:
+        said = init.meta.get("stats", {})
+        say(f"starting from the weights of {init.path} ({said.get('env_steps', '?')} env steps of "
+            f"{init.meta.get('config', {}).get('env', '?')}); optimizer and counters start afresh")
     return Plan(cfg, env_fn, make_batch, backend_why, spec, target, ckpt, run_dir, stats, generation,
-                actor_model_fn, blobs, model, n_params, state, precision, precision_why, kernels, callback)
+                actor_model_fn, blobs, model, n_params, state, precision, precision_why, kernels, callback, init)
 
 
 def _saved_model_fn(run_dir: str) -> Optional[str]:
@@ -319,7 +329,8 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
             with signals.at_once():  # nothing learned yet: Ctrl-C need not wait for TensorFlow's import
                 loop = LearnerLoop(Run(cfg, spec, plan.env_fn, plan.actor_model_fn, plan.model, pool, weights,
                                        stats, plan.run_dir, signals, ckpt, plan.generation, repeats.say,
-                                       plan.make_batch.confirm_batches, plan.precision, plan.callback))
+                                       plan.make_batch.confirm_batches, plan.precision, plan.callback,
+                                       plan.init))
             status = loop.run()
         except Interrupted:
             status = "interrupted"

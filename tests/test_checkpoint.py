@@ -215,3 +215,39 @@ print(json.dumps({"rc": p.returncode, "stderr": p.stderr, "kept": kept, "loads":
     assert "No space left on device" in lines[-1] and f"(the newest one kept: {out['kept'][-1]})" in lines[-1]
     assert out["loads"] and out["tmp"] == [] and out["segments"] == [], out
     assert spawned_pids() - before == set(), "actor processes outlived the run"
+
+
+def test_a_new_run_starts_from_another_runs_weights_with_a_fresh_optimizer(tmp_path, no_leaks):
+    """--init-from RUN: the new run's first weights are RUN's newest checkpoint's; its counters and Adam start at 0.
+    Weights that do not fit, or an env of other spaces, are one line before anything starts."""
+    from actorlearner.layout import default_layout
+    from actorlearner.preflight import prepare, starting_point
+
+    first_dir, second_dir = str(tmp_path / "first"), str(tmp_path / "second")
+    train(Config(serial=True, num_actors=1, max_steps=6_400, stop_at_target=False, eval_every_s=0, seed=3,
+                 run_dir=first_dir))
+    first = checkpoint.load(checkpoint.list_checkpoints(first_dir)[-1])
+    # A learning rate too small to move the weights: the second run's final weights are the first run's.
+    cfg = Config(serial=True, num_actors=1, max_steps=1_280, stop_at_target=False, eval_every_s=0, seed=4,
+                 learning_rate=1e-12, init_from=first_dir, run_dir=second_dir)
+    second = train(cfg)
+    assert second["env_steps"] == 1_280 and second["learner_steps"] == 1  # counters from 0
+    after = checkpoint.load(checkpoint.list_checkpoints(second_dir)[-1])
+    np.testing.assert_allclose(after.policy_flat, first.policy_flat, atol=1e-6)
+    iteration = dict(after.optim)[next(p for p, _ in after.optim if p.endswith("iteration"))]
+    assert int(iteration) == 1  # Adam afresh
+    # --resume of such a run goes on from its own checkpoint (its config keeps init_from).
+    assert train(resume_config(second_dir, {"max_steps": 2_560}))["learner_steps"] == 2
+
+    spec = prepare(Config(env="CartPole-v1"))[2]
+    narrow = Config(init_from=first_dir, hidden_sizes=(32,))
+    with pytest.raises(ConfigError, match=r"^--init-from .*first: its model has other weights than this run's "
+                                          r"\([\d,]+ weights in \d+ arrays against [\d,]+ in \d+\): it needs the same"):
+        starting_point(narrow, spec, default_layout(spec, narrow))
+    assert starting_point(Config(init_from=first_dir), spec, default_layout(spec, Config())).path == first.path
+    acrobot = prepare(Config(env="Acrobot-v1"))[2]
+    with pytest.raises(ConfigError, match=r"^--init-from .*first: that run's env has other observations or actions "
+                                          r"than this one's \(observations 4 float32 there, 6 float32 here"):
+        starting_point(Config(env="Acrobot-v1", init_from=first_dir), acrobot, default_layout(acrobot, Config()))
+    with pytest.raises(ConfigError, match=r"--init-from .*nowhere: no such directory"):
+        starting_point(Config(init_from=str(tmp_path / "nowhere")), spec, [])
