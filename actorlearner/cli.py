@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="weights: final (when the run stopped), best (best evaluation), latest (newest "
                          "checkpoint) [default: final]")
     ev.add_argument("--video", metavar="PATH", help="write an episode to PATH (.mp4 or .gif)")
+    ev.add_argument("--env-kwargs", metavar="KWARGS", help="play on a variant of the run's env: these gym.make "
+                    "arguments over the run's own (key=value pairs or a JSON object, as in train; "
+                    "max_episode_steps=1000, say); its observations and actions must stay the run's")
     ev.add_argument("--render", action="store_true", help="show the episodes in a window as they are played (the "
                     "env's render_mode='human', at its own frame rate; Ctrl-C stops with the episodes so far); "
                     "needs a display")
@@ -183,7 +186,7 @@ def _one_line_errors(action) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from .envs import env_time_limit
     from .evaluation import check_renders, play_episodes, record_video
-    from .loading import policy_of, run_config
+    from .loading import env_variant, policy_of, run_config
 
     played = []
     try:
@@ -197,6 +200,10 @@ def _eval(args: argparse.Namespace) -> int:
         if args.video:
             headless_mujoco_rendering(os.environ, sys.platform)
         cfg, spec, env_fn = run_config(args.run_dir)
+        variant = ""
+        if args.env_kwargs is not None:  # the run's env with other arguments: its spaces checked as the run's
+            cfg, env_fn = env_variant(args.run_dir, cfg, args.env_kwargs)
+            variant = f" (env kwargs {cfg.env_kwargs})"
         if args.video:
             check_renders(cfg.env)
         if args.render:  # the episodes on an env that draws as it steps (gymnasium's human mode)
@@ -230,7 +237,7 @@ def _eval(args: argparse.Namespace) -> int:
         which = f"{args.which} weights"
         if args.which == "final" and not os.path.exists(os.path.join(args.run_dir, "policy.npz")):
             which = "the newest checkpoint's weights (no final ones: the run goes on, or was killed)"
-        print(f"{cfg.env}, {which}, {mode}: {_episode_figures(played)}")
+        print(f"{cfg.env}{variant}, {which}, {mode}: {_episode_figures(played)}")
         if args.video:
             video_env = make_env_fn(cfg.env, "rgb_array", cfg.env_modules, cfg.env_kwargs_dict, cfg.frame_stack,
                                     cfg.action_masks)

@@ -17,7 +17,8 @@ from .layout import default_layout
 from .model_fns import check_fits, custom_model_name, model_fn_of
 from .policies import KerasPolicy, numpy_policy
 from .reporting import warn
-from .run_files import check_same_env, custom_env_error, saved_module_homes, trained_on_custom_env
+from .run_files import (check_same_env, custom_env_error, env_differences, saved_module_homes,
+                        trained_on_custom_env)
 
 
 WHICH = ("final", "best", "latest")
@@ -196,6 +197,23 @@ def run_config(run_dir: str, env_fn: Optional[Callable] = None):
         spec = inspect_env(env_fn, action_masks=cfg.action_masks)
     check_same_env(run_dir, spec, "playing or loading its policy")
     return cfg, spec, env_fn
+
+
+def env_variant(run_dir: str, cfg, env_kwargs: str):
+    """(cfg, env_fn) for the run's env made with `env_kwargs` (--env-kwargs text) over the run's own, checked
+    to give the observations and actions the run's policy takes (ConfigError otherwise). A run on an env id."""
+    from .config import parse_env_kwargs
+
+    merged = {**cfg.env_kwargs_dict, **parse_env_kwargs(env_kwargs)}
+    cfg = cfg.replace(env_kwargs=json.dumps(merged, separators=(",", ":")) if merged else None)
+    env_fn = _run_env_fn(run_dir, cfg)
+    with env_time_limit(cfg.env, cfg.wait_timeout_s, "made, reset and stepped once", trained=True):
+        spec = inspect_env(env_fn, action_masks=cfg.action_masks)
+    differ = [f"{k} {there} in the run, {here} here" for k, there, here in env_differences(run_dir, spec)]
+    if differ:
+        raise ConfigError(f"--env-kwargs {env_kwargs}: the env has other observations or actions than the run's "
+                          f"({'; '.join(differ)}): its policy plays only an env with the same spaces")
+    return cfg, env_fn
 
 
 def saved_weights(run_dir: str, which: str) -> tuple[np.ndarray, list]:

@@ -372,20 +372,31 @@ def test_a_run_on_an_env_factory_is_not_played_on_its_config_env_id(tmp_path):
         f"names: loading its policy needs that factory again (env_fn=...), which the command line cannot make"]
 
 
-def test_render_plays_the_episodes_on_envs_that_draw_as_they_step(tmp_path):
+def test_render_shows_the_episodes_and_env_kwargs_play_a_variant_of_the_env(tmp_path):
     """eval --render makes the run's env in gymnasium's human mode (MatchSign "shows" each step on stdout, where a
     real env opens a window), and without a display it is one line before anything is played: SDL drew CartPole's
-    frames nowhere and the episodes played on at the env's frame rate."""
+    frames nowhere and the episodes played on at the env's frame rate. eval --env-kwargs plays the run's env with
+    other arguments, refused where they change its spaces."""
     import os
 
     run = str(tmp_path / "run")
     train(Config(env="custom_envs:MatchSign-v0", serial=True, max_steps=1_280, eval_every_s=0, run_dir=run))
     environ = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     environ["PYTHONPATH"] = str(ROOT / "tests")
-    out = subprocess.run([sys.executable, "-m", "actorlearner", "eval", run, "--render", "--episodes", "2"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120, env={**environ, "DISPLAY": ":0"})
+    # --env-kwargs: a variant of the run's env (lag=True: the previous step's sign is rewarded), said in the line.
+    out = subprocess.run([sys.executable, "-m", "actorlearner", "eval", run, "--render", "--episodes", "2",
+                          "--env-kwargs", "lag=true"], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                         env={**environ, "DISPLAY": ":0"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("MatchSign shows step") == 20 and "over 2 episodes, length 10" in out.stdout, out.stdout
+    assert 'custom_envs:MatchSign-v0 (env kwargs {"lag":true}), final weights' in out.stdout
+    from actorlearner.loading import env_variant, run_config
+
+    cfg = run_config(run)[0]
+    with pytest.raises(ConfigError, match=r"^--env-kwargs multi=discrete: the env has other observations or actions "
+                                          r"than the run's \(actions 2 actions in the run, .* here\): its policy plays "
+                                          r"only an env with the same spaces$"):
+        env_variant(run, cfg, "multi=discrete")
     out = subprocess.run([sys.executable, "-m", "actorlearner", "eval", run, "--render"], capture_output=True,
                          text=True, cwd=ROOT, timeout=120, env=environ)
     if sys.platform.startswith("linux"):
