@@ -177,3 +177,50 @@ def test_the_learner_names_the_gpus_it_runs_on(monkeypatch):
     monkeypatch.setattr(tf.config.experimental, "get_device_details",
                         lambda d: {"device_name": "NVIDIA H200"} if d.name.endswith("0") else {})
     assert learner_device() == "GPU:0 NVIDIA H200, GPU:1"
+
+
+def test_keras_policy_loads_weight_versions_and_runs_models_traced_for_any_batch_or_not():
+    """KerasPolicy (custom models in actors) calls its model through a concrete function with a free batch size
+    and assigns each weight version in one traced call; its outputs are the model's own after each load. A model
+    that reads the batch size in Python cannot be traced so, and runs under a plain tf.function instead."""
+    import keras
+
+    from actorlearner.layout import param_layout
+    from actorlearner.policies import KerasPolicy
+
+    spec = SPECS["discrete"]
+
+    def functional(spec):
+        obs = keras.Input(spec.obs_shape)
+        h = keras.layers.Dense(8, activation="tanh")(obs)
+        return keras.Model(obs, [keras.layers.Dense(spec.action_dim)(h), keras.layers.Dense(1)(h)])
+
+    class ReadsBatch(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.torso, self.logits, self.value = (keras.layers.Dense(8), keras.layers.Dense(spec.action_dim),
+                                                   keras.layers.Dense(1))
+
+        def call(self, obs):
+            h = tf.reshape(self.torso(obs), (int(obs.shape[0]), 8))  # int(None) fails: no free batch size
+            return self.logits(h), self.value(h)
+
+    def subclassed(spec):
+        model = ReadsBatch()
+        model(np.zeros((2, *spec.obs_shape), np.float32))
+        return model
+
+    rng = np.random.default_rng(0)
+    for model_fn in (functional, subclassed):
+        policy = KerasPolicy(spec, model_fn, threads=0)
+        for _ in range(2):  # two weight versions
+            flat = rng.normal(size=sum(int(np.prod(s)) for _, s in param_layout(policy.model))).astype(np.float32)
+            policy.load(flat)
+            for n in (1, 5):
+                obs = random_obs(spec, rng, n)
+                params, value, _ = policy.forward(obs)
+                want_params, want_value = policy.model(obs)
+                np.testing.assert_allclose(params, want_params.numpy(), rtol=1e-5, atol=1e-5)
+                np.testing.assert_allclose(value, want_value.numpy().reshape(-1), rtol=1e-5, atol=1e-5)
+        with pytest.raises(ValueError, match="flat vector has 3 floats"):
+            policy.load(np.zeros(3, np.float32))
