@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = sub.add_parser(
         "train", help="train an agent", allow_abbrev=False,
+        usage="actorlearner train [--env ENV] [--preset NAME] [--config FILE] [options: by group below]",
         description="Train an agent: actor processes step the envs, one learner applies V-trace corrected "
                     "updates. Stops when solved (mean return of the last 100 episodes reaches the target), "
                     "or at --max-seconds / --max-steps, or on Ctrl-C. Results go to the run directory: "

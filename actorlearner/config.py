@@ -38,7 +38,7 @@ def usable_cores() -> int:
 
 @dataclass(frozen=True)
 class Config:
-    # --- task ---
+    # --- the task ---
     env: str = _f("CartPole-v1", "gymnasium environment id: any registered id with a Box observation (a vector "
                   "or an H x W x C image; other spaces that flatten to a vector are flattened, and MiniGrid's view "
                   "and direction made one vector) and Discrete, MultiDiscrete, MultiBinary or 1-D Box actions; "
@@ -86,7 +86,7 @@ class Config:
                                "continuous for other envs with Box actions and vector observations; 'none': plain "
                                "defaults)",
                                choices=(*PRESETS, "none"))
-    # --- stopping ---
+    # --- when to stop ---
     max_seconds: float = _f(0.0, "stop after this many seconds of wall time (0: no limit)")
     max_steps: int = _f(20_000_000, "stop after this many env steps (0: no limit)")
     target_return: Optional[float] = _f(None, "solved when the mean return of the last 100 training episodes "
@@ -110,7 +110,7 @@ class Config:
                                    "then run as soon as they are ready and the actors take the rest (default: 10 "
                                    "where the learner is the limit, Atari ids and vectorized envs: Pong 1.1x the "
                                    "agent steps/s on 2 cores; else 0, as actors that are the limit lose by it)")
-    # --- model ---
+    # --- the model ---
     model: str = _f("auto", "the default model: mlp (two tanh torsos, vectors or flattened images), impala-shallow "
                     "(IMPALA's 2-conv CNN, images only), impala-deep (its 15-layer ResNet, images only), or auto "
                     "(impala-shallow for H x W x C images, else mlp); actors run all of them in numpy",
@@ -127,7 +127,7 @@ class Config:
     hidden_sizes: tuple = _f((64, 64), "hidden layer widths of the default MLP (comma separated)")
     activation: str = _f("tanh", "activation of the default MLP's hidden layers", choices=("tanh", "relu"))
     init_log_std: float = _f(0.0, "initial log standard deviation of the Gaussian policy (Box actions)")
-    # --- learner ---
+    # --- the learner ---
     batch_size: int = _f(64, "env unrolls per learner batch (a multiple of --envs-per-actor)")
     learning_rate: float = _f(3e-3, "Adam learning rate")
     adam_epsilon: float = _f(1e-7, "Adam epsilon")
@@ -177,7 +177,7 @@ class Config:
     learner_threads: int = _f(0, "threads for TensorFlow in the learner (0: the cores the actors leave, at least "
                               "1: more threads than free cores spin and slow the actors; but every core for Atari "
                               "ids, whose learner is the limit while their actors wait for free slots)")
-    # --- evaluation and output ---
+    # --- evaluation and the solved test ---
     eval_every_s: float = _f(5.0, "evaluate the greedy policy every this many seconds after the last one ended "
                              "(0: only at the end); an evaluation is played between learner steps, at most "
                              "10 %% of the time")
@@ -197,6 +197,7 @@ class Config:
                                   "of that mean (0: the mean alone). Seeds 1-10, saved policies at Pendulum's "
                                   "-200 over 100 episodes afterwards: 7 with 0, 9 with 1 (benchmarks/learning.py "
                                   "--final-eval 100)")
+    # --- output, checkpoints and resuming ---
     log_every_s: float = _f(1.0, "seconds between progress lines and metrics records")
     quiet: bool = _f(False, "print only the start-up lines, warnings, errors and the final line")
     verbose: bool = _f(False, "progress lines also show the loss terms, gradient norm and mean importance "
@@ -211,6 +212,7 @@ class Config:
                                   "newest good checkpoint: the model's weights and --normalize-obs statistics; "
                                   "the optimizer, schedules and counters start afresh), e.g. to fine-tune on a "
                                   "variant of its env: the observations, actions and model must be the same")
+    # --- failures, processes and machines ---
     on_nonfinite: str = _f("stop", "what a NaN/Inf does, in an observation or reward (found in the actor, named "
                            "with its env) or in the loss or gradients: stop the run with an error, or skip "
                            "(the unroll dropped, the batch skipped; counted; 20 bad batches in a row still "

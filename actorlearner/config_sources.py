@@ -20,20 +20,33 @@ def _parse_sizes(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"expected comma separated integers, got {text!r}") from None
 
 
+# --help's groups of flags, each named with the first Config field it holds (the fields' own order, config.py's
+# sections): 70 flags under one heading were hard to find one's way in.
+HELP_SECTIONS = (("the task", "env"), ("when to stop", "max_seconds"), ("actors", "num_actors"),
+                 ("the model", "model"), ("the learner", "batch_size"),
+                 ("evaluation and the solved test", "eval_every_s"),
+                 ("output, checkpoints and resuming", "log_every_s"),
+                 ("failures, processes and machines", "on_nonfinite"))
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per Config field, defaults shown in --help; unset flags parse to None (keep the default)."""
+    """One flag per Config field, defaults shown in --help, in HELP_SECTIONS' groups; unset flags parse to None
+    (keep the default)."""
     defaults = Config()
+    starts = dict((first, title) for title, first in HELP_SECTIONS)
+    group = parser
     for name, f in config_fields().items():
+        if name in starts:
+            group = parser.add_argument_group(starts[name])
         default = getattr(defaults, name)
         help_text = f.metadata["help"] + (f" [default: {show_value(default)}]" if default != "" else "")
         flag = "--" + flag_name(name)
         if f.type in ("bool", bool):
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
-                                help=help_text)
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
         kind = _parse_sizes if name == "hidden_sizes" else {"int": parse_int, "float": float, "str": str}[field_kind(f)]
-        parser.add_argument(flag, dest=name, type=kind, default=None, metavar=name.upper(),
-                            choices=f.metadata.get("choices"), help=help_text)
+        group.add_argument(flag, dest=name, type=kind, default=None, metavar=name.upper(),
+                           choices=f.metadata.get("choices"), help=help_text)
 
 
 def config_from_args(args: argparse.Namespace, base: Optional[Config] = None) -> Config:

@@ -107,6 +107,14 @@ def test_help_explains_every_flag():
         flag = "--" + f.name.replace("_", "-")
         assert flag in text, flag
         assert " ".join(f.metadata["help"].split())[:40] in text, flag
+    # In groups, each flag under its heading (config_sources.HELP_SECTIONS), the usage line short.
+    headings = [line[:-1] for line in proc.stdout.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert headings == ["options", "the task", "when to stop", "actors", "the model", "the learner",
+                        "evaluation and the solved test", "output, checkpoints and resuming",
+                        "failures, processes and machines"], headings
+    learner = proc.stdout.split("\nthe learner:")[1].split("\nevaluation and")[0]
+    assert "--learning-rate" in learner and "--env " not in learner
+    assert len(proc.stdout.split("\n\n")[0].splitlines()) == 1  # the usage: one line, not 60
 
 
 def test_launch_script_is_the_same_command():
