@@ -6,8 +6,9 @@ it when training starts.
 
 from .config import Config, ConfigError
 from .config_sources import preset_config, resume_config
-from .loading import load_policy, make_env
+from .loading import evaluate, load_policy, make_env
 from .runner import train
 
-__all__ = ["Config", "ConfigError", "preset_config", "resume_config", "train", "load_policy", "make_env"]
+__all__ = ["Config", "ConfigError", "preset_config", "resume_config", "train", "load_policy", "make_env",
+           "evaluate"]
 __version__ = "0.1.0"

@@ -37,6 +37,34 @@ def load_policy(run_dir: str, *, env_fn: Optional[Callable] = None, model_fn: Op
     return policy_of(run_dir, cfg, spec, which=which, model_fn=model_fn)
 
 
+def evaluate(run_dir: str, episodes: int = 10, *, deterministic: bool = False, which: str = "final", seed: int = 0,
+             env_kwargs=None, env_fn: Optional[Callable] = None, model_fn: Optional[Callable] = None) -> dict:
+    """Plays `episodes` episodes with a run's policy, as `actorlearner eval` does, and returns
+    {"returns": [...], "lengths": [...], "mean_return", "std_return", "mean_length"}.
+
+    deterministic: act greedily (argmax / Gaussian mean) instead of sampling; which: as in load_policy; seed: the
+    first episode's (episode i gets seed + i); env_kwargs: gym.make arguments over the run's own (a dict, or
+    --env-kwargs text), for a variant of its env with the same spaces; env_fn, model_fn: as in load_policy. Each
+    env step is bounded by the run's --wait-timeout-s, as in training."""
+    from .evaluation import run_episodes
+
+    if episodes < 1:
+        raise ConfigError(f"episodes must be >= 1, got {episodes}")
+    cfg, spec, make = run_config(run_dir, env_fn)
+    if env_kwargs:
+        if env_fn is not None:
+            raise ConfigError("env_kwargs are for a run on an env id; an env_fn makes its env with its own")
+        cfg, make = env_variant(run_dir, cfg, env_kwargs if isinstance(env_kwargs, str) else json.dumps(env_kwargs))
+    policy = policy_of(run_dir, cfg, spec, which=which, model_fn=model_fn)
+    with env_time_limit(cfg.env, cfg.wait_timeout_s, "made, reset or stepped", trained=True) as step_done:
+        returns, lengths = run_episodes(policy, make, spec, episodes=episodes, seed=seed, greedy=deterministic,
+                                        on_step=step_done)
+    if not returns:
+        raise RuntimeError(f"no episode of {cfg.env} finished: its env raised in every one (see above)")
+    return {"returns": returns, "lengths": lengths, "mean_return": float(np.mean(returns)),
+            "std_return": float(np.std(returns)), "mean_length": float(np.mean(lengths))}
+
+
 def policy_of(run_dir: str, cfg, spec, *, which: str = "final", model_fn: Optional[Callable] = None):
     """load_policy for a run whose config and spec `run_config` has read already (it makes an env for them)."""
     flat, layout = saved_weights(run_dir, which)

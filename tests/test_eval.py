@@ -26,9 +26,20 @@ def eval_cli(*args):
 
 
 def test_eval_prints_returns_and_writes_videos(run_dir, tmp_path):
+    from actorlearner import evaluate
+    from actorlearner.reporting import fmt_return
+
     out = eval_cli(run_dir, "--episodes", "2", "--deterministic", "--video", str(tmp_path / "ep.mp4"))
     assert out.returncode == 0, out.stderr
     assert "CartPole-v1, final weights, deterministic: return" in out.stdout and "over 2 episodes" in out.stdout
+    # The Python API's evaluate plays the same episodes (same seeds) and gives the same figures.
+    played = evaluate(run_dir, 2, deterministic=True)
+    said = f"return {fmt_return(played['mean_return'])} ± {fmt_return(played['std_return'])} over 2 episodes"
+    assert said in out.stdout, (played, out.stdout)
+    short = evaluate(run_dir, 3, env_kwargs={"max_episode_steps": 20})  # a variant of the env: 20 steps at most
+    assert len(short["returns"]) == 3 and max(short["lengths"]) <= 20 < max(played["lengths"]), short
+    with pytest.raises(ConfigError, match="episodes must be >= 1"):
+        evaluate(run_dir, 0)
     assert (tmp_path / "ep.mp4").stat().st_size > 1000
     for which in ("best", "latest"):
         out = eval_cli(run_dir, "--episodes", "1", "--which", which, "--video", str(tmp_path / f"{which}.gif"))
