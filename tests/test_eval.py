@@ -41,11 +41,11 @@ def test_eval_prints_returns_and_writes_videos(run_dir, tmp_path):
     with pytest.raises(ConfigError, match="episodes must be >= 1"):
         evaluate(run_dir, 0)
     assert (tmp_path / "ep.mp4").stat().st_size > 1000
-    for which in ("best", "latest"):
-        out = eval_cli(run_dir, "--episodes", "1", "--which", which, "--video", str(tmp_path / f"{which}.gif"))
-        assert out.returncode == 0, out.stderr
-        assert f"{which} weights, sampled actions: return" in out.stdout
-        assert (tmp_path / f"{which}.gif").stat().st_size > 1000
+    # --which latest is played by test_damaged_weight_files_are_one_line_that_names_a_way_on.
+    out = eval_cli(run_dir, "--episodes", "1", "--which", "best", "--video", str(tmp_path / "best.gif"))
+    assert out.returncode == 0, out.stderr
+    assert "best weights, sampled actions: return" in out.stdout
+    assert (tmp_path / "best.gif").stat().st_size > 1000
 
 
 def test_eval_of_a_run_with_no_final_weights_says_it_plays_the_newest_checkpoint(run_dir, tmp_path):
