@@ -188,6 +188,7 @@ def _eval(args: argparse.Namespace) -> int:
     from .envs import env_time_limit
     from .evaluation import check_renders, play_episodes, record_video
     from .loading import env_variant, policy_of, run_config
+    from .run_files import trained_on_custom_env
 
     played = []
     try:
@@ -200,6 +201,11 @@ def _eval(args: argparse.Namespace) -> int:
             raise ConfigError(no_display(os.environ, sys.platform))
         if args.video:
             headless_mujoco_rendering(os.environ, sys.platform)
+        asked = [flag for flag, given in (("--video", args.video), ("--render", args.render),
+                                          ("--env-kwargs", args.env_kwargs is not None)) if given]
+        if asked and trained_on_custom_env(args.run_dir):
+            raise ConfigError(f"{args.run_dir} trained on an env factory (env_fn), which makes its env its own way: "
+                              f"{' and '.join(asked)} {'needs' if len(asked) == 1 else 'need'} a run on an env id")
         cfg, spec, env_fn = run_config(args.run_dir)
         variant = ""
         if args.env_kwargs is not None:  # the run's env with other arguments: its spaces checked as the run's

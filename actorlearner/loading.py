@@ -17,7 +17,7 @@ from .layout import default_layout
 from .model_fns import check_fits, custom_model_name, model_fn_of
 from .policies import KerasPolicy, numpy_policy
 from .reporting import warn
-from .run_files import (check_same_env, custom_env_error, env_differences, saved_module_homes,
+from .run_files import (check_same_env, custom_env_error, env_differences, named_env_fn, saved_module_homes,
                         trained_on_custom_env)
 
 
@@ -190,8 +190,15 @@ def make_env(run_dir: str, render_mode: Optional[str] = None):
     masks in `info["action_mask"]`. render_mode: gymnasium's ("rgb_array", "human"). An env whose spaces have
     changed since the run (an edited module, another version) is a ConfigError, as for load_policy."""
     if trained_on_custom_env(run_dir):
-        raise ConfigError(f"{run_dir} trained on an env factory (env_fn): its env is the one that factory makes")
-    env = _run_env_fn(run_dir, _saved_config(run_dir), render_mode)()
+        named = named_env_fn(run_dir)
+        if named is None:
+            raise ConfigError(f"{run_dir} trained on an env factory (env_fn): its env is the one that factory makes")
+        if render_mode:
+            raise ConfigError(f"{run_dir} trained on an env factory (env_fn), which makes its env with its own "
+                              f"render mode: make_env cannot give it render_mode={render_mode!r}")
+        env = named()
+    else:
+        env = _run_env_fn(run_dir, _saved_config(run_dir), render_mode)()
     try:
         check_same_env(run_dir, spec_from_spaces(env.observation_space, env.action_space), "make_env")
     except ConfigError:
@@ -217,9 +224,11 @@ def _run_env_fn(run_dir: str, cfg, render_mode: Optional[str] = None):
 def run_config(run_dir: str, env_fn: Optional[Callable] = None):
     """(Config, EnvSpec, env_fn) of a run directory. The env made for the spec gets the run's --wait-timeout-s."""
     cfg = _saved_config(run_dir)
-    if env_fn is None:
-        if trained_on_custom_env(run_dir):
+    if env_fn is None and trained_on_custom_env(run_dir):
+        env_fn = named_env_fn(run_dir)  # the factory the run names, if it named one
+        if env_fn is None:
             raise custom_env_error(run_dir, cfg.env, "loading its policy")
+    elif env_fn is None:
         env_fn = _run_env_fn(run_dir, cfg)
     with env_time_limit(cfg.env, cfg.wait_timeout_s, "made, reset and stepped once", trained=True):
         spec = inspect_env(env_fn, action_masks=cfg.action_masks)

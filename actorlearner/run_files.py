@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import time
+from typing import Optional
 
 from .config import ConfigError
 from .reporting import warn
@@ -22,11 +23,34 @@ CUSTOM_ENV_FILE = "custom_env.json"
 def custom_env_error(run_dir: str, env_id, what: str) -> ConfigError:
     """The error for `what` (an action) on a run that trained on an env factory, done without one."""
     return ConfigError(f"{run_dir} trained on an env factory (env_fn), not on the env id {env_id!r} its config "
-                       f"names: {what} needs that factory again (env_fn=...), which the command line cannot make")
+                       f"names: {what} needs that factory again (env_fn=...), which the command line cannot make "
+                       f"(it can where the factory is a function at the top of a module, which the run names)")
 
 
 def trained_on_custom_env(run_dir: str) -> bool:
     return os.path.exists(os.path.join(run_dir, CUSTOM_ENV_FILE))
+
+
+def saved_env_fn(run_dir: str) -> Optional[str]:
+    """The MODULE:FUNCTION name CUSTOM_ENV_FILE keeps of a run's env_fn (model_fns.importable_name); None where the
+    factory had none (a lambda, a script's function) or the run predates it."""
+    try:
+        with open(os.path.join(run_dir, CUSTOM_ENV_FILE)) as f:
+            name = json.load(f).get("env_fn_name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and ":" in name else None
+
+
+def named_env_fn(run_dir: str):
+    """The env factory a run trained on, imported by the name it kept (saved_env_fn), from where the run found its
+    module; None where it kept none."""
+    name = saved_env_fn(run_dir)
+    if name is None:
+        return None
+    from .model_fns import load_model_fn
+
+    return load_model_fn(name, saved_module_homes(run_dir), "env module", "the run's env_fn")
 
 
 # Where a run found its env modules (--env-module, a `module:Env-v0` id): {top-level module: directory}. Eval,

@@ -27,7 +27,7 @@ from .env_backends import EnvBatchFactory
 from .env_registry import module_homes
 from .layout import default_layout, layout_size, model_kind, state_size
 from .learner_loop import LearnerLoop, Run, build_model
-from .model_fns import check_fits, model_fn_of, model_module, with_model_name
+from .model_fns import check_fits, importable_name, model_fn_of, model_module, with_model_name
 from .precision import learner_precision
 from .preflight import (check_is_config, check_shared_memory, clock_stop_warning, crowded_actors, prepare,
                         resume_point, shared_bytes, slot_bytes, slots_per_actor, starting_point, unused_settings)
@@ -36,7 +36,7 @@ from .system_info import system_info
 from .tf_start import choose_onednn, learner_device, onednn_in_use, start_tensorflow_early
 from .reporting import RunStats, fmt_return, say, warn
 from .run_files import (CUSTOM_ENV_FILE, ENV_MODULES_FILE, ENV_SPEC_FILE, RunDir, check_fresh, check_same_env,
-                        env_summary, saved_module_homes)
+                        env_summary, named_env_fn, saved_module_homes, trained_on_custom_env)
 from .stack_dumps import make_stack_dir, remove_stale_stack_dirs
 from .stopping import Interrupted, StopSignals
 from .trajectory import unroll_fields
@@ -127,8 +127,10 @@ def train_to_summary(cfg: Config, env_fn: Optional[Callable] = None, model_fn: O
 
 def _plan(cfg: Config, env_fn, model_fn, t0: float, callback=None) -> Plan:
     """Checks the input, settles the config and the run directory, and restores a resumed run's counters."""
-    custom_env = env_fn is not None
     check_is_config(cfg)  # before its fields are read
+    if env_fn is None and cfg.resume and trained_on_custom_env(cfg.resume):
+        env_fn = named_env_fn(cfg.resume)  # None where the run kept no name: resume_point says what to do
+    custom_env, own_env_fn = env_fn is not None, env_fn
     homes = saved_module_homes(cfg.resume) if cfg.resume else {}
     model_fn = model_fn_of(cfg, model_fn, homes)
     cfg = with_model_name(cfg, model_fn, _saved_model_fn(cfg.resume) if cfg.resume else None)
@@ -201,9 +203,12 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float, callback=None) -> Plan:
     run_dir = RunDir(cfg.run_dir)  # once the input is known to be good: a refused run leaves no directory
     run_dir.write_json("config.json", cfg.to_json())
     run_dir.write_json(ENV_SPEC_FILE, env_summary(spec))
-    if custom_env:
-        run_dir.write_json(CUSTOM_ENV_FILE, {"env": cfg.env, "env_fn": True})
-    found = module_homes(cfg.env_modules + ((model_module(cfg.model_fn),) if cfg.model_fn else ()), cfg.env)
+    env_fn_name = importable_name(own_env_fn) if custom_env else None
+    if custom_env:  # with the factory's name where another process can import it: eval, export, --resume use it
+        run_dir.write_json(CUSTOM_ENV_FILE, {"env": cfg.env, "env_fn": True, "env_fn_name": env_fn_name})
+    named = ((model_module(cfg.model_fn),) if cfg.model_fn else ()) + ((model_module(env_fn_name),) if env_fn_name
+                                                                       else ())
+    found = module_homes(cfg.env_modules + named, cfg.env)
     if found:
         run_dir.write_json(ENV_MODULES_FILE, found)
     say(f"config: {cfg.describe_changes()} (all settings: {os.path.join(run_dir.path, 'config.json')})")

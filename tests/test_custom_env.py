@@ -160,6 +160,14 @@ def small(spec):
 
 def broken(spec):
     raise ValueError("boom")
+
+
+def match_sign():
+    import gymnasium as gym
+
+    import custom_envs  # noqa: F401 - registers MatchSign-v0
+
+    return gym.make("MatchSign-v0")
 '''
 
 
@@ -227,12 +235,14 @@ def test_a_model_fn_that_cannot_be_built_is_one_line_before_anything_starts(tmp_
         prepare(cfg, model_fn=load_model_fn(cfg.model_fn))
 
 
-def test_a_model_fn_passed_from_python_is_kept_by_name_when_another_process_can_import_it(tmp_path, monkeypatch):
-    """train(cfg, model_fn=small), small defined at the top of a module with a file: config.json names it, so
-    load_policy (and the CLI's eval, export and --resume) build it without being given it; the same function
-    passed again is accepted, and resuming with it keeps the name. A lambda, a nested function or one of a script
-    (module __main__) cannot be imported by another process: no name, as before."""
-    from actorlearner import Config, load_policy, resume_config, train
+def test_a_model_fn_and_env_fn_passed_from_python_are_kept_by_name_where_another_process_can_import_them(
+        tmp_path, monkeypatch, capsys):
+    """train(cfg, env_fn=match_sign, model_fn=small), both defined at the top of a module with a file: the run names
+    them (config.json, custom_env.json), so load_policy, evaluate and --resume (and the CLI's eval and export) build
+    them without being given them; the same functions passed again are accepted. A lambda, a nested function or
+    one of a script (module __main__) cannot be imported by another process: no name, as before."""
+    from actorlearner import Config, evaluate, load_policy, resume_config, train
+    from actorlearner.cli import main as cli_main
     from actorlearner.model_fns import importable_name, with_model_name
 
     (tmp_path / "py_models.py").write_text(MY_MODELS)
@@ -240,16 +250,20 @@ def test_a_model_fn_passed_from_python_is_kept_by_name_when_another_process_can_
     import py_models
 
     run = str(tmp_path / "run")
-    cfg = Config(env="custom_envs:MatchSign-v0", serial=True, max_steps=1_280, stop_at_target=False,
-                 eval_every_s=0, run_dir=run)
-    train(cfg, model_fn=py_models.small)
+    cfg = Config(env="match-sign", serial=True, max_steps=1_280, stop_at_target=False, eval_every_s=0, run_dir=run)
+    train(cfg, env_fn=py_models.match_sign, model_fn=py_models.small)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model_fn"] == "py_models:small"
+    assert json.loads((tmp_path / "run" / "custom_env.json").read_text())["env_fn_name"] == "py_models:match_sign"
     assert json.loads((tmp_path / "run" / "env_modules.json").read_text())["py_models"] == str(tmp_path)
     obs = np.array([[0.5], [-0.5]], np.float32)
-    expected = load_policy(run, model_fn=py_models.small).value(obs)  # the same function passed again: fine
-    assert np.array_equal(load_policy(run).value(obs), expected)  # built by name
-    summary = train(resume_config(run, {"max_steps": 2_560}), model_fn=py_models.small)
+    expected = load_policy(run, env_fn=py_models.match_sign, model_fn=py_models.small).value(obs)  # passed again
+    assert np.array_equal(load_policy(run).value(obs), expected)  # both built by name
+    assert evaluate(run, 2)["lengths"] == [10, 10]
+    summary = train(resume_config(run, {"max_steps": 2_560}))  # --resume from the command line does the same
     assert summary["env_steps"] >= 2_560
+    assert cli_main(["eval", run, "--video", str(tmp_path / "x.mp4")]) == 2  # its own env: one line, below
+    assert capsys.readouterr().err.endswith("trained on an env factory (env_fn), which makes its env its own way: "
+                                            "--video needs a run on an env id\n")
 
     def nested(spec):
         return py_models.small(spec)

@@ -380,7 +380,8 @@ def test_a_run_on_an_env_factory_is_not_played_on_its_config_env_id(tmp_path):
     out = eval_cli(run, "--episodes", "1")
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
         f"actorlearner: error: {run} trained on an env factory (env_fn), not on the env id 'CartPole-v1' its config "
-        f"names: loading its policy needs that factory again (env_fn=...), which the command line cannot make"]
+        f"names: loading its policy needs that factory again (env_fn=...), which the command line cannot make (it "
+        f"can where the factory is a function at the top of a module, which the run names)"]
 
 
 def test_render_shows_the_episodes_and_env_kwargs_play_a_variant_of_the_env(tmp_path):
