@@ -187,7 +187,7 @@ def _one_line_errors(action) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from .envs import env_time_limit
     from .evaluation import check_renders, play_episodes, record_video
-    from .loading import env_variant, policy_of, run_config
+    from .loading import playing
     from .run_files import trained_on_custom_env
 
     played = []
@@ -206,18 +206,15 @@ def _eval(args: argparse.Namespace) -> int:
         if asked and trained_on_custom_env(args.run_dir):
             raise ConfigError(f"{args.run_dir} trained on an env factory (env_fn), which makes its env its own way: "
                               f"{' and '.join(asked)} {'needs' if len(asked) == 1 else 'need'} a run on an env id")
-        cfg, spec, env_fn = run_config(args.run_dir)
-        variant = ""
-        if args.env_kwargs is not None:  # the run's env with other arguments: its spaces checked as the run's
-            cfg, env_fn = env_variant(args.run_dir, cfg, args.env_kwargs)
-            variant = f" (env kwargs {cfg.env_kwargs})"
+        # With --env-kwargs, a variant of the run's env, its spaces checked as the run's.
+        cfg, spec, env_fn, policy = playing(args.run_dir, which=args.which, env_kwargs=args.env_kwargs)
+        variant = f" (env kwargs {cfg.env_kwargs})" if args.env_kwargs is not None and cfg.env_kwargs else ""
         if args.video:
             check_renders(cfg.env)
         if args.render:  # the episodes on an env that draws as it steps (gymnasium's human mode)
             check_renders(cfg.env, "human", "--render")
             env_fn = make_env_fn(cfg.env, "human", cfg.env_modules, cfg.env_kwargs_dict, cfg.frame_stack,
                                  cfg.action_masks)
-        policy = policy_of(args.run_dir, cfg, spec, which=args.which)
         greedy = args.deterministic
         mode = "deterministic" if greedy else "sampled actions"
         # On a terminal a live line tells how far it is (ten Pong episodes take half an hour); elsewhere the

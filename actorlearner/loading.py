@@ -50,12 +50,7 @@ def evaluate(run_dir: str, episodes: int = 10, *, deterministic: bool = False, w
 
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
-    cfg, spec, make = run_config(run_dir, env_fn)
-    if env_kwargs:
-        if env_fn is not None:
-            raise ConfigError("env_kwargs are for a run on an env id; an env_fn makes its env with its own")
-        cfg, make = env_variant(run_dir, cfg, env_kwargs if isinstance(env_kwargs, str) else json.dumps(env_kwargs))
-    policy = policy_of(run_dir, cfg, spec, which=which, model_fn=model_fn)
+    cfg, spec, make, policy = playing(run_dir, which=which, env_kwargs=env_kwargs, env_fn=env_fn, model_fn=model_fn)
     with env_time_limit(cfg.env, cfg.wait_timeout_s, "made, reset or stepped", trained=True) as step_done:
         returns, lengths = run_episodes(policy, make, spec, episodes=episodes, seed=seed, greedy=deterministic,
                                         on_step=step_done)
@@ -63,6 +58,19 @@ def evaluate(run_dir: str, episodes: int = 10, *, deterministic: bool = False, w
         raise RuntimeError(f"no episode of {cfg.env} finished: its env raised in every one (see above)")
     return {"returns": returns, "lengths": lengths, "mean_return": float(np.mean(returns)),
             "std_return": float(np.std(returns)), "mean_length": float(np.mean(lengths))}
+
+
+def playing(run_dir: str, *, which: str = "final", env_kwargs=None, env_fn: Optional[Callable] = None,
+            model_fn: Optional[Callable] = None):
+    """(cfg, spec, env factory, policy) to play a run's policy, for evaluate and `actorlearner eval`: the run's
+    config and env, a variant of it with env_kwargs (a dict or --env-kwargs text over the run's own; None: the
+    run's), and its weights (which) in its model."""
+    cfg, spec, make = run_config(run_dir, env_fn)
+    if env_kwargs is not None:
+        if env_fn is not None:
+            raise ConfigError("env_kwargs are for a run on an env id; an env_fn makes its env with its own")
+        cfg, make = env_variant(run_dir, cfg, env_kwargs if isinstance(env_kwargs, str) else json.dumps(env_kwargs))
+    return cfg, spec, make, policy_of(run_dir, cfg, spec, which=which, model_fn=model_fn)
 
 
 def policy_of(run_dir: str, cfg, spec, *, which: str = "final", model_fn: Optional[Callable] = None):
