@@ -42,15 +42,16 @@ def saved_env_fn(run_dir: str) -> Optional[str]:
     return name if isinstance(name, str) and ":" in name else None
 
 
-def named_env_fn(run_dir: str):
+def named_env_fn(run_dir: str, homes: Optional[dict] = None):
     """The env factory a run trained on, imported by the name it kept (saved_env_fn), from where the run found its
-    module; None where it kept none."""
+    module (homes: saved_module_homes(run_dir), read here when not given); None where it kept none."""
     name = saved_env_fn(run_dir)
     if name is None:
         return None
     from .model_fns import load_model_fn
 
-    return load_model_fn(name, saved_module_homes(run_dir), "env module", "the run's env_fn")
+    return load_model_fn(name, saved_module_homes(run_dir) if homes is None else homes, "env module",
+                         "the run's env_fn")
 
 
 # Where a run found its env modules (--env-module, a `module:Env-v0` id): {top-level module: directory}. Eval,

@@ -128,10 +128,10 @@ def train_to_summary(cfg: Config, env_fn: Optional[Callable] = None, model_fn: O
 def _plan(cfg: Config, env_fn, model_fn, t0: float, callback=None) -> Plan:
     """Checks the input, settles the config and the run directory, and restores a resumed run's counters."""
     check_is_config(cfg)  # before its fields are read
-    if env_fn is None and cfg.resume and trained_on_custom_env(cfg.resume):
-        env_fn = named_env_fn(cfg.resume)  # None where the run kept no name: resume_point says what to do
-    custom_env, own_env_fn = env_fn is not None, env_fn
     homes = saved_module_homes(cfg.resume) if cfg.resume else {}
+    if env_fn is None and cfg.resume and trained_on_custom_env(cfg.resume):
+        env_fn = named_env_fn(cfg.resume, homes)  # None where the run kept no name: resume_point says what to do
+    custom_env, own_env_fn = env_fn is not None, env_fn
     model_fn = model_fn_of(cfg, model_fn, homes)
     cfg = with_model_name(cfg, model_fn, _saved_model_fn(cfg.resume) if cfg.resume else None)
     env_fn, make_batch, spec, target, backend_why, blobs = prepare(cfg, env_fn, model_fn, homes)
@@ -206,8 +206,7 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float, callback=None) -> Plan:
     env_fn_name = importable_name(own_env_fn) if custom_env else None
     if custom_env:  # with the factory's name where another process can import it: eval, export, --resume use it
         run_dir.write_json(CUSTOM_ENV_FILE, {"env": cfg.env, "env_fn": True, "env_fn_name": env_fn_name})
-    named = ((model_module(cfg.model_fn),) if cfg.model_fn else ()) + ((model_module(env_fn_name),) if env_fn_name
-                                                                       else ())
+    named = tuple(model_module(name) for name in (cfg.model_fn, env_fn_name) if name)
     found = module_homes(cfg.env_modules + named, cfg.env)
     if found:
         run_dir.write_json(ENV_MODULES_FILE, found)
