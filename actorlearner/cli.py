@@ -197,8 +197,9 @@ def _eval(args: argparse.Namespace) -> int:
         if args.video and not args.video.lower().endswith((".mp4", ".gif")):
             raise ConfigError(f"--video {args.video}: the file name must end in .mp4 or .gif")
         check_out_path("--video", args.video)
-        if args.render and no_display(os.environ, sys.platform):
-            raise ConfigError(no_display(os.environ, sys.platform))
+        missing_display = args.render and no_display(os.environ, sys.platform)
+        if missing_display:
+            raise ConfigError(missing_display)
         if args.video:
             headless_mujoco_rendering(os.environ, sys.platform)
         asked = [flag for flag, given in (("--video", args.video), ("--render", args.render),

@@ -12,8 +12,9 @@ import importlib.util
 import os
 import re
 import sys
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
+import cloudpickle
 import gymnasium as gym
 
 from .atari import game_name
@@ -79,6 +80,24 @@ def import_user_module(name: str, homes: Mapping[str, str], what: str):
             raise ConfigError(f"no {what} {name!r} on the Python path{where}: run from the directory that "
                               f"holds it, or add that directory to PYTHONPATH") from None
         raise ConfigError(f"could not import {what} {name!r}: {type(e).__name__}: {e}") from None
+
+
+def import_named(text: str, homes: Optional[Mapping[str, str]], what: str, named: str) -> Callable:
+    """The function MODULE:NAME names (a --model-fn, a run's env_fn kept by name), its module imported as
+    import_user_module does (homes: where the run found it). Its module is pickled by value for the actors: a Ray
+    actor on another host, or one started in another working directory, need not find the file. what, named: the
+    module's role and how the name was given, for the one-line errors ("model module", "--model-fn")."""
+    from .tf_start import tf_notices_filtered
+
+    module_name, _, name = text.partition(":")
+    with tf_notices_filtered():  # such a module imports Keras, most often at its top
+        module = import_user_module(module_name, homes or {}, what)
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ConfigError(f"{named} {text}: module {module.__name__!r} ({getattr(module, '__file__', '?')}) has "
+                          f"no function {name!r}")
+    cloudpickle.register_pickle_by_value(module)
+    return fn
 
 
 def env_module_names(modules: Sequence[str], env_id=None) -> list[str]:

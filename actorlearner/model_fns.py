@@ -10,10 +10,8 @@ import sys
 import traceback
 from typing import Callable, Mapping, Optional
 
-import cloudpickle
-
 from .config import ConfigError
-from .env_registry import import_user_module
+from .env_registry import import_named
 from .layout import param_layout
 
 
@@ -27,23 +25,11 @@ def model_module(text: str) -> str:
     return module
 
 
-def load_model_fn(text: str, homes: Optional[Mapping[str, str]] = None, what: str = "model module",
-                  named: str = "--model-fn") -> Callable:
-    """The function MODULE:FUNCTION names, its module imported (found where `env_registry._make_findable` looks,
-    homes being where the run found it). Its module is pickled by value for the actors: a Ray actor on another
-    host, or one started in another working directory, need not find the file. what, named: the module's role and
-    how the name is given, for the errors (an env_fn recorded by a run: "env module", "the run's env_fn")."""
-    from .tf_start import tf_notices_filtered
-
-    with tf_notices_filtered():  # such a module imports Keras, most often at its top
-        module = import_user_module(model_module(text), homes or {}, what)
-    name = text.partition(":")[2]
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        raise ConfigError(f"{named} {text}: module {module.__name__!r} ({getattr(module, '__file__', '?')}) has "
-                          f"no function {name!r}")
-    cloudpickle.register_pickle_by_value(module)
-    return fn
+def load_model_fn(text: str, homes: Optional[Mapping[str, str]] = None) -> Callable:
+    """The function --model-fn MODULE:FUNCTION names (env_registry.import_named; homes: where the run found its
+    module)."""
+    model_module(text)  # its form, in --model-fn's words
+    return import_named(text, homes, "model module", "--model-fn")
 
 
 def built_by(model_fn: Callable, spec, name: str = "model_fn"):

@@ -48,10 +48,10 @@ def named_env_fn(run_dir: str, homes: Optional[dict] = None):
     name = saved_env_fn(run_dir)
     if name is None:
         return None
-    from .model_fns import load_model_fn
+    from .env_registry import import_named
 
-    return load_model_fn(name, saved_module_homes(run_dir) if homes is None else homes, "env module",
-                         "the run's env_fn")
+    return import_named(name, saved_module_homes(run_dir) if homes is None else homes, "env module",
+                        "the run's env_fn")
 
 
 # Where a run found its env modules (--env-module, a `module:Env-v0` id): {top-level module: directory}. Eval,

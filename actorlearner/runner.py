@@ -27,7 +27,7 @@ from .env_backends import EnvBatchFactory
 from .env_registry import module_homes
 from .layout import default_layout, layout_size, model_kind, state_size
 from .learner_loop import LearnerLoop, Run, build_model
-from .model_fns import check_fits, importable_name, model_fn_of, model_module, with_model_name
+from .model_fns import check_fits, importable_name, model_fn_of, with_model_name
 from .precision import learner_precision
 from .preflight import (check_is_config, check_shared_memory, clock_stop_warning, crowded_actors, prepare,
                         resume_point, shared_bytes, slot_bytes, slots_per_actor, starting_point, unused_settings)
@@ -206,7 +206,7 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float, callback=None) -> Plan:
     env_fn_name = importable_name(own_env_fn) if custom_env else None
     if custom_env:  # with the factory's name where another process can import it: eval, export, --resume use it
         run_dir.write_json(CUSTOM_ENV_FILE, {"env": cfg.env, "env_fn": True, "env_fn_name": env_fn_name})
-    named = tuple(model_module(name) for name in (cfg.model_fn, env_fn_name) if name)
+    named = tuple(name.partition(":")[0] for name in (cfg.model_fn, env_fn_name) if name)
     found = module_homes(cfg.env_modules + named, cfg.env)
     if found:
         run_dir.write_json(ENV_MODULES_FILE, found)
