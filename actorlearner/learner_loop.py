@@ -28,6 +28,7 @@ from .protocol import ActorFailed, EnvError, UnrollReady, UnrollSource
 from .reporting import RunStats, progress_line, say, warn
 from .run_files import RunDir
 from .stopping import Interrupted, StopSignals, UserCodeStopped
+from .tensorboard import progress_scalars
 from .tf_start import learner_device, start_tensorflow_quietly
 from .trajectory import learner_inputs
 from .transport import TransportTimeout, WeightStore
@@ -322,8 +323,9 @@ class LearnerLoop:
                                                      max_seconds=cfg.max_seconds, verbose=cfg.verbose))
             if not cfg.reproducible:
                 self._log_row()
-            self.board.write(stats.env_steps, _board_values(stats, rate, learner_rate, self.learner,
-                                                            ctx.source.fill_fraction(len(self.ready))))
+            self.board.write(stats.env_steps, progress_scalars(
+                stats, rate, learner_rate, float(self.learner.optimizer.learning_rate.numpy()),
+                ctx.source.fill_fraction(len(self.ready))))
             self.next_log = now + cfg.log_every_s
             if not self.endless_said:
                 said = endless_warning(stats.env_steps, stats.episodes, cfg.num_actors * cfg.envs_per_actor)
@@ -347,23 +349,6 @@ class LearnerLoop:
         self.board.write(stats.env_steps, {"eval/return": stats.last_eval})
         self.board.close()
         self._log_row(final=True)  # last: a callback that raises here has lost the run nothing
-
-
-def _board_values(stats: RunStats, env_rate: float, learner_rate: float, learner, queue_fill: float) -> dict:
-    """The TensorBoard scalars of one progress line (tensorboard.TAGS)."""
-    losses = stats.last_losses
-    lengths = stats.recent_lengths
-    return {"episode/return_mean_100": stats.mean_return_100(),
-            "episode/length_mean_100": sum(lengths) / len(lengths) if lengths else None,
-            "eval/return": stats.last_eval, "loss/total": losses.get("total"), "loss/policy": losses.get("policy"),
-            "loss/baseline": losses.get("baseline"), "loss/entropy": losses.get("entropy"),
-            "loss/grad_norm": losses.get("grad_norm"), "loss/clip_frac": losses.get("clip_frac"),
-            "loss/approx_kl": losses.get("approx_kl"), "loss/update_kl": losses.get("update_kl"),
-            "train/updates": losses.get("updates"),
-            "train/learning_rate": float(learner.optimizer.learning_rate.numpy()),
-            "speed/env_steps_per_s": env_rate, "speed/learner_steps_per_s": learner_rate,
-            "train/policy_lag_mean": stats.policy_lag_mean(), "train/queue_fill": queue_fill,
-            "train/policy_spread": losses.get("policy_spread")}
 
 
 def _slot_flow(cfg: Config, num_actors: int) -> SlotFlow:

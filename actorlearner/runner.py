@@ -1,5 +1,5 @@
 """All the wiring of a training run: `train(cfg, env_fn=None, model_fn=None)` plans it (`_plan`: input checked
-by preflight.py, config settled), says what will run (`_banner`), and owns its resources from creation to
+by preflight.py, config settled), says what will run (startup_line.py), and owns its resources from creation to
 release (`_run`); the learner's loop itself is in learner_loop.py.
 
 Order matters for start-up time: actors are spawned before the learner imports TensorFlow (they need
@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 import cloudpickle
 import numpy as np
 
-from . import checkpoint, litert_cnn, reporting
+from . import checkpoint, reporting
 from .actor import ActorArgs
 from .actor_pool import ActorPool, SerialActors, SlotSource, exit_if_main_reimported
 from .config import Config, ConfigError, usable_cores
@@ -30,7 +30,7 @@ from .learner_loop import LearnerLoop, Run, build_model
 from .model_fns import check_fits, importable_name, model_fn_of, with_model_name
 from .precision import learner_precision
 from .preflight import (check_is_config, check_shared_memory, clock_stop_warning, crowded_actors, prepare,
-                        resume_point, shared_bytes, slot_bytes, slots_per_actor, starting_point, unused_settings)
+                        resume_point, shared_bytes, slots_per_actor, starting_point, unused_settings)
 from .presets import is_atari
 from .system_info import system_info
 from .tf_start import choose_onednn, learner_device, onednn_in_use, start_tensorflow_early
@@ -38,6 +38,7 @@ from .reporting import RunStats, fmt_return, say, warn
 from .run_files import (CUSTOM_ENV_FILE, ENV_MODULES_FILE, ENV_SPEC_FILE, RunDir, check_fresh, check_same_env,
                         env_summary, named_env_fn, saved_module_homes, trained_on_custom_env)
 from .stack_dumps import make_stack_dir, remove_stale_stack_dirs
+from .startup_line import startup_line
 from .stopping import Interrupted, StopSignals
 from .trajectory import unroll_fields
 from .transport import (SharedMemoryFull, SlotPool, WeightStore, full_message, new_run_token,
@@ -112,7 +113,7 @@ def train_to_summary(cfg: Config, env_fn: Optional[Callable] = None, model_fn: O
         raise ConfigError(f"callback must be a function of a metrics row, callback(row: dict); got a value of type "
                           f"{type(callback).__name__}")
     plan = _plan(cfg, env_fn, model_fn, start_time if start_time is not None else time.monotonic(), callback)
-    _banner(plan)
+    startup_line(plan)
     status, summary, error = _run(plan)
     if error is not None:
         raise error
@@ -233,44 +234,6 @@ def _saved_model_fn(run_dir: str) -> Optional[str]:
         return saved_config(os.path.join(run_dir, "config.json")).model_fn
     except (OSError, ConfigError):
         return None
-
-
-def _banner(plan: Plan) -> None:
-    """The start-up line: what runs where, and why that env backend."""
-    cfg, spec = plan.cfg, plan.spec
-    n = cfg.num_actors
-    nice = f", nice +{cfg.actor_nice}" if cfg.actor_nice else ""  # build_actor applies it, Ray actors too
-    where = {"ray": f" (Ray actors{nice})", "local": " (serial mode, in this process)" if cfg.serial
-             else f" (processes{nice})"}[cfg.backend]
-    preset = f" (preset {cfg.preset})" if cfg.preset not in (None, "none") else ""
-    obs = spec.describe_observations()
-    if spec.obs_note:
-        obs += f" ({spec.obs_note})"
-    slot_mb = slot_bytes(cfg, spec, plan.state_size) / n / 2**20
-    core = " + LSTM core" if cfg.core == "lstm" else ""
-    kind = model_kind(spec, cfg.model)
-    engine = litert_cnn.engine_for(cfg, kind)
-    hint = ("; pip install ai-edge-litert runs it ~2.5x faster" if kind != "mlp" and engine == "numpy"
-            and cfg.actor_inference == "auto" else "")
-    actions = spec.describe_actions() + (", masked by the env" if spec.action_masks else
-                                         " (the env gives action masks: --action-masks samples only the allowed "
-                                         "ones)" if spec.masks_offered else "")
-    model = (f"{'LiteRT' if engine == 'litert' else 'numpy'} (the default {kind}{core} model, no TensorFlow in "
-             f"actors{hint})" if plan.actor_model_fn is None else
-             f"TensorFlow (the model of --model-fn {cfg.model_fn})" if cfg.model_fn else "TensorFlow")
-    say(f"actorlearner: {cfg.env}{preset} | {n} actor{'s' if n > 1 else ''}{where} x "
-        f"{cfg.envs_per_actor} envs, {plan.make_batch.backend} backend ({plan.backend_why}), observations {obs}, "
-        f"{actions}, unroll {cfg.unroll_length}, batch {cfg.batch_size}, learner threads "
-        f"{cfg.resolved_learner_threads()} in {plan.precision} ({plan.precision_why})"
-        f"{', ' + plan.kernels if plan.kernels else ''} | "
-        f"actors run the policy in {model}; unroll slots {slot_mb:.1f} MB per actor | "
-        f"{_target_text(plan)} | run dir {plan.run_dir.path}")
-
-
-def _target_text(plan: Plan) -> str:
-    if plan.target is None:
-        return "no target return (the env registers none; --target-return sets one)"
-    return f"target return {plan.target:g}" + ("" if plan.cfg.stop_at_target else " (not stopping there)")
 
 
 def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:

@@ -21,6 +21,23 @@ TAGS = ("episode/return_mean_100", "episode/length_mean_100", "eval/return", "lo
         "train/policy_spread")
 
 
+def progress_scalars(stats, env_rate: float, learner_rate: float, learning_rate: float, queue_fill: float) -> dict:
+    """The scalars of one progress line, by TAGS; stats: reporting.RunStats."""
+    losses = stats.last_losses
+    lengths = stats.recent_lengths
+    return {"episode/return_mean_100": stats.mean_return_100(),
+            "episode/length_mean_100": sum(lengths) / len(lengths) if lengths else None,
+            "eval/return": stats.last_eval, "loss/total": losses.get("total"), "loss/policy": losses.get("policy"),
+            "loss/baseline": losses.get("baseline"), "loss/entropy": losses.get("entropy"),
+            "loss/grad_norm": losses.get("grad_norm"), "loss/clip_frac": losses.get("clip_frac"),
+            "loss/approx_kl": losses.get("approx_kl"), "loss/update_kl": losses.get("update_kl"),
+            "train/updates": losses.get("updates"),
+            "train/learning_rate": learning_rate,
+            "speed/env_steps_per_s": env_rate, "speed/learner_steps_per_s": learner_rate,
+            "train/policy_lag_mean": stats.policy_lag_mean(), "train/queue_fill": queue_fill,
+            "train/policy_spread": losses.get("policy_spread")}
+
+
 class Board:
     def __init__(self, run_dir: str):
         self.path = os.path.join(run_dir, "tb")
