@@ -254,10 +254,10 @@ def env_variant(run_dir: str, cfg, env_kwargs: str):
     env_fn = _run_env_fn(run_dir, cfg)
     with env_time_limit(cfg.env, cfg.wait_timeout_s, "made, reset and stepped once", trained=True):
         spec = inspect_env(env_fn, action_masks=cfg.action_masks)
-    differ = [f"{k} {there} in the run, {here} here" for k, there, here in env_differences(run_dir, spec)]
+    differ = env_differences(run_dir, spec, "in the run", "here")
     if differ:
         raise ConfigError(f"--env-kwargs {env_kwargs}: the env has other observations or actions than the run's "
-                          f"({'; '.join(differ)}): its policy plays only an env with the same spaces")
+                          f"({differ}): its policy plays only an env with the same spaces")
     return cfg, env_fn
 
 

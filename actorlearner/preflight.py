@@ -208,10 +208,10 @@ def starting_point(cfg: Config, spec, layout: list) -> checkpoint.Checkpoint:
                           f"at its end)")
     if cfg.run_dir and os.path.abspath(cfg.run_dir) == os.path.abspath(where):
         raise ConfigError(f"--init-from {where} is this run's own directory: --resume {where} continues it")
-    differ = [f"{k} {there} there, {here} here" for k, there, here in env_differences(where, spec)]
+    differ = env_differences(where, spec, "there", "here")
     if differ:
         raise ConfigError(f"--init-from {where}: that run's env has other observations or actions than this one's "
-                          f"({'; '.join(differ)}): its weights fit an env with the same spaces")
+                          f"({differ}): its weights fit an env with the same spaces")
     ckpt = checkpoint.load_latest(where, warn=warn)
     # Shapes compared as a multiset: a run whose actors ran the model in TensorFlow publishes the same weights in
     # the model's order, not the default layout's. The learner's restore checks them in the model's order again.

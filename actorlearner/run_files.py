@@ -83,25 +83,27 @@ def env_summary(spec) -> dict:
     return {"observations": spec.describe_observations(), "actions": spec.describe_actions()}
 
 
-def env_differences(run_dir: str, spec) -> list[tuple[str, str, str]]:
-    """(what, the run's, spec's) for each of ENV_SPEC_FILE's entries where the env of `spec` differs from the
-    run's. A run from before this file, or an unreadable one, has nothing to compare: []."""
+def env_differences(run_dir: str, spec, run_side: str, spec_side: str) -> str:
+    """Where the env of `spec` differs from the run's, by ENV_SPEC_FILE's entries, as "observations (4,) float32
+    {run_side}, (8,) float32 {spec_side}; ..." ("then"/"now", "in the run"/"here"); "" where it does not. A run
+    from before this file, or an unreadable one, has nothing to compare: ""."""
     try:
         with open(os.path.join(run_dir, ENV_SPEC_FILE)) as f:
             saved = json.load(f)
     except (OSError, ValueError):
-        return []
+        return ""
     if not isinstance(saved, dict):
-        return []
-    return [(k, saved[k], v) for k, v in env_summary(spec).items() if k in saved and saved[k] != v]
+        return ""
+    return "; ".join(f"{k} {saved[k]} {run_side}, {v} {spec_side}" for k, v in env_summary(spec).items()
+                     if k in saved and saved[k] != v)
 
 
 def check_same_env(run_dir: str, spec, what: str) -> None:
     """ConfigError where the env made now (spec) is not the one the run trained on. `what`: the action, for the
     line."""
-    changed = [f"{k} {then} then, {now} now" for k, then, now in env_differences(run_dir, spec)]
+    changed = env_differences(run_dir, spec, "then", "now")
     if changed:
-        raise ConfigError(f"{run_dir} trained on an env that has changed since ({'; '.join(changed)}): {what} needs "
+        raise ConfigError(f"{run_dir} trained on an env that has changed since ({changed}): {what} needs "
                           f"the env it trained on")
 
 
