@@ -293,22 +293,25 @@ def _train(args: argparse.Namespace, start: float) -> int:
 
     tf_start.LEAN_IMPORT = True
 
-    # train() handles SIGINT while the run is on and gives this handler back when it is over. Before
-    # train() a Ctrl-C interrupts as usual; from train() on, one reaching this handler is a late second
-    # Ctrl-C after the cleanup (the second-SIGINT test hit that window) and must not turn the clean exit
-    # into a traceback. Once train() is over SIGINT is ignored outright: Python resets signals that have
-    # a Python handler to SIG_DFL when it finalizes, and a Ctrl-C landing during TensorFlow's teardown
-    # after that killed the process (status -2 instead of 130; seen in CI).
-    in_train = False
+    # The run handles SIGINT while it is on (stopping.StopSignals) and gives this handler back when it is over.
+    # Before that (the input's checks, the env's first look, Ray's start: seconds) a Ctrl-C interrupts as usual;
+    # after it, one reaching this handler is a late second Ctrl-C after the cleanup (the second-SIGINT test hit
+    # that window) and must not turn the clean exit into a traceback. (A flag set when train() was called
+    # ignored both: two Ctrl-Cs during Ray's start were lost and the run trained on.) Once train() is over
+    # SIGINT is ignored outright: Python resets signals that have a Python handler to SIG_DFL when it
+    # finalizes, and a Ctrl-C landing during TensorFlow's teardown after that killed the process (status -2
+    # instead of 130; seen in CI).
+    from .stopping import blocks_ended
+
+    ended = blocks_ended()
 
     def on_sigint(signum, frame):
-        if not in_train:
+        if blocks_ended() == ended:
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_sigint)
     try:
         cfg = config_from_args(args)
-        in_train = True
         try:
             summary = train_to_summary(cfg, start_time=start)
         finally:

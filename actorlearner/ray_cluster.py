@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 
 from .config import ConfigError
 from .reporting import say, warn
@@ -21,6 +22,7 @@ class RayCluster:
     def __init__(self, address: str, num_cpus: int):
         self.address, self.num_cpus = address, num_cpus
         self.connected = False
+        self.started = False  # ray.init was called: a Ctrl-C inside it may leave Ray's processes half started
         self.session_dir = ""  # the directory of the instance started here (logs, sockets): removed at the end
 
     def start(self) -> None:
@@ -31,6 +33,7 @@ class RayCluster:
         # No usage report from a run (nothing outside may be reachable, and a run should not phone home).
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         quiet = {"logging_level": logging.ERROR, "log_to_driver": True}
+        self.started = True
         try:
             if self.address:
                 ray.init(address=self.address, **quiet)
@@ -76,12 +79,18 @@ class RayCluster:
         return f"Ray: {how}, {len(nodes)} node{'s' if len(nodes) != 1 else ''}, {cpus} CPU{'s' if cpus != 1 else ''}"
 
     def close(self) -> None:
-        """Shuts a Ray instance we started down; from a joined cluster we only disconnect. Safe to call twice."""
-        if self.connected:
+        """Shuts a Ray instance we started down; from a joined cluster we only disconnect. Safe to call twice, and
+        after a start that failed or was interrupted (ray.shutdown stops what ray.init had started)."""
+        if self.connected or self.started:
             import ray
 
-            self.connected = False
+            # ray.init stopped midway by a Ctrl-C had started the node's processes without handing them to
+            # Ray's shutdown: its two agents lived on, reparented (seen: SIGINT 3.5 s into a run's start).
+            midway = self.started and not self.connected and not self.address
+            started_here = [p for p in _descendants(os.getpid()) if _is_ray_process(p)] if midway else []
+            self.connected = self.started = False
             ray.shutdown()
+            _stop(started_here)
         if self.session_dir:
             remove_session(self.session_dir)
             self.session_dir = ""
@@ -154,6 +163,57 @@ def remove_orphaned_ray_agents() -> list[int]:
         except (OSError, ValueError, IndexError):
             continue
     return removed
+
+
+def _descendants(pid: int) -> list[int]:
+    """The PIDs of `pid`'s child processes and theirs, from /proc (none where there is no /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                children.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found
+
+
+def _is_ray_process(pid: int) -> bool:
+    """Whether `pid` is one of Ray's node processes (its servers, agents and workers), by its command line."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read()
+    except OSError:
+        return False
+    return any(mark in cmd for mark in (b"ray::", b"gcs_server", b"raylet", b"ray/_private/", b"ray/dashboard/"))
+
+
+def _stop(pids: list[int], grace_s: float = 2.0) -> None:
+    """SIGKILLs those of `pids` still alive after grace_s (Ray's own shutdown stops most of them first)."""
+    deadline = time.monotonic() + grace_s
+    while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in pids:
+        if not _gone(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            _gone(pid)
+
+
+def _gone(pid: int) -> bool:
+    """Whether `pid` has exited; reaps it where it is our child (a zombie left unreaped outlives us, reparented)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return True
+    except ChildProcessError:  # not our child (an agent of the raylet), or reaped already
+        pass
+    return not pid_alive(pid)
 
 
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:

@@ -39,7 +39,7 @@ from .run_files import (CUSTOM_ENV_FILE, ENV_MODULES_FILE, ENV_SPEC_FILE, RunDir
                         env_summary, named_env_fn, saved_module_homes, trained_on_custom_env)
 from .stack_dumps import make_stack_dir, remove_stale_stack_dirs
 from .startup_line import startup_line
-from .stopping import Interrupted, StopSignals
+from .stopping import Interrupted, StopSignals, interrupts_held
 from .trajectory import unroll_fields
 from .transport import (SharedMemoryFull, SlotPool, WeightStore, full_message, new_run_token,
                         remove_stale_segments, shared_memory_free)
@@ -260,10 +260,12 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
         try:
             cluster.start()
         except BaseException:  # nothing ran: a fresh run's directory must not block the same command's retry
-            if plan.ckpt is None:
-                plan.run_dir.discard()
-            else:
-                plan.run_dir.close()
+            with interrupts_held():
+                cluster.close()  # a Ctrl-C inside ray.init: what it had started
+                if plan.ckpt is None:
+                    plan.run_dir.discard()
+                else:
+                    plan.run_dir.close()
             raise
         say(f"{cluster.describe(num_actors, cfg.actor_threads)}; {_ray_traffic(plan, fields)}")
     with StopSignals() as signals:

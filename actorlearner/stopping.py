@@ -25,6 +25,15 @@ from .reporting import say
 # SIGHUP where the platform has it (not Windows).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
+# How many runs' signal handling (StopSignals blocks in the main thread) has ended in this process: the command
+# line's own SIGINT handler, which a block puts back at its end, tells by it a Ctrl-C before the run's handling
+# (planning, Ray's start: it interrupts) from a late second one after it (the teardown: ignored).
+_blocks_ended = 0
+
+
+def blocks_ended() -> int:
+    return _blocks_ended
+
 
 class Interrupted(BaseException):
     """Raised inside the loop on a second Ctrl-C: stop now, still cleaning up."""
@@ -130,9 +139,28 @@ class StopSignals:
             raise UserCodeStopped("deadline" if time.monotonic() >= self._ends_at - 0.01 else "stalled")
 
     def __exit__(self, *exc):
+        global _blocks_ended
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)
+        if self._saved:
+            _blocks_ended += 1
         return False
+
+
+@contextlib.contextmanager
+def interrupts_held():
+    """A block of cleanup that a stop signal must not break: SIGINT, SIGTERM and SIGHUP are ignored in it (a run's
+    own handling is not in place yet, or any more). A second Ctrl-C inside ray.shutdown, after a first one had
+    stopped a run's start, crashed the process at exit (status -11)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 class TimedOut(BaseException):

@@ -171,6 +171,41 @@ def test_ctrl_c_held_down_still_exits_130_and_cleans_up(tmp_path):
     run.assert_nothing_left()
 
 
+def test_ctrl_c_while_the_launcher_looks_at_the_env_stops_it(tmp_path):
+    """Ctrl-C before the run's own signal handling is in place (here: the launcher's first look at an env whose
+    reset hangs) stops the command at once: it was taken for a late Ctrl-C after a run and ignored, and the
+    command waited for --wait-timeout-s and failed with the env's error (or, an env that was only slow, trained)."""
+    proc = subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--run-dir", str(tmp_path / "run"),
+                             "--env", "faulty_envs:HangsAtFirstReset-v0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
+    time.sleep(3)  # the command is importing or looking at the env (its reset sleeps for an hour)
+    out, took = interrupt(proc, times=1)
+    assert proc.returncode == 130 and took < 5, out[-3000:]
+    assert out.strip().splitlines()[-1] == "actorlearner: interrupted before training started", out[-3000:]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("ray") is None,
+                    reason="Ray is not installed (the ray extra: pip install -e '.[ray]')")
+def test_ctrl_c_twice_while_ray_starts_stops_the_run_and_its_ray_instance(tmp_path):
+    """Two Ctrl-Cs while the run's Ray instance starts (ray.init, 2-4 s): both were ignored and the run trained on;
+    a second one inside Ray's shutdown crashed the process at exit (status -11). Now the start stops, Ray's
+    processes go (the two node agents lived on when ray.init was stopped midway) and no run directory is left."""
+    before = ray_pids()
+    proc = start_cli(tmp_path / "run", "--max-seconds", "120", "--no-stop-at-target", backend="ray")
+    try:  # Ray's servers are up (ray.init has not returned yet, most often)
+        assert wait_for(lambda: ray_pids() - before or proc.poll() is not None, 30), "Ray did not start"
+    except BaseException:
+        proc.kill()
+        raise
+    out, took = interrupt(proc, times=2)
+    assert proc.returncode == 130 and took < 10, out[-3000:]
+    assert wait_for(lambda: not ray_pids() - before, 10), f"Ray processes outlived the run: {ray_pids() - before}"
+    if "interrupted before training started" in out:  # else ray.init had returned: the run stopped as a run does
+        assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sigterm_stops_cleanly_with_status_143(tmp_path, backend):
     run_dir = tmp_path / "run"
