@@ -293,23 +293,26 @@ def _train(args: argparse.Namespace, start: float) -> int:
 
     tf_start.LEAN_IMPORT = True
 
-    # The run handles SIGINT while it is on (stopping.StopSignals) and gives this handler back when it is over.
-    # Before that (the input's checks, the env's first look, Ray's start: seconds) a Ctrl-C interrupts as usual;
-    # after it, one reaching this handler is a late second Ctrl-C after the cleanup (the second-SIGINT test hit
-    # that window) and must not turn the clean exit into a traceback. (A flag set when train() was called
-    # ignored both: two Ctrl-Cs during Ray's start were lost and the run trained on.) Once train() is over
-    # SIGINT is ignored outright: Python resets signals that have a Python handler to SIG_DFL when it
-    # finalizes, and a Ctrl-C landing during TensorFlow's teardown after that killed the process (status -2
-    # instead of 130; seen in CI).
-    from .stopping import blocks_ended
+    # The run handles the stop signals while it is on (stopping.StopSignals) and gives these handlers back when it
+    # is over. Before that (the input's checks, the env's first look, Ray's start: seconds) a stop signal ends the
+    # command with its status: a flag set when train() was called had Ctrl-C ignored there (two during Ray's
+    # start were lost and the run trained on), and SIGTERM killed the process on the spot (a half-started Ray
+    # instance lost its agents that way). After it, a Ctrl-C reaching this handler is a late second one after the
+    # cleanup (the second-SIGINT test hit that window) and must not turn the clean exit into a traceback. Once
+    # train() is over SIGINT is ignored outright: Python resets signals that have a Python handler to SIG_DFL
+    # when it finalizes, and a Ctrl-C landing during TensorFlow's teardown after that killed the process (status
+    # -2 instead of 130; seen in CI).
+    from .stopping import STOP_SIGNALS, Interrupted, blocks_ended
 
     ended = blocks_ended()
 
-    def on_sigint(signum, frame):
+    def on_signal(signum, frame):
         if blocks_ended() == ended:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGINT, on_sigint)
+    for sig in STOP_SIGNALS:
+        if sig == signal.SIGINT or signal.getsignal(sig) is signal.SIG_DFL:  # nohup's SIG_IGN stays
+            signal.signal(sig, on_signal)
     try:
         cfg = config_from_args(args)
         try:
@@ -318,9 +321,18 @@ def _train(args: argparse.Namespace, start: float) -> int:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             if hasattr(signal, "SIGHUP"):  # likewise a hangup during the teardown, the run being over
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a process manager can still end a teardown that hangs
     except KeyboardInterrupt:  # Ctrl-C before the run installed its own handling: nothing to clean up yet
         write_line("actorlearner: interrupted before training started", sys.stderr)
         return EXIT_INTERRUPTED
+    except Interrupted as e:  # SIGTERM or SIGHUP then (a second Ctrl-C inside a run never gets here)
+        write_line(f"actorlearner: stopped by {e} before training started", sys.stderr)
+        return 128 + getattr(signal, str(e), signal.SIGTERM)
+    except SystemExit as e:  # SIGTERM during Ray's start, through Ray's own handler (runner._run)
+        if e.code != 128 + signal.SIGTERM:
+            raise
+        write_line("actorlearner: stopped by SIGTERM before training started", sys.stderr)
+        return 128 + signal.SIGTERM
     except ConfigError as e:
         write_line(f"actorlearner: error: {e}", sys.stderr)
         return EXIT_USAGE

@@ -259,13 +259,15 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
         start_tensorflow_early(cfg.resolved_learner_threads(), cfg.reproducible)
         try:
             cluster.start()
-        except BaseException:  # nothing ran: a fresh run's directory must not block the same command's retry
+        except BaseException as e:  # nothing ran: a fresh run's directory must not block the same command's retry
             with interrupts_held():
                 cluster.close()  # a Ctrl-C inside ray.init: what it had started
                 if plan.ckpt is None:
                     plan.run_dir.discard()
                 else:
                     plan.run_dir.close()
+            if isinstance(e, SystemExit) and e.code == signal.SIGTERM:  # Ray's own SIGTERM handler: sys.exit(15)
+                raise SystemExit(128 + signal.SIGTERM) from None  # the status a SIGTERM gives a run (train())
             raise
         say(f"{cluster.describe(num_actors, cfg.actor_threads)}; {_ray_traffic(plan, fields)}")
     with StopSignals() as signals:

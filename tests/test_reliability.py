@@ -171,27 +171,36 @@ def test_ctrl_c_held_down_still_exits_130_and_cleans_up(tmp_path):
     run.assert_nothing_left()
 
 
-def test_ctrl_c_while_the_launcher_looks_at_the_env_stops_it(tmp_path):
-    """Ctrl-C before the run's own signal handling is in place (here: the launcher's first look at an env whose
-    reset hangs) stops the command at once: it was taken for a late Ctrl-C after a run and ignored, and the
-    command waited for --wait-timeout-s and failed with the env's error (or, an env that was only slow, trained)."""
+@pytest.mark.parametrize("sig, says", [("SIGINT", "interrupted before training started"),
+                                       ("SIGTERM", "stopped by SIGTERM before training started")])
+def test_a_stop_signal_while_the_launcher_looks_at_the_env_stops_it(tmp_path, sig, says):
+    """A stop signal before the run's own signal handling is in place (here: the launcher's first look at an env
+    whose reset hangs) ends the command at once with the signal's status: Ctrl-C was taken for a late one after a
+    run and ignored (the command waited for --wait-timeout-s and failed with the env's error, or, an env that was
+    only slow, trained), and SIGTERM killed the process on the spot."""
     proc = subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--run-dir", str(tmp_path / "run"),
                              "--env", "faulty_envs:HangsAtFirstReset-v0"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
     time.sleep(3)  # the command is importing or looking at the env (its reset sleeps for an hour)
-    out, took = interrupt(proc, times=1)
-    assert proc.returncode == 130 and took < 5, out[-3000:]
-    assert out.strip().splitlines()[-1] == "actorlearner: interrupted before training started", out[-3000:]
+    try:
+        proc.send_signal(getattr(signal, sig))
+        out, _ = proc.communicate(timeout=5)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + getattr(signal, sig), out[-3000:]
+    assert out.strip().splitlines()[-1] == f"actorlearner: {says}", out[-3000:]
     assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("ray") is None,
                     reason="Ray is not installed (the ray extra: pip install -e '.[ray]')")
-def test_ctrl_c_twice_while_ray_starts_stops_the_run_and_its_ray_instance(tmp_path):
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_stop_signal_while_ray_starts_stops_the_run_and_its_ray_instance(tmp_path, sig):
     """Two Ctrl-Cs while the run's Ray instance starts (ray.init, 2-4 s): both were ignored and the run trained on;
-    a second one inside Ray's shutdown crashed the process at exit (status -11). Now the start stops, Ray's
-    processes go (the two node agents lived on when ray.init was stopped midway) and no run directory is left."""
+    a second one inside Ray's shutdown crashed the process at exit (status -11). A SIGTERM there went through
+    Ray's own handler (status 15). Now the start stops with the signal's status, Ray's processes go (the two node
+    agents lived on when ray.init was stopped midway) and no run directory is left."""
     before = ray_pids()
     proc = start_cli(tmp_path / "run", "--max-seconds", "120", "--no-stop-at-target", backend="ray")
     try:  # Ray's servers are up (ray.init has not returned yet, most often)
@@ -199,10 +208,18 @@ def test_ctrl_c_twice_while_ray_starts_stops_the_run_and_its_ray_instance(tmp_pa
     except BaseException:
         proc.kill()
         raise
-    out, took = interrupt(proc, times=2)
-    assert proc.returncode == 130 and took < 10, out[-3000:]
+    if sig == "SIGINT":
+        out, took = interrupt(proc, times=2)
+    else:
+        try:
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=10)
+        finally:
+            proc.kill()
+        took = 0
+    assert proc.returncode == 128 + getattr(signal, sig) and took < 10, out[-3000:]
     assert wait_for(lambda: not ray_pids() - before, 10), f"Ray processes outlived the run: {ray_pids() - before}"
-    if "interrupted before training started" in out:  # else ray.init had returned: the run stopped as a run does
+    if "before training started" in out:  # else ray.init had returned: the run stopped as a run does
         assert not (tmp_path / "run").exists()
 
 
