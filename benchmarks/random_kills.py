@@ -134,11 +134,12 @@ def one_run(i: int, rng, envs: list, backends: list, max_at: float, base: str) -
             expected[did.split("-")[1].split(" ")[0]])
     if rc != want:
         problems.append(f"exit status {rc}, expected {want}: {tail(err)}")
-    time.sleep(3)
-    if backend == "ray":  # what the next start does: a killed run's two Ray node agents live on until then
-        from actorlearner.ray_cluster import remove_orphaned_ray_agents
-
-        remove_orphaned_ray_agents()
+    # A SIGKILLed Ray run's two node agents live on, reparented, for 40-75 s (they then see their raylet gone), or
+    # until the next run that starts Ray removes them; the rest goes at once.
+    wait_s = 90 if backend == "ray" and "SIGKILL" in did else 5
+    deadline = time.monotonic() + wait_s
+    while alive(seen) and time.monotonic() < deadline:
+        time.sleep(0.5)
     left = alive(seen)
     if left:
         problems.append(f"processes left: {left}")
