@@ -324,15 +324,15 @@ def _train(args: argparse.Namespace, start: float) -> int:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a process manager can still end a teardown that hangs
     except KeyboardInterrupt:  # Ctrl-C before the run installed its own handling: nothing to clean up yet
         write_line("actorlearner: interrupted before training started", sys.stderr)
-        return EXIT_INTERRUPTED
+        return _stopped_before_training(EXIT_INTERRUPTED)
     except Interrupted as e:  # SIGTERM or SIGHUP then (a second Ctrl-C inside a run never gets here)
         write_line(f"actorlearner: stopped by {e} before training started", sys.stderr)
-        return 128 + getattr(signal, str(e), signal.SIGTERM)
+        return _stopped_before_training(128 + getattr(signal, str(e), signal.SIGTERM))
     except SystemExit as e:  # SIGTERM during Ray's start, through Ray's own handler (runner._run)
         if e.code != 128 + signal.SIGTERM:
             raise
         write_line("actorlearner: stopped by SIGTERM before training started", sys.stderr)
-        return 128 + signal.SIGTERM
+        return _stopped_before_training(128 + signal.SIGTERM)
     except ConfigError as e:
         write_line(f"actorlearner: error: {e}", sys.stderr)
         return EXIT_USAGE
@@ -349,6 +349,21 @@ def _train(args: argparse.Namespace, start: float) -> int:
     if summary["status"] == "interrupted":  # the shell's convention: 128 + the signal's number
         return 128 + getattr(signal, summary.get("stop_signal", "SIGINT"), signal.SIGINT)
     return EXIT_OK
+
+
+def _stopped_before_training(status: int) -> int:
+    """status, for a command stopped before training started. Where Ray's start was stopped midway (its processes
+    are gone by now, and nothing else had started), the process ends here without Python's finalization, which
+    crashed in about one such exit in six (status -11 after the line was written): after TensorFlow's import
+    thread, whose capture of stderr holds what was written meanwhile, has passed it on."""
+    if "ray" not in sys.modules:
+        return status
+    from .tf_start import wait_for_early_start
+
+    wait_for_early_start()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":

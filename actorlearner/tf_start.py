@@ -78,6 +78,13 @@ def start_tensorflow_early(threads: int, deterministic: bool = False) -> None:
     _early[:] = [thread, errors]
 
 
+def wait_for_early_start() -> None:
+    """Waits for start_tensorflow_early's thread, if one is pending (its errors are dropped: the run is over)."""
+    if _early:
+        _early[0].join()
+        _early.clear()
+
+
 def start_tensorflow_quietly(threads: int, deterministic: bool = False):
     """Imports the learner (and TensorFlow), sets its threads and starts its runtime, with the C++ start-up
     noise filtered out of stderr; any other line, and everything if this fails, is passed through.
