@@ -325,14 +325,10 @@ def _train(args: argparse.Namespace, start: float) -> int:
     except KeyboardInterrupt:  # Ctrl-C before the run installed its own handling: nothing to clean up yet
         write_line("actorlearner: interrupted before training started", sys.stderr)
         return _stopped_before_training(EXIT_INTERRUPTED)
-    except Interrupted as e:  # SIGTERM or SIGHUP then (a second Ctrl-C inside a run never gets here)
+    except Interrupted as e:  # SIGTERM or SIGHUP then, from on_signal or (Ray's start) runner._run; a second
+        # Ctrl-C inside a run never gets here
         write_line(f"actorlearner: stopped by {e} before training started", sys.stderr)
         return _stopped_before_training(128 + getattr(signal, str(e), signal.SIGTERM))
-    except SystemExit as e:  # SIGTERM during Ray's start, through Ray's own handler (runner._run)
-        if e.code != 128 + signal.SIGTERM:
-            raise
-        write_line("actorlearner: stopped by SIGTERM before training started", sys.stderr)
-        return _stopped_before_training(128 + signal.SIGTERM)
     except ConfigError as e:
         write_line(f"actorlearner: error: {e}", sys.stderr)
         return EXIT_USAGE

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import time
+from typing import Optional
 
 from .config import ConfigError
 from .reporting import say, warn
@@ -22,7 +23,8 @@ class RayCluster:
     def __init__(self, address: str, num_cpus: int):
         self.address, self.num_cpus = address, num_cpus
         self.connected = False
-        self.started = False  # ray.init was called: a Ctrl-C inside it may leave Ray's processes half started
+        self.started = False  # ray.init was called (connected: it returned); a Ctrl-C inside it may leave Ray's
+        # processes half started
         self.session_dir = ""  # the directory of the instance started here (logs, sockets): removed at the end
 
     def start(self) -> None:
@@ -81,12 +83,12 @@ class RayCluster:
     def close(self) -> None:
         """Shuts a Ray instance we started down; from a joined cluster we only disconnect. Safe to call twice, and
         after a start that failed or was interrupted (ray.shutdown stops what ray.init had started)."""
-        if self.connected or self.started:
+        if self.started:
             import ray
 
             # ray.init stopped midway by a Ctrl-C had started the node's processes without handing them to
             # Ray's shutdown: its two agents lived on, reparented (seen: SIGINT 3.5 s into a run's start).
-            midway = self.started and not self.connected and not self.address
+            midway = not self.connected and not self.address
             started_here = [p for p in _descendants(os.getpid()) if _is_ray_process(p)] if midway else []
             self.connected = self.started = False
             ray.shutdown()
@@ -146,34 +148,26 @@ def remove_orphaned_ray_agents() -> list[int]:
     reparented and live on; the next run that starts Ray removes them (as transport.remove_stale_segments does
     for shared memory). An agent whose parent is still a raylet (a cluster that is up) is left alone."""
     removed = []
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        if not entry.isdigit():
+    for pid in _pids():
+        if not (_cmdline(pid) or b"").startswith(_RAY_AGENTS):
+            continue
+        parent = _parent(pid)
+        parent_cmd = _cmdline(parent) if parent is not None else None
+        if parent_cmd is None or b"raylet" in parent_cmd:  # a raylet's (a cluster that is up), or not known
             continue
         try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if not f.read().startswith(_RAY_AGENTS):
-                    continue
-            with open(f"/proc/{entry}/stat") as f:
-                parent = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{parent}/cmdline", "rb") as f:
-                if b"raylet" in f.read():
-                    continue
-            os.kill(int(entry), signal.SIGKILL)
-            removed.append(int(entry))
-        except (OSError, ValueError, IndexError):
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
             continue
+        removed.append(pid)
     return removed
 
 
 def _descendants(pid: int) -> list[int]:
     """The PIDs of `pid`'s child processes and theirs, from /proc (none where there is no /proc)."""
     children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                children.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
-        except (OSError, ValueError, IndexError):
-            continue
+    for entry in _pids():
+        children.setdefault(_parent(entry), []).append(entry)
     found, todo = [], list(children.get(pid, []))
     while todo:
         child = todo.pop()
@@ -184,12 +178,32 @@ def _descendants(pid: int) -> list[int]:
 
 def _is_ray_process(pid: int) -> bool:
     """Whether `pid` is one of Ray's node processes (its servers, agents and workers), by its command line."""
+    cmd = _cmdline(pid) or b""
+    return any(mark in cmd for mark in (b"ray::", b"gcs_server", b"raylet", b"ray/_private/", b"ray/dashboard/"))
+
+
+def _pids() -> list[int]:
+    """The PIDs in /proc (none where there is no /proc)."""
+    return [int(e) for e in os.listdir("/proc") if e.isdigit()] if os.path.isdir("/proc") else []
+
+
+def _cmdline(pid: int) -> Optional[bytes]:
+    """pid's command line (arguments joined by NULs); None where it is gone or unreadable."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read()
+            return f.read()
     except OSError:
-        return False
-    return any(mark in cmd for mark in (b"ray::", b"gcs_server", b"raylet", b"ray/_private/", b"ray/dashboard/"))
+        return None
+
+
+def _parent(pid: int) -> Optional[int]:
+    """pid's parent PID, from /proc/PID/stat (after the command name, which may hold spaces and parentheses);
+    None where it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _stop(pids: list[int], grace_s: float = 2.0) -> None:

@@ -94,7 +94,10 @@ def train(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[Cal
     SIGHUP SystemExit(128 + the signal's number). Returning the summary instead let a script that trains in a
     loop (seeds, a sweep) go on to its next run after every Ctrl-C, and past a scheduler's SIGTERM.
     """
-    summary = train_to_summary(cfg, env_fn, model_fn, callback=callback)
+    try:
+        summary = train_to_summary(cfg, env_fn, model_fn, callback=callback)
+    except Interrupted as e:  # a SIGTERM during Ray's start, before the run's own handling (_run)
+        raise SystemExit(128 + getattr(signal, str(e), signal.SIGTERM)) from None
     if summary["status"] == "interrupted":
         stop = summary.get("stop_signal", "SIGINT")
         if stop == "SIGINT":
@@ -267,7 +270,7 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
                 else:
                     plan.run_dir.close()
             if isinstance(e, SystemExit) and e.code == signal.SIGTERM:  # Ray's own SIGTERM handler: sys.exit(15)
-                raise SystemExit(128 + signal.SIGTERM) from None  # the status a SIGTERM gives a run (train())
+                raise Interrupted("SIGTERM") from None  # as the command's handler says it (train(): SystemExit)
             raise
         say(f"{cluster.describe(num_actors, cfg.actor_threads)}; {_ray_traffic(plan, fields)}")
     with StopSignals() as signals:

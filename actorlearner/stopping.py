@@ -150,8 +150,8 @@ class StopSignals:
 @contextlib.contextmanager
 def interrupts_held():
     """A block of cleanup that a stop signal must not break: SIGINT, SIGTERM and SIGHUP are ignored in it (a run's
-    own handling is not in place yet, or any more). A second Ctrl-C inside ray.shutdown, after a first one had
-    stopped a run's start, crashed the process at exit (status -11)."""
+    own handling is not in place yet, or any more): a second Ctrl-C must not break ray.shutdown midway after a
+    first one has stopped a run's start."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -90,9 +90,9 @@ def wait_training(run_dir, timeout=90) -> None:
 
 # The backends a reliability or learning test runs on: local actor processes, and Ray actors where Ray is
 # installed (the ray extra; CI installs it). Serial mode has no actor processes to kill or signal.
-BACKENDS = ["local", pytest.param("ray", marks=pytest.mark.skipif(
-    __import__("importlib").util.find_spec("ray") is None,
-    reason="Ray is not installed (the ray extra: pip install -e '.[ray]')"))]
+needs_ray = pytest.mark.skipif(__import__("importlib").util.find_spec("ray") is None,
+                               reason="Ray is not installed (the ray extra: pip install -e '.[ray]')")
+BACKENDS = ["local", pytest.param("ray", marks=needs_ray)]
 
 
 def with_small_tmpfs(size: str, mount_point: str, argv: list, options: str = "",

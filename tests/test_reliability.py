@@ -15,8 +15,8 @@ import pytest
 from actorlearner import Config, checkpoint, train
 from actorlearner.stack_dumps import STACKS_PREFIX, remove_stale_stack_dirs
 from actorlearner.transport import remove_stale_segments
-from conftest import (BACKENDS, ROOT, our_segments, ray_actor_pids, ray_pids, ray_sessions_of, spawned_pids, wait_for,
-                      wait_training)
+from conftest import (BACKENDS, ROOT, needs_ray, our_segments, ray_actor_pids, ray_pids, ray_sessions_of,
+                      spawned_pids, wait_for, wait_training)
 from envs import CartPoleFailingOnce
 
 
@@ -193,8 +193,7 @@ def test_a_stop_signal_while_the_launcher_looks_at_the_env_stops_it(tmp_path, si
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.skipif(__import__("importlib").util.find_spec("ray") is None,
-                    reason="Ray is not installed (the ray extra: pip install -e '.[ray]')")
+@needs_ray
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_a_stop_signal_while_ray_starts_stops_the_run_and_its_ray_instance(tmp_path, sig):
     """Two Ctrl-Cs while the run's Ray instance starts (ray.init, 2-4 s): both were ignored and the run trained on;
