@@ -77,12 +77,13 @@ class RestartBudget:
 
 class StallClock:
     """When each actor last delivered (or was started) and its slowest gap between deliveries. Not watching
-    until `watch(stall_s)` (the learner's first step: before it, actors wait for the first weights); from then
-    on `quiet_past_limit(i)` says how long actor i has been silent past its limit (stall_s, or 0: 10 s or 5x its
-    slowest gap, whichever is longer). An actor started and not yet delivered gets `startup_s` more: a
-    replacement imports its libraries and makes its envs before its first unroll (an actor running TensorFlow
-    takes 4 s or more to import it), which a short --actor-stall-s would count as a stall and restart in a loop.
-    Shared by the process pool and the Ray backend."""
+    until `watch(stall_s)` (the learner's first publish: before it, actors wait for their first weights); from
+    then on `quiet_past_limit(i)` says how long actor i has been silent past its limit (stall_s, or 0: 10 s or 5x
+    its slowest gap, whichever is longer). An actor started and not yet delivered gets `startup_s` more (the
+    run's --wait-timeout-s, which also bounds the launcher's first look at the env): it imports its libraries
+    and makes its envs before its first unroll (an actor running TensorFlow takes 4 s or more to import it),
+    which a short --actor-stall-s would count as a stall and restart in a loop. Shared by the process pool and
+    the Ray backend."""
 
     def __init__(self, num_actors: int, startup_s: float = 30.0):
         self.stall_s: Optional[float] = None  # None: not watching
@@ -90,6 +91,7 @@ class StallClock:
         self._last_seen = [0.0] * num_actors
         self._slowest = [0.0] * num_actors
         self._starting = [True] * num_actors  # started, nothing delivered since
+        self._silent_starts = [0] * num_actors  # starts in a row killed before their first delivery
 
     def started(self, i: int) -> None:
         """Actor i's process (or Ray actor) was just started."""
@@ -106,6 +108,7 @@ class StallClock:
             self._slowest[i] = max(self._slowest[i], now - self._last_seen[i])
         self._last_seen[i] = now
         self._starting[i] = False
+        self._silent_starts[i] = 0
 
     def watch(self, stall_s: float) -> None:
         """Starts watching; calls after the first change nothing."""
@@ -114,19 +117,43 @@ class StallClock:
             self._last_seen = [max(t, now) for t in self._last_seen]
             self.stall_s = stall_s
 
+    def _limit(self, i: int) -> float:
+        return (self.stall_s or max(10.0, 5 * self._slowest[i])) + (self.startup_s if self._starting[i] else 0.0)
+
     def quiet_past_limit(self, i: int) -> Optional[float]:
         """Seconds actor i has delivered nothing, if that is past its limit; else None (also when not watching)."""
         if self.stall_s is None:
             return None
         quiet = time.monotonic() - self._last_seen[i]
-        limit = (self.stall_s or max(10.0, 5 * self._slowest[i])) + (self.startup_s if self._starting[i] else 0.0)
-        return quiet if quiet > limit else None
+        return quiet if quiet > self._limit(i) else None
+
+    def patience_s(self) -> float:
+        """The longest silence an actor is now allowed before it is killed (0 when not watching). The learner
+        waits at least this long for data before it gives up on its actors, so that a silent one is replaced
+        first: a single actor frozen at start-up ended the run on --wait-timeout-s before its 30 s allowance."""
+        if self.stall_s is None:
+            return 0.0
+        return max(self._limit(i) for i in range(len(self._starting)))
+
+    def killed(self, i: int, quiet: float) -> None:
+        """Actor i was killed for its silence. Raises ActorCrashLoop at the second start in a row that delivered
+        nothing: its env or its imports hang at every start, and starting it again would only loop (a stall
+        every minute or so never reaches RestartBudget's count)."""
+        if not self._starting[i]:
+            return
+        self._silent_starts[i] += 1
+        if self._silent_starts[i] >= 2:
+            raise ActorCrashLoop(f"actor {i} delivered nothing in {self._silent_starts[i]} starts in a row "
+                                 f"({quiet:.0f} s the last time): does its env hang when made or reset? A slow "
+                                 f"start gets longer with --wait-timeout-s")
 
 
 class ActorPool:
     def __init__(self, args_for: Callable[[int, int], ActorArgs], num_actors: int, actor_threads: int,
-                 max_restarts: int = 5, restart_window_s: float = 60.0, report: Callable[[str], None] = say):
-        """report: where the restart lines go (a reporting.Repeats, so a crash loop does not flood)."""
+                 max_restarts: int = 5, restart_window_s: float = 60.0, report: Callable[[str], None] = say,
+                 startup_s: float = 30.0):
+        """report: where the restart lines go (a reporting.Repeats, so a crash loop does not flood); startup_s: an
+        actor's allowance for its first unroll (StallClock)."""
         self._args_for = args_for
         self._report = report
         self._ctx = mp.get_context("spawn")
@@ -139,7 +166,7 @@ class ActorPool:
         self._last_error: list[str] = [""] * num_actors
         self.restarts = 0
         self.stopping = False
-        self.clock = StallClock(num_actors)
+        self.clock = StallClock(num_actors, startup_s)
         self.stalls = 0
         self._stack_paths = [""] * num_actors
 
@@ -198,6 +225,9 @@ class ActorPool:
         """From now on an actor that holds slots and delivers nothing for too long is killed and replaced."""
         self.clock.watch(stall_s)
 
+    def patience_s(self) -> float:
+        return self.clock.patience_s()
+
     def _kill_stalled(self) -> None:
         for i, proc in enumerate(self.procs):
             quiet = self.clock.quiet_past_limit(i)
@@ -208,6 +238,7 @@ class ActorPool:
                              f"({'it was in ' + where if where else 'a frozen process, or a hung env?'}); killing it")
                 proc.kill()
                 proc.join(timeout=1.0)
+                self.clock.killed(i, quiet)
 
     def _drain(self, i: int) -> list[tuple]:
         out = []
@@ -292,6 +323,9 @@ class SerialActors:
     def watch_stalls(self, stall_s: float) -> None:
         """Nothing to watch: serial actors step inside the learner's own deadline (learner_loop)."""
 
+    def patience_s(self) -> float:
+        return 0.0
+
     def give(self, i: int, slot: int) -> None:
         self._ours[i].send(slot)
 
@@ -327,6 +361,9 @@ class SlotSource:
 
     def watch_stalls(self, stall_s: float) -> None:
         self.actors.watch_stalls(stall_s)
+
+    def patience_s(self) -> float:
+        return self.actors.patience_s()
 
     @property
     def restarts(self) -> int:

@@ -227,11 +227,13 @@ class Config:
                           "run and shut it down at the end")
     wait_timeout_s: float = _f(30.0, "a wait on the other side that takes longer than this is an error, and so "
                                "is an env step in the learner process (evaluation, confirmation) and the launcher's "
-                               "first look at the env (made, reset and stepped once before anything starts)")
+                               "first look at the env (made, reset and stepped once before anything starts); also "
+                               "an actor's allowance for its first unroll (--actor-stall-s)")
     actor_stall_s: float = _f(0.0, "an actor that holds work and delivers nothing for this long (a hung env, a "
                               "frozen process) is reported, killed and replaced; 0: 10 s or 5 times its slowest "
-                              "unroll so far, whichever is longer. A newly started actor gets 30 s more for its "
-                              "first unroll (imports, env creation)")
+                              "unroll so far, whichever is longer, counted from the learner's first weights. A "
+                              "newly started actor gets --wait-timeout-s more for its first unroll (imports, env "
+                              "creation); its second start in a row that delivers nothing ends the run")
 
     # ---------------------------------------------------------------------------------------------
     def __post_init__(self) -> None:

@@ -104,6 +104,10 @@ class LearnerLoop:
         elif run.init is not None:
             self.learner.start_from(run.init)
         run.weights.publish(self.learner.flat_weights())  # the actors' first unrolls wait for this
+        # The actors have their first weights: silence from now on, past each one's start-up allowance, is a stall.
+        # Watched from the learner's first step instead, a single actor frozen before its first unroll was never
+        # replaced: the run ended on --wait-timeout-s with "no unroll from any actor".
+        run.source.watch_stalls(cfg.actor_stall_s)
         self.learner.trace()  # overlaps the first trace with the actors' first unrolls
         self.checks = PolicyChecks(run, self.layout)
         self.board = Board(run.run_dir.path)
@@ -119,6 +123,7 @@ class LearnerLoop:
         self.logged_failure = False
         self.next_record_step = RECORD_EVERY_STEPS
         self.last_data = time.monotonic()
+        self.restarts_seen = 0
         now = self.stats.now()
         self.next_log = now + cfg.log_every_s
         self.next_eval = now + cfg.eval_every_s if cfg.eval_every_s > 0 else math.inf
@@ -213,10 +218,15 @@ class LearnerLoop:
                 if not self.logged_failure:
                     say(f"tracebacks of failed actors go to {path}")
                     self.logged_failure = True
+        if ctx.source.restarts != self.restarts_seen:  # a replacement started: the wait for data starts again
+            self.restarts_seen = ctx.source.restarts
+            self.last_data = time.monotonic()
         stats.actor_restarts = ctx.source.restarts
         stats.actor_stalls = ctx.source.stalls
-        if time.monotonic() - self.last_data > self.cfg.wait_timeout_s:
-            raise TransportTimeout(f"no unroll from any actor in {self.cfg.wait_timeout_s:.0f} s "
+        # Gives up on the actors only after their supervision could have replaced a silent one (patience_s).
+        limit = max(self.cfg.wait_timeout_s, ctx.source.patience_s() + 1.0)
+        if time.monotonic() - self.last_data > limit:
+            raise TransportTimeout(f"no unroll from any actor in {limit:.0f} s "
                                    f"({ctx.source.alive()} of {ctx.source.num_actors} actors alive)")
 
     def _drop_nonfinite(self, msg: UnrollReady) -> None:
@@ -277,7 +287,6 @@ class LearnerLoop:
                 self.flow_said = True
                 say(f"the actors fill unrolls faster than the learner uses them: their slots are held back (at most "
                     f"{self.flow.cap} unrolls filled or filling at once) to keep the policy lag low")
-            source.watch_stalls(cfg.actor_stall_s)  # the actors have their weights: silence now means stalled
             stats.add_learner_step(cfg.unroll_length * cfg.envs_per_actor * len(taken), lags, losses)
             self._watch_health(losses, batch["actions"])
         source.give_back(self.flow.while_short(len(self.ready), time.monotonic()))

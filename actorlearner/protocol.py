@@ -69,5 +69,8 @@ class UnrollSource(Protocol):
         """From now on, an actor that holds work and delivers nothing for stall_s (0: automatic) is reported,
         killed and replaced; `stalls` counts them."""
 
+    def patience_s(self) -> float:
+        """The longest silence an actor is now allowed before it is replaced (0: no actor is watched)."""
+
     def stop(self, timeout_s: float = 3.0) -> None:
         """Stops every actor; safe to call twice."""

@@ -140,7 +140,7 @@ class RaySource:
         self._next_handle = 0
         self._budget = RestartBudget(num_actors, max_restarts, restart_window_s)
         self.restarts = self.stalls = 0
-        self.clock = StallClock(num_actors)
+        self.clock = StallClock(num_actors, timeout_s)
         self.stopping = False
         self._told_nodes = False
 
@@ -270,6 +270,9 @@ class RaySource:
     def watch_stalls(self, stall_s: float) -> None:
         self.clock.watch(stall_s)
 
+    def patience_s(self) -> float:
+        return self.clock.patience_s()
+
     def _busy(self) -> set:
         """The actors with a fill call of their current incarnation in flight."""
         return {i for (i, inc) in self._pending.values() if inc == self.incarnation[i]}
@@ -282,6 +285,7 @@ class RaySource:
                 placed = "a hung env?" if self.nodes[i] else "never placed: no node with a free CPU for it?"
                 self._report(f"actor {i} delivered nothing for {quiet:.0f} s ({placed}); killing it")
                 self._died(i, "killed for stalling")
+                self.clock.killed(i, quiet)
 
     def versions(self, ready: Sequence[UnrollReady]) -> np.ndarray:
         return np.array([self._ready[r.slot][1] for r in ready], np.int64)

@@ -297,7 +297,7 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
                 else:
                     stacks = make_stack_dir()  # removed at the end (if this process is killed: by a later run)
                     actors = ActorPool(_args_for(plan, actor_cfg, slots.spec(), weights.spec(), stacks), num_actors,
-                                       cfg.actor_threads, report=repeats.say)
+                                       cfg.actor_threads, report=repeats.say, startup_s=cfg.wait_timeout_s)
                 pool = SlotSource(actors, slots, num_actors, per_actor)
             pool.start()  # before the learner imports TensorFlow: the actors' start overlaps it
             with signals.at_once():  # nothing learned yet: Ctrl-C need not wait for TensorFlow's import

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import ROOT, our_segments, spawned_pids
 
 
@@ -106,3 +108,48 @@ def test_a_starting_actor_gets_time_to_start():
     clock.resumed(0)  # given work after waiting for it: not a restart, no allowance
     clock._last_seen[0] = time.monotonic() - 4.0
     assert clock.quiet_past_limit(0) > 3
+
+
+def test_an_actor_frozen_before_its_first_unroll_is_replaced(tmp_path):
+    """CartPole's default is one actor: frozen while it starts (before the learner's first step), it ended the
+    run on --wait-timeout-s with "no unroll from any actor" instead of being replaced. Its allowance is
+    --wait-timeout-s; the learner waits at least that long plus --actor-stall-s before it gives up."""
+    before, t0 = spawned_pids(), time.monotonic()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    proc = subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--run-dir", str(tmp_path / "run"),
+                             "--no-stop-at-target", "--eval-every-s", "0", "--num-actors", "1", "--max-seconds",
+                             "16", "--actor-stall-s", "2", "--wait-timeout-s", "6"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
+    while not (kids := spawned_pids() - before):
+        assert time.monotonic() - t0 < 30 and proc.poll() is None
+        time.sleep(0.02)
+    os.kill(min(kids), signal.SIGSTOP)  # while it imports: long before the learner's first weights
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["actor_stalls"] == 1 and summary["actor_restarts"] == 1, out
+    assert summary["env_steps"] > 0 and "delivered nothing for" in out
+    assert spawned_pids() - before == set() and our_segments(proc.pid) == set()
+
+
+def test_the_learner_waits_for_the_stall_watch_and_a_second_silent_start_ends_the_run():
+    from actorlearner.actor_pool import ActorCrashLoop, StallClock
+
+    clock = StallClock(2, startup_s=6.0)
+    assert clock.patience_s() == 0.0  # not watching yet: the learner's own --wait-timeout-s alone
+    clock.watch(2.0)
+    assert clock.patience_s() == 8.0  # neither has delivered: stall_s plus the start-up allowance
+    clock.delivered(0)
+    clock.delivered(1)
+    assert clock.patience_s() == 2.0
+    clock.started(1)  # a replacement
+    assert clock.patience_s() == 8.0
+    clock.killed(1, 9.0)  # its start hung: it is started once more
+    clock.started(1)
+    with pytest.raises(ActorCrashLoop, match=r"actor 1 delivered nothing in 2 starts in a row \(9 s the last"):
+        clock.killed(1, 9.0)
+    clock.killed(0, 3.0)  # a stall after its first unroll: not a silent start
+    clock.started(0)
+    clock.delivered(0)  # its replacement delivered: the count starts again
+    clock.started(0)
+    clock.killed(0, 9.0)
