@@ -133,6 +133,7 @@ class RunDir:
     drops the lock of a process that dies; the pid the lock file still names tells that it happened."""
 
     def __init__(self, path: str):
+        self.discarded = False  # discard() removed what the run wrote
         self.path = path
         if os.path.exists(path) and not os.path.isdir(path):
             raise ConfigError(f"--run-dir {path} exists and is not a directory")
@@ -175,9 +176,11 @@ class RunDir:
         self._metrics.write(json.dumps(record) + "\n")
 
     def discard(self) -> None:
-        """Closes a new run that never started (its Ray cluster could not be joined) and removes what it wrote,
-        so the same command can be run again; the directory too when nothing else is in it."""
+        """Closes a new run that never started (a stop signal or an error before its actors did: Ray's start, say)
+        or stopped by a signal before it learned anything, and removes what it wrote, so that the same command can
+        be run again; the directory too when nothing else is in it."""
         self.close()
+        self.discarded = True
         for name in ("config.json", "metrics.jsonl", CUSTOM_ENV_FILE, ENV_MODULES_FILE, ENV_SPEC_FILE, ".lock"):
             try:
                 os.remove(os.path.join(self.path, name))
@@ -187,6 +190,10 @@ class RunDir:
             os.rmdir(self.path)
         except OSError:  # it held something else (it existed before, not empty): it stays
             pass
+
+    @property
+    def closed(self) -> bool:
+        return self._lock is None
 
     def close(self) -> None:
         try:

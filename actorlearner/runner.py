@@ -116,14 +116,27 @@ def train_to_summary(cfg: Config, env_fn: Optional[Callable] = None, model_fn: O
         raise ConfigError(f"callback must be a function of a metrics row, callback(row: dict); got a value of type "
                           f"{type(callback).__name__}")
     plan = _plan(cfg, env_fn, model_fn, start_time if start_time is not None else time.monotonic(), callback)
-    startup_line(plan)
-    status, summary, error = _run(plan)
+    try:
+        startup_line(plan)
+        status, summary, error = _run(plan)
+    except BaseException:  # a stop signal before the run's own handling, Ray's start failing: nothing ran yet
+        with interrupts_held():
+            if not plan.run_dir.closed:  # else _run closed (or discarded) it
+                if plan.ckpt is None:
+                    plan.run_dir.discard()  # a fresh run's directory must not block the same command's retry
+                else:
+                    plan.run_dir.close()
+        raise
     if error is not None:
         raise error
     solved_at = "-" if summary["solved_at_s"] is None else f"{summary['solved_at_s']:.1f} s"
     # A collapse warning may have scrolled far up a long run's progress lines: the last line repeats it.
     collapses = summary.get("policy_collapses") or 0
     health = f", {collapses} policy collapse warning{'s' if collapses > 1 else ''}" if collapses else ""
+    if plan.run_dir.discarded:
+        say(f"done ({status}) before anything was learned, {summary['wall_s']:.1f} s in: {plan.run_dir.path} "
+            f"removed, so the same command can run again")
+        return summary
     say(f"done ({status}): {plan.stats.env_steps} env steps in {summary['wall_s']:.1f} s, mean return(100) "
         f"{fmt_return(summary['mean_return_100'])}, solved at {solved_at}{health}; results in {plan.run_dir.path}")
     return summary
@@ -262,13 +275,9 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
         start_tensorflow_early(cfg.resolved_learner_threads(), cfg.reproducible)
         try:
             cluster.start()
-        except BaseException as e:  # nothing ran: a fresh run's directory must not block the same command's retry
+        except BaseException as e:  # nothing ran (train_to_summary removes a fresh run's directory)
             with interrupts_held():
                 cluster.close()  # a Ctrl-C inside ray.init: what it had started
-                if plan.ckpt is None:
-                    plan.run_dir.discard()
-                else:
-                    plan.run_dir.close()
             if isinstance(e, SystemExit) and e.code == signal.SIGTERM:  # Ray's own SIGTERM handler: sys.exit(15)
                 raise Interrupted("SIGTERM") from None  # as the command's handler says it (train(): SystemExit)
             raise
@@ -333,14 +342,24 @@ def _run(plan: Plan) -> tuple[str, dict, Optional[BaseException]]:
                 summary["stop_signal"] = signals.requested or "SIGINT"
             if error is not None:
                 summary["error"] = f"{type(error).__name__}: {error}"
-            try:
-                plan.run_dir.write_json("summary.json", summary)
-            except OSError as e:  # a full disk: the rest of the cleanup still runs
-                warn(f"could not write {os.path.join(plan.run_dir.path, 'summary.json')}: {e.strerror or e}")
-            plan.run_dir.close()
+            if _nothing_learned(plan, status):
+                plan.run_dir.discard()
+            else:
+                try:
+                    plan.run_dir.write_json("summary.json", summary)
+                except OSError as e:  # a full disk: the rest of the cleanup still runs
+                    warn(f"could not write {os.path.join(plan.run_dir.path, 'summary.json')}: {e.strerror or e}")
+                plan.run_dir.close()
             if cluster is not None:
                 cluster.close()
     return status, summary, error
+
+
+def _nothing_learned(plan: Plan, status: str) -> bool:
+    """A new run stopped by a signal before its first checkpoint (during TensorFlow's import, say): its directory
+    holds only its settings. Kept, it refused the same command's retry ("stopped before its first checkpoint")."""
+    return (status == "interrupted" and plan.ckpt is None and plan.stats.learner_steps == 0
+            and not checkpoint.list_checkpoints(plan.run_dir.path))
 
 
 def _ray_traffic(plan: Plan, fields: dict) -> str:

@@ -193,6 +193,28 @@ def test_a_stop_signal_while_the_launcher_looks_at_the_env_stops_it(tmp_path, si
     assert not (tmp_path / "run").exists()
 
 
+def test_a_run_stopped_before_it_learned_anything_leaves_no_directory(tmp_path):
+    """Ctrl-C just after the start-up line (the run directory made; the actors starting, the learner importing
+    TensorFlow): the directory held only the run's settings (and an "interrupted" summary), and the same command
+    was then refused ("holds a run that stopped before its first checkpoint"). Now it is removed, and nothing
+    else is left either."""
+    before = spawned_pids()
+    proc = start_cli(tmp_path / "run", "--max-seconds", "60")
+    try:
+        deadline = time.monotonic() + 60
+        while not proc.stdout.readline().startswith("actorlearner: CartPole-v1"):  # the start-up line
+            assert time.monotonic() < deadline and proc.poll() is None
+        out, _ = interrupt(proc, 1)  # the learner imports TensorFlow for 2 s or more after that line
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out
+    last = out.strip().splitlines()[-1]  # the signal came in the run (the first) or just before its start
+    assert (last.endswith(f"{tmp_path / 'run'} removed, so the same command can run again")
+            or last == "actorlearner: interrupted before training started"), out
+    assert not (tmp_path / "run").exists()
+    assert wait_for(lambda: not spawned_pids() - before, 5) and our_segments(proc.pid) == set()
+
+
 @needs_ray
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_a_stop_signal_while_ray_starts_stops_the_run_and_its_ray_instance(tmp_path, sig):
