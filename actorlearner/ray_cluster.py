@@ -138,8 +138,14 @@ def remove_session(path: str) -> None:
         pass
 
 
-# Ray's per-node helper processes, as their titles read.
+# Ray's per-node helper processes, as their titles read, and as their command lines read before they set their
+# titles (~1 s into their start: a run killed inside ray.init can leave them that way).
 _RAY_AGENTS = (b"ray::DashboardAgent", b"ray::RuntimeEnvAgent")
+_RAY_AGENT_SCRIPTS = (b"ray/dashboard/agent.py", b"ray/_private/runtime_env/agent/main.py")
+
+
+def _is_ray_agent(cmd: bytes) -> bool:
+    return cmd.startswith(_RAY_AGENTS) or any(script in cmd for script in _RAY_AGENT_SCRIPTS)
 
 
 def remove_orphaned_ray_agents() -> list[int]:
@@ -149,7 +155,7 @@ def remove_orphaned_ray_agents() -> list[int]:
     for shared memory). An agent whose parent is still a raylet (a cluster that is up) is left alone."""
     removed = []
     for pid in _pids():
-        if not (_cmdline(pid) or b"").startswith(_RAY_AGENTS):
+        if not _is_ray_agent(_cmdline(pid) or b""):
             continue
         parent = _parent(pid)
         parent_cmd = _cmdline(parent) if parent is not None else None

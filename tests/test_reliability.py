@@ -416,3 +416,42 @@ def test_a_stop_signal_stops_a_script_that_trains_in_a_loop(tmp_path, sig):
     assert (tmp_path / "run1" / "policy.npz").exists()  # the graceful stop's work, before the signal went on
     assert not (tmp_path / "run2").exists()  # the loop stopped with it
     assert spawned_pids() - before == set() and our_segments() - segments == set()
+
+
+def test_orphaned_ray_agents_are_found_by_title_or_by_script():
+    """A run killed inside ray.init can leave Ray's node agents before they set their process titles (they read
+    `python -u .../ray/dashboard/agent.py ...` for ~1 s): those are removed too. An agent whose parent is a raylet
+    (a cluster that is up) stays."""
+    from actorlearner.ray_cluster import remove_orphaned_ray_agents
+
+    sleep = "import sys, time; time.sleep(60)"
+    orphan = subprocess.Popen([sys.executable, "-c", sleep, "/venv/ray/dashboard/agent.py", "--node-ip-address"])
+    # A "raylet" whose child is an agent script: the cluster is up, its agent is left alone.
+    raylet = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; subprocess.Popen([sys.executable, "
+                               f"'-c', {sleep!r}, '/venv/ray/_private/runtime_env/agent/main.py']).wait()",
+                               "/venv/ray/core/src/ray/raylet/raylet"])
+    try:
+        assert wait_for(lambda: children_of_any(raylet.pid), 10)
+        kept = children_of_any(raylet.pid)
+        assert orphan.pid in remove_orphaned_ray_agents()
+        assert orphan.wait(5) == -signal.SIGKILL
+        assert all(os.path.exists(f"/proc/{p}") for p in kept)
+    finally:
+        for p in children_of_any(raylet.pid):
+            os.kill(p, signal.SIGKILL)  # its "raylet" waits for it, then ends (no zombie left to this container)
+        raylet.wait(10)
+        orphan.kill()
+        orphan.wait(5)
+
+
+def children_of_any(pid):
+    """The PIDs whose parent is `pid` (children_of sees only spawned actors)."""
+    out = set()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if entry.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.add(int(entry))
+        except OSError:
+            pass
+    return out
