@@ -284,8 +284,8 @@ class RaySource:
                 self.stalls += 1
                 placed = "a hung env?" if self.nodes[i] else "never placed: no node with a free CPU for it?"
                 self._report(f"actor {i} delivered nothing for {quiet:.0f} s ({placed}); killing it")
+                self.clock.killed(i, quiet)  # before its replacement starts (and counts as starting)
                 self._died(i, "killed for stalling")
-                self.clock.killed(i, quiet)
 
     def versions(self, ready: Sequence[UnrollReady]) -> np.ndarray:
         return np.array([self._ready[r.slot][1] for r in ready], np.int64)

@@ -153,3 +153,25 @@ def test_the_learner_waits_for_the_stall_watch_and_a_second_silent_start_ends_th
     clock.delivered(0)  # its replacement delivered: the count starts again
     clock.started(0)
     clock.killed(0, 9.0)
+
+
+def test_a_stall_after_the_first_unroll_is_not_a_silent_start_on_the_ray_backend(monkeypatch):
+    """RaySource kills a stalled actor by replacing it: the kill is counted against the killed actor, not against
+    its replacement (which counts as starting), or one stall after training began ended the run the second time."""
+    from actorlearner.actor_pool import ActorCrashLoop
+    from actorlearner.ray_backend import RaySource
+
+    source = RaySource(None, num_actors=1, slots_per_actor=1, weights=None, cpus_per_actor=1, timeout_s=5.0,
+                       report=lambda text: None)
+    monkeypatch.setattr(source, "_busy", lambda: {0})
+    monkeypatch.setattr(source, "_died", lambda i, how: source.clock.started(i))  # what _start does to the clock
+    source.clock.watch(1.0)
+    source.clock.delivered(0)
+    source.clock._last_seen[0] = time.monotonic() - 5.0
+    source._kill_stalled()  # stalled in training: replaced
+    source.clock._last_seen[0] = time.monotonic() - 10.0
+    source._kill_stalled()  # its replacement's start hung once: replaced again
+    assert source.stalls == 2
+    source.clock._last_seen[0] = time.monotonic() - 10.0
+    with pytest.raises(ActorCrashLoop, match="2 starts in a row"):
+        source._kill_stalled()
