@@ -6,7 +6,8 @@ clean-up has run (a SIGKILLed launcher leaves them to it), its exit status (130 
 kill, 0 when it finished first), and, where it wrote a checkpoint, `eval --which latest` playing it and
 `train --resume` going on from it. One JSON line per run, then the problems; the exit status is 1 if any.
 
-    python benchmarks/random_kills.py [--runs 16] [--seed 0] [--max-at 7]
+    python benchmarks/random_kills.py [--runs 16] [--seed 0] [--max-at 7] [--kinds actor-SIGSTOP,actor-SIGKILL]
+        [--backends ray]
 
 Needs psutil (the bench extra); Ray runs need the ray extra and Pong the atari extra (left out where missing).
 """
@@ -65,7 +66,8 @@ def strike(proc, kind: str, rng) -> str:
     if kind == "group-SIGKILL":
         os.killpg(proc.pid, signal.SIGKILL)
         return kind
-    actors = [pid for pid, cmd in alive(tree(proc.pid)) if "spawn_main" in cmd]
+    # An actor process, or with --backend ray the worker process of one of our Ray actors (its title).
+    actors = [pid for pid, cmd in alive(tree(proc.pid)) if "spawn_main" in cmd or cmd.startswith("ray::ActorHost")]
     if not actors:
         proc.send_signal(signal.SIGINT)  # no actor process yet (or Ray's): a Ctrl-C instead
         return "launcher-SIGINT (no actor process yet)"
@@ -101,8 +103,8 @@ def after_the_kill(run: str, rc) -> tuple[str, list]:
     return f"eval: {tail(ev.stdout)} | resume: {resumed.returncode}", problems
 
 
-def one_run(i: int, rng, envs: list, backends: list, max_at: float, base: str) -> dict:
-    env, backend, kind = rng.choice(envs), rng.choice(backends), rng.choice(KINDS)
+def one_run(i: int, rng, envs: list, backends: list, kinds: list, max_at: float, base: str) -> dict:
+    env, backend, kind = rng.choice(envs), rng.choice(backends), rng.choice(kinds)
     if backend == "serial" and kind.startswith("actor"):
         kind = "launcher-SIGINT"
     at = rng.uniform(0.2, max_at)
@@ -159,7 +161,14 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-at", type=float, default=7.0, help="latest moment of the kill, seconds after the start")
+    p.add_argument("--kinds", default=",".join(KINDS),
+                   help=f"the kills to choose from, comma-separated: {', '.join(KINDS)}")
+    p.add_argument("--backends", default="", help="the backends to choose from, comma-separated: processes, "
+                   "serial, '3 actors', ray (default: all installed, processes twice as often)")
     a = p.parse_args()
+    kinds = a.kinds.split(",")
+    if not set(kinds) <= set(KINDS):
+        p.error(f"--kinds: {', '.join(sorted(set(kinds) - set(KINDS)))} unknown; known: {', '.join(KINDS)}")
     rng = random.Random(a.seed)
     envs = ["CartPole-v1", "Acrobot-v1", "Pendulum-v1"]
     if importlib.util.find_spec("ale_py"):
@@ -167,10 +176,16 @@ def main() -> int:
     backends = ["processes", "processes", "serial", "3 actors"]
     if importlib.util.find_spec("ray"):
         backends.append("ray")
+    if a.backends:
+        unknown = set(a.backends.split(",")) - set(backends)
+        if unknown:
+            p.error(f"--backends: {', '.join(sorted(unknown))} unknown or not installed; there are "
+                    f"{', '.join(sorted(set(backends)))}")
+        backends = a.backends.split(",")
     problems = 0
     with tempfile.TemporaryDirectory(prefix="random_kills_") as base:
         for i in range(a.runs):
-            result = one_run(i, rng, envs, backends, a.max_at, base)
+            result = one_run(i, rng, envs, backends, kinds, a.max_at, base)
             problems += bool(result["problems"])
             print(json.dumps(result), flush=True)
     print(f"{a.runs} runs, {problems} with problems")
