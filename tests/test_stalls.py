@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, our_segments, spawned_pids
+from conftest import ROOT, our_segments, spawned_pids, wait_for
 
 
 def popen(tmp_path, *args, extra_env=None):
@@ -113,23 +113,37 @@ def test_a_starting_actor_gets_time_to_start():
 def test_an_actor_frozen_before_its_first_unroll_is_replaced(tmp_path):
     """CartPole's default is one actor: frozen while it starts (before the learner's first step), it ended the
     run on --wait-timeout-s with "no unroll from any actor" instead of being replaced. Its allowance is
-    --wait-timeout-s; the learner waits at least that long plus --actor-stall-s before it gives up."""
+    --wait-timeout-s; the learner waits at least that long plus --actor-stall-s before it gives up. The run is
+    stopped once its replacement has delivered (--max-seconds is only a backstop)."""
     before, t0 = spawned_pids(), time.monotonic()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
     proc = subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--run-dir", str(tmp_path / "run"),
                              "--no-stop-at-target", "--eval-every-s", "0", "--num-actors", "1", "--max-seconds",
-                             "16", "--actor-stall-s", "2", "--wait-timeout-s", "6"],
+                             "90", "--actor-stall-s", "2", "--wait-timeout-s", "6", "--log-every-s", "0.5"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
-    while not (kids := spawned_pids() - before):
-        assert time.monotonic() - t0 < 30 and proc.poll() is None
-        time.sleep(0.02)
-    os.kill(min(kids), signal.SIGSTOP)  # while it imports: long before the learner's first weights
-    out, err = proc.communicate(timeout=90)
-    assert proc.returncode == 0, err
+    try:
+        while not (kids := spawned_pids() - before):
+            assert time.monotonic() - t0 < 30 and proc.poll() is None
+            time.sleep(0.02)
+        os.kill(min(kids), signal.SIGSTOP)  # while it imports: long before the learner's first weights
+        assert wait_for(lambda: trained(tmp_path / "run" / "metrics.jsonl") or proc.poll() is not None, 60)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["actor_stalls"] == 1 and summary["actor_restarts"] == 1, out
     assert summary["env_steps"] > 0 and "delivered nothing for" in out
     assert spawned_pids() - before == set() and our_segments(proc.pid) == set()
+
+
+def trained(metrics) -> bool:
+    """Whether the newest metrics.jsonl row counts env steps."""
+    try:
+        return json.loads(metrics.read_text().splitlines()[-1])["env_steps"] > 0
+    except (OSError, IndexError, ValueError):  # not there yet, empty, or its last line half written
+        return False
 
 
 def test_the_learner_waits_for_the_stall_watch_and_a_second_silent_start_ends_the_run():
