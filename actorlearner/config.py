@@ -212,6 +212,9 @@ class Config:
                                   "newest good checkpoint: the model's weights and --normalize-obs statistics; "
                                   "the optimizer, schedules and counters start afresh), e.g. to fine-tune on a "
                                   "variant of its env: the observations, actions and model must be the same")
+    init_which: str = _f("latest", "--init-from: which of that run's weights: 'latest' (its newest good "
+                         "checkpoint), 'best' (best.npz: those of its best evaluation, where a run declined later) "
+                         "or 'final' (policy.npz: those it ended with)", choices=("latest", "best", "final"))
     # --- failures, processes and machines ---
     on_nonfinite: str = _f("stop", "what a NaN/Inf does, in an observation or reward (found in the actor, named "
                            "with its env) or in the loss or gradients: stop the run with an error, or skip "

@@ -48,6 +48,9 @@ def validate(cfg: Config) -> Config:
     if cfg.target_kl and (cfg.loss != "appo" or cfg.epochs * cfg.minibatches == 1):
         raise ConfigError("--target-kl ends a batch's passes early: it needs --loss appo with --epochs or "
                           "--minibatches above 1")
+    if cfg.init_which != "latest" and not cfg.init_from:
+        raise ConfigError(f"--init-which {cfg.init_which} picks the weights of the run --init-from names: it needs "
+                          f"--init-from RUN_DIR")
     if "linear" in (cfg.lr_schedule, cfg.entropy_schedule) and not cfg.max_steps:
         raise ConfigError("a linear schedule decays to 0 at --max-steps, so it needs --max-steps > 0")
     if cfg.batch_size % cfg.envs_per_actor:

@@ -134,7 +134,7 @@ def preset_config(name: str, **overrides: Any) -> Config:
 
 # Fields a resumed run cannot change: they decide the env and the shape of the saved weights.
 RESUME_FIXED = ("env", "env_kwargs", "frame_stack", "action_masks", "model", "model_fn", "core", "core_size",
-                "hidden_sizes", "activation", "init_from")
+                "hidden_sizes", "activation", "init_from", "init_which")
 
 
 def resume_config(run_dir: str, overrides: Optional[dict] = None) -> Config:

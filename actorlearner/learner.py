@@ -193,8 +193,14 @@ class Learner:
 
     def start_from(self, ckpt: Checkpoint) -> None:
         """--init-from: another run's model weights (--normalize-obs statistics included); the optimizer and the
-        step count stay fresh."""
-        assign(self.model.weights, ckpt.model, "model")
+        step count stay fresh. A checkpoint's are in the model's order; best.npz's and policy.npz's (no `model`
+        list) are the published vector, in this run's published order (preflight.starting_point put it so)."""
+        if ckpt.model:
+            assign(self.model.weights, ckpt.model, "model")
+            return
+        sizes = [int(np.prod(v.shape)) for v in self._published]
+        for v, part in zip(self._published, np.split(ckpt.policy_flat, np.cumsum(sizes)[:-1])):
+            v.assign(part.reshape(tuple(v.shape)))
 
     def _apply(self, grads, variables, finite):
         """Adam, one fused kernel per variable (ResourceApplyAdam) on Keras' own moments and step count, so

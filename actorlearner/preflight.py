@@ -197,12 +197,14 @@ def resume_point(cfg: Config, custom_env: bool = False) -> checkpoint.Checkpoint
 
 
 def starting_point(cfg: Config, spec, layout: list) -> checkpoint.Checkpoint:
-    """--init-from RUN: RUN's newest good checkpoint, checked before any process starts against this run's env
-    (spec) and the layout of the weights it will publish ((path, shape) pairs, compared by shape in order)."""
-    where = cfg.init_from
+    """--init-from RUN: RUN's weights (--init-which: its newest good checkpoint, best.npz or policy.npz), checked
+    before any process starts against this run's env (spec) and the layout of the weights it will publish ((path,
+    shape) pairs, compared by shape). For best.npz and policy.npz, which hold only the published vector, the result
+    has no `model` list: its `policy_flat` is put in this run's published order, for the learner to assign."""
+    where, which = cfg.init_from, cfg.init_which
     if not os.path.isdir(where):
         raise ConfigError(f"--init-from {where}: no such directory (a run directory, which holds checkpoints/)")
-    if not checkpoint.list_checkpoints(where):
+    if which == "latest" and not checkpoint.list_checkpoints(where):
         raise ConfigError(f"--init-from {where}: no checkpoint in {checkpoint.checkpoint_dir(where)} (is it a run "
                           f"directory? a run writes its first checkpoint after --checkpoint-every seconds, and one "
                           f"at its end)")
@@ -212,7 +214,18 @@ def starting_point(cfg: Config, spec, layout: list) -> checkpoint.Checkpoint:
     if differ:
         raise ConfigError(f"--init-from {where}: that run's env has other observations or actions than this one's "
                           f"({differ}): its weights fit an env with the same spaces")
-    ckpt = checkpoint.load_latest(where, warn=warn)
+    if which == "latest":
+        ckpt = checkpoint.load_latest(where, warn=warn)
+    else:
+        from .loading import saved_weights
+
+        try:
+            flat, saved_layout = saved_weights(where, which)
+        except ConfigError as e:
+            raise ConfigError(f"--init-from {where} --init-which {which}: {e}") from None
+        name = os.path.join(where, "best.npz" if which == "best" else "policy.npz")
+        path = name if os.path.exists(name) else checkpoint.list_checkpoints(where)[-1]  # final: a killed run's
+        ckpt = checkpoint.Checkpoint(path, {"policy_layout": saved_layout}, model=[], optim=[], policy_flat=flat)
     # Shapes compared as a multiset: a run whose actors ran the model in TensorFlow publishes the same weights in
     # the model's order, not the default layout's. The learner's restore checks them in the model's order again.
     saved = [tuple(s) for _, s in ckpt.meta.get("policy_layout", [])]
@@ -222,7 +235,26 @@ def starting_point(cfg: Config, spec, layout: list) -> checkpoint.Checkpoint:
                           f"{len(saved)} arrays against {layout_size(layout):,} in {len(layout)}): it needs the same "
                           f"--model or --model-fn, --hidden-sizes, --activation, --core, --core-size and "
                           f"--normalize-obs")
+    if not ckpt.model:
+        ckpt.policy_flat = _in_order(ckpt.policy_flat, ckpt.meta["policy_layout"], layout)
+        if ckpt.policy_flat is None:
+            raise ConfigError(f"--init-from {where} --init-which {which}: {os.path.basename(ckpt.path)} names its "
+                              f"weights otherwise than this run's model, in another order: --init-which latest reads "
+                              f"its checkpoint, which does not depend on that")
     return ckpt
+
+
+def _in_order(flat: np.ndarray, saved: list, layout: list) -> Optional[np.ndarray]:
+    """flat, laid out as `saved` says, in `layout`'s order: matched by path where the paths are the same (a run
+    whose actors ran the default model in TensorFlow publishes its weights in the model's order, one whose actors
+    ran it in numpy in the default layout's), else by position where the shapes line up; None if neither fits."""
+    parts = dict(zip([p for p, _ in saved], np.split(flat, np.cumsum([int(np.prod(s)) for _, s in saved])[:-1])))
+    shapes = {p: tuple(s) for p, s in saved}
+    if set(shapes) == {p for p, _ in layout} and all(shapes[p] == tuple(s) for p, s in layout):
+        return np.concatenate([parts[p] for p, _ in layout])
+    if [tuple(s) for _, s in saved] == [tuple(s) for _, s in layout]:
+        return flat
+    return None
 
 
 def stopped_already(cfg: Config, stats: dict) -> Optional[str]:

@@ -237,9 +237,10 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float, callback=None) -> Plan:
         say(f"resuming from {ckpt.path}: {stats.env_steps} env steps, {stats.learner_steps} learner steps, "
             f"{stats.episodes} episodes, {stats.time_offset:.1f} s trained")
     if init is not None:
-        said = init.meta.get("stats", {})
-        say(f"starting from the weights of {init.path} ({said.get('env_steps', '?')} env steps of "
-            f"{init.meta.get('config', {}).get('env', '?')}); optimizer and counters start afresh")
+        said = init.meta.get("stats")
+        what = (f"{said.get('env_steps', '?')} env steps of {init.meta.get('config', {}).get('env', '?')}" if said
+                else f"--init-which {cfg.init_which}")
+        say(f"starting from the weights of {init.path} ({what}); optimizer and counters start afresh")
     return Plan(cfg, env_fn, make_batch, backend_why, spec, target, ckpt, run_dir, stats, generation,
                 actor_model_fn, blobs, model, n_params, state, precision, precision_why, kernels, callback, init)
 

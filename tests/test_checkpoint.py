@@ -251,3 +251,49 @@ def test_a_new_run_starts_from_another_runs_weights_with_a_fresh_optimizer(tmp_p
         starting_point(Config(env="Acrobot-v1", init_from=first_dir), acrobot, default_layout(acrobot, Config()))
     with pytest.raises(ConfigError, match=r"--init-from .*nowhere: no such directory"):
         starting_point(Config(init_from=str(tmp_path / "nowhere")), spec, [])
+
+
+def test_a_new_run_starts_from_another_runs_best_or_final_weights(tmp_path, no_leaks):
+    """--init-which best|final: best.npz's or policy.npz's weights (the published vector) go into the new model,
+    in the order this run publishes them; a missing best.npz is one line."""
+    import json
+    import os
+
+    from actorlearner.layout import default_layout
+    from actorlearner.preflight import prepare, starting_point
+
+    first_dir, second_dir = str(tmp_path / "first"), str(tmp_path / "second")
+    train(Config(serial=True, num_actors=1, max_steps=3_200, stop_at_target=False, eval_every_s=0, seed=3,
+                 run_dir=first_dir))
+    spec = prepare(Config(env="CartPole-v1"))[2]
+    layout = default_layout(spec, Config())
+    os.remove(f"{first_dir}/best.npz")  # of its final evaluation
+    with pytest.raises(ConfigError, match=r"--init-which best: .*best.npz not found: the run made no evaluation"):
+        starting_point(Config(init_from=first_dir, init_which="best"), spec, layout)
+    final = starting_point(Config(init_from=first_dir, init_which="final"), spec, layout)
+    with np.load(f"{first_dir}/policy.npz") as saved:
+        assert final.path.endswith("policy.npz") and np.array_equal(final.policy_flat, saved["flat"])
+        # A best.npz of other weights than the run's last (half of them), to tell the two apart.
+        np.savez(f"{first_dir}/best.npz", flat=saved["flat"] * 0.5, layout=saved["layout"])
+        half = saved["flat"] * 0.5
+        assert [tuple(s) for _, s in json.loads(str(saved["layout"]))] == [s for _, s in layout]
+    # A learning rate too small to move the weights: the second run's final weights are best.npz's.
+    train(Config(serial=True, num_actors=1, max_steps=1_280, stop_at_target=False, eval_every_s=0, seed=4,
+                 learning_rate=1e-12, init_from=first_dir, init_which="best", run_dir=second_dir))
+    after = checkpoint.load(checkpoint.list_checkpoints(second_dir)[-1])
+    np.testing.assert_allclose(after.policy_flat, half, atol=1e-6)
+
+
+def test_published_weights_are_put_in_this_runs_order():
+    """best.npz/policy.npz of a run whose actors ran the model in TensorFlow (the model's order) start a run whose
+    actors run it in numpy (the default layout's order), and the other way round: matched by path, else by
+    position where the shapes line up."""
+    from actorlearner.preflight import _in_order
+
+    saved = [("a/kernel", (2, 3)), ("b/kernel", (3,)), ("a/bias", (3,))]
+    flat = np.arange(12, dtype=np.float32)  # a/kernel 0-5, b/kernel 6-8, a/bias 9-11
+    ours = [("a/kernel", (2, 3)), ("a/bias", (3,)), ("b/kernel", (3,))]
+    np.testing.assert_array_equal(_in_order(flat, saved, ours), [0, 1, 2, 3, 4, 5, 9, 10, 11, 6, 7, 8])
+    renamed = [("x/kernel", (2, 3)), ("y/kernel", (3,)), ("x/bias", (3,))]
+    np.testing.assert_array_equal(_in_order(flat, saved, renamed), flat)  # other names, the same shapes in order
+    assert _in_order(flat, saved, [("x/bias", (3,)), ("x/kernel", (2, 3)), ("y/kernel", (3,))]) is None
