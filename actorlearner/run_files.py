@@ -12,6 +12,7 @@ from typing import Optional
 
 from .config import ConfigError
 from .reporting import warn
+from .stopping import interrupts_held
 
 
 # Written where a run trains on an env factory (env_fn) instead of its config's env id: eval, export and --resume
@@ -194,6 +195,21 @@ class RunDir:
     @property
     def closed(self) -> bool:
         return self._lock is None
+
+    @contextlib.contextmanager
+    def dropped_on_failure(self, fresh: bool):
+        """On any exception in the block, unless closed already: a fresh run's directory is discarded (it must not
+        block the same command's retry with "stopped before its first checkpoint"), a resumed run's closed."""
+        try:
+            yield
+        except BaseException:
+            with interrupts_held():  # a second Ctrl-C must not stop the removal halfway
+                if not self.closed:
+                    if fresh:
+                        self.discard()
+                    else:
+                        self.close()
+            raise
 
     def close(self) -> None:
         try:

@@ -116,17 +116,10 @@ def train_to_summary(cfg: Config, env_fn: Optional[Callable] = None, model_fn: O
         raise ConfigError(f"callback must be a function of a metrics row, callback(row: dict); got a value of type "
                           f"{type(callback).__name__}")
     plan = _plan(cfg, env_fn, model_fn, start_time if start_time is not None else time.monotonic(), callback)
-    try:
+    # A stop signal before the run's own handling, Ray's start failing: nothing ran yet.
+    with plan.run_dir.dropped_on_failure(fresh=plan.ckpt is None):
         startup_line(plan)
         status, summary, error = _run(plan)
-    except BaseException:  # a stop signal before the run's own handling, Ray's start failing: nothing ran yet
-        with interrupts_held():
-            if not plan.run_dir.closed:  # else _run closed (or discarded) it
-                if plan.ckpt is None:
-                    plan.run_dir.discard()  # a fresh run's directory must not block the same command's retry
-                else:
-                    plan.run_dir.close()
-        raise
     if error is not None:
         raise error
     solved_at = "-" if summary["solved_at_s"] is None else f"{summary['solved_at_s']:.1f} s"
@@ -218,29 +211,30 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float, callback=None) -> Plan:
 
         check_reachable(cfg.ray_address)
     run_dir = RunDir(cfg.run_dir)  # once the input is known to be good: a refused run leaves no directory
-    run_dir.write_json("config.json", cfg.to_json())
-    run_dir.write_json(ENV_SPEC_FILE, env_summary(spec))
-    env_fn_name = importable_name(own_env_fn) if custom_env else None
-    if custom_env:  # with the factory's name where another process can import it: eval, export, --resume use it
-        run_dir.write_json(CUSTOM_ENV_FILE, {"env": cfg.env, "env_fn": True, "env_fn_name": env_fn_name})
-    named = tuple(name.partition(":")[0] for name in (cfg.model_fn, env_fn_name) if name)
-    found = module_homes(cfg.env_modules + named, cfg.env)
-    if found:
-        run_dir.write_json(ENV_MODULES_FILE, found)
-    say(f"config: {cfg.describe_changes()} (all settings: {os.path.join(run_dir.path, 'config.json')})")
-    stats = RunStats(t0, target)
-    stats.updates_per_step = cfg.epochs * cfg.minibatches
-    generation = 0
-    if ckpt is not None:
-        stats.restore(ckpt.meta["stats"])
-        generation = int(ckpt.meta["rng"]["generation"]) + 1
-        say(f"resuming from {ckpt.path}: {stats.env_steps} env steps, {stats.learner_steps} learner steps, "
-            f"{stats.episodes} episodes, {stats.time_offset:.1f} s trained")
-    if init is not None:
-        said = init.meta.get("stats")
-        what = (f"{said.get('env_steps', '?')} env steps of {init.meta.get('config', {}).get('env', '?')}" if said
-                else f"--init-which {cfg.init_which}")
-        say(f"starting from the weights of {init.path} ({what}); optimizer and counters start afresh")
+    with run_dir.dropped_on_failure(fresh=ckpt is None):  # a Ctrl-C here, a full disk
+        run_dir.write_json("config.json", cfg.to_json())
+        run_dir.write_json(ENV_SPEC_FILE, env_summary(spec))
+        env_fn_name = importable_name(own_env_fn) if custom_env else None
+        if custom_env:  # with the factory's name where another process can import it: eval, export, --resume use it
+            run_dir.write_json(CUSTOM_ENV_FILE, {"env": cfg.env, "env_fn": True, "env_fn_name": env_fn_name})
+        named = tuple(name.partition(":")[0] for name in (cfg.model_fn, env_fn_name) if name)
+        found = module_homes(cfg.env_modules + named, cfg.env)
+        if found:
+            run_dir.write_json(ENV_MODULES_FILE, found)
+        say(f"config: {cfg.describe_changes()} (all settings: {os.path.join(run_dir.path, 'config.json')})")
+        stats = RunStats(t0, target)
+        stats.updates_per_step = cfg.epochs * cfg.minibatches
+        generation = 0
+        if ckpt is not None:
+            stats.restore(ckpt.meta["stats"])
+            generation = int(ckpt.meta["rng"]["generation"]) + 1
+            say(f"resuming from {ckpt.path}: {stats.env_steps} env steps, {stats.learner_steps} learner steps, "
+                f"{stats.episodes} episodes, {stats.time_offset:.1f} s trained")
+        if init is not None:
+            said = init.meta.get("stats")
+            what = (f"{said.get('env_steps', '?')} env steps of {init.meta.get('config', {}).get('env', '?')}" if said
+                    else f"--init-which {cfg.init_which}")
+            say(f"starting from the weights of {init.path} ({what}); optimizer and counters start afresh")
     return Plan(cfg, env_fn, make_batch, backend_why, spec, target, ckpt, run_dir, stats, generation,
                 actor_model_fn, blobs, model, n_params, state, precision, precision_why, kernels, callback, init)
 

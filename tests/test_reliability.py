@@ -215,6 +215,24 @@ def test_a_run_stopped_before_it_learned_anything_leaves_no_directory(tmp_path):
     assert wait_for(lambda: not spawned_pids() - before, 5) and our_segments(proc.pid) == set()
 
 
+def test_a_stop_while_the_run_directory_is_written_leaves_none(tmp_path, monkeypatch):
+    """A Ctrl-C (or a full disk) just after config.json is written, before the start-up line: the directory held
+    config.json and blocked the same command's retry. Now it goes, as for a stop later in start-up."""
+    from actorlearner.run_files import RunDir
+
+    write_json = RunDir.write_json
+
+    def stopped_after_config(self, name, obj):
+        write_json(self, name, obj)
+        if name == "config.json":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "write_json", stopped_after_config)
+    with pytest.raises(KeyboardInterrupt):
+        train(Config(serial=True, num_actors=1, max_steps=1_280, run_dir=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()
+
+
 @needs_ray
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_a_stop_signal_while_ray_starts_stops_the_run_and_its_ray_instance(tmp_path, sig):
