@@ -16,7 +16,8 @@ from .checkpoint import Checkpoint, assign, is_learning_rate, variables_state
 from .config import Config
 from .envs import EnvSpec
 from .losses import appo_loss, choice_entropy, first_rows, impala_loss, policy_spread
-from .layout import OBS_NORM, flat_weights, merge_moments, mlp_input, ordered_weights, published_layout
+from .layout import (OBS_NORM, flat_weights, merge_moments, mlp_input, ordered_weights, published_layout,
+                     unflatten)
 from .model import apply_time_major
 from .tf_calls import executor_for, flat_caller, to_tensor
 
@@ -66,6 +67,7 @@ class Learner:
         self.optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate, epsilon=cfg.adam_epsilon)
         self.optimizer.build(model.trainable_variables)
         self._fused_adam = has_adam_slots(self.optimizer, model.trainable_variables)
+        self._layout = layout
         self._published = ordered_weights(model, layout)
         T, B = cfg.unroll_length, cfg.batch_size // cfg.minibatches
         self._minibatch = B
@@ -198,9 +200,8 @@ class Learner:
         if ckpt.model:
             assign(self.model.weights, ckpt.model, "model")
             return
-        sizes = [int(np.prod(v.shape)) for v in self._published]
-        for v, part in zip(self._published, np.split(ckpt.policy_flat, np.cumsum(sizes)[:-1])):
-            v.assign(part.reshape(tuple(v.shape)))
+        for v, part in zip(self._published, unflatten(ckpt.policy_flat, self._layout)):
+            v.assign(part)
 
     def _apply(self, grads, variables, finite):
         """Adam, one fused kernel per variable (ResourceApplyAdam) on Keras' own moments and step count, so

@@ -21,7 +21,7 @@ from .config_sources import RESUME_FIXED, config_from_dict
 from .env_backends import EnvBatchFactory, resolve_backend
 from .env_registry import check_env_id, import_env_modules, registered_id
 from .envs import env_time_limit, make_env_fn
-from .layout import default_layout, layout_size, model_kind
+from .layout import default_layout, layout_size, model_kind, unflatten
 from .presets import PRESETS, is_atari
 from .reporting import warn
 from .run_files import (check_not_in_use, custom_env_error, env_differences, saved_module_homes,
@@ -248,10 +248,10 @@ def _in_order(flat: np.ndarray, saved: list, layout: list) -> Optional[np.ndarra
     """flat, laid out as `saved` says, in `layout`'s order: matched by path where the paths are the same (a run
     whose actors ran the default model in TensorFlow publishes its weights in the model's order, one whose actors
     ran it in numpy in the default layout's), else by position where the shapes line up; None if neither fits."""
-    parts = dict(zip([p for p, _ in saved], np.split(flat, np.cumsum([int(np.prod(s)) for _, s in saved])[:-1])))
+    parts = dict(zip([p for p, _ in saved], unflatten(flat, saved)))
     shapes = {p: tuple(s) for p, s in saved}
     if set(shapes) == {p for p, _ in layout} and all(shapes[p] == tuple(s) for p, s in layout):
-        return np.concatenate([parts[p] for p, _ in layout])
+        return np.concatenate([parts[p].ravel() for p, _ in layout])
     if [tuple(s) for _, s in saved] == [tuple(s) for _, s in layout]:
         return flat
     return None
