@@ -1,6 +1,7 @@
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -105,3 +106,37 @@ def with_small_tmpfs(size: str, mount_point: str, argv: list, options: str = "",
     script = f'mkdir -p {mount_point} && mount -t tmpfs -o size={size}{options} tmpfs {mount_point} && exec "$@"'
     return subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", sys.executable, *argv], capture_output=True,
                           text=True, cwd=ROOT, **{"timeout": 180, **kwargs})
+
+
+def start_cli(run_dir, *flags, backend="local"):
+    """`actorlearner train` in a subprocess (from the repository root), its stderr in its stdout."""
+    return subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--run-dir", str(run_dir),
+                             "--backend", backend, *flags],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+
+
+def interrupt(proc, times: int):
+    """Sends SIGINT `times` times (50 ms apart); returns (output, seconds until the process exited)."""
+    try:
+        t = time.monotonic()
+        for i in range(times):
+            if i:
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+        return out, time.monotonic() - t
+    finally:
+        proc.kill()
+
+
+def child_pids(pid) -> set:
+    """The PIDs whose parent is `pid`, from /proc."""
+    out = set()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if entry.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.add(int(entry))
+        except OSError:
+            pass
+    return out

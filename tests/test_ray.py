@@ -11,15 +11,9 @@ import time
 
 import pytest
 
-from conftest import ROOT, wait_for, wait_training
+from conftest import ROOT, start_cli, wait_for, wait_training
 
 pytest.importorskip("ray", reason="Ray is not installed (the ray extra: pip install -e '.[ray]')")
-
-
-def start_cli(run_dir, *flags):
-    return subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--backend", "ray", "--run-dir",
-                             str(run_dir), "--seed", "1", *flags],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
 
 
 @pytest.mark.parametrize("address, says", [
@@ -79,8 +73,9 @@ def two_node_cluster():
 def test_lost_node_gets_its_actor_replaced_on_the_other_node(tmp_path, two_node_cluster):
     cluster, worker = two_node_cluster
     run_dir = tmp_path / "run"
-    proc = start_cli(run_dir, "--ray-address", cluster.address, "--num-actors", "2", "--envs-per-actor", "32",
-                     "--max-seconds", "25", "--no-stop-at-target", "--eval-every-s", "0")
+    proc = start_cli(run_dir, "--seed", "1", "--ray-address", cluster.address, "--num-actors", "2",
+                     "--envs-per-actor", "32", "--max-seconds", "25", "--no-stop-at-target", "--eval-every-s", "0",
+                     backend="ray")
     try:
         wait_training(run_dir)
         metrics = run_dir / "metrics.jsonl"

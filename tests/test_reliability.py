@@ -1,5 +1,6 @@
 """Supervision and shutdown: killed actors are replaced, env errors are survived, Ctrl-C and a killed
-learner leave nothing behind (Ray's session directories included). Non-finite numbers: test_nonfinite.py."""
+learner leave nothing behind (Ray's session directories included). Stops before the run's own handling:
+test_early_stops.py; non-finite numbers: test_nonfinite.py."""
 
 import glob
 import json
@@ -15,27 +16,14 @@ import pytest
 from actorlearner import Config, checkpoint, train
 from actorlearner.stack_dumps import STACKS_PREFIX, remove_stale_stack_dirs
 from actorlearner.transport import remove_stale_segments
-from conftest import (BACKENDS, ROOT, needs_ray, our_segments, ray_actor_pids, ray_pids, ray_sessions_of,
-                      spawned_pids, wait_for, wait_training)
+from conftest import (BACKENDS, ROOT, child_pids, interrupt, our_segments, ray_actor_pids, ray_pids, ray_sessions_of,
+                      spawned_pids, start_cli, wait_for, wait_training)
 from envs import CartPoleFailingOnce
 
 
-def start_cli(run_dir, *flags, backend="local"):
-    return subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--run-dir", str(run_dir),
-                             "--backend", backend, *flags],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-
-
 def children_of(pid):
-    out = set()
-    for p in spawned_pids():
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.add(p)
-        except OSError:
-            pass
-    return out
+    """The actor processes (spawned) whose parent is `pid`."""
+    return child_pids(pid) & spawned_pids()
 
 
 def actors_of(proc, backend):
@@ -75,20 +63,6 @@ def _cmdline(pid) -> bytes:
             return f.read()
     except OSError:
         return b"ray::"  # gone
-
-
-def interrupt(proc, times: int):
-    """Sends SIGINT `times` times (50 ms apart); returns (output, seconds until the process exited)."""
-    try:
-        t = time.monotonic()
-        for i in range(times):
-            if i:
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=10)
-        return out, time.monotonic() - t
-    finally:
-        proc.kill()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -169,97 +143,6 @@ def test_ctrl_c_held_down_still_exits_130_and_cleans_up(tmp_path):
     assert proc.returncode == 130, out[-3000:]
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
     run.assert_nothing_left()
-
-
-@pytest.mark.parametrize("sig, says", [("SIGINT", "interrupted before training started"),
-                                       ("SIGTERM", "stopped by SIGTERM before training started")])
-def test_a_stop_signal_while_the_launcher_looks_at_the_env_stops_it(tmp_path, sig, says):
-    """A stop signal before the run's own signal handling is in place (here: the launcher's first look at an env
-    whose reset hangs) ends the command at once with the signal's status: Ctrl-C was taken for a late one after a
-    run and ignored (the command waited for --wait-timeout-s and failed with the env's error, or, an env that was
-    only slow, trained), and SIGTERM killed the process on the spot."""
-    proc = subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--run-dir", str(tmp_path / "run"),
-                             "--env", "faulty_envs:HangsAtFirstReset-v0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
-    time.sleep(3)  # the command is importing or looking at the env (its reset sleeps for an hour)
-    try:
-        proc.send_signal(getattr(signal, sig))
-        out, _ = proc.communicate(timeout=5)
-    finally:
-        proc.kill()
-    assert proc.returncode == 128 + getattr(signal, sig), out[-3000:]
-    assert out.strip().splitlines()[-1] == f"actorlearner: {says}", out[-3000:]
-    assert not (tmp_path / "run").exists()
-
-
-def test_a_run_stopped_before_it_learned_anything_leaves_no_directory(tmp_path):
-    """Ctrl-C just after the start-up line (the run directory made; the actors starting, the learner importing
-    TensorFlow): the directory held only the run's settings (and an "interrupted" summary), and the same command
-    was then refused ("holds a run that stopped before its first checkpoint"). Now it is removed, and nothing
-    else is left either."""
-    before = spawned_pids()
-    proc = start_cli(tmp_path / "run", "--max-seconds", "60")
-    try:
-        deadline = time.monotonic() + 60
-        while not proc.stdout.readline().startswith("actorlearner: CartPole-v1"):  # the start-up line
-            assert time.monotonic() < deadline and proc.poll() is None
-        out, _ = interrupt(proc, 1)  # the learner imports TensorFlow for 2 s or more after that line
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, out
-    last = out.strip().splitlines()[-1]  # the signal came in the run (the first) or just before its start
-    assert (last.endswith(f"{tmp_path / 'run'} removed, so the same command can run again")
-            or last == "actorlearner: interrupted before training started"), out
-    assert not (tmp_path / "run").exists()
-    assert wait_for(lambda: not spawned_pids() - before, 5) and our_segments(proc.pid) == set()
-
-
-def test_a_stop_while_the_run_directory_is_written_leaves_none(tmp_path, monkeypatch):
-    """A Ctrl-C (or a full disk) just after config.json is written, before the start-up line: the directory held
-    config.json and blocked the same command's retry. Now it goes, as for a stop later in start-up."""
-    from actorlearner.run_files import RunDir
-
-    write_json = RunDir.write_json
-
-    def stopped_after_config(self, name, obj):
-        write_json(self, name, obj)
-        if name == "config.json":
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunDir, "write_json", stopped_after_config)
-    with pytest.raises(KeyboardInterrupt):
-        train(Config(serial=True, num_actors=1, max_steps=1_280, run_dir=str(tmp_path / "run")))
-    assert not (tmp_path / "run").exists()
-
-
-@needs_ray
-@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
-def test_a_stop_signal_while_ray_starts_stops_the_run_and_its_ray_instance(tmp_path, sig):
-    """Two Ctrl-Cs while the run's Ray instance starts (ray.init, 2-4 s): both were ignored and the run trained on;
-    a second one inside Ray's shutdown crashed the process at exit (status -11). A SIGTERM there went through
-    Ray's own handler (status 15). Now the start stops with the signal's status, Ray's processes go (the two node
-    agents lived on when ray.init was stopped midway) and no run directory is left."""
-    before = ray_pids()
-    proc = start_cli(tmp_path / "run", "--max-seconds", "120", "--no-stop-at-target", backend="ray")
-    try:  # Ray's servers are up (ray.init has not returned yet, most often)
-        assert wait_for(lambda: ray_pids() - before or proc.poll() is not None, 30), "Ray did not start"
-    except BaseException:
-        proc.kill()
-        raise
-    if sig == "SIGINT":
-        out, took = interrupt(proc, times=2)
-    else:
-        try:
-            proc.send_signal(signal.SIGTERM)
-            out, _ = proc.communicate(timeout=10)
-        finally:
-            proc.kill()
-        took = 0
-    assert proc.returncode == 128 + getattr(signal, sig) and took < 10, out[-3000:]
-    assert wait_for(lambda: not ray_pids() - before, 10), f"Ray processes outlived the run: {ray_pids() - before}"
-    if "before training started" in out:  # else ray.init had returned: the run stopped as a run does
-        assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -449,27 +332,15 @@ def test_orphaned_ray_agents_are_found_by_title_or_by_script():
                                f"'-c', {sleep!r}, '/venv/ray/_private/runtime_env/agent/main.py']).wait()",
                                "/venv/ray/core/src/ray/raylet/raylet"])
     try:
-        assert wait_for(lambda: children_of_any(raylet.pid), 10)
-        kept = children_of_any(raylet.pid)
+        assert wait_for(lambda: child_pids(raylet.pid), 10)
+        kept = child_pids(raylet.pid)
         assert orphan.pid in remove_orphaned_ray_agents()
         assert orphan.wait(5) == -signal.SIGKILL
         assert all(os.path.exists(f"/proc/{p}") for p in kept)
     finally:
-        for p in children_of_any(raylet.pid):
+        for p in child_pids(raylet.pid):
             os.kill(p, signal.SIGKILL)  # its "raylet" waits for it, then ends (no zombie left to this container)
         raylet.wait(10)
         orphan.kill()
         orphan.wait(5)
 
-
-def children_of_any(pid):
-    """The PIDs whose parent is `pid` (children_of sees only spawned actors)."""
-    out = set()
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                if entry.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.add(int(entry))
-        except OSError:
-            pass
-    return out
