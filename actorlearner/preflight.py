@@ -285,7 +285,11 @@ def unused_settings(cfg: Config, discrete: bool, kind: str, custom_model: bool) 
     if custom_model or discrete:
         groups.append((("init_log_std",), "a custom model's policy has its own spread" if custom_model
                        else "it starts the Gaussian policy of Box actions, and these actions are discrete"))
+    # Against the run's preset, not the bare defaults: a value the preset set is not the user's to be told about
+    # (the cue-memory preset's --core-size 32 was reported as unused under the user's --core none).
     base, out = Config(), []
+    if cfg.preset in PRESETS:
+        base = base.replace(**PRESETS[cfg.preset])
     for names, why in groups:
         moved = [f"--{n.replace('_', '-')}" for n in names if getattr(cfg, n) != getattr(base, n)]
         if moved:

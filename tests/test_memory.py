@@ -18,7 +18,7 @@ def train_cli(tmp_path, *args):
                            "--seed", "1", "--eval-every-s", "0", "--run-dir", str(run), *args],
                           capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout, json.loads((run / "summary.json").read_text())
+    return proc.stdout + proc.stderr, json.loads((run / "summary.json").read_text())  # warnings go to stderr
 
 
 @pytest.mark.parametrize("mode", [[], ["--serial"]], ids=["processes", "serial"])
@@ -38,5 +38,8 @@ def test_lstm_remembers_the_cue(tmp_path, mode):
 
 
 def test_feed_forward_policy_cannot_beat_chance(tmp_path):
-    _, summary = train_cli(tmp_path, "--core", "none", "--max-seconds", "15")  # twice the LSTM's time to solve
-    assert not summary["solved"] and summary["mean_return_100"] < 0.75, summary
+    # The LSTM solves it in 310-390 K env steps (seed 1, serial and processes): 2.5x that, by steps, not seconds,
+    # so a slow day gives the control no less of a chance (a budget of 15 s ran 3.9 M steps here, at 0.44).
+    out, summary = train_cli(tmp_path, "--core", "none", "--max-steps", "1000000", "--max-seconds", "120")
+    assert "not used by this run" not in out  # the preset's --core-size is not the user's to be warned about
+    assert summary["env_steps"] >= 1_000_000 and not summary["solved"] and summary["mean_return_100"] < 0.75, summary

@@ -145,6 +145,9 @@ def test_settings_a_run_does_not_read_are_named():
     assert unused_settings(Config(init_log_std=0.5), False, "mlp", False) == []  # Box actions read it
     assert [f for f, _ in unused_settings(Config(activation="relu"), True, "mlp", True)] == ["--activation"]
     assert unused_settings(Config(), True, "impala-shallow", True) == []
+    memory = preset_config("cue-memory", core="none")  # the preset's core size is not the user's
+    assert unused_settings(memory, True, "mlp", False) == []
+    assert [f for f, _ in unused_settings(memory.replace(core_size=16), True, "mlp", False)] == ["--core-size"]
     for_every = {"atari": "ALE/Breakout-v5", "mujoco": "Hopper-v5", "continuous": "MountainCarContinuous-v0",
                  "minigrid": "MiniGrid-DoorKey-5x5-v0"}
     for name in PRESETS:
