@@ -35,7 +35,7 @@ def export_policy(run_dir: str, fmt: str, path: Optional[str] = None, *, which: 
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     cfg, spec, _ = run_config(run_dir, env_fn)
-    flat, layout = saved_weights(run_dir, which)
+    flat, layout, _ = saved_weights(run_dir, which)
     path = output_path(path or run_dir, fmt)
     model_fn = model_fn_of(cfg, model_fn, saved_module_homes(run_dir))
     model = _model_with_weights(cfg, spec, model_fn, flat, layout, run_dir)

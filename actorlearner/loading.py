@@ -75,7 +75,7 @@ def playing(run_dir: str, *, which: str = "final", env_kwargs=None, env_fn: Opti
 
 def policy_of(run_dir: str, cfg, spec, *, which: str = "final", model_fn: Optional[Callable] = None):
     """load_policy for a run whose config and spec `run_config` has read already (it makes an env for them)."""
-    flat, layout = saved_weights(run_dir, which)
+    flat, layout, _ = saved_weights(run_dir, which)
     model_fn = model_fn_of(cfg, model_fn, saved_module_homes(run_dir))
     if model_fn is None:
         if layout != default_layout(spec, cfg):
@@ -261,8 +261,9 @@ def env_variant(run_dir: str, cfg, env_kwargs: str):
     return cfg, env_fn
 
 
-def saved_weights(run_dir: str, which: str) -> tuple[np.ndarray, list]:
-    """(flat weight vector, its layout) of a run: `which` as in load_policy."""
+def saved_weights(run_dir: str, which: str) -> tuple[np.ndarray, list, str]:
+    """(flat weight vector, its layout, the file read) of a run: `which` as in load_policy (final falls back to
+    the newest good checkpoint where a killed run left no policy.npz)."""
     if which not in WHICH:
         raise ConfigError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
     name = {"final": "policy.npz", "best": "best.npz"}.get(which)
@@ -270,7 +271,7 @@ def saved_weights(run_dir: str, which: str) -> tuple[np.ndarray, list]:
     if path and os.path.exists(path):
         try:
             with np.load(path, allow_pickle=False) as data:
-                return data["flat"], _layout(json.loads(str(data["layout"])))
+                return data["flat"], _layout(json.loads(str(data["layout"]))), path
         except Exception as e:  # noqa: BLE001 - zip, CRC, JSON and key errors all mean the same: unusable
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ConfigError(f"{path} is corrupt or truncated ({type(e).__name__}: {reason}); --which latest "
@@ -287,7 +288,7 @@ def saved_weights(run_dir: str, which: str) -> tuple[np.ndarray, list]:
         raise
     if ckpt.policy_flat is None:
         raise ConfigError(f"{ckpt.path} holds no policy weights")
-    return ckpt.policy_flat, _layout(ckpt.meta["policy_layout"])
+    return ckpt.policy_flat, _layout(ckpt.meta["policy_layout"]), ckpt.path
 
 
 def _layout(pairs: list) -> list:

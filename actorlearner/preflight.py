@@ -220,11 +220,9 @@ def starting_point(cfg: Config, spec, layout: list) -> checkpoint.Checkpoint:
         from .loading import saved_weights
 
         try:
-            flat, saved_layout = saved_weights(where, which)
+            flat, saved_layout, path = saved_weights(where, which)
         except ConfigError as e:
             raise ConfigError(f"--init-from {where} --init-which {which}: {e}") from None
-        name = os.path.join(where, "best.npz" if which == "best" else "policy.npz")
-        path = name if os.path.exists(name) else checkpoint.list_checkpoints(where)[-1]  # final: a killed run's
         ckpt = checkpoint.Checkpoint(path, {"policy_layout": saved_layout}, model=[], optim=[], policy_flat=flat)
     # Shapes compared as a multiset: a run whose actors ran the model in TensorFlow publishes the same weights in
     # the model's order, not the default layout's. The learner's restore checks them in the model's order again.
