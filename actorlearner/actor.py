@@ -195,7 +195,7 @@ def build_actor(args: ActorArgs, slots, channel, weights) -> Actor:
 
         with tf_notices_filtered():  # a model_fn's module that imports Keras at its top is imported here
             model_fn = cloudpickle.loads(args.model_fn_blob)
-    policy = make_policy(args.cfg, args.spec, model_fn, own_process=True)
+    policy = make_policy(args.cfg, args.spec, model_fn, own_process=True, acting=True)
     envs = make_batch(args.actor_id, args.incarnation, args.cfg.seed, args.spec)
     try:
         return Actor(args.actor_id, args.cfg, args.spec, envs, policy, slots, channel, weights, args.incarnation)

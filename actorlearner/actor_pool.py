@@ -312,7 +312,7 @@ class SerialActors:
         self.restarts = self.stalls = 0
         for i in range(num_actors):
             ours, theirs = local_channel_pair()
-            policy = make_policy(cfg, spec, model_fn)
+            policy = make_policy(cfg, spec, model_fn, acting=True)
             envs = make_batch(i, 0, cfg.seed, spec)
             self.actors.append(Actor(i, cfg, spec, envs, policy, slots, theirs, weights))
             self._ours.append(ours)

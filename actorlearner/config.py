@@ -104,6 +104,12 @@ class Config:
                               "speed; needs ai-edge-litert, in the atari extra), tensorflow (any model), or auto "
                               "(litert for the default CNNs where it is installed, else numpy; tensorflow for a "
                               "custom model)", choices=("auto", "numpy", "litert", "tensorflow"))
+    actor_precision: str = _f("float32", "number format of the actors' CNN kernels under LiteRT: float32 (the "
+                              "learner's model exactly) or int8 (a scale per output channel, activations "
+                              "quantized as they run: ~2x the float32 torso's speed; the actors' policy then "
+                              "differs from the learner's by ~1-2 percent, which V-trace corrects as it does policy "
+                              "lag). Evaluation, confirmation and export stay float32",
+                              choices=("float32", "int8"))
     actor_threads: int = _f(1, "threads each actor process gives its numeric libraries")
     actor_nice: Optional[int] = _f(None, "how far below the learner's the actor processes' CPU priority is (Unix "
                                    "niceness, 0-19; 0: the same). Where they share cores, the learner's threads "

@@ -32,7 +32,7 @@ class NumpyLSTMPolicy(Policy):
     """torso -> LSTM -> heads with the weights of a flat vector. The recurrent policy API (policies.py):
     initial_state, act, step, value_at; state is [h, c], each [B, core_size]."""
 
-    def __init__(self, spec, layout: Layout, cfg):
+    def __init__(self, spec, layout: Layout, cfg, acting: bool = False):
         self.spec = spec
         self.layout = layout
         self.kind = model_kind(spec, cfg.model)
@@ -43,7 +43,7 @@ class NumpyLSTMPolicy(Policy):
         if self.kind != "mlp":
             from .litert_cnn import cnn_policy
 
-            self._cnn = cnn_policy(spec, layout, cfg)
+            self._cnn = cnn_policy(spec, layout, cfg, acting)
         self.w: dict[str, np.ndarray] = {}
 
     def load(self, flat: np.ndarray) -> None:

@@ -25,12 +25,13 @@ from .envs import EnvSpec
 from .layout import default_layout, mlp_input, model_kind, normalize_obs, param_layout, unflatten
 
 
-def make_policy(cfg, spec: EnvSpec, model_fn: Callable | None, *, own_process: bool = False):
+def make_policy(cfg, spec: EnvSpec, model_fn: Callable | None, *, own_process: bool = False,
+                acting: bool = False):
     """The policy actors and evaluation run: the default model in numpy (model_fn None), else the Keras model
     model_fn(spec) in TensorFlow. own_process: this process is an actor's own, so it may set TensorFlow's
-    thread counts and devices."""
+    thread counts and devices. acting: an actor's (--actor-precision applies), not evaluation's."""
     if model_fn is None:
-        return numpy_policy(spec, cfg, default_layout(spec, cfg))
+        return numpy_policy(spec, cfg, default_layout(spec, cfg), acting)
     from .model_fns import custom_model_name
 
     return KerasPolicy(spec, model_fn, cfg.actor_threads if own_process else 0, custom_model_name(cfg))
@@ -65,17 +66,18 @@ class FeedForward(Policy):
         return self.value(obs)
 
 
-def numpy_policy(spec: EnvSpec, cfg, layout: list):
-    """The default model of cfg (`--model`, `--core`) in numpy, reading weights in `layout` order."""
+def numpy_policy(spec: EnvSpec, cfg, layout: list, acting: bool = False):
+    """The default model of cfg (`--model`, `--core`) in numpy, reading weights in `layout` order; an actor's
+    (`acting`) CNN torso in LiteRT's int8 under --actor-precision int8."""
     if cfg.core == "lstm":
         from .numpy_lstm import NumpyLSTMPolicy
 
-        return NumpyLSTMPolicy(spec, layout, cfg)
+        return NumpyLSTMPolicy(spec, layout, cfg, acting)
     if model_kind(spec, cfg.model) == "mlp":
         return NumpyMLPPolicy(spec, layout, cfg.hidden_sizes, cfg.activation)
     from .litert_cnn import cnn_policy
 
-    return cnn_policy(spec, layout, cfg)
+    return cnn_policy(spec, layout, cfg, acting)
 
 
 ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}

@@ -118,6 +118,16 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
         if not litert_cnn.available():
             raise ConfigError("--actor-inference litert needs ai-edge-litert: pip install -e '.[atari]' "
                               "(or pip install ai-edge-litert)")
+    if cfg.actor_precision == "int8":
+        said = _said(cfg, "actor_precision", "--actor-precision int8")
+        in_tf = model_fn is not None or cfg.actor_inference == "tensorflow"
+        if in_tf or model_kind(spec, cfg.model) == "mlp":
+            raise ConfigError(f"{said} quantizes the default CNNs' kernels under LiteRT; this run's actors run "
+                              f"{'TensorFlow' if in_tf else 'an MLP in numpy'} (--actor-precision float32)")
+        if litert_cnn.engine_for(cfg, model_kind(spec, cfg.model)) != "litert":
+            raise ConfigError(f"{said} runs under LiteRT: " + ("not with --actor-inference numpy" if
+                              cfg.actor_inference == "numpy" else "pip install -e '.[atari]' (or pip install "
+                              "ai-edge-litert)"))
     if model_fn is None and cfg.normalize_obs and model_kind(spec, cfg.model) != "mlp":
         raise ConfigError(f"{_said(cfg, 'normalize_obs', '--normalize-obs')} works on the MLP only (the CNNs scale "
                           f"uint8 images to [0, 1]): --no-normalize-obs")

@@ -3,7 +3,8 @@
 1. env-only ceiling: ale-py's AtariVectorEnv (16 envs, the preset's), random actions, one process per core;
 2. actor side: the same env batch plus the default CNN choosing every action and a new weight version loaded
    every unroll (the preset's length: a running actor loads at most one a unroll), one process, one thread, for
-   each engine actors can run it in (numpy; LiteRT where ai-edge-litert is installed), in blocks of 4 unrolls
+   each engine actors can run it in (numpy; LiteRT where ai-edge-litert is installed, with float32 kernels and
+   with int8 ones, --actor-precision int8), in blocks of 4 unrolls
    alternated with blocks of env-only stepping in the same process: the ratio of the two is what inference
    costs the actors, free of the machine's drift (on these VMs the env alone ran at 323 and 429 µs an agent
    step minutes apart, which moved a ratio taken against the separately measured ceiling from 0.80 to 0.63);
@@ -15,7 +16,7 @@
    learner step on, against (1) and against (3)'s capacity on every core, measured again after the training:
    the ratio is to the mean of the two, as the VM's speed can move by the ratio's margin in a minute.
 
-    python benchmarks/atari.py [--env ALE/Pong-v5] [--seconds 60]
+    python benchmarks/atari.py [--env ALE/Pong-v5] [--seconds 60] [--actor-precision int8]
 
 The return-against-time curves against stable-baselines3 PPO are curves.py's.
 """
@@ -38,8 +39,9 @@ BLOCK_UNROLLS = 4  # unrolls of the batch in each alternated block
 
 def _actor_side(env_id: str, preset: str, model: str, engine: str, seconds: float, out) -> None:
     """(env-only, actor-side) agent steps/s, in alternated blocks of BLOCK_UNROLLS unrolls: random actions, then
-    one actor's work (step the batch, choose the next actions with the CNN under `engine`, a new weight version
-    at the start of every unroll of the preset's length: the most a running actor loads)."""
+    one actor's work (step the batch, choose the next actions with the CNN under `engine`, numpy, litert or
+    litert-int8, a new weight version at the start of every unroll of the preset's length: the most a running
+    actor loads)."""
     import numpy as np
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -52,9 +54,11 @@ def _actor_side(env_id: str, preset: str, model: str, engine: str, seconds: floa
 
     factory = EnvBatchFactory("ale", ENVS, env_fn=make_env_fn(env_id), env_id=env_id)
     spec = factory.spec()
-    cfg = with_preset(Config(), {"env": env_id, "preset": preset, "model": model, "actor_inference": engine})
+    inference, _, precision = engine.partition("-")
+    cfg = with_preset(Config(), {"env": env_id, "preset": preset, "model": model, "actor_inference": inference,
+                                 "actor_precision": precision or "float32"})
     unroll, block = cfg.unroll_length, BLOCK_UNROLLS * cfg.unroll_length
-    policy = make_policy(cfg, spec, None)
+    policy = make_policy(cfg, spec, None, acting=True)
     rng = np.random.default_rng(0)
     versions = [rng.normal(scale=0.01, size=layout_size(default_layout(spec, cfg))).astype(np.float32)
                 for _ in range(2)]
@@ -101,12 +105,14 @@ def main() -> None:
     p.add_argument("--preset", default="pong", help="the preset whose settings the learner uses")
     p.add_argument("--model", default="impala-shallow")
     p.add_argument("--seconds", type=float, default=60.0, help="training run length")
+    p.add_argument("--actor-precision", default="float32", choices=("float32", "int8"),
+                   help="the training run's --actor-precision (the actor-side rows measure both)")
     p.add_argument("--out", default="bench_out")
     a = p.parse_args()
     cores = os.cpu_count() or 1
     ceil_one = ceiling(a.env, 1, 8.0, backend="ale", envs=ENVS)
     ceil_all = ceiling(a.env, cores, 8.0, backend="ale", envs=ENVS)
-    engines = ["numpy"] + (["litert"] if litert_cnn.available() else [])
+    engines = ["numpy"] + (["litert", "litert-int8"] if litert_cnn.available() else [])
     actor = {engine: actor_side(a.env, a.preset, a.model, engine, 16.0) for engine in engines}  # (env only, actor side)
     cap = capacity(a.env, a.preset, cores)
     cap_one = capacity(a.env, a.preset, 1)
@@ -116,7 +122,8 @@ def main() -> None:
         other = capacity(a.env, a.preset, cores, fmt)
     with tempfile.TemporaryDirectory() as d:
         s = run_train(["--env", a.env, "--preset", a.preset, "--model", a.model, "--max-seconds", str(a.seconds),
-                       "--no-stop-at-target"], os.path.join(d, "run"), timeout=a.seconds + 300)
+                       "--no-stop-at-target", "--actor-precision", a.actor_precision], os.path.join(d, "run"),
+                      timeout=a.seconds + 300)
     # The capacity again, after the training: the VM's speed drifts by as much as the ratio's margin within
     # minutes, so training is divided by the mean of the capacities measured either side of it.
     cap_after = capacity(a.env, a.preset, cores)
@@ -137,7 +144,7 @@ def main() -> None:
          f"{cap_one['ms_per_step']:.0f} ms a batch"),
         (f"learner capacity ({cores} cores, {cap_after['precision']}), again after the training",
          cap_after["samples_per_s"], f"{cap_after['ms_per_step']:.0f} ms a batch"),
-        (f"training ({s['learner_steps']} learner steps)", train,
+        (f"training ({s['learner_steps']} learner steps, actors in {a.actor_precision})", train,
          f"{train / around:.2f} of the learner's {cores}-core capacity (the mean of before and after; "
          f"{train / cap['samples_per_s']:.2f} and {train / cap_after['samples_per_s']:.2f}), "
          f"{train / ceil_all:.2f} of the ceiling"),

@@ -64,3 +64,54 @@ def test_litert_requests_it_cannot_serve_are_one_line(monkeypatch):
     monkeypatch.setattr(litert_cnn, "available", lambda: False)
     with pytest.raises(ConfigError, match=r"--actor-inference litert needs ai-edge-litert: pip install"):
         prepare(Config(env="custom_envs:BrightSquare-v0", actor_inference="litert"))
+
+
+@needs_litert
+def test_int8_kernels_round_the_features_by_a_little_and_only_actors_get_them():
+    """--actor-precision int8: the kernels are int8 (the model a quarter the size), the features within a few
+    percent of the float32 twin's (not equal: the int8 model really runs), and evaluation stays float32."""
+    from actorlearner.policies import make_policy
+
+    cfg = Config(model="impala-shallow", actor_precision="int8")
+    layout = default_layout(SPEC, cfg)
+    obs = np.random.default_rng(0).integers(0, 256, (6, *SPEC.obs_shape)).astype(np.uint8)
+    twin = NumpyCNNPolicy(SPEC, layout, "impala-shallow")
+    actors, evaluation = make_policy(cfg, SPEC, None, acting=True), make_policy(cfg, SPEC, None)
+    assert actors.int8 and not evaluation.int8
+    assert len(actors._model) < 0.3 * len(evaluation._model)
+    for seed in (1, 2):
+        flat = _weights(seed)
+        for policy in (twin, actors, evaluation):
+            policy.load(flat)
+        want = twin.features(obs)
+        err = np.abs(actors.features(obs) - want).max() / np.abs(want).max()
+        assert 1e-5 < err < 0.05, err
+        np.testing.assert_allclose(evaluation.features(obs), want, rtol=1e-3, atol=1e-3)
+        assert not actors.fell_back
+
+
+@needs_litert
+def test_an_int8_version_that_disagrees_with_numpy_falls_back_to_numpy(monkeypatch, capsys):
+    layout = default_layout(SPEC, Config(model="impala-shallow"))
+    policy = litert_cnn.LiteRTCNNPolicy(SPEC, layout, "impala-shallow", int8=True)
+    policy.load(_weights(1))
+    assert not policy.fell_back
+    real = litert_cnn.write_weights
+    monkeypatch.setattr(litert_cnn, "write_weights", lambda views, w, scale: real(views, w, 2 * scale))
+    policy.load(_weights(2))
+    assert policy.fell_back and "differ from the numpy twin's" in capsys.readouterr().err
+
+
+def test_int8_requests_it_cannot_serve_are_one_line(monkeypatch):
+    from actorlearner.preflight import prepare
+
+    with pytest.raises(ConfigError, match=r"--actor-precision int8 quantizes the default CNNs' kernels under LiteRT; "
+                                          r"this run's actors run an MLP in numpy"):
+        prepare(Config(env="CartPole-v1", actor_precision="int8"))
+    with pytest.raises(ConfigError, match="this run's actors run TensorFlow"):
+        prepare(Config(env="custom_envs:BrightSquare-v0", actor_precision="int8", actor_inference="tensorflow"))
+    with pytest.raises(ConfigError, match="--actor-precision int8 runs under LiteRT: not with --actor-inference numpy"):
+        prepare(Config(env="custom_envs:BrightSquare-v0", actor_precision="int8", actor_inference="numpy"))
+    monkeypatch.setattr(litert_cnn, "available", lambda: False)
+    with pytest.raises(ConfigError, match=r"--actor-precision int8 runs under LiteRT: pip install"):
+        prepare(Config(env="custom_envs:BrightSquare-v0", actor_precision="int8"))

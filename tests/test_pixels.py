@@ -51,6 +51,20 @@ def test_default_cnn_solves_an_image_task(tmp_path, precision):
     assert spawned_pids() - before == set(), "actor processes outlived the run"
 
 
+@pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None,
+                    reason="ai-edge-litert is not installed (pip install -e '.[atari]'): int8 kernels run under LiteRT")
+def test_actors_with_int8_kernels_solve_the_image_task(tmp_path):
+    """--actor-precision int8: the actors act on a rounded copy of the policy (their log-probabilities its own, which
+    V-trace corrects for) and the task is still solved, confirmed by the float32 policy, within 60 s."""
+    proc = cli(tmp_path, "train", "--env", "custom_envs:BrightSquare-v0", "--seed", "1", "--max-seconds", "60",
+               "--eval-every-s", "0", "--actor-precision", "int8", "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "LiteRT (the default impala-shallow model, int8 kernels" in proc.stdout, proc.stdout
+    assert "differ from the numpy twin" not in proc.stderr, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["solved"] and summary["confirm_return_mean"] >= 9.0, proc.stdout[-3000:]
+
+
 NEEDS_ALE = pytest.mark.skipif(importlib.util.find_spec("ale_py") is None,
                                reason="ale-py is not installed (the atari extra: pip install -e '.[atari]')")
 
