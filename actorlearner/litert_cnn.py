@@ -210,14 +210,16 @@ def weight_views(model: bytearray, weights: dict[str, tuple]) -> dict[str, tuple
     return views
 
 
-def quantize_rows(value: np.ndarray, q: np.ndarray, scales: np.ndarray) -> None:
-    """value [F, ...] float32 -> q (int8, value's shape) and scales [F]: symmetric, one scale per first-axis row
-    (an output channel), value ~= q * scale."""
-    amax = np.abs(value.reshape(len(value), -1)).max(axis=1)
-    scales[...] = np.maximum(amax, np.float32(1e-30)) / np.float32(127.0)
-    rows = value / scales.reshape(-1, *([1] * (value.ndim - 1)))
-    np.rint(rows, out=rows)
-    q[...] = rows  # within [-127, 127] by the scale's choice
+def quantized(value: np.ndarray, scales: np.ndarray, axis: int) -> np.ndarray:
+    """value float32 -> int8 of its shape, symmetric with one scale per index of `axis` (an output channel),
+    written into scales [value.shape[axis]]: value ~= q * scale."""
+    others = tuple(i for i in range(value.ndim) if i != axis)
+    scales[...] = np.maximum(np.abs(value).max(axis=others), np.float32(1e-30)) / np.float32(127.0)
+    shape = [1] * value.ndim
+    shape[axis] = -1
+    q = value * (np.float32(1.0) / scales).reshape(shape)
+    np.rint(q, out=q)
+    return q.astype(np.int8)  # within [-127, 127] by the scale's choice
 
 
 def write_weights(views: dict[str, tuple], w: dict[str, np.ndarray], scale: float) -> None:
@@ -230,16 +232,12 @@ def write_weights(views: dict[str, tuple], w: dict[str, np.ndarray], scale: floa
             value = value.transpose(3, 0, 1, 2) * np.float32(scale if first else 1.0)
             first = False
         elif path == "torso/kernel":  # [in, out] -> [out, in] by blocks of rows: 0.4 ms, not 3.3 in one go
-            out = view if scales is None else np.empty(view.shape, np.float32)
+            if scales is not None:  # quantized in place, then moved as int8: a quarter of the bytes
+                value = quantized(value, scales, 1)
             for i in range(0, value.shape[0], 64):
-                out[:, i:i + 64] = value[i:i + 64].T
-            value = out
-            if scales is None:
-                continue
-        if scales is None:
-            view[...] = value
-        else:
-            quantize_rows(value, view, scales)
+                view[:, i:i + 64] = value[i:i + 64].T
+            continue
+        view[...] = value if scales is None else quantized(value, scales, 0)
 
 
 class LiteRTCNNPolicy(NumpyCNNPolicy):

@@ -118,8 +118,10 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
         if not litert_cnn.available():
             raise ConfigError("--actor-inference litert needs ai-edge-litert: pip install -e '.[atari]' "
                               "(or pip install ai-edge-litert)")
-    if cfg.actor_precision == "int8":
-        said = _said(cfg, "actor_precision", "--actor-precision int8")
+    # The Atari presets ask for int8 where it applies: their runs with --actor-inference numpy or tensorflow, or
+    # without LiteRT, act in float32 (the start-up line says which) rather than stop on a setting never given.
+    if cfg.actor_precision == "int8" and not _from_preset(cfg, "actor_precision"):
+        said = "--actor-precision int8"
         in_tf = model_fn is not None or cfg.actor_inference == "tensorflow"
         if in_tf or model_kind(spec, cfg.model) == "mlp":
             raise ConfigError(f"{said} quantizes the default CNNs' kernels under LiteRT; this run's actors run "

@@ -115,3 +115,19 @@ def test_int8_requests_it_cannot_serve_are_one_line(monkeypatch):
     monkeypatch.setattr(litert_cnn, "available", lambda: False)
     with pytest.raises(ConfigError, match=r"--actor-precision int8 runs under LiteRT: pip install"):
         prepare(Config(env="custom_envs:BrightSquare-v0", actor_precision="int8"))
+
+
+@pytest.mark.skipif(not importlib.util.find_spec("ale_py"),
+                    reason="ale-py is not installed (pip install -e '.[atari]')")
+def test_the_atari_presets_int8_gives_way_where_it_cannot_apply(monkeypatch):
+    """The pong preset asks for int8 kernels; a run whose actors cannot have them (numpy, TensorFlow, no LiteRT)
+    acts in float32 instead of stopping on a setting the user never gave."""
+    from actorlearner.config_sources import with_preset
+    from actorlearner.preflight import prepare
+
+    for inference in ("numpy", "tensorflow"):
+        cfg = with_preset(Config(), {"env": "ALE/Pong-v5", "actor_inference": inference})
+        assert cfg.preset == "pong" and cfg.actor_precision == "int8"
+        prepare(cfg)
+    monkeypatch.setattr(litert_cnn, "available", lambda: False)
+    prepare(with_preset(Config(), {"env": "ALE/Pong-v5"}))

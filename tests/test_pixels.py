@@ -103,6 +103,7 @@ def test_pong_smoke_run_video_and_export(tmp_path):
     assert "(preset pong)" in out and "ale backend" in out and "observations 84x84x4 uint8" in out, out
     assert "target return 18 |" in out, out
     assert f"{ENGINE} (the default impala-shallow model" in out and "MB per actor" in out
+    assert ("int8 kernels" in out) == (ENGINE == "LiteRT"), out  # the preset's --actor-precision, where it applies
     assert "in float32 (--learner-precision" in out  # the default, whatever auto would pick
     summary = json.loads((run / "summary.json").read_text())
     assert summary["env_steps"] >= 2000 and summary["learner_steps"] >= 2, summary
