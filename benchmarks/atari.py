@@ -105,8 +105,9 @@ def main() -> None:
     p.add_argument("--preset", default="pong", help="the preset whose settings the learner uses")
     p.add_argument("--model", default="impala-shallow")
     p.add_argument("--seconds", type=float, default=60.0, help="training run length")
-    p.add_argument("--actor-precision", default="float32", choices=("float32", "int8"),
-                   help="the training run's --actor-precision (the actor-side rows measure both)")
+    p.add_argument("--actor-precision", choices=("float32", "int8"),
+                   help="the training run's --actor-precision (default: the preset's; the actor-side rows measure "
+                        "both)")
     p.add_argument("--out", default="bench_out")
     a = p.parse_args()
     cores = os.cpu_count() or 1
@@ -122,12 +123,13 @@ def main() -> None:
         other = capacity(a.env, a.preset, cores, fmt)
     with tempfile.TemporaryDirectory() as d:
         s = run_train(["--env", a.env, "--preset", a.preset, "--model", a.model, "--max-seconds", str(a.seconds),
-                       "--no-stop-at-target", "--actor-precision", a.actor_precision], os.path.join(d, "run"),
-                      timeout=a.seconds + 300)
+                       "--no-stop-at-target", *(["--actor-precision", a.actor_precision] if a.actor_precision
+                                                 else [])], os.path.join(d, "run"), timeout=a.seconds + 300)
     # The capacity again, after the training: the VM's speed drifts by as much as the ratio's margin within
     # minutes, so training is divided by the mean of the capacities measured either side of it.
     cap_after = capacity(a.env, a.preset, cores)
     train = s["train_env_steps_per_s"]
+    acting = a.actor_precision or "the preset's precision"
     around = (cap["samples_per_s"] + cap_after["samples_per_s"]) / 2
     rows = [
         ("env-only ceiling, 1 process", ceil_one, "1.00"),
@@ -144,7 +146,7 @@ def main() -> None:
          f"{cap_one['ms_per_step']:.0f} ms a batch"),
         (f"learner capacity ({cores} cores, {cap_after['precision']}), again after the training",
          cap_after["samples_per_s"], f"{cap_after['ms_per_step']:.0f} ms a batch"),
-        (f"training ({s['learner_steps']} learner steps, actors in {a.actor_precision})", train,
+        (f"training ({s['learner_steps']} learner steps, actors in {acting})", train,
          f"{train / around:.2f} of the learner's {cores}-core capacity (the mean of before and after; "
          f"{train / cap['samples_per_s']:.2f} and {train / cap_after['samples_per_s']:.2f}), "
          f"{train / ceil_all:.2f} of the ceiling"),
