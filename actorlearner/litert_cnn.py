@@ -50,11 +50,19 @@ def engine_for(cfg, kind: str) -> str:
     return "litert" if available() else "numpy"  # the runner refused --actor-inference litert without it
 
 
+def int8_for(cfg, kind: str) -> bool:
+    """Whether actors run the default model of `kind` with int8 kernels: --actor-precision int8 where LiteRT runs
+    it, not TensorFlow (a preset's int8 gives way to float32 elsewhere; preflight refused a user's)."""
+    in_tf = cfg.model_fn or cfg.actor_inference == "tensorflow"
+    return cfg.actor_precision == "int8" and not in_tf and engine_for(cfg, kind) == "litert"
+
+
 def cnn_policy(spec, layout, cfg, acting: bool = False) -> NumpyCNNPolicy:
     """The default CNN as actors (`acting`) and evaluation run it (engine_for decides); int8 kernels for actors
     under --actor-precision int8."""
-    if engine_for(cfg, model_kind(spec, cfg.model)) == "litert":
-        return LiteRTCNNPolicy(spec, layout, cfg.model, int8=acting and cfg.actor_precision == "int8")
+    kind = model_kind(spec, cfg.model)
+    if engine_for(cfg, kind) == "litert":
+        return LiteRTCNNPolicy(spec, layout, cfg.model, int8=acting and int8_for(cfg, kind))
     return NumpyCNNPolicy(spec, layout, cfg.model)
 
 

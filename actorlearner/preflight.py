@@ -126,7 +126,7 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
         if in_tf or model_kind(spec, cfg.model) == "mlp":
             raise ConfigError(f"{said} quantizes the default CNNs' kernels under LiteRT; this run's actors run "
                               f"{'TensorFlow' if in_tf else 'an MLP in numpy'} (--actor-precision float32)")
-        if litert_cnn.engine_for(cfg, model_kind(spec, cfg.model)) != "litert":
+        if not litert_cnn.int8_for(cfg, model_kind(spec, cfg.model)):
             raise ConfigError(f"{said} runs under LiteRT: " + ("not with --actor-inference numpy" if
                               cfg.actor_inference == "numpy" else "pip install -e '.[atari]' (or pip install "
                               "ai-edge-litert)"))
