@@ -251,6 +251,11 @@ def starting_point(cfg: Config, spec, layout: list) -> checkpoint.Checkpoint:
             raise ConfigError(f"--init-from {where} --init-which {which}: {os.path.basename(ckpt.path)} names its "
                               f"weights otherwise than this run's model, in another order: --init-which latest reads "
                               f"its checkpoint, which does not depend on that")
+        theirs, ours = [p for p, _ in ckpt.meta["policy_layout"]], [p for p, _ in layout]
+        if set(theirs) != set(ours):  # matched by position: two arrays of one shape could have changed places
+            other = next(f"{a!r} there, {b!r} here" for a, b in zip(theirs, ours) if a != b)
+            warn(f"--init-from {where} --init-which {which}: its weights are named otherwise ({other}); they were "
+                 f"taken in order, matched by shape alone")
     return ckpt
 
 

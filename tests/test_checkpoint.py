@@ -297,3 +297,20 @@ def test_published_weights_are_put_in_this_runs_order():
     renamed = [("x/kernel", (2, 3)), ("y/kernel", (3,)), ("x/bias", (3,))]
     np.testing.assert_array_equal(_in_order(flat, saved, renamed), flat)  # other names, the same shapes in order
     assert _in_order(flat, saved, [("x/bias", (3,)), ("x/kernel", (2, 3)), ("y/kernel", (3,))]) is None
+
+
+def test_weights_taken_by_position_are_warned_about(tmp_path, monkeypatch, capsys):
+    """--init-which best/final from a run whose weights are named otherwise takes them in order by shape, which
+    cannot tell two same-shaped arrays apart: the run says so. Matched by name, it says nothing."""
+    from actorlearner import loading, preflight
+
+    saved = [("a/kernel", (2, 3)), ("a/bias", (3,))]
+    flat = np.arange(9, dtype=np.float32)
+    monkeypatch.setattr(preflight, "env_differences", lambda *args: None)
+    monkeypatch.setattr(loading, "saved_weights", lambda where, which: (flat, saved, f"{where}/best.npz"))
+    cfg = Config(init_from=str(tmp_path), init_which="best")
+    ckpt = preflight.starting_point(cfg, None, [("x/kernel", (2, 3)), ("x/bias", (3,))])
+    np.testing.assert_array_equal(ckpt.policy_flat, flat)
+    assert "named otherwise ('a/kernel' there, 'x/kernel' here)" in capsys.readouterr().err
+    preflight.starting_point(cfg, None, [("a/bias", (3,)), ("a/kernel", (2, 3))])
+    assert "named otherwise" not in capsys.readouterr().err
