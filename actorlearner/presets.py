@@ -25,7 +25,7 @@ from typing import Optional
 # active; learning runs have 6-22 % by 1.5 M) and it stayed at -20.2 to 2.6 M, while seed 1 reached 0 at
 # 1.26 M. With them, seeds 2 and 3 (one run each) learned: -10 at 1.15 M and 1.23 M steps.
 # Actors' CNN kernels in int8 (--actor-precision; LiteRT only): the torso 37 against 74-79 us an observation, the actor
-# side 0.82, 0.76 and 0.81 of env-only stepping against 0.74, 0.69 and 0.75 (three benchmark runs) and training
+# side 0.76-0.84 of env-only stepping (median 0.82, five benchmark runs) against 0.69-0.75 and training
 # 1.04-1.08x in 60-s Pong runs (2-core AMD EPYC, 2026-12-06). Pong, 26-min runs, int8 then float32: seed 1 reached 0
 # at 1.48 M agent steps with int8 actors where float32 had -7.8 at 2.15 M; seed 2 0 at 1.33 M against -2.7 at 2.27 M.
 # Runs of one seed differ by that much: no harm shown, no gain claimed.
