@@ -251,9 +251,9 @@ def starting_point(cfg: Config, spec, layout: list) -> checkpoint.Checkpoint:
             raise ConfigError(f"--init-from {where} --init-which {which}: {os.path.basename(ckpt.path)} names its "
                               f"weights otherwise than this run's model, in another order: --init-which latest reads "
                               f"its checkpoint, which does not depend on that")
-        theirs, ours = [p for p, _ in ckpt.meta["policy_layout"]], [p for p, _ in layout]
-        if set(theirs) != set(ours):  # matched by position: two arrays of one shape could have changed places
-            other = next(f"{a!r} there, {b!r} here" for a, b in zip(theirs, ours) if a != b)
+        if not _by_name(ckpt.meta["policy_layout"], layout):  # two arrays of one shape could have changed places
+            other = next(f"{a!r} there, {b!r} here" for (a, _), (b, _) in zip(ckpt.meta["policy_layout"], layout)
+                         if a != b)
             warn(f"--init-from {where} --init-which {which}: its weights are named otherwise ({other}); they were "
                  f"taken in order, matched by shape alone")
     return ckpt
@@ -263,13 +263,19 @@ def _in_order(flat: np.ndarray, saved: list, layout: list) -> Optional[np.ndarra
     """flat, laid out as `saved` says, in `layout`'s order: matched by path where the paths are the same (a run
     whose actors ran the default model in TensorFlow publishes its weights in the model's order, one whose actors
     ran it in numpy in the default layout's), else by position where the shapes line up; None if neither fits."""
-    parts = dict(zip([p for p, _ in saved], unflatten(flat, saved)))
-    shapes = {p: tuple(s) for p, s in saved}
-    if set(shapes) == {p for p, _ in layout} and all(shapes[p] == tuple(s) for p, s in layout):
+    if _by_name(saved, layout):
+        parts = dict(zip([p for p, _ in saved], unflatten(flat, saved)))
         return np.concatenate([parts[p].ravel() for p, _ in layout])
     if [tuple(s) for _, s in saved] == [tuple(s) for _, s in layout]:
         return flat
     return None
+
+
+def _by_name(saved: list, layout: list) -> bool:
+    """Whether the (path, shape) pairs `saved` and `layout` hold the same paths with the same shapes (in any
+    order): _in_order then matches by path, not by position."""
+    shapes = {p: tuple(s) for p, s in saved}
+    return set(shapes) == {p for p, _ in layout} and all(shapes[p] == tuple(s) for p, s in layout)
 
 
 def stopped_already(cfg: Config, stats: dict) -> Optional[str]:

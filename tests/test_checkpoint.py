@@ -314,3 +314,8 @@ def test_weights_taken_by_position_are_warned_about(tmp_path, monkeypatch, capsy
     assert "named otherwise ('a/kernel' there, 'x/kernel' here)" in capsys.readouterr().err
     preflight.starting_point(cfg, None, [("a/bias", (3,)), ("a/kernel", (2, 3))])
     assert "named otherwise" not in capsys.readouterr().err
+    # The same names, each with the other's shape: matched by position too, so it warns.
+    swapped = [("a/bias", (2, 3)), ("a/kernel", (3,))]
+    monkeypatch.setattr(loading, "saved_weights", lambda where, which: (flat, swapped, f"{where}/best.npz"))
+    preflight.starting_point(cfg, None, [("a/kernel", (2, 3)), ("a/bias", (3,))])
+    assert "named otherwise ('a/bias' there, 'a/kernel' here)" in capsys.readouterr().err
