@@ -51,10 +51,10 @@ def engine_for(cfg, kind: str) -> str:
 
 
 def int8_for(cfg, kind: str) -> bool:
-    """Whether actors run the default model of `kind` with int8 kernels: --actor-precision int8 where LiteRT runs
-    it, not TensorFlow (a preset's int8 gives way to float32 elsewhere; preflight refused a user's)."""
-    in_tf = cfg.model_fn or cfg.actor_inference == "tensorflow"
-    return cfg.actor_precision == "int8" and not in_tf and engine_for(cfg, kind) == "litert"
+    """Whether actors that run the default model of `kind` outside TensorFlow (the runner's numpy actors; callers
+    ask only for those) have int8 kernels: --actor-precision int8 where LiteRT runs it (a preset's int8 gives way
+    to float32 elsewhere; preflight refused a user's)."""
+    return cfg.actor_precision == "int8" and engine_for(cfg, kind) == "litert"
 
 
 def cnn_policy(spec, layout, cfg, acting: bool = False) -> NumpyCNNPolicy:
