@@ -62,6 +62,12 @@ def custom_model_name(cfg) -> str:
     return f"--model-fn {cfg.model_fn}" if cfg.model_fn else "model_fn"
 
 
+def actors_run_tensorflow(cfg, model_fn: Optional[Callable]) -> bool:
+    """Whether the actors (and evaluation) run the model in TensorFlow: a custom model always does (only the
+    default models have numpy and LiteRT twins), the default ones with --actor-inference tensorflow."""
+    return model_fn is not None or cfg.actor_inference == "tensorflow"
+
+
 def model_fn_of(cfg, model_fn: Optional[Callable], homes: Optional[Mapping[str, str]] = None) -> Optional[Callable]:
     """The run's custom model function: train()'s or load_policy's `model_fn`, else the one cfg.model_fn names
     (None: the default models). Both given is a ConfigError: which one would win is not obvious."""

@@ -22,6 +22,7 @@ from .env_backends import EnvBatchFactory, resolve_backend
 from .env_registry import check_env_id, import_env_modules, registered_id
 from .envs import env_time_limit, make_env_fn
 from .layout import default_layout, layout_size, model_kind, unflatten
+from .model_fns import actors_run_tensorflow
 from .presets import PRESETS, is_atari
 from .reporting import warn
 from .run_files import (check_not_in_use, custom_env_error, env_differences, saved_module_homes,
@@ -122,7 +123,7 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
     # without LiteRT, act in float32 (the start-up line says which) rather than stop on a setting never given.
     if cfg.actor_precision == "int8" and not _from_preset(cfg, "actor_precision"):
         said = "--actor-precision int8"
-        in_tf = model_fn is not None or cfg.actor_inference == "tensorflow"
+        in_tf = actors_run_tensorflow(cfg, model_fn)
         if in_tf or model_kind(spec, cfg.model) == "mlp":
             raise ConfigError(f"{said} quantizes the default CNNs' kernels under LiteRT; this run's actors run "
                               f"{'TensorFlow' if in_tf else 'an MLP in numpy'} (--actor-precision float32)")

@@ -27,7 +27,7 @@ from .env_backends import EnvBatchFactory
 from .env_registry import module_homes
 from .layout import default_layout, layout_size, model_kind, state_size
 from .learner_loop import LearnerLoop, Run, build_model
-from .model_fns import check_fits, importable_name, model_fn_of, with_model_name
+from .model_fns import actors_run_tensorflow, check_fits, importable_name, model_fn_of, with_model_name
 from .precision import learner_precision
 from .preflight import (check_is_config, check_shared_memory, clock_stop_warning, crowded_actors, prepare,
                         resume_point, shared_bytes, slots_per_actor, starting_point, unused_settings)
@@ -176,7 +176,7 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float, callback=None) -> Plan:
             warn(said)
     precision, precision_why = learner_precision(cfg, kind, model_fn is not None)
     kernels = choose_onednn(kind, model_fn is not None)
-    numpy_actors = model_fn is None and cfg.actor_inference != "tensorflow"
+    numpy_actors = not actors_run_tensorflow(cfg, model_fn)
     # What actors (and evaluation) run when not numpy: the user's model or the default one in TensorFlow.
     actor_model_fn = None if numpy_actors else (model_fn or _DefaultModel(cfg))
     if blobs is not None and model_fn is None and actor_model_fn is not None:  # the default model in TensorFlow
