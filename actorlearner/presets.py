@@ -54,6 +54,10 @@ _ATARI = {"loss": "appo", "epochs": 4, "minibatches": 4, "learning_rate": 7.5e-4
 # --target-kl-from batch (the KL from the learner's policy at the batch's start, PPO's reference) at 0.02: HalfCheetah
 # reached 4,800 sooner on seeds 1-8 (19.1-31.3 s against 22.2-45.7), so its preset has it; Hopper ended lower
 # (mean 1,408 against 1,816, seeds 1-4) and Walker2d within its spread, so `mujoco` keeps the actors' policy.
+# 8 passes of 16 minibatches (lunarlander's, pendulum's) lost (2-core AMD EPYC VM, 2026-12-06, alternated):
+# HalfCheetah (its preset) reached 4,800 in 124/37/125/47 s against 24.5/24.5/29.5/24.8 s, seeds 1-4; Hopper's best
+# evaluation in 240 s was 1,842 and 1,262 against 3,275 and 3,191, return(100) at 120 s 986 and 727 against 2,179
+# and 1,378, seeds 1-2. --target-kl still ends a batch after ~5 updates, each now on a 16th of it.
 _MUJOCO = {"loss": "appo", "epochs": 4, "minibatches": 4, "normalize_advantages": True, "normalize_obs": True,
            "learning_rate": 1e-3, "reward_scale": 0.1, "vtrace_lambda": 0.95, "entropy_cost": 0.0,
            "init_log_std": -0.5, "envs_per_actor": 16, "batch_size": 64, "eval_every_s": 30.0, "target_kl": 0.02}
