@@ -113,9 +113,10 @@ class Config:
     actor_threads: int = _f(1, "threads each actor process gives its numeric libraries")
     actor_nice: Optional[int] = _f(None, "how far below the learner's the actor processes' CPU priority is (Unix "
                                    "niceness, 0-19; 0: the same). Where they share cores, the learner's threads "
-                                   "then run as soon as they are ready and the actors take the rest (default: 10 "
-                                   "where the learner is the limit, Atari ids and vectorized envs: Pong 1.1x the "
-                                   "agent steps/s on 2 cores; else 0, as actors that are the limit lose by it)")
+                                   "then run as soon as they are ready and the actors take the rest (default: where "
+                                   "the learner is the limit, 19 for Atari ids, 10 for vectorized envs: Pong 1.1x "
+                                   "the agent steps/s on 2 cores at 10, 1.05x more at 19; else 0, as actors that "
+                                   "are the limit lose by it)")
     # --- the model ---
     model: str = _f("auto", "the default model: mlp (two tanh torsos, vectors or flattened images), impala-shallow "
                     "(IMPALA's 2-conv CNN, images only), impala-deep (its 15-layer ResNet, images only), or auto "

@@ -105,6 +105,7 @@ def test_pong_smoke_run_video_and_export(tmp_path):
     assert f"{ENGINE} (the default impala-shallow model" in out and "MB per actor" in out
     assert ("int8 kernels" in out) == (ENGINE == "LiteRT"), out  # the preset's --actor-precision, where it applies
     assert "in float32 (--learner-precision" in out  # the default, whatever auto would pick
+    assert "(processes, nice +19)" in out, out  # Atari's actors far below the learner, which is the limit
     summary = json.loads((run / "summary.json").read_text())
     assert summary["env_steps"] >= 2000 and summary["learner_steps"] >= 2, summary
     with np.load(run / "policy.npz") as saved:
