@@ -51,9 +51,9 @@ def engine_for(cfg, kind: str) -> str:
 
 
 def int8_for(cfg, kind: str) -> bool:
-    """Whether actors that run the default model of `kind` outside TensorFlow (the runner's numpy actors; callers
-    ask only for those) have int8 kernels: --actor-precision int8 where LiteRT runs it (a preset's int8 gives way
-    to float32 elsewhere; preflight refused a user's)."""
+    """Whether actors that run the default model of `kind` outside TensorFlow (model_fns.actors_run_tensorflow
+    false; callers ask only for those) have int8 kernels: --actor-precision int8 where LiteRT runs it (a preset's
+    int8 gives way to float32 elsewhere; preflight refused a user's)."""
     return cfg.actor_precision == "int8" and engine_for(cfg, kind) == "litert"
 
 
