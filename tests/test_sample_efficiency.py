@@ -153,14 +153,45 @@ def test_epochs_and_minibatches_make_that_many_updates():
     cfg = cfg.replace(target_kl_from="batch")
     probe = Learner(cfg.replace(target_kl=1e-9), spec, build_default_model(spec, cfg))
     probe.trace()
-    first, _ = probe._update({k: v[:, :2] for k, v in {**far, "start_logp": probe._start_logp(far)}.items()},
-                             tf.constant(0.0))
+    first, _ = probe._update(probe._inputs(far, probe._no_state_batch), tf.constant(0.0), tf.constant([0, 1]))
     assert first["update_kl"] == pytest.approx(0.0, abs=1e-6) and first["approx_kl"] > 0.5, first
     for target_kl, updates in ((1e-9, 2), (1e6, 6)):
         stopping = Learner(cfg.replace(target_kl=target_kl), spec, build_default_model(spec, cfg))
         stats, _ = stopping.step(far)
         assert stats["updates"] == updates and int(stopping.optimizer.iterations.numpy()) == updates, stats
         assert (stats["update_kl"] > target_kl) == (updates == 2) and stats["approx_kl"] > 0.5, stats
+
+
+@pytest.mark.parametrize("core", ["none", "lstm"])
+def test_a_minibatch_gathered_in_the_graph_is_the_update_on_those_unrolls(core):
+    # With several updates a batch the learner makes the whole batch into tensors once and gathers each
+    # minibatch's unrolls in its compiled step: the update on unrolls [3, 1] must be the one a learner of batch 2
+    # makes on a batch of just those unrolls, in that order (a gather along the wrong axis, or rows not gathered
+    # with the rest, gives other numbers).
+    from actorlearner.envs import inspect_env, make_env_fn
+    from actorlearner.model import build_default_model
+
+    cfg = Config(loss="appo", epochs=2, minibatches=2, unroll_length=4, envs_per_actor=2, batch_size=4, core=core,
+                 core_size=8)
+    spec = inspect_env(make_env_fn("CartPole-v1"))
+    rng = np.random.default_rng(3)
+    batch = {"obs": rng.normal(size=(5, 4, 4)).astype(np.float32), "actions": rng.integers(0, 2, (4, 4), np.int32),
+             "behaviour_logp": np.log(rng.uniform(0.2, 0.8, (4, 4))).astype(np.float32),
+             "rewards": rng.normal(size=(4, 4)).astype(np.float32), "discounts": np.full((4, 4), 0.9, np.float32),
+             "first": (rng.random((5, 4)) < 0.2).astype(np.uint8), "mask": np.ones((4, 4), np.float32)}
+    if core == "lstm":  # each unroll's state at its first step, [1, B, 2 * core_size] (h and c)
+        batch["core_state"] = rng.normal(size=(1, 4, 16)).astype(np.float32)
+    whole = Learner(cfg, spec, build_default_model(spec, cfg))
+    single_cfg = cfg.replace(epochs=1, minibatches=1, batch_size=2)
+    single = Learner(single_cfg, spec, build_default_model(spec, single_cfg))
+    for v, w in zip(single.model.weights, whole.model.weights):
+        v.assign(w)
+    whole.trace()
+    stats, flat = whole._update(whole._inputs(batch, whole._no_state_batch), tf.constant(0.01), tf.constant([3, 1]))
+    want_stats, want_flat = single.step({k: v[:, [3, 1]] for k, v in batch.items()})
+    np.testing.assert_allclose(flat, want_flat, rtol=1e-6, atol=1e-7)
+    for k in ("total", "policy", "baseline", "entropy", "rho_mean", "approx_kl"):
+        assert stats[k] == pytest.approx(want_stats[k], rel=1e-5, abs=1e-7), k
 
 
 def test_policy_lag_bound_gives_stale_unrolls_back():
