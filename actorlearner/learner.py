@@ -105,7 +105,7 @@ class Learner:
             self._log_probs, autograph=False, input_signature=[obs_sig, first_sig, actions_sig, state_sig, *masks(n)])
         self._start_concrete = None
         self._no_state = tf.zeros([1, B, 0], tf.float32)  # a feed-forward model's (empty) core_state
-        self._no_state_batch = tf.zeros([1, cfg.batch_size, 0], tf.float32)  # the same for a whole batch
+        self._no_state_batch = tf.zeros([1, n, 0], tf.float32)  # the same for a whole batch
         self._entropy_now = (None, None)  # (scheduled entropy cost, the same as a tensor)
         self.steps = 0
         self._concrete = None
@@ -275,8 +275,8 @@ class Learner:
             self._entropy_now = (entropy_cost, tf.constant(entropy_cost, tf.float32))
         entropy_cost = self._entropy_now[1]
         if self._mb_step is None:
-            return self._update(self._inputs(batch, self._no_state), entropy_cost)
-        inputs = self._inputs(batch, self._no_state_batch)
+            return self._update(self._inputs(batch), entropy_cost)
+        inputs = self._inputs(batch)
         n, updates = batch["rewards"].shape[1], 0
         for _ in range(cfg.epochs):
             order = self._rng.permutation(n).astype(np.int32)
@@ -288,11 +288,13 @@ class Learner:
                     return {**stats, "updates": updates}, flat
         return {**stats, "updates": updates}, flat
 
-    def _inputs(self, batch: dict, no_state) -> dict:
+    def _inputs(self, batch: dict) -> dict:
         """The step's tensors of a batch from trajectory.learner_inputs: obs, first, actions, rows (the [T, B]
         arrays stacked in self._row_names' order; with --target-kl-from batch, the log-probs of the batch under
-        the policy now among them), core_state (no_state for a feed-forward model) and masks (a list)."""
+        the policy now among them), core_state (an empty one of the step's width for a feed-forward model) and
+        masks (a list)."""
         tensors = {k: to_tensor(batch[k]) for k in ("obs", "first", "actions")}
+        no_state = self._no_state if self._mb_step is None else self._no_state_batch  # the step's B or n unrolls
         tensors["core_state"] = to_tensor(batch["core_state"]) if "core_state" in batch else no_state
         tensors["masks"] = _masks(batch)
         if self._start is not None:  # log pi(a_t|x_t) [T, n] of the whole batch, before its updates

@@ -153,7 +153,7 @@ def test_epochs_and_minibatches_make_that_many_updates():
     cfg = cfg.replace(target_kl_from="batch")
     probe = Learner(cfg.replace(target_kl=1e-9), spec, build_default_model(spec, cfg))
     probe.trace()
-    first, _ = probe._update(probe._inputs(far, probe._no_state_batch), tf.constant(0.0), tf.constant([0, 1]))
+    first, _ = probe._update(probe._inputs(far), tf.constant(0.0), tf.constant([0, 1]))
     assert first["update_kl"] == pytest.approx(0.0, abs=1e-6) and first["approx_kl"] > 0.5, first
     for target_kl, updates in ((1e-9, 2), (1e6, 6)):
         stopping = Learner(cfg.replace(target_kl=target_kl), spec, build_default_model(spec, cfg))
@@ -187,7 +187,7 @@ def test_a_minibatch_gathered_in_the_graph_is_the_update_on_those_unrolls(core):
     for v, w in zip(single.model.weights, whole.model.weights):
         v.assign(w)
     whole.trace()
-    stats, flat = whole._update(whole._inputs(batch, whole._no_state_batch), tf.constant(0.01), tf.constant([3, 1]))
+    stats, flat = whole._update(whole._inputs(batch), tf.constant(0.01), tf.constant([3, 1]))
     want_stats, want_flat = single.step({k: v[:, [3, 1]] for k, v in batch.items()})
     np.testing.assert_allclose(flat, want_flat, rtol=1e-6, atol=1e-7)
     for k in ("total", "policy", "baseline", "entropy", "rho_mean", "approx_kl"):
