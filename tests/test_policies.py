@@ -73,6 +73,25 @@ def test_discrete_sampling_follows_the_probabilities():
     np.testing.assert_allclose(np.bincount(actions, minlength=3) / len(actions), [0.2, 0.5, 0.3], atol=0.01)
 
 
+def test_two_action_sampling_is_the_inverse_cdf_rule_on_the_same_draws():
+    """Two actions take a shorter path (the log-odds alone): each draw u picks action 1 exactly where u > p0, as the
+    inverse-CDF rule of more actions does, with log p(a) to float32; extreme logits give no NaN and no warning."""
+    logits = np.random.default_rng(4).normal(scale=4.0, size=(50_000, 2)).astype(np.float32)
+    actions, logp = D.np_sample_discrete(logits, np.random.default_rng(5))
+    u = np.random.default_rng(5).random(len(logits))
+    z = logits.astype(np.float64)
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    np.testing.assert_array_equal(actions, (u > p[:, 0]).astype(np.int64))
+    np.testing.assert_allclose(logp, np.log(p[np.arange(len(p)), actions]), rtol=1e-6, atol=1e-6)
+    assert actions.dtype == np.int64 and logp.dtype == np.float32
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is right here
+        a, lp = D.np_sample_discrete(np.array([[0, 1e30], [1e30, 0], [-3e38, 3e38]], np.float32),
+                                     np.random.default_rng(0))
+    np.testing.assert_array_equal(a, [1, 0, 1])
+    np.testing.assert_array_equal(lp, [0, 0, 0])
+
+
 def test_multi_discrete_components_are_independent_categoricals():
     """Each component is sampled from its own block of logits; the log-prob and the entropy are the sums of the
     components' (a uniform MultiDiscrete([2, 3, 4]) has the entropy of a uniform choice among 24), and the greedy
