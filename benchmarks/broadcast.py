@@ -6,7 +6,8 @@
 3. Learner capacity: samples (env steps) per second one learner process consumes on one core with the
    default model, fed from full slots, at several batch sizes. The loop is the learner's per-batch work
    without any waiting: gather slots, build V-trace inputs, one update, publish. Divided by what one
-   actor produces, it says how many actors one learner can serve.
+   actor produces, it says how many actors one learner can serve. Beside it, the time of the network's own
+   forward and backward pass on the same batch, compiled and called the same way: the floor under the step.
 
     python benchmarks/broadcast.py [--sizes 10000,100000,1000000,10000000] [--batches 32,64,128,256]
 """
@@ -121,12 +122,45 @@ def learner_capacity(batch_sizes: list[int], seconds: float, env_id: str = "Cart
             one_batch()
             n += 1
         dt = time.perf_counter() - t0
+        # Each of the batch's epochs passes every sample through the network once, minibatched or not.
+        net_ms = cfg.epochs * network_ms(learner, learner_inputs(slots.gather(idx), gamma=cfg.gamma,
+                                                                 reward_scale=cfg.reward_scale), min(seconds, 2.0))
         rows.append({"batch_unrolls": batch_size, "samples_per_batch": batch_size * T,
                      "learner_steps_per_s": n / dt, "samples_per_s": n * batch_size * T / dt,
-                     "ms_per_step": dt / n * 1e3, "precision": fmt})
+                     "ms_per_step": dt / n * 1e3, "network_ms": net_ms, "precision": fmt})
         slots.close()
         store.close()
     return rows
+
+
+def network_ms(learner, batch: dict, seconds: float) -> float:
+    """ms for the model's forward and backward pass alone on a batch (params and values of every row, the gradient
+    of their sum with respect to every weight), compiled and called as the learner's step is: the floor under the
+    step's time, which adds V-trace, the losses, clipping, Adam and the weights' flattening to it."""
+    import tensorflow as tf
+
+    from actorlearner.model import apply_time_major
+    from actorlearner.tf_calls import flat_caller, to_tensor
+
+    model = learner.model
+    state = learner.state_sizes and [tf.zeros([batch["obs"].shape[1], n]) for n in learner.state_sizes] or None
+
+    def net(obs, first):
+        with tf.GradientTape() as tape:
+            params, values, _ = apply_time_major(model, obs, first, state)
+            total = tf.reduce_sum(params) + tf.reduce_sum(values)
+        return tape.gradient(total, model.trainable_variables)
+
+    obs, first = to_tensor(batch["obs"]), to_tensor(batch["first"])
+    call = flat_caller(tf.function(net, autograph=False).get_concrete_function(obs, first))
+    with tf.experimental.function_executor_type(learner._executor):
+        for _ in range(5):
+            call(obs, first)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            call(obs, first)
+            n += 1
+    return (time.perf_counter() - t0) / n * 1e3
 
 
 def main() -> None:
@@ -155,11 +189,12 @@ def main() -> None:
     with ctx.Pool(1) as pool:
         capacity = pool.apply(learner_capacity, ([int(b) for b in a.batches.split(",")], a.seconds))
     per_actor = lag["train_env_steps_per_s"] / max(1, os.cpu_count())
-    print("\n| batch (env unrolls) | samples per step | ms per step | learner steps/s | samples/s on one core "
-          "| actors one learner can serve |\n|---|---|---|---|---|---|")
+    print("\n| batch (env unrolls) | samples per step | ms per step | of which the network's forward + backward "
+          "| learner steps/s | samples/s on one core | actors one learner can serve |\n|---|---|---|---|---|---|---|")
     for r in capacity:
         r["actors_served"] = r["samples_per_s"] / per_actor
         print(f"| {r['batch_unrolls']} | {r['samples_per_batch']:,} | {r['ms_per_step']:.2f} | "
+              f"{r['network_ms']:.2f} ({r['network_ms'] / r['ms_per_step']:.0%}) | "
               f"{r['learner_steps_per_s']:,.0f} | {r['samples_per_s']:,.0f} | {r['actors_served']:.1f} |")
     print(f"(one actor produced {per_actor:,.0f} env steps/s in the run above, sharing {os.cpu_count()} cores "
           f"with the learner)")
