@@ -90,14 +90,16 @@ class Learner:
                     tf.TensorSpec([len(self._row_names), T, n], tf.float32),
                     tf.TensorSpec([1, n, sum(self.state_sizes)], tf.float32)]
 
-        self._step = tf.function(self._train_step, autograph=False, input_signature=[
+        # One update a batch (IMPALA's): the step on the batch. Several (APPO's epochs x minibatches): the whole
+        # batch becomes tensors once and each update gathers its minibatch in the graph, where it was sliced in
+        # numpy and made into tensors update by update. Per batch, medians of 12 alternated blocks in one process
+        # (2-core AMD EPYC VM): Pong preset 575 against 626 ms (2 cores), lunarlander's 128 small updates 78.7
+        # against 85.3 ms, mountaincar's 16 12.3 against 12.9 ms (1 core).
+        single = cfg.epochs * cfg.minibatches == 1
+        self._step = None if not single else tf.function(self._train_step, autograph=False, input_signature=[
             *batch_sig(B), tf.TensorSpec([], tf.float32), *masks(B)])
-        # Several updates a batch: the whole batch becomes tensors once and each update gathers its minibatch
-        # in the graph, where it was sliced in numpy and made into tensors update by update. Per batch, medians
-        # of 12 alternated blocks in one process (2-core AMD EPYC VM): Pong preset 575 against 626 ms (2 cores),
-        # lunarlander's 128 small updates 78.7 against 85.3 ms, mountaincar's 16 12.3 against 12.9 ms (1 core).
         n = cfg.batch_size
-        self._mb_step = None if cfg.epochs * cfg.minibatches == 1 else tf.function(
+        self._mb_step = None if single else tf.function(
             self._minibatch_step, autograph=False, input_signature=[
                 *batch_sig(n), tf.TensorSpec([B], tf.int32), tf.TensorSpec([], tf.float32), *masks(n)])
         obs_sig, first_sig, actions_sig, _, state_sig = batch_sig(n)
