@@ -91,7 +91,7 @@ def build_default_model(spec: EnvSpec, cfg: Config, precision: str = "float32") 
     if precision not in ("float32", "bfloat16"):
         raise ValueError(f"precision must be float32 or bfloat16, got {precision!r}")
     kind = model_kind(spec, cfg.model)
-    if kind == "impala-deep" or (kind == "mlp" and cfg.core != "lstm"):
+    if kind == "impala-deep" or (kind == "mlp" and cfg.core != "lstm" and not _fused_mlp_here()):
         _without_grappler_remapper()
     keras.utils.set_random_seed(cfg.seed)
     inputs = keras.Input(spec.obs_shape, dtype=spec.obs_dtype, name="obs")
@@ -175,6 +175,14 @@ def _heads(spec: EnvSpec, cfg: Config, pi_features, vf_features):
     return policy, value
 
 
+def _fused_mlp_here() -> bool:
+    """precision.fuse_mlp_layers for this process's CPU and TensorFlow."""
+    from .precision import cpuinfo_field, fuse_mlp_layers
+    from .tf_start import onednn_in_use
+
+    return fuse_mlp_layers(cpuinfo_field("vendor_id"), onednn_in_use())
+
+
 def _without_grappler_remapper() -> None:
     """Turns Grappler's remapper off in this process (for every graph it optimizes from now on: a process that
     builds one of these models and then a CNN of its own runs that CNN's layers unfused too).
@@ -184,10 +192,11 @@ def _without_grappler_remapper() -> None:
     INVALID_ARGUMENT: Mutation::Apply error` on every run; the function is then optimized without it anyway. The
     learner's step measured as fast either way (Pong, 2 cores, 3 alternated pairs: 101, 106 and 101 against 95,
     99 and 104 samples/s).
-    The feed-forward MLP: the remapper fuses each layer's MatMul, BiasAdd and tanh into one oneDNN kernel whose
-    tanh post-op costs ~50 µs a 1,344 x 64 layer against ~20-30 µs for TensorFlow's own Tanh kernel. The
-    default CartPole learner batch took 1.56-1.58 against 1.63-1.67 ms without it (2-core AMD EPYC VM, 3
-    alternated process pairs); with ReLU 1.47-1.48 against 1.49-1.50."""
+    The feed-forward MLP on an AMD CPU with oneDNN (precision.fuse_mlp_layers): the remapper fuses each layer's
+    MatMul, BiasAdd and tanh into one oneDNN kernel whose tanh post-op costs ~50 µs a 1,344 x 64 layer there,
+    against ~20-30 µs for TensorFlow's own Tanh kernel. The default CartPole learner batch took 1.56-1.58
+    against 1.63-1.67 ms without it (2-core AMD EPYC VM, 3 alternated process pairs); with ReLU 1.47-1.48
+    against 1.49-1.50."""
     import tensorflow as tf
 
     tf.config.optimizer.set_experimental_options({"remapping": False})

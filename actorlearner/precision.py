@@ -39,6 +39,17 @@ def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset:
     return frozenset((cpuinfo_field("flags", path) or "").split())
 
 
+def fuse_mlp_layers(vendor: str | None, onednn: bool | None) -> bool:
+    """Whether Grappler's remapper should fuse the default MLP's dense layers (MatMul, BiasAdd and tanh in one
+    kernel): not on an AMD CPU whose TensorFlow runs oneDNN (Zen 4 and later: TensorFlow turns oneDNN on by itself
+    only with AVX512-VNNI, -BF16 or AMX). There the fused kernel's tanh post-op, AVX-512 code that Zen 4 runs in
+    256-bit halves, cost ~50 µs a 1,344 x 64 layer against ~20-30 for TensorFlow's own Tanh: the CartPole learner
+    batch 1.56-1.58 against 1.63-1.67 ms unfused (2-core AMD EPYC VM, 2026-12-06). On an Intel CPU with AMX the
+    fusion measured 3-4 % faster (1.60 -> 1.55 ms, 2026-12-05), so elsewhere it stays. vendor: /proc/cpuinfo's
+    vendor_id (None: unknown); onednn: tf_start.onednn_in_use()."""
+    return not (vendor == "AuthenticAMD" and onednn)
+
+
 # The CPU features that multiply bfloat16 in hardware, as /proc/cpuinfo names them, and as the start-up line does.
 BF16_FEATURES = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}
 

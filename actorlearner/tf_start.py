@@ -126,8 +126,9 @@ def _start(threads: int, deterministic: bool):
 def configure_tensorflow(threads: int, deterministic: bool = False) -> None:
     """Learner-process TF settings. Grappler's graph rewrites stay on: its remapper fuses each dense layer's
     MatMul, BiasAdd and activation into one kernel, 3-4 % of the default CartPole step (1.60 -> 1.55 ms in
-    alternated runs), for ~0.05 s more on the first step. deterministic: --reproducible, every op's result
-    independent of thread timing."""
+    alternated runs on an Intel CPU with AMX), for ~0.05 s more on the first step; on an AMD CPU with oneDNN the
+    default MLP is built without that fusion (precision.fuse_mlp_layers). deterministic: --reproducible, every
+    op's result independent of thread timing."""
     import tensorflow as tf
 
     if deterministic:

@@ -91,3 +91,20 @@ def test_bfloat16_torso_has_the_float32_weights_and_close_outputs(model, core):
 def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="float32 or bfloat16"):
         build_default_model(ATARI, Config(), "float16")
+
+
+def test_the_mlp_layers_are_fused_except_on_an_amd_cpu_with_onednn():
+    """The remapper's MatMul+BiasAdd+tanh kernel is slower than the unfused layers only where oneDNN's AVX-512
+    tanh runs on an AMD core (precision.fuse_mlp_layers); building the MLP there turns the remapper off."""
+    import tensorflow as tf
+
+    from actorlearner.envs import inspect_env, make_env_fn
+    from actorlearner.precision import cpuinfo_field, fuse_mlp_layers
+    from actorlearner.tf_start import onednn_in_use
+
+    assert not fuse_mlp_layers("AuthenticAMD", True)
+    assert fuse_mlp_layers("AuthenticAMD", False) and fuse_mlp_layers("GenuineIntel", True)
+    assert fuse_mlp_layers(None, None)
+    build_default_model(inspect_env(make_env_fn("CartPole-v1")), Config())
+    if not fuse_mlp_layers(cpuinfo_field("vendor_id"), onednn_in_use()):
+        assert tf.config.optimizer.get_experimental_options().get("remapping") is False
