@@ -106,8 +106,8 @@ class Learner:
         self._start = None if not anchored else tf.function(  # the whole batch's forward pass (--target-kl)
             self._log_probs, autograph=False, input_signature=[obs_sig, first_sig, actions_sig, state_sig, *masks(n)])
         self._start_concrete = None
-        self._no_state = tf.zeros([1, B, 0], tf.float32)  # a feed-forward model's (empty) core_state
-        self._no_state_batch = tf.zeros([1, n, 0], tf.float32)  # the same for a whole batch
+        # A feed-forward model's (empty) core_state, as wide as the batch the compiled step takes (B or n unrolls).
+        self._no_state = tf.zeros([1, B if single else n, 0], tf.float32)
         self._entropy_now = (None, None)  # (scheduled entropy cost, the same as a tensor)
         self.steps = 0
         self._concrete = None
@@ -276,9 +276,9 @@ class Learner:
         if entropy_cost != self._entropy_now[0]:  # a tensor made once per value: each costs ~30 µs
             self._entropy_now = (entropy_cost, tf.constant(entropy_cost, tf.float32))
         entropy_cost = self._entropy_now[1]
-        if self._mb_step is None:
-            return self._update(self._inputs(batch), entropy_cost)
         inputs = self._inputs(batch)
+        if self._mb_step is None:
+            return self._update(inputs, entropy_cost)
         n, updates = batch["rewards"].shape[1], 0
         for _ in range(cfg.epochs):
             order = self._rng.permutation(n).astype(np.int32)
@@ -296,8 +296,7 @@ class Learner:
         the policy now among them), core_state (an empty one of the step's width for a feed-forward model) and
         masks (a list)."""
         tensors = {k: to_tensor(batch[k]) for k in ("obs", "first", "actions")}
-        no_state = self._no_state if self._mb_step is None else self._no_state_batch  # the step's B or n unrolls
-        tensors["core_state"] = to_tensor(batch["core_state"]) if "core_state" in batch else no_state
+        tensors["core_state"] = to_tensor(batch["core_state"]) if "core_state" in batch else self._no_state
         tensors["masks"] = _masks(batch)
         if self._start is not None:  # log pi(a_t|x_t) [T, n] of the whole batch, before its updates
             with tf.experimental.function_executor_type(self._executor):

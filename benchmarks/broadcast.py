@@ -143,11 +143,10 @@ def network_ms(learner, batch: dict, seconds: float) -> float:
     from actorlearner.tf_calls import flat_caller, to_tensor
 
     model = learner.model
-    state = learner.state_sizes and [tf.zeros([batch["obs"].shape[1], n]) for n in learner.state_sizes] or None
 
     def net(obs, first):
         with tf.GradientTape() as tape:
-            params, values, _ = apply_time_major(model, obs, first, state)
+            params, values, _ = apply_time_major(model, obs, first)  # a recurrent model from zeros
             total = tf.reduce_sum(params) + tf.reduce_sum(values)
         return tape.gradient(total, model.trainable_variables)
 
