@@ -125,14 +125,20 @@ def test_launch_script_is_the_same_command():
 
 def test_a_run_prints_no_tensorflow_start_up_noise_and_skips_matplotlib(tmp_path):
     """The command filters TensorFlow's C++ start-up notices (in the learner, and in actors that run TensorFlow)
-    and keeps Keras from importing matplotlib and OpenCV (0.5-0.7 s of start-up); importing TensorFlow anywhere
-    before tf_start would undo both. Both import as usual after TensorFlow has."""
+    and keeps Keras from importing matplotlib and OpenCV (0.5-0.7 s of start-up), and TensorFlow from loading API
+    namespaces a run does not use (~0.25 s); importing TensorFlow anywhere before tf_start would undo all three.
+    Each imports as usual afterwards."""
     code = ("import sys; from actorlearner.cli import main; "
             f"rc = main(['train', '--max-steps', '1000', '--eval-every-s', '0', '--actor-inference', 'tensorflow', "
             f"'--run-dir', {str(tmp_path / 'r')!r}]); "
             "import importlib.util as u; here = [m for m in ('matplotlib', 'cv2') if u.find_spec(m)]; "
             "print('imported:', [m for m in here if m in sys.modules]); "
             "[__import__(m) for m in here]; import matplotlib.pyplot; print('after:', matplotlib.pyplot.__name__); "
+            "import types, tensorflow as tf; api = ['tensorflow._api.v2.compat', 'tensorflow._api.v2.feature_column']; "
+            "print('lazy:', [type(sys.modules[m]) is not types.ModuleType for m in api]); "
+            "print('used:', tf.compat.v1.placeholder.__name__, tf.feature_column.numeric_column.__name__, "
+            "tf.lite.TFLiteConverter.__name__, "
+            "[type(sys.modules[m]) is types.ModuleType for m in api]); "
             "sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
@@ -142,6 +148,9 @@ def test_a_run_prints_no_tensorflow_start_up_noise_and_skips_matplotlib(tmp_path
     assert not noise, proc.stderr
     assert "imported: []" in proc.stdout  # matplotlib is in the test extra; OpenCV is checked where installed
     assert "after: matplotlib.pyplot" in proc.stdout
+    # TensorFlow's unused API namespaces were left to load on first use (tf_start._LAZY_TF_API), and do.
+    assert "lazy: [True, True]" in proc.stdout, proc.stdout
+    assert "used: placeholder numeric_column TFLiteConverterV2 [True, True]" in proc.stdout, proc.stdout
     # What the run ran on, recorded at its end (off the start-up path), as `actorlearner info` prints it.
     system = json.loads((tmp_path / "r" / "summary.json").read_text())["system"]
     import tensorflow as tf
