@@ -51,7 +51,10 @@ def _sample_two(logits: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarra
     10.5 against 18.3 µs for 64 rows here. The same uniform draw picks the same action as the inverse-CDF rule
     (action 1 where u > p0, as a log: log u > log p0 = -log(1 + e^d)), so a seeded run acts as before."""
     d = logits[:, 1].astype(np.float64) - logits[:, 0]  # [B]
-    log_p0 = -np.logaddexp(0.0, d)  # no overflow at any d
+    # No overflow at any d; a NaN (from a NaN observation, which the run reports in one line) stays NaN without
+    # numpy's "invalid value" warning first, as the inverse-CDF rule's NaN did (0.2 µs).
+    with np.errstate(invalid="ignore"):
+        log_p0 = -np.logaddexp(0.0, d)
     actions = np.log(rng.random(d.shape[0])) > log_p0
     logp = np.where(actions, log_p0 + d, log_p0)  # log p1 = log p0 + d
     return actions.astype(np.int64), logp.astype(np.float32)

@@ -1,6 +1,8 @@
 """The numpy policy the actors run equals the Keras model the learner trains (so behaviour log-probs are
 right), and the numpy and TF distribution math agree."""
 
+import warnings
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -75,7 +77,8 @@ def test_discrete_sampling_follows_the_probabilities():
 
 def test_two_action_sampling_is_the_inverse_cdf_rule_on_the_same_draws():
     """Two actions take a shorter path (the log-odds alone): each draw u picks action 1 exactly where u > p0, as the
-    inverse-CDF rule of more actions does, with log p(a) to float32; extreme logits give no NaN and no warning."""
+    inverse-CDF rule of more actions does, with log p(a) to float32; extreme logits give no NaN and no warning, and a
+    NaN logit a NaN log-prob without one."""
     logits = np.random.default_rng(4).normal(scale=4.0, size=(50_000, 2)).astype(np.float32)
     actions, logp = D.np_sample_discrete(logits, np.random.default_rng(5))
     u = np.random.default_rng(5).random(len(logits))
@@ -90,6 +93,10 @@ def test_two_action_sampling_is_the_inverse_cdf_rule_on_the_same_draws():
                                      np.random.default_rng(0))
     np.testing.assert_array_equal(a, [1, 0, 1])
     np.testing.assert_array_equal(lp, [0, 0, 0])
+    with warnings.catch_warnings():  # a NaN (a NaN observation's) stays NaN, without numpy's warning first
+        warnings.simplefilter("error")
+        _, lp = D.np_sample_discrete(np.array([[np.nan, 0.0]], np.float32), np.random.default_rng(0))
+    assert np.isnan(lp).all()
 
 
 def test_multi_discrete_components_are_independent_categoricals():
