@@ -90,3 +90,32 @@ def _recurrent_with_wrong_state():
     model = tiny_recurrent_model(size=3)
     model.state_sizes = (5,)  # says 5, returns 3
     return model
+
+
+@pytest.mark.parametrize("units", [1, 2, 6])
+def test_head_dense_gives_dense_outputs_and_gradients(units):
+    """The heads' layer (model.HeadDense) computes its kernel gradient another way round: the same numbers as
+    keras.layers.Dense, in training (its own gradient) and in inference (Dense's call)."""
+    from actorlearner.model import HeadDense
+
+    x = tf.constant(np.random.default_rng(units).normal(size=(37, 5)), tf.float32)
+    ours, theirs = HeadDense(units), keras.layers.Dense(units)
+    ours.build((None, 5))
+    theirs.build((None, 5))
+    rng = np.random.default_rng(1)
+    for layer in (ours, theirs):
+        layer.set_weights([rng.normal(size=(5, units)).astype(np.float32), rng.normal(size=units).astype(np.float32)])
+        rng = np.random.default_rng(1)
+    weights = tf.constant(np.random.default_rng(2).normal(size=(37, units)), tf.float32)
+    grads = []
+    for layer in (ours, theirs):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.tanh(layer(x, training=True)) * weights)
+        grads.append(tape.gradient(loss, [x, layer.kernel, layer.bias]))
+        np.testing.assert_allclose(layer(x, training=True).numpy(), theirs(x).numpy(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(layer(x).numpy(), theirs(x).numpy(), rtol=1e-6, atol=1e-6)
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="linear with a bias"):
+        HeadDense(2, activation="relu")
