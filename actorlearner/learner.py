@@ -124,9 +124,12 @@ class Learner:
         log pi(a_t|x_t) [T, B], entropies [T, B]). obs [T+1, B, *obs_shape]; core_state [1, B, S]; action_mask
         [T, B, A] uint8 or None: log-probs and entropies of the masked policy (params stay the model's own)."""
         spec = self.spec
-        state = tf.split(core_state[0], self.state_sizes, axis=1) if self.state_sizes else None
-        params, values, _ = apply_time_major(self.model, obs, first, state)
-        params = first_rows(params)  # [T, B, P]: the last row only bootstraps the value
+        if hasattr(self.model, "unroll_heads"):  # the default MLP: its policy tower skips the bootstrap row
+            params, values = self.model.unroll_heads(obs)
+        else:
+            state = tf.split(core_state[0], self.state_sizes, axis=1) if self.state_sizes else None
+            params, values, _ = apply_time_major(self.model, obs, first, state)
+            params = first_rows(params)  # [T, B, P]: the last row only bootstraps the value
         T, B = params.shape[0], params.shape[1]
         flat_params = tf.reshape(params if action_mask is None else D.tf_masked(params, action_mask), [T * B, -1])
         flat_actions = tf.reshape(actions, [T * B, *spec.action_shape])

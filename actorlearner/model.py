@@ -136,7 +136,22 @@ def build_default_model(spec: EnvSpec, cfg: Config, precision: str = "float32") 
     # policy's features and the policy collapses at the learning rates that make IMPALA fast.
     obs = _mlp_input(spec, cfg, inputs)
     policy, value = _heads(spec, cfg, _mlp_torso(cfg, obs, "pi", cfg.seed), _mlp_torso(cfg, obs, "vf", cfg.seed + 50))
-    return keras.Model(inputs, [policy, value], name="actor_critic")
+    model = keras.Model(inputs, [policy, value], name="actor_critic")
+    # A function, not a layer attribute, so Keras does not track the two towers as a second copy of its layers.
+    model.unroll_heads = functools.partial(_towers_unroll, keras.Model(inputs, policy), keras.Model(inputs, value))
+    return model
+
+
+def _towers_unroll(policy_net, value_net, obs, training: bool = True):
+    """The default MLP over a time-major unroll obs [T+1, B, *obs_shape], for the learner: (params [T, B, P],
+    values [T+1, B]). Its policy tower skips the bootstrap row, whose params the learner never reads (the value
+    tower does not): 1/(T+1) of that tower's work, forward and backward, and no slice and pad of the params."""
+    T = obs.shape[0] - 1
+    B = tf.shape(obs)[1]
+    params = policy_net(fold_time(tf.slice(obs, [0] * len(obs.shape), [T] + [-1] * (len(obs.shape) - 1))),
+                        training=training)
+    values = value_net(fold_time(obs), training=training)
+    return tf.reshape(params, [T, B, -1]), tf.reshape(values, [T + 1, B])
 
 
 def _recurrent(spec: EnvSpec, cfg: Config, kind: str, inputs, precision: str) -> keras.Model:

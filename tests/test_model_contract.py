@@ -119,3 +119,25 @@ def test_head_dense_gives_dense_outputs_and_gradients(units):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="linear with a bias"):
         HeadDense(2, activation="relu")
+
+
+def test_mlp_unroll_heads_matches_the_folded_call_in_values_and_gradients():
+    """The learner's route for the default MLP (model.unroll_heads: its policy tower skips the bootstrap row) gives
+    the params of the first T rows, every row's value and the same gradients as the folded call."""
+    spec = EnvSpec((4,), "float32", True, 2, None, None, None, None)
+    model = build_default_model(spec, Config(model="mlp", normalize_obs=True))
+    obs = tf.constant(np.random.default_rng(3).normal(size=(6, 5, 4)), tf.float32)  # T + 1 = 6, B = 5
+    weights = [tf.constant(np.random.default_rng(4).normal(size=s), tf.float32) for s in ((5, 5, 2), (6, 5))]
+    results = []
+    for route in ("folded", "unroll_heads"):
+        with tf.GradientTape() as tape:
+            if route == "folded":
+                params, values, _ = apply_time_major(model, obs, tf.zeros((6, 5), tf.uint8))
+                params = params[:-1]
+            else:
+                params, values = model.unroll_heads(obs)
+            loss = tf.reduce_sum(params * weights[0]) + tf.reduce_sum(values * weights[1])
+        results.append([params, values] + tape.gradient(loss, model.trainable_variables))
+    assert results[1][0].shape == (5, 5, 2) and results[1][1].shape == (6, 5)
+    for a, b in zip(*results):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
