@@ -8,6 +8,8 @@ actor side (policies.py, loading.py) both import it, and it imports neither.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 Layout = list[tuple[str, tuple]]
@@ -18,10 +20,11 @@ OBS_CLIP = 10.0  # normalized observations are clipped to +-10 (a rare outlier c
 
 
 def unflatten(flat: np.ndarray, layout: Layout) -> list[np.ndarray]:
-    """Views (no copies) into `flat`, one per entry of `layout`."""
+    """Views (no copies) into `flat`, one per entry of `layout`. An actor calls it for every weight version it
+    loads (every unroll); math.prod, not np.prod, which cost ~2 % of a CartPole actor's time (64 envs, py-spy)."""
     out, i = [], 0
     for _, shape in layout:
-        n = int(np.prod(shape))
+        n = math.prod(shape)
         out.append(flat[i:i + n].reshape(shape))
         i += n
     if i != flat.size:
@@ -30,7 +33,7 @@ def unflatten(flat: np.ndarray, layout: Layout) -> list[np.ndarray]:
 
 
 def layout_size(layout: Layout) -> int:
-    return int(sum(np.prod(shape) for _, shape in layout))
+    return sum(math.prod(shape) for _, shape in layout)
 
 
 MODELS = ("auto", "mlp", "impala-shallow", "impala-deep")
