@@ -88,10 +88,13 @@ def onednn_kernels(kind: str, custom_model: bool, environ: Mapping[str, str], tf
     imported. TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX512-VNNI, AVX512-BF16 or AMX;
     elsewhere it runs the CNNs' convolutions in Eigen, much slower: on an AVX2-only AMD EPYC (2 cores, Pong
     preset, 2026-12-03) the learner stepped 904 samples/s with oneDNN against 499 and 548 without, 734 against
-    296 on one core. The MLP is left as TensorFlow sets it: oneDNN made its step slower there (191 K against
-    231 K samples/s at batch 32, one core). A value the user set is kept; once TensorFlow is imported (a library
-    user's process) it is too late to change."""
-    if custom_model or kind == "mlp":
+    296 on one core. The default MLP too, since its heads take their kernel gradient the other way round
+    (model.HeadDense: oneDNN's thin matmuls had made its step slower, 191 K against 231 K samples/s at batch 32):
+    on a 2-core AVX2-only AMD EPYC VM (2026-12-07, one core) the CartPole learner step took ~2.2 against ~2.5 ms
+    in 14 alternated process pairs (faster in 11, median ratio 1.10; 1.07 in 24 rounds of turns against Eigen),
+    Acrobot's batch of 32 1.045 (6 pairs), the LSTM core even (4 pairs). A value the user set is kept; once
+    TensorFlow is imported (a library user's process) it is too late to change."""
+    if custom_model:
         return False, ""
     if "TF_ENABLE_ONEDNN_OPTS" in environ:
         return False, f"TF_ENABLE_ONEDNN_OPTS={environ['TF_ENABLE_ONEDNN_OPTS']} as set"

@@ -14,12 +14,13 @@ ZEN4 = frozenset({"avx512f", "avx512_vnni", "avx512_bf16"})  # AMD Zen 4, Intel 
 NO_AMX = frozenset({"avx2", "fma"})  # nor AVX512-BF16: bfloat16 is emulated
 
 
-def test_the_default_cnns_get_onednn_kernels_unless_the_user_chose():
+def test_the_default_models_get_onednn_kernels_unless_the_user_chose():
     """TensorFlow leaves oneDNN off on CPUs without AVX512-VNNI or AMX, where its Eigen convolutions are ~2x
-    slower; the run turns it on for the default CNNs before TensorFlow is imported, and says so."""
+    slower and the MLP's matmuls ~10 %; the run turns it on for the default models before TensorFlow is imported,
+    and says so."""
     assert onednn_kernels("impala-shallow", False, {}, tf_imported=False) == (True, "oneDNN kernels")
     assert onednn_kernels("impala-deep", False, {}, tf_imported=False)[0]
-    assert onednn_kernels("mlp", False, {}, tf_imported=False) == (False, "")  # slower for the MLP
+    assert onednn_kernels("mlp", False, {}, tf_imported=False) == (True, "oneDNN kernels")  # the MLP too
     assert onednn_kernels("impala-shallow", True, {}, tf_imported=False) == (False, "")  # a custom model
     assert onednn_kernels("impala-shallow", False, {}, tf_imported=True) == (False, "")  # too late to change
     assert onednn_kernels("impala-shallow", False, {"TF_ENABLE_ONEDNN_OPTS": "0"}, tf_imported=False) == (
