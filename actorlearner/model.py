@@ -32,6 +32,7 @@ import tensorflow as tf
 from .config import Config
 from .envs import EnvSpec
 from .layout import CNN_WIDTH, OBS_CLIP, cnn_layers, model_kind
+from .losses import first_rows
 
 
 @keras.saving.register_keras_serializable(package="actorlearner")
@@ -148,8 +149,7 @@ def _towers_unroll(policy_net, value_net, obs, training: bool = True):
     tower does not): 1/(T+1) of that tower's work, forward and backward, and no slice and pad of the params."""
     T = obs.shape[0] - 1
     B = tf.shape(obs)[1]
-    params = policy_net(fold_time(tf.slice(obs, [0] * len(obs.shape), [T] + [-1] * (len(obs.shape) - 1))),
-                        training=training)
+    params = policy_net(fold_time(first_rows(obs)), training=training)
     values = value_net(fold_time(obs), training=training)
     return tf.reshape(params, [T, B, -1]), tf.reshape(values, [T + 1, B])
 

@@ -83,7 +83,7 @@ def learner_precision(cfg: Config, kind: str, custom_model: bool, flags: frozens
     return "float32", "auto: the CPU has neither AMX-BF16 nor AVX512-BF16"
 
 
-def onednn_kernels(kind: str, custom_model: bool, environ: Mapping[str, str], tf_imported: bool) -> tuple[bool, str]:
+def onednn_kernels(custom_model: bool, environ: Mapping[str, str], tf_imported: bool) -> tuple[bool, str]:
     """(turn on, note for the start-up line): whether the run sets TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is
     imported. TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX512-VNNI, AVX512-BF16 or AMX;
     elsewhere it runs the CNNs' convolutions in Eigen, much slower: on an AVX2-only AMD EPYC (2 cores, Pong

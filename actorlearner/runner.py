@@ -176,7 +176,7 @@ def _plan(cfg: Config, env_fn, model_fn, t0: float, callback=None) -> Plan:
         if said:
             warn(said)
     precision, precision_why = learner_precision(cfg, kind, model_fn is not None)
-    kernels = choose_onednn(kind, model_fn is not None)
+    kernels = choose_onednn(model_fn is not None)
     numpy_actors = not actors_run_tensorflow(cfg, model_fn)
     # What actors (and evaluation) run when not numpy: the user's model or the default one in TensorFlow.
     actor_model_fn = None if numpy_actors else (model_fn or _DefaultModel(cfg))

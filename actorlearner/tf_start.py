@@ -182,12 +182,12 @@ def configure_tensorflow(threads: int, deterministic: bool = False) -> None:
             pass  # the GPU was initialised before this call (a notebook, a test): its memory policy stays
 
 
-def choose_onednn(kind: str, custom_model: bool) -> str:
+def choose_onednn(custom_model: bool) -> str:
     """Sets TF_ENABLE_ONEDNN_OPTS=1 where precision.onednn_kernels says so (before TensorFlow is imported: it
     reads the variable once; actors that run TensorFlow inherit it). Returns the start-up line's note."""
     from .precision import onednn_kernels
 
-    turn_on, note = onednn_kernels(kind, custom_model, os.environ, "tensorflow" in sys.modules)
+    turn_on, note = onednn_kernels(custom_model, os.environ, "tensorflow" in sys.modules)
     if turn_on:
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
     return note

@@ -88,7 +88,7 @@ def learner_capacity(batch_sizes: list[int], seconds: float, env_id: str = "Cart
     base = base.replace(learner_precision=precision or base.learner_precision)
     kind = model_kind(spec, base.model)
     fmt = learner_precision(base, kind, custom_model=False)[0]  # as a run resolves it, and its kernels too
-    choose_onednn(kind, custom_model=False)
+    choose_onednn(custom_model=False)
     start_tensorflow_quietly(cores)
     from actorlearner.learner import Learner
     from actorlearner.model import build_default_model

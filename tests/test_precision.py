@@ -18,12 +18,10 @@ def test_the_default_models_get_onednn_kernels_unless_the_user_chose():
     """TensorFlow leaves oneDNN off on CPUs without AVX512-VNNI or AMX, where its Eigen convolutions are ~2x
     slower and the MLP's matmuls ~10 %; the run turns it on for the default models before TensorFlow is imported,
     and says so."""
-    assert onednn_kernels("impala-shallow", False, {}, tf_imported=False) == (True, "oneDNN kernels")
-    assert onednn_kernels("impala-deep", False, {}, tf_imported=False)[0]
-    assert onednn_kernels("mlp", False, {}, tf_imported=False) == (True, "oneDNN kernels")  # the MLP too
-    assert onednn_kernels("impala-shallow", True, {}, tf_imported=False) == (False, "")  # a custom model
-    assert onednn_kernels("impala-shallow", False, {}, tf_imported=True) == (False, "")  # too late to change
-    assert onednn_kernels("impala-shallow", False, {"TF_ENABLE_ONEDNN_OPTS": "0"}, tf_imported=False) == (
+    assert onednn_kernels(False, {}, tf_imported=False) == (True, "oneDNN kernels")  # the CNNs and the MLP alike
+    assert onednn_kernels(True, {}, tf_imported=False) == (False, "")  # a custom model
+    assert onednn_kernels(False, {}, tf_imported=True) == (False, "")  # too late to change
+    assert onednn_kernels(False, {"TF_ENABLE_ONEDNN_OPTS": "0"}, tf_imported=False) == (
         False, "TF_ENABLE_ONEDNN_OPTS=0 as set")
 
 
