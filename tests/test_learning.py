@@ -88,13 +88,14 @@ def test_cartpole_serial_mode_solves(tmp_path, no_leaks, backend):
     assert summary["mean_return_100"] >= 475
 
 
-def train_by_id_then_play(tmp_path, env_id: str, *flags: str, episodes: int = 300) -> tuple[str, dict, float]:
-    """`actorlearner train --env ID` (its preset by id) for at most 60 s, then `actorlearner eval` of the saved
-    policy: (the training's stdout, its summary, the mean return over `episodes` sampled episodes)."""
+def train_by_id_then_play(tmp_path, env_id: str, *flags: str, episodes: int = 300,
+                          max_seconds: int = 60) -> tuple[str, dict, float]:
+    """`actorlearner train --env ID` (its preset by id) for at most `max_seconds`, then `actorlearner eval` of the
+    saved policy: (the training's stdout, its summary, the mean return over `episodes` sampled episodes)."""
     run_dir = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", env_id, *flags,
-                           "--max-seconds", "60", "--eval-every-s", "0", "--run-dir", str(run_dir)],
-                          capture_output=True, text=True, timeout=180, cwd=ROOT)
+                           "--max-seconds", str(max_seconds), "--eval-every-s", "0", "--run-dir", str(run_dir)],
+                          capture_output=True, text=True, timeout=max_seconds + 120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     played = subprocess.run([sys.executable, "-m", "actorlearner", "eval", str(run_dir), "--episodes", str(episodes)],
@@ -108,8 +109,10 @@ def test_taxi_is_learned_with_its_preset(tmp_path):
     the policy never to pick up before a delivery is seen: unclipped it settled at -200), and the saved policy
     delivers nearly every passenger (the optimum is 7.93 a start state on average). Seed 4 solved in 11.8-26.6 s,
     2 cores; its saved policies played 5.96-7.39 over 300 episodes in six runs, the low ones from a few episodes
-    that wander to the 200-step limit (each costs the mean ~0.7), so the bound allows four of those."""
-    out, summary, mean = train_by_id_then_play(tmp_path, "Taxi-v4", "--seed", "4")
+    that wander to the 200-step limit (each costs the mean ~0.7), so the bound allows four of those. On a slower
+    VM it solved in 23-42 s in 5 runs of 6, and the sixth reached the target in its window at 26 s but failed
+    its confirmation (20 episodes, a mean of 7.0 and more) ten times until the 60 s limit: 120 s now."""
+    out, summary, mean = train_by_id_then_play(tmp_path, "Taxi-v4", "--seed", "4", max_seconds=120)
     assert "(preset taxi)" in out
     assert summary["solved"] and summary["mean_return_100"] >= 7.0, summary
     assert mean >= 4.0  # random play ~-770, the unclipped plateau -200
