@@ -282,14 +282,15 @@ class LearnerLoop:
             # an actor faster than the learner refilled them with the previous ones: a policy lag of ~2 steps,
             # at which CartPole's default policy collapsed (a return of 9) in ~15 % of seeds. Held back while two
             # batches still wait or more unrolls are out than the actors have cores (flow.py).
-            source.give_back(self.flow.after_step(taken, len(self.ready), time.monotonic() - t_step))
+            now = time.monotonic()
+            source.give_back(self.flow.after_step(taken, self.ready, now - t_step, now))
             if self.flow.parked and not self.flow_said:
                 self.flow_said = True
                 say(f"the actors fill unrolls faster than the learner uses them: their slots are held back (at most "
                     f"{self.flow.cap} unrolls filled or filling at once) to keep the policy lag low")
             stats.add_learner_step(cfg.unroll_length * cfg.envs_per_actor * len(taken), lags, losses)
             self._watch_health(losses, batch["actions"])
-        source.give_back(self.flow.while_short(len(self.ready), time.monotonic()))
+        source.give_back(self.flow.while_short(self.ready, time.monotonic()))
 
     def _watch_health(self, losses: dict, actions: np.ndarray) -> None:
         """One warning (and a count in the summary) when the policy stops reading its input, stops exploring,
@@ -366,7 +367,8 @@ def _slot_flow(cfg: Config, num_actors: int) -> SlotFlow:
     their batches in a fixed order: they park nothing."""
     total = slots_per_actor(cfg) * num_actors
     cap = total if cfg.backend == "ray" else max(1, usable_cores() - 1)
-    return SlotFlow(cfg.slots_per_batch, total, cap, enabled=not (cfg.serial or cfg.reproducible))
+    return SlotFlow(cfg.slots_per_batch, total, cap, per_actor=slots_per_actor(cfg),
+                    enabled=not (cfg.serial or cfg.reproducible))
 
 
 def _in_actor_order(ready: list, num_actors: int, per_actor: int) -> Optional[list]:

@@ -3,6 +3,7 @@ more are out than the actors have cores; they go back when the learner runs shor
 
 import json
 import os
+from typing import NamedTuple
 
 from actorlearner import preflight
 from actorlearner.config import Config
@@ -10,41 +11,95 @@ from actorlearner.flow import SlotFlow
 from test_cli import run_cli
 
 
+class U(NamedTuple):
+    """An unroll as the flow sees it: the actor whose slot it holds, and the slot."""
+    actor_id: int
+    slot: int
+
+
+def queued(n: int, actor: int = 99) -> list:
+    return [U(actor, i) for i in range(n)]
+
+
 def test_queued_unrolls_park_the_slots_of_the_next_batches():
     flow = SlotFlow(per_batch=1, total=16, cap=16)
-    assert flow.after_step(["a"], waiting=15, step_s=0.002) == []  # two batches or more still wait
-    assert flow.after_step(["b"], waiting=2, step_s=0.002) == []
-    assert flow.after_step(["c"], waiting=1, step_s=0.002) == ["c"]  # the learner could use more
-    assert flow.parked == ["a", "b"]
+    a, b, c = U(0, 0), U(1, 0), U(2, 0)
+    assert flow.after_step([a], waiting=queued(15), step_s=0.002) == []  # two batches or more still wait
+    assert flow.after_step([b], waiting=queued(2), step_s=0.002) == []
+    # The learner could use more: one goes back, to the actor parked longest (all have one slot to fill).
+    assert flow.after_step([c], waiting=queued(1), step_s=0.002) == [a]
+    assert flow.parked == [b, c]
 
 
 def test_no_more_slots_out_than_the_cap():
     flow = SlotFlow(per_batch=2, total=16, cap=4)  # 8 actors of 2 slots, 2 batches a step, 1 core for them
-    back = flow.after_step(["a", "b"], waiting=0, step_s=0.001)
+    back = flow.after_step([U(0, 0), U(1, 0)], waiting=[], step_s=0.001)
     assert back == [] and len(flow.parked) == 2  # 16 out, 4 allowed: both parked even with nothing waiting
     for i in range(5):
-        flow.after_step([f"x{i}", f"y{i}"], waiting=0, step_s=0.001)
+        flow.after_step([U(2 + i, 0), U(2 + i, 1)], waiting=[], step_s=0.001)
     assert flow.total - len(flow.parked) == 4  # parked down to the cap
-    assert flow.after_step(["p", "q"], waiting=0, step_s=0.001) == ["p", "q"]  # at the cap: straight back
+    assert len(flow.after_step([U(7, 0), U(7, 1)], waiting=[], step_s=0.001)) == 2  # at the cap: two go back
 
 
 def test_parked_slots_go_back_when_the_learner_runs_short():
     flow = SlotFlow(per_batch=1, total=16, cap=4)
     for i in range(14):
-        flow.after_step([i], waiting=10, step_s=0.01)
+        flow.after_step([U(i, 0)], waiting=queued(10), step_s=0.01)
     assert len(flow.parked) == 14
-    assert flow.while_short(waiting=0, now=100.0) == []  # the wait starts
-    assert flow.while_short(waiting=0, now=100.02) == []  # shorter than three steps (0.03 s)
-    back = flow.while_short(waiting=0, now=100.04)
-    assert back == [0, 1] and flow.total - len(flow.parked) == 4  # up to the cap, oldest first
-    assert flow.while_short(waiting=1, now=200.0) == []  # a batch is there: not short
+    assert flow.while_short(waiting=[], now=100.0) == []  # the wait starts
+    assert flow.while_short(waiting=[], now=100.02) == []  # shorter than three steps (0.03 s)
+    back = flow.while_short(waiting=[], now=100.04)
+    assert back == [U(0, 0), U(1, 0)] and flow.total - len(flow.parked) == 4  # up to the cap, oldest first
+    assert flow.while_short(waiting=queued(1), now=200.0) == []  # a batch is there: not short
+
+
+def test_waits_between_steps_add_up():
+    """An actor slower than the learner by less than three steps leaves it short between every two steps; the
+    wait used to start again at each step, so parked slots never went back and the run kept half its actors
+    idle (two CartPole actors, one with none of its slots)."""
+    flow = SlotFlow(per_batch=1, total=8, cap=8)  # 4 actors of 2 slots, 8 cores for them
+    for i in range(4):
+        flow.after_step([U(i, 0)], waiting=queued(3), step_s=0.01)  # the start-up burst parks one slot each
+    assert len(flow.parked) == 4
+    now, back = 10.0, []
+    for _ in range(3):  # a wait of 1.2 steps before each step: short, never three steps at once
+        assert flow.while_short(waiting=[], now=now) == []
+        back = flow.while_short(waiting=[], now=now + 0.012)
+        if back:
+            break
+        now += 0.012 + 0.01
+        assert len(flow.after_step([U(9, 0)], waiting=[], step_s=0.01, now=now)) == 1
+    assert len(back) == 4  # after three steps' worth of waiting, all of them
+
+
+def test_each_slot_goes_back_to_the_actor_with_the_fewest_to_fill():
+    flow = SlotFlow(per_batch=1, total=4, cap=2)  # two actors of 2 slots, two cores for them
+    # The start-up burst: actor 0 filled both its slots first, so both are parked.
+    assert flow.after_step([U(0, 0)], waiting=[U(0, 1), U(1, 0), U(1, 1)], step_s=0.01) == []
+    assert flow.after_step([U(0, 1)], waiting=[U(1, 0), U(1, 1)], step_s=0.01) == []
+    # Neither actor has a slot to fill (actor 1's are taken and queued): the longest parked goes back.
+    assert flow.after_step([U(1, 0)], waiting=[U(1, 1)], step_s=0.01) == [U(0, 0)]
+    # Actor 0 now fills one, actor 1 none: actor 1 gets the next, not actor 0 a second (oldest first would).
+    assert flow.after_step([U(1, 1)], waiting=[], step_s=0.01) == [U(1, 0)]
+    assert sorted(flow.parked) == [U(0, 1), U(1, 1)]
+
+
+def test_with_more_actors_than_cores_the_busy_ones_keep_their_slots():
+    flow = SlotFlow(per_batch=1, total=4, cap=1)  # two actors of 2 slots, one core for them
+    assert flow.after_step([U(0, 0)], waiting=[U(0, 1), U(1, 0), U(1, 1)], step_s=0.01) == []
+    assert flow.after_step([U(0, 1)], waiting=[U(1, 0), U(1, 1)], step_s=0.01) == []
+    assert flow.after_step([U(1, 0)], waiting=[U(1, 1)], step_s=0.01) == [U(0, 0)]  # nobody fills: as above
+    # Actor 0 fills one, and one core is all they have: actor 0 gets its second, actor 1 stays idle.
+    assert flow.after_step([U(1, 1)], waiting=[], step_s=0.01) == [U(0, 1)]
+    assert sorted(flow.parked) == [U(1, 0), U(1, 1)]
+    assert flow.after_step([U(0, 0)], waiting=[], step_s=0.01) == [U(0, 0)]
 
 
 def test_one_actor_or_a_disabled_flow_never_parks():
     one_actor = SlotFlow(per_batch=1, total=2, cap=1)  # cap raised to two batches: the default design
-    assert one_actor.after_step(["a"], waiting=1, step_s=0.002) == ["a"]
+    assert one_actor.after_step([U(0, 0)], waiting=queued(1), step_s=0.002) == [U(0, 0)]
     off = SlotFlow(per_batch=1, total=16, cap=1, enabled=False)
-    assert off.after_step(["a"], waiting=15, step_s=0.002) == ["a"]
+    assert off.after_step([U(0, 0)], waiting=queued(15), step_s=0.002) == [U(0, 0)]
 
 
 def test_many_actors_keep_the_policy_lag_low_and_learn(tmp_path):
