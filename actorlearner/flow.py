@@ -89,6 +89,9 @@ class SlotFlow:
         - More actors than cores: the busy ones keep their slots, as oldest first happened to do there. Spread
           over 8 CartPole actors on one core, 76-81 K env steps/s against 83-99 K (2 cores, 2 alternated pairs).
         """
+        if n >= len(pool):  # all go back (one actor, the default, always): nothing to choose
+            self.parked = []
+            return list(pool)
         held = Counter(r.actor_id for r in (*pool, *waiting))
         filling = self.actors - sum(1 for h in held.values() if h >= self.per_actor)
         back, rest = [], list(pool)
