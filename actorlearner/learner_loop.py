@@ -367,8 +367,7 @@ def _slot_flow(cfg: Config, num_actors: int) -> SlotFlow:
     their batches in a fixed order: they park nothing."""
     total = slots_per_actor(cfg) * num_actors
     cap = total if cfg.backend == "ray" else max(1, usable_cores() - 1)
-    return SlotFlow(cfg.slots_per_batch, total, cap, per_actor=slots_per_actor(cfg),
-                    enabled=not (cfg.serial or cfg.reproducible))
+    return SlotFlow(cfg.slots_per_batch, total, cap, enabled=not (cfg.serial or cfg.reproducible))
 
 
 def _in_actor_order(ready: list, num_actors: int, per_actor: int) -> Optional[list]:
