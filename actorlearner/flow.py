@@ -56,10 +56,9 @@ class SlotFlow:
         self._short_since = None
         if not self.enabled:
             return list(taken)
-        n_park = 0
-        for _ in taken:
-            if len(waiting) >= self.depth or self.total - len(self.parked) - n_park > self.cap:
-                n_park += 1
+        # All of them while two batches wait, else those that would put more than `cap` out.
+        over_cap = self.total - len(self.parked) - self.cap
+        n_park = len(taken) if len(waiting) >= self.depth else min(len(taken), max(0, over_cap))
         if n_park:
             self._idle_s = 0.0
         return self._hand_out(list(taken) + self.parked, len(taken) - n_park, waiting)
@@ -92,7 +91,7 @@ class SlotFlow:
             return list(pool)
         held = Counter(r.actor_id for r in (*pool, *waiting))
         back, rest = [], list(pool)
-        for _ in range(min(n, len(rest))):
+        for _ in range(n):
             r = rest.pop(max(range(len(rest)), key=lambda j: (held[rest[j].actor_id], -j)))
             held[r.actor_id] -= 1
             back.append(r)
