@@ -1,3 +1,4 @@
+import json
 import os
 import pathlib
 import shutil
@@ -15,10 +16,33 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
+# The README's test command runs two pytest-xdist workers. Every process a worker starts (and each of theirs: runs,
+# actors, Ray's servers and workers) inherits its PYTEST_XDIST_WORKER, so the leak checks below count this worker's
+# processes and segments only, not those of the test running beside it. Without xdist they count all.
+_WORKER_MARK = (f"\0PYTEST_XDIST_WORKER={os.environ['PYTEST_XDIST_WORKER']}\0".encode()
+                if "PYTEST_XDIST_WORKER" in os.environ else None)
+
+
+def _this_workers(pid) -> bool:
+    """Whether live process `pid` was started under this xdist worker (always, without xdist); False if it is gone."""
+    if _WORKER_MARK is None:
+        return True
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return _WORKER_MARK in b"\0" + f.read()
+    except OSError:
+        return False
+
+
 def our_segments(pid=None) -> set:
-    """Our shared-memory segments: every run's, or those of the run whose learner is process `pid`."""
+    """Our shared-memory segments: every run's, or those of the run whose learner is process `pid`. Under xdist,
+    "every run's" leaves out those whose learner is alive under the other worker (a dead learner's are counted)."""
     prefix = "al_" if pid is None else f"al_{pid}_"
-    return {n for n in os.listdir("/dev/shm") if n.startswith(prefix)}
+    names = {n for n in os.listdir("/dev/shm") if n.startswith(prefix)}
+    if pid is None and _WORKER_MARK is not None:
+        owner = {n: n.split("_")[1] for n in names}
+        names = {n for n in names if not os.path.exists(f"/proc/{owner[n]}") or _this_workers(owner[n])}
+    return names
 
 
 @pytest.fixture
@@ -33,7 +57,7 @@ def no_leaks():
 
 
 def _pids_whose_cmdline(has) -> set:
-    """PIDs of live processes whose command line (arguments joined by NULs) passes `has`."""
+    """PIDs of live processes whose command line (arguments joined by NULs) passes `has` (this xdist worker's)."""
     pids = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -43,7 +67,7 @@ def _pids_whose_cmdline(has) -> set:
                 cmd = f.read()
         except OSError:
             continue
-        if has(cmd):
+        if has(cmd) and _this_workers(entry):
             pids.add(int(entry))
     return pids
 
@@ -84,9 +108,18 @@ def wait_for(predicate, timeout, step=0.05) -> bool:
 
 
 def wait_training(run_dir, timeout=90) -> None:
-    """Waits until a CLI run in run_dir has written its first metrics row."""
+    """Waits until a CLI run in run_dir has learned on env steps: a metrics row with some. Its first row comes a
+    second after start-up, training or not: a Ray run whose actor was killed at that row, with a second test
+    running beside, had not delivered an unroll yet, and its 15 s ended before Ray had told of the death."""
     metrics = run_dir / "metrics.jsonl"
-    assert wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0, timeout), "training never started"
+
+    def trained() -> bool:
+        if not metrics.exists():
+            return False
+        rows = [line for line in metrics.read_text().splitlines() if line.endswith("}")]  # not one half-written
+        return bool(rows) and json.loads(rows[-1])["env_steps"] > 0
+
+    assert wait_for(trained, timeout), "training never started"
 
 
 # The backends a reliability or learning test runs on: local actor processes, and Ray actors where Ray is

@@ -198,10 +198,12 @@ def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(tmp
 import glob, json, os, subprocess, sys
 from actorlearner import checkpoint
 run = sys.argv[1]
-p = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--env", "CartPole-v1", "--max-seconds", "30",
-                    "--checkpoint-every", "1", "--no-stop-at-target", "--run-dir", run], capture_output=True, text=True)
+p = subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--env", "CartPole-v1", "--max-seconds", "30",
+                      "--checkpoint-every", "1", "--no-stop-at-target", "--run-dir", run], stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True)
+err = p.communicate()[1]  # Popen, not run: the learner's pid names its segments
 kept = checkpoint.list_checkpoints(run)
-print(json.dumps({"rc": p.returncode, "stderr": p.stderr, "kept": kept, "loads": bool(kept) and
+print(json.dumps({"rc": p.returncode, "stderr": err, "kept": kept, "loads": bool(kept) and
                   checkpoint.load(kept[-1]).meta["step"] > 0, "tmp": glob.glob(run + "/**/*.tmp*", recursive=True),
                   "segments": [n for n in os.listdir("/dev/shm") if n.startswith(f"al_{p.pid}_")]}))
 """

@@ -17,9 +17,11 @@ from conftest import ROOT
 
 def train(tmp_path, *args, **environ):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), **environ}  # custom_envs.py is importable
+    # A run stops once solved; 120 s bounds a slow day with another test running beside (the custom Keras model's
+    # test took 36 s in all so, its actors importing TensorFlow).
     proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--run-dir", str(tmp_path / "run"),
-                           "--max-seconds", "60", "--eval-every-s", "0", *args],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+                           "--max-seconds", "120", "--eval-every-s", "0", *args],
+                          capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc, json.loads((tmp_path / "run" / "summary.json").read_text())
 

@@ -69,9 +69,11 @@ def _cmdline(pid) -> bytes:
 def test_killed_actor_is_replaced_and_training_finishes(tmp_path, backend):
     run_dir = tmp_path / "run"
     # Ray learns of a death seconds later than a process exit is seen (its health checks), so its run is longer:
-    # at 10 s a CI run saw only 2 metrics lines after the restart.
-    seconds = "15" if backend == "ray" else "10"
-    proc = start_cli(run_dir, "--max-seconds", seconds, "--no-stop-at-target", "--eval-every-s", "0", backend=backend)
+    # at 10 s a CI run saw only 2 metrics lines after the restart. Step budgets, not time ones: with another test
+    # running beside, Ray's start-up took most of 15 s.
+    steps = "2000000" if backend == "ray" else "1000000"
+    proc = start_cli(run_dir, "--max-steps", steps, "--max-seconds", "120", "--no-stop-at-target", "--eval-every-s",
+                     "0", backend=backend)
     try:
         wait_training(run_dir)
         victim = sorted(actors_of(proc, backend))[0]
@@ -84,7 +86,7 @@ def test_killed_actor_is_replaced_and_training_finishes(tmp_path, backend):
     died = "killed by SIGKILL" if backend == "local" else "its process died"
     assert f"actor 0 died ({died}" in out and "starting a replacement (restart 1)" in out, out[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["actor_restarts"] == 1 and summary["status"] == "max_seconds"
+    assert summary["actor_restarts"] == 1 and summary["status"] == "max_steps", summary
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     after = [m for m in metrics if m["actor_restarts"] == 1]
     assert len(after) >= 3 and after[-1]["env_steps"] > after[0]["env_steps"]  # training went on
@@ -167,9 +169,10 @@ def test_a_closed_output_pipe_does_not_end_the_run(tmp_path):
     """`actorlearner train ... | head -2`, or a `tee` that dies: writes to the pipe fail (EPIPE). The run goes on
     to its limit with its output silenced, where it used to stop with a BrokenPipeError (status 1)."""
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--run-dir", str(run_dir), "--max-seconds",
-                             "6", "--no-stop-at-target", "--eval-every-s", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    # A step budget: a time one (6 s) ended in start-up, before any learner step, with another test running beside.
+    proc = subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--run-dir", str(run_dir), "--max-steps",
+                             "20000", "--max-seconds", "60", "--no-stop-at-target", "--eval-every-s", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
     try:
         assert proc.stdout.readline().startswith("config:")
         proc.stdout.close()  # the reader goes away
@@ -177,7 +180,7 @@ def test_a_closed_output_pipe_does_not_end_the_run(tmp_path):
     finally:
         proc.kill()
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "max_seconds" and summary["learner_steps"] > 0, summary
+    assert summary["status"] == "max_steps" and summary["learner_steps"] > 0, summary
 
 
 def _terminal_child(fcntl, termios) -> None:
