@@ -16,9 +16,9 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-# The README's test command runs two pytest-xdist workers. Every process a worker starts (and each of theirs: runs,
-# actors, Ray's servers and workers) inherits its PYTEST_XDIST_WORKER, so the leak checks below count this worker's
-# processes and segments only, not those of the test running beside it. Without xdist they count all.
+# Under pytest-xdist (`-n 2`: not the README's command yet, see CHANGELOG) every process a worker starts (and each of
+# theirs: runs, actors, Ray's servers and workers) inherits its PYTEST_XDIST_WORKER, so the leak checks below count
+# this worker's processes and segments only, not those of the test running beside it. Without xdist they count all.
 _WORKER_MARK = (f"\0PYTEST_XDIST_WORKER={os.environ['PYTEST_XDIST_WORKER']}\0".encode()
                 if "PYTEST_XDIST_WORKER" in os.environ else None)
 
