@@ -234,7 +234,8 @@ class Config:
                       choices=("local", "ray"))
     ray_address: str = _f("", "--backend ray: the cluster to join ('auto': the one `ray start` made on this "
                           "machine, or HOST:PORT of its head); empty: start a Ray instance on this machine for the "
-                          "run and shut it down at the end")
+                          "run and shut it down at the end (RAY_ADDRESS and a `ray start` instance are not joined "
+                          "unless named here)")
     wait_timeout_s: float = _f(30.0, "a wait on the other side that takes longer than this is an error, and so "
                                "is an env step in the learner process (evaluation, confirmation) and the launcher's "
                                "first look at the env (made, reset and stepped once before anything starts); also "

@@ -45,7 +45,10 @@ class RayCluster:
                 # The run's own instance listens on the loopback address only: nothing outside needs to reach it.
                 # (Ray's single-machine mode, which it uses on macOS and Windows: every address is loopback.)
                 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-                context = ray.init(num_cpus=self.num_cpus, include_dashboard=False, **quiet)
+                # "local": always a new instance. With no address, ray.init joins the one RAY_ADDRESS or
+                # /tmp/ray/ray_current_cluster names (left there by `ray start` or ray.cluster_utils, even once
+                # that instance is gone): a run meant to be alone would share, or fail to reach, someone else's.
+                context = ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False, **quiet)
                 self._mark_session(context.address_info.get("session_dir") or "")
         except (ConnectionError, RuntimeError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -93,6 +96,9 @@ class RayCluster:
             self.connected = self.started = False
             ray.shutdown()
             _stop(started_here)
+            if midway:  # its session directory was made, but ray.init did not live to tell us where
+                for path in own_sessions(ray_temp_root(), os.getpid()):
+                    remove_session(path)
         if self.session_dir:
             remove_session(self.session_dir)
             self.session_dir = ""
@@ -116,6 +122,24 @@ def ray_sessions(root: str) -> dict[str, int]:
         except (OSError, ValueError):
             continue
     return found
+
+
+def own_sessions(root: str, pid: int) -> list[str]:
+    """The session directories under `root` that process `pid` started: Ray names them session_<time>_<pid>."""
+    suffix = f"_{pid}"
+    names = os.listdir(root) if os.path.isdir(root) else []
+    return [os.path.join(root, n) for n in names if n.startswith("session_") and n.endswith(suffix)
+            and not os.path.islink(os.path.join(root, n))]
+
+
+def ray_temp_root() -> str:
+    """Where Ray puts its session directories (/tmp/ray unless RAY_TMPDIR or TMPDIR say otherwise)."""
+    try:
+        from ray._common.utils import get_default_ray_temp_dir
+
+        return get_default_ray_temp_dir()
+    except ImportError:  # a Ray that moved it: its usual place
+        return os.path.join(os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp", "ray")
 
 
 def remove_stale_ray_sessions(root: str) -> list[str]:

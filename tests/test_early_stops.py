@@ -12,6 +12,7 @@ import time
 import pytest
 
 from actorlearner import Config, train
+from actorlearner.ray_cluster import own_sessions, ray_temp_root
 from conftest import ROOT, interrupt, needs_ray, our_segments, ray_pids, spawned_pids, start_cli, wait_for
 
 
@@ -102,5 +103,7 @@ def test_a_stop_signal_while_ray_starts_stops_the_run_and_its_ray_instance(tmp_p
         took = 0
     assert proc.returncode == 128 + getattr(signal, sig) and took < 10, out[-3000:]
     assert wait_for(lambda: not ray_pids() - before, 10), f"Ray processes outlived the run: {ray_pids() - before}"
+    # Nor its session directory (gcs_server's logs and sockets), which ray.init names after the run's PID.
+    assert own_sessions(ray_temp_root(), proc.pid) == []
     if "before training started" in out:  # else ray.init had returned: the run stopped as a run does
         assert not (tmp_path / "run").exists()

@@ -48,6 +48,18 @@ def test_a_cluster_that_cannot_be_joined_leaves_no_run_directory(tmp_path, monke
         assert not (tmp_path / "run").exists()
 
 
+def test_a_run_without_an_address_starts_its_own_instance_whatever_ray_address_says(tmp_path):
+    """ray.init() with no address joins the instance RAY_ADDRESS or /tmp/ray/ray_current_cluster names (`ray
+    start` and ray.cluster_utils write that file, and leave it behind). A run given no --ray-address is meant
+    to be alone: it neither shares a cluster it was not told about nor fails on one that is gone."""
+    env = dict(os.environ, RAY_ADDRESS="127.0.0.1:1")  # nothing answers there
+    proc = subprocess.run([sys.executable, "-m", "actorlearner", "train", "--backend", "ray", "--num-actors", "1",
+                           "--max-steps", "20000", "--eval-every-s", "0", "--run-dir", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=150, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "max_steps"
+
+
 @pytest.fixture
 def two_node_cluster():
     """Two Ray nodes on this machine (ray.cluster_utils): a head with two CPUs, a worker with one, and a node
