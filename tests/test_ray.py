@@ -85,9 +85,10 @@ def two_node_cluster():
 def test_lost_node_gets_its_actor_replaced_on_the_other_node(tmp_path, two_node_cluster):
     cluster, worker = two_node_cluster
     run_dir = tmp_path / "run"
+    # A step budget, not a time one (it had 25 s): beside another test, a run on half the CPU did not solve in time.
     proc = start_cli(run_dir, "--seed", "1", "--ray-address", cluster.address, "--num-actors", "2",
-                     "--envs-per-actor", "32", "--max-seconds", "25", "--no-stop-at-target", "--eval-every-s", "0",
-                     backend="ray")
+                     "--envs-per-actor", "32", "--max-steps", "2000000", "--max-seconds", "150", "--no-stop-at-target",
+                     "--eval-every-s", "0", backend="ray")
     try:
         wait_training(run_dir)
         metrics = run_dir / "metrics.jsonl"
@@ -111,8 +112,8 @@ def test_lost_node_gets_its_actor_replaced_on_the_other_node(tmp_path, two_node_
     head = cluster.head_node.node_id
     assert f"now runs on node {head[:8]}" in out, out[-3000:]  # the replacement went to the surviving node
     summary = json.loads((run_dir / "summary.json").read_text())
-    # It reached the target (confirmed), and trained on to --max-seconds with the replaced actor.
-    assert summary["solved"] and summary["status"] == "max_seconds" and summary["actor_restarts"] >= 1, summary
+    # It reached the target (confirmed), and trained on to --max-steps with the replaced actor.
+    assert summary["solved"] and summary["status"] == "max_steps" and summary["actor_restarts"] >= 1, summary
     # The cluster we joined is still up, with every CPU free: nothing of ours holds one.
     import ray
 
