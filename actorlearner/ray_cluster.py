@@ -169,7 +169,11 @@ _RAY_AGENT_SCRIPTS = (b"ray/dashboard/agent.py", b"ray/_private/runtime_env/agen
 
 
 def _is_ray_agent(cmd: bytes) -> bool:
-    return cmd.startswith(_RAY_AGENTS) or any(script in cmd for script in _RAY_AGENT_SCRIPTS)
+    """cmd: a command line, its arguments joined by NULs. An argument that *is* an agent's script, not an option
+    that holds its path: the raylet's own command line names both scripts (--dashboard_agent_command=python -u
+    .../agent.py ...), and a run starting beside another Ray instance killed that instance's raylet."""
+    return cmd.startswith(_RAY_AGENTS) or any(arg.endswith(script) and not arg.startswith(b"-")
+                                              for arg in cmd.split(b"\0") for script in _RAY_AGENT_SCRIPTS)
 
 
 def remove_orphaned_ray_agents() -> list[int]:

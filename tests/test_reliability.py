@@ -334,16 +334,24 @@ def test_orphaned_ray_agents_are_found_by_title_or_by_script():
     raylet = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; subprocess.Popen([sys.executable, "
                                f"'-c', {sleep!r}, '/venv/ray/_private/runtime_env/agent/main.py']).wait()",
                                "/venv/ray/core/src/ray/raylet/raylet"])
+    # A raylet whose parent is no raylet (a run's own instance: the learner; `ray start`'s: init) names both agent
+    # scripts in its arguments. It was taken for an orphaned agent: a run that started beside another Ray instance
+    # killed that instance's raylet ("The current node timed out during startup", or a run that never trained).
+    named = subprocess.Popen([sys.executable, "-c", sleep, "/venv/ray/core/src/ray/raylet/raylet",
+                              "--dashboard_agent_command=python -u /venv/ray/dashboard/agent.py --node-id=1",
+                              "--runtime_env_agent_command=python -u /venv/ray/_private/runtime_env/agent/main.py"])
     try:
         assert wait_for(lambda: child_pids(raylet.pid), 10)
         kept = child_pids(raylet.pid)
-        assert orphan.pid in remove_orphaned_ray_agents()
+        removed = remove_orphaned_ray_agents()
+        assert orphan.pid in removed and named.pid not in removed
         assert orphan.wait(5) == -signal.SIGKILL
-        assert all(os.path.exists(f"/proc/{p}") for p in kept)
+        assert all(os.path.exists(f"/proc/{p}") for p in kept) and named.poll() is None
     finally:
         for p in child_pids(raylet.pid):
             os.kill(p, signal.SIGKILL)  # its "raylet" waits for it, then ends (no zombie left to this container)
         raylet.wait(10)
-        orphan.kill()
-        orphan.wait(5)
+        for proc in (orphan, named):
+            proc.kill()
+            proc.wait(5)
 
