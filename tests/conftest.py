@@ -32,6 +32,20 @@ if _WORKER_MARK is not None and hasattr(os, "setsid"):
         pass
 
 
+def pytest_keyboard_interrupt(excinfo):
+    """Under xdist, in the controlling process: a Ctrl-C in the terminal reaches only its process group now that
+    each worker leads its own session (above). It is passed on to each worker's group (the worker, the runs its test
+    started, their actors), as the terminal did before: they stop as on a Ctrl-C, and nothing lingers."""
+    if _WORKER_MARK is not None:
+        return
+    for pid in child_pids(os.getpid()):  # the workers are the children that lead their own group
+        try:
+            if os.getpgid(pid) == pid != os.getpgid(0):
+                os.killpg(pid, signal.SIGINT)
+        except OSError:  # gone already
+            pass
+
+
 def _this_workers(pid) -> bool:
     """Whether live process `pid` was started under this xdist worker (always, without xdist); False if it is gone."""
     if _WORKER_MARK is None:
