@@ -24,8 +24,8 @@ _WORKER_MARK = (f"\0PYTEST_XDIST_WORKER={os.environ['PYTEST_XDIST_WORKER']}\0".e
 if _WORKER_MARK is not None and hasattr(os, "setsid"):
     # Each worker leads its own session, so Linux's scheduler autogroups (sched_autogroup_enabled, on by default)
     # give the two workers' process trees equal shares of the CPU, and a run's niceness counts only inside its own
-    # tree, as it does alone. In one session, a run's actors at nice +10 (CartPole) or +19 (Atari) got ~1/10 of a
-    # core beside the other worker's nice-0 learner: a 20 s Pong run made 1,024 env steps.
+    # tree, as it does alone. In one session, a run's actors at nice +10 (CartPole) got ~1/10 of a core beside the
+    # other worker's nice-0 processes (a Ray run: 5-10 K env steps/s beside an Acrobot run, 120-160 K alone).
     try:
         os.setsid()
     except OSError:  # already a session or group leader: it keeps the session it has
