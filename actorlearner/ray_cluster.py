@@ -108,14 +108,18 @@ class RayCluster:
 SESSION_MARK = "actorlearner.pid"
 
 
+def _session_dirs(root: str) -> list[str]:
+    """The session directories under Ray's temp root `root` (not its session_latest link)."""
+    names = os.listdir(root) if os.path.isdir(root) else []
+    paths = [os.path.join(root, n) for n in names if n.startswith("session_")]
+    return [path for path in paths if not os.path.islink(path)]
+
+
 def ray_sessions(root: str) -> dict[str, int]:
     """The session directories under Ray's temp root `root` that runs of ours started, with their learners' PIDs.
     Sessions that Ray users started themselves have no mark, and are never touched."""
     found = {}
-    for name in os.listdir(root) if os.path.isdir(root) else []:
-        path = os.path.join(root, name)
-        if not name.startswith("session_") or os.path.islink(path):
-            continue
+    for path in _session_dirs(root):
         try:
             with open(os.path.join(path, SESSION_MARK)) as f:
                 found[path] = int(f.read().strip())
@@ -126,10 +130,7 @@ def ray_sessions(root: str) -> dict[str, int]:
 
 def own_sessions(root: str, pid: int) -> list[str]:
     """The session directories under `root` that process `pid` started: Ray names them session_<time>_<pid>."""
-    suffix = f"_{pid}"
-    names = os.listdir(root) if os.path.isdir(root) else []
-    return [os.path.join(root, n) for n in names if n.startswith("session_") and n.endswith(suffix)
-            and not os.path.islink(os.path.join(root, n))]
+    return [path for path in _session_dirs(root) if path.endswith(f"_{pid}")]
 
 
 def ray_temp_root() -> str:

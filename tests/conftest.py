@@ -108,11 +108,9 @@ def ray_pids() -> set:
 
 def ray_sessions_of(pid: int) -> list:
     """The Ray session directories (under Ray's default temp root) that the run with learner `pid` started."""
-    from ray._common.utils import get_default_ray_temp_dir
+    from actorlearner.ray_cluster import ray_sessions, ray_temp_root
 
-    from actorlearner.ray_cluster import ray_sessions
-
-    return [path for path, owner in ray_sessions(get_default_ray_temp_dir()).items() if owner == pid]
+    return [path for path, owner in ray_sessions(ray_temp_root()).items() if owner == pid]
 
 
 def ray_actor_pids() -> set:
