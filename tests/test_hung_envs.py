@@ -78,9 +78,10 @@ def test_user_code_watchdog_stops_a_stall_not_a_slow_block():
 def test_slow_evaluation_env_is_played_in_slices_beside_training(tmp_path):
     """Evaluation episodes of 2 s each (100 steps of 20 ms in the learner process), 4 s in all, over a 3-s
     --wait-timeout-s: the periodic evaluation is played between learner steps, at most 10 % of the run, so in a
-    10-s run it never finishes (it needs ~40 s) and the learner keeps stepping; the final one (5 s of grace) is
-    played through (the timeout is per env step)."""
-    proc = start(tmp_path, "--max-seconds", "10", "--eval-every-s", "1", "--eval-episodes", "2",
+    20-s run it never finishes (it needs ~40 s) and the learner keeps stepping; the final one (5 s of grace) is
+    played through (the timeout is per env step). 20 s, not 10: beside another test, a 10-s run once played
+    1 ms of evaluation (the check below wants 20 ms at least)."""
+    proc = start(tmp_path, "--max-seconds", "20", "--eval-every-s", "1", "--eval-episodes", "2",
                  "--wait-timeout-s", "3", env_id="faulty_envs:SlowInLearner-v0")
     code, out, err, _ = finish(proc, 90)
     assert code == 0, err
