@@ -5,6 +5,7 @@ test_early_stops.py; non-finite numbers: test_nonfinite.py."""
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -234,7 +235,19 @@ def test_terminal_hangup_stops_cleanly_with_status_129(tmp_path):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_killed_learner_takes_its_actors_with_it(tmp_path, backend):
+def test_killed_learner_takes_its_actors_with_it(tmp_path, backend, monkeypatch):
+    # The run gets a temporary directory of its own (short: Ray's socket paths live there): a run that starts in
+    # the other pytest worker meanwhile would remove this killed run's leftovers from the shared one (CI did).
+    private_tmp = tempfile.mkdtemp(prefix="al-kill-")
+    monkeypatch.setenv("TMPDIR", private_tmp)
+    monkeypatch.setattr(tempfile, "tempdir", private_tmp)
+    try:
+        _kill_learner_and_check_leftovers(tmp_path, backend)
+    finally:
+        shutil.rmtree(private_tmp, ignore_errors=True)
+
+
+def _kill_learner_and_check_leftovers(tmp_path, backend):
     run = LongRun(tmp_path / "run", backend)
     proc = run.proc
     try:
