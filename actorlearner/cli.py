@@ -125,7 +125,10 @@ def main(argv: Optional[list] = None) -> int:
     if args.command == "train":
         return _train(args, start)
     if args.command == "eval":
-        return _eval(args)
+        from .blas import one_blas_thread
+
+        with one_blas_thread():
+            return _eval(args)
     if args.command == "info":
         from .system_info import describe, system_info
 

@@ -9,6 +9,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import checkpoint
+from .blas import one_blas_thread
 from .config import ConfigError
 from .config_sources import saved_config
 from .env_registry import check_env_id
@@ -51,7 +52,8 @@ def evaluate(run_dir: str, episodes: int = 10, *, deterministic: bool = False, w
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
     cfg, spec, make, policy = playing(run_dir, which=which, env_kwargs=env_kwargs, env_fn=env_fn, model_fn=model_fn)
-    with env_time_limit(cfg.env, cfg.wait_timeout_s, "made, reset or stepped", trained=True) as step_done:
+    with one_blas_thread(), env_time_limit(cfg.env, cfg.wait_timeout_s, "made, reset or stepped",
+                                           trained=True) as step_done:
         returns, lengths = run_episodes(policy, make, spec, episodes=episodes, seed=seed, greedy=deterministic,
                                         on_step=step_done)
     if not returns:

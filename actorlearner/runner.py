@@ -21,6 +21,7 @@ import numpy as np
 from . import checkpoint, reporting
 from .actor import ActorArgs
 from .actor_pool import ActorPool, SerialActors, SlotSource, exit_if_main_reimported
+from .blas import one_blas_thread
 from .config import Config, ConfigError, usable_cores
 from .config_sources import saved_config
 from .env_backends import EnvBatchFactory
@@ -119,7 +120,8 @@ def train_to_summary(cfg: Config, env_fn: Optional[Callable] = None, model_fn: O
     # A stop signal before the run's own handling, Ray's start failing: nothing ran yet.
     with plan.run_dir.dropped_on_failure(fresh=plan.ckpt is None):
         startup_line(plan)
-        status, summary, error = _run(plan)
+        with one_blas_thread():
+            status, summary, error = _run(plan)
     if error is not None:
         raise error
     solved_at = "-" if summary["solved_at_s"] is None else f"{summary['solved_at_s']:.1f} s"

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from actorlearner.blas import one_blas_thread
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Ray in the tests (this process and every run it starts) uses the loopback address only, the single-machine
 # mode Ray uses on macOS and Windows: no test reaches anything outside this machine. Ray reads it at import.
@@ -30,6 +32,11 @@ if _WORKER_MARK is not None and hasattr(os, "setsid"):
         os.setsid()
     except OSError:  # already a session or group leader: it keeps the session it has
         pass
+# Tests step Atari envs in this process too (env batches): numpy's BLAS at one thread here, as in a run's learner
+# and in eval (actorlearner/blas.py). Beside the other worker, OpenBLAS's spinning threads made 1,400 Breakout steps
+# take 48 s in one CI run (7 s alone). Set here, not through OPENBLAS_NUM_THREADS, which the runs a test starts
+# would inherit: they must show the product's own setting.
+one_blas_thread()
 
 
 def pytest_keyboard_interrupt(excinfo):
