@@ -12,7 +12,7 @@ import time
 import pytest
 
 from actorlearner.stopping import Interrupted, StopSignals, UserCodeStopped
-from conftest import ROOT, our_segments, spawned_pids
+from conftest import ROOT, our_segments, spawned_pids, wait_training
 
 
 def start(tmp_path, *args, env_id="faulty_envs:HangInLearner-v0"):
@@ -107,13 +107,18 @@ def test_hung_evaluation_env_is_stopped_by_the_step_watchdog(tmp_path):
 
 def test_sigterm_stops_a_run_whose_evaluation_env_hangs(tmp_path):
     before = spawned_pids()
-    proc = start(tmp_path, "--max-seconds", "120", "--eval-every-s", "1")
-    time.sleep(8)  # start-up, then the first evaluation hangs (for up to the 30 s wait timeout)
+    proc = start(tmp_path, "--max-seconds", "120", "--eval-every-s", "1", "--log-every-s", "0.2")
+    # Training (a metrics row every 0.2 s shows it), then the first evaluation, 1 s on, hangs the learner for up to
+    # the 30 s wait timeout. A fixed 8-s sleep was not enough beside another test in CI: the signal came before
+    # any learning, and the run removed its directory as a run that learned nothing does.
+    wait_training(tmp_path / "run")
+    time.sleep(3)
     proc.send_signal(signal.SIGTERM)
     code, out, err, took = finish(proc, 30)
     assert code == 143, err
     assert took < 5, took
     assert summary(tmp_path)["status"] == "interrupted"
+    assert "evaluation stopped by a stop signal" in out, out  # it was the hung evaluation that the signal ended
     assert spawned_pids() - before == set() and our_segments(proc.pid) == set()
 
 
