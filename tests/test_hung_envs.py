@@ -97,11 +97,14 @@ def test_slow_evaluation_env_is_played_in_slices_beside_training(tmp_path):
 
 
 def test_hung_evaluation_env_is_stopped_by_the_step_watchdog(tmp_path):
-    proc = start(tmp_path, "--max-seconds", "6", "--eval-every-s", "1", "--wait-timeout-s", "2")
-    code, out, err, _ = finish(proc, 60)
+    # A step budget: with a 6-s --max-seconds, a start-up slowed by two busy processes left the final evaluation
+    # under 2 s, and --max-seconds stopped it before the watchdog could.
+    proc = start(tmp_path, "--max-steps", "20000", "--max-seconds", "90", "--eval-every-s", "1", "--wait-timeout-s",
+                 "2")
+    code, out, err, _ = finish(proc, 120)
     assert code == 0, err
     assert "evaluation stopped by an env step that took over 2 s (--wait-timeout-s; a hung env?)" in out, out
-    assert summary(tmp_path)["status"] == "max_seconds"
+    assert summary(tmp_path)["status"] == "max_steps"
     assert our_segments(proc.pid) == set()
 
 
