@@ -28,13 +28,14 @@ def cli(tmp_path, *args, timeout=180):
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_default_cnn_solves_an_image_task(tmp_path, precision):
     """BrightSquare: the rewarded action is the quadrant a bright square is drawn in, in an 84x84 frame;
-    chance earns 2.5 of 10. Solved (confirmed on 20 fresh episodes) within 60 s by the default model, with the
-    learner's torso in either number format."""
+    chance earns 2.5 of 10. Solved (confirmed on 20 fresh episodes) by the default model, with the learner's torso in
+    either number format: 21 s alone on a slow day (2026-12-07), 28-31 s in CI beside another test; 120 s bounds
+    a run that does not solve."""
     if precision == "bfloat16" and not BF16_HARDWARE:
         pytest.skip("the CPU has neither AMX-BF16 nor AVX512-BF16: bfloat16 would run emulated, far slower than "
-                    "the 60 s budget assumes")
+                    "the 120 s budget assumes")
     before = spawned_pids()
-    proc = cli(tmp_path, "train", "--env", "custom_envs:BrightSquare-v0", "--seed", "1", "--max-seconds", "60",
+    proc = cli(tmp_path, "train", "--env", "custom_envs:BrightSquare-v0", "--seed", "1", "--max-seconds", "120",
                "--eval-every-s", "0", "--learner-precision", precision, "--run-dir", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "observations 84x84x1 uint8" in proc.stdout and f"{ENGINE} (the default impala-shallow model" in proc.stdout
@@ -55,8 +56,9 @@ def test_default_cnn_solves_an_image_task(tmp_path, precision):
                     reason="ai-edge-litert is not installed (pip install -e '.[atari]'): int8 kernels run under LiteRT")
 def test_actors_with_int8_kernels_solve_the_image_task(tmp_path):
     """--actor-precision int8: the actors act on a rounded copy of the policy (their log-probabilities its own, which
-    V-trace corrects for) and the task is still solved, confirmed by the float32 policy, within 60 s."""
-    proc = cli(tmp_path, "train", "--env", "custom_envs:BrightSquare-v0", "--seed", "1", "--max-seconds", "60",
+    V-trace corrects for) and the task is still solved, confirmed by the float32 policy (24 s alone on a slow day,
+    30-37 s in CI beside another test; 120 s bounds a run that does not)."""
+    proc = cli(tmp_path, "train", "--env", "custom_envs:BrightSquare-v0", "--seed", "1", "--max-seconds", "120",
                "--eval-every-s", "0", "--actor-precision", "int8", "--run-dir", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "LiteRT (the default impala-shallow model, int8 kernels" in proc.stdout, proc.stdout
