@@ -23,8 +23,13 @@ def train_cli(tmp_path, *args):
 
 @pytest.mark.parametrize("mode", [[], ["--serial"]], ids=["processes", "serial"])
 def test_lstm_remembers_the_cue(tmp_path, mode):
+    """The cue is found after a plateau at chance whose length varies (seeds 1-24, 2026-12-07: 250 K-1.4 M env
+    steps, 12-36 s alone). With actor processes it once found it at 15 s, lost it within a second and sat at
+    chance for the remaining 2.1 M steps of a 60-s bound (CI beside another test; learner and actors agreed on
+    the action probabilities then, rho 1.00, so the actors' LSTM state was the learner's). Hence 120 s: a run
+    that solves stops at its target, so the bound costs nothing then."""
     before = spawned_pids()
-    out, summary = train_cli(tmp_path, "--max-seconds", "60", *mode)
+    out, summary = train_cli(tmp_path, "--max-seconds", "120", *mode)
     assert "(preset cue-memory)" in out and "mlp + LSTM core" in out, out[:2000]
     # Solved means the last 100 episodes and 20 fresh confirmation episodes both average >= 0.95 of the
     # maximum of 1; chance (no memory) is 0.5.
