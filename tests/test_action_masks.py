@@ -222,7 +222,7 @@ def test_a_task_whose_illegal_actions_raise_is_learned_under_its_masks(tmp_path,
         pytest.skip("Ray is not installed (the ray extra: pip install -e '.[ray]')")
     run = tmp_path / "run"
     proc = cli(tmp_path, "train", "--env", "custom_envs:PickAllowed-v0", "--env-kwargs", kwargs, "--action-masks",
-               "--max-seconds", "60", "--eval-every-s", "0", "--run-dir", str(run), *flags)
+               "--max-seconds", "120", "--eval-every-s", "0", "--run-dir", str(run), *flags, timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["solved"] and summary["mean_return_100"] >= 9.5, proc.stdout

@@ -76,8 +76,8 @@ def test_the_actorlearner_command_finds_an_env_module_in_the_working_directory(t
     shutil.copy(ROOT / "tests" / "custom_envs.py", tmp_path / "my_envs.py")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([str(command), "train", "--env", "my_envs:MatchSign-v0", "--run-dir", str(tmp_path / "run"),
-                           "--max-seconds", "60", "--eval-every-s", "0", "--num-actors", "2"],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+                           "--max-seconds", "120", "--eval-every-s", "0", "--num-actors", "2"],
+                          capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["solved"] and summary["actor_restarts"] == 0, summary  # the actor processes found it too

@@ -41,8 +41,8 @@ def test_a_run_on_an_env_with_arguments_trains_and_is_evaluated_on_the_same_env(
     run = tmp_path / "run"
     cli = [sys.executable, "-m", "actorlearner"]
     proc = subprocess.run([*cli, "train", "--env", "FrozenLake-v1", "--env-kwargs", "map_name=8x8,is_slippery=false",
-                           "--run-dir", str(run), "--max-seconds", "60", "--eval-every-s", "0"],
-                          capture_output=True, text=True, timeout=120, env=env)
+                           "--run-dir", str(run), "--max-seconds", "120", "--eval-every-s", "0"],
+                          capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "observations 64 float32" in proc.stdout and "--env-kwargs: single envs made by gym.make" in proc.stdout
     assert json.loads((run / "summary.json").read_text())["solved"], proc.stdout

@@ -94,7 +94,7 @@ def test_killed_actor_is_replaced_and_training_finishes(tmp_path, backend):
 
 
 def test_env_error_is_reported_and_run_continues(tmp_path, capsys, no_leaks):
-    summary = train(Config(env="cartpole-failing-once", num_actors=2, max_seconds=60, seed=1,
+    summary = train(Config(env="cartpole-failing-once", num_actors=2, max_seconds=120, seed=1,
                            run_dir=str(tmp_path / "run")), env_fn=CartPoleFailingOnce)
     out = capsys.readouterr().out
     assert "raised while stepping: RuntimeError: simulated env failure at step 50; recreating it" in out
