@@ -106,10 +106,11 @@ class Config:
                               "custom model)", choices=("auto", "numpy", "litert", "tensorflow"))
     actor_precision: str = _f("float32", "number format of the actors' CNN kernels under LiteRT: float32 (the "
                               "learner's model exactly) or int8 (a scale per output channel, activations "
-                              "quantized as they run: ~2x the float32 torso's speed; the actors' policy then "
+                              "quantized as they run: ~2x the float32 torso's speed with VNNI; the actors' policy then "
                               "differs from the learner's by ~1-2 percent, which V-trace corrects as it does policy "
-                              "lag). Evaluation, confirmation and export stay float32",
-                              choices=("float32", "int8"))
+                              "lag), or auto (int8 where the CPU has int8 dot products, AVX512-VNNI or AVX-VNNI: "
+                              "without them LiteRT's int8 kernels are slower than its float32 ones). Evaluation, "
+                              "confirmation and export stay float32", choices=("float32", "int8", "auto"))
     actor_threads: int = _f(1, "threads each actor process gives its numeric libraries")
     actor_nice: Optional[int] = _f(None, "how far below the learner's the actor processes' CPU priority is (Unix "
                                    "niceness, 0-19; 0: the same). Where they share cores, the learner's threads "

@@ -28,6 +28,7 @@ import numpy as np
 
 from .layout import cnn_layers, conv_out, model_kind
 from .numpy_cnn import NumpyCNNPolicy
+from .precision import int8_hardware
 from .reporting import warn
 from .tf_start import native_stderr_filtered
 
@@ -50,11 +51,27 @@ def engine_for(cfg, kind: str) -> str:
     return "litert" if available() else "numpy"  # the runner refused --actor-inference litert without it
 
 
-def int8_for(cfg, kind: str) -> bool:
+def int8_for(cfg, kind: str, flags: frozenset | None = None) -> bool:
     """Whether actors that run the default model of `kind` outside TensorFlow (model_fns.actors_run_tensorflow
-    false; callers ask only for those) have int8 kernels: --actor-precision int8 where LiteRT runs it (a preset's
-    int8 gives way to float32 elsewhere; preflight refused a user's)."""
-    return cfg.actor_precision == "int8" and engine_for(cfg, kind) == "litert"
+    false; callers ask only for those) have int8 kernels: --actor-precision int8 where LiteRT runs it (preflight
+    refused it elsewhere), or auto where LiteRT runs it on a CPU with int8 dot products (precision.int8_hardware;
+    flags: its CPU flags, this CPU's when None). Each actor process decides on its own CPU (a Ray node's may
+    differ from the launcher's)."""
+    if cfg.actor_precision == "float32" or engine_for(cfg, kind) != "litert":
+        return False
+    return cfg.actor_precision == "int8" or int8_hardware(flags) is not None
+
+
+def precision_note(cfg, kind: str, flags: frozenset | None = None) -> str:
+    """The start-up line's words on the actors' kernels: ', int8 kernels' and, under auto, why they are or are not
+    int8 ('' for the float32 kernels of a run that did not ask for auto, or where LiteRT does not run it)."""
+    if engine_for(cfg, kind) != "litert":
+        return ""
+    if cfg.actor_precision != "auto":
+        return ", int8 kernels" if int8_for(cfg, kind, flags) else ""
+    found = int8_hardware(flags)
+    return (f", int8 kernels (--actor-precision auto: the CPU has {found})" if found else
+            ", float32 kernels (--actor-precision auto: the CPU has no int8 dot products, AVX512-VNNI or AVX-VNNI)")
 
 
 def cnn_policy(spec, layout, cfg, acting: bool = False) -> NumpyCNNPolicy:

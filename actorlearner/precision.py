@@ -61,6 +61,21 @@ def bf16_hardware(flags: frozenset | None = None) -> str | None:
     return next((name for flag, name in BF16_FEATURES.items() if flag in flags), None)
 
 
+# The CPU features with which LiteRT's XNNPack multiplies int8 by dot products (vpdpbusd), as /proc/cpuinfo names
+# them, and as the start-up line does: --actor-precision auto takes int8 kernels only with one of them.
+INT8_FEATURES = {"avx512_vnni": "AVX512-VNNI", "avx_vnni": "AVX-VNNI"}
+
+
+def int8_hardware(flags: frozenset | None = None) -> str | None:
+    """The name of the feature with which the CPU multiplies int8 by dot products (x86 VNNI), None if it has none
+    (flags: cpu_flags()'s, read when None). Without it LiteRT's int8 kernels lose to its float32 ones: the Pong
+    CNN 290 against 198 us an observation (batch 16, one thread, 2-core AVX2-only AMD EPYC, 2026-12-07), where an
+    AVX512-VNNI AMD EPYC ran it in 37 against 74-79 (2026-12-06). ARM's dot-product instructions are not
+    counted: not measured here."""
+    flags = cpu_flags() if flags is None else flags
+    return next((name for flag, name in INT8_FEATURES.items() if flag in flags), None)
+
+
 def learner_precision(cfg: Config, kind: str, custom_model: bool, flags: frozenset | None = None) -> tuple[str, str]:
     """(format, why) for the learner's model. kind: layout.model_kind's (mlp or a CNN); custom_model: the run
     has a model_fn, whose layers set their own dtype policy. Raises ConfigError for bfloat16 with a custom

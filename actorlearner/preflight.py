@@ -119,9 +119,8 @@ def prepare(cfg: Config, env_fn: Optional[Callable] = None, model_fn: Optional[C
         if not litert_cnn.available():
             raise ConfigError("--actor-inference litert needs ai-edge-litert: pip install -e '.[atari]' "
                               "(or pip install ai-edge-litert)")
-    # The Atari presets ask for int8 where it applies: their runs with --actor-inference numpy or tensorflow, or
-    # without LiteRT, act in float32 (the start-up line says which) rather than stop on a setting never given.
-    if cfg.actor_precision == "int8" and not _from_preset(cfg, "actor_precision"):
+    # The Atari presets ask for auto, which never stops a run: without LiteRT or VNNI it is float32.
+    if cfg.actor_precision == "int8":
         said = "--actor-precision int8"
         in_tf = actors_run_tensorflow(cfg, model_fn)
         if in_tf or model_kind(spec, cfg.model) == "mlp":

@@ -28,12 +28,13 @@ from typing import Optional
 # side 0.76-0.84 of env-only stepping (median 0.82, five benchmark runs) against 0.69-0.75 and training
 # 1.04-1.08x in 60-s Pong runs (2-core AMD EPYC, 2026-12-06). Pong, 26-min runs, int8 then float32: seed 1 reached 0
 # at 1.48 M agent steps with int8 actors where float32 had -7.8 at 2.15 M; seed 2 0 at 1.33 M against -2.7 at 2.27 M.
-# Runs of one seed differ by that much: no harm shown, no gain claimed.
+# Runs of one seed differ by that much: no harm shown, no gain claimed. That CPU had AVX512-VNNI; on an AVX2-only
+# one the int8 torso was the slower (290 against 198 us), hence auto: int8 only with VNNI (precision.int8_hardware).
 _ATARI = {"loss": "appo", "epochs": 4, "minibatches": 4, "learning_rate": 7.5e-4, "adam_epsilon": 1e-5,
           "max_grad_norm": 0.5, "normalize_advantages": True,
           "clip_ratio": 0.1, "vtrace_lambda": 0.95, "reward_scale": 1.0, "reward_clip": 1.0, "episodic_life": True,
           "batch_size": 32, "unroll_length": 32, "envs_per_actor": 16, "eval_every_s": 0.0, "confirm_episodes": 10,
-          "max_steps": 10_000_000, "actor_precision": "int8"}
+          "max_steps": 10_000_000, "actor_precision": "auto"}
 
 # MuJoCo: BipedalWalker's APPO recipe at lr 1e-3, unclipped, and a narrower starting policy (log std -0.5).
 # 100-s runs, seeds 1-2, return(100) at the end (2-core Zen 4 VM, 2026-12-04): the defaults (IMPALA, tuned on

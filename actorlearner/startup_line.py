@@ -34,7 +34,7 @@ def startup_line(plan: Plan) -> None:
     actions = spec.describe_actions() + (", masked by the env" if spec.action_masks else
                                          " (the env gives action masks: --action-masks samples only the allowed "
                                          "ones)" if spec.masks_offered else "")
-    int8 = ", int8 kernels" if litert_cnn.int8_for(cfg, kind) else ""
+    int8 = litert_cnn.precision_note(cfg, kind)
     model = (f"{'LiteRT' if engine == 'litert' else 'numpy'} (the default {kind}{core} model{int8}, no TensorFlow in "
              f"actors{hint})" if plan.actor_model_fn is None else
              f"TensorFlow (the model of --model-fn {cfg.model_fn})" if cfg.model_fn else "TensorFlow")

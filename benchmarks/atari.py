@@ -105,7 +105,7 @@ def main() -> None:
     p.add_argument("--preset", default="pong", help="the preset whose settings the learner uses")
     p.add_argument("--model", default="impala-shallow")
     p.add_argument("--seconds", type=float, default=60.0, help="training run length")
-    p.add_argument("--actor-precision", choices=("float32", "int8"),
+    p.add_argument("--actor-precision", choices=("float32", "int8", "auto"),
                    help="the training run's --actor-precision (default: the preset's; the actor-side rows measure "
                         "both)")
     p.add_argument("--out", default="bench_out")

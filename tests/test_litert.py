@@ -119,15 +119,38 @@ def test_int8_requests_it_cannot_serve_are_one_line(monkeypatch):
 
 @pytest.mark.skipif(not importlib.util.find_spec("ale_py"),
                     reason="ale-py is not installed (pip install -e '.[atari]')")
-def test_the_atari_presets_int8_gives_way_where_it_cannot_apply(monkeypatch):
-    """The pong preset asks for int8 kernels; a run whose actors cannot have them (numpy, TensorFlow, no LiteRT)
+def test_the_atari_presets_auto_gives_way_where_int8_cannot_apply(monkeypatch):
+    """The pong preset asks for auto; a run whose actors cannot have int8 kernels (numpy, TensorFlow, no LiteRT)
     acts in float32 instead of stopping on a setting the user never gave."""
     from actorlearner.config_sources import with_preset
     from actorlearner.preflight import prepare
 
     for inference in ("numpy", "tensorflow"):
         cfg = with_preset(Config(), {"env": "ALE/Pong-v5", "actor_inference": inference})
-        assert cfg.preset == "pong" and cfg.actor_precision == "int8"
+        assert cfg.preset == "pong" and cfg.actor_precision == "auto"
         prepare(cfg)
+        # (with tensorflow, actors never ask: model_fns.actors_run_tensorflow)
+        assert inference == "tensorflow" or not litert_cnn.int8_for(cfg, "impala-shallow", frozenset({"avx512_vnni"}))
     monkeypatch.setattr(litert_cnn, "available", lambda: False)
     prepare(with_preset(Config(), {"env": "ALE/Pong-v5"}))
+
+
+@needs_litert
+def test_auto_precision_takes_int8_only_on_a_cpu_with_int8_dot_products():
+    """Without VNNI, LiteRT's int8 kernels were slower than its float32 ones (precision.int8_hardware), so auto
+    is int8 only with it, and the start-up line says which and why; an explicit int8 or float32 is kept."""
+    vnni, avx2 = frozenset({"avx2", "avx512_vnni"}), frozenset({"avx2", "fma"})
+    auto = Config(model="impala-shallow", actor_precision="auto")
+    assert litert_cnn.int8_for(auto, "impala-shallow", vnni)
+    assert litert_cnn.int8_for(auto, "impala-shallow", frozenset({"avx_vnni"}))
+    assert not litert_cnn.int8_for(auto, "impala-shallow", avx2)
+    assert litert_cnn.precision_note(auto, "impala-shallow", vnni) == (
+        ", int8 kernels (--actor-precision auto: the CPU has AVX512-VNNI)")
+    assert litert_cnn.precision_note(auto, "impala-shallow", avx2).startswith(
+        ", float32 kernels (--actor-precision auto: the CPU has no int8 dot products")
+    for precision, int8 in (("int8", True), ("float32", False)):
+        cfg = Config(model="impala-shallow", actor_precision=precision)
+        assert all(litert_cnn.int8_for(cfg, "impala-shallow", flags) == int8 for flags in (vnni, avx2))
+        assert litert_cnn.precision_note(cfg, "impala-shallow", avx2) == (", int8 kernels" if int8 else "")
+    assert not litert_cnn.int8_for(Config(actor_precision="auto"), "mlp", vnni)  # the MLP runs in numpy
+    assert litert_cnn.precision_note(Config(actor_precision="auto"), "mlp", vnni) == ""

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from actorlearner.precision import bf16_hardware
+from actorlearner.precision import bf16_hardware, int8_hardware
 from conftest import ROOT, our_segments, spawned_pids
 
 # What `--actor-inference auto` runs the default CNN in: LiteRT where ai-edge-litert is installed (the atari extra).
@@ -109,7 +109,9 @@ def test_pong_smoke_run_video_and_export(tmp_path):
     assert "(preset pong)" in out and "ale backend" in out and "observations 84x84x4 uint8" in out, out
     assert "target return 18 |" in out, out
     assert f"{ENGINE} (the default impala-shallow model" in out and "MB per actor" in out
-    assert ("int8 kernels" in out) == (ENGINE == "LiteRT"), out  # the preset's --actor-precision, where it applies
+    # The preset's --actor-precision auto: int8 kernels where LiteRT runs the CNN on a CPU with VNNI
+    assert ("int8 kernels" in out) == (ENGINE == "LiteRT" and int8_hardware() is not None), out
+    assert ("--actor-precision auto: the CPU has" in out) == (ENGINE == "LiteRT"), out
     assert "in float32 (--learner-precision" in out  # the default, whatever auto would pick
     assert "(processes, nice +19)" in out, out  # Atari's actors far below the learner, which is the limit
     summary = json.loads((run / "summary.json").read_text())
