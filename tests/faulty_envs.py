@@ -187,14 +187,18 @@ if "InfAtFifthStep-v0" not in gym.registry:
 
 
 class HangsAtFirstReset(gym.Env):
-    """Its reset never returns (waits for a server that is not there)."""
+    """Its reset never returns (waits for a server that is not there); it first creates the file that the env var
+    RESET_MARKER names, if set, so a test can tell when the hang began."""
 
     observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
     action_space = gym.spaces.Discrete(2)
 
     def reset(self, seed=None, options=None):
+        import os
         import time
 
+        if os.environ.get("RESET_MARKER"):
+            open(os.environ["RESET_MARKER"], "a").close()
         time.sleep(3600)
 
 

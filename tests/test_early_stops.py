@@ -26,9 +26,13 @@ def test_a_stop_signal_while_the_launcher_looks_at_the_env_stops_it(tmp_path, si
     proc = subprocess.Popen([sys.executable, "-m", "actorlearner", "train", "--run-dir", str(tmp_path / "run"),
                              "--env", "faulty_envs:HangsAtFirstReset-v0"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT / "tests")})
-    time.sleep(3)  # the command is importing or looking at the env (its reset sleeps for an hour)
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "tests"),
+                                 "RESET_MARKER": str(tmp_path / "reset")})
     try:
+        # The signal goes once the launcher is in the env's reset (which sleeps for an hour), not after a fixed
+        # time: on a busy machine 3 s could end inside Python's imports, before the command's handlers exist.
+        assert wait_for(lambda: (tmp_path / "reset").exists() or proc.poll() is not None, 60)
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
         proc.send_signal(getattr(signal, sig))
         out, _ = proc.communicate(timeout=5)
     finally:

@@ -9,7 +9,7 @@ import pytest
 
 from actorlearner import Config, train
 from actorlearner.config import ConfigError
-from conftest import ROOT
+from conftest import ROOT, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -120,13 +120,21 @@ def test_a_loaded_policy_takes_one_observation_or_a_batch_and_names_the_shape_it
 
 
 def test_eval_stopped_by_ctrl_c_reports_the_episodes_played(run_dir):
+    import os
     import re
     import signal
-    import time
 
     proc = subprocess.Popen([sys.executable, "-m", "actorlearner", "eval", run_dir, "--episodes", "100000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    time.sleep(8)  # start-up (no TensorFlow) and a few hundred CartPole episodes
+
+    def cpu_s() -> float:  # the command's CPU time so far (/proc/PID/stat: utime and stime, in clock ticks)
+        fields = open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    # By CPU time, not wall time, which a busy machine stretches: start-up (no TensorFlow) took 0.6 s of CPU and
+    # 100 CartPole episodes 5.2 s more, so 2 s is past start-up and into the episodes.
+    assert wait_for(lambda: proc.poll() is not None or cpu_s() >= 2.0, 120)
+    assert proc.poll() is None, proc.stderr.read()[-3000:]
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
