@@ -62,10 +62,12 @@ def test_video_of_a_mujoco_task_without_a_display(pendulum_run, tmp_path):
     run_dir, _ = pendulum_run
     video = tmp_path / "pendulum.mp4"
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "MUJOCO_GL")}
+    # A 200-step episode: its 1,000 steps took 28 s alone to draw (software OpenGL) and encode, 200 take 7 s.
     played = subprocess.run([sys.executable, "-m", "actorlearner", "eval", str(run_dir), "--episodes", "1",
-                             "--video", str(video)], capture_output=True, text=True, timeout=180, cwd=ROOT, env=env)
+                             "--video", str(video), "--env-kwargs", "max_episode_steps=200"],
+                            capture_output=True, text=True, timeout=180, cwd=ROOT, env=env)
     assert played.returncode == 0, played.stderr[-3000:]
-    assert "video: " in played.stdout and "(1001 frames" in played.stdout, played.stdout  # reset + 1,000 steps
+    assert "video: " in played.stdout and "(201 frames" in played.stdout, played.stdout  # reset + 200 steps
     assert video.stat().st_size > 10_000
 
 
