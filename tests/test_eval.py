@@ -42,7 +42,9 @@ def test_eval_prints_returns_and_writes_videos(run_dir, tmp_path):
         evaluate(run_dir, 0)
     assert (tmp_path / "ep.mp4").stat().st_size > 1000
     # --which latest is played by test_damaged_weight_files_are_one_line_that_names_a_way_on.
-    out = eval_cli(run_dir, "--episodes", "1", "--which", "best", "--video", str(tmp_path / "best.gif"))
+    # A 100-step episode for the GIF: encoding 500 frames took 20 s alone, 100 take 5 s.
+    out = eval_cli(run_dir, "--episodes", "1", "--which", "best", "--video", str(tmp_path / "best.gif"),
+                   "--env-kwargs", "max_episode_steps=100")
     assert out.returncode == 0, out.stderr
     assert "best weights, sampled actions: return" in out.stdout
     assert (tmp_path / "best.gif").stat().st_size > 1000
