@@ -237,7 +237,8 @@ def test_an_env_that_hangs_in_eval_is_one_line_within_the_runs_wait_timeout(run_
 
 def test_the_eval_limit_bounds_each_step_not_the_whole_play(run_dir, tmp_path):
     """With a 1-s limit, 40 episodes of the trained CartPole and a GIF (seconds in all, most of them the GIF's
-    encoding after its episode) play through."""
+    encoding after its episode: ~4 s for its 100 frames) play through. 100-step episodes: the GIF of a 500-step
+    one took 20 s alone to encode, and a longer encoding proves no more."""
     import json
     import shutil
 
@@ -245,8 +246,10 @@ def test_the_eval_limit_bounds_each_step_not_the_whole_play(run_dir, tmp_path):
     shutil.copytree(run_dir, copy)
     cfg = json.loads((copy / "config.json").read_text())
     (copy / "config.json").write_text(json.dumps({**cfg, "wait_timeout_s": 1.0}))
-    out = eval_cli(str(copy), "--episodes", "40", "--video", str(tmp_path / "ep.gif"))
-    assert out.returncode == 0 and out.stdout.startswith("CartPole-v1, final weights"), out.stderr
+    out = eval_cli(str(copy), "--episodes", "40", "--video", str(tmp_path / "ep.gif"), "--env-kwargs",
+                   "max_episode_steps=100")
+    assert out.returncode == 0 and out.stdout.startswith('CartPole-v1 (env kwargs {"max_episode_steps":100}), '
+                                                         'final weights'), out.stdout + out.stderr
 
 
 def test_tensorboard_event_files_hold_the_listed_tags(run_dir):
