@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import statistics
 import time
 
 from common import write_outputs
@@ -72,10 +73,10 @@ def main() -> None:
     print(f"Atari frame resize (210x160 -> 84x84, float32 matmuls), {cores} cores, median of {a.rounds} rounds")
     print("| busy processes beside | BLAS threads | us a frame | against 1 thread |")
     print("|---|---|---|---|")
+    median = {case: statistics.median(times) for case, times in results.items()}
     rows = []
     for busy, threads in cases:
-        us = sorted(results[(busy, threads)])[len(results[(busy, threads)]) // 2]
-        one = sorted(results[(busy, 1)])[len(results[(busy, 1)]) // 2]
+        us, one = median[(busy, threads)], median[(busy, 1)]
         rows.append({"busy": busy, "blas_threads": threads, "us_per_frame": us, "ratio_to_one_thread": us / one,
                      "rounds": results[(busy, threads)]})
         print(f"| {busy} | {threads} | {us:.0f} | {us / one:.2f} |")
