@@ -132,29 +132,36 @@ def start_tensorflow_quietly(threads: int, deterministic: bool = False):
 
 
 def _start(threads: int, deterministic: bool):
-    # Keras imports matplotlib.pyplot (and OpenCV) at import time, when they are installed, for image-gallery and
-    # bounding-box helpers we never use: 0.5-0.7 s of start-up (2 cores, medians of 4 alternated imports: 3.49 s
-    # as is, 3.04 with pyplot alone skipped, 2.77 with both packages). The command (not a library user's
-    # process) skips them: `import matplotlib` then raises ImportError, which Keras takes as "not installed".
-    skipped = [name for name in _LEAN_SKIPS if LEAN_IMPORT and name not in sys.modules]
+    with lean_tensorflow_import() if LEAN_IMPORT else contextlib.nullcontext(), tf_notices_filtered():
+        from . import learner
+
+        configure_tensorflow(threads, deterministic)
+        learner.tf.constant(0.0)  # starts the runtime, which prints the rest of its notices
+    return learner
+
+
+@contextlib.contextmanager
+def lean_tensorflow_import():
+    """TensorFlow imported in the block loads less, for a process of ours alone (the command's learner, an actor
+    process that runs TensorFlow). Keras imports matplotlib.pyplot (and OpenCV) at import time, when they are
+    installed, for image-gallery and bounding-box helpers we never use: 0.5-0.7 s of start-up (2 cores, medians of
+    4 alternated imports: 3.49 s as is, 3.04 with pyplot alone skipped, 2.77 with both packages). They are skipped
+    in the block (`import matplotlib` raises ImportError, which Keras takes as "not installed") and import as usual
+    after it; _LAZY_TF_API's namespaces load on first use."""
+    skipped = [name for name in _LEAN_SKIPS if name not in sys.modules]
     for name in skipped:
         sys.modules[name] = None
-    lazy = _LazyTensorFlowAPI() if LEAN_IMPORT and "tensorflow" not in sys.modules else None
+    lazy = _LazyTensorFlowAPI() if "tensorflow" not in sys.modules else None
     if lazy:
         sys.meta_path.insert(0, lazy)
     try:
-        with tf_notices_filtered():
-            from . import learner
-
-            configure_tensorflow(threads, deterministic)
-            learner.tf.constant(0.0)  # starts the runtime, which prints the rest of its notices
+        yield
     finally:
         if lazy in sys.meta_path:
             sys.meta_path.remove(lazy)  # the modules it made stay lazy until used
         for name in skipped:
             if name in sys.modules and sys.modules[name] is None:
                 del sys.modules[name]  # later imports (actorlearner plot, a video) work as usual
-    return learner
 
 
 def configure_tensorflow(threads: int, deterministic: bool = False) -> None:

@@ -151,10 +151,19 @@ def test_a_file_name_for_an_env_module_says_to_give_the_module_name(name):
 
 
 MY_MODELS = '''
+import os
+import sys
+import types
+
 import keras
+import matplotlib  # a model module's own imports work in actors, which import TensorFlow lean before it
 
 
 def small(spec):
+    if "MY_MODELS_LOG" in os.environ:  # each process that builds it: were TensorFlow's unused namespaces left lazy?
+        with open(os.environ["MY_MODELS_LOG"], "a") as log:
+            lazy = type(sys.modules["tensorflow._api.v2.compat"]) is not types.ModuleType
+            log.write(f"{os.getpid()} {lazy} {matplotlib.__name__}\\n")
     obs = keras.Input(spec.obs_shape)
     h = keras.layers.Dense(16, activation="tanh")(obs)
     return keras.Model(obs, [keras.layers.Dense(spec.action_dim)(h), keras.layers.Dense(1)(h)])
@@ -178,8 +187,15 @@ def test_a_custom_model_named_on_the_command_line_trains_and_is_played_back(tmp_
     keeps the name in config.json and where it found the module, and eval from another directory builds the
     model again from there (no model_fn to pass, as a Python user would have to)."""
     (tmp_path / "my_models.py").write_text(MY_MODELS)
-    proc, summary = train(tmp_path, "--env", "custom_envs:MatchSign-v0", "--model-fn", "my_models:small")
+    log = tmp_path / "built.log"
+    proc, summary = train(tmp_path, "--env", "custom_envs:MatchSign-v0", "--model-fn", "my_models:small",
+                          MY_MODELS_LOG=str(log))
     assert "actors run the policy in TensorFlow (the model of --model-fn my_models:small)" in proc.stdout
+    # Both actors imported TensorFlow lean (tf_start.lean_tensorflow_import), and then matplotlib for the module.
+    # (The learner imported the module, and with it all of TensorFlow, while planning the run: not lean yet.)
+    built = {line.split()[0]: line.split()[1:] for line in log.read_text().splitlines()}
+    assert len(built) == 3 and [v[0] for v in built.values()].count("True") >= 2, built
+    assert all(v[1] == "matplotlib" for v in built.values()), built
     assert summary["solved"] and summary["mean_return_100"] >= 9.0, proc.stdout
     assert "InitializeLog" not in proc.stderr  # TensorFlow's start-up notices, from the module's import of Keras
     elsewhere = tmp_path / "elsewhere"
@@ -223,8 +239,9 @@ def test_a_model_fn_that_cannot_be_built_is_one_line_before_anything_starts(tmp_
         load_model_fn("their_models:small")
     assert load_model_fn("my_models:small").__name__ == "small"
     # A bug in the user's function: one line naming it and where in its file, the original chained for Python users.
+    boom = MY_MODELS.splitlines().index('    raise ValueError("boom")') + 1  # its line in the file
     with pytest.raises(ConfigError, match=r"^--model-fn my_models:broken failed to build the model: ValueError: boom "
-                                          r"\(.*my_models.py, line 12\)$") as err:
+                                          rf"\(.*my_models.py, line {boom}\)$") as err:
         built_by(load_model_fn("my_models:broken"), None, "--model-fn my_models:broken")
     assert isinstance(err.value.__cause__, ValueError)
     with pytest.raises(ConfigError, match="two custom models: model_fn= and --model-fn my_models:small"):
