@@ -60,14 +60,18 @@ def import_env_modules(modules: Sequence[str], env_id: Optional[str] = None,
         import_user_module(name, homes or {}, "env module")
 
 
-def import_user_module(name: str, homes: Mapping[str, str], what: str):
+def import_user_module(name: str, homes: Mapping[str, str], what: str,
+                       before_import: Optional[Callable[[str], None]] = None):
     """Imports a user's module by name (an env module, --model-fn's module), found as `_make_findable` says;
-    returns it. what: its role, for the one-line error naming a module that cannot be imported."""
+    returns it. what: its role, for the one-line error naming a module that cannot be imported. before_import:
+    called with the name once it is findable, just before the import."""
     if name.endswith(".py") or "/" in name or os.sep in name:
         module = os.path.splitext(os.path.basename(name))[0]
         raise ConfigError(f"{what} {name!r} is a file name: give the module's name ({module!r}), importable "
                           f"from the working directory or PYTHONPATH")
     _make_findable(name, homes)
+    if before_import is not None:
+        before_import(name)
     try:
         return importlib.import_module(name)
     except Exception as e:  # noqa: BLE001 - any failure to import a user module is a user-input error
@@ -82,7 +86,8 @@ def import_user_module(name: str, homes: Mapping[str, str], what: str):
         raise ConfigError(f"could not import {what} {name!r}: {type(e).__name__}: {e}") from None
 
 
-def import_named(text: str, homes: Optional[Mapping[str, str]], what: str, named: str) -> Callable:
+def import_named(text: str, homes: Optional[Mapping[str, str]], what: str, named: str,
+                 before_import: Optional[Callable[[str], None]] = None) -> Callable:
     """The function MODULE:NAME names (a --model-fn, a run's env_fn kept by name), its module imported as
     import_user_module does (homes: where the run found it). Its module is pickled by value for the actors: a Ray
     actor on another host, or one started in another working directory, need not find the file. what, named: the
@@ -91,7 +96,7 @@ def import_named(text: str, homes: Optional[Mapping[str, str]], what: str, named
 
     module_name, _, name = text.partition(":")
     with tf_notices_filtered():  # such a module imports Keras, most often at its top
-        module = import_user_module(module_name, homes or {}, what)
+        module = import_user_module(module_name, homes or {}, what, before_import)
     fn = getattr(module, name, None)
     if not callable(fn):
         raise ConfigError(f"{named} {text}: module {module.__name__!r} ({getattr(module, '__file__', '?')}) has "

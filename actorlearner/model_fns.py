@@ -6,6 +6,7 @@ The function follows model.py's contract, `FUNCTION(spec: EnvSpec) -> keras.Mode
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import traceback
 from typing import Callable, Mapping, Optional
@@ -29,7 +30,24 @@ def load_model_fn(text: str, homes: Optional[Mapping[str, str]] = None) -> Calla
     """The function --model-fn MODULE:FUNCTION names (env_registry.import_named; homes: where the run found its
     module)."""
     model_module(text)  # its form, in --model-fn's words
-    return import_named(text, homes, "model module", "--model-fn")
+    return import_named(text, homes, "model module", "--model-fn", _tensorflow_first)
+
+
+def _tensorflow_first(module: str) -> None:
+    """In the command's learner (tf_start.LEAN_IMPORT), TensorFlow imported lean before the model's module, which
+    most often imports Keras, and so all of TensorFlow, at its top; the learner needs TensorFlow anyway. Not for a
+    module that cannot be found: its one-line error comes at once, not after TensorFlow's seconds."""
+    from . import tf_start
+
+    if not tf_start.LEAN_IMPORT or "tensorflow" in sys.modules:
+        return
+    try:
+        if importlib.util.find_spec(module) is None:
+            return
+    except (ImportError, ValueError):  # a parent package missing: the import itself says so
+        return
+    with tf_start.lean_tensorflow_import():
+        import tensorflow  # noqa: F401
 
 
 def built_by(model_fn: Callable, spec, name: str = "model_fn"):
