@@ -46,8 +46,7 @@ def _tensorflow_first(module: str) -> None:
             return
     except (ImportError, ValueError):  # a parent package missing: the import itself says so
         return
-    with tf_start.lean_tensorflow_import():
-        import tensorflow  # noqa: F401
+    tf_start.import_tensorflow_lean()
 
 
 def built_by(model_fn: Callable, spec, name: str = "model_fn"):

@@ -164,6 +164,16 @@ def lean_tensorflow_import():
                 del sys.modules[name]  # later imports (actorlearner plot, a video) work as usual
 
 
+def import_tensorflow_lean() -> None:
+    """Imports TensorFlow lean (lean_tensorflow_import) before a user's module that would import it whole: in an
+    actor that runs a custom model (its process runs TensorFlow for itself alone) and in the command's learner
+    before a --model-fn module. The module's own imports (matplotlib included) then work as usual."""
+    if "tensorflow" in sys.modules:
+        return
+    with lean_tensorflow_import():
+        import tensorflow  # noqa: F401
+
+
 def configure_tensorflow(threads: int, deterministic: bool = False) -> None:
     """Learner-process TF settings. Grappler's graph rewrites stay on: its remapper fuses each dense layer's
     MatMul, BiasAdd and activation into one kernel, 3-4 % of the default CartPole step (1.60 -> 1.55 ms in
