@@ -15,6 +15,9 @@
 4. training throughput: `actorlearner train --env ID` for --seconds, env steps/s consumed from the first
    learner step on, against (1) and against (3)'s capacity on every core, measured again after the training:
    the ratio is to the mean of the two, as the VM's speed can move by the ratio's margin in a minute.
+5. the CPU bound of training: the agent steps/s the cores would give were each step to cost the training's actor
+   engine its (2) time and the learner its 1-core (3) time, and no core ever idle; training's ratio to it is
+   how much of what the cores allow the scheduling gets.
 
     python benchmarks/atari.py [--env ALE/Pong-v5] [--seconds 60] [--actor-precision int8]
 
@@ -99,6 +102,28 @@ def capacity(env_id: str, preset: str, cores: int, precision: str | None = None)
         return pool.apply(learner_capacity, ([32], 10.0, env_id, preset, cores, precision))[0]
 
 
+def training_engine(env_id: str, preset: str, model: str, precision: str | None) -> str:
+    """The actor-side row's engine that the training run's actors use: litert-int8, litert or numpy."""
+    from actorlearner.config_sources import preset_config
+    from actorlearner.envs import inspect_env, make_env_fn
+    from actorlearner.layout import model_kind
+
+    cfg = preset_config(preset, env=env_id, model=model, **({"actor_precision": precision} if precision else {}))
+    kind = model_kind(inspect_env(make_env_fn(env_id)), model)
+    if litert_cnn.engine_for(cfg, kind) != "litert":
+        return "numpy"
+    return "litert-int8" if litert_cnn.int8_for(cfg, kind) else "litert"
+
+
+def cpu_bound(cores: int, actor_rate: float, learner_rate_one_core: float) -> float:
+    """The most agent steps/s `cores` cores allow when each agent step costs an actor 1/actor_rate CPU-seconds
+    (its env and inference, one process on one core) and the learner 1/learner_rate_one_core (its 1-core
+    cost: more threads cost more CPU a sample): cores / (the two summed). Training shares the cores between the
+    two, so the learner's capacity with every core to itself is out of its reach; this bound is not, were the
+    cores never idle and no other work done."""
+    return cores / (1.0 / actor_rate + 1.0 / learner_rate_one_core)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="ALE/Pong-v5")
@@ -131,6 +156,8 @@ def main() -> None:
     train = s["train_env_steps_per_s"]
     acting = a.actor_precision or "the preset's precision"
     around = (cap["samples_per_s"] + cap_after["samples_per_s"]) / 2
+    engine = training_engine(a.env, a.preset, a.model, a.actor_precision)
+    bound = cpu_bound(cores, actor[engine][1], cap_one["samples_per_s"])
     rows = [
         ("env-only ceiling, 1 process", ceil_one, "1.00"),
         (f"env-only ceiling, {cores} processes", ceil_all, f"{ceil_all / ceil_one:.2f}"),
@@ -150,6 +177,8 @@ def main() -> None:
          f"{train / around:.2f} of the learner's {cores}-core capacity (the mean of before and after; "
          f"{train / cap['samples_per_s']:.2f} and {train / cap_after['samples_per_s']:.2f}), "
          f"{train / ceil_all:.2f} of the ceiling"),
+        (f"CPU bound of training on {cores} cores (actors in {engine}, learner at its 1-core cost)", bound,
+         f"training {train / bound:.2f} of it; the {cores}-core capacity {around / bound:.2f}x it"),
     ]
     print(f"{a.env}, {a.model}, {cores} cores (training: --actor-inference auto); startup {s['startup_s']:.1f} s, "
           f"policy lag mean {s['policy_lag_mean']:.2f}, learner's oneDNN kernels {s.get('learner_onednn')}")
@@ -161,7 +190,8 @@ def main() -> None:
                                    "learner_capacity": cap, "learner_capacity_1_core": cap_one,
                                    "learner_capacity_other_format": other,
                                    "learner_capacity_after_training": cap_after,
-                                   "train_env_steps_per_s": train,
+                                   "train_env_steps_per_s": train, "cpu_bound": bound,
+                                   "training_actor_engine": engine,
                                    "summary": {k: v for k, v in s.items() if k != "processes"}})
 
 
