@@ -50,6 +50,50 @@ def _step_env_only(env_id: str, backend: str, envs: int, seconds: float, out) ->
     batch.close()
 
 
+def _act_alone(env_id: str, backend: str, envs: int, seconds: float, out) -> None:
+    import numpy as np
+
+    from actorlearner.config import Config
+    from actorlearner.config_sources import with_preset
+    from actorlearner.env_backends import EnvBatchFactory
+    from actorlearner.envs import make_env_fn
+    from actorlearner.layout import default_layout, layout_size
+    from actorlearner.policies import make_policy
+
+    cfg = with_preset(Config(), {"env": env_id, "envs_per_actor": envs})  # the run's preset, by the id
+    factory = EnvBatchFactory(backend, envs, env_fn=make_env_fn(env_id), env_id=env_id)
+    spec = factory.spec()
+    policy = make_policy(cfg, spec, None, acting=True)
+    rng = np.random.default_rng(0)
+    versions = [rng.normal(scale=0.1, size=layout_size(default_layout(spec, cfg))).astype(np.float32)
+                for _ in range(2)]
+    batch = factory(0, 0, os.getpid(), spec)
+    obs, state = batch.reset(), policy.initial_state(envs)
+    n, deadline = 0, time.perf_counter() + seconds
+    t0 = time.perf_counter()
+    while time.perf_counter() < deadline:
+        policy.load(versions[n % 2])  # a new version every unroll, as a running actor loads at most
+        for _ in range(cfg.unroll_length):
+            actions, _, state = policy.act(obs, state, rng)
+            obs = batch.step(actions if spec.discrete else np.clip(actions, spec.action_low, spec.action_high)).obs
+        n += 1
+    out.put(n * cfg.unroll_length * envs / (time.perf_counter() - t0))
+    batch.close()
+
+
+def actor_alone(env_id: str, backend: str, envs: int, seconds: float = 5.0) -> float:
+    """Env steps/s of one actor's work in one process on a core of its own: K = envs envs of `backend` stepped
+    with actions the default model of the env's preset samples (numpy), a new weight version each unroll; no
+    transport, no learner. With one actor, training cannot outrun it."""
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    p = ctx.Process(target=_act_alone, args=(env_id, backend, envs, seconds, out))
+    p.start()
+    rate = out.get(timeout=seconds + 120)
+    p.join(10)
+    return float(rate)
+
+
 def ceiling(env_id: str = "CartPole-v1", processes: int | None = None, seconds: float = 5.0,
             backend: str = "gymnasium", envs: int = 32) -> float:
     """Env-only steps/s over all cores: one process per core stepping an env batch of `backend` (K = envs, as

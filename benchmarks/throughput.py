@@ -8,7 +8,9 @@ throughput against (a) the env-only ceiling of the fastest backend for the id on
 learner's own capacity on one core at the default batch (benchmarks/broadcast.py's measurement), taken just
 before and just after each configuration's training and averaged: a shared VM's speed drifts within minutes,
 and the two figures (both in the table) show how far. With a vectorized env the learner, not the actors,
-should be the limit: (b) near 1.
+should be the limit: (b) near 1. `actor_alone`: one actor's work (its envs stepped, the preset's numpy policy
+choosing the actions, a weight load an unroll) in one process with no learner, just before the training;
+with one actor training cannot outrun it, and where it is below the learner's capacity the actor is the limit.
 
     python benchmarks/throughput.py [--sweep 2x32,2x16,2x64] (the first: the defaults on 2 cores) [--seconds 10]
 
@@ -25,7 +27,7 @@ import tempfile
 import multiprocessing as mp
 
 from broadcast import learner_capacity
-from common import backends_for, ceiling, run_train, write_outputs
+from common import actor_alone, backends_for, ceiling, run_train, write_outputs
 
 
 def main() -> None:
@@ -54,8 +56,10 @@ def main() -> None:
     rows = []
     runs = [(item, backend) for item in a.sweep.split(",")
             for backend in (["local", "ray"] if a.backend == "ray" else ["local"])]
+    env_backend = fastest if a.env_backend == "auto" else a.env_backend  # auto's choice is the first found
     for item, backend in runs:
         actors, envs = (int(x) for x in item.lower().split("x"))
+        alone = actor_alone(a.env, env_backend, envs)
         with tempfile.TemporaryDirectory() as d:
             s = run_train(["--env", a.env, "--env-backend", a.env_backend, "--num-actors", str(actors),
                            "--envs-per-actor", str(envs), "--backend", backend,
@@ -72,6 +76,7 @@ def main() -> None:
                "ratio_to_ceiling": s["train_env_steps_per_s"] / ceil,
                "learner_capacity_before": before, "learner_capacity_after": after,
                "ratio_to_learner": s["train_env_steps_per_s"] / bracket,
+               "actor_alone": alone, "ratio_to_actors_alone": s["train_env_steps_per_s"] / (actors * alone),
                "learner_steps_per_s": s["learner_steps"] / max(1e-9, train_s),
                "samples_per_s_consumed": s["train_env_steps_per_s"],
                "policy_lag_mean": s["policy_lag_mean"], "policy_lag_p95": s["policy_lag_p95"],
@@ -92,7 +97,8 @@ def main() -> None:
                   f"{row['policy_lag_mean']:.2f} against {local['policy_lag_mean']:.2f}")
     cols = [("backend", "{}"), ("actors", "{:d}"), ("envs_per_actor", "{:d}"), ("env_steps_per_s", "{:,.0f}"),
             ("ratio_to_ceiling", "{:.2f}"), ("learner_capacity_before", "{:,.0f}"),
-            ("learner_capacity_after", "{:,.0f}"), ("ratio_to_learner", "{:.2f}"), ("learner_steps_per_s", "{:.0f}"),
+            ("learner_capacity_after", "{:,.0f}"), ("ratio_to_learner", "{:.2f}"), ("actor_alone", "{:,.0f}"),
+            ("ratio_to_actors_alone", "{:.2f}"), ("learner_steps_per_s", "{:.0f}"),
             ("policy_lag_mean", "{:.2f}"),
             ("policy_lag_p95", "{:.0f}"), ("startup_s", "{:.2f}"), ("learner_cpu", "{:.2f}"),
             ("actor_cpu_mean", "{:.2f}"), ("learner_peak_rss_mb", "{:.0f}"), ("actor_peak_rss_mb_max", "{:.0f}"),
