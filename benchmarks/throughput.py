@@ -56,7 +56,7 @@ def main() -> None:
     rows = []
     runs = [(item, backend) for item in a.sweep.split(",")
             for backend in (["local", "ray"] if a.backend == "ray" else ["local"])]
-    env_backend = fastest if a.env_backend == "auto" else a.env_backend  # auto's choice is the first found
+    env_backend = next(iter(ceilings)) if a.env_backend == "auto" else a.env_backend  # backends_for: auto's first
     for item, backend in runs:
         actors, envs = (int(x) for x in item.lower().split("x"))
         alone = actor_alone(a.env, env_backend, envs)
