@@ -45,8 +45,9 @@ def fuse_mlp_layers(vendor: str | None, onednn: bool | None) -> bool:
     only with AVX512-VNNI, -BF16 or AMX). There the fused kernel's tanh post-op, AVX-512 code that Zen 4 runs in
     256-bit halves, cost ~50 µs a 1,344 x 64 layer against ~20-30 for TensorFlow's own Tanh: the CartPole learner
     batch 1.56-1.58 against 1.63-1.67 ms unfused (2-core AMD EPYC VM, 2026-12-06). On an Intel CPU with AMX the
-    fusion measured 3-4 % faster (1.60 -> 1.55 ms, 2026-12-05), so elsewhere it stays. vendor: /proc/cpuinfo's
-    vendor_id (None: unknown); onednn: tf_start.onednn_in_use()."""
+    fusion measured 3-4 % faster (1.60 -> 1.55 ms, 2026-12-05), and on one with AVX512-VNNI and no AMX as fast or
+    faster (1.70-1.78 against 1.73-2.12 ms, 5 alternated process pairs, 2026-12-08), so elsewhere it stays.
+    vendor: /proc/cpuinfo's vendor_id (None: unknown); onednn: tf_start.onednn_in_use()."""
     return not (vendor == "AuthenticAMD" and onednn)
 
 
