@@ -36,9 +36,10 @@ class BestActionHalf(gym.Env):
         return np.zeros(2, np.float32), -float((action[0] - 0.5) ** 2), True, False, {}
 
 
-class BestActionsNearBound(gym.Env):
-    """Zero observations, 20 steps, reward -10 * sum((a - 0.3)^2) for a 2-D action in [-1, 1]: with a wide first
-    policy, saturating at the bound (+1: -9.8 a step) beats a Gaussian around 0.3, and its mean leaves the bounds."""
+class BestAtTheBound(gym.Env):
+    """Zero observations, 20 steps, reward sum(a) for a 2-D action in [-1, 1]: the best action is the upper bound,
+    and every sample above it gets the same reward once clipped, so a Gaussian policy's mean walks out of the bounds
+    (a serial run, seeds 1-3: 100 % of the samples outside by learner steps 136-193, 2026-12-08)."""
 
     observation_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
     action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -49,8 +50,7 @@ class BestActionsNearBound(gym.Env):
 
     def step(self, action):
         self.t += 1
-        reward = -10.0 * float(np.sum((np.asarray(action) - 0.3) ** 2))
-        return np.zeros(4, np.float32), reward, False, self.t >= 20, {}
+        return np.zeros(4, np.float32), float(np.sum(action)), False, self.t >= 20, {}
 
 
 class CartPoleFailingOnce(gym.Wrapper):

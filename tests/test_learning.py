@@ -11,7 +11,7 @@ import pytest
 
 from actorlearner import Config, load_policy, train
 from conftest import BACKENDS, ROOT, our_segments, ray_pids, spawned_pids
-from envs import BestActionsNearBound, AlwaysTruncated, BestActionHalf
+from envs import AlwaysTruncated, BestActionHalf, BestAtTheBound
 
 
 def test_truncation_is_bootstrapped_not_terminal(tmp_path, no_leaks):
@@ -37,18 +37,20 @@ def test_continuous_best_action_is_learned(tmp_path, no_leaks):
 
 
 def test_a_policy_whose_mean_leaves_the_action_bounds_is_warned_about(tmp_path, capsys, no_leaks):
-    """health.ClipWatch: nearly every sample outside [-1, 1] for 100 learner steps. IMPALA with an actor process
-    (a policy lag of ~0.5 steps; serial runs learn this task) ran the mean off to +25-40 for seeds 1 and 2. The
-    run still ends normally."""
-    cfg = Config(env="best-actions-near-bound", num_actors=1, max_steps=400_000, eval_every_s=0,
-                 stop_at_target=False, run_dir=str(tmp_path / "run"))
-    summary = train(cfg, env_fn=BestActionsNearBound)
+    """health.ClipWatch: nearly every sample outside [-1, 1] for 100 learner steps, and the run still ends normally.
+    A serial run, so the same every time: the realistic case (a best action of 0.3 near the bound, which IMPALA
+    with an actor process ran off to +25-40 through its policy lag) depended on the processes' timing, and once in
+    CI (2026-12-08) the mean stayed inside. Here the best action is the bound (task unsolved: no target), which
+    the watch cannot tell from a mean run off; it fired at learner steps 136-193 of ~470 for seeds 1-3."""
+    cfg = Config(env="best-at-the-bound", serial=True, max_steps=600_000, eval_every_s=0, stop_at_target=False,
+                 run_dir=str(tmp_path / "run"))
+    summary = train(cfg, env_fn=BestAtTheBound)
     captured = capsys.readouterr()
     out = captured.out + captured.err  # warnings go to stderr
     assert summary["status"] == "max_steps" and summary["policy_collapses"] == 1, summary
     assert "of the sampled actions have fallen outside the action bounds for the last 100 steps" in out
     assert "restart with --preset continuous (APPO, 4 passes of 4 minibatches" in out
-    assert summary["mean_return_100"] < -150  # stuck at the bound (-196), as the warning says
+    assert summary["mean_return_100"] > 39.5  # nearly every action clipped to +1 (40 an episode), as the warning says
 
 
 def test_mountaincar_continuous_is_solved_with_the_continuous_preset_it_gets_by_its_action_space(tmp_path):
