@@ -50,7 +50,7 @@ def _step_env_only(env_id: str, backend: str, envs: int, seconds: float, out) ->
     batch.close()
 
 
-def _act_alone(env_id: str, backend: str, envs: int, seconds: float, out) -> None:
+def _act_alone(env_id: str, backend: str, envs: int, seconds: float) -> float:
     import numpy as np
 
     from actorlearner.config import Config
@@ -77,21 +77,17 @@ def _act_alone(env_id: str, backend: str, envs: int, seconds: float, out) -> Non
             actions, _, state = policy.act(obs, state, rng)
             obs = batch.step(actions if spec.discrete else np.clip(actions, spec.action_low, spec.action_high)).obs
         n += 1
-    out.put(n * cfg.unroll_length * envs / (time.perf_counter() - t0))
+    rate = n * cfg.unroll_length * envs / (time.perf_counter() - t0)
     batch.close()
+    return rate
 
 
 def actor_alone(env_id: str, backend: str, envs: int, seconds: float = 5.0) -> float:
     """Env steps/s of one actor's work in one process on a core of its own: K = envs envs of `backend` stepped
     with actions the default model of the env's preset samples (numpy), a new weight version each unroll; no
     transport, no learner. With one actor, training cannot outrun it."""
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    p = ctx.Process(target=_act_alone, args=(env_id, backend, envs, seconds, out))
-    p.start()
-    rate = out.get(timeout=seconds + 120)
-    p.join(10)
-    return float(rate)
+    with mp.get_context("spawn").Pool(1) as pool:  # a fresh process, as an actor's
+        return float(pool.apply_async(_act_alone, (env_id, backend, envs, seconds)).get(timeout=seconds + 120))
 
 
 def ceiling(env_id: str = "CartPole-v1", processes: int | None = None, seconds: float = 5.0,
