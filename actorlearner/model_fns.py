@@ -39,7 +39,7 @@ def _tensorflow_first(module: str) -> None:
     module that cannot be found: its one-line error comes at once, not after TensorFlow's seconds."""
     from . import tf_start
 
-    if not tf_start.LEAN_IMPORT or "tensorflow" in sys.modules:
+    if not tf_start.LEAN_IMPORT:
         return
     try:
         if importlib.util.find_spec(module) is None:
