@@ -52,6 +52,31 @@ def test_numpy_policy_matches_keras(kind, activation, normalize):
     np.testing.assert_allclose(got_value, want_value[:, 0], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("normalize", [False, True])
+def test_two_action_policy_samples_as_its_logits_do(normalize):
+    """With two actions the MLP samples from one head column (the log-odds): the same actions from the same draws,
+    and the same log-probs, as sampling its [B, 2] logits."""
+    from actorlearner.policies import sample_params
+
+    spec = EnvSpec((4,), "float32", True, 2, None, None, None, None)
+    cfg = Config(hidden_sizes=(64, 64), seed=3, normalize_obs=normalize)
+    layout = default_layout(spec, cfg)
+    rng = np.random.default_rng(4)
+    flat = rng.normal(scale=0.5, size=sum(int(np.prod(s)) for _, s in layout)).astype(np.float32)
+    if normalize:  # a positive variance
+        names = [p for p, _ in layout]
+        start = sum(int(np.prod(s)) for _, s in layout[:names.index("obs_norm/var")])
+        flat[start:start + 4] = np.abs(flat[start:start + 4])
+    policy = NumpyMLPPolicy(spec, layout, cfg.hidden_sizes, cfg.activation)
+    policy.load(flat)
+    obs = random_obs(spec, rng, 4096)
+    actions, logp = policy.sample(obs, np.random.default_rng(9))
+    want_actions, want_logp = sample_params(policy.policy_params(obs), spec, np.random.default_rng(9))
+    np.testing.assert_array_equal(actions, want_actions)
+    np.testing.assert_allclose(logp, want_logp, rtol=1e-5, atol=1e-5)
+    assert actions.dtype == np.int64 and logp.dtype == np.float32 and 0.2 < actions.mean() < 0.8
+
+
 @pytest.mark.parametrize("kind", ["discrete", "continuous", "multi"])
 def test_behaviour_log_probs_match_learner(kind):
     from actorlearner.policies import sample_params
