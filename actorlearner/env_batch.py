@@ -106,7 +106,7 @@ class _Episodes:
             self.ret += rewards
             self.len += 1
         else:
-            self.ret += np.where(counted, rewards, 0.0)
+            np.add(self.ret, rewards, out=self.ret, where=counted)  # one call, no temporary array
             self.len += counted
         if ended is None:
             return [], []
@@ -310,7 +310,7 @@ class VectorEnvBatch:
         rewards, term, trunc = _as_dtype(rewards, np.float32), _as_dtype(term, np.bool_), _as_dtype(trunc, np.bool_)
         trunc = np.greater(trunc, term)  # trunc & ~term, a new array
         ended = term | trunc
-        any_ended = bool(ended.any())
+        any_ended = np.count_nonzero(ended) > 0  # a third of ended.any()'s µs
         final_idx = trunc.nonzero()[0].tolist() if any_ended else []
         final_obs = None
         if final_idx:  # SAME_STEP: in the info; NEXT_STEP: this step's observation (the reset comes next step)
@@ -330,7 +330,7 @@ class VectorEnvBatch:
             self._resetting, self._any_resetting = ended, any_ended
             if valid is not None:
                 ended = ended & valid
-                any_ended = bool(ended.any())
+                any_ended = np.count_nonzero(ended) > 0
         ended_r, ended_l = self._episodes.add(rewards, counted, ended if any_ended else None)
         if self.episodic_life:  # an ended episode's lives are the next one's (after the autoreset): no loss
             lives, self._lives = self._lives, np.asarray(info["lives"])
