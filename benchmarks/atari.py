@@ -40,14 +40,15 @@ ENVS = 16  # the Atari presets' envs_per_actor
 BLOCK_UNROLLS = 4  # unrolls of the batch in each alternated block
 
 
-def _actor_side(env_id: str, preset: str, model: str, engine: str, seconds: float, out) -> None:
+def _actor_side(env_id: str, preset: str, model: str, engine: str, seconds: float) -> tuple[float, float]:
     """(env-only, actor-side) agent steps/s, in alternated blocks of BLOCK_UNROLLS unrolls: random actions, then
     one actor's work (step the batch, choose the next actions with the CNN under `engine`, numpy, litert or
     litert-int8, a new weight version at the start of every unroll of the preset's length: the most a running
-    actor loads)."""
+    actor loads). numpy's BLAS at one thread, as an actor's (actor_pool sets OPENBLAS_NUM_THREADS before it starts;
+    here numpy is loaded already, so the limit goes through threadpoolctl)."""
     import numpy as np
 
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from actorlearner.blas import one_blas_thread
     from actorlearner.config import Config
     from actorlearner.config_sources import with_preset
     from actorlearner.env_backends import EnvBatchFactory
@@ -69,30 +70,27 @@ def _actor_side(env_id: str, preset: str, model: str, engine: str, seconds: floa
     obs = batch.reset()
     env_s = act_s = 0.0
     blocks = unrolls = 0
-    while env_s + act_s < seconds or blocks < 2:
-        t0 = time.perf_counter()
-        for _ in range(block):
-            obs = batch.step(rng.integers(0, spec.action_dim, ENVS)).obs
-        t1 = time.perf_counter()
-        for i in range(block):
-            if i % unroll == 0:
-                policy.load(versions[unrolls % 2])
-                unrolls += 1
-            actions, _ = policy.sample(obs, rng)
-            obs = batch.step(actions).obs
-        env_s, act_s, blocks = env_s + t1 - t0, act_s + time.perf_counter() - t1, blocks + 1
-    out.put((blocks * block * ENVS / env_s, blocks * block * ENVS / act_s))
+    with one_blas_thread():
+        while env_s + act_s < seconds or blocks < 2:
+            t0 = time.perf_counter()
+            for _ in range(block):
+                obs = batch.step(rng.integers(0, spec.action_dim, ENVS)).obs
+            t1 = time.perf_counter()
+            for i in range(block):
+                if i % unroll == 0:
+                    policy.load(versions[unrolls % 2])
+                    unrolls += 1
+                actions, _ = policy.sample(obs, rng)
+                obs = batch.step(actions).obs
+            env_s, act_s, blocks = env_s + t1 - t0, act_s + time.perf_counter() - t1, blocks + 1
     batch.close()
+    return blocks * block * ENVS / env_s, blocks * block * ENVS / act_s
 
 
 def actor_side(env_id: str, preset: str, model: str, engine: str, seconds: float) -> tuple[float, float]:
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    p = ctx.Process(target=_actor_side, args=(env_id, preset, model, engine, seconds, out))
-    p.start()
-    rate = out.get(timeout=seconds + 120)
-    p.join(30)
-    return rate
+    """_actor_side's rates, in a fresh process (an actor's own), through a one-process spawn Pool as capacity()."""
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply_async(_actor_side, (env_id, preset, model, engine, seconds)).get(timeout=seconds + 120)
 
 
 def capacity(env_id: str, preset: str, cores: int, precision: str | None = None) -> dict:
