@@ -11,6 +11,9 @@ and the two figures (both in the table) show how far. With a vectorized env the 
 should be the limit: (b) near 1. `actor_alone`: one actor's work (its envs stepped, the preset's numpy policy
 choosing the actions, a weight load an unroll) in one process with no learner, just before the training;
 with one actor training cannot outrun it, and where it is below the learner's capacity the actor is the limit.
+`second_half_ratio`: the env steps/s of the training's second half (its metrics.jsonl, a row a second) against the
+same capacity: the rate past the first seconds, whose short CartPole episodes make an actor's steps dearer (each
+ends in a reset) and whose first learner steps are slower; the whole-training ratio is the one to quote.
 
     python benchmarks/throughput.py [--sweep 2x32,2x16,2x64] (the first: the defaults on 2 cores) [--seconds 10]
 
@@ -20,6 +23,8 @@ the CPU share Ray's own servers took).
 """
 
 import argparse
+import json
+import math
 import os
 import statistics
 import tempfile
@@ -28,6 +33,18 @@ import multiprocessing as mp
 
 from broadcast import learner_capacity
 from common import actor_alone, backends_for, ceiling, run_train, write_outputs
+
+
+def second_half_rate(run_dir: str, summary: dict) -> float:
+    """Env steps/s over the second half of a run's training (from its first learner step on), from the rows of its
+    metrics.jsonl; NaN where that half has fewer than two rows."""
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    start = summary["startup_s"] or 0.0
+    late = [r for r in rows if r["time_s"] >= start + (rows[-1]["time_s"] - start) / 2] if rows else []
+    if len(late) < 2 or late[-1]["time_s"] <= late[0]["time_s"]:
+        return math.nan
+    return (late[-1]["env_steps"] - late[0]["env_steps"]) / (late[-1]["time_s"] - late[0]["time_s"])
 
 
 def main() -> None:
@@ -65,6 +82,7 @@ def main() -> None:
                            "--envs-per-actor", str(envs), "--backend", backend,
                            "--max-seconds", str(a.seconds), "--no-stop-at-target", "--eval-every-s", "0"],
                           os.path.join(d, "run"))
+            late = second_half_rate(os.path.join(d, "run"), s)
         procs = s["processes"].values()
         actor_rss = [r["peak_rss_mb"] for r in procs if r["role"] == "actor"]
         learner = next(r for r in procs if r["role"] == "learner")
@@ -75,7 +93,7 @@ def main() -> None:
                "env_steps_per_s": s["train_env_steps_per_s"],
                "ratio_to_ceiling": s["train_env_steps_per_s"] / ceil,
                "learner_capacity_before": before, "learner_capacity_after": after,
-               "ratio_to_learner": s["train_env_steps_per_s"] / bracket,
+               "ratio_to_learner": s["train_env_steps_per_s"] / bracket, "second_half_ratio": late / bracket,
                "actor_alone": alone, "ratio_to_actors_alone": s["train_env_steps_per_s"] / (actors * alone),
                "learner_steps_per_s": s["learner_steps"] / max(1e-9, train_s),
                "samples_per_s_consumed": s["train_env_steps_per_s"],
@@ -97,7 +115,8 @@ def main() -> None:
                   f"{row['policy_lag_mean']:.2f} against {local['policy_lag_mean']:.2f}")
     cols = [("backend", "{}"), ("actors", "{:d}"), ("envs_per_actor", "{:d}"), ("env_steps_per_s", "{:,.0f}"),
             ("ratio_to_ceiling", "{:.2f}"), ("learner_capacity_before", "{:,.0f}"),
-            ("learner_capacity_after", "{:,.0f}"), ("ratio_to_learner", "{:.2f}"), ("actor_alone", "{:,.0f}"),
+            ("learner_capacity_after", "{:,.0f}"), ("ratio_to_learner", "{:.2f}"), ("second_half_ratio", "{:.2f}"),
+            ("actor_alone", "{:,.0f}"),
             ("ratio_to_actors_alone", "{:.2f}"), ("learner_steps_per_s", "{:.0f}"),
             ("policy_lag_mean", "{:.2f}"),
             ("policy_lag_p95", "{:.0f}"), ("startup_s", "{:.2f}"), ("learner_cpu", "{:.2f}"),
