@@ -142,8 +142,8 @@ class NumpyMLPPolicy(FeedForward):
     def load(self, flat: np.ndarray) -> None:
         self.w = w = dict(zip((p for p, _ in self.layout), unflatten(flat, self.layout)))
         # Two actions (CartPole's) are sampled from the log-odds l1 - l0 alone, so the head is one column: a
-        # matrix-vector product instead of the [B, 2] logits and their difference (~3 µs of an actor's ~100 µs step
-        # of 64 envs; the rest of this path ~6 µs more, against sample_params(policy_params(...)))).
+        # matrix-vector product instead of the [B, 2] logits and their difference. With the in-place layers,
+        # policy.act took 22.5 against 31.9 µs for 64 observations, of an actor's ~100 µs batch step.
         two = self.spec.discrete and not self.spec.action_nvec and w["policy/kernel"].shape[1] == 2
         self._log_odds = (w["policy/kernel"][:, 1] - w["policy/kernel"][:, 0],
                           w["policy/bias"][1] - w["policy/bias"][0]) if two else None
