@@ -148,10 +148,13 @@ class NumpyMLPPolicy(FeedForward):
         self._log_odds = (w["policy/kernel"][:, 1] - w["policy/kernel"][:, 0],
                           w["policy/bias"][1] - w["policy/bias"][0]) if two else None
 
+    def _features(self, obs: np.ndarray) -> np.ndarray:
+        """obs [B, *obs_shape] -> the policy torso's output [B, F]."""
+        return mlp_torso(self.w, mlp_obs(self.w, obs), "pi", self.n_hidden, self._activation)
+
     def policy_params(self, obs: np.ndarray) -> np.ndarray:
         """obs [B, *obs_shape] -> policy params [B, A] (logits) or [B, 2D] (mean, log_std)."""
-        h = mlp_torso(self.w, mlp_obs(self.w, obs), "pi", self.n_hidden, self._activation)
-        return policy_head(self.w, h, self.spec.discrete)
+        return policy_head(self.w, self._features(obs), self.spec.discrete)
 
     def value(self, obs: np.ndarray) -> np.ndarray:
         """obs [B, *obs_shape] -> values [B]. Separate from the policy: acting never needs the value torso."""
@@ -163,9 +166,8 @@ class NumpyMLPPolicy(FeedForward):
         """obs [B, *obs_shape] -> (actions [B] or [B, D], behaviour log-probs [B])."""
         if self._log_odds is None or mask is not None:
             return sample_params(self.policy_params(obs), self.spec, rng, mask)
-        h = mlp_torso(self.w, mlp_obs(self.w, obs), "pi", self.n_hidden, self._activation)
         kernel, bias = self._log_odds
-        return D.np_sample_log_odds(h @ kernel + bias, rng)
+        return D.np_sample_log_odds(self._features(obs) @ kernel + bias, rng)
 
     def greedy(self, obs: np.ndarray, mask=None) -> np.ndarray:
         return greedy_params(self.policy_params(obs), self.spec, mask)

@@ -10,7 +10,8 @@ import tensorflow as tf
 from actorlearner import distributions as D
 from actorlearner.config import Config
 from actorlearner.envs import EnvSpec
-from actorlearner.layout import default_layout, flat_weights, merge_moments, normalize_obs, ordered_weights
+from actorlearner.layout import (default_layout, flat_weights, layout_size, merge_moments, normalize_obs,
+                                 ordered_weights, unflatten)
 from actorlearner.model import build_default_model
 from actorlearner.policies import NumpyMLPPolicy
 
@@ -62,11 +63,10 @@ def test_two_action_policy_samples_as_its_logits_do(normalize):
     cfg = Config(hidden_sizes=(64, 64), seed=3, normalize_obs=normalize)
     layout = default_layout(spec, cfg)
     rng = np.random.default_rng(4)
-    flat = rng.normal(scale=0.5, size=sum(int(np.prod(s)) for _, s in layout)).astype(np.float32)
-    if normalize:  # a positive variance
-        names = [p for p, _ in layout]
-        start = sum(int(np.prod(s)) for _, s in layout[:names.index("obs_norm/var")])
-        flat[start:start + 4] = np.abs(flat[start:start + 4])
+    flat = rng.normal(scale=0.5, size=layout_size(layout)).astype(np.float32)
+    if normalize:  # a positive variance (unflatten's views write into flat)
+        var = dict(zip((p for p, _ in layout), unflatten(flat, layout)))["obs_norm/var"]
+        var[:] = np.abs(var)
     policy = NumpyMLPPolicy(spec, layout, cfg.hidden_sizes, cfg.activation)
     policy.load(flat)
     obs = random_obs(spec, rng, 4096)
